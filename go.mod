@@ -1,0 +1,15 @@
+module github.com/ccmr-dev/ccmr
+
+go 1.26
+
+require (
+	github.com/decred/dcrd/dcrec/secp256k1/v4 v4.4.1
+	github.com/google/go-configfs-tsm v0.3.3
+	github.com/google/go-eventlog v0.0.2
+	github.com/google/go-sev-guest v0.15.0
+	github.com/google/go-tdx-guest v0.3.1
+	github.com/google/go-tpm v0.9.8
+	github.com/rogpeppe/go-internal v1.16.0
+	github.com/spf13/cobra v1.10.2
+	golang.org/x/sys v0.50.0
+)

@@ -1,0 +1,136 @@
+package mr
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"strings"
+)
+
+// Digest is a hash value together with its algorithm.
+type Digest struct {
+	Alg   Alg
+	Bytes []byte
+}
+
+// NewDigest checks that b has a's size and returns the digest (b is not copied).
+func NewDigest(a Alg, b []byte) (Digest, error) {
+	if !a.Valid() {
+		return Digest{}, fmt.Errorf("%w: algorithm %v", ErrUnsupported, a)
+	}
+	if len(b) != a.Size() {
+		return Digest{}, fmt.Errorf("%w: %v digest must be %d bytes, got %d", ErrDigestSize, a, a.Size(), len(b))
+	}
+	return Digest{Alg: a, Bytes: b}, nil
+}
+
+// Zero returns the all-zero digest of a: the value of a register after reset.
+func Zero(a Alg) Digest { return Digest{Alg: a, Bytes: make([]byte, a.Size())} }
+
+// ParseDigest parses "ALG:HEX" (CLI and JSON) or "ALG/HEX" (runtime log
+// records). The hex must be lowercase or uppercase, of exactly the algorithm's size.
+func ParseDigest(s string) (Digest, error) {
+	i := strings.IndexAny(s, ":/")
+	if i < 0 {
+		return Digest{}, fmt.Errorf("%w: digest %q is not ALG:HEX", ErrMalformed, s)
+	}
+	a, err := ParseAlg(s[:i])
+	if err != nil {
+		return Digest{}, err
+	}
+	return ParseHex(a, s[i+1:])
+}
+
+// ParseHex parses hex digits as a digest of algorithm a.
+func ParseHex(a Alg, h string) (Digest, error) {
+	if len(h) != 2*a.Size() {
+		if _, err := hex.DecodeString(h); err != nil {
+			return Digest{}, fmt.Errorf("%w: hex %q: %v", ErrMalformed, h, err)
+		}
+		return Digest{}, fmt.Errorf("%w: %v digest must be %d bytes (%d hex digits), got %d hex digits",
+			ErrDigestSize, a, a.Size(), 2*a.Size(), len(h))
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil {
+		return Digest{}, fmt.Errorf("%w: hex %q: %v", ErrMalformed, h, err)
+	}
+	return Digest{Alg: a, Bytes: b}, nil
+}
+
+// String returns "ALG:HEX", the CLI and JSON form.
+func (d Digest) String() string { return d.Alg.String() + ":" + hex.EncodeToString(d.Bytes) }
+
+// LogString returns "ALG/HEX", the form inside runtime log records.
+func (d Digest) LogString() string { return d.Alg.String() + "/" + hex.EncodeToString(d.Bytes) }
+
+// Hex returns the lowercase hex of the digest bytes.
+func (d Digest) Hex() string { return hex.EncodeToString(d.Bytes) }
+
+// Equal reports whether d and o have the same algorithm and bytes.
+func (d Digest) Equal(o Digest) bool { return d.Alg == o.Alg && bytes.Equal(d.Bytes, o.Bytes) }
+
+// IsZero reports whether d is unset (no bytes).
+func (d Digest) IsZero() bool { return len(d.Bytes) == 0 }
+
+// MarshalText implements encoding.TextMarshaler as ALG:HEX.
+func (d Digest) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler for ALG:HEX and ALG/HEX.
+func (d *Digest) UnmarshalText(b []byte) error {
+	v, err := ParseDigest(string(b))
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}
+
+// Extend returns H(old || d), the new value of a register holding old after
+// extending it with d. d must have old's size.
+func Extend(old Digest, d []byte) (Digest, error) {
+	if !old.Alg.Valid() {
+		return Digest{}, fmt.Errorf("%w: algorithm %v", ErrUnsupported, old.Alg)
+	}
+	if len(d) != old.Alg.Size() {
+		return Digest{}, fmt.Errorf("%w: extending a %v register needs %d bytes, got %d",
+			ErrDigestSize, old.Alg, old.Alg.Size(), len(d))
+	}
+	h := old.Alg.New()
+	h.Write(old.Bytes)
+	h.Write(d)
+	return Digest{Alg: old.Alg, Bytes: h.Sum(nil)}, nil
+}
+
+// Extender folds extends into a register value without allocating per step;
+// log replay uses it on hot paths.
+type Extender struct {
+	alg Alg
+	h   interface {
+		Write([]byte) (int, error)
+		Sum([]byte) []byte
+		Reset()
+	}
+	v []byte
+}
+
+// NewExtender starts from value start (which is copied).
+func NewExtender(start Digest) *Extender {
+	return &Extender{alg: start.Alg, h: start.Alg.New(), v: append(make([]byte, 0, 64), start.Bytes...)}
+}
+
+// Extend folds d in; d must have the algorithm's size.
+func (e *Extender) Extend(d []byte) error {
+	if len(d) != len(e.v) {
+		return fmt.Errorf("%w: extending a %v register needs %d bytes, got %d", ErrDigestSize, e.alg, len(e.v), len(d))
+	}
+	e.h.Reset()
+	e.h.Write(e.v)
+	e.h.Write(d)
+	e.v = e.h.Sum(e.v[:0])
+	return nil
+}
+
+// Value returns a copy of the current value.
+func (e *Extender) Value() Digest {
+	return Digest{Alg: e.alg, Bytes: append([]byte(nil), e.v...)}
+}
