@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ccmr's tests use, only when something is missing.
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have swtpm || need+=(swtpm swtpm-tools)
+have tpm2_pcrread || need+=(tpm2-tools)
+have evmctl || need+=(ima-evm-utils)
+dpkg -s libtss2-tcti-swtpm0 >/dev/null 2>&1 || need+=(libtss2-tcti-swtpm0)
+if [ "${CCMR_E2E:-}" = 1 ]; then
+	have qemu-system-x86_64 || need+=(qemu-system-x86)
+	have busybox || need+=(busybox-static)
+	have cpio || need+=(cpio)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" = 0 ] || sudo=sudo
+echo "deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
