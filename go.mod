@@ -1,6 +1,6 @@
 module github.com/ccmr-dev/ccmr
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/decred/dcrd/dcrec/secp256k1/v4 v4.4.1
@@ -13,3 +13,5 @@ require (
 	github.com/spf13/cobra v1.10.2
 	golang.org/x/sys v0.50.0
 )
+
+require google.golang.org/protobuf v1.34.2 // indirect
