@@ -1,0 +1,315 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ccmr-dev/ccmr/mr"
+)
+
+// Kind is what Device.Kind returns.
+const Kind = "sim"
+
+// Device is the file-backed software device. Its register values live in
+// the state folder, not in the Device, so any number of Devices in any number
+// of processes may use one folder at once; each operation locks the folder.
+// A Device itself is safe for concurrent use.
+type Device struct {
+	dir    string
+	layout Layout
+	regs   []mr.Register
+	now    func() time.Time
+}
+
+var (
+	_ mr.Device   = (*Device)(nil)
+	_ mr.Attester = (*Device)(nil)
+)
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	layout Layout
+	now    func() time.Time
+}
+
+// WithLayout asks for layout l. When the folder is new, it is created with l
+// (the default is LayoutTDX); when it exists with another layout, Open fails
+// with ErrLayout. Without WithLayout an existing folder opens with its own layout.
+func WithLayout(l Layout) Option { return func(o *options) { o.layout = l } }
+
+// WithClock sets the clock Attest uses for the statement's time (default time.Now).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// ErrLayout is returned by Open when the folder was created with another layout.
+var ErrLayout = errors.New("sim: layout mismatch")
+
+// Open opens the sim device whose state lives in dir, creating the folder
+// (mode 0700) and the initial state (every register at its reset value) when
+// they do not exist. Creation is race-free: when several processes open a new
+// folder at once, exactly one creates the state.
+func Open(ctx context.Context, dir string, opts ...Option) (*Device, error) {
+	o := options{now: time.Now}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.layout != "" {
+		if _, err := ParseLayout(string(o.layout)); err != nil {
+			return nil, err
+		}
+	}
+	if dir == "" {
+		return nil, fmt.Errorf("%w: sim: empty state folder", mr.ErrMalformed)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sim: state folder: %w", err)
+	}
+	st, err := loadOrCreate(ctx, dir, o.layout)
+	if err != nil {
+		return nil, err
+	}
+	if o.layout != "" && st.Layout != o.layout {
+		return nil, fmt.Errorf("%w: %s was created with layout %s, asked for %s (use another folder, or remove this one to reset it)",
+			ErrLayout, dir, st.Layout, o.layout)
+	}
+	return &Device{dir: dir, layout: st.Layout, regs: st.Layout.Registers(), now: o.now}, nil
+}
+
+// loadOrCreate reads the state under a shared lock, or creates it under the
+// exclusive lock when it is missing.
+func loadOrCreate(ctx context.Context, dir string, l Layout) (*State, error) {
+	lockPath := filepath.Join(dir, lockFile)
+	lk, err := flock(ctx, lockPath, lockShared)
+	if err != nil {
+		return nil, err
+	}
+	st, err := readState(dir)
+	lk.Close()
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return st, err
+	}
+	lk, err = flock(ctx, lockPath, lockExclusive)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Close()
+	st, err = readState(dir)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return st, err
+	}
+	if l == "" {
+		l = LayoutTDX
+	}
+	st = newState(l)
+	if err := writeState(dir, st); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// Dir returns the state folder.
+func (d *Device) Dir() string { return d.dir }
+
+// Layout returns the device's layout.
+func (d *Device) Layout() Layout { return d.layout }
+
+// Kind returns "sim".
+func (d *Device) Kind() string { return Kind }
+
+// Close releases nothing (the device holds no open files between calls) and
+// returns nil.
+func (d *Device) Close() error { return nil }
+
+// Registers lists the registers of the device's layout.
+func (d *Device) Registers(ctx context.Context) ([]mr.Register, error) {
+	return append([]mr.Register(nil), d.regs...), nil
+}
+
+// State reads the whole state (layout, update counter, every value) under a
+// shared lock.
+func (d *Device) State(ctx context.Context) (*State, error) {
+	lk, err := flock(ctx, filepath.Join(d.dir, lockFile), lockShared)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Close()
+	st, err := readState(d.dir)
+	if err != nil {
+		return nil, err
+	}
+	if st.Layout != d.layout {
+		return nil, fmt.Errorf("%w: %s now holds layout %s, the device was opened as %s", ErrLayout, d.dir, st.Layout, d.layout)
+	}
+	return st, nil
+}
+
+// Read returns the values of the named registers, every bank of each name on
+// the TPM layout (sha1, sha256, sha384), in the order asked; with no names it
+// returns every register in layout order.
+func (d *Device) Read(ctx context.Context, names ...string) ([]mr.Value, error) {
+	for _, n := range names {
+		if err := d.known(n); err != nil {
+			return nil, err
+		}
+	}
+	st, err := d.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		return st.Values, nil
+	}
+	var out []mr.Value
+	for _, n := range names {
+		for _, v := range st.Values {
+			if v.Register.Name == n {
+				out = append(out, v)
+			}
+		}
+	}
+	return out, nil
+}
+
+// known fails with mr.ErrUnknownRegister unless the layout has a register name.
+func (d *Device) known(name string) error {
+	for _, r := range d.regs {
+		if r.Name == name {
+			return nil
+		}
+	}
+	var hint string
+	if d.layout == LayoutTDX {
+		hint = "mrtd, rtmr0..rtmr3, mrconfigid, mrowner, mrownerconfig"
+	} else {
+		hint = "pcr0..pcr23"
+	}
+	return fmt.Errorf("%w: %q (the sim device's %s layout has %s)", mr.ErrUnknownRegister, name, d.layout, hint)
+}
+
+// target finds the register an extend of name with a digest of alg goes to,
+// or the error saying why there is none.
+func (d *Device) target(name string, alg mr.Alg) (int, error) {
+	if err := d.known(name); err != nil {
+		return -1, err
+	}
+	var banks []string
+	for i, r := range d.regs {
+		if r.Name != name {
+			continue
+		}
+		if r.Flags&mr.Extendable == 0 {
+			return -1, fmt.Errorf("%w: %s is read-only (extendable on the sim device's %s layout: %s)",
+				mr.ErrNotExtendable, name, d.layout, strings.Join(extendableNames(d.regs), ", "))
+		}
+		if r.Alg == alg {
+			return i, nil
+		}
+		banks = append(banks, r.Alg.String())
+	}
+	if len(banks) == 1 {
+		r := d.regs[d.index(name)]
+		return -1, fmt.Errorf("%w: %s takes a %v digest of %d bytes, got %v", mr.ErrDigestSize, name, r.Alg, r.Size, alg)
+	}
+	return -1, fmt.Errorf("%w: %s has no %v bank (banks: %s)", mr.ErrUnknownRegister, name, alg, strings.Join(banks, ", "))
+}
+
+func (d *Device) index(name string) int {
+	for i, r := range d.regs {
+		if r.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Extend extends register name with dg: new = H(old || dg). On the TPM
+// layout dg.Alg selects the bank. Errors wrap mr.ErrUnknownRegister
+// (no such register or bank), mr.ErrNotExtendable (mrtd, mrconfigid, ...,
+// pcr17..22) or mr.ErrDigestSize; then the state is not touched.
+func (d *Device) Extend(ctx context.Context, name string, dg mr.Digest) error {
+	_, err := d.extend(ctx, name, dg)
+	return err
+}
+
+// extend is Extend, returning the update counter of the state it wrote.
+func (d *Device) extend(ctx context.Context, name string, dg mr.Digest) (uint64, error) {
+	i, err := d.target(name, dg.Alg)
+	if err != nil {
+		return 0, err
+	}
+	if r := d.regs[i]; len(dg.Bytes) != r.Size {
+		return 0, fmt.Errorf("%w: %s (%v) takes %d-byte digests, got %d bytes", mr.ErrDigestSize, name, r.Alg, r.Size, len(dg.Bytes))
+	}
+	return d.update(ctx, func(st *State) error {
+		v, err := mr.Extend(st.Values[i].Digest, dg.Bytes)
+		if err != nil {
+			return fmt.Errorf("sim: %s: %w", name, err)
+		}
+		st.Values[i].Digest = v
+		return nil
+	})
+}
+
+// ExtendData extends every bank of register name with that bank's hash of
+// data, in one locked update.
+func (d *Device) ExtendData(ctx context.Context, name string, data []byte) error {
+	if err := d.known(name); err != nil {
+		return err
+	}
+	var idx []int
+	var ds [][]byte
+	for i, r := range d.regs {
+		if r.Name != name {
+			continue
+		}
+		if _, err := d.target(name, r.Alg); err != nil {
+			return err
+		}
+		idx = append(idx, i)
+		ds = append(ds, r.Alg.Sum(data).Bytes)
+	}
+	_, err := d.update(ctx, func(st *State) error {
+		for k, i := range idx {
+			v, err := mr.Extend(st.Values[i].Digest, ds[k])
+			if err != nil {
+				return fmt.Errorf("sim: %s: %w", name, err)
+			}
+			st.Values[i].Digest = v
+		}
+		return nil
+	})
+	return err
+}
+
+// update applies fn to the state under the exclusive lock and writes the
+// result atomically, returning the new update counter. When fn fails nothing
+// is written.
+func (d *Device) update(ctx context.Context, fn func(*State) error) (uint64, error) {
+	lk, err := flock(ctx, filepath.Join(d.dir, lockFile), lockExclusive)
+	if err != nil {
+		return 0, err
+	}
+	defer lk.Close()
+	st, err := readState(d.dir)
+	if err != nil {
+		return 0, err
+	}
+	if st.Layout != d.layout {
+		return 0, fmt.Errorf("%w: %s now holds layout %s, the device was opened as %s", ErrLayout, d.dir, st.Layout, d.layout)
+	}
+	if err := fn(st); err != nil {
+		return 0, err
+	}
+	st.Seq++
+	if err := writeState(d.dir, st); err != nil {
+		return 0, err
+	}
+	return st.Seq, nil
+}

@@ -1,0 +1,236 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/ccmr-dev/ccmr/mr"
+)
+
+// File names inside the state folder.
+const (
+	stateFile = "state.json"
+	stateTemp = "state.json.tmp"
+	lockFile  = "lock"
+	keyFile   = "attest-key.pem"
+	keyTemp   = "attest-key.pem.tmp"
+)
+
+// StateFormat is the "format" member of the state file.
+const StateFormat = "ccmr-sim-state/v1"
+
+// maxStateSize bounds what ParseState reads; a TPM-layout state is ~12 KiB.
+const maxStateSize = 1 << 20
+
+// State is the content of the state file: the layout, a counter of updates
+// and every register value in the layout's order.
+type State struct {
+	// Layout is the layout the folder was created with.
+	Layout Layout
+	// Seq counts the updates (extends) since the folder was created.
+	Seq uint64
+	// Values holds one value per register of Layout, in Layout.Registers order.
+	Values []mr.Value
+}
+
+type stateJSON struct {
+	Format    string          `json:"format"`
+	Layout    string          `json:"layout"`
+	Seq       uint64          `json:"seq"`
+	Registers []stateRegister `json:"registers"`
+}
+
+type stateRegister struct {
+	Name  string `json:"name"`
+	Alg   string `json:"alg"`
+	Value string `json:"value"`
+}
+
+// newState returns the initial state of layout l.
+func newState(l Layout) *State {
+	st := &State{Layout: l}
+	for _, r := range l.Registers() {
+		st.Values = append(st.Values, mr.Value{Register: r, Digest: mr.Digest{Alg: r.Alg, Bytes: initialValue(r)}})
+	}
+	return st
+}
+
+// Marshal encodes the state as the state file's bytes: compact JSON with a
+// trailing newline, registers in layout order.
+func (st *State) Marshal() []byte {
+	j := stateJSON{Format: StateFormat, Layout: string(st.Layout), Seq: st.Seq,
+		Registers: make([]stateRegister, len(st.Values))}
+	for i, v := range st.Values {
+		j.Registers[i] = stateRegister{Name: v.Register.Name, Alg: v.Register.Alg.String(), Value: hex.EncodeToString(v.Digest.Bytes)}
+	}
+	b, err := json.Marshal(j)
+	if err != nil { // cannot happen: only strings and integers
+		panic(err)
+	}
+	return append(b, '\n')
+}
+
+// ParseState decodes a state file. It is strict: the format must be
+// ccmr-sim-state/v1, the layout known, and the registers exactly those of
+// the layout, in order, each with a value of the register's size. Errors
+// wrap mr.ErrMalformed.
+func ParseState(b []byte) (*State, error) {
+	if len(b) > maxStateSize {
+		return nil, fmt.Errorf("%w: state is %d bytes, more than %d", mr.ErrMalformed, len(b), maxStateSize)
+	}
+	var j stateJSON
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return nil, fmt.Errorf("%w: state: %v", mr.ErrMalformed, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: state: data after the JSON object at byte %d", mr.ErrMalformed, dec.InputOffset())
+	}
+	if j.Format != StateFormat {
+		return nil, fmt.Errorf("%w: state: format %q, want %q", mr.ErrMalformed, j.Format, StateFormat)
+	}
+	l, err := ParseLayout(j.Layout)
+	if err != nil {
+		return nil, fmt.Errorf("%w: state: %v", mr.ErrMalformed, err)
+	}
+	vals, err := parseValues(l.Registers(), j.Registers)
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	return &State{Layout: l, Seq: j.Seq, Values: vals}, nil
+}
+
+// parseValues checks that got lists exactly the registers of want, in order,
+// and decodes their values.
+func parseValues(want []mr.Register, got []stateRegister) ([]mr.Value, error) {
+	if len(got) != len(want) {
+		return nil, fmt.Errorf("%w: %d registers, want %d", mr.ErrMalformed, len(got), len(want))
+	}
+	vals := make([]mr.Value, len(want))
+	for i, r := range want {
+		g := got[i]
+		if g.Name != r.Name || g.Alg != r.Alg.String() {
+			return nil, fmt.Errorf("%w: register %d is %s/%s, want %s/%v", mr.ErrMalformed, i, g.Name, g.Alg, r.Name, r.Alg)
+		}
+		if len(g.Value) != 2*r.Size {
+			return nil, fmt.Errorf("%w: register %s/%v: value has %d hex digits, want %d", mr.ErrMalformed, r.Name, r.Alg, len(g.Value), 2*r.Size)
+		}
+		v, err := hex.DecodeString(g.Value)
+		if err != nil {
+			return nil, fmt.Errorf("%w: register %s/%v: %v", mr.ErrMalformed, r.Name, r.Alg, err)
+		}
+		if hex.EncodeToString(v) != g.Value {
+			return nil, fmt.Errorf("%w: register %s/%v: hex must be lowercase", mr.ErrMalformed, r.Name, r.Alg)
+		}
+		vals[i] = mr.Value{Register: r, Digest: mr.Digest{Alg: r.Alg, Bytes: v}}
+	}
+	return vals, nil
+}
+
+// lockHow is syscall.LOCK_SH or syscall.LOCK_EX.
+type lockHow int
+
+const (
+	lockShared    lockHow = syscall.LOCK_SH
+	lockExclusive lockHow = syscall.LOCK_EX
+)
+
+// flock opens the lock file and takes a shared or exclusive flock on it,
+// giving up when ctx ends. Closing the returned file releases the lock. Each
+// call opens its own file description, so locks taken by one process for
+// different operations also exclude each other.
+func flock(ctx context.Context, path string, how lockHow) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sim: lock: %w", err)
+	}
+	fd := int(f.Fd())
+	err = retryEINTR(func() error { return syscall.Flock(fd, int(how)|syscall.LOCK_NB) })
+	if err == nil {
+		return f, nil
+	}
+	if !errors.Is(err, syscall.EWOULDBLOCK) {
+		f.Close()
+		return nil, fmt.Errorf("sim: lock %s: %w", path, err)
+	}
+	if err := ctx.Err(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	// Block in the kernel (fair, no polling); if ctx ends first, a goroutine
+	// waits for the lock and drops it at once.
+	done := make(chan error, 1)
+	go func() { done <- retryEINTR(func() error { return syscall.Flock(fd, int(how)) }) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("sim: lock %s: %w", path, err)
+		}
+		return f, nil
+	case <-ctx.Done():
+		go func() { <-done; f.Close() }()
+		return nil, ctx.Err()
+	}
+}
+
+func retryEINTR(fn func() error) error {
+	for {
+		if err := fn(); !errors.Is(err, syscall.EINTR) {
+			return err
+		}
+	}
+}
+
+// readState reads and parses the state file in dir; the caller holds a lock.
+// A missing file gives an error satisfying errors.Is(err, fs.ErrNotExist).
+func readState(dir string) (*State, error) {
+	p := filepath.Join(dir, stateFile)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
+	}
+	st, err := ParseState(b)
+	if err != nil {
+		return nil, fmt.Errorf("sim: %s: %w (the file was left unchanged; remove it to reset the device)", p, err)
+	}
+	return st, nil
+}
+
+// writeState replaces the state file atomically: write a temporary file in
+// dir, fsync it, rename it over the state file. The caller holds the
+// exclusive lock, so the fixed temporary name cannot collide, and a stale
+// one from a crashed writer is simply overwritten. The folder is not fsynced:
+// the registers are meant to be as volatile as hardware registers, and
+// after a power loss the rename is either visible (new state) or not (old
+// state), never a torn file.
+func writeState(dir string, st *State) error {
+	tmp := filepath.Join(dir, stateTemp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	_, err = f.Write(st.Marshal())
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, stateFile))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("sim: write state: %w", err)
+	}
+	return nil
+}
