@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"strconv"
+	"os"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// TestMain lets testscript scripts run "ccmr" as a real subprocess built
+// from this test binary.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"ccmr": func() {
+			os.Exit(run(context.Background(), os.Args[1:], env{
+				stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv,
+			}))
+		},
+	})
+}
+
+// TestScripts runs the CLI scripts in testdata/*.txt.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata",
+		Setup: func(e *testscript.Env) error {
+			// Every script gets its own sim state folder and no hardware.
+			e.Setenv("XDG_STATE_HOME", e.WorkDir+"/state")
+			e.Setenv("CCMR_DEVICE", "sim:"+e.WorkDir+"/sim")
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// exit CODE PROG ARGS... runs PROG and requires exit status CODE.
+			"exit": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) < 2 {
+					ts.Fatalf("usage: exit CODE PROG ARGS...")
+				}
+				want, err := strconv.Atoi(args[0])
+				if err != nil {
+					ts.Fatalf("exit: %v", err)
+				}
+				got := 0
+				if err := ts.Exec(args[1], args[2:]...); err != nil {
+					var ee *exec.ExitError
+					if !errors.As(err, &ee) {
+						ts.Fatalf("exit: %v", err)
+					}
+					got = ee.ExitCode()
+				}
+				if got != want {
+					ts.Fatalf("exit status %d, want %d", got, want)
+				}
+			},
+		},
+	})
+}
