@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"strconv"
-	"os"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
