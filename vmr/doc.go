@@ -1,0 +1,18 @@
+// Package vmr keeps virtual registers (mr_ima, mr_ctr.<id>, …) on top of one
+// real backing register and its CC runtime log (DESIGN.md: the runtime log,
+// the writing protocol).
+//
+// Every virtual extend is a record "NAME extend ALG/HEX" appended to the
+// runtime log and fsynced before the hash of the record is extended into the
+// backing register, all under an exclusive lock on the log file, so that any
+// number of processes can share one register. A Store batches the records of
+// goroutines that wait at the same time into one write and one fsync (group
+// commit); processes take turns through the file lock.
+//
+// Recovery on Open: the log is replayed against the backing register. Equal
+// means clean; equal to the replay without the last record means a writer died
+// after logging and before extending, and the record is rolled forward (it is
+// extended now: it was never reported as done, and extending it makes the log
+// true). Anything else is ErrInconsistent naming the register, the log and the
+// last record that agrees, and nothing is written.
+package vmr

@@ -1,0 +1,457 @@
+package vmr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ccmr-dev/ccmr/log/runtime"
+	"github.com/ccmr-dev/ccmr/mr"
+)
+
+// ErrInconsistent means the runtime log and its backing register disagree in
+// a way recovery must not repair: the log was edited, truncated, or the
+// register was extended by someone who did not log it.
+var ErrInconsistent = errors.New("runtime log and backing register disagree")
+
+// Options configure a Store.
+type Options struct {
+	// Dir is the folder of the runtime logs (one file per backing register:
+	// DIR/REGISTER.log). Required.
+	Dir string
+	// Backing names the backing register. Default: rtmr3 when the device has
+	// it, else pcr17 (AAEL's default; a TPM lets the OS extend it only on
+	// some platforms, so name another non-resettable PCR such as pcr14 there).
+	Backing string
+	// BackingAlg selects the bank of a TPM PCR. Default: sha384 when the
+	// device has that bank for Backing, else sha256.
+	BackingAlg mr.Alg
+}
+
+// Store is the set of virtual registers on one backing register. Its methods
+// are safe for concurrent use by goroutines; processes coordinate through the
+// log file's lock.
+type Store struct {
+	dev     mr.Device
+	backing mr.Register
+	path    string
+
+	// mu guards queue and leading: the group-commit queue.
+	mu      sync.Mutex
+	queue   []*pending
+	leading bool
+
+	// fileMu guards f and view: the log file and what this process has
+	// replayed of it.
+	fileMu sync.Mutex
+	f      *os.File
+	view   view
+}
+
+type pending struct {
+	rec  runtime.Record
+	done chan result
+}
+
+type result struct {
+	value mr.Digest
+	err   error
+}
+
+// Open opens (creating when needed) the runtime log of dev's backing register
+// and recovers it as the package doc says.
+func Open(ctx context.Context, dev mr.Device, opts Options) (*Store, error) {
+	if opts.Dir == "" {
+		return nil, fmt.Errorf("vmr: no log folder given")
+	}
+	reg, err := findBacking(ctx, dev, opts)
+	if err != nil {
+		return nil, err
+	}
+	if reg.Flags&mr.Extendable == 0 {
+		return nil, fmt.Errorf("vmr: backing register %s (%v): %w", reg.Name, reg.Alg, mr.ErrNotExtendable)
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("vmr: %w", err)
+	}
+	path := filepath.Join(opts.Dir, reg.Name+".log")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("vmr: %w", err)
+	}
+	s := &Store{dev: dev, backing: reg, path: path, f: f}
+	s.view.reset(reg)
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
+	err = s.locked(func() error { return s.sync(ctx) })
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func findBacking(ctx context.Context, dev mr.Device, opts Options) (mr.Register, error) {
+	regs, err := dev.Registers(ctx)
+	if err != nil {
+		return mr.Register{}, err
+	}
+	name := opts.Backing
+	if name == "" {
+		name = "pcr17"
+		for _, r := range regs {
+			if r.Name == "rtmr3" {
+				name = "rtmr3"
+			}
+		}
+	}
+	if name == "pcr16" || name == "pcr23" {
+		return mr.Register{}, fmt.Errorf("vmr: %s can be reset from the guest and must not back virtual registers: %w", name, mr.ErrNotExtendable)
+	}
+	var banks []mr.Register
+	for _, r := range regs {
+		if r.Name == name {
+			banks = append(banks, r)
+		}
+	}
+	if len(banks) == 0 {
+		return mr.Register{}, fmt.Errorf("vmr: backing register %q: %w", name, mr.ErrUnknownRegister)
+	}
+	want := opts.BackingAlg
+	if want == 0 {
+		if len(banks) == 1 {
+			return banks[0], nil
+		}
+		want = mr.SHA256
+		for _, b := range banks {
+			if b.Alg == mr.SHA384 {
+				want = mr.SHA384
+			}
+		}
+	}
+	for _, b := range banks {
+		if b.Alg == want {
+			return b, nil
+		}
+	}
+	return mr.Register{}, fmt.Errorf("vmr: backing register %s has no %v bank: %w", name, want, mr.ErrUnknownRegister)
+}
+
+// Close releases the log file.
+func (s *Store) Close() error {
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
+	return s.f.Close()
+}
+
+// Path is the runtime log's file name.
+func (s *Store) Path() string { return s.path }
+
+// Backing is the backing register.
+func (s *Store) Backing() mr.Register { return s.backing }
+
+// locked runs fn holding the exclusive file lock. fileMu must be held.
+func (s *Store) locked(fn func() error) error {
+	if err := unix.Flock(int(s.f.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("vmr: locking %s: %w", s.path, err)
+	}
+	defer unix.Flock(int(s.f.Fd()), unix.LOCK_UN)
+	return fn()
+}
+
+// readBacking reads the backing register's current value.
+func (s *Store) readBacking(ctx context.Context) (mr.Digest, error) {
+	vs, err := s.dev.Read(ctx, s.backing.Name)
+	if err != nil {
+		return mr.Digest{}, err
+	}
+	for _, v := range vs {
+		if v.Digest.Alg == s.backing.Alg {
+			return v.Digest, nil
+		}
+	}
+	return mr.Digest{}, fmt.Errorf("vmr: reading %s: no %v value: %w", s.backing.Name, s.backing.Alg, mr.ErrUnknownRegister)
+}
+
+// sync brings the view up to the end of the log (other processes may have
+// appended), then compares it with the register and rolls a logged but not
+// extended last record forward. Called with the file lock held. An empty log
+// on a register others already extended gets an INIT entry first.
+func (s *Store) sync(ctx context.Context) error {
+	fi, err := s.f.Stat()
+	if err != nil {
+		return fmt.Errorf("vmr: %w", err)
+	}
+	if fi.Size() < s.view.off {
+		return fmt.Errorf("vmr: %s shrank from %d to %d bytes: %w", s.path, s.view.off, fi.Size(), ErrInconsistent)
+	}
+	if fi.Size() > s.view.off {
+		r := io.NewSectionReader(s.f, s.view.off, fi.Size()-s.view.off)
+		if err := s.view.replay(r, s.path); err != nil {
+			return err
+		}
+	}
+	cur, err := s.readBacking(ctx)
+	if err != nil {
+		return err
+	}
+	if s.view.off == 0 {
+		if isZero(cur.Bytes) {
+			return nil
+		}
+		// A fresh log on a register already extended by others: start it
+		// with an INIT entry carrying the register's value.
+		b, err := encodeInit(s.backing, cur)
+		if err != nil {
+			return err
+		}
+		if _, err := s.f.WriteAt(b, 0); err != nil {
+			return fmt.Errorf("vmr: writing %s: %w", s.path, err)
+		}
+		if err := s.f.Sync(); err != nil {
+			return fmt.Errorf("vmr: fsync %s: %w", s.path, err)
+		}
+		return s.view.replay(io.NewSectionReader(s.f, 0, int64(len(b))), s.path)
+	}
+	if cur.Equal(s.view.value) {
+		return nil
+	}
+	if s.view.records > 0 && cur.Equal(s.view.prev) {
+		// Logged, fsynced, not extended: roll forward.
+		if err := s.dev.Extend(ctx, s.backing.Name, s.view.lastDigest); err != nil {
+			return fmt.Errorf("vmr: rolling %s record %d forward into %s: %w", s.path, s.view.records-1, s.backing.Name, err)
+		}
+		return nil
+	}
+	return s.inconsistent(cur)
+}
+
+// inconsistent replays the whole log again to find the last record after
+// which the register held its current value, for the error message.
+func (s *Store) inconsistent(cur mr.Digest) error {
+	where := "no prefix of the log"
+	var probe view
+	probe.reset(s.backing)
+	if cur.Equal(probe.value) {
+		where = "the empty log"
+	}
+	probe.onValue = func(n int, v mr.Digest) {
+		if v.Equal(cur) {
+			where = fmt.Sprintf("the log up to its record %d (counting extended records from 1)", n)
+		}
+	}
+	probe.replay(io.NewSectionReader(s.f, 0, s.view.off), s.path)
+	return fmt.Errorf("vmr: register %s (%v) = %s matches %s of %s (%d records, replay gives %s); nothing written: %w",
+		s.backing.Name, s.backing.Alg, cur.Hex(), where, s.path, s.view.records, s.view.value.Hex(), ErrInconsistent)
+}
+
+// Extend appends "name extend ALG/HEX" to the runtime log, fsyncs it, extends
+// the backing register with the record's digest, and returns the new value of
+// the virtual register. name must satisfy mr.IsVirtualName; all records of
+// one virtual register use one algorithm.
+func (s *Store) Extend(ctx context.Context, name string, d mr.Digest) (mr.Digest, error) {
+	rs, err := s.ExtendMany(ctx, []Item{{Name: name, Digest: d}})
+	if err != nil {
+		return mr.Digest{}, err
+	}
+	return rs[0], nil
+}
+
+// Item is one virtual extend.
+type Item struct {
+	Name   string
+	Digest mr.Digest
+}
+
+// ExtendMany extends several virtual registers in log order with one fsync,
+// returning each register's value after its record. Either all items are
+// logged and extended, or an error is returned and the log holds none of the
+// items that failed.
+func (s *Store) ExtendMany(ctx context.Context, items []Item) ([]mr.Digest, error) {
+	ps := make([]*pending, len(items))
+	for i, it := range items {
+		rec, err := newRecord(it.Name, it.Digest)
+		if err != nil {
+			return nil, err
+		}
+		ps[i] = &pending{rec: rec, done: make(chan result, 1)}
+	}
+	s.mu.Lock()
+	s.queue = append(s.queue, ps...)
+	lead := !s.leading
+	s.leading = true
+	s.mu.Unlock()
+	if lead {
+		s.lead(ctx)
+	}
+	out := make([]mr.Digest, len(ps))
+	for i, p := range ps {
+		r := <-p.done
+		if r.err != nil {
+			return nil, r.err
+		}
+		out[i] = r.value
+	}
+	return out, nil
+}
+
+// lead commits queued records batch by batch until the queue is empty.
+func (s *Store) lead(ctx context.Context) {
+	for {
+		s.mu.Lock()
+		batch := s.queue
+		s.queue = nil
+		if len(batch) == 0 {
+			s.leading = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		s.commit(ctx, batch)
+	}
+}
+
+// commit logs and extends one batch and answers every pending record.
+func (s *Store) commit(ctx context.Context, batch []*pending) {
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
+	var values []mr.Digest
+	var n int
+	err := s.locked(func() error {
+		if err := s.sync(ctx); err != nil {
+			return err
+		}
+		var err error
+		values, n, err = s.appendAndExtend(ctx, batch)
+		return err
+	})
+	for i, p := range batch {
+		if i < n {
+			p.done <- result{value: values[i]}
+		} else {
+			p.done <- result{err: err}
+		}
+	}
+}
+
+// appendAndExtend writes the batch's entries in one write, fsyncs, then
+// extends the register entry by entry. It returns how many records are done;
+// when an extend fails, the records not extended are cut off the log again.
+func (s *Store) appendAndExtend(ctx context.Context, batch []*pending) ([]mr.Digest, int, error) {
+	// Check each record against the register's algorithm history first, so
+	// a bad record in a batch fails alone before anything is written.
+	var buf []byte
+	digests := make([]mr.Digest, 0, len(batch))
+	next := s.view.clone()
+	values := make([]mr.Digest, 0, len(batch))
+	for _, p := range batch {
+		if err := next.checkAlg(p.rec); err != nil {
+			return nil, 0, err
+		}
+		var d mr.Digest
+		var err error
+		if buf, d, err = encodeRecord(buf, s.backing, p.rec); err != nil {
+			return nil, 0, err
+		}
+		digests = append(digests, d)
+		values = append(values, next.applyVirtual(p.rec))
+	}
+	start := s.view.off
+	if _, err := s.f.WriteAt(buf, start); err != nil {
+		s.f.Truncate(start)
+		return nil, 0, fmt.Errorf("vmr: writing %s: %w", s.path, err)
+	}
+	if err := s.f.Sync(); err != nil {
+		// The records may or may not be on disk; none is extended. Cut
+		// them off so the log stays true.
+		s.f.Truncate(start)
+		return nil, 0, fmt.Errorf("vmr: fsync %s: %w", s.path, err)
+	}
+	for i, d := range digests {
+		if err := s.dev.Extend(ctx, s.backing.Name, d); err != nil {
+			// Records i.. are logged but not extended: cut them off. The
+			// view still ends at record i-1, which is what the register holds.
+			cutErr := s.cutAfter(ctx, start, buf, i)
+			return values, i, errors.Join(fmt.Errorf("vmr: extending %s: %w", s.backing.Name, err), cutErr)
+		}
+	}
+	if err := s.view.replay(io.NewSectionReader(s.f, start, int64(len(buf))), s.path); err != nil {
+		return values, len(batch), err
+	}
+	return values, len(batch), nil
+}
+
+// cutAfter replays the first done entries of buf into the view and truncates
+// the log after them.
+func (s *Store) cutAfter(ctx context.Context, start int64, buf []byte, done int) error {
+	size, err := entriesSize(buf, done)
+	if err != nil {
+		return err
+	}
+	if err := s.view.replay(io.NewSectionReader(s.f, start, size), s.path); err != nil {
+		return err
+	}
+	if err := s.f.Truncate(start + size); err != nil {
+		return fmt.Errorf("vmr: cutting unextended records off %s: %w", s.path, err)
+	}
+	return s.f.Sync()
+}
+
+// Read returns the current value of a virtual register (after catching up
+// with other writers).
+func (s *Store) Read(ctx context.Context, name string) (mr.Digest, error) {
+	vs, err := s.List(ctx)
+	if err != nil {
+		return mr.Digest{}, err
+	}
+	for _, v := range vs {
+		if v.Register.Name == name {
+			return v.Digest, nil
+		}
+	}
+	return mr.Digest{}, fmt.Errorf("vmr: virtual register %q has no records in %s: %w", name, s.path, mr.ErrUnknownRegister)
+}
+
+// List returns every virtual register with its value, sorted by name.
+func (s *Store) List(ctx context.Context) ([]mr.Value, error) {
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
+	if err := s.locked(func() error { return s.sync(ctx) }); err != nil {
+		return nil, err
+	}
+	out := make([]mr.Value, 0, len(s.view.virt))
+	for name, v := range s.view.virt {
+		out = append(out, mr.Value{
+			Register: mr.Register{Name: name, Alg: v.Alg, Size: v.Alg.Size(), Flags: mr.Readable | mr.Extendable | mr.Virtual, Index: -1},
+			Digest:   mr.Digest{Alg: v.Alg, Bytes: append([]byte(nil), v.Bytes...)},
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Register.Name < out[j].Register.Name })
+	return out, nil
+}
+
+// Records returns how many records the log holds for name.
+func (s *Store) Records(ctx context.Context, name string) (int, error) {
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
+	if err := s.locked(func() error { return s.sync(ctx) }); err != nil {
+		return 0, err
+	}
+	return s.view.count[name], nil
+}
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
