@@ -1,0 +1,382 @@
+package tpm
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"sort"
+
+	"github.com/ccmr-dev/ccmr/mr"
+)
+
+// Errors of quote verification, for callers that must tell them apart.
+var (
+	// ErrBadSignature: the signature does not verify with the AK.
+	ErrBadSignature = errors.New("TPM quote signature does not verify")
+	// ErrNonceMismatch: the quote's qualifying data is not the nonce.
+	ErrNonceMismatch = errors.New("TPM quote qualifying data is not the nonce")
+	// ErrPCRMismatch: the PCR values do not hash to the quote's PCR digest,
+	// or do not match its selection.
+	ErrPCRMismatch = errors.New("PCR values do not match the TPM quote")
+)
+
+// Structure tags and constants of TPM 2.0 Part 2.
+const (
+	tpmGenerated     = 0xff544347 // TPM_GENERATED_VALUE
+	tpmSTAttestQuote = 0x8018     // TPM_ST_ATTEST_QUOTE
+	algRSASSA        = 0x0014
+	algRSAPSS        = 0x0016
+	algECDSA         = 0x0018
+)
+
+// PCRSelection is one TPMS_PCR_SELECTION: a bank and the PCRs selected in it,
+// ascending.
+type PCRSelection struct {
+	Alg  mr.Alg
+	PCRs []int
+}
+
+// QuoteInfo is a parsed TPMS_ATTEST of type TPM_ST_ATTEST_QUOTE.
+type QuoteInfo struct {
+	QualifiedSigner []byte
+	ExtraData       []byte // the qualifying data: ccmr's nonce
+	Clock           uint64
+	ResetCount      uint32
+	RestartCount    uint32
+	Safe            bool
+	FirmwareVersion uint64
+	Selection       []PCRSelection
+	PCRDigest       []byte
+}
+
+// Signature is a parsed TPMT_SIGNATURE.
+type Signature struct {
+	Scheme uint16 // TPM_ALG_RSASSA, TPM_ALG_RSAPSS or TPM_ALG_ECDSA
+	Hash   mr.Alg
+	RSA    []byte   // RSASSA, RSAPSS
+	R, S   *big.Int // ECDSA
+}
+
+// reader reads big-endian TPM fields and remembers the first error with its
+// byte offset.
+type reader struct {
+	b   []byte
+	off int
+	err error
+	// what names the structure in errors.
+	what string
+}
+
+func (r *reader) fail(format string, a ...any) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: %s at byte %d: %s", mr.ErrMalformed, r.what, r.off, fmt.Sprintf(format, a...))
+	}
+}
+
+func (r *reader) take(n int, field string) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || len(r.b)-r.off < n {
+		r.fail("%s needs %d bytes, %d left", field, n, len(r.b)-r.off)
+		return nil
+	}
+	v := r.b[r.off : r.off+n]
+	r.off += n
+	return v
+}
+
+func (r *reader) u8(f string) uint8 {
+	if v := r.take(1, f); v != nil {
+		return v[0]
+	}
+	return 0
+}
+func (r *reader) u16(f string) uint16 {
+	if v := r.take(2, f); v != nil {
+		return binary.BigEndian.Uint16(v)
+	}
+	return 0
+}
+func (r *reader) u32(f string) uint32 {
+	if v := r.take(4, f); v != nil {
+		return binary.BigEndian.Uint32(v)
+	}
+	return 0
+}
+func (r *reader) u64(f string) uint64 {
+	if v := r.take(8, f); v != nil {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+func (r *reader) sized(f string) []byte { return r.take(int(r.u16(f+" size")), f) }
+
+func (r *reader) end() {
+	if r.err == nil && r.off != len(r.b) {
+		r.fail("%d bytes after the end of the structure", len(r.b)-r.off)
+	}
+}
+
+// ParseQuoteInfo parses a marshalled TPMS_ATTEST (what tpm2_quote -m writes)
+// and checks that it is a TPM-generated quote.
+func ParseQuoteInfo(attest []byte) (*QuoteInfo, error) {
+	r := &reader{b: attest, what: "TPMS_ATTEST"}
+	var q QuoteInfo
+	if m := r.u32("magic"); r.err == nil && m != tpmGenerated {
+		r.off -= 4
+		r.fail("magic 0x%08x is not TPM_GENERATED_VALUE", m)
+	}
+	if t := r.u16("type"); r.err == nil && t != tpmSTAttestQuote {
+		r.off -= 2
+		r.fail("type 0x%04x is not TPM_ST_ATTEST_QUOTE", t)
+	}
+	q.QualifiedSigner = r.sized("qualifiedSigner")
+	q.ExtraData = r.sized("extraData")
+	q.Clock = r.u64("clock")
+	q.ResetCount = r.u32("resetCount")
+	q.RestartCount = r.u32("restartCount")
+	q.Safe = r.u8("safe") != 0
+	q.FirmwareVersion = r.u64("firmwareVersion")
+	n := r.u32("pcrSelect count")
+	if r.err == nil && n > 16 {
+		r.off -= 4
+		r.fail("%d PCR selections (at most 16)", n)
+	}
+	for i := 0; r.err == nil && i < int(n); i++ {
+		a := mr.Alg(r.u16("pcrSelect hash"))
+		sel := r.take(int(r.u8("sizeofSelect")), "pcrSelect")
+		s := PCRSelection{Alg: a}
+		for j := 0; j < 8*len(sel); j++ {
+			if sel[j/8]&(1<<(j%8)) != 0 {
+				s.PCRs = append(s.PCRs, j)
+			}
+		}
+		q.Selection = append(q.Selection, s)
+	}
+	q.PCRDigest = r.sized("pcrDigest")
+	r.end()
+	if r.err != nil {
+		return nil, r.err
+	}
+	return &q, nil
+}
+
+// ParseSignature parses a marshalled TPMT_SIGNATURE (what tpm2_quote -s
+// writes) of scheme RSASSA, RSAPSS or ECDSA.
+func ParseSignature(sig []byte) (*Signature, error) {
+	r := &reader{b: sig, what: "TPMT_SIGNATURE"}
+	var s Signature
+	s.Scheme = r.u16("sigAlg")
+	s.Hash = mr.Alg(r.u16("hash"))
+	switch s.Scheme {
+	case algRSASSA, algRSAPSS:
+		s.RSA = r.sized("signature")
+	case algECDSA:
+		s.R = new(big.Int).SetBytes(r.sized("signatureR"))
+		s.S = new(big.Int).SetBytes(r.sized("signatureS"))
+	default:
+		if r.err == nil {
+			return nil, fmt.Errorf("%w: TPMT_SIGNATURE scheme 0x%04x (want RSASSA, RSAPSS or ECDSA)", mr.ErrUnsupported, s.Scheme)
+		}
+	}
+	r.end()
+	if r.err != nil {
+		return nil, r.err
+	}
+	if s.Hash.Hash() == 0 {
+		return nil, fmt.Errorf("%w: TPMT_SIGNATURE hash %v", mr.ErrUnsupported, s.Hash)
+	}
+	return &s, nil
+}
+
+// ParseAKPublic parses a PEM "PUBLIC KEY" (PKIX) as written into evidence
+// and by tpm2_readpublic -f pem.
+func ParseAKPublic(pemBytes []byte) (crypto.PublicKey, error) {
+	b, _ := pem.Decode(pemBytes)
+	if b == nil || b.Type != "PUBLIC KEY" {
+		return nil, fmt.Errorf("%w: AK public key is not a PEM PUBLIC KEY block", mr.ErrMalformed)
+	}
+	k, err := x509.ParsePKIXPublicKey(b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: AK public key: %v", mr.ErrMalformed, err)
+	}
+	return k, nil
+}
+
+// MarshalAKPublic returns the PEM "PUBLIC KEY" form of an AK public key.
+func MarshalAKPublic(k crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(k)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: AK public key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
+
+// VerifySignature checks that sig (a marshalled TPMT_SIGNATURE) is ak's
+// signature over attest.
+func VerifySignature(ak crypto.PublicKey, attest, sig []byte) error {
+	s, err := ParseSignature(sig)
+	if err != nil {
+		return err
+	}
+	h := s.Hash.Hash().New()
+	h.Write(attest)
+	digest := h.Sum(nil)
+	switch k := ak.(type) {
+	case *rsa.PublicKey:
+		switch s.Scheme {
+		case algRSASSA:
+			err = rsa.VerifyPKCS1v15(k, s.Hash.Hash(), digest, s.RSA)
+		case algRSAPSS:
+			err = rsa.VerifyPSS(k, s.Hash.Hash(), digest, s.RSA, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
+		default:
+			return fmt.Errorf("%w: an RSA AK with signature scheme 0x%04x", ErrBadSignature, s.Scheme)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrBadSignature, err)
+		}
+	case *ecdsa.PublicKey:
+		if s.Scheme != algECDSA {
+			return fmt.Errorf("%w: an ECC AK with signature scheme 0x%04x", ErrBadSignature, s.Scheme)
+		}
+		if !ecdsa.Verify(k, digest, s.R, s.S) {
+			return ErrBadSignature
+		}
+	default:
+		return fmt.Errorf("%w: AK key type %T", mr.ErrUnsupported, ak)
+	}
+	return nil
+}
+
+// PCRDigest returns the digest a quote signed with hash h carries for the
+// PCR values of the selection: h over the selected values, in selection
+// order and ascending index within a bank.
+func PCRDigest(h mr.Alg, sel []PCRSelection, pcrs map[mr.Alg]map[int][]byte) ([]byte, error) {
+	if h.Hash() == 0 && h != mr.SM3256 || !h.Valid() {
+		return nil, fmt.Errorf("%w: PCR digest hash %v", mr.ErrUnsupported, h)
+	}
+	w := h.New()
+	for _, s := range sel {
+		for _, i := range s.PCRs {
+			v, ok := pcrs[s.Alg][i]
+			if !ok {
+				return nil, fmt.Errorf("%w: the quote covers pcr%d of %v, no value given", ErrPCRMismatch, i, s.Alg)
+			}
+			if len(v) != s.Alg.Size() {
+				return nil, fmt.Errorf("%w: pcr%d of %v has %d bytes, want %d", ErrPCRMismatch, i, s.Alg, len(v), s.Alg.Size())
+			}
+			w.Write(v)
+		}
+	}
+	return w.Sum(nil), nil
+}
+
+// VerifyQuote checks one quote without a TPM: the AK's signature over
+// q.Attest, that q.Attest is a TPM-generated quote whose qualifying data is
+// nonce, that it covers exactly the PCRs of bank q.Alg listed in q.PCRs, and
+// that their values hash to its PCR digest. On success q.PCRs are values the
+// TPM vouched for. Errors wrap ErrBadSignature, ErrNonceMismatch,
+// ErrPCRMismatch or mr.ErrMalformed.
+func VerifyQuote(ak crypto.PublicKey, q mr.TPMQuote, nonce []byte) error {
+	if err := VerifySignature(ak, q.Attest, q.Signature); err != nil {
+		return fmt.Errorf("%v quote: %w", q.Alg, err)
+	}
+	info, err := ParseQuoteInfo(q.Attest)
+	if err != nil {
+		return fmt.Errorf("%v quote: %w", q.Alg, err)
+	}
+	if !bytes.Equal(info.ExtraData, nonce) {
+		return fmt.Errorf("%v quote: %w: quote has %x, nonce is %x", q.Alg, ErrNonceMismatch, info.ExtraData, nonce)
+	}
+	covered := map[int]bool{}
+	for _, s := range info.Selection {
+		if len(s.PCRs) == 0 {
+			continue
+		}
+		if s.Alg != q.Alg {
+			return fmt.Errorf("%v quote: %w: it covers bank %v", q.Alg, ErrPCRMismatch, s.Alg)
+		}
+		for _, i := range s.PCRs {
+			if covered[i] {
+				return fmt.Errorf("%v quote: %w: pcr%d selected twice", q.Alg, ErrPCRMismatch, i)
+			}
+			covered[i] = true
+		}
+	}
+	var extra []int
+	for i := range q.PCRs {
+		if !covered[i] {
+			extra = append(extra, i)
+		}
+	}
+	if len(extra) > 0 {
+		sort.Ints(extra)
+		return fmt.Errorf("%v quote: %w: values claimed for PCRs %v the quote does not cover", q.Alg, ErrPCRMismatch, extra)
+	}
+	s, _ := ParseSignature(q.Signature) // parsed fine above
+	want, err := PCRDigest(s.Hash, info.Selection, map[mr.Alg]map[int][]byte{q.Alg: q.PCRs})
+	if err != nil {
+		return fmt.Errorf("%v quote: %w", q.Alg, err)
+	}
+	if !bytes.Equal(want, info.PCRDigest) {
+		return fmt.Errorf("%v quote: %w: the values hash to %x, the quote signs %x", q.Alg, ErrPCRMismatch, want, info.PCRDigest)
+	}
+	return nil
+}
+
+// VerifyQuotePEM is VerifyQuote with the AK as PEM (mr.Evidence.PublicKey).
+func VerifyQuotePEM(akPEM []byte, q mr.TPMQuote, nonce []byte) error {
+	k, err := ParseAKPublic(akPEM)
+	if err != nil {
+		return err
+	}
+	return VerifyQuote(k, q, nonce)
+}
+
+// NewQuote builds an mr.TPMQuote from the files tpm2_quote writes: the
+// TPMS_ATTEST (-m), the TPMT_SIGNATURE (-s) and the serialized PCR file (-o,
+// see ParsePCRFile). The quote must cover one bank. Nothing is verified.
+func NewQuote(attest, sig, pcrFile []byte) (mr.TPMQuote, error) {
+	info, err := ParseQuoteInfo(attest)
+	if err != nil {
+		return mr.TPMQuote{}, err
+	}
+	if _, err := ParseSignature(sig); err != nil {
+		return mr.TPMQuote{}, err
+	}
+	var alg mr.Alg
+	for _, s := range info.Selection {
+		if len(s.PCRs) == 0 {
+			continue
+		}
+		if alg != 0 && s.Alg != alg {
+			return mr.TPMQuote{}, fmt.Errorf("%w: the quote covers banks %v and %v; ccmr wants one quote per bank", mr.ErrUnsupported, alg, s.Alg)
+		}
+		alg = s.Alg
+	}
+	if alg == 0 {
+		return mr.TPMQuote{}, fmt.Errorf("%w: the quote covers no PCR", mr.ErrMalformed)
+	}
+	q := mr.TPMQuote{Alg: alg, Attest: attest, Signature: sig, PCRs: map[int][]byte{}}
+	if pcrFile != nil {
+		vals, err := ParsePCRFile(pcrFile)
+		if err != nil {
+			return mr.TPMQuote{}, err
+		}
+		for a, m := range vals {
+			if a != alg {
+				return mr.TPMQuote{}, fmt.Errorf("%w: the PCR file has bank %v, the quote covers %v", ErrPCRMismatch, a, alg)
+			}
+			q.PCRs = m
+		}
+	}
+	return q, nil
+}
