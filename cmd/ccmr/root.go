@@ -14,9 +14,10 @@ import (
 // globals are the persistent flags every command shares.
 type globals struct {
 	env
-	device string
-	output string
-	logDir string
+	device  string
+	output  string
+	logDir  string
+	backing string
 }
 
 // openDevice opens the --device spec.
@@ -54,12 +55,14 @@ func newRoot(e env) *cobra.Command {
 	pf.StringVar(&g.device, "device", dev, "device: auto, sim[:DIR][?layout=tpm], tpm[:DEV|tcp://H:P|unix:PATH], tdx[:ROOT], snp (env CCMR_DEVICE)")
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	pf.StringVar(&g.logDir, "log-dir", "", "runtime log folder (default /run/ccmr; on the sim device, inside its state folder)")
+	pf.StringVar(&g.backing, "backing", "", "backing register of virtual registers (default rtmr3, or pcr17 on a TPM)")
 
 	root.AddCommand(
 		newRegistersCmd(g),
 		newReadCmd(g),
 		newExtendCmd(g),
 		newVersionCmd(g),
+		newVMRCmd(g),
 	)
 	return root
 }
