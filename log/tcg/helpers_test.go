@@ -1,0 +1,14 @@
+package tcg
+
+import (
+	"github.com/ccmr-dev/ccmr/log/tcg/corpus"
+	"github.com/ccmr-dev/ccmr/mr"
+)
+
+func toValues(xs []corpus.Expectation) []mr.Value {
+	out := make([]mr.Value, len(xs))
+	for i, x := range xs {
+		out[i] = mr.Value{Register: mr.Register{Name: x.Register, Alg: x.Digest.Alg}, Digest: x.Digest}
+	}
+	return out
+}
