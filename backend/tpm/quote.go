@@ -19,9 +19,15 @@ import (
 
 // NV indices of the EK certificates (TCG EK Credential Profile 2.0, 2.2.1.4).
 const (
-	EKCertRSAIndex = 0x01c00002
-	EKCertECCIndex = 0x01c0000a
+	EKCertRSAIndex = 0x01c00002 // RSA 2048, low range
+	EKCertECCIndex = 0x01c0000a // ECC NIST P-256, low range
 )
+
+// EKCertIndices lists the NV indices Attest looks for EK certificates at, in
+// this order: the low range (RSA 2048, ECC P-256) and the high range
+// (RSA 2048, P-256, P-384, P-521, SM2, RSA 3072, RSA 4096).
+var EKCertIndices = [...]uint32{EKCertRSAIndex, EKCertECCIndex,
+	0x01c00012, 0x01c00014, 0x01c00016, 0x01c00018, 0x01c0001a, 0x01c0001c, 0x01c0001e}
 
 // MaxNonce is the largest nonce a quote carries (TPM2B_DATA holds a TPMT_HA).
 const MaxNonce = 64
@@ -193,7 +199,7 @@ func (d *Device) Attest(ctx context.Context, nonce []byte) (*mr.Evidence, error)
 			break
 		}
 		ev.Time = time.Now().UTC()
-		for _, idx := range []uint32{EKCertRSAIndex, EKCertECCIndex} {
+		for _, idx := range EKCertIndices {
 			cert, err := d.readNVCert(idx)
 			if err != nil {
 				return err
