@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/ccmr-dev/ccmr/log"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -48,7 +49,8 @@ func exitCode(err error) int {
 		errors.Is(err, mr.ErrNotExtendable),
 		errors.Is(err, mr.ErrDigestSize),
 		errors.Is(err, mr.ErrMalformed),
-		errors.Is(err, mr.ErrUnsupported):
+		errors.Is(err, mr.ErrUnsupported),
+		errors.Is(err, fs.ErrNotExist):
 		return exitUsage
 	}
 	return exitFail

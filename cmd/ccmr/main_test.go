@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -31,6 +32,12 @@ func TestScripts(t *testing.T) {
 			// Every script gets its own sim state folder and no hardware.
 			e.Setenv("XDG_STATE_HOME", e.WorkDir+"/state")
 			e.Setenv("CCMR_DEVICE", "sim:"+e.WorkDir+"/sim")
+			// Scripts copy the project's real artifacts from $REPO/testdata.
+			repo, err := filepath.Abs("../..")
+			if err != nil {
+				return err
+			}
+			e.Setenv("REPO", repo)
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){

@@ -63,6 +63,7 @@ func newRoot(e env) *cobra.Command {
 		newExtendCmd(g),
 		newVersionCmd(g),
 		newVMRCmd(g),
+		newIMACmd(g),
 	)
 	return root
 }

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ccmr-dev/ccmr/vmr"
+)
+
+func newIMACmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ima",
+		Short: "The kernel's IMA measurement list",
+	}
+	var opts vmr.ForwardOptions
+	var once bool
+	var interval time.Duration
+	fwd := &cobra.Command{
+		Use:   "forward [--once] [--ima-log PATH] [--register mr_ima]",
+		Short: "Extend mr_ima with sha384(template data) of every IMA entry not yet forwarded",
+		Long: `Reads the kernel's binary IMA list and extends the virtual register (mr_ima)
+with sha384(template data) of each entry not forwarded yet, so that record i
+of mr_ima is IMA entry i. What was forwarded is read from the runtime log, so
+a restart neither skips nor repeats an entry. Without --once it follows the
+list until SIGTERM or SIGINT.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			dev, err := g.openDevice(ctx)
+			if err != nil {
+				return err
+			}
+			defer dev.Close()
+			s, err := g.openStore(ctx, dev, true)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			report := func(n int) {
+				if g.json() {
+					writeJSON(g.stdout, map[string]any{"register": opts.Register, "forwarded": n})
+					return
+				}
+				fmt.Fprintf(g.stdout, "forwarded %d entries to %s\n", n, opts.Register)
+			}
+			if once {
+				n, err := s.Forward(ctx, opts)
+				if err != nil {
+					return err
+				}
+				report(n)
+				return nil
+			}
+			return s.Follow(ctx, opts, interval, report)
+		},
+	}
+	f := fwd.Flags()
+	f.BoolVar(&once, "once", false, "forward what is there and stop")
+	f.StringVar(&opts.List, "ima-log", vmr.DefaultIMAList, "binary IMA list")
+	f.StringVar(&opts.Register, "register", "mr_ima", "virtual register to extend")
+	f.DurationVar(&interval, "interval", 2*time.Second, "how often to look for new entries when following")
+	cmd.AddCommand(fwd)
+	return cmd
+}
