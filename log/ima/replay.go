@@ -243,9 +243,6 @@ func ReplayVirtual(ctx context.Context, src Source, opts VirtualOptions) (*Virtu
 			return nil, &log.Error{File: opts.File, Record: e.Index, Offset: e.Offset,
 				Err: fmt.Errorf("%w: template data of a %s entry is unknown", mr.ErrUnsupported, e.TemplateName)}
 		}
-		if firstBad == nil {
-			firstBad = checkTemplateHash(opts.File, e, sha, sha1sum[:0])
-		}
 		h.Reset()
 		h.Write(e.TemplateData)
 		d := h.Sum(sum[:0])
@@ -255,6 +252,9 @@ func ReplayVirtual(ctx context.Context, src Source, opts VirtualOptions) (*Virtu
 				Expected: opts.Records[n], Computed: mr.Digest{Alg: mr.SHA384, Bytes: append([]byte(nil), d...)},
 				Reason: fmt.Sprintf("IMA entry %d (%q) does not match %s record %d", e.Index, e.FileName(), name, n),
 			}
+		}
+		if firstBad == nil {
+			firstBad = checkTemplateHash(opts.File, e, sha, sha1sum[:0])
 		}
 		if err := ext.Extend(d); err != nil {
 			return nil, err
