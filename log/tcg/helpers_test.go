@@ -1,6 +1,8 @@
 package tcg
 
 import (
+	"github.com/google/go-eventlog/register"
+
 	"github.com/ccmr-dev/ccmr/log/tcg/corpus"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -12,3 +14,6 @@ func toValues(xs []corpus.Expectation) []mr.Value {
 	}
 	return out
 }
+
+// gtcgHash maps a bank to go-eventlog's hash.
+func gtcgHash(a mr.Alg) register.HashAlg { return register.HashAlg(a) }

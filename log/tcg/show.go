@@ -101,10 +101,11 @@ func (l *Log) Show() iter.Seq[log.Event] {
 // specification defines as the hash of the event data. Not listed:
 // EV_EFI_VARIABLE_AUTHORITY, whose digest EDK2 firmware and shim compute
 // over a structure other than the logged data in every real log of the
-// corpus; EV_IPL, EV_POST_CODE and the blob/image types, which hash what
-// the data only describes.
+// corpus; EV_POST_CODE and the blob/image types, which hash what the data
+// only describes.
 var hashesData = map[EventType]bool{
 	EvSeparator:               true,
+	EvIPL:                     true, // systemd-boot's UTF-16 text only, see dataDigestProblems
 	EvEventTag:                true, // AAEL records only, see dataDigestProblems
 	EvAction:                  true,
 	EvEFIAction:               true,
@@ -121,6 +122,11 @@ var hashesData = map[EventType]bool{
 // many firmwares do and the PFP specification's errata allow.
 func dataDigestProblems(e *Event) []string {
 	if !hashesData[e.Type] {
+		return nil
+	}
+	if e.Type == EvIPL && !utf16ASCII(e.Data) {
+		// GRUB's EV_IPL records log "grub_cmd: ..." but hash the bare
+		// command; only systemd-boot's UTF-16 command lines hash the data.
 		return nil
 	}
 	if e.Type == EvEventTag {
@@ -294,4 +300,19 @@ func printableOr(b []byte) string {
 		return string(b)
 	}
 	return fmt.Sprintf("%q", b)
+}
+
+// utf16ASCII reports whether d looks like UTF-16LE ASCII text (as
+// systemd-boot logs its command line): at least two characters, every
+// second byte zero, a possible odd trailing byte ignored.
+func utf16ASCII(d []byte) bool {
+	if len(d) < 4 {
+		return false
+	}
+	for i := 0; i+1 < len(d); i += 2 {
+		if d[i+1] != 0 || (d[i] != 0 && (d[i] < 0x20 || d[i] > 0x7e)) {
+			return false
+		}
+	}
+	return d[0] != 0
 }
