@@ -64,6 +64,7 @@ func newRoot(e env) *cobra.Command {
 		newVersionCmd(g),
 		newVMRCmd(g),
 		newIMACmd(g),
+		newLogCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ccmr-dev/ccmr/log"
+	"github.com/ccmr-dev/ccmr/log/logfile"
+	"github.com/ccmr-dev/ccmr/mr"
+)
+
+func newLogCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "log",
+		Short: "Measurement logs: TCG2, CCEL, IMA, the CC runtime log",
+	}
+	cmd.AddCommand(newLogShowCmd(g), newLogReplayCmd(g))
+	return cmd
+}
+
+// logFlags are the flags log show and log replay share.
+type logFlags struct {
+	format string
+	banks  []string
+	tpm    bool
+}
+
+func (lf *logFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&lf.format, "format", "auto", "log format: auto, tcg2, ccel, ima-binary, ima-ascii, runtime, aael-text, cel-json, cel-tlv, dstack-json")
+	cmd.Flags().StringSliceVar(&lf.banks, "bank", nil, "IMA PCR banks to compute (default sha1,sha256)")
+	cmd.Flags().BoolVar(&lf.tpm, "tpm", false, "a runtime log's MR indexes are PCR numbers (a log kept on a TPM)")
+}
+
+func (lf *logFlags) open(path string) (*logfile.File, logfile.Options, error) {
+	f, err := logfile.ParseFormat(lf.format)
+	if err != nil {
+		return nil, logfile.Options{}, err
+	}
+	opts := logfile.Options{Format: f, TPM: lf.tpm}
+	for _, b := range lf.banks {
+		a, err := mr.ParseAlg(b)
+		if err != nil {
+			return nil, opts, fmt.Errorf("--bank: %w", err)
+		}
+		opts.Banks = append(opts.Banks, a)
+	}
+	file, err := logfile.Open(path, f)
+	return file, opts, err
+}
+
+func newLogShowCmd(g *globals) *cobra.Command {
+	var lf logFlags
+	cmd := &cobra.Command{
+		Use:   "show FILE",
+		Short: "Print every record of a log",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			file, opts, err := lf.open(args[0])
+			if err != nil {
+				return err
+			}
+			defer file.Close()
+			var events []log.Event
+			problems := 0
+			err = file.Show(cmd.Context(), opts, func(e log.Event) error {
+				problems += len(e.Problems)
+				if g.json() {
+					events = append(events, e)
+					return nil
+				}
+				digests := make([]string, len(e.Digests))
+				for i, d := range e.Digests {
+					digests[i] = d.String()
+				}
+				_, err := fmt.Fprintf(g.stdout, "%d @%d %s %s %s %s\n", e.Index, e.Offset, e.Register, e.Type, strings.Join(digests, ","), e.Text)
+				for _, p := range e.Problems {
+					fmt.Fprintf(g.stdout, "  ! record %d at byte %d: %s\n", e.Index, e.Offset, p)
+				}
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				if events == nil {
+					events = []log.Event{}
+				}
+				return writeJSON(g.stdout, struct {
+					File     string      `json:"file"`
+					Format   log.Format  `json:"format"`
+					Events   []log.Event `json:"events"`
+					Problems int         `json:"problems"`
+				}{file.Name, file.Format, events, problems})
+			}
+			if problems > 0 {
+				fmt.Fprintf(g.stderr, "ccmr: %s: %d problem(s) flagged above\n", file.Name, problems)
+			}
+			return nil
+		},
+	}
+	lf.add(cmd)
+	return cmd
+}
+
+func newLogReplayCmd(g *globals) *cobra.Command {
+	var lf logFlags
+	var expects []string
+	cmd := &cobra.Command{
+		Use:   "replay FILE [--expect REG=ALG:HEX]...",
+		Short: "Replay a log; exit 0 when every --expect matches, 1 on a mismatch, 2 on bad input",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var want []mr.Value
+			for _, e := range expects {
+				name, dg, ok := strings.Cut(e, "=")
+				if !ok {
+					return usageError("--expect %q: want REG=ALG:HEX", e)
+				}
+				d, err := mr.ParseDigest(dg)
+				if err != nil {
+					return fmt.Errorf("--expect %s: %w", name, err)
+				}
+				want = append(want, mr.Value{Register: mr.Register{Name: name, Alg: d.Alg, Size: d.Alg.Size()}, Digest: d})
+			}
+			file, opts, err := lf.open(args[0])
+			if err != nil {
+				return err
+			}
+			defer file.Close()
+			opts.Expect = want
+			res, err := file.Replay(cmd.Context(), opts)
+			var mm *log.Mismatch
+			if err != nil && !errors.As(err, &mm) {
+				return err
+			}
+			if g.json() {
+				out := struct {
+					File      string      `json:"file"`
+					Format    log.Format  `json:"format"`
+					Events    int         `json:"events"`
+					Registers []jsonValue `json:"registers"`
+					Virtual   []jsonValue `json:"virtual,omitempty"`
+					Checked   int         `json:"checked"`
+					Match     bool        `json:"match"`
+					Mismatch  string      `json:"mismatch,omitempty"`
+				}{File: file.Name, Format: file.Format, Checked: len(want), Match: err == nil}
+				if res != nil {
+					out.Events, out.Registers, out.Virtual = res.Events, toJSONValues(res.Registers), toJSONValues(res.Virtual)
+				}
+				if mm != nil {
+					out.Mismatch = mm.Error()
+				}
+				if werr := writeJSON(g.stdout, out); werr != nil {
+					return werr
+				}
+				return err
+			}
+			if res != nil {
+				for _, v := range res.Registers {
+					fmt.Fprintf(g.stdout, "%s %s\n", v.Register.Name, valueText(v))
+				}
+				for _, v := range res.Virtual {
+					fmt.Fprintf(g.stdout, "%s %s\n", v.Register.Name, valueText(v))
+				}
+			}
+			if err == nil && len(want) > 0 {
+				fmt.Fprintf(g.stdout, "match: %d expected value(s)\n", len(want))
+			}
+			return err
+		},
+	}
+	lf.add(cmd)
+	cmd.Flags().StringArrayVar(&expects, "expect", nil, "expected value REG=ALG:HEX (repeatable)")
+	return cmd
+}

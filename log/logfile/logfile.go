@@ -1,0 +1,303 @@
+// Package logfile opens a measurement log of any format ccmr reads and gives
+// the one code path that `ccmr log show`, `ccmr log replay`, the verifier and
+// the conformance tests share: sniff the format, stream the events, replay
+// and compare with expected values.
+package logfile
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+
+	"github.com/ccmr-dev/ccmr/log"
+	"github.com/ccmr-dev/ccmr/log/ima"
+	"github.com/ccmr-dev/ccmr/log/runtime"
+	"github.com/ccmr-dev/ccmr/log/tcg"
+	"github.com/ccmr-dev/ccmr/mr"
+)
+
+// Formats lists the names --format accepts.
+var formats = []log.Format{log.FormatAuto, log.FormatTCG2, log.FormatCCEL, log.FormatIMABinary, log.FormatIMAASCII,
+	log.FormatRuntime, log.FormatAAELText, log.FormatCELJSON, log.FormatCELTLV, log.FormatDstackJSON}
+
+// ParseFormat checks a --format value.
+func ParseFormat(s string) (log.Format, error) {
+	if s == "" {
+		return log.FormatAuto, nil
+	}
+	for _, f := range formats {
+		if string(f) == s {
+			return f, nil
+		}
+	}
+	return "", fmt.Errorf("%w: format %q (want one of auto, tcg2, ccel, ima-binary, ima-ascii, runtime, aael-text, cel-json, cel-tlv, dstack-json)", mr.ErrUnsupported, s)
+}
+
+// Sniff guesses a log's format from its first bytes.
+func Sniff(head []byte) (log.Format, bool) {
+	if f, ok := runtime.Sniff(head); ok {
+		return f, true
+	}
+	if f, ok := tcg.Sniff(head); ok {
+		return f, true
+	}
+	if f, ok := ima.Detect(head); ok {
+		return f, true
+	}
+	return "", false
+}
+
+// Options configure Show and Replay.
+type Options struct {
+	// Format is the log's format; auto sniffs it.
+	Format log.Format
+	// Banks are the IMA PCR banks to compute (default sha1 and sha256, plus
+	// those Expect names).
+	Banks []mr.Alg
+	// Expect are expected register values; a difference is a *log.Mismatch.
+	Expect []mr.Value
+	// TPM makes a runtime log's MR indexes PCR numbers (a log on a TPM);
+	// by default they are CC MR indexes (4 = rtmr3).
+	TPM bool
+}
+
+// File is an opened log: its name, format and the bytes of formats that are
+// parsed whole (firmware logs are small; IMA lists are streamed instead).
+type File struct {
+	Name   string
+	Format log.Format
+	f      *os.File
+}
+
+// Open opens path and settles its format.
+func Open(path string, format log.Format) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	lf := &File{Name: path, Format: format, f: f}
+	if format == "" || format == log.FormatAuto {
+		head := make([]byte, 64<<10)
+		n, err := io.ReadFull(f, head)
+		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+			f.Close()
+			return nil, err
+		}
+		ff, ok := Sniff(head[:n])
+		if !ok {
+			f.Close()
+			return nil, &log.Error{File: path, Record: -1, Err: fmt.Errorf("%w: unknown log format (give --format)", mr.ErrMalformed)}
+		}
+		lf.Format = ff
+	}
+	return lf, nil
+}
+
+// Close closes the file.
+func (lf *File) Close() error { return lf.f.Close() }
+
+func (lf *File) rewind() (io.Reader, error) {
+	if _, err := lf.f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return lf.f, nil
+}
+
+func (lf *File) all() ([]byte, error) {
+	r, err := lf.rewind()
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(r)
+}
+
+func (lf *File) runtimeReader(r io.Reader) runtime.EntryReader {
+	if lf.Format == log.FormatAAELText {
+		return runtime.NewTextReader(r, runtime.Options{File: lf.Name})
+	}
+	return runtime.NewReader(r, runtime.Options{File: lf.Name})
+}
+
+func (lf *File) imaReader(r io.Reader) *ima.Reader {
+	if lf.Format == log.FormatIMAASCII {
+		return ima.NewASCIIReader(r, ima.Options{File: lf.Name})
+	}
+	return ima.NewBinaryReader(r, ima.Options{File: lf.Name})
+}
+
+// Show calls fn for every event of the log in order.
+func (lf *File) Show(ctx context.Context, opts Options, fn func(log.Event) error) error {
+	switch lf.Format {
+	case log.FormatTCG2, log.FormatCCEL:
+		data, err := lf.all()
+		if err != nil {
+			return err
+		}
+		l, err := tcg.Parse(lf.Name, data, lf.Format)
+		if err != nil {
+			return err
+		}
+		for ev := range l.Show() {
+			if err := fn(ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	case log.FormatIMABinary, log.FormatIMAASCII:
+		r, err := lf.rewind()
+		if err != nil {
+			return err
+		}
+		rd := lf.imaReader(r)
+		for {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			e, err := rd.Next()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := fn(ima.Event(lf.Name, e, opts.Banks)); err != nil {
+				return err
+			}
+		}
+	case log.FormatRuntime, log.FormatAAELText:
+		r, err := lf.rewind()
+		if err != nil {
+			return err
+		}
+		name := runtime.TDXName
+		if opts.TPM {
+			name = runtime.PCRName
+		}
+		_, err = runtime.Replay(lf.runtimeReader(r), runtime.ReplayOptions{File: lf.Name, Name: name,
+			OnEntry: func(e *runtime.Entry) error {
+				return fn(log.Event{Index: e.Index, Offset: e.Offset, Register: name(e.MRIndex), Type: runtimeType(e),
+					Digests: []mr.Digest{e.Digest}, Text: e.Text()})
+			}})
+		return err
+	}
+	return fmt.Errorf("%s: %w: format %s cannot be shown yet", lf.Name, mr.ErrUnsupported, lf.Format)
+}
+
+func runtimeType(e *runtime.Entry) string {
+	switch e.Type {
+	case runtime.EvNoAction:
+		return "EV_NO_ACTION"
+	case runtime.EvEventTag:
+		return "EV_EVENT_TAG"
+	}
+	return fmt.Sprintf("0x%x", e.Type)
+}
+
+// Replay replays the log and compares the result with opts.Expect. The
+// result is returned with a mismatch too.
+func (lf *File) Replay(ctx context.Context, opts Options) (*log.Replay, error) {
+	switch lf.Format {
+	case log.FormatTCG2, log.FormatCCEL:
+		data, err := lf.all()
+		if err != nil {
+			return nil, err
+		}
+		l, err := tcg.Parse(lf.Name, data, lf.Format)
+		if err != nil {
+			return nil, err
+		}
+		res, err := l.Replay()
+		if err != nil {
+			return res, err
+		}
+		return res, check(lf.Name, res, opts.Expect)
+	case log.FormatIMABinary, log.FormatIMAASCII:
+		return lf.replayIMA(ctx, opts)
+	case log.FormatRuntime, log.FormatAAELText:
+		r, err := lf.rewind()
+		if err != nil {
+			return nil, err
+		}
+		ro := runtime.ReplayOptions{File: lf.Name}
+		if opts.TPM {
+			ro.Name = runtime.PCRName
+		}
+		res, err := runtime.Replay(lf.runtimeReader(r), ro)
+		if err != nil {
+			if res != nil {
+				return &res.Replay, err
+			}
+			return nil, err
+		}
+		return &res.Replay, check(lf.Name, &res.Replay, opts.Expect)
+	}
+	return nil, fmt.Errorf("%s: %w: format %s cannot be replayed yet", lf.Name, mr.ErrUnsupported, lf.Format)
+}
+
+// replayIMA replays PCR banks, and the mr_ima fold when Expect names it.
+func (lf *File) replayIMA(ctx context.Context, opts Options) (*log.Replay, error) {
+	var pcrExpect []mr.Value
+	var virt *mr.Value
+	for _, v := range opts.Expect {
+		if v.Register.Name == ima.VirtualName {
+			v := v
+			virt = &v
+		} else {
+			pcrExpect = append(pcrExpect, v)
+		}
+	}
+	r, err := lf.rewind()
+	if err != nil {
+		return nil, err
+	}
+	res, err := ima.Replay(ctx, lf.imaReader(r), ima.ReplayOptions{File: lf.Name, Banks: opts.Banks, Expect: pcrExpect})
+	if err != nil || virt == nil {
+		return res, err
+	}
+	if r, err = lf.rewind(); err != nil {
+		return res, err
+	}
+	vr, err := ima.ReplayVirtual(ctx, lf.imaReader(r), ima.VirtualOptions{File: lf.Name, Expect: virt.Digest})
+	if vr != nil {
+		res.Virtual = vr.Registers
+	}
+	return res, err
+}
+
+// check compares replayed values with expected ones, in a stable order.
+func check(file string, res *log.Replay, expect []mr.Value) error {
+	exp := append([]mr.Value(nil), expect...)
+	sort.SliceStable(exp, func(i, j int) bool { return exp[i].Register.Name < exp[j].Register.Name })
+	for _, want := range exp {
+		got, ok := find(res, want.Register.Name, want.Digest.Alg)
+		if !ok {
+			if isZero(want.Digest.Bytes) {
+				continue // a register the log never extends holds zeros
+			}
+			return &log.Mismatch{File: file, Register: want.Register.Name, Record: -1, Expected: want.Digest,
+				Reason: "the log does not extend this register in this bank"}
+		}
+		if !got.Equal(want.Digest) {
+			return &log.Mismatch{File: file, Register: want.Register.Name, Record: -1, Expected: want.Digest, Computed: got,
+				Reason: "replayed value differs"}
+		}
+	}
+	return nil
+}
+
+func find(res *log.Replay, name string, alg mr.Alg) (mr.Digest, bool) {
+	for _, list := range [][]mr.Value{res.Registers, res.Virtual} {
+		for _, v := range list {
+			if v.Register.Name == name && v.Digest.Alg == alg {
+				return v.Digest, true
+			}
+		}
+	}
+	return mr.Digest{}, false
+}
+
+func isZero(b []byte) bool { return len(bytes.Trim(b, "\x00")) == 0 }
