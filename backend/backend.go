@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -20,7 +19,14 @@ type Options struct {
 	// Getenv looks up XDG_STATE_HOME and HOME for the sim state folder.
 	// Nil means os.Getenv.
 	Getenv func(string) string
+	// Root is prefixed to every sysfs/configfs path auto-detection looks at
+	// ("/" by default), so tests run it against emulated machines.
+	Root string
+	// ProbeTPM replaces the TPM device probe in auto-detection (tests).
+	ProbeTPM func(context.Context) bool
 }
+
+func (o Options) root() string { return rootOr(o.Root) }
 
 func (o Options) getenv(k string) string {
 	if o.Getenv == nil {
@@ -29,18 +35,6 @@ func (o Options) getenv(k string) string {
 	return o.Getenv(k)
 }
 
-// SimDefaultDir is the sim device's state folder when --device names none:
-// $XDG_STATE_HOME/ccmr/sim, else $HOME/.local/state/ccmr/sim.
-func SimDefaultDir(getenv func(string) string) string {
-	if d := getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "ccmr", "sim")
-	}
-	home := getenv("HOME")
-	if home == "" {
-		home = "."
-	}
-	return filepath.Join(home, ".local", "state", "ccmr", "sim")
-}
 
 // Open opens the device a --device spec names. For "auto" it tries the
 // hardware backends in DESIGN.md's order and falls back to the software
@@ -57,7 +51,10 @@ func Open(ctx context.Context, spec string, opts Options) (mr.Device, error) {
 		if dev, err := probe(ctx, opts); dev != nil || err != nil {
 			return dev, err
 		}
-		dir := SimDefaultDir(opts.getenv)
+		dir, err := sim.DefaultDir(opts.getenv)
+		if err != nil {
+			return nil, err
+		}
 		if opts.Stderr != nil {
 			fmt.Fprintf(opts.Stderr, "ccmr: warning: no TDX, SNP or TPM found; using the software device (state in %s), whose evidence is never trusted by default\n", dir)
 		}
@@ -69,7 +66,10 @@ func Open(ctx context.Context, spec string, opts Options) (mr.Device, error) {
 func openSim(ctx context.Context, sp Spec, opts Options) (mr.Device, error) {
 	dir := sp.Arg
 	if dir == "" {
-		dir = SimDefaultDir(opts.getenv)
+		var err error
+		if dir, err = sim.DefaultDir(opts.getenv); err != nil {
+			return nil, err
+		}
 	}
 	var so []sim.Option
 	if l := sp.Options.Get("layout"); l != "" {
