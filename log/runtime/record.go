@@ -177,7 +177,13 @@ func parseLogDigest(s string) (mr.Digest, error) {
 	if err != nil {
 		return mr.Digest{}, err
 	}
-	if d.LogString() != s {
+	// Canonical: the algorithm's own name, '/', lowercase hex.
+	name, h, _ := strings.Cut(s, "/")
+	canon := name == d.Alg.String()
+	for i := 0; canon && i < len(h); i++ {
+		canon = h[i] < 'A' || h[i] > 'F'
+	}
+	if !canon {
 		return mr.Digest{}, fmt.Errorf("%w: %q is not canonical ALG/HEX (want %s)", mr.ErrMalformed, clip(s), clip(d.LogString()))
 	}
 	return d, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"iter"
 	"sort"
@@ -86,14 +87,39 @@ type Result struct {
 type regState struct {
 	name string
 	idx  uint32
-	ext  *mr.Extender
+	ext  *folder
 }
 
 type vState struct {
-	ext *mr.Extender
+	ext *folder
 	alg mr.Alg
 	n   int
 }
+
+// folder is a register value being extended, v = H(v || d), reusing its
+// hash and buffer (mr.Extender without the copy per read).
+type folder struct {
+	alg mr.Alg
+	h   hash.Hash
+	v   []byte
+}
+
+func newFolder(start mr.Digest) *folder {
+	return &folder{alg: start.Alg, h: start.Alg.New(), v: append(make([]byte, 0, 64), start.Bytes...)}
+}
+
+func (f *folder) Extend(d []byte) error {
+	if len(d) != len(f.v) {
+		return fmt.Errorf("%w: extending a %v register needs %d bytes, got %d", mr.ErrDigestSize, f.alg, len(f.v), len(d))
+	}
+	f.h.Reset()
+	f.h.Write(f.v)
+	f.h.Write(d)
+	f.v = f.h.Sum(f.v[:0])
+	return nil
+}
+
+func (f *folder) Value() mr.Digest { return mr.Digest{Alg: f.alg, Bytes: append([]byte(nil), f.v...)} }
 
 // Replay reads every entry of r and replays it: each backing register
 // starts at zero (or at the INIT value) and is extended with each extended
@@ -114,11 +140,17 @@ func Replay(r EntryReader, opt ReplayOptions) (*Result, error) {
 	virt := map[string]*vState{}
 	sawRecord := false
 	var last *regState
+	hashers := map[mr.Alg]hash.Hash{}
+	var sum, prev []byte
+	var prevAlg mr.Alg
 	fail := func(e *Entry, format string, a ...any) error {
 		return &log.Error{File: opt.File, Record: e.Index, Offset: e.Offset,
 			Err: fmt.Errorf("%w: %s", mr.ErrMalformed, fmt.Sprintf(format, a...))}
 	}
 	finish := func() {
+		if last != nil {
+			res.Previous = mr.Digest{Alg: prevAlg, Bytes: append([]byte(nil), prev...)}
+		}
 		res.Registers = res.Registers[:0]
 		rs := make([]*regState, 0, len(regs))
 		for _, s := range regs {
@@ -161,7 +193,7 @@ func Replay(r EntryReader, opt ReplayOptions) (*Result, error) {
 		if n == "" || len(regs) > 0 {
 			n = name(e.MRIndex)
 		}
-		s = &regState{name: n, idx: e.MRIndex, ext: mr.NewExtender(start)}
+		s = &regState{name: n, idx: e.MRIndex, ext: newFolder(start)}
 		regs[e.MRIndex] = s
 		return s, nil
 	}
@@ -191,14 +223,22 @@ func Replay(r EntryReader, opt ReplayOptions) (*Result, error) {
 				return res, err
 			}
 			if !e.Foreign {
-				if got := e.Digest.Alg.Sum(e.Event); !bytes.Equal(got.Bytes, e.Digest.Bytes) {
+				h := hashers[e.Digest.Alg]
+				if h == nil {
+					h = e.Digest.Alg.New()
+					hashers[e.Digest.Alg] = h
+				}
+				h.Reset()
+				h.Write(e.Event)
+				if sum = h.Sum(sum[:0]); !bytes.Equal(sum, e.Digest.Bytes) {
 					finish()
 					return res, &log.Mismatch{File: opt.File, Register: s.name, Record: e.Index, Offset: e.Offset,
-						Expected: e.Digest, Computed: got,
+						Expected: e.Digest, Computed: mr.Digest{Alg: e.Digest.Alg, Bytes: append([]byte(nil), sum...)},
 						Reason: fmt.Sprintf("entry digest is not H(event) of %q", clip(e.Text()))}
 				}
 			}
-			res.Previous = s.ext.Value()
+			prev = append(prev[:0], s.ext.v...)
+			prevAlg = e.Digest.Alg
 			if err := s.ext.Extend(e.Digest.Bytes); err != nil {
 				finish()
 				return res, fail(e, "%v", err)
@@ -215,7 +255,7 @@ func Replay(r EntryReader, opt ReplayOptions) (*Result, error) {
 				}
 				v := virt[n]
 				if v == nil {
-					v = &vState{alg: d.Alg, ext: mr.NewExtender(mr.Zero(d.Alg))}
+					v = &vState{alg: d.Alg, ext: newFolder(mr.Zero(d.Alg))}
 					virt[n] = v
 				}
 				if v.alg != d.Alg {
@@ -246,7 +286,7 @@ func Replay(r EntryReader, opt ReplayOptions) (*Result, error) {
 					return res, fail(e, "%v", err)
 				}
 				for _, s := range snap {
-					virt[s.Name] = &vState{alg: s.Value.Alg, ext: mr.NewExtender(s.Value)}
+					virt[s.Name] = &vState{alg: s.Value.Alg, ext: newFolder(s.Value)}
 				}
 				res.Snapshot = snap
 			}
