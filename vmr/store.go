@@ -455,3 +455,24 @@ func isZero(b []byte) bool {
 	}
 	return true
 }
+
+// Snapshot runs fn (a quote) while holding the log's lock, so no virtual
+// extend can slip between the evidence and the log, and returns the log's
+// bytes as they stood.
+func (s *Store) Snapshot(ctx context.Context, fn func() error) ([]byte, error) {
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
+	var out []byte
+	err := s.locked(func() error {
+		if err := s.sync(ctx); err != nil {
+			return err
+		}
+		if err := fn(); err != nil {
+			return err
+		}
+		out = make([]byte, s.view.off)
+		_, err := s.f.ReadAt(out, 0)
+		return err
+	})
+	return out, err
+}

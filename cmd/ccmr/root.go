@@ -65,6 +65,9 @@ func newRoot(e env) *cobra.Command {
 		newVMRCmd(g),
 		newIMACmd(g),
 		newLogCmd(g),
+		newQuoteCmd(g),
+		newVerifyCmd(g),
+		newKeyCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ccmr-dev/ccmr/backend/sim"
+	"github.com/ccmr-dev/ccmr/backend/tpm"
+	"github.com/ccmr-dev/ccmr/mr"
+)
+
+// newKeyCmd prints the public key that signs the device's evidence, for a
+// verifier to pin with verify --trust-ak.
+func newKeyCmd(g *globals) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "key [-O FILE]",
+		Short: "Print the attestation public key (sim key or TPM AK) as PEM, to pin with verify --trust-ak",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			dev, err := g.openDevice(ctx)
+			if err != nil {
+				return err
+			}
+			defer dev.Close()
+			pem, err := attestationKey(ctx, dev)
+			if err != nil {
+				return err
+			}
+			if out != "" {
+				return os.WriteFile(out, pem, 0o644)
+			}
+			_, err = g.stdout.Write(pem)
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&out, "out", "O", "", "write the PEM to FILE")
+	return cmd
+}
+
+func attestationKey(ctx context.Context, dev mr.Device) ([]byte, error) {
+	switch d := dev.(type) {
+	case *sim.Device:
+		return d.PublicKeyPEM(ctx)
+	case *tpm.Device:
+		return d.AKPublic(ctx)
+	}
+	return nil, fmt.Errorf("device %s has no pinnable attestation key (its evidence chains to the vendor's roots): %w", dev.Kind(), mr.ErrUnsupported)
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ccmr-dev/ccmr/log"
+	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier"
+	"github.com/ccmr-dev/ccmr/vmr"
+)
+
+func newQuoteCmd(g *globals) *cobra.Command {
+	var nonceHex, out, imaList string
+	cmd := &cobra.Command{
+		Use:   "quote [--nonce HEX] [-O FILE]",
+		Short: "Write an evidence bundle (ccmr-evidence/v1): hardware evidence, logs, register values",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			var nonce []byte
+			if nonceHex != "" {
+				var err error
+				if nonce, err = hex.DecodeString(nonceHex); err != nil || len(nonce) == 0 {
+					return usageError("--nonce %q: want hex digits", nonceHex)
+				}
+			} else {
+				nonce = make([]byte, 32)
+				rand.Read(nonce)
+			}
+			dev, err := g.openDevice(ctx)
+			if err != nil {
+				return err
+			}
+			defer dev.Close()
+			b, err := g.quote(ctx, dev, nonce, imaList)
+			if err != nil {
+				return err
+			}
+			w := g.stdout
+			if out != "" && out != "-" {
+				f, err := os.Create(out)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				w = f
+			}
+			if err := b.Write(w); err != nil {
+				return err
+			}
+			if nonceHex == "" {
+				if out != "" && out != "-" {
+					fmt.Fprintf(g.stdout, "nonce %s\n", hex.EncodeToString(nonce))
+				} else {
+					fmt.Fprintf(g.stderr, "ccmr: nonce %s\n", hex.EncodeToString(nonce))
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&nonceHex, "nonce", "", "nonce to bind (hex); a random one is made and printed when absent")
+	cmd.Flags().StringVarP(&out, "out", "O", "", "write the bundle to FILE (default standard output)")
+	cmd.Flags().StringVar(&imaList, "ima-log", vmr.DefaultIMAList, "binary IMA list to include when readable")
+	return cmd
+}
+
+// quote takes the device's evidence while holding the runtime log's lock,
+// so the log in the bundle is exactly the one the evidence covers.
+func (g *globals) quote(ctx context.Context, dev mr.Device, nonce []byte, imaList string) (*verifier.Bundle, error) {
+	att, ok := dev.(mr.Attester)
+	if !ok {
+		return nil, fmt.Errorf("device %s cannot attest: %w", dev.Kind(), mr.ErrUnsupported)
+	}
+	var ev *mr.Evidence
+	attest := func() error {
+		var err error
+		ev, err = att.Attest(ctx, nonce)
+		return err
+	}
+	var logs []verifier.Log
+	var virt []mr.Value
+	s, err := g.openStore(ctx, dev, false)
+	if err != nil {
+		return nil, err
+	}
+	if s != nil {
+		defer s.Close()
+		data, err := s.Snapshot(ctx, attest)
+		if err != nil {
+			return nil, err
+		}
+		bk := s.Backing()
+		logs = append(logs, verifier.Log{Format: string(log.FormatRuntime), Register: bk.Name, Alg: bk.Alg.String(), Source: s.Path(), Data: data})
+		if virt, err = s.List(ctx); err != nil {
+			return nil, err
+		}
+	} else if err := attest(); err != nil {
+		return nil, err
+	}
+	if data, err := os.ReadFile(imaList); err == nil && len(data) > 0 {
+		logs = append(logs, verifier.Log{Format: string(log.FormatIMABinary), Source: imaList, Data: data})
+	}
+	return verifier.NewBundle(ev, logs, virt), nil
+}

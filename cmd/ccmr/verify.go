@@ -1,0 +1,92 @@
+package main
+
+import (
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ccmr-dev/ccmr/verifier"
+)
+
+func newVerifyCmd(g *globals) *cobra.Command {
+	var policyFile, nonceHex, at, roots string
+	var trustKeys []string
+	var opts verifier.Options
+	cmd := &cobra.Command{
+		Use:   "verify BUNDLE",
+		Short: "Verify an evidence bundle layer by layer; exit 0 trusted, 1 not trusted, 2 unusable input",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := os.Open(args[0])
+			if err != nil {
+				return err
+			}
+			b, err := verifier.ReadBundle(f, args[0])
+			f.Close()
+			if err != nil {
+				return err
+			}
+			opts.Name = args[0]
+			if policyFile != "" {
+				if opts.Policy, err = verifier.LoadPolicy(policyFile); err != nil {
+					return &exitError{code: exitUsage, err: err}
+				}
+			}
+			if nonceHex != "" {
+				if opts.Nonce, err = hex.DecodeString(nonceHex); err != nil {
+					return usageError("--nonce %q: want hex digits", nonceHex)
+				}
+			}
+			if at != "" {
+				if opts.At, err = time.Parse(time.RFC3339, at); err != nil {
+					return usageError("--at %q: want RFC 3339 time", at)
+				}
+			}
+			for _, k := range trustKeys {
+				pem, err := os.ReadFile(k)
+				if err != nil {
+					return &exitError{code: exitUsage, err: err}
+				}
+				opts.TrustedKeys = append(opts.TrustedKeys, pem)
+			}
+			if roots != "" {
+				pem, err := os.ReadFile(roots)
+				if err != nil {
+					return &exitError{code: exitUsage, err: err}
+				}
+				opts.AKRoots = x509.NewCertPool()
+				if !opts.AKRoots.AppendCertsFromPEM(pem) {
+					return usageError("--ak-roots %s: no PEM certificate", roots)
+				}
+			}
+			rep, err := verifier.Verify(cmd.Context(), b, opts)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				err = writeJSON(g.stdout, rep)
+			} else {
+				err = rep.WriteText(g.stdout)
+			}
+			if err != nil {
+				return err
+			}
+			if !rep.Trusted {
+				return &exitError{code: exitFail, err: fmt.Errorf("%s: not trusted (layer %d failed)", args[0], rep.FailedLayer())}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&policyFile, "policy", "", "policy file (docs/policy.md)")
+	fl.StringVar(&nonceHex, "nonce", "", "expected nonce (hex)")
+	fl.StringVar(&at, "at", "", "time for certificate and collateral validity (RFC 3339; default now)")
+	fl.StringArrayVar(&trustKeys, "trust-ak", nil, "pinned attestation public key, PEM: TPM AK or sim key (repeatable)")
+	fl.StringVar(&roots, "ak-roots", "", "CA certificates (PEM) for AK certificates")
+	fl.BoolVar(&opts.AllowSim, "allow-sim", false, "trust sim evidence signed by a pinned key")
+	return cmd
+}

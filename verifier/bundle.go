@@ -1,0 +1,177 @@
+package verifier
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/ccmr-dev/ccmr/mr"
+)
+
+// Format is the "format" member of every evidence bundle.
+const Format = "ccmr-evidence/v1"
+
+// Bundle is a ccmr-evidence/v1 document (docs/bundle.md): the hardware
+// evidence, the logs a verifier replays, and the register values the guest
+// claimed. Binary members are base64 in JSON.
+type Bundle struct {
+	Format   string      `json:"format"`
+	Platform mr.Platform `json:"platform"`
+	Nonce    []byte      `json:"nonce"`
+	Time     time.Time   `json:"time"`
+	Evidence Evidence    `json:"evidence"`
+	// Collateral is verification material carried along so that verifying
+	// needs no network (TDX PCS collateral, AMD certificates).
+	Collateral *Collateral `json:"collateral,omitempty"`
+	Logs       []Log       `json:"logs,omitempty"`
+	// Registers are the values the guest read when it quoted; the verifier
+	// trusts only what layer 0 proves and reports claims that differ.
+	Registers []Register `json:"registers,omitempty"`
+}
+
+// Evidence is the hardware evidence.
+type Evidence struct {
+	// Report: TDX quote, SNP attestation report, or the sim statement.
+	Report []byte `json:"report,omitempty"`
+	// Signature over Report where the format keeps them apart (sim).
+	Signature []byte `json:"signature,omitempty"`
+	// PublicKey is the PEM signing key: TPM AK or sim key.
+	PublicKey string `json:"public_key,omitempty"`
+	// TPMQuotes: one TPM2_Quote per PCR bank.
+	TPMQuotes []TPMQuote `json:"tpm_quotes,omitempty"`
+	// Certificates (DER): EK certificate, AK certificate, VCEK/VLEK.
+	Certificates [][]byte `json:"certificates,omitempty"`
+}
+
+// TPMQuote is one quote: TPMS_ATTEST and TPMT_SIGNATURE as tpm2_quote writes
+// them, and the quoted PCR values by index (hex).
+type TPMQuote struct {
+	Alg       string            `json:"alg"`
+	Attest    []byte            `json:"attest"`
+	Signature []byte            `json:"signature"`
+	PCRs      map[string]string `json:"pcrs"`
+}
+
+// Collateral carries verification material.
+type Collateral struct {
+	// TDX is Intel PCS collateral in the QuoteCollateralV3 JSON layout.
+	TDX json.RawMessage `json:"tdx,omitempty"`
+	// Roots are PEM CA certificates the bundle's maker suggests; the
+	// verifier uses its own roots unless told otherwise.
+	Roots string `json:"roots,omitempty"`
+}
+
+// Log is one log in the bundle.
+type Log struct {
+	// Format is a --format name: tcg2, ccel, runtime, ima-binary, ...
+	Format string `json:"format"`
+	// Register is the backing register of a runtime log (rtmr3, pcr14).
+	Register string `json:"register,omitempty"`
+	// Alg is the backing register's algorithm for a runtime log.
+	Alg string `json:"alg,omitempty"`
+	// Source is where the guest read the log (for people).
+	Source string `json:"source,omitempty"`
+	Data   []byte `json:"data"`
+}
+
+// Register is one claimed register value.
+type Register struct {
+	Name   string    `json:"name"`
+	Digest mr.Digest `json:"digest"`
+}
+
+// ReadBundle decodes a bundle. A bundle that does not decode is unusable
+// input (mr.ErrMalformed), never a verdict.
+func ReadBundle(r io.Reader, name string) (*Bundle, error) {
+	var b Bundle
+	dec := json.NewDecoder(io.LimitReader(r, 1<<31))
+	if err := dec.Decode(&b); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", name, mr.ErrMalformed, err)
+	}
+	if b.Format != Format {
+		return nil, fmt.Errorf("%s: %w: format %q, want %q", name, mr.ErrMalformed, b.Format, Format)
+	}
+	switch b.Platform {
+	case mr.PlatformSim, mr.PlatformTPM, mr.PlatformTDX, mr.PlatformSNP:
+	default:
+		return nil, fmt.Errorf("%s: %w: platform %q", name, mr.ErrMalformed, b.Platform)
+	}
+	return &b, nil
+}
+
+// Write encodes the bundle as indented JSON.
+func (b *Bundle) Write(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(b)
+}
+
+// NewBundle makes a bundle from a device's evidence and the logs the guest
+// gathered. Virtual register values may be added to ev.Registers' claims
+// through extra.
+func NewBundle(ev *mr.Evidence, logs []Log, extra []mr.Value) *Bundle {
+	b := &Bundle{
+		Format:   Format,
+		Platform: ev.Platform,
+		Nonce:    ev.Nonce,
+		Time:     ev.Time.UTC(),
+		Evidence: Evidence{
+			Report:       ev.Report,
+			Signature:    ev.Signature,
+			PublicKey:    string(ev.PublicKey),
+			Certificates: ev.Certificates,
+		},
+	}
+	for _, q := range ev.TPMQuotes {
+		pcrs := map[string]string{}
+		for i, v := range q.PCRs {
+			pcrs[fmt.Sprint(i)] = fmt.Sprintf("%x", v)
+		}
+		b.Evidence.TPMQuotes = append(b.Evidence.TPMQuotes, TPMQuote{Alg: q.Alg.String(), Attest: q.Attest, Signature: q.Signature, PCRs: pcrs})
+	}
+	if len(ev.FirmwareLog) > 0 {
+		b.Logs = append(b.Logs, Log{Format: ev.FirmwareLogFormat, Source: "firmware", Data: ev.FirmwareLog})
+	}
+	b.Logs = append(b.Logs, logs...)
+	for _, v := range append(append([]mr.Value(nil), ev.Registers...), extra...) {
+		b.Registers = append(b.Registers, Register{Name: v.Register.Name, Digest: v.Digest})
+	}
+	sort.SliceStable(b.Registers, func(i, j int) bool { return b.Registers[i].Name < b.Registers[j].Name })
+	return b
+}
+
+// mrEvidence turns the bundle's evidence back into mr.Evidence for the
+// backends' verification functions.
+func (b *Bundle) mrEvidence() (*mr.Evidence, error) {
+	ev := &mr.Evidence{
+		Platform:     b.Platform,
+		Nonce:        b.Nonce,
+		Time:         b.Time,
+		Report:       b.Evidence.Report,
+		Signature:    b.Evidence.Signature,
+		PublicKey:    []byte(b.Evidence.PublicKey),
+		Certificates: b.Evidence.Certificates,
+	}
+	for i, q := range b.Evidence.TPMQuotes {
+		a, err := mr.ParseAlg(q.Alg)
+		if err != nil {
+			return nil, fmt.Errorf("tpm_quotes[%d]: %w", i, err)
+		}
+		tq := mr.TPMQuote{Alg: a, Attest: q.Attest, Signature: q.Signature, PCRs: map[int][]byte{}}
+		for k, h := range q.PCRs {
+			var idx int
+			if _, err := fmt.Sscanf(k, "%d", &idx); err != nil || idx < 0 || idx > 23 {
+				return nil, fmt.Errorf("tpm_quotes[%d]: %w: PCR index %q", i, mr.ErrMalformed, k)
+			}
+			d, err := mr.ParseHex(a, h)
+			if err != nil {
+				return nil, fmt.Errorf("tpm_quotes[%d] pcr %s: %w", i, k, err)
+			}
+			tq.PCRs[idx] = d.Bytes
+		}
+		ev.TPMQuotes = append(ev.TPMQuotes, tq)
+	}
+	return ev, nil
+}

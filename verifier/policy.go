@@ -1,0 +1,154 @@
+package verifier
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/ccmr-dev/ccmr/mr"
+)
+
+// Policy is what layer 4 judges against (docs/policy.md).
+type Policy struct {
+	// Registers maps a register name (rtmr1, pcr7, mr_ima) to the values it
+	// may hold; a TPM PCR may be given in several banks.
+	Registers map[string][]mr.Digest
+	// Nonce is the expected nonce, when the policy fixes one.
+	Nonce []byte
+	// Runtime is Keylime's runtime policy: file reference digests and
+	// excluded paths, checked against every proven IMA entry.
+	Runtime *RuntimePolicy
+}
+
+// RuntimePolicy is the part of Keylime's runtime-policy JSON that ccmr
+// reads: "digests" (path → allowed hex file digests) and "excludes"
+// (regular expressions of paths not judged).
+type RuntimePolicy struct {
+	Digests  map[string][]string `json:"digests"`
+	Excludes []string            `json:"excludes"`
+
+	excludes []*regexp.Regexp
+	allowed  map[string]map[string]bool
+}
+
+type policyJSON struct {
+	Registers map[string]json.RawMessage `json:"registers"`
+	Nonce     string                     `json:"nonce"`
+	IMA       *struct {
+		// RuntimePolicy is a Keylime runtime-policy file, relative to the
+		// policy file.
+		RuntimePolicy string          `json:"runtime_policy"`
+		Keylime       json.RawMessage `json:"keylime"`
+	} `json:"ima"`
+}
+
+// LoadPolicy reads a policy file.
+func LoadPolicy(path string) (*Policy, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p, err := ParsePolicy(b, filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
+}
+
+// ParsePolicy parses a policy; dir resolves a relative runtime_policy path.
+func ParsePolicy(b []byte, dir string) (*Policy, error) {
+	var pj policyJSON
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&pj); err != nil {
+		return nil, fmt.Errorf("%w: policy: %v", mr.ErrMalformed, err)
+	}
+	p := &Policy{Registers: map[string][]mr.Digest{}}
+	for name, raw := range pj.Registers {
+		var list []string
+		var one string
+		if err := json.Unmarshal(raw, &one); err == nil {
+			list = []string{one}
+		} else if err := json.Unmarshal(raw, &list); err != nil {
+			return nil, fmt.Errorf("%w: policy register %s: want \"ALG:HEX\" or a list of them", mr.ErrMalformed, name)
+		}
+		for _, s := range list {
+			d, err := mr.ParseDigest(s)
+			if err != nil {
+				return nil, fmt.Errorf("policy register %s: %w", name, err)
+			}
+			p.Registers[name] = append(p.Registers[name], d)
+		}
+	}
+	if pj.Nonce != "" {
+		n, err := hex.DecodeString(pj.Nonce)
+		if err != nil {
+			return nil, fmt.Errorf("%w: policy nonce: %v", mr.ErrMalformed, err)
+		}
+		p.Nonce = n
+	}
+	if pj.IMA != nil {
+		raw := []byte(pj.IMA.Keylime)
+		if pj.IMA.RuntimePolicy != "" {
+			f := pj.IMA.RuntimePolicy
+			if !filepath.IsAbs(f) {
+				f = filepath.Join(dir, f)
+			}
+			var err error
+			if raw, err = os.ReadFile(f); err != nil {
+				return nil, fmt.Errorf("policy runtime_policy: %w", err)
+			}
+		}
+		if len(raw) > 0 {
+			rp, err := ParseRuntimePolicy(raw)
+			if err != nil {
+				return nil, err
+			}
+			p.Runtime = rp
+		}
+	}
+	return p, nil
+}
+
+// ParseRuntimePolicy reads Keylime's runtime-policy JSON.
+func ParseRuntimePolicy(b []byte) (*RuntimePolicy, error) {
+	var rp RuntimePolicy
+	if err := json.Unmarshal(b, &rp); err != nil {
+		return nil, fmt.Errorf("%w: runtime policy: %v", mr.ErrMalformed, err)
+	}
+	rp.allowed = map[string]map[string]bool{}
+	for path, ds := range rp.Digests {
+		m := map[string]bool{}
+		for _, d := range ds {
+			m[strings.ToLower(d)] = true
+		}
+		rp.allowed[path] = m
+	}
+	for _, e := range rp.Excludes {
+		re, err := regexp.Compile(e)
+		if err != nil {
+			return nil, fmt.Errorf("%w: runtime policy exclude %q: %v", mr.ErrMalformed, e, err)
+		}
+		rp.excludes = append(rp.excludes, re)
+	}
+	return &rp, nil
+}
+
+// Excluded reports whether path matches an exclude.
+func (rp *RuntimePolicy) Excluded(path string) bool {
+	for _, re := range rp.excludes {
+		if re.MatchString(path) {
+			return true
+		}
+	}
+	return false
+}
+
+// Allowed reports whether digest (hex) is a reference digest of path.
+func (rp *RuntimePolicy) Allowed(path, digestHex string) bool {
+	return rp.allowed[path][strings.ToLower(digestHex)]
+}

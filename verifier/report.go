@@ -1,0 +1,123 @@
+package verifier
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Layer numbers, as DESIGN.md names them.
+const (
+	LayerEvidence = 0
+	LayerLogs     = 1
+	LayerVirtual  = 2
+	LayerApp      = 3
+	LayerPolicy   = 4
+)
+
+var layerNames = [...]string{"evidence", "cc logs", "virtual registers", "application logs", "policy"}
+
+// Status of a layer.
+type Status string
+
+// Layer statuses.
+const (
+	Pass Status = "pass"
+	Fail Status = "fail"
+	// Skip: the layer did not run, because an earlier one failed.
+	Skip Status = "skip"
+)
+
+// Report is the verifier's answer.
+type Report struct {
+	Format   string        `json:"format"`
+	Bundle   string        `json:"bundle,omitempty"`
+	Platform string        `json:"platform"`
+	Trusted  bool          `json:"trusted"`
+	Layers   []LayerResult `json:"layers"`
+}
+
+// LayerResult is one layer's verdict: what it checked, what it could not
+// check, and for a failure the first thing that broke it.
+type LayerResult struct {
+	Layer      int      `json:"layer"`
+	Name       string   `json:"name"`
+	Status     Status   `json:"status"`
+	Checked    []string `json:"checked,omitempty"`
+	NotChecked []string `json:"not_checked,omitempty"`
+	Failure    *Failure `json:"failure,omitempty"`
+}
+
+// Failure locates what broke a layer. Record is -1 when no single record can
+// be blamed (only a final value disagrees).
+type Failure struct {
+	Log      string `json:"log,omitempty"`
+	Record   int    `json:"record"`
+	Offset   int64  `json:"offset"`
+	Register string `json:"register,omitempty"`
+	Expected string `json:"expected,omitempty"`
+	Computed string `json:"computed,omitempty"`
+	Reason   string `json:"reason"`
+}
+
+func newReport(b *Bundle, name string) *Report {
+	r := &Report{Format: "ccmr-verify-report/v1", Bundle: name, Platform: string(b.Platform)}
+	for i, n := range layerNames {
+		r.Layers = append(r.Layers, LayerResult{Layer: i, Name: n, Status: Skip})
+	}
+	return r
+}
+
+// FailedLayer is the first failing layer, or -1.
+func (r *Report) FailedLayer() int {
+	for _, l := range r.Layers {
+		if l.Status == Fail {
+			return l.Layer
+		}
+	}
+	return -1
+}
+
+// WriteText prints the report for people.
+func (r *Report) WriteText(w io.Writer) error {
+	var b strings.Builder
+	verdict := "NOT TRUSTED"
+	if r.Trusted {
+		verdict = "TRUSTED"
+	}
+	fmt.Fprintf(&b, "%s: %s (platform %s)\n", nameOr(r.Bundle), verdict, r.Platform)
+	for _, l := range r.Layers {
+		fmt.Fprintf(&b, "layer %d %-18s %s\n", l.Layer, l.Name, l.Status)
+		for _, c := range l.Checked {
+			fmt.Fprintf(&b, "  ok   %s\n", c)
+		}
+		for _, c := range l.NotChecked {
+			fmt.Fprintf(&b, "  --   %s\n", c)
+		}
+		if f := l.Failure; f != nil {
+			fmt.Fprintf(&b, "  FAIL %s\n", f.Reason)
+			if f.Log != "" {
+				if f.Record >= 0 {
+					fmt.Fprintf(&b, "       at %s record %d, byte %d\n", f.Log, f.Record, f.Offset)
+				} else {
+					fmt.Fprintf(&b, "       in %s (no single record can be named: only the final value disagrees)\n", f.Log)
+				}
+			}
+			if f.Register != "" {
+				fmt.Fprintf(&b, "       register %s\n", f.Register)
+			}
+			if f.Expected != "" || f.Computed != "" {
+				fmt.Fprintf(&b, "       expected %s\n       computed %s\n", f.Expected, f.Computed)
+			}
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func nameOr(s string) string {
+	if s == "" {
+		return "bundle"
+	}
+	return s
+}

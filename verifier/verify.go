@@ -1,0 +1,540 @@
+package verifier
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/ccmr-dev/ccmr/backend/sim"
+	"github.com/ccmr-dev/ccmr/backend/tpm"
+	"github.com/ccmr-dev/ccmr/log"
+	"github.com/ccmr-dev/ccmr/log/ima"
+	"github.com/ccmr-dev/ccmr/log/runtime"
+	"github.com/ccmr-dev/ccmr/log/tcg"
+	"github.com/ccmr-dev/ccmr/mr"
+)
+
+// Options configure Verify.
+type Options struct {
+	// Name names the bundle in the report.
+	Name string
+	// AllowSim lets sim evidence be trusted (with a pinned key).
+	AllowSim bool
+	// TrustedKeys are pinned public keys (PEM): TPM AKs, the sim key.
+	TrustedKeys [][]byte
+	// AKRoots are CA certificates for AK certificates in the bundle.
+	AKRoots *x509.CertPool
+	// Nonce is the expected nonce; nil leaves it to the policy, else
+	// the report says it was not checked.
+	Nonce []byte
+	// At is the time for certificate validity; zero means now.
+	At time.Time
+	// Policy is judged in layer 4; nil means no policy.
+	Policy *Policy
+}
+
+type regKey struct {
+	name string
+	alg  mr.Alg
+}
+
+// run carries what one verification learns from layer to layer.
+type run struct {
+	b       *Bundle
+	opts    Options
+	rep     *Report
+	trusted map[regKey]mr.Digest
+	virtual map[string]mr.Digest
+	records map[string][]mr.Digest // records of each virtual register
+	proven  int                    // IMA entries proven by layer 3; -1 for none
+	imaLog  *Log
+}
+
+// Verify checks a bundle layer by layer. It returns an error only for input
+// it cannot use at all; every failed check is a verdict in the report.
+func Verify(ctx context.Context, b *Bundle, opts Options) (*Report, error) {
+	if opts.At.IsZero() {
+		opts.At = time.Now()
+	}
+	r := &run{b: b, opts: opts, rep: newReport(b, opts.Name), trusted: map[regKey]mr.Digest{},
+		virtual: map[string]mr.Digest{}, records: map[string][]mr.Digest{}, proven: -1}
+	layers := []func(context.Context, *LayerResult) error{r.evidence, r.logs, r.virtualRegs, r.appLogs, r.policy}
+	for i, f := range layers {
+		l := &r.rep.Layers[i]
+		l.Status = Pass
+		if err := f(ctx, l); err != nil {
+			var fe *failError
+			if !errors.As(err, &fe) {
+				return nil, err
+			}
+			l.Status = Fail
+			l.Failure = fe.f
+			return r.rep, nil
+		}
+	}
+	r.rep.Trusted = true
+	return r.rep, nil
+}
+
+// failError carries a layer's failure through the layer function.
+type failError struct{ f *Failure }
+
+func (e *failError) Error() string { return e.f.Reason }
+
+func fail(format string, a ...any) error {
+	return &failError{&Failure{Record: -1, Reason: fmt.Sprintf(format, a...)}}
+}
+
+// failFrom turns a log error or mismatch into a located failure.
+func failFrom(logName string, err error) error {
+	f := &Failure{Log: logName, Record: -1, Reason: err.Error()}
+	var mm *log.Mismatch
+	var le *log.Error
+	switch {
+	case errors.As(err, &mm):
+		f.Record, f.Offset, f.Register = mm.Record, mm.Offset, mm.Register
+		if !mm.Expected.IsZero() {
+			f.Expected = mm.Expected.String()
+		}
+		if !mm.Computed.IsZero() {
+			f.Computed = mm.Computed.String()
+		}
+		if mm.Reason != "" {
+			f.Reason = mm.Reason
+		}
+	case errors.As(err, &le):
+		f.Record, f.Offset = le.Record, le.Offset
+		f.Reason = le.Err.Error()
+	}
+	return &failError{f}
+}
+
+// ---- layer 0: evidence -------------------------------------------------
+
+func (r *run) evidence(ctx context.Context, l *LayerResult) error {
+	ev, err := r.b.mrEvidence()
+	if err != nil {
+		return err
+	}
+	switch r.b.Platform {
+	case mr.PlatformSim:
+		if err := r.simEvidence(ev, l); err != nil {
+			return err
+		}
+	case mr.PlatformTPM:
+		if err := r.tpmEvidence(ev, l); err != nil {
+			return err
+		}
+	default:
+		return fail("%s evidence: verification is not implemented in this build", r.b.Platform)
+	}
+	want := r.opts.Nonce
+	if want == nil && r.opts.Policy != nil {
+		want = r.opts.Policy.Nonce
+	}
+	if want == nil {
+		l.NotChecked = append(l.NotChecked, "nonce: no expected nonce given (--nonce or policy), freshness not checked")
+	} else if !bytes.Equal(want, r.b.Nonce) {
+		return &failError{&Failure{Record: -1, Reason: "nonce differs from the expected one", Expected: hex.EncodeToString(want), Computed: hex.EncodeToString(r.b.Nonce)}}
+	} else {
+		l.Checked = append(l.Checked, "nonce matches the expected nonce")
+	}
+	// Claimed values of real registers must be what the evidence proves.
+	for _, c := range r.b.Registers {
+		if mr.IsVirtualName(c.Name) {
+			continue
+		}
+		got, ok := r.trusted[regKey{c.Name, c.Digest.Alg}]
+		if ok && !got.Equal(c.Digest) {
+			return &failError{&Failure{Record: -1, Register: c.Name, Reason: "claimed register value differs from the evidence",
+				Expected: got.String(), Computed: c.Digest.String()}}
+		}
+	}
+	return nil
+}
+
+func (r *run) simEvidence(ev *mr.Evidence, l *LayerResult) error {
+	if !r.opts.AllowSim {
+		return fail("sim evidence (a software device) is never trusted without --allow-sim")
+	}
+	if len(r.opts.TrustedKeys) == 0 {
+		return fail("sim evidence needs a pinned key (--trust-ak FILE)")
+	}
+	var st *sim.Statement
+	var lastErr error
+	for _, k := range r.opts.TrustedKeys {
+		s, err := sim.VerifyEvidence(ev, k)
+		if err == nil {
+			st = s
+			break
+		}
+		lastErr = err
+	}
+	if st == nil {
+		return fail("sim evidence: %v", lastErr)
+	}
+	for _, v := range st.Values {
+		r.trusted[regKey{v.Register.Name, v.Digest.Alg}] = v.Digest
+	}
+	l.Checked = append(l.Checked, "sim statement signature (ECDSA P-384) by the pinned key", fmt.Sprintf("%d register values signed", len(st.Values)))
+	return nil
+}
+
+func (r *run) tpmEvidence(ev *mr.Evidence, l *LayerResult) error {
+	if len(ev.TPMQuotes) == 0 {
+		return fail("tpm evidence holds no quote")
+	}
+	ak, err := tpm.ParseAKPublic(ev.PublicKey)
+	if err != nil {
+		return fail("tpm AK public key: %v", err)
+	}
+	how, err := r.trustAK(ak, ev.Certificates)
+	if err != nil {
+		return err
+	}
+	l.Checked = append(l.Checked, how)
+	for _, q := range ev.TPMQuotes {
+		if err := tpm.VerifyQuote(ak, q, ev.Nonce); err != nil {
+			return fail("tpm quote of the %v bank: %v", q.Alg, err)
+		}
+		for i, v := range q.PCRs {
+			r.trusted[regKey{fmt.Sprintf("pcr%d", i), q.Alg}] = mr.Digest{Alg: q.Alg, Bytes: v}
+		}
+		l.Checked = append(l.Checked, fmt.Sprintf("TPM2_Quote of %d %v PCRs: signature, nonce as qualifying data, PCR digest", len(q.PCRs), q.Alg))
+	}
+	return nil
+}
+
+// trustAK accepts an AK that is pinned, or certified by a certificate in the
+// bundle that chains to the AK roots.
+func (r *run) trustAK(ak any, certs [][]byte) (string, error) {
+	type equaler interface{ Equal(x any) bool }
+	for _, k := range r.opts.TrustedKeys {
+		pk, err := tpm.ParseAKPublic(k)
+		if err == nil {
+			if e, ok := pk.(equaler); ok && e.Equal(ak) {
+				return "AK is the pinned key", nil
+			}
+		}
+	}
+	if r.opts.AKRoots != nil {
+		for _, der := range certs {
+			c, err := x509.ParseCertificate(der)
+			if err != nil {
+				continue
+			}
+			if e, ok := c.PublicKey.(equaler); !ok || !e.Equal(ak) {
+				continue
+			}
+			inter := x509.NewCertPool()
+			for _, d2 := range certs {
+				if c2, err := x509.ParseCertificate(d2); err == nil {
+					inter.AddCert(c2)
+				}
+			}
+			if _, err := c.Verify(x509.VerifyOptions{Roots: r.opts.AKRoots, Intermediates: inter, CurrentTime: r.opts.At,
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+				return "", fail("AK certificate does not chain to the AK roots: %v", err)
+			}
+			return "AK certificate chains to the AK roots", nil
+		}
+	}
+	return "", fail("AK is not trusted: pin it with --trust-ak or give an AK certificate and --ak-roots")
+}
+
+// ---- layer 1: firmware and runtime logs --------------------------------
+
+func (r *run) logs(ctx context.Context, l *LayerResult) error {
+	runtimeRegs := map[string]bool{}
+	for _, lg := range r.b.Logs {
+		if lg.Format == string(log.FormatRuntime) || lg.Format == string(log.FormatAAELText) {
+			runtimeRegs[lg.Register] = true
+		}
+	}
+	for i := range r.b.Logs {
+		lg := &r.b.Logs[i]
+		name := logName(i, lg)
+		switch log.Format(lg.Format) {
+		case log.FormatTCG2, log.FormatCCEL:
+			if err := r.firmwareLog(name, lg, runtimeRegs, l); err != nil {
+				return err
+			}
+		case log.FormatRuntime, log.FormatAAELText:
+			if err := r.runtimeLog(name, lg, l); err != nil {
+				return err
+			}
+		case log.FormatIMABinary, log.FormatIMAASCII:
+			if r.imaLog != nil {
+				return fail("the bundle holds two IMA lists")
+			}
+			r.imaLog = lg
+		default:
+			l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: format %q is not replayed by the verifier", name, lg.Format))
+		}
+	}
+	if len(l.Checked) == 0 {
+		l.NotChecked = append(l.NotChecked, "no firmware or runtime log in the bundle")
+	}
+	return nil
+}
+
+func logName(i int, lg *Log) string {
+	n := fmt.Sprintf("logs[%d] (%s", i, lg.Format)
+	if lg.Register != "" {
+		n += " on " + lg.Register
+	}
+	return n + ")"
+}
+
+func (r *run) firmwareLog(name string, lg *Log, skip map[string]bool, l *LayerResult) error {
+	fl, err := tcg.Parse(name, lg.Data, log.Format(lg.Format))
+	if err != nil {
+		return failFrom(name, err)
+	}
+	res, err := fl.Replay()
+	if err != nil {
+		return failFrom(name, err)
+	}
+	n := 0
+	for _, v := range res.Registers {
+		if skip[v.Register.Name] {
+			continue
+		}
+		want, ok := r.trusted[regKey{v.Register.Name, v.Digest.Alg}]
+		if !ok {
+			l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: %s %v is not in the evidence", name, v.Register.Name, v.Digest.Alg))
+			continue
+		}
+		if !want.Equal(v.Digest) {
+			return &failError{&Failure{Log: name, Record: -1, Register: v.Register.Name, Expected: want.String(), Computed: v.Digest.String(),
+				Reason: fmt.Sprintf("replay of %s does not give the quoted %s", name, v.Register.Name)}}
+		}
+		n++
+	}
+	l.Checked = append(l.Checked, fmt.Sprintf("%s: %d events replay to %d quoted register values", name, res.Events, n))
+	return nil
+}
+
+func (r *run) runtimeLog(name string, lg *Log, l *LayerResult) error {
+	if lg.Register == "" {
+		return fail("%s: runtime log names no backing register", name)
+	}
+	opt := runtime.ReplayOptions{File: name, Backing: lg.Register,
+		OnVirtual: func(v runtime.VirtualRecord) error {
+			r.records[v.Name] = append(r.records[v.Name], v.Digest)
+			return nil
+		}}
+	if r.b.Platform == mr.PlatformTPM {
+		opt.Name = runtime.PCRName
+	}
+	var rd runtime.EntryReader
+	if lg.Format == string(log.FormatAAELText) {
+		rd = runtime.NewTextReader(bytes.NewReader(lg.Data), runtime.Options{File: name})
+	} else {
+		rd = runtime.NewReader(bytes.NewReader(lg.Data), runtime.Options{File: name})
+	}
+	res, err := runtime.Replay(rd, opt)
+	if err != nil {
+		return failFrom(name, err)
+	}
+	got, ok := res.Value(lg.Register)
+	if !ok {
+		return fail("%s: replay gives no value for %s", name, lg.Register)
+	}
+	want, ok := r.trusted[regKey{lg.Register, got.Alg}]
+	if !ok {
+		return fail("%s: backing register %s (%v) is not covered by the evidence", name, lg.Register, got.Alg)
+	}
+	if !want.Equal(got) {
+		return &failError{&Failure{Log: name, Record: -1, Register: lg.Register, Expected: want.String(), Computed: got.String(),
+			Reason: fmt.Sprintf("replay of %s does not give the quoted %s", name, lg.Register)}}
+	}
+	for _, v := range res.Virtual {
+		if _, dup := r.virtual[v.Register.Name]; dup {
+			return fail("%s: virtual register %s also appears in another runtime log", name, v.Register.Name)
+		}
+		r.virtual[v.Register.Name] = v.Digest
+	}
+	l.Checked = append(l.Checked, fmt.Sprintf("%s: %d records replay to the quoted %s", name, res.Events, lg.Register))
+	return nil
+}
+
+// ---- layer 2: virtual registers ------------------------------------------
+
+func (r *run) virtualRegs(ctx context.Context, l *LayerResult) error {
+	names := make([]string, 0, len(r.virtual))
+	for n := range r.virtual {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		l.Checked = append(l.Checked, fmt.Sprintf("%s = %v (%d records)", n, r.virtual[n], len(r.records[n])))
+	}
+	for _, c := range r.b.Registers {
+		if !mr.IsVirtualName(c.Name) {
+			continue
+		}
+		got, ok := r.virtual[c.Name]
+		if !ok {
+			return &failError{&Failure{Record: -1, Register: c.Name, Computed: c.Digest.String(), Reason: "claimed virtual register has no records in any trusted runtime log"}}
+		}
+		if !got.Equal(c.Digest) {
+			return &failError{&Failure{Record: -1, Register: c.Name, Expected: got.String(), Computed: c.Digest.String(), Reason: "claimed virtual register value differs from the one derived from the runtime log"}}
+		}
+	}
+	if len(names) == 0 {
+		l.NotChecked = append(l.NotChecked, "no virtual registers")
+	}
+	return nil
+}
+
+// ---- layer 3: the IMA list -----------------------------------------------
+
+func (r *run) imaReader() ima.Source {
+	if r.imaLog.Format == string(log.FormatIMAASCII) {
+		return ima.NewASCIIReader(bytes.NewReader(r.imaLog.Data), ima.Options{File: "ima list"})
+	}
+	return ima.NewBinaryReader(bytes.NewReader(r.imaLog.Data), ima.Options{File: "ima list"})
+}
+
+func (r *run) appLogs(ctx context.Context, l *LayerResult) error {
+	if r.imaLog == nil {
+		if _, ok := r.virtual[ima.VirtualName]; ok {
+			l.NotChecked = append(l.NotChecked, "mr_ima has records but the bundle holds no IMA list")
+		} else {
+			l.NotChecked = append(l.NotChecked, "no IMA list in the bundle")
+		}
+		return nil
+	}
+	const name = "ima list"
+	if recs, ok := r.records[ima.VirtualName]; ok {
+		res, err := ima.ReplayVirtual(ctx, r.imaReader(), ima.VirtualOptions{File: name, Records: recs, Expect: r.virtual[ima.VirtualName]})
+		if err != nil {
+			return failFrom(name, err)
+		}
+		r.proven = res.Events
+		l.Checked = append(l.Checked, fmt.Sprintf("%d IMA entries match the %d records of mr_ima", res.Events, len(recs)))
+		if res.Unproven > 0 {
+			l.NotChecked = append(l.NotChecked, fmt.Sprintf("%d IMA entries after the last mr_ima record are not proven (not judged by policy)", res.Unproven))
+		}
+		return nil
+	}
+	var expect []mr.Value
+	for k, v := range r.trusted {
+		if k.name == "pcr10" {
+			expect = append(expect, mr.Value{Register: mr.Register{Name: "pcr10", Alg: k.alg}, Digest: v})
+		}
+	}
+	if len(expect) == 0 {
+		return fail("an IMA list is in the bundle but neither mr_ima nor PCR 10 is trusted to replay it against")
+	}
+	sort.Slice(expect, func(i, j int) bool { return expect[i].Digest.Alg < expect[j].Digest.Alg })
+	res, err := ima.Replay(ctx, r.imaReader(), ima.ReplayOptions{File: name, Expect: expect})
+	if err != nil {
+		return failFrom(name, err)
+	}
+	r.proven = res.Events
+	l.Checked = append(l.Checked, fmt.Sprintf("%d IMA entries replay to the quoted PCR 10 (%d banks)", res.Events, len(expect)))
+	return nil
+}
+
+// ---- layer 4: policy -----------------------------------------------------
+
+func (r *run) policy(ctx context.Context, l *LayerResult) error {
+	p := r.opts.Policy
+	if p == nil {
+		l.NotChecked = append(l.NotChecked, "no policy given: register values and files not judged")
+		return nil
+	}
+	names := make([]string, 0, len(p.Registers))
+	for n := range p.Registers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := r.judgeRegister(n, p.Registers[n]); err != nil {
+			return err
+		}
+		l.Checked = append(l.Checked, fmt.Sprintf("%s is a reference value", n))
+	}
+	if p.Runtime != nil {
+		if err := r.judgeFiles(ctx, p.Runtime, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *run) judgeRegister(name string, allowed []mr.Digest) error {
+	byAlg := map[mr.Alg][]mr.Digest{}
+	for _, d := range allowed {
+		byAlg[d.Alg] = append(byAlg[d.Alg], d)
+	}
+	for alg, ds := range byAlg {
+		var got mr.Digest
+		var ok bool
+		if mr.IsVirtualName(name) {
+			got, ok = r.virtual[name]
+			ok = ok && got.Alg == alg
+		} else {
+			got, ok = r.trusted[regKey{name, alg}]
+		}
+		if !ok {
+			return &failError{&Failure{Record: -1, Register: name, Expected: ds[0].String(), Reason: fmt.Sprintf("policy names %s (%v) but no trusted value exists", name, alg)}}
+		}
+		match := false
+		for _, d := range ds {
+			match = match || d.Equal(got)
+		}
+		if !match {
+			return &failError{&Failure{Record: -1, Register: name, Expected: ds[0].String(), Computed: got.String(), Reason: fmt.Sprintf("%s is not a reference value of the policy", name)}}
+		}
+	}
+	return nil
+}
+
+func (r *run) judgeFiles(ctx context.Context, rp *RuntimePolicy, l *LayerResult) error {
+	if r.imaLog == nil || r.proven < 0 {
+		l.NotChecked = append(l.NotChecked, "runtime policy: no proven IMA entries to judge")
+		return nil
+	}
+	src := r.imaReader()
+	judged, excluded := 0, 0
+	for n := 0; n < r.proven; n++ {
+		e, err := src.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return failFrom("ima list", err)
+		}
+		path := e.FileName()
+		if rp.Excluded(path) {
+			excluded++
+			continue
+		}
+		_, d, ok := e.FileDigest()
+		if !ok {
+			continue // ima-buf and other entries without a file digest
+		}
+		if e.IsViolation() {
+			return &failError{&Failure{Log: "ima list", Record: e.Index, Offset: e.Offset, Reason: fmt.Sprintf("IMA violation entry for %q", path)}}
+		}
+		if !rp.Allowed(path, hex.EncodeToString(d)) {
+			reason := fmt.Sprintf("file %q has digest %x, not a reference digest of the runtime policy", path, d)
+			if _, listed := rp.allowed[path]; !listed {
+				reason = fmt.Sprintf("file %q is not in the runtime policy (digest %x)", path, d)
+			}
+			return &failError{&Failure{Log: "ima list", Record: e.Index, Offset: e.Offset, Reason: reason}}
+		}
+		judged++
+	}
+	l.Checked = append(l.Checked, fmt.Sprintf("runtime policy: %d files match reference digests, %d excluded", judged, excluded))
+	return nil
+}
