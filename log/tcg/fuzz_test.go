@@ -1,0 +1,86 @@
+package tcg
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/ccmr-dev/ccmr/log"
+	"github.com/ccmr-dev/ccmr/mr"
+)
+
+// FuzzParse feeds arbitrary bytes to Parse in both formats, then to Replay,
+// Check and Show: nothing may panic, and errors must be *log.Error with an
+// offset inside the input.
+func FuzzParse(f *testing.F) {
+	seeds, _ := filepath.Glob("testdata/*.bin")
+	seeds = append(seeds, filepath.Join(realKernelDir, "tpm_eventlog.bin"))
+	for _, s := range seeds {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _ = Sniff(data)
+		for _, format := range []log.Format{log.FormatTCG2, log.FormatCCEL} {
+			l, err := Parse("fuzz", data, format)
+			if err != nil {
+				var le *log.Error
+				if !errors.As(err, &le) || le.Offset < 0 || le.Offset > int64(len(data)) {
+					t.Fatalf("%v: bad error %v", format, err)
+				}
+				continue
+			}
+			if l.End+l.Padding != int64(len(data)) {
+				t.Fatalf("end %d + padding %d != %d", l.End, l.Padding, len(data))
+			}
+			if _, err := l.Replay(); err != nil {
+				var le *log.Error
+				if !errors.As(err, &le) {
+					t.Fatalf("replay: %v", err)
+				}
+			}
+			for _, a := range l.Banks {
+				if a.Valid() {
+					name, _ := RegisterName(format, 0)
+					_ = l.Check([]mr.Value{{Register: mr.Register{Name: name}, Digest: mr.Zero(a)}})
+				}
+			}
+			for range l.Show() {
+			}
+		}
+	})
+}
+
+// BenchmarkReplay parses and replays the largest real TPM log in testdata
+// (GCE SEV-SNP, 3 banks, 116 records); with the corpus present, also the
+// corpus' largest TCG2 log.
+func BenchmarkReplay(b *testing.B) {
+	run := func(b *testing.B, path string) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(len(data)))
+		b.ReportAllocs()
+		for b.Loop() {
+			l, err := Parse(path, data, log.FormatTCG2)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := l.Replay(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("ubuntu-2404-amd-sevsnp", func(b *testing.B) { run(b, "testdata/ubuntu-2404-amd-sevsnp.bin") })
+	if dir, err := corpusDirOK(); err == nil {
+		b.Run("corpus-largest", func(b *testing.B) {
+			run(b, filepath.Join(dir, "ima-evm-utils", "sample-binary_bios_measurements-pcrs-8-9"))
+		})
+	}
+}
