@@ -292,8 +292,8 @@ func (e *Entry) parseFields(order binary.ByteOrder) error {
 	for _, f := range e.Fields {
 		switch f.ID {
 		case FieldDigestNG, FieldDigestNGv2:
-			if _, _, _, err := splitDigestField(f.Data); err != nil {
-				return fmt.Errorf("%w: %s: %v", errTemplate, f.ID, err)
+			if i := bytes.IndexByte(f.Data, 0); i < 1 || f.Data[i-1] != ':' {
+				return fmt.Errorf("%w: %s field is not \"alg:\\0digest\"", errTemplate, f.ID)
 			}
 		}
 	}

@@ -159,8 +159,8 @@ func (r *Reader) nextBinary() error {
 	size := int64(28 + nameLen)
 	if e.TemplateName == TemplateIMA {
 		// digest[20], u32 name length, name: no template data length.
-		var b [24]byte
-		if err := r.readFull(b[:], "ima digest and name length"); err != nil {
+		b := r.hdr[:24] // the header is consumed: reuse it
+		if err := r.readFull(b, "ima digest and name length"); err != nil {
 			return err
 		}
 		fl := o.Uint32(b[20:])
@@ -175,11 +175,11 @@ func (r *Reader) nextBinary() error {
 		clear(r.data[20+fl:])
 		size += 24 + int64(fl)
 	} else {
-		var b [4]byte
-		if err := r.readFull(b[:], "template data length"); err != nil {
+		b := r.hdr[:4]
+		if err := r.readFull(b, "template data length"); err != nil {
 			return err
 		}
-		dl := o.Uint32(b[:])
+		dl := o.Uint32(b)
 		if dl > MaxTemplateData {
 			return fmt.Errorf("%w: template data length %d exceeds %d", mr.ErrMalformed, dl, MaxTemplateData)
 		}
