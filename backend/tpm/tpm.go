@@ -16,9 +16,10 @@
 // tpm2_checkquote reads (a dump of C structures, specified only by the
 // tpm2-tools source).
 //
-// PCR 16 (debug) and PCR 23 (application) can be reset from the guest with
-// TPM2_PCR_Reset at locality 0; they are readable and extendable like the
-// others but must not back virtual registers.
+// PCRs 17..22 are readable and quoted but not extendable from software
+// (locality 0). PCR 16 (debug) and PCR 23 (application) can be reset from
+// the guest with TPM2_PCR_Reset at locality 0; they are readable and
+// extendable like the others but must not back virtual registers.
 package tpm
 
 import (
@@ -266,13 +267,34 @@ func (d *Device) Registers(ctx context.Context) ([]mr.Register, error) {
 }
 
 func pcrRegister(i int, a mr.Alg) mr.Register {
+	f := mr.Readable | mr.Reported
+	if extendable(i) {
+		f |= mr.Extendable
+	}
 	return mr.Register{
 		Name:  "pcr" + strconv.Itoa(i),
 		Alg:   a,
 		Size:  a.Size(),
-		Flags: mr.Readable | mr.Extendable | mr.Reported,
+		Flags: f,
 		Index: i,
 	}
+}
+
+// extendable reports whether software can extend PCR i: PCRs 17..22 are
+// extended only from localities 1..4 (dynamic root of trust), never from
+// locality 0 where the OS runs (PC Client profile).
+func extendable(i int) bool { return i <= 16 || i == 23 }
+
+// extendablePCR parses name and checks it can be extended at locality 0.
+func extendablePCR(name string) (int, error) {
+	i, err := ParsePCRName(name)
+	if err != nil {
+		return 0, err
+	}
+	if !extendable(i) {
+		return 0, fmt.Errorf("%w: %s is extended only from localities 1..4 (dynamic root of trust), not by software at locality 0", mr.ErrNotExtendable, name)
+	}
+	return i, nil
 }
 
 // ParsePCRName returns the index of "pcr0".."pcr23".
@@ -419,7 +441,7 @@ func pcrAuth(i int) tpm2.AuthHandle {
 
 // Extend extends bank d.Alg of PCR name with the digest d.
 func (d *Device) Extend(ctx context.Context, name string, dg mr.Digest) error {
-	i, err := ParsePCRName(name)
+	i, err := extendablePCR(name)
 	if err != nil {
 		return err
 	}
@@ -452,7 +474,7 @@ func (d *Device) Extend(ctx context.Context, name string, dg mr.Digest) error {
 // ExtendData extends every allocated bank of PCR name with that bank's hash
 // of data, in one TPM2_PCR_Extend.
 func (d *Device) ExtendData(ctx context.Context, name string, data []byte) error {
-	i, err := ParsePCRName(name)
+	i, err := extendablePCR(name)
 	if err != nil {
 		return err
 	}

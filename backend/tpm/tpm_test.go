@@ -214,6 +214,20 @@ func TestErrors(t *testing.T) {
 	if err := d.Extend(ctx, "pcr10", mr.SM3256.Sum(nil)); !errors.Is(err, mr.ErrUnknownRegister) {
 		t.Errorf("sm3 bank: %v", err)
 	}
+	for _, n := range []string{"pcr17", "pcr22"} {
+		if err := d.ExtendData(ctx, n, []byte("x")); !errors.Is(err, mr.ErrNotExtendable) {
+			t.Errorf("ExtendData(%s): %v, want ErrNotExtendable", n, err)
+		}
+	}
+	regs, err := d.Registers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range regs {
+		if got, want := r.Flags&mr.Extendable != 0, r.Index <= 16 || r.Index == 23; got != want {
+			t.Errorf("%s %v: extendable %v", r.Name, r.Alg, got)
+		}
+	}
 	// A failed extend changed nothing.
 	v, err := d.Read(ctx, "pcr10")
 	if err != nil {
@@ -322,4 +336,25 @@ func TestOpenErrors(t *testing.T) {
 		t.Error("zero timeout accepted")
 	}
 	_ = hex.EncodeToString
+}
+
+// TestExtendableFlagsMatchTPM: the Extendable flag says what the TPM itself
+// allows at locality 0, asked through tpm2_pcrextend.
+func TestExtendableFlagsMatchTPM(t *testing.T) {
+	ctx := context.Background()
+	sw, d := startTPM(t)
+	regs, err := d.Registers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	for _, r := range regs {
+		if r.Alg != mr.SHA256 {
+			continue
+		}
+		_, err := tool(t, sw, "tpm2_pcrextend", strconv.Itoa(r.Index)+":sha256="+strings.Repeat("01", 32))
+		if tpmOK, ours := err == nil, r.Flags&mr.Extendable != 0; tpmOK != ours {
+			t.Errorf("%s: the TPM extends it: %v; our flag: %v", r.Name, tpmOK, ours)
+		}
+	}
 }
