@@ -194,7 +194,10 @@ func (l *Log) register(i uint32, a mr.Alg) mr.Register {
 // Check replays the log and compares the result with want, in want's order.
 // Each want names a register (pcr7, rtmr1) and carries the expected digest;
 // the digest's algorithm selects the bank. A register the log never extends
-// is compared with its start value (zero; PCR 0 holds the startup locality).
+// is compared with its value after TPM2_Startup: zero, except PCR 0 (the
+// startup locality) and the D-RTM PCRs 17..22 (all ones, PC Client TPM
+// profile). A register the log extends replays from zero (PCR 0 from the
+// startup locality).
 // The first disagreement is returned as a *log.Mismatch (errors.Is
 // log.ErrMismatch) with Record -1, since a register holds only the end of
 // its chain; the Reason names the last record that extended it. A bank the

@@ -583,3 +583,67 @@ func TestBadInputs(t *testing.T) {
 		t.Errorf("zero rtmr3: %v", err)
 	}
 }
+
+// The go-eventlog logs in testdata replay to the values go-eventlog's own
+// tests hard-code (testdata/expected.txt), without the corpus.
+func TestTestdataExpected(t *testing.T) {
+	b, err := os.ReadFile("testdata/expected.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		fs := strings.Fields(line)
+		if len(fs) < 4 || strings.HasPrefix(fs[0], "#") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join("testdata", fs[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := mr.ParseAlg(fs[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := mr.ParseHex(a, fs[3])
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := Parse(fs[0], data, log.FormatAuto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Format != log.FormatCCEL {
+			t.Errorf("%s sniffed as %v", fs[0], l.Format)
+		}
+		if err := l.Check([]mr.Value{{Register: mr.Register{Name: fs[1]}, Digest: d}}); err != nil {
+			t.Errorf("%s: %v", fs[0], err)
+		}
+		n++
+	}
+	if n == 0 {
+		t.Fatal("no vectors")
+	}
+}
+
+// Sniff tells TCG logs from IMA lists.
+func TestSniff(t *testing.T) {
+	for file, want := range map[string]log.Format{
+		filepath.Join(realKernelDir, "tpm_eventlog.bin"):            log.FormatTCG2,
+		"testdata/debian-10.bin":                                    log.FormatTCG2,
+		"testdata/glinux-alex.bin":                                  log.FormatTCG2,
+		"testdata/CCEL_unpadded.data.bin":                           log.FormatCCEL,
+		filepath.Join(realKernelDir, "binary_runtime_measurements"): "",
+		filepath.Join(realKernelDir, "ascii_runtime_measurements"):  "",
+		"testdata/cos-113-intel-tdx.table.bin":                      "",
+	} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := Sniff(b)
+		if got != want || ok != (want != "") {
+			t.Errorf("%s: %q %v, want %q", file, got, ok, want)
+		}
+	}
+}
