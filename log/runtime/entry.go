@@ -124,3 +124,12 @@ func (e *Entry) Text() string {
 	}
 	return fmt.Sprintf("event type 0x%x, %d bytes", e.Type, len(e.Event))
 }
+
+// AppendRawEntry appends a TCG_PCR_EVENT2 entry with the given fields as
+// they are (no validation, the digest not recomputed): importers use it to
+// write back an entry exactly as another encoding carried it, so that
+// Replay can still find a digest that does not match its event.
+func AppendRawEntry(dst []byte, mrIndex, typ uint32, d mr.Digest, event []byte) []byte {
+	dst = appendHeader(dst, mrIndex, typ, d, len(event))
+	return append(dst, event...)
+}
