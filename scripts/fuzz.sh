@@ -6,7 +6,7 @@ fail=0
 for pkg in $(go list ./...); do
 	for f in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
 		echo "fuzz: $pkg $f ($t)"
-		if ! go test -run='^$' -fuzz="^$f\$" -fuzztime="$t" "$pkg" >/tmp/ccmr-fuzz.out 2>&1; then
+		if ! go test -run='^$' -fuzz="^$f\$" -fuzztime="$t" -fuzzminimizetime=2s "$pkg" >/tmp/ccmr-fuzz.out 2>&1; then
 			cat /tmp/ccmr-fuzz.out
 			fail=1
 		fi
