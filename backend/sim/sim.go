@@ -205,8 +205,12 @@ func (d *Device) target(name string, alg mr.Alg) (int, error) {
 			continue
 		}
 		if r.Flags&mr.Extendable == 0 {
+			ext := strings.Join(extendableNames(d.regs), ", ")
+			if d.layout == LayoutTPM {
+				ext = "pcr0..pcr16, pcr23"
+			}
 			return -1, fmt.Errorf("%w: %s is read-only (extendable on the sim device's %s layout: %s)",
-				mr.ErrNotExtendable, name, d.layout, strings.Join(extendableNames(d.regs), ", "))
+				mr.ErrNotExtendable, name, d.layout, ext)
 		}
 		if r.Alg == alg {
 			return i, nil
@@ -215,7 +219,7 @@ func (d *Device) target(name string, alg mr.Alg) (int, error) {
 	}
 	if len(banks) == 1 {
 		r := d.regs[d.index(name)]
-		return -1, fmt.Errorf("%w: %s takes a %v digest of %d bytes, got %v", mr.ErrDigestSize, name, r.Alg, r.Size, alg)
+		return -1, fmt.Errorf("%w: %s takes a %v digest of %d bytes, got a %v digest", mr.ErrDigestSize, name, r.Alg, r.Size, alg)
 	}
 	return -1, fmt.Errorf("%w: %s has no %v bank (banks: %s)", mr.ErrUnknownRegister, name, alg, strings.Join(banks, ", "))
 }
