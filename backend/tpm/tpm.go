@@ -118,7 +118,8 @@ type Device struct {
 var _ mr.Device = (*Device)(nil)
 var _ mr.Attester = (*Device)(nil)
 
-// Open connects to the TPM that spec names: "" or "tpm" (DefaultDevice), a
+// Open connects to the TPM that spec names: "" or "tpm" (DefaultDevice, or
+// /dev/tpm0 when only that exists), a
 // device path, tcp://HOST:PORT (swtpm's --server type=tcp port) or unix:PATH.
 // A leading "tpm:" is accepted and ignored. Open sends no command.
 func Open(ctx context.Context, spec string, opts ...Option) (*Device, error) {
@@ -155,10 +156,7 @@ func Open(ctx context.Context, spec string, opts ...Option) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	if spec == "" {
-		spec = DefaultDevice
-	}
-	return &Device{cfg: cfg, spec: spec, c: c}, nil
+	return &Device{cfg: cfg, spec: c.what, c: c}, nil
 }
 
 // Probe reports whether a TPM device file is present (DefaultDevice or

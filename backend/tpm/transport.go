@@ -62,6 +62,11 @@ type conn struct {
 func dial(ctx context.Context, spec string, timeout time.Duration) (*conn, error) {
 	if spec == "" {
 		spec = DefaultDevice
+		if _, err := os.Stat(DefaultDevice); errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Stat("/dev/tpm0"); err == nil {
+				spec = "/dev/tpm0" // no kernel resource manager; ccmr flushes what it loads
+			}
+		}
 	}
 	c := &conn{what: spec, timeout: timeout, deadlineOK: true}
 	switch {
