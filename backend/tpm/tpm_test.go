@@ -3,9 +3,10 @@ package tpm_test
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -335,7 +336,23 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := tpm.Open(ctx, "tcp://127.0.0.1:1", tpm.WithTimeout(0)); err == nil {
 		t.Error("zero timeout accepted")
 	}
-	_ = hex.EncodeToString
+	reg := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(reg, nil, 0o644)
+	if _, err := tpm.Open(ctx, reg); err == nil || !strings.Contains(err.Error(), "not a device") {
+		t.Errorf("regular file: %v", err)
+	}
+	// A character device that is not a TPM: the device-file path of the
+	// transport gives a clear error, not a hang.
+	d, err := tpm.Open(ctx, "/dev/null", tpm.WithTimeout(2*time.Second))
+	if err != nil {
+		t.Skipf("/dev/null: %v", err)
+	}
+	defer d.Close()
+	if _, err := d.Read(ctx, "pcr0"); err == nil {
+		t.Error("reading PCRs from /dev/null succeeded")
+	} else {
+		t.Logf("/dev/null: %v", err)
+	}
 }
 
 // TestExtendableFlagsMatchTPM: the Extendable flag says what the TPM itself
