@@ -437,7 +437,7 @@ func pcrAuth(i int) tpm2.AuthHandle {
 	return tpm2.AuthHandle{Handle: tpm2.TPMHandle(i), Auth: tpm2.PasswordAuth(nil)}
 }
 
-// Extend extends bank d.Alg of PCR name with the digest d.
+// Extend extends bank dg.Alg of PCR name with the digest dg.
 func (d *Device) Extend(ctx context.Context, name string, dg mr.Digest) error {
 	i, err := extendablePCR(name)
 	if err != nil {
