@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -149,6 +150,9 @@ const (
 // different operations also exclude each other.
 func flock(ctx context.Context, path string, how lockHow) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil && how == lockShared && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) {
+		f, err = os.Open(path) // reading a folder we may not write: a shared lock needs no write access
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sim: lock: %w", err)
 	}
