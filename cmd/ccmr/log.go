@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -17,7 +18,7 @@ func newLogCmd(g *globals) *cobra.Command {
 		Use:   "log",
 		Short: "Measurement logs: TCG2, CCEL, IMA, the CC runtime log",
 	}
-	cmd.AddCommand(newLogShowCmd(g), newLogReplayCmd(g))
+	cmd.AddCommand(newLogShowCmd(g), newLogReplayCmd(g), newLogExportCmd(g))
 	return cmd
 }
 
@@ -174,5 +175,40 @@ func newLogReplayCmd(g *globals) *cobra.Command {
 	}
 	lf.add(cmd)
 	cmd.Flags().StringArrayVar(&expects, "expect", nil, "expected value REG=ALG:HEX (repeatable)")
+	return cmd
+}
+
+func newLogExportCmd(g *globals) *cobra.Command {
+	var lf logFlags
+	var to, out string
+	cmd := &cobra.Command{
+		Use:   "export FILE --to cel-json [-O OUT]",
+		Short: "Convert a runtime log or an IMA list to CEL-JSON (TCG Canonical Event Log, JSON text sequences)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to != string(log.FormatCELJSON) {
+				return usageError("--to %q: only cel-json is supported", to)
+			}
+			file, opts, err := lf.open(args[0])
+			if err != nil {
+				return err
+			}
+			defer file.Close()
+			w := g.stdout
+			if out != "" {
+				f, err := os.Create(out)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				w = f
+			}
+			_, err = file.ExportCELJSON(cmd.Context(), w, opts)
+			return err
+		},
+	}
+	lf.add(cmd)
+	cmd.Flags().StringVar(&to, "to", "cel-json", "output format (cel-json)")
+	cmd.Flags().StringVarP(&out, "out", "O", "", "write to FILE (default standard output)")
 	return cmd
 }

@@ -14,6 +14,7 @@ import (
 	"sort"
 
 	"github.com/ccmr-dev/ccmr/log"
+	"github.com/ccmr-dev/ccmr/log/cel"
 	"github.com/ccmr-dev/ccmr/log/ima"
 	"github.com/ccmr-dev/ccmr/log/runtime"
 	"github.com/ccmr-dev/ccmr/log/tcg"
@@ -48,7 +49,19 @@ func Sniff(head []byte) (log.Format, bool) {
 	if f, ok := ima.Detect(head); ok {
 		return f, true
 	}
+	if isCELTLV(head) {
+		return log.FormatCELTLV, true
+	}
+	if t := bytes.TrimLeft(head, " \t\r\n[\x1e"); bytes.HasPrefix(t, []byte("{")) && bytes.Contains(head, []byte(`"content_type"`)) {
+		return log.FormatCELJSON, true
+	}
 	return "", false
+}
+
+// isCELTLV recognises a CEL-TLV log by its first TLV: the recnum (type 0)
+// with an 8-byte big-endian value.
+func isCELTLV(head []byte) bool {
+	return len(head) >= 5 && head[0] == 0 && head[1] == 0 && head[2] == 0 && head[3] == 0 && head[4] == 8
 }
 
 // Options configure Show and Replay.
@@ -116,6 +129,9 @@ func (lf *File) all() ([]byte, error) {
 }
 
 func (lf *File) runtimeReader(r io.Reader) runtime.EntryReader {
+	if lf.Format == log.FormatCELJSON {
+		return cel.NewRuntimeReader(r, lf.Name)
+	}
 	if lf.Format == log.FormatAAELText {
 		return runtime.NewTextReader(r, runtime.Options{File: lf.Name})
 	}
@@ -168,7 +184,18 @@ func (lf *File) Show(ctx context.Context, opts Options, fn func(log.Event) error
 				return err
 			}
 		}
-	case log.FormatRuntime, log.FormatAAELText:
+	case log.FormatCELTLV:
+		alg := lf.tlvAlg(opts)
+		r, err := lf.rewind()
+		if err != nil {
+			return err
+		}
+		_, err = cel.ReplayTLV(cel.NewTLVReader(r, lf.Name), cel.TLVReplayOptions{File: lf.Name, Alg: alg, OnRecord: func(t *cel.TLVRecord) error {
+			return fn(log.Event{Index: t.Index, Offset: t.Offset, Register: cel.DefaultTLVName(t.IndexType, t.Register),
+				Type: fmt.Sprintf("content type %d", t.ContentType), Digests: t.Digests, Text: printable(t.Content)})
+		}})
+		return err
+	case log.FormatRuntime, log.FormatAAELText, log.FormatCELJSON:
 		r, err := lf.rewind()
 		if err != nil {
 			return err
@@ -217,7 +244,18 @@ func (lf *File) Replay(ctx context.Context, opts Options) (*log.Replay, error) {
 		return res, check(lf.Name, res, opts.Expect)
 	case log.FormatIMABinary, log.FormatIMAASCII:
 		return lf.replayIMA(ctx, opts)
-	case log.FormatRuntime, log.FormatAAELText:
+	case log.FormatCELTLV:
+		alg := lf.tlvAlg(opts)
+		r, err := lf.rewind()
+		if err != nil {
+			return nil, err
+		}
+		res, err := cel.ReplayTLV(cel.NewTLVReader(r, lf.Name), cel.TLVReplayOptions{File: lf.Name, Alg: alg})
+		if err != nil {
+			return res, err
+		}
+		return res, check(lf.Name, res, opts.Expect)
+	case log.FormatRuntime, log.FormatAAELText, log.FormatCELJSON:
 		r, err := lf.rewind()
 		if err != nil {
 			return nil, err
@@ -301,3 +339,82 @@ func find(res *log.Replay, name string, alg mr.Alg) (mr.Digest, bool) {
 }
 
 func isZero(b []byte) bool { return len(bytes.Trim(b, "\x00")) == 0 }
+
+// tlvAlg is the bank a CEL-TLV replay uses: the first asked for, else the
+// one an expectation names, else the first record's first digest's.
+func (lf *File) tlvAlg(opts Options) mr.Alg {
+	if len(opts.Banks) > 0 {
+		return opts.Banks[0]
+	}
+	for _, e := range opts.Expect {
+		return e.Digest.Alg
+	}
+	if r, err := lf.rewind(); err == nil {
+		if rec, err := cel.NewTLVReader(r, lf.Name).Next(); err == nil && len(rec.Digests) > 0 {
+			return rec.Digests[0].Alg
+		}
+	}
+	return mr.SHA256
+}
+
+// printable shows event content for people: text as text, else its size.
+func printable(b []byte) string {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return fmt.Sprintf("%d bytes", len(b))
+		}
+	}
+	return string(b)
+}
+
+// ExportCELJSON writes the log as CEL-JSON (JSON text sequences, as systemd
+// writes its measurement log): runtime logs as "aael" records, IMA lists as
+// "ima_template" records with the template hash of every bank in opts.Banks
+// (default sha1 and sha256).
+func (lf *File) ExportCELJSON(ctx context.Context, w io.Writer, opts Options) (int, error) {
+	r, err := lf.rewind()
+	if err != nil {
+		return 0, err
+	}
+	switch lf.Format {
+	case log.FormatRuntime, log.FormatAAELText, log.FormatCELJSON:
+		return cel.ExportRuntime(w, lf.runtimeReader(r), cel.Seq)
+	case log.FormatIMABinary, log.FormatIMAASCII:
+		banks := opts.Banks
+		if len(banks) == 0 {
+			banks = []mr.Alg{mr.SHA1, mr.SHA256}
+		}
+		cw := cel.NewWriter(w, cel.Seq)
+		rd := lf.imaReader(r)
+		n := 0
+		for {
+			if err := ctx.Err(); err != nil {
+				return n, err
+			}
+			e, err := rd.Next()
+			if errors.Is(err, io.EOF) {
+				return n, cw.Close()
+			}
+			if err != nil {
+				return n, err
+			}
+			ds := make([]mr.Digest, 0, len(banks))
+			for _, b := range banks {
+				d, err := ima.TemplateHash(e, b, false)
+				if err != nil {
+					return n, err
+				}
+				ds = append(ds, d)
+			}
+			rec, err := cel.IMARecord(uint64(n), uint32(e.PCR), ds, e.TemplateName, e.TemplateData)
+			if err != nil {
+				return n, err
+			}
+			if err := cw.Write(rec); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return 0, fmt.Errorf("%s: %w: export of %s to cel-json", lf.Name, mr.ErrUnsupported, lf.Format)
+}
