@@ -185,15 +185,15 @@ func (s Spec) ASCII() string {
 	return b.String()
 }
 
-// Templates are the templates Mixed cycles through.
-var Templates = []string{"ima-ng", "ima-sig", "ima-buf", "ima-modsig", "ima", "ima-ng"}
+// templates are the templates Mixed cycles through.
+var templates = []string{"ima-ng", "ima-sig", "ima-buf", "ima-modsig", "ima", "ima-ng"}
 
 // Mixed returns entry i of a deterministic list that mixes every template,
 // file digest algorithm and a violation every 7 entries; entry 0 is the
 // boot_aggregate.
 func Mixed(i int) Spec {
 	algs := []string{"sha256", "sha1", "sha384", "sha512"}
-	s := Spec{Template: Templates[i%len(Templates)], FileAlg: algs[(i/len(Templates))%len(algs)],
+	s := Spec{Template: templates[i%len(templates)], FileAlg: algs[(i/len(templates))%len(algs)],
 		Name: fmt.Sprintf("/usr/lib/ccmr/file %d.so", i)}
 	if i == 0 {
 		s.Name = "boot_aggregate"
