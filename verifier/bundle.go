@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -52,6 +53,10 @@ type TPMQuote struct {
 	Attest    []byte            `json:"attest"`
 	Signature []byte            `json:"signature"`
 	PCRs      map[string]string `json:"pcrs"`
+	// PCRFile is the quoted PCR values in tpm2-tools' "serialized" form
+	// (tpm2_quote -o -F serialized), for tpm2_checkquote -f. Informational:
+	// the verifier uses PCRs.
+	PCRFile []byte `json:"pcr_file,omitempty"`
 }
 
 // Collateral carries verification material.
@@ -129,7 +134,8 @@ func NewBundle(ev *mr.Evidence, logs []Log, extra []mr.Value) *Bundle {
 		for i, v := range q.PCRs {
 			pcrs[fmt.Sprint(i)] = fmt.Sprintf("%x", v)
 		}
-		b.Evidence.TPMQuotes = append(b.Evidence.TPMQuotes, TPMQuote{Alg: q.Alg.String(), Attest: q.Attest, Signature: q.Signature, PCRs: pcrs})
+		pf, _ := tpm.MarshalPCRFile(q) // only for tpm2_checkquote; nil if it cannot be made
+		b.Evidence.TPMQuotes = append(b.Evidence.TPMQuotes, TPMQuote{Alg: q.Alg.String(), Attest: q.Attest, Signature: q.Signature, PCRs: pcrs, PCRFile: pf})
 	}
 	if len(ev.FirmwareLog) > 0 {
 		b.Logs = append(b.Logs, Log{Format: ev.FirmwareLogFormat, Source: "firmware", Data: ev.FirmwareLog})

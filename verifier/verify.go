@@ -3,6 +3,7 @@ package verifier
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -214,7 +215,7 @@ func (r *run) tpmEvidence(ev *mr.Evidence, l *LayerResult) error {
 // trustAK accepts an AK that is pinned, or certified by a certificate in the
 // bundle that chains to the AK roots.
 func (r *run) trustAK(ak any, certs [][]byte) (string, error) {
-	type equaler interface{ Equal(x any) bool }
+	type equaler interface{ Equal(x crypto.PublicKey) bool }
 	for _, k := range r.opts.TrustedKeys {
 		pk, err := tpm.ParseAKPublic(k)
 		if err == nil {
