@@ -28,12 +28,12 @@
 //	attest-key.pem   ECDSA P-384 private key, PKCS#8 PEM, mode 0600, made on first Attest
 //
 // Every update takes the exclusive lock, reads the state, changes it, writes
-// state.json.tmp, fsyncs it and renames it over state.json, then drops the
-// lock: concurrent processes never lose an update and readers never see a
-// torn file. The folder itself is not fsynced after the rename: the
-// registers are meant to be as volatile as hardware ones, so after a power
-// loss the previous state may come back, but never a corrupt one. A state
-// file that does not parse is reported with its path and never overwritten.
+// state.json.tmp and renames it over state.json, then drops the lock:
+// concurrent processes never lose an update and readers never see a torn
+// file. Nothing is fsynced: the registers are meant to be as volatile as
+// hardware ones. They survive any process crash; a power loss may bring back
+// an earlier state, as it resets real registers. A state file that does not
+// parse is reported with its path and never overwritten.
 //
 // # Why hand-written
 //

@@ -210,12 +210,14 @@ func readState(dir string) (*State, error) {
 }
 
 // writeState replaces the state file atomically: write a temporary file in
-// dir, fsync it, rename it over the state file. The caller holds the
-// exclusive lock, so the fixed temporary name cannot collide, and a stale
-// one from a crashed writer is simply overwritten. The folder is not fsynced:
-// the registers are meant to be as volatile as hardware registers, and
-// after a power loss the rename is either visible (new state) or not (old
-// state), never a torn file.
+// dir and rename it over the state file. The caller holds the exclusive
+// lock, so the fixed temporary name cannot collide, and a stale one from a
+// crashed writer is simply overwritten. Nothing is fsynced: the registers
+// are meant to be as volatile as hardware registers. A process that dies at
+// any point leaves the old or the new state (the page cache survives it);
+// only a power loss may lose recent extends, as it resets real registers.
+// Leaving the fsync out keeps a virtual extend (which must fsync its log
+// record) at one fsync, as on hardware.
 func writeState(dir string, st *State) error {
 	tmp := filepath.Join(dir, stateTemp)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
@@ -223,9 +225,6 @@ func writeState(dir string, st *State) error {
 		return fmt.Errorf("sim: %w", err)
 	}
 	_, err = f.Write(st.Marshal())
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
