@@ -67,33 +67,43 @@ func addAdvisories(dst []string, src []string) []string {
 	return dst
 }
 
-// platformLevel finds the first TCB level (Intel lists them from newest
-// down) whose SGX components and PCE SVN the PCK certificate meets and
+// platformLevel finds the platform's TCB level as Intel's QVL does
+// (TcbLevelCheck): the first level (Intel lists them from newest down)
+// whose 16 SGX components the PCK certificate's CPUSVN meets component by
+// component and whose PCE SVN it meets; from there on, the first level
 // whose TDX components the TEE_TCB_SVN meets. When the TDX module major
-// version (TEE_TCB_SVN[1]) is non-zero, components 0 and 1 describe the
-// module and are judged by the TDX module identities instead.
+// version (TEE_TCB_SVN[1]) is non-zero, TDX components 0 and 1 describe
+// the module and are judged by the TDX module identities instead. Every
+// comparison is per component: a platform below a level in any one
+// component is not at that level.
 func platformLevel(info *pcs.TcbInfo, cpuSVN []byte, pceSVN uint16, teeTCBSVN [16]byte) (*pcs.TcbLevel, error) {
 	if len(cpuSVN) != 16 {
 		return nil, fmt.Errorf("PCK certificate CPUSVN has %d components, want 16", len(cpuSVN))
 	}
-levels:
 	for i := range info.TcbLevels {
 		l := &info.TcbLevels[i]
 		if len(l.Tcb.SgxTcbcomponents) != 16 || len(l.Tcb.TdxTcbcomponents) != 16 {
 			return nil, fmt.Errorf("TCB level %d: %d SGX and %d TDX components, want 16 each", i, len(l.Tcb.SgxTcbcomponents), len(l.Tcb.TdxTcbcomponents))
 		}
-		for j, c := range l.Tcb.SgxTcbcomponents {
-			if cpuSVN[j] < c.Svn {
-				continue levels
-			}
+	}
+	sgx := -1
+	for i := range info.TcbLevels {
+		l := &info.TcbLevels[i]
+		if pceSVN >= l.Tcb.Pcesvn && sgxAtLeast(cpuSVN, l) < 0 {
+			sgx = i
+			break
 		}
-		if pceSVN < l.Tcb.Pcesvn {
-			continue
-		}
-		start := 0
-		if teeTCBSVN[1] > 0 {
-			start = 2
-		}
+	}
+	if sgx < 0 {
+		return nil, fmt.Errorf("%w: the PCK certificate's TCB (CPUSVN %x, PCESVN %d) is below every TCB level%s", ErrNoTCBLevel, cpuSVN, pceSVN, lowestGap(info, cpuSVN, pceSVN))
+	}
+	start := 0
+	if teeTCBSVN[1] > 0 {
+		start = 2
+	}
+levels:
+	for i := sgx; i < len(info.TcbLevels); i++ {
+		l := &info.TcbLevels[i]
 		for j := start; j < 16; j++ {
 			if teeTCBSVN[j] < l.Tcb.TdxTcbcomponents[j].Svn {
 				continue levels
@@ -101,7 +111,32 @@ levels:
 		}
 		return l, nil
 	}
-	return nil, ErrNoTCBLevel
+	return nil, fmt.Errorf("%w: TEE_TCB_SVN %x is below the TDX components of every TCB level from the platform's SGX level (%s) down", ErrNoTCBLevel, teeTCBSVN, info.TcbLevels[sgx].TcbStatus)
+}
+
+// sgxAtLeast returns the first SGX component where cpuSVN is below the
+// level, or -1 when it meets them all.
+func sgxAtLeast(cpuSVN []byte, l *pcs.TcbLevel) int {
+	for j, c := range l.Tcb.SgxTcbcomponents {
+		if cpuSVN[j] < c.Svn {
+			return j
+		}
+	}
+	return -1
+}
+
+// lowestGap describes why the lowest TCB level does not cover the
+// platform, for the error message.
+func lowestGap(info *pcs.TcbInfo, cpuSVN []byte, pceSVN uint16) string {
+	if len(info.TcbLevels) == 0 {
+		return " (the TCB info lists none)"
+	}
+	l := &info.TcbLevels[len(info.TcbLevels)-1]
+	if j := sgxAtLeast(cpuSVN, l); j >= 0 {
+		c := l.Tcb.SgxTcbcomponents[j]
+		return fmt.Sprintf("; the lowest (%s, tcbDate %s) needs SGX component %d (%s %s) SVN %d, the platform has %d", l.TcbStatus, l.TcbDate, j, c.Category, c.Type, c.Svn, cpuSVN[j])
+	}
+	return fmt.Sprintf("; the lowest (%s, tcbDate %s) needs PCESVN %d, the platform has %d", l.TcbStatus, l.TcbDate, l.Tcb.Pcesvn, pceSVN)
 }
 
 // moduleLevel judges the TDX module (TEE_TCB_SVN[1] = major version,
