@@ -141,3 +141,12 @@ var vnameRE = regexp.MustCompile(`^mr_[a-z0-9_.-]{1,60}$`)
 // IsVirtualName reports whether name is a valid virtual register name:
 // "mr_" followed by 1 to 60 of [a-z0-9_.-].
 func IsVirtualName(name string) bool { return vnameRE.MatchString(name) }
+
+// MultiExtender is a Device that can extend one register with several
+// digests, in order, in a single update: the result equals Extend called for
+// each digest in turn, and either all are applied or none. The software
+// device implements it so that a batch of virtual extends does not rewrite
+// its state file once per record; callers fall back to Extend otherwise.
+type MultiExtender interface {
+	ExtendMany(ctx context.Context, name string, ds []Digest) error
+}

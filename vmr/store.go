@@ -1,6 +1,7 @@
 package vmr
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,9 @@ type Store struct {
 	fileMu sync.Mutex
 	f      *os.File
 	view   view
+	// checked: the register was seen equal to the view's value, and the
+	// log has not grown since.
+	checked bool
 }
 
 type pending struct {
@@ -192,12 +196,20 @@ func (s *Store) sync(ctx context.Context) error {
 	if fi.Size() < s.view.off {
 		return fmt.Errorf("vmr: %s shrank from %d to %d bytes: %w", s.path, s.view.off, fi.Size(), ErrInconsistent)
 	}
+	if fi.Size() == s.view.off && s.checked {
+		// Nobody appended since this Store last compared the log with
+		// the register: no crashed writer can have left a record behind.
+		// (An extend of the register outside the log is caught by the
+		// next Open, which compares them again.)
+		return nil
+	}
 	if fi.Size() > s.view.off {
 		r := io.NewSectionReader(s.f, s.view.off, fi.Size()-s.view.off)
 		if err := s.view.replay(r, s.path); err != nil {
 			return err
 		}
 	}
+	s.checked = false
 	cur, err := s.readBacking(ctx)
 	if err != nil {
 		return err
@@ -221,6 +233,7 @@ func (s *Store) sync(ctx context.Context) error {
 		return s.view.replay(io.NewSectionReader(s.f, 0, int64(len(b))), s.path)
 	}
 	if cur.Equal(s.view.value) {
+		s.checked = true
 		return nil
 	}
 	if s.view.records > 0 && cur.Equal(s.view.prev) {
@@ -228,6 +241,7 @@ func (s *Store) sync(ctx context.Context) error {
 		if err := s.dev.Extend(ctx, s.backing.Name, s.view.lastDigest); err != nil {
 			return fmt.Errorf("vmr: rolling %s record %d forward into %s: %w", s.path, s.view.records-1, s.backing.Name, err)
 		}
+		s.checked = true
 		return nil
 	}
 	return s.inconsistent(cur)
@@ -374,6 +388,14 @@ func (s *Store) appendAndExtend(ctx context.Context, batch []*pending) ([]mr.Dig
 		s.f.Truncate(start)
 		return nil, 0, fmt.Errorf("vmr: fsync %s: %w", s.path, err)
 	}
+	if me, ok := s.dev.(mr.MultiExtender); ok && len(digests) > 1 {
+		// All or none: on failure nothing was extended, so cut them all.
+		if err := me.ExtendMany(ctx, s.backing.Name, digests); err != nil {
+			cutErr := s.cutAfter(ctx, start, buf, 0)
+			return values, 0, errors.Join(fmt.Errorf("vmr: extending %s: %w", s.backing.Name, err), cutErr)
+		}
+		digests = nil
+	}
 	for i, d := range digests {
 		if err := s.dev.Extend(ctx, s.backing.Name, d); err != nil {
 			// Records i.. are logged but not extended: cut them off. The
@@ -382,7 +404,8 @@ func (s *Store) appendAndExtend(ctx context.Context, batch []*pending) ([]mr.Dig
 			return values, i, errors.Join(fmt.Errorf("vmr: extending %s: %w", s.backing.Name, err), cutErr)
 		}
 	}
-	if err := s.view.replay(io.NewSectionReader(s.f, start, int64(len(buf))), s.path); err != nil {
+	// The view follows from the bytes just written; no need to read them back.
+	if err := s.view.replay(bytes.NewReader(buf), s.path); err != nil {
 		return values, len(batch), err
 	}
 	return values, len(batch), nil

@@ -261,6 +261,33 @@ func (d *Device) extend(ctx context.Context, name string, dg mr.Digest) (uint64,
 	})
 }
 
+// ExtendMany extends register name with each digest of ds in order, in one
+// locked update (mr.MultiExtender): all or none are applied.
+func (d *Device) ExtendMany(ctx context.Context, name string, ds []mr.Digest) error {
+	idx := make([]int, len(ds))
+	for k, dg := range ds {
+		i, err := d.target(name, dg.Alg)
+		if err != nil {
+			return err
+		}
+		if r := d.regs[i]; len(dg.Bytes) != r.Size {
+			return fmt.Errorf("%w: %s (%v) takes %d-byte digests, got %d bytes", mr.ErrDigestSize, name, r.Alg, r.Size, len(dg.Bytes))
+		}
+		idx[k] = i
+	}
+	_, err := d.update(ctx, func(st *State) error {
+		for k, i := range idx {
+			v, err := mr.Extend(st.Values[i].Digest, ds[k].Bytes)
+			if err != nil {
+				return fmt.Errorf("sim: %s: %w", name, err)
+			}
+			st.Values[i].Digest = v
+		}
+		return nil
+	})
+	return err
+}
+
 // ExtendData extends every bank of register name with that bank's hash of
 // data, in one locked update.
 func (d *Device) ExtendData(ctx context.Context, name string, data []byte) error {

@@ -523,3 +523,38 @@ func TestReadOnlyFolder(t *testing.T) {
 		t.Fatal("state changed")
 	}
 }
+
+// ExtendMany equals Extend called digest by digest.
+func TestExtendMany(t *testing.T) {
+	ctx := context.Background()
+	a, err := Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds []mr.Digest
+	for i := 0; i < 5; i++ {
+		d := mr.SHA384.Sum([]byte{byte(i)})
+		ds = append(ds, d)
+		if err := a.Extend(ctx, "rtmr3", d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.ExtendMany(ctx, "rtmr3", ds); err != nil {
+		t.Fatal(err)
+	}
+	va, _ := a.Read(ctx, "rtmr3")
+	vb, _ := b.Read(ctx, "rtmr3")
+	if !va[0].Digest.Equal(vb[0].Digest) {
+		t.Fatalf("ExtendMany %v, Extend×5 %v", vb[0].Digest, va[0].Digest)
+	}
+	if err := b.ExtendMany(ctx, "rtmr3", []mr.Digest{ds[0], {Alg: mr.SHA384, Bytes: make([]byte, 3)}}); err == nil {
+		t.Fatal("bad digest accepted")
+	}
+	if vc, _ := b.Read(ctx, "rtmr3"); !vc[0].Digest.Equal(vb[0].Digest) {
+		t.Fatal("a failed ExtendMany changed the register")
+	}
+}
