@@ -35,7 +35,6 @@ func (o Options) getenv(k string) string {
 	return o.Getenv(k)
 }
 
-
 // Open opens the device a --device spec names. For "auto" it tries the
 // hardware backends in DESIGN.md's order and falls back to the software
 // device with one warning line on opts.Stderr naming its state folder.
