@@ -1,0 +1,282 @@
+// Package snpverify verifies AMD SEV-SNP attestation reports offline with
+// go-sev-guest: the report signature (ECDSA P-384) by the VCEK or VLEK, and
+// that certificate's chain to AMD's ARK through the ASK (VCEK) or ASVK
+// (VLEK) embedded in go-sev-guest for Milan, Genoa and Turin. Certificate
+// fetching from AMD's KDS is disabled; nothing goes over the network.
+//
+// go-sev-guest's embedded default roots carry only the VCEK chain (ASK); the
+// VLEK chain (ASVK) is embedded too but not wired into its defaults, so
+// Verify builds roots holding both. The checks go-sev-guest's verify package
+// leaves to its validate package, reported TCB against the certificate's TCB
+// and CHIP_ID against the VCEK's HWID, are done here directly (validate
+// also judges guest policy, which belongs to ccmr's policy layer).
+package snpverify
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	sevabi "github.com/google/go-sev-guest/abi"
+	"github.com/google/go-sev-guest/kds"
+	spb "github.com/google/go-sev-guest/proto/sevsnp"
+	sevverify "github.com/google/go-sev-guest/verify"
+	"github.com/google/go-sev-guest/verify/trust"
+
+	"github.com/ccmr-dev/ccmr/backend/snp"
+	"github.com/ccmr-dev/ccmr/mr"
+)
+
+// Check names, as CheckError.Check carries them.
+const (
+	CheckCertificates = "certificates"
+	CheckSignature    = "report signature and chain"
+	CheckTCB          = "reported TCB"
+	CheckChipID       = "chip ID"
+	CheckStructure    = "report structure"
+)
+
+// Errors callers may tell apart (wrapped in a *CheckError).
+var (
+	// ErrNoEndorsementKey: no VCEK/VLEK certificate was given for the
+	// report's signing key.
+	ErrNoEndorsementKey = errors.New("no certificate for the report's signing key")
+	// ErrTCBMismatch: the report's REPORTED_TCB is not the certificate's.
+	ErrTCBMismatch = errors.New("reported TCB differs from the certificate's TCB")
+)
+
+// CheckError is a check that failed on a report that parsed: the report
+// is not trusted.
+type CheckError struct {
+	Check string
+	Err   error
+}
+
+func (e *CheckError) Error() string { return "snp " + e.Check + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *CheckError) Unwrap() error { return e.Err }
+
+// Options configure Verify.
+type Options struct {
+	// At is the time at which the certificates must be valid; zero means
+	// now.
+	At time.Time
+	// Roots replace the embedded AMD roots (product line → ARK with ASK
+	// and/or ASVK); nil means the embedded Milan, Genoa and Turin roots.
+	Roots map[string][]*trust.AMDRootCerts
+}
+
+// Result is what a report proves.
+type Result struct {
+	Version int
+	// Signer is "VCEK" or "VLEK".
+	Signer string
+	// ProductLine is the product line whose roots verified the chain.
+	ProductLine string
+	// Registers: measurement (sha384), host_data (sha256), report_data
+	// (sha512-sized), as backend/snp names them.
+	Registers   []mr.Value
+	Measurement [48]byte
+	HostData    [32]byte
+	ReportData  [64]byte
+	// ReportedTCB is REPORTED_TCB, ReportedTCBParts its SPLs.
+	ReportedTCB      uint64
+	ReportedTCBParts kds.TCBParts
+	// Policy is the guest policy; DebugAllowed its DEBUG bit (19).
+	Policy       uint64
+	DebugAllowed bool
+	VMPL         uint32
+	Checked      []string
+	NotChecked   []string
+}
+
+// DefaultRoots returns go-sev-guest's embedded AMD roots for Milan, Genoa
+// and Turin with both intermediates: ASK (VCEK) and ASVK (VLEK).
+func DefaultRoots() (map[string][]*trust.AMDRootCerts, error) {
+	out := map[string][]*trust.AMDRootCerts{}
+	for _, p := range []struct {
+		line       string
+		vcek, vlek []byte
+	}{
+		{"Milan", trust.AskArkMilanVcekBytes, trust.AskArkMilanVlekBytes},
+		{"Genoa", trust.AskArkGenoaVcekBytes, trust.AskArkGenoaVlekBytes},
+		{"Turin", trust.AskArkTurinVcekBytes, trust.AskArkTurinVlekBytes},
+	} {
+		r := trust.AMDRootCertsProduct(p.line)
+		r.ProductCerts = &trust.ProductCerts{}
+		if err := r.ProductCerts.FromKDSCertBytes(p.vcek); err != nil {
+			return nil, fmt.Errorf("snp: embedded %s ASK/ARK: %w", p.line, err)
+		}
+		ark := r.ProductCerts.Ark
+		if err := r.ProductCerts.FromKDSCertBytes(append(bytes.TrimSpace(p.vlek), '\n')); err != nil {
+			return nil, fmt.Errorf("snp: embedded %s ASVK/ARK: %w", p.line, err)
+		}
+		if !ark.Equal(r.ProductCerts.Ark) {
+			return nil, fmt.Errorf("snp: embedded %s VCEK and VLEK chains have different ARKs", p.line)
+		}
+		out[p.line] = []*trust.AMDRootCerts{r}
+	}
+	return out, nil
+}
+
+// parseCerts reads DER or PEM (one or several blocks) certificates.
+func parseCerts(items [][]byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for i, b := range items {
+		if bytes.Contains(b, []byte("-----BEGIN")) {
+			rest := b
+			n := 0
+			for {
+				var blk *pem.Block
+				blk, rest = pem.Decode(rest)
+				if blk == nil {
+					break
+				}
+				c, err := x509.ParseCertificate(blk.Bytes)
+				if err != nil {
+					return nil, fmt.Errorf("snp: certificate %d block %d: %w: %v", i, n, mr.ErrMalformed, err)
+				}
+				out = append(out, c)
+				n++
+			}
+			if n == 0 {
+				return nil, fmt.Errorf("snp: certificate %d: %w: no PEM certificate", i, mr.ErrMalformed)
+			}
+			continue
+		}
+		c, err := x509.ParseCertificate(b)
+		if err != nil {
+			return nil, fmt.Errorf("snp: certificate %d: %w: %v", i, mr.ErrMalformed, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Verify checks an SNP attestation report (v2 or v3; a longer buffer is
+// accepted when the extra bytes are zero) against the VCEK or VLEK among
+// certs (DER or PEM; ASK/ASVK/ARK may be given too but are not trusted:
+// the chain must reach the embedded or given roots). It returns
+// mr.ErrMalformed for input that does not parse, a *CheckError for a check
+// that fails (with the Result filled as far as it got) and nil when the
+// report is trusted.
+func Verify(report []byte, certs [][]byte, opts Options) (*Result, error) {
+	if opts.At.IsZero() {
+		opts.At = time.Now()
+	}
+	if len(report) < sevabi.ReportSize {
+		return nil, fmt.Errorf("snp report: %w: %d bytes, want %d", mr.ErrMalformed, len(report), sevabi.ReportSize)
+	}
+	raw, tail := report[:sevabi.ReportSize], report[sevabi.ReportSize:]
+	pr, err := sevabi.ReportToProto(raw)
+	if err != nil {
+		return nil, fmt.Errorf("snp report: %w: %v", mr.ErrMalformed, err)
+	}
+	info, err := sevabi.ParseSignerInfo(pr.GetSignerInfo())
+	if err != nil {
+		return nil, fmt.Errorf("snp report: %w: signer info: %v", mr.ErrMalformed, err)
+	}
+	cs, err := parseCerts(certs)
+	if err != nil {
+		return nil, err
+	}
+	regs, err := snp.ReportRegisters(raw)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Version: int(pr.GetVersion()), Registers: regs, ReportedTCB: pr.GetReportedTcb(),
+		ReportedTCBParts: kds.DecomposeTCBVersion(kds.TCBVersion(pr.GetReportedTcb())),
+		Policy:           pr.GetPolicy(), DebugAllowed: pr.GetPolicy()&(1<<19) != 0, VMPL: pr.GetVmpl()}
+	copy(res.Measurement[:], pr.GetMeasurement())
+	copy(res.HostData[:], pr.GetHostData())
+	copy(res.ReportData[:], pr.GetReportData())
+	checked := func(f string, a ...any) { res.Checked = append(res.Checked, fmt.Sprintf(f, a...)) }
+
+	chain := &spb.CertificateChain{Extras: map[string][]byte{}}
+	var ek *x509.Certificate
+	for _, c := range cs {
+		switch cn := c.Subject.CommonName; {
+		case cn == "SEV-VCEK":
+			if info.SigningKey == sevabi.VcekReportSigner && ek == nil {
+				ek, chain.VcekCert = c, c.Raw
+			}
+		case cn == "SEV-VLEK":
+			if info.SigningKey == sevabi.VlekReportSigner && ek == nil {
+				ek, chain.VlekCert = c, c.Raw
+			}
+		case strings.HasPrefix(cn, "ARK-"):
+			chain.ArkCert = c.Raw
+		case strings.HasPrefix(cn, "SEV-"):
+			chain.AskCert = c.Raw
+		}
+	}
+	switch info.SigningKey {
+	case sevabi.VcekReportSigner:
+		res.Signer = "VCEK"
+	case sevabi.VlekReportSigner:
+		res.Signer = "VLEK"
+	default:
+		return res, &CheckError{CheckCertificates, fmt.Errorf("report signing key %v is neither VCEK nor VLEK", info.SigningKey)}
+	}
+	if ek == nil {
+		return res, &CheckError{CheckCertificates, fmt.Errorf("%w (%s)", ErrNoEndorsementKey, res.Signer)}
+	}
+	roots := opts.Roots
+	if roots == nil {
+		if roots, err = DefaultRoots(); err != nil {
+			return nil, err
+		}
+	}
+	att := &spb.Attestation{Report: pr, CertificateChain: chain}
+	if err := sevverify.SnpAttestation(att, &sevverify.Options{DisableCertFetching: true, Now: opts.At, TrustedRoots: roots}); err != nil {
+		return res, &CheckError{CheckSignature, err}
+	}
+	exts, err := kds.CertificateExtensions(ek, info.SigningKey)
+	if err != nil {
+		return res, &CheckError{CheckCertificates, err}
+	}
+	line := ""
+	if fms := pr.GetCpuid1EaxFms(); fms != 0 {
+		line = kds.ProductLineFromFms(fms)
+	} else if p, err := kds.ParseProductName(exts.ProductName, info.SigningKey); err == nil {
+		line = kds.ProductLine(p)
+	}
+	res.ProductLine = line
+	checked("report v%d signed (ECDSA P-384) by the %s; %s chain to AMD's %s ARK valid at %s (go-sev-guest verify, no network)",
+		res.Version, res.Signer, res.Signer, line, opts.At.UTC().Format(time.RFC3339))
+	if uint64(exts.TCBVersion) != pr.GetReportedTcb() {
+		return res, &CheckError{CheckTCB, fmt.Errorf("%w: report %016x, %s %016x", ErrTCBMismatch, pr.GetReportedTcb(), res.Signer, uint64(exts.TCBVersion))}
+	}
+	p := res.ReportedTCBParts
+	checked("reported TCB %016x (bootloader %d, TEE %d, SNP %d, microcode %d) is the %s's TCB", res.ReportedTCB, p.BlSpl, p.TeeSpl, p.SnpSpl, p.UcodeSpl, res.Signer)
+	if info.SigningKey == sevabi.VcekReportSigner {
+		if chip := pr.GetChipId(); bytes.Equal(chip, make([]byte, len(chip))) {
+			res.NotChecked = append(res.NotChecked, "CHIP_ID: masked (zero) in the report, not compared with the VCEK's HWID")
+		} else if !bytes.Equal(chip, exts.HWID) {
+			return res, &CheckError{CheckChipID, fmt.Errorf("CHIP_ID %s is not the VCEK's HWID %s", hex.EncodeToString(chip), hex.EncodeToString(exts.HWID))}
+		} else {
+			checked("CHIP_ID is the VCEK's HWID")
+		}
+	}
+	if len(tail) > 0 {
+		if !bytes.Equal(tail, make([]byte, len(tail))) {
+			return res, &CheckError{CheckStructure, fmt.Errorf("%w: non-zero bytes after the %d-byte report", mr.ErrMalformed, sevabi.ReportSize)}
+		}
+		checked("%d bytes after the report are zero padding", len(tail))
+	}
+	res.NotChecked = append(res.NotChecked,
+		"revocation: not checked (AMD's CRL is fetched over the network)",
+		"TCB currency: not judged (AMD publishes no offline TCB status; compare the reported TCB by policy)")
+	if res.DebugAllowed {
+		res.NotChecked = append(res.NotChecked, "guest policy allows debugging (policy bit 19): judge it by policy")
+	} else {
+		checked("guest policy forbids debugging")
+	}
+	return res, nil
+}
