@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -64,4 +65,22 @@ func TestScripts(t *testing.T) {
 			},
 		},
 	})
+}
+
+// BenchmarkReadSim is `ccmr read` on the sim device, in process: opening the
+// device and answering (process start excluded; scripts/bench.sh times that).
+func BenchmarkReadSim(b *testing.B) {
+	dir := b.TempDir()
+	var out, errb bytes.Buffer
+	e := env2(&out, &errb, map[string]string{"CCMR_DEVICE": "sim:" + dir})
+	if code := run(context.Background(), []string{"read"}, e); code != 0 {
+		b.Fatal(errb.String())
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		out.Reset()
+		if code := run(context.Background(), []string{"read"}, e); code != 0 {
+			b.Fatal(errb.String())
+		}
+	}
 }
