@@ -33,6 +33,12 @@ bench: deps build
 fuzz:
 	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
+## conformance: replay every log of ../shared/testdata/public (or $CCMR_CORPUS)
+## against its published values; fails when the corpus is missing
+conformance:
+	CCMR_REQUIRE_CORPUS=1 CCMR_CONFORMANCE_DOC=$(CURDIR)/docs/conformance.md $(GO) test -count=1 -run 'Conformance|CorpusNeverCrashes' -v ./log/logfile | grep -E '^(conformance:|--- |ok|FAIL|PASS)'
+	CCMR_REQUIRE_CORPUS=1 $(GO) test -count=1 -run 'Corpus|Conformance' ./log/... ./verifier/...
+
 ## demo: the main job on the software device
 demo: build
 	bash scripts/demo.sh
