@@ -44,6 +44,10 @@ type Evidence struct {
 	TPMQuotes []TPMQuote `json:"tpm_quotes,omitempty"`
 	// Certificates (DER): EK certificate, AK certificate, VCEK/VLEK.
 	Certificates [][]byte `json:"certificates,omitempty"`
+	// AzureHCLReport is the HCL report of an Azure confidential VM (vTPM NV
+	// index 0x01400001): an SNP report or TD report whose report data binds
+	// the HCL runtime data holding the vTPM's AK (HCLAkPub).
+	AzureHCLReport []byte `json:"azure_hcl_report,omitempty"`
 }
 
 // TPMQuote is one quote: TPMS_ATTEST and TPMT_SIGNATURE as tpm2_quote writes

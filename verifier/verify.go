@@ -13,12 +13,16 @@ import (
 	"time"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
+	"github.com/ccmr-dev/ccmr/backend/snp"
+	"github.com/ccmr-dev/ccmr/backend/tdx"
 	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/log"
 	"github.com/ccmr-dev/ccmr/log/ima"
 	"github.com/ccmr-dev/ccmr/log/runtime"
 	"github.com/ccmr-dev/ccmr/log/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/snpverify"
+	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 )
 
 // Options configure Verify.
@@ -38,6 +42,11 @@ type Options struct {
 	At time.Time
 	// Policy is judged in layer 4; nil means no policy.
 	Policy *Policy
+	// TDXCollateral replaces the bundle's TDX collateral (QuoteCollateralV3
+	// JSON), e.g. from --collateral.
+	TDXCollateral []byte
+	// AllowedTCB are the TDX TCB statuses trusted; default UpToDate only.
+	AllowedTCB []string
 }
 
 type regKey struct {
@@ -132,6 +141,14 @@ func (r *run) evidence(ctx context.Context, l *LayerResult) error {
 		if err := r.tpmEvidence(ev, l); err != nil {
 			return err
 		}
+	case mr.PlatformTDX:
+		if err := r.tdxEvidence(l); err != nil {
+			return err
+		}
+	case mr.PlatformSNP:
+		if err := r.snpEvidence(l); err != nil {
+			return err
+		}
 	default:
 		return fail("%s evidence: verification is not implemented in this build", r.b.Platform)
 	}
@@ -223,6 +240,9 @@ func (r *run) trustAK(ak any, certs [][]byte) (string, error) {
 				return "AK is the pinned key", nil
 			}
 		}
+	}
+	if len(r.b.Evidence.AzureHCLReport) > 0 {
+		return r.trustAKByHCL(ak)
 	}
 	if r.opts.AKRoots != nil {
 		for _, der := range certs {
@@ -537,5 +557,66 @@ func (r *run) judgeFiles(ctx context.Context, rp *RuntimePolicy, l *LayerResult)
 		judged++
 	}
 	l.Checked = append(l.Checked, fmt.Sprintf("runtime policy: %d files match reference digests, %d excluded", judged, excluded))
+	return nil
+}
+
+// ---- layer 0 for TDX and SNP ----------------------------------------------
+
+// hardwareFailure turns a verification error into a failure of layer 0. A
+// quote that does not parse fails here too: the bundle itself was readable
+// (exit 2 is only for input that cannot be read at all).
+func hardwareFailure(what string, err error, checked, notChecked []string, l *LayerResult) error {
+	l.Checked = append(l.Checked, checked...)
+	l.NotChecked = append(l.NotChecked, notChecked...)
+	return fail("%s: %v", what, err)
+}
+
+func (r *run) tdxEvidence(l *LayerResult) error {
+	coll := r.opts.TDXCollateral
+	if coll == nil && r.b.Collateral != nil {
+		coll = r.b.Collateral.TDX
+	}
+	res, err := tdxverify.Verify(r.b.Evidence.Report, coll, tdxverify.Options{At: r.opts.At, AllowedTCB: r.opts.AllowedTCB})
+	if err != nil {
+		var cc, nc []string
+		if res != nil {
+			cc, nc = res.Checked, res.NotChecked
+		}
+		return hardwareFailure("TDX quote", err, cc, nc, l)
+	}
+	l.Checked = append(l.Checked, res.Checked...)
+	l.NotChecked = append(l.NotChecked, res.NotChecked...)
+	if res.TCBStatus != "" {
+		l.Checked = append(l.Checked, fmt.Sprintf("TCB status %s %v", res.TCBStatus, res.Advisories))
+	}
+	if want := tdx.ReportData(r.b.Nonce); res.ReportData != want {
+		return &failError{&Failure{Record: -1, Reason: "the quote's REPORTDATA is not the bundle's nonce", Expected: hex.EncodeToString(want[:]), Computed: hex.EncodeToString(res.ReportData[:])}}
+	}
+	l.Checked = append(l.Checked, "REPORTDATA binds the bundle's nonce")
+	for _, v := range res.Registers {
+		r.trusted[regKey{v.Register.Name, v.Digest.Alg}] = v.Digest
+	}
+	return nil
+}
+
+func (r *run) snpEvidence(l *LayerResult) error {
+	res, err := snpverify.Verify(r.b.Evidence.Report, r.b.Evidence.Certificates, snpverify.Options{At: r.opts.At})
+	if err != nil {
+		var cc, nc []string
+		if res != nil {
+			cc, nc = res.Checked, res.NotChecked
+		}
+		return hardwareFailure("SNP report", err, cc, nc, l)
+	}
+	l.Checked = append(l.Checked, res.Checked...)
+	l.NotChecked = append(l.NotChecked, res.NotChecked...)
+	l.Checked = append(l.Checked, fmt.Sprintf("reported TCB 0x%016x", res.ReportedTCB))
+	if want := snp.ReportData(r.b.Nonce); res.ReportData != want {
+		return &failError{&Failure{Record: -1, Reason: "the report's REPORT_DATA is not the bundle's nonce", Expected: hex.EncodeToString(want[:]), Computed: hex.EncodeToString(res.ReportData[:])}}
+	}
+	l.Checked = append(l.Checked, "REPORT_DATA binds the bundle's nonce")
+	for _, v := range res.Registers {
+		r.trusted[regKey{v.Register.Name, v.Digest.Alg}] = v.Digest
+	}
 	return nil
 }

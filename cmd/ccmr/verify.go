@@ -13,7 +13,8 @@ import (
 )
 
 func newVerifyCmd(g *globals) *cobra.Command {
-	var policyFile, nonceHex, at, roots string
+	var policyFile, nonceHex, at, roots, collateral string
+	var allowTCB []string
 	var trustKeys []string
 	var opts verifier.Options
 	cmd := &cobra.Command{
@@ -63,6 +64,12 @@ func newVerifyCmd(g *globals) *cobra.Command {
 					return usageError("--ak-roots %s: no PEM certificate", roots)
 				}
 			}
+			if collateral != "" {
+				if opts.TDXCollateral, err = os.ReadFile(collateral); err != nil {
+					return &exitError{code: exitUsage, err: err}
+				}
+			}
+			opts.AllowedTCB = allowTCB
 			rep, err := verifier.Verify(cmd.Context(), b, opts)
 			if err != nil {
 				return err
@@ -88,5 +95,7 @@ func newVerifyCmd(g *globals) *cobra.Command {
 	fl.StringArrayVar(&trustKeys, "trust-ak", nil, "pinned attestation public key, PEM: TPM AK or sim key (repeatable)")
 	fl.StringVar(&roots, "ak-roots", "", "CA certificates (PEM) for AK certificates")
 	fl.BoolVar(&opts.AllowSim, "allow-sim", false, "trust sim evidence signed by a pinned key")
+	fl.StringVar(&collateral, "collateral", "", "TDX collateral (Intel PCS, QuoteCollateralV3 JSON) instead of the bundle's")
+	fl.StringSliceVar(&allowTCB, "allow-tcb", nil, "TDX TCB statuses to trust (default UpToDate)")
 	return cmd
 }

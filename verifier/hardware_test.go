@@ -1,0 +1,114 @@
+package verifier
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ccmr-dev/ccmr/log/tcg/corpus"
+	"github.com/ccmr-dev/ccmr/mr"
+)
+
+func corpusFile(t *testing.T, rel string) []byte {
+	t.Helper()
+	dir, err := corpus.Dir()
+	if err != nil {
+		t.Skipf("public corpus absent: %v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The real TDX v4 quote of the corpus (dcap-qvl) verifies offline with its
+// Intel collateral at 2025-07-10, and its registers are the published ones;
+// the same quote with one byte changed is rejected at layer 0.
+func TestRealTDXQuote(t *testing.T) {
+	quote := corpusFile(t, "dcap-qvl/tdx_quote")
+	coll := corpusFile(t, "dcap-qvl/tdx_quote_collateral.json")
+	var exp map[string]json.RawMessage
+	if err := json.Unmarshal(corpusFile(t, "dcap-qvl/EXPECTED.json"), &exp); err != nil {
+		t.Fatal(err)
+	}
+	var e map[string]any
+	if err := json.Unmarshal(exp["tdx_quote"], &e); err != nil {
+		t.Fatal(err)
+	}
+	nonce, _ := hex.DecodeString(e["report_data"].(string))
+	mk := func(q []byte) *Bundle {
+		return &Bundle{Format: Format, Platform: mr.PlatformTDX, Nonce: nonce,
+			Evidence: Evidence{Report: q}, Collateral: &Collateral{TDX: json.RawMessage(coll)}}
+	}
+	at := time.Date(2025, 7, 10, 0, 0, 0, 0, time.UTC)
+	var want []mr.Value
+	for _, r := range []string{"mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3"} {
+		d, err := mr.ParseHex(mr.SHA384, e[r].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, mr.Value{Register: mr.Register{Name: r}, Digest: d})
+	}
+	pol := &Policy{Registers: map[string][]mr.Digest{}}
+	for _, w := range want {
+		pol.Registers[w.Register.Name] = []mr.Digest{w.Digest}
+	}
+	rep, err := Verify(context.Background(), mk(quote), Options{At: at, Nonce: nonce, Policy: pol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Trusted {
+		t.Fatalf("real TDX quote not trusted: %+v", rep.Layers[rep.FailedLayer()])
+	}
+	bad := append([]byte(nil), quote...)
+	bad[48+200] ^= 1 // a byte of the TD report body (inside MRTD's neighbourhood)
+	rep, err = Verify(context.Background(), mk(bad), Options{At: at, Nonce: nonce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Trusted || rep.FailedLayer() != 0 {
+		t.Fatalf("changed quote: trusted=%v failed layer %d", rep.Trusted, rep.FailedLayer())
+	}
+	// After the collateral's nextUpdate: not trusted.
+	rep, _ = Verify(context.Background(), mk(quote), Options{At: time.Date(2025, 8, 1, 0, 0, 0, 0, time.UTC), Nonce: nonce})
+	if rep.Trusted || rep.FailedLayer() != 0 {
+		t.Fatal("quote trusted after its collateral expired")
+	}
+	// Another nonce: not trusted.
+	rep, _ = Verify(context.Background(), mk(quote), Options{At: at, Nonce: []byte("other")})
+	if rep.Trusted || !strings.Contains(rep.Layers[0].Failure.Reason, "nonce") {
+		t.Fatal("quote trusted with another nonce")
+	}
+}
+
+// The real SNP report of go-sev-guest with its VCEK: trusted; a changed
+// report_data byte: not trusted.
+func TestRealSNPReport(t *testing.T) {
+	report := corpusFile(t, "go-sev-guest/attestation.bin")
+	vcek := corpusFile(t, "go-sev-guest/vcek.testcer")
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	rd := report[0x50 : 0x50+64]
+	mk := func(r []byte) *Bundle {
+		return &Bundle{Format: Format, Platform: mr.PlatformSNP, Nonce: rd, Evidence: Evidence{Report: r, Certificates: [][]byte{vcek}}}
+	}
+	rep, err := Verify(context.Background(), mk(report), Options{At: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Trusted {
+		t.Fatalf("real SNP report not trusted: %+v", rep.Layers[rep.FailedLayer()])
+	}
+	bad := append([]byte(nil), report...)
+	bad[0x50] ^= 1
+	rep, _ = Verify(context.Background(), &Bundle{Format: Format, Platform: mr.PlatformSNP, Nonce: bad[0x50 : 0x50+64],
+		Evidence: Evidence{Report: bad, Certificates: [][]byte{vcek}}}, Options{At: at})
+	if rep.Trusted || rep.FailedLayer() != 0 {
+		t.Fatal("SNP report with a changed report_data byte trusted")
+	}
+}
