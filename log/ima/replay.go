@@ -184,6 +184,10 @@ type VirtualOptions struct {
 	Records []mr.Digest
 	// Expect, when set, is the expected final value.
 	Expect mr.Digest
+	// Start, when set, is the register's value before the first entry of
+	// src (a monitor resuming after the entries it verified before);
+	// default 48 zero bytes.
+	Start mr.Digest
 }
 
 // VirtualReplay is the outcome of ReplayVirtual.
@@ -214,7 +218,14 @@ func ReplayVirtual(ctx context.Context, src Source, opts VirtualOptions) (*Virtu
 			return nil, fmt.Errorf("%w: %s record %d is %v, want a sha384 digest", mr.ErrDigestSize, name, i, d)
 		}
 	}
-	ext := mr.NewExtender(mr.Zero(mr.SHA384))
+	start := mr.Zero(mr.SHA384)
+	if !opts.Start.IsZero() {
+		if opts.Start.Alg != mr.SHA384 || len(opts.Start.Bytes) != mr.SHA384.Size() {
+			return nil, fmt.Errorf("%w: %s start value is %v, want a sha384 digest", mr.ErrDigestSize, name, opts.Start)
+		}
+		start = opts.Start
+	}
+	ext := mr.NewExtender(start)
 	h := mr.SHA384.New()
 	sha := sha1.New()
 	var sum [48]byte

@@ -44,6 +44,19 @@ type ReplayOptions struct {
 	// OnVirtual, when set, is called for every virtual-register record in
 	// log order. Returning an error stops the replay with that error.
 	OnVirtual func(VirtualRecord) error
+	// Resume, when set, continues a replay that stopped earlier (a monitor
+	// that verified the log up to some entry and now reads only what
+	// follows): the backing register starts at Resume.Backing instead of
+	// zero, and the virtual registers at Resume.Virtual with their record
+	// counts. The input must then not start with an INIT entry.
+	Resume *Resume
+}
+
+// Resume is where an earlier replay stopped.
+type Resume struct {
+	Backing mr.Digest
+	Virtual []mr.Value
+	Counts  map[string]int
 }
 
 // VirtualRecord is one record of one virtual register, as Replay meets it.
@@ -139,6 +152,14 @@ func Replay(r EntryReader, opt ReplayOptions) (*Result, error) {
 	regs := map[uint32]*regState{}
 	virt := map[string]*vState{}
 	sawRecord := false
+	if opt.Resume != nil {
+		for _, v := range opt.Resume.Virtual {
+			n := opt.Resume.Counts[v.Register.Name]
+			virt[v.Register.Name] = &vState{alg: v.Digest.Alg, ext: newFolder(v.Digest), n: n}
+			res.Counts[v.Register.Name] = n
+		}
+		sawRecord = true
+	}
 	var last *regState
 	hashers := map[mr.Alg]hash.Hash{}
 	var sum, prev []byte
@@ -185,6 +206,11 @@ func Replay(r EntryReader, opt ReplayOptions) (*Result, error) {
 				return nil, fail(e, "INIT entry for MR index %d after entries extending it", e.MRIndex)
 			}
 			return s, nil
+		}
+		if start.IsZero() && opt.Resume != nil && len(regs) == 0 {
+			start = opt.Resume.Backing
+		} else if !start.IsZero() && opt.Resume != nil {
+			return nil, fail(e, "INIT entry in a resumed replay")
 		}
 		if start.IsZero() {
 			start = mr.Zero(e.Digest.Alg)
