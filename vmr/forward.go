@@ -50,6 +50,62 @@ type forwardState struct {
 	Register string `json:"register"`
 	Records  int    `json:"records"`
 	Offset   int64  `json:"offset"`
+	// Snapshot and SegmentBase: the current segment's snapshot value of
+	// the register and how many entries it covers.
+	Snapshot    string `json:"snapshot,omitempty"`
+	SegmentBase int    `json:"segment_base,omitempty"`
+}
+
+func snapString(d mr.Digest) string {
+	if d.IsZero() {
+		return ""
+	}
+	return d.String()
+}
+
+// segmentState returns how many records of name the current segment holds
+// and the value its snapshot gave name (zero without one).
+func (s *Store) segmentState(ctx context.Context, name string) (int, mr.Digest, error) {
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
+	if err := s.locked(func() error { return s.sync(ctx) }); err != nil {
+		return 0, mr.Digest{}, err
+	}
+	return s.view.count[name], s.view.snap[name], nil
+}
+
+// entriesUpTo folds sha384(template data) over the list's entries until the
+// fold equals want, and returns how many entries that took.
+func entriesUpTo(ctx context.Context, list string, want mr.Digest) (int, error) {
+	f, err := os.Open(list)
+	if err != nil {
+		return 0, fmt.Errorf("ima forward: %w", err)
+	}
+	defer f.Close()
+	rd := ima.NewBinaryReader(f, ima.Options{File: list})
+	ext := mr.NewExtender(mr.Zero(IMAVirtualAlg))
+	for n := 0; ; n++ {
+		if ext.Value().Equal(want) {
+			return n, nil
+		}
+		if n&1023 == 0 && ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		e, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			return 0, fmt.Errorf("ima forward: no prefix of %s folds to the snapshot value %v: %w", list, want, ErrInconsistent)
+		}
+		if err != nil {
+			return 0, err
+		}
+		d, err := ima.VirtualDigest(e)
+		if err != nil {
+			return 0, err
+		}
+		if err := ext.Extend(d.Bytes); err != nil {
+			return 0, err
+		}
+	}
 }
 
 func (s *Store) forwardStatePath(reg string) string {
@@ -69,7 +125,7 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 		return 0, err
 	}
 	defer unlock()
-	done, err := s.Records(ctx, opts.Register)
+	done, snap, err := s.segmentState(ctx, opts.Register)
 	if err != nil {
 		return 0, err
 	}
@@ -78,12 +134,27 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 		return 0, fmt.Errorf("ima forward: %w", err)
 	}
 	defer f.Close()
+	hint, herr := s.readForwardState(opts.Register)
+	if herr != nil || hint.List != opts.List {
+		hint = forwardState{}
+	}
+	// After a cut the segment counts records from its snapshot: the
+	// entries before it are those whose fold gives the snapshot value.
+	segBase := 0
+	if !snap.IsZero() {
+		if hint.Snapshot == snap.String() {
+			segBase = hint.SegmentBase
+		} else if segBase, err = entriesUpTo(ctx, opts.List, snap); err != nil {
+			return 0, err
+		}
+	}
+	done += segBase
 
 	// Start from the hint when it fits the log, else from the list's start.
 	skip, base := done, int64(0)
-	if st, err := s.readForwardState(opts.Register); err == nil && st.List == opts.List && st.Records <= done {
-		if _, err := f.Seek(st.Offset, io.SeekStart); err == nil {
-			skip, base = done-st.Records, st.Offset
+	if hint.List != "" && hint.Records <= done {
+		if _, err := f.Seek(hint.Offset, io.SeekStart); err == nil {
+			skip, base = done-hint.Records, hint.Offset
 		}
 	}
 	rd := ima.NewBinaryReader(f, ima.Options{File: opts.List})
@@ -98,7 +169,8 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 		}
 		added += len(batch)
 		batch = batch[:0]
-		return s.writeForwardState(forwardState{List: opts.List, Register: opts.Register, Records: done + added, Offset: base + rd.Offset()})
+		return s.writeForwardState(forwardState{List: opts.List, Register: opts.Register, Records: done + added, Offset: base + rd.Offset(),
+			Snapshot: snapString(snap), SegmentBase: segBase})
 	}
 	for {
 		if err := ctx.Err(); err != nil {

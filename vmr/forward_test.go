@@ -90,3 +90,23 @@ func checkForwarded(t *testing.T, s *Store, list string, want int) {
 		t.Fatalf("%d entries unproven", r.Unproven)
 	}
 }
+
+// splitIMA cuts a binary list into its entries' bytes.
+func splitIMA(t *testing.T, data []byte) [][]byte {
+	t.Helper()
+	rd := ima.NewBinaryReader(bytes.NewReader(data), ima.Options{})
+	var offs []int64
+	for {
+		e, err := rd.Next()
+		if err != nil {
+			break
+		}
+		offs = append(offs, e.Offset)
+	}
+	offs = append(offs, int64(len(data)))
+	var out [][]byte
+	for i := 0; i+1 < len(offs); i++ {
+		out = append(out, data[offs[i]:offs[i+1]])
+	}
+	return out
+}

@@ -162,9 +162,29 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) Backing() mr.Register { return s.backing }
 
 // locked runs fn holding the exclusive file lock. fileMu must be held.
+//
+// A cut (Cut, maybe in another process) replaces the log file by a new
+// segment; a Store still holding the old file notices it here, once it has
+// the lock, and reopens the new one and replays it from its start.
 func (s *Store) locked(fn func() error) error {
-	if err := unix.Flock(int(s.f.Fd()), unix.LOCK_EX); err != nil {
-		return fmt.Errorf("vmr: locking %s: %w", s.path, err)
+	for {
+		if err := unix.Flock(int(s.f.Fd()), unix.LOCK_EX); err != nil {
+			return fmt.Errorf("vmr: locking %s: %w", s.path, err)
+		}
+		fi, err1 := s.f.Stat()
+		pi, err2 := os.Stat(s.path)
+		if err1 == nil && err2 == nil && os.SameFile(fi, pi) {
+			break
+		}
+		unix.Flock(int(s.f.Fd()), unix.LOCK_UN)
+		f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return fmt.Errorf("vmr: reopening %s after a cut: %w", s.path, err)
+		}
+		s.f.Close()
+		s.f = f
+		s.view.reset(s.backing)
+		s.checked = false
 	}
 	defer unix.Flock(int(s.f.Fd()), unix.LOCK_UN)
 	return fn()
@@ -206,7 +226,19 @@ func (s *Store) sync(ctx context.Context) error {
 	if fi.Size() > s.view.off {
 		r := io.NewSectionReader(s.f, s.view.off, fi.Size()-s.view.off)
 		if err := s.view.replay(r, s.path); err != nil {
-			return err
+			if !errors.Is(err, runtime.ErrTruncated) {
+				return err
+			}
+			// A writer died inside its append (a write that crosses a page
+			// boundary can stop half way when the process is killed). The
+			// partial entry was never fsynced as a whole nor extended, and
+			// its extend never returned: cutting it off loses nothing.
+			if err := s.f.Truncate(s.view.off); err != nil {
+				return fmt.Errorf("vmr: cutting the partial last entry off %s: %w", s.path, err)
+			}
+			if err := s.f.Sync(); err != nil {
+				return fmt.Errorf("vmr: fsync %s: %w", s.path, err)
+			}
 		}
 	}
 	s.checked = false

@@ -23,6 +23,8 @@ type view struct {
 	lastDigest mr.Digest
 	virt       map[string]mr.Digest
 	count      map[string]int
+	// snap holds the values the segment's snapshot record set.
+	snap map[string]mr.Digest
 	// onValue, when set, sees the register value after each entry.
 	onValue func(records int, value mr.Digest)
 }
@@ -33,6 +35,7 @@ func (v *view) reset(backing mr.Register) {
 		value:   mr.Zero(backing.Alg),
 		virt:    map[string]mr.Digest{},
 		count:   map[string]int{},
+		snap:    map[string]mr.Digest{},
 	}
 }
 
@@ -149,6 +152,7 @@ func (v *view) applyVirtual(rec runtime.Record) mr.Digest {
 		if err == nil {
 			for _, s := range vals {
 				v.virt[s.Name] = s.Value
+				v.snap[s.Name] = s.Value
 			}
 		}
 		return mr.Digest{}

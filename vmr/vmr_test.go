@@ -73,6 +73,9 @@ func replayFile(t testing.TB, path string) (mr.Digest, map[string][]mr.Digest) {
 		if val, err = mr.Extend(val, h[:]); err != nil {
 			t.Fatal(err)
 		}
+		if !e.Record.IsVirtual() {
+			continue // the snapshot record of a segment
+		}
 		name, d, err := e.Record.Virtual()
 		if err != nil {
 			t.Fatal(err)

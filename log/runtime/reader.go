@@ -16,6 +16,10 @@ import (
 // log (Options.Embedded); ccmr's own entries are bounded by MaxRecordSize.
 const MaxEventSize = 16 << 20
 
+// ErrTruncated marks a log that ends inside an entry (a writer that died in
+// the middle of its write). It wraps mr.ErrMalformed.
+var ErrTruncated = fmt.Errorf("%w: truncated entry", mr.ErrMalformed)
+
 // Options configure a Reader.
 type Options struct {
 	// File names the input in errors.
@@ -79,7 +83,7 @@ func (r *Reader) read(p []byte, start int64, what string) error {
 	r.off += int64(k)
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return r.fail(start, "truncated entry: %s at byte %d: %d of %d bytes", what, r.off-int64(k), k, len(p))
+			return r.fail(start, "%w: %s at byte %d: %d of %d bytes", ErrTruncated, what, r.off-int64(k), k, len(p))
 		}
 		r.err = &log.Error{File: r.opt.File, Record: r.n, Offset: start, Err: err}
 		return r.err
