@@ -1,10 +1,47 @@
 package verifier
 
-import "crypto"
+import (
+	"crypto"
+	"errors"
+
+	"github.com/ccmr-dev/ccmr/verifier/azure"
+)
 
 // trustAKByHCL trusts the TPM AK of an Azure confidential VM through its HCL
-// report: hardware report → report data = sha256(HCL runtime data) →
-// HCLAkPub → the AK. Not implemented yet: it fails, naming the gap.
+// report: hardware report (SNP report with the bundle's VCEK/VLEK, or TD
+// report bound by the TD quote in evidence.report) → report data =
+// hash(HCL runtime data) → HCLAkPub → the AK. Every link verified or not
+// is listed in layer 0; the first that breaks is named in the failure. The
+// hardware report's values (SNP measurement, TDX mrtd/rtmrs, ...) become
+// trusted registers for the policy.
 func (r *run) trustAKByHCL(ak crypto.PublicKey) (string, error) {
-	return "", fail("Azure HCL report: the vTPM-on-CVM chain is not verified by this build")
+	l := &r.rep.Layers[LayerEvidence]
+	coll := r.opts.TDXCollateral
+	if coll == nil && r.b.Collateral != nil {
+		coll = r.b.Collateral.TDX
+	}
+	res, err := azure.Verify(r.b.Evidence.AzureHCLReport, ak, azure.Options{
+		At:            r.opts.At,
+		Certificates:  r.b.Evidence.Certificates,
+		TDQuote:       r.b.Evidence.Report,
+		TDXCollateral: coll,
+		AllowedTCB:    r.opts.AllowedTCB,
+	})
+	if res != nil {
+		l.Checked = append(l.Checked, res.Checked...)
+		l.NotChecked = append(l.NotChecked, res.NotChecked...)
+	}
+	if err != nil {
+		var ce *azure.ChainError
+		if errors.As(err, &ce) {
+			return "", fail("%v", err)
+		}
+		// The bundle was readable; an HCL report that does not parse fails
+		// layer 0 like a quote that does not parse.
+		return "", fail("Azure HCL report: %v", err)
+	}
+	for _, v := range res.Registers {
+		r.trusted[regKey{v.Register.Name, v.Digest.Alg}] = v.Digest
+	}
+	return "AK is HCLAkPub of the Azure HCL report, bound to the verified " + string(res.Platform) + " hardware report", nil
 }
