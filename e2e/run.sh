@@ -97,6 +97,9 @@ for sym in CONFIG_IMA CONFIG_SECURITYFS; do
 	grep -q "^$sym=y" "$KCONFIG" || die "kernel $KREL lacks $sym=y"
 done
 
+go build -o "$CACHE/e2etool" ./e2e/tool || die "go build ./e2e/tool"
+TOOL=$CACHE/e2etool
+
 # Modules the guest must load: tpm, tpm_tis_core, tpm_tis when they are not
 # built in, and their dependencies (modinfo's depends=), in load order.
 MODDIR=$KDIR/lib/modules/$KREL
@@ -110,19 +113,29 @@ for pair in CONFIG_TCG_TPM:tpm CONFIG_TCG_TIS_CORE:tpm_tis_core CONFIG_TCG_TIS:t
 	esac
 done
 mods+=(${E2E_MODULES:-})
-declare -A modfile=()
+declare -A seen=()
 order=()
-addmod() { # NAME: its dependencies first, then itself
-	local name=$1 f deps d
-	[ -n "${modfile[$name]:-}" ] && return 0
-	f=$(find "$MODDIR" -name "$name.ko*" -o -name "${name//_/-}.ko*" | head -1)
+KO=$CACHE/modules
+rm -rf "$KO" && mkdir -p "$KO"
+addmod() { # NAME: its dependencies first, then itself (uncompressed into $KO)
+	local name=$1 f d
+	[ -n "${seen[$name]:-}" ] && return 0
+	seen[$name]=1
+	f=$(find "$MODDIR" \( -name "$name.ko*" -o -name "${name//_/-}.ko*" \) | head -1)
 	[ -n "$f" ] || {
 		fail "module $name not in $MODDIR"
 		return 1
 	}
-	modfile[$name]=$f
-	deps=$(/sbin/modinfo -F depends "$f" 2>/dev/null || modinfo -F depends "$f")
-	for d in ${deps//,/ }; do addmod "$d" || return 1; done
+	case "$f" in
+	*.ko.xz) xz -dc "$f" >"$KO/$name.ko" ;;
+	*.ko.zst) zstd -qdc "$f" >"$KO/$name.ko" ;;
+	*.ko.gz) gzip -dc "$f" >"$KO/$name.ko" ;;
+	*) cp "$f" "$KO/$name.ko" ;;
+	esac || {
+		fail "module $name: cannot unpack $f"
+		return 1
+	}
+	for d in $("$TOOL" ko-depends "$KO/$name.ko"); do addmod "$d" || return 1; done
 	order+=("$name")
 }
 for m in "${mods[@]}"; do addmod "$m" || die "kernel modules"; done
@@ -131,13 +144,12 @@ for m in "${mods[@]}"; do addmod "$m" || die "kernel modules"; done
 # ---- ccmr and the host helper -------------------------------------------
 if [ -z "${CCMR:-}" ]; then
 	say "building ccmr (static)"
-	CGO_ENABLED=0 go build -trimpath -o "$CACHE/ccmr" ./cmd/ccmr || die "go build ./cmd/ccmr"
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(git describe --always --dirty 2>/dev/null || echo devel)" \
+		-o "$CACHE/ccmr" ./cmd/ccmr || die "go build ./cmd/ccmr"
 	CCMR=$CACHE/ccmr
 fi
 CCMR=$(cd "$(dirname "$CCMR")" && pwd)/$(basename "$CCMR")
 ldd "$CCMR" >/dev/null 2>&1 && die "$CCMR is not static (build with CGO_ENABLED=0)"
-go build -o "$CACHE/e2etool" ./e2e/tool || die "go build ./e2e/tool"
-TOOL=$CACHE/e2etool
 say "ccmr: $CCMR ($("$CCMR" version 2>/dev/null | head -1))"
 
 # ---- the initramfs --------------------------------------------------------
@@ -149,13 +161,7 @@ cp "$CCMR" "$STAGE/bin/ccmr"
 cp -r e2e/guest/. "$STAGE/"
 : >"$STAGE/etc/e2e/modules"
 for m in "${order[@]}"; do
-	f=${modfile[$m]}
-	case "$f" in
-	*.ko.xz) xz -dc "$f" >"$STAGE/lib/modules/e2e/$m.ko" ;;
-	*.ko.zst) zstd -qdc "$f" >"$STAGE/lib/modules/e2e/$m.ko" ;;
-	*.ko.gz) gzip -dc "$f" >"$STAGE/lib/modules/e2e/$m.ko" ;;
-	*) cp "$f" "$STAGE/lib/modules/e2e/$m.ko" ;;
-	esac || die "module $m"
+	cp "$KO/$m.ko" "$STAGE/lib/modules/e2e/$m.ko" || die "module $m"
 	echo "$m.ko" >>"$STAGE/etc/e2e/modules"
 done
 # The reference digests of the policy: every file in the initramfs, hashed
@@ -192,7 +198,7 @@ auto)
 				ACCEL=($try)
 				break
 			fi
-			say "KVM probe '$try' failed after $(($(date +%s) - tp))s: $(tail -c 200 "$OUTDIR/host/probe.log" | tr '\n' ' ')"
+			say "KVM probe '$try' failed after $(($(date +%s) - tp))s: $(grep -m2 '^qemu-system' "$OUTDIR/host/probe.log" | tr '\n' ' ')"
 		done
 	else
 		say "/dev/kvm is not usable"

@@ -16,6 +16,7 @@
 //	e2etool expect-fail REPORT LAYER [RECORD]
 //	e2etool expect-pass REPORT
 //	e2etool mr-ima IMALIST N
+//	e2etool ko-depends MODULE.ko
 package main
 
 import (
@@ -24,6 +25,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
+	"debug/elf"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -77,6 +79,18 @@ func run(args []string) error {
 		return tamperNonce(a[0], a[1])
 	case "expect-fail", "expect-pass":
 		return expect(cmd, a)
+	case "ko-depends":
+		if len(a) != 1 {
+			return errors.New("usage: ko-depends MODULE.ko")
+		}
+		deps, err := koDepends(a[0])
+		if err != nil {
+			return err
+		}
+		for _, d := range deps {
+			fmt.Println(d)
+		}
+		return nil
 	case "mr-ima":
 		if len(a) != 2 {
 			return errors.New("usage: mr-ima IMALIST N")
@@ -97,6 +111,35 @@ func run(args []string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// koDepends returns the "depends=" list of a kernel module's .modinfo
+// section (what modinfo -F depends prints; kmod may not be installed).
+func koDepends(path string) ([]string, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sec := f.Section(".modinfo")
+	if sec == nil {
+		return nil, fmt.Errorf("%s: no .modinfo section", path)
+	}
+	data, err := sec.Data()
+	if err != nil {
+		return nil, fmt.Errorf("%s: .modinfo: %w", path, err)
+	}
+	var deps []string
+	for _, kv := range bytes.Split(data, []byte{0}) {
+		if v, ok := bytes.CutPrefix(kv, []byte("depends=")); ok {
+			for _, d := range strings.Split(string(v), ",") {
+				if d != "" {
+					deps = append(deps, d)
+				}
+			}
+		}
+	}
+	return deps, nil
 }
 
 // ---- the bundle, kept as generic JSON so that a tampered copy differs from
