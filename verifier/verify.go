@@ -18,7 +18,6 @@ import (
 	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/log"
 	"github.com/ccmr-dev/ccmr/log/ima"
-	"github.com/ccmr-dev/ccmr/log/runtime"
 	"github.com/ccmr-dev/ccmr/log/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier/snpverify"
@@ -47,6 +46,12 @@ type Options struct {
 	TDXCollateral []byte
 	// AllowedTCB are the TDX TCB statuses trusted; default UpToDate only.
 	AllowedTCB []string
+	// Monitor, when set, is the monitor state: the bundle is verified from
+	// where its machine's last verified bundle stopped, and on success the
+	// state is advanced (the caller saves it).
+	Monitor *MonitorState
+	// Machine names the machine in Monitor; default MachineID(bundle).
+	Machine string
 }
 
 type regKey struct {
@@ -64,6 +69,14 @@ type run struct {
 	records map[string][]mr.Digest // records of each virtual register
 	proven  int                    // IMA entries proven by layer 3; -1 for none
 	imaLog  *Log
+
+	// Monitor state (--state): what was verified before, and what this
+	// verification adds, saved when the bundle is trusted.
+	state *MachineState
+	next  *MachineState
+	// imaStart is where layer 3 starts: the entries and the mr_ima value a
+	// monitor state already proved (zero without one).
+	imaStart imaPoint
 }
 
 // Verify checks a bundle layer by layer. It returns an error only for input
@@ -74,6 +87,17 @@ func Verify(ctx context.Context, b *Bundle, opts Options) (*Report, error) {
 	}
 	r := &run{b: b, opts: opts, rep: newReport(b, opts.Name), trusted: map[regKey]mr.Digest{},
 		virtual: map[string]mr.Digest{}, records: map[string][]mr.Digest{}, proven: -1}
+	machine := opts.Machine
+	if machine == "" {
+		machine = MachineID(b)
+	}
+	if opts.Monitor != nil {
+		r.state = opts.Monitor.Machines[machine]
+		r.next = &MachineState{}
+		if r.state != nil && r.state.IMA != nil {
+			r.imaStart = imaPoint{entries: r.state.IMA.Entries, offset: r.state.IMA.Offset, value: r.state.IMA.Value}
+		}
+	}
 	layers := []func(context.Context, *LayerResult) error{r.evidence, r.logs, r.virtualRegs, r.appLogs, r.policy}
 	for i, f := range layers {
 		l := &r.rep.Layers[i]
@@ -89,6 +113,18 @@ func Verify(ctx context.Context, b *Bundle, opts Options) (*Report, error) {
 		}
 	}
 	r.rep.Trusted = true
+	if opts.Monitor != nil {
+		r.next.Time = b.Time
+		for k, v := range r.trusted {
+			r.next.Registers = append(r.next.Registers, Register{Name: k.name, Digest: v})
+		}
+		sort.Slice(r.next.Registers, func(i, j int) bool {
+			a, c := r.next.Registers[i], r.next.Registers[j]
+			return a.Name < c.Name || a.Name == c.Name && a.Digest.Alg < c.Digest.Alg
+		})
+		opts.Monitor.Machines[machine] = r.next
+		r.rep.Layers[LayerEvidence].Checked = append(r.rep.Layers[LayerEvidence].Checked, "monitor state of "+machine+" advanced")
+	}
 	return r.rep, nil
 }
 
@@ -278,6 +314,8 @@ func (r *run) logs(ctx context.Context, l *LayerResult) error {
 			runtimeRegs[lg.Register] = true
 		}
 	}
+	chains := map[string][]segment{}
+	var order []string
 	for i := range r.b.Logs {
 		lg := &r.b.Logs[i]
 		name := logName(i, lg)
@@ -287,9 +325,13 @@ func (r *run) logs(ctx context.Context, l *LayerResult) error {
 				return err
 			}
 		case log.FormatRuntime, log.FormatAAELText:
-			if err := r.runtimeLog(name, lg, l); err != nil {
-				return err
+			if lg.Register == "" {
+				return fail("%s: runtime log names no backing register", name)
 			}
+			if chains[lg.Register] == nil {
+				order = append(order, lg.Register)
+			}
+			chains[lg.Register] = append(chains[lg.Register], segment{name: name, log: lg})
 		case log.FormatIMABinary, log.FormatIMAASCII:
 			if r.imaLog != nil {
 				return fail("the bundle holds two IMA lists")
@@ -297,6 +339,11 @@ func (r *run) logs(ctx context.Context, l *LayerResult) error {
 			r.imaLog = lg
 		default:
 			l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: format %q is not replayed by the verifier", name, lg.Format))
+		}
+	}
+	for _, reg := range order {
+		if err := r.runtimeChain(reg, chains[reg], l); err != nil {
+			return err
 		}
 	}
 	if len(l.Checked) == 0 {
@@ -342,50 +389,6 @@ func (r *run) firmwareLog(name string, lg *Log, skip map[string]bool, l *LayerRe
 	return nil
 }
 
-func (r *run) runtimeLog(name string, lg *Log, l *LayerResult) error {
-	if lg.Register == "" {
-		return fail("%s: runtime log names no backing register", name)
-	}
-	opt := runtime.ReplayOptions{File: name, Backing: lg.Register,
-		OnVirtual: func(v runtime.VirtualRecord) error {
-			r.records[v.Name] = append(r.records[v.Name], v.Digest)
-			return nil
-		}}
-	if r.b.Platform == mr.PlatformTPM {
-		opt.Name = runtime.PCRName
-	}
-	var rd runtime.EntryReader
-	if lg.Format == string(log.FormatAAELText) {
-		rd = runtime.NewTextReader(bytes.NewReader(lg.Data), runtime.Options{File: name})
-	} else {
-		rd = runtime.NewReader(bytes.NewReader(lg.Data), runtime.Options{File: name})
-	}
-	res, err := runtime.Replay(rd, opt)
-	if err != nil {
-		return failFrom(name, err)
-	}
-	got, ok := res.Value(lg.Register)
-	if !ok {
-		return fail("%s: replay gives no value for %s", name, lg.Register)
-	}
-	want, ok := r.trusted[regKey{lg.Register, got.Alg}]
-	if !ok {
-		return fail("%s: backing register %s (%v) is not covered by the evidence", name, lg.Register, got.Alg)
-	}
-	if !want.Equal(got) {
-		return &failError{&Failure{Log: name, Record: -1, Register: lg.Register, Expected: want.String(), Computed: got.String(),
-			Reason: fmt.Sprintf("replay of %s does not give the quoted %s", name, lg.Register)}}
-	}
-	for _, v := range res.Virtual {
-		if _, dup := r.virtual[v.Register.Name]; dup {
-			return fail("%s: virtual register %s also appears in another runtime log", name, v.Register.Name)
-		}
-		r.virtual[v.Register.Name] = v.Digest
-	}
-	l.Checked = append(l.Checked, fmt.Sprintf("%s: %d records replay to the quoted %s", name, res.Events, lg.Register))
-	return nil
-}
-
 // ---- layer 2: virtual registers ------------------------------------------
 
 func (r *run) virtualRegs(ctx context.Context, l *LayerResult) error {
@@ -417,11 +420,30 @@ func (r *run) virtualRegs(ctx context.Context, l *LayerResult) error {
 
 // ---- layer 3: the IMA list -----------------------------------------------
 
-func (r *run) imaReader() ima.Source {
+// imaReader reads the IMA list from where the monitor state stopped (its
+// start without a state).
+func (r *run) imaReader() *ima.Reader {
+	data := r.imaLog.Data[r.imaStart.offset:]
 	if r.imaLog.Format == string(log.FormatIMAASCII) {
-		return ima.NewASCIIReader(bytes.NewReader(r.imaLog.Data), ima.Options{File: "ima list"})
+		return ima.NewASCIIReader(bytes.NewReader(data), ima.Options{File: "ima list"})
 	}
-	return ima.NewBinaryReader(bytes.NewReader(r.imaLog.Data), ima.Options{File: "ima list"})
+	return ima.NewBinaryReader(bytes.NewReader(data), ima.Options{File: "ima list"})
+}
+
+// shiftIMA turns a failure in the resumed IMA list into whole-list terms.
+func (r *run) shiftIMA(err error) error {
+	var mm *log.Mismatch
+	var le *log.Error
+	if errors.As(err, &mm) && mm.Record >= 0 {
+		mm.Record += r.imaStart.entries
+		if mm.Offset >= 0 {
+			mm.Offset += r.imaStart.offset
+		}
+	} else if errors.As(err, &le) {
+		le.Record += r.imaStart.entries
+		le.Offset += r.imaStart.offset
+	}
+	return err
 }
 
 func (r *run) appLogs(ctx context.Context, l *LayerResult) error {
@@ -434,15 +456,37 @@ func (r *run) appLogs(ctx context.Context, l *LayerResult) error {
 		return nil
 	}
 	const name = "ima list"
-	if recs, ok := r.records[ima.VirtualName]; ok {
-		res, err := ima.ReplayVirtual(ctx, r.imaReader(), ima.VirtualOptions{File: name, Records: recs, Expect: r.virtual[ima.VirtualName]})
+	if recs, ok := r.records[ima.VirtualName]; ok || r.imaStart.entries > 0 {
+		if r.imaStart.offset > int64(len(r.imaLog.Data)) {
+			return &failError{&Failure{Log: name, Record: -1, Reason: fmt.Sprintf("the IMA list is %d bytes, shorter than the %d the monitor state proved: rewritten, or a new boot", len(r.imaLog.Data), r.imaStart.offset)}}
+		}
+		if recs == nil {
+			recs = []mr.Digest{} // no new record: every new entry is unproven
+		}
+		res, err := ima.ReplayVirtual(ctx, r.imaReader(), ima.VirtualOptions{File: name, Records: recs, Expect: r.virtual[ima.VirtualName], Start: r.imaStart.value})
 		if err != nil {
-			return failFrom(name, err)
+			return failFrom(name, r.shiftIMA(err))
 		}
 		r.proven = res.Events
 		l.Checked = append(l.Checked, fmt.Sprintf("%d IMA entries match the %d records of mr_ima", res.Events, len(recs)))
+		if r.imaStart.entries > 0 {
+			l.Checked = append(l.Checked, fmt.Sprintf("entries 0..%d were proven by the monitor state", r.imaStart.entries-1))
+		}
 		if res.Unproven > 0 {
 			l.NotChecked = append(l.NotChecked, fmt.Sprintf("%d IMA entries after the last mr_ima record are not proven (not judged by policy)", res.Unproven))
+		}
+		if r.next != nil {
+			off := int64(len(r.imaLog.Data))
+			if res.Unproven > 0 {
+				rd := r.imaReader()
+				for i := 0; i < res.Events; i++ {
+					if _, err := rd.Next(); err != nil {
+						return failFrom(name, err)
+					}
+				}
+				off = r.imaStart.offset + rd.Offset()
+			}
+			r.next.IMA = &IMAState{Entries: r.imaStart.entries + res.Events, Offset: off, Value: r.virtual[ima.VirtualName]}
 		}
 		return nil
 	}
@@ -545,14 +589,14 @@ func (r *run) judgeFiles(ctx context.Context, rp *RuntimePolicy, l *LayerResult)
 			continue // ima-buf and other entries without a file digest
 		}
 		if e.IsViolation() {
-			return &failError{&Failure{Log: "ima list", Record: e.Index, Offset: e.Offset, Reason: fmt.Sprintf("IMA violation entry for %q", path)}}
+			return &failError{&Failure{Log: "ima list", Record: r.imaStart.entries + e.Index, Offset: r.imaStart.offset + e.Offset, Reason: fmt.Sprintf("IMA violation entry for %q", path)}}
 		}
 		if !rp.Allowed(path, hex.EncodeToString(d)) {
 			reason := fmt.Sprintf("file %q has digest %x, not a reference digest of the runtime policy", path, d)
 			if _, listed := rp.allowed[path]; !listed {
 				reason = fmt.Sprintf("file %q is not in the runtime policy (digest %x)", path, d)
 			}
-			return &failError{&Failure{Log: "ima list", Record: e.Index, Offset: e.Offset, Reason: reason}}
+			return &failError{&Failure{Log: "ima list", Record: r.imaStart.entries + e.Index, Offset: r.imaStart.offset + e.Offset, Reason: reason}}
 		}
 		judged++
 	}
