@@ -72,11 +72,22 @@ func (d Digest) Equal(o Digest) bool { return d.Alg == o.Alg && bytes.Equal(d.By
 // IsZero reports whether d is unset (no bytes).
 func (d Digest) IsZero() bool { return len(d.Bytes) == 0 }
 
-// MarshalText implements encoding.TextMarshaler as ALG:HEX.
-func (d Digest) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+// MarshalText implements encoding.TextMarshaler as ALG:HEX; an unset
+// Digest (IsZero) is the empty string.
+func (d Digest) MarshalText() ([]byte, error) {
+	if d.IsZero() && d.Alg == 0 {
+		return []byte{}, nil
+	}
+	return []byte(d.String()), nil
+}
 
-// UnmarshalText implements encoding.TextUnmarshaler for ALG:HEX and ALG/HEX.
+// UnmarshalText implements encoding.TextUnmarshaler for ALG:HEX and ALG/HEX;
+// the empty string is an unset Digest.
 func (d *Digest) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*d = Digest{}
+		return nil
+	}
 	v, err := ParseDigest(string(b))
 	if err != nil {
 		return err

@@ -22,6 +22,9 @@ type Policy struct {
 	// Runtime is Keylime's runtime policy: file reference digests and
 	// excluded paths, checked against every proven IMA entry.
 	Runtime *RuntimePolicy
+	// Aggregate is the expected order-independent aggregate of the proven
+	// IMA entries (ima.Aggregate, `ccmr ima aggregate`).
+	Aggregate mr.Digest
 }
 
 // RuntimePolicy is the part of Keylime's runtime-policy JSON that ccmr
@@ -43,6 +46,7 @@ type policyJSON struct {
 		// policy file.
 		RuntimePolicy string          `json:"runtime_policy"`
 		Keylime       json.RawMessage `json:"keylime"`
+		Aggregate     string          `json:"aggregate"`
 	} `json:"ima"`
 }
 
@@ -90,6 +94,13 @@ func ParsePolicy(b []byte, dir string) (*Policy, error) {
 			return nil, fmt.Errorf("%w: policy nonce: %v", mr.ErrMalformed, err)
 		}
 		p.Nonce = n
+	}
+	if pj.IMA != nil && pj.IMA.Aggregate != "" {
+		d, err := mr.ParseDigest(pj.IMA.Aggregate)
+		if err != nil {
+			return nil, fmt.Errorf("policy ima aggregate: %w", err)
+		}
+		p.Aggregate = d
 	}
 	if pj.IMA != nil {
 		raw := []byte(pj.IMA.Keylime)

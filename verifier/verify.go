@@ -533,6 +533,24 @@ func (r *run) policy(ctx context.Context, l *LayerResult) error {
 			return err
 		}
 	}
+	if !p.Aggregate.IsZero() {
+		if r.imaLog == nil || r.proven < 0 {
+			return fail("the policy names an IMA aggregate but no IMA entry is proven")
+		}
+		src := ima.NewBinaryReader(bytes.NewReader(r.imaLog.Data), ima.Options{File: "ima list"})
+		if r.imaLog.Format == string(log.FormatIMAASCII) {
+			src = ima.NewASCIIReader(bytes.NewReader(r.imaLog.Data), ima.Options{File: "ima list"})
+		}
+		got, n, err := ima.Aggregate(ctx, src, r.imaStart.entries+r.proven)
+		if err != nil {
+			return failFrom("ima list", err)
+		}
+		if !got.Equal(p.Aggregate) {
+			return &failError{&Failure{Log: "ima list", Record: -1, Expected: p.Aggregate.String(), Computed: got.String(),
+				Reason: fmt.Sprintf("the aggregate of the %d distinct measurements is not the policy's", n)}}
+		}
+		l.Checked = append(l.Checked, fmt.Sprintf("IMA aggregate of %d distinct measurements is the policy's", n))
+	}
 	return nil
 }
 

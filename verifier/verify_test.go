@@ -417,3 +417,27 @@ func TestUnusableInput(t *testing.T) {
 }
 
 var _ = log.ErrMismatch
+
+// A policy naming the IMA aggregate: the right value passes, another fails
+// at layer 4.
+func TestPolicyAggregate(t *testing.T) {
+	f := makeFixture(t)
+	b := f.decode(t)
+	agg, _, err := ima.Aggregate(context.Background(), ima.NewBinaryReader(bytes.NewReader(logOf(b, "ima-binary").Data), ima.Options{}), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := f.opts()
+	o.Policy, err = ParsePolicy([]byte(`{"ima": {"aggregate": "`+agg.String()+`"}}`), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := Verify(context.Background(), b, o); err != nil || !rep.Trusted {
+		t.Fatalf("right aggregate: %+v %v", rep, err)
+	}
+	agg.Bytes[0] ^= 1
+	o.Policy.Aggregate = agg
+	if rep, _ := Verify(context.Background(), b, o); rep.Trusted || rep.FailedLayer() != 4 {
+		t.Fatalf("wrong aggregate trusted or failed elsewhere: %+v", rep)
+	}
+}

@@ -6,6 +6,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ccmr-dev/ccmr/log/ima"
+	"github.com/ccmr-dev/ccmr/log/logfile"
+
 	"github.com/ccmr-dev/ccmr/vmr"
 )
 
@@ -61,6 +64,37 @@ list until SIGTERM or SIGINT.`,
 	f.StringVar(&opts.List, "ima-log", vmr.DefaultIMAList, "binary IMA list")
 	f.StringVar(&opts.Register, "register", "mr_ima", "virtual register to extend")
 	f.DurationVar(&interval, "interval", 2*time.Second, "how often to look for new entries when following")
-	cmd.AddCommand(fwd)
+	cmd.AddCommand(fwd, newIMAAggregateCmd(g))
+	return cmd
+}
+
+func newIMAAggregateCmd(g *globals) *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "aggregate LIST",
+		Short: "Order-independent aggregate of an IMA list: sha384 of its sorted distinct measurement digests",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := logfile.ParseFormat(format)
+			if err != nil {
+				return err
+			}
+			rd, closer, err := ima.OpenFile(args[0], f, ima.Options{File: args[0]})
+			if err != nil {
+				return err
+			}
+			defer closer.Close()
+			d, n, err := ima.Aggregate(cmd.Context(), rd, -1)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return writeJSON(g.stdout, map[string]any{"aggregate": d.String(), "distinct": n})
+			}
+			_, err = fmt.Fprintf(g.stdout, "%s (%d distinct measurements)\n", d, n)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "auto", "ima-binary, ima-ascii or auto")
 	return cmd
 }

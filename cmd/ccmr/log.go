@@ -18,7 +18,7 @@ func newLogCmd(g *globals) *cobra.Command {
 		Use:   "log",
 		Short: "Measurement logs: TCG2, CCEL, IMA, the CC runtime log",
 	}
-	cmd.AddCommand(newLogShowCmd(g), newLogReplayCmd(g), newLogExportCmd(g))
+	cmd.AddCommand(newLogShowCmd(g), newLogReplayCmd(g), newLogExportCmd(g), newLogCutCmd(g))
 	return cmd
 }
 
@@ -211,4 +211,42 @@ func newLogExportCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&to, "to", "cel-json", "output format (cel-json)")
 	cmd.Flags().StringVarP(&out, "out", "O", "", "write to FILE (default standard output)")
 	return cmd
+}
+
+func newLogCutCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cut",
+		Short: "Archive the runtime log's segment and start a new one with a snapshot of every virtual register",
+		Long: `Archives the current segment of the runtime log (REGISTER.log.N next to it)
+and starts a new segment whose INIT entry holds the backing register's value
+and whose first record, "ccmr snapshot mr_x=ALG/HEX,...", holds every virtual
+register's value. Ship the archive to the verifier (quote includes archives
+still present), then delete it: the log a guest keeps stays bounded.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			dev, err := g.openDevice(ctx)
+			if err != nil {
+				return err
+			}
+			defer dev.Close()
+			s, err := g.openStore(ctx, dev, false)
+			if err != nil {
+				return err
+			}
+			if s == nil {
+				return usageError("log cut: no runtime log in %s", g.runtimeLogDir(dev))
+			}
+			defer s.Close()
+			archive, err := s.Cut(ctx)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return writeJSON(g.stdout, map[string]string{"archive": archive, "log": s.Path()})
+			}
+			_, err = fmt.Fprintf(g.stdout, "archived %s; new segment in %s\n", archive, s.Path())
+			return err
+		},
+	}
 }

@@ -96,6 +96,19 @@ func (g *globals) quote(ctx context.Context, dev mr.Device, nonce []byte, imaLis
 			return nil, err
 		}
 		bk := s.Backing()
+		// Archived segments still present go first, oldest first, so a
+		// verifier without a monitor state can prove the snapshots.
+		archives, err := s.Archives()
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range archives {
+			b, err := os.ReadFile(a)
+			if err != nil {
+				return nil, err
+			}
+			logs = append(logs, verifier.Log{Format: string(log.FormatRuntime), Register: bk.Name, Alg: bk.Alg.String(), Source: a, Data: b})
+		}
 		logs = append(logs, verifier.Log{Format: string(log.FormatRuntime), Register: bk.Name, Alg: bk.Alg.String(), Source: s.Path(), Data: data})
 		if virt, err = s.List(ctx); err != nil {
 			return nil, err

@@ -68,6 +68,7 @@ func newRoot(e env) *cobra.Command {
 		newQuoteCmd(g),
 		newVerifyCmd(g),
 		newKeyCmd(g),
+		newEvidenceCmd(g),
 	)
 	return root
 }

@@ -13,7 +13,7 @@ import (
 )
 
 func newVerifyCmd(g *globals) *cobra.Command {
-	var policyFile, nonceHex, at, roots, collateral string
+	var policyFile, nonceHex, at, roots, collateral, stateFile string
 	var allowTCB []string
 	var trustKeys []string
 	var opts verifier.Options
@@ -70,9 +70,19 @@ func newVerifyCmd(g *globals) *cobra.Command {
 				}
 			}
 			opts.AllowedTCB = allowTCB
+			if stateFile != "" {
+				if opts.Monitor, err = verifier.LoadState(stateFile); err != nil {
+					return &exitError{code: exitUsage, err: err}
+				}
+			}
 			rep, err := verifier.Verify(cmd.Context(), b, opts)
 			if err != nil {
 				return err
+			}
+			if stateFile != "" && rep.Trusted {
+				if err := opts.Monitor.Save(stateFile); err != nil {
+					return err
+				}
 			}
 			if g.json() {
 				err = writeJSON(g.stdout, rep)
@@ -95,6 +105,8 @@ func newVerifyCmd(g *globals) *cobra.Command {
 	fl.StringArrayVar(&trustKeys, "trust-ak", nil, "pinned attestation public key, PEM: TPM AK or sim key (repeatable)")
 	fl.StringVar(&roots, "ak-roots", "", "CA certificates (PEM) for AK certificates")
 	fl.BoolVar(&opts.AllowSim, "allow-sim", false, "trust sim evidence signed by a pinned key")
+	fl.StringVar(&stateFile, "state", "", "monitor state file: verify from where this machine's last trusted bundle stopped, and advance it")
+	fl.StringVar(&opts.Machine, "machine", "", "machine name in the monitor state (default: from the evidence's key)")
 	fl.StringVar(&collateral, "collateral", "", "TDX collateral (Intel PCS, QuoteCollateralV3 JSON) instead of the bundle's")
 	fl.StringSliceVar(&allowTCB, "allow-tcb", nil, "TDX TCB statuses to trust (default UpToDate)")
 	return cmd

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ccmr-dev/ccmr/verifier/evidence"
+)
+
+func newEvidenceCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "evidence",
+		Short: "Evidence made elsewhere (tpm2-tools, cloud agents, Azure HCL, TDX/SNP tools)",
+	}
+	cmd.AddCommand(newEvidenceImportCmd(g))
+	return cmd
+}
+
+// readPart reads one part's file; a file that cannot be read is bad input
+// naming the part.
+func readPart(part, name string) (*evidence.File, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, usageError("%s %s: %v", part, name, err)
+	}
+	return &evidence.File{Name: name, Data: b}, nil
+}
+
+func newEvidenceImportCmd(g *globals) *cobra.Command {
+	var out, nonceHex, ak, tdxQuote, coll, snpReport, vcek, vlek, hcl string
+	var quotes, sigs, pcrs, akCerts, logs []string
+	cmd := &cobra.Command{
+		Use:   "import -O BUNDLE [parts]",
+		Short: "Make a ccmr-evidence/v1 bundle from loose evidence parts; exit 2 names a bad part",
+		Long: `Make a ccmr-evidence/v1 bundle (docs/bundle.md) from evidence other tools made,
+for ccmr verify. Nothing is verified here; every part must parse and agree.
+
+TPM: --tpm-quote/--tpm-sig/--tpm-pcrs are tpm2_quote's -m/-s/-o files, repeatable and
+paired in order (one quote per PCR bank). --ak is PEM, TPM2B_PUBLIC or TPMT_PUBLIC.
+Azure CVM: add --azure-hcl-report (vTPM NV index 0x01400001) with --vcek (SNP) or
+--tdx-quote [--collateral] (TDX); --ak defaults to the report's HCLAkPub.
+TDX: --tdx-quote [--collateral]. SNP: --snp-report with --vcek or --vlek.
+Logs: --log FORMAT=FILE (tcg2, ccel, ima-binary, ..., auto); a runtime log names its
+backing register: --log runtime:rtmr3=FILE.
+The nonce defaults to what the evidence binds: the quotes' qualifying data, or the
+64-byte report data of a TDX quote or SNP report; --nonce must agree with it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return usageError("-O BUNDLE is required")
+			}
+			var p evidence.Parts
+			if len(sigs) != len(quotes) {
+				return usageError("%d --tpm-quote and %d --tpm-sig: give them in pairs, in order", len(quotes), len(sigs))
+			}
+			if len(pcrs) > len(quotes) {
+				return usageError("%d --tpm-pcrs for %d --tpm-quote", len(pcrs), len(quotes))
+			}
+			for i := range quotes {
+				a, err := readPart(evidence.PartTPMQuote, quotes[i])
+				if err != nil {
+					return err
+				}
+				s, err := readPart(evidence.PartTPMSig, sigs[i])
+				if err != nil {
+					return err
+				}
+				q := evidence.TPMQuote{Attest: *a, Signature: *s}
+				if i < len(pcrs) {
+					if q.PCRs, err = readPart(evidence.PartTPMPCRs, pcrs[i]); err != nil {
+						return err
+					}
+				}
+				p.TPMQuotes = append(p.TPMQuotes, q)
+			}
+			single := []struct {
+				part, name string
+				dst        **evidence.File
+			}{
+				{evidence.PartAK, ak, &p.AK}, {evidence.PartTDXQuote, tdxQuote, &p.TDXQuote},
+				{evidence.PartCollateral, coll, &p.Collateral}, {evidence.PartSNPReport, snpReport, &p.SNPReport},
+				{evidence.PartVCEK, vcek, &p.VCEK}, {evidence.PartVLEK, vlek, &p.VLEK}, {evidence.PartHCL, hcl, &p.AzureHCLReport},
+			}
+			for _, s := range single {
+				if s.name == "" {
+					continue
+				}
+				f, err := readPart(s.part, s.name)
+				if err != nil {
+					return err
+				}
+				*s.dst = f
+			}
+			for _, c := range akCerts {
+				f, err := readPart(evidence.PartAKCert, c)
+				if err != nil {
+					return err
+				}
+				p.AKCerts = append(p.AKCerts, *f)
+			}
+			for _, l := range logs {
+				spec, file, ok := strings.Cut(l, "=")
+				if !ok || spec == "" || file == "" {
+					return usageError("--log %q: want FORMAT=FILE (runtime logs: runtime:REG=FILE)", l)
+				}
+				format, reg, _ := strings.Cut(spec, ":")
+				f, err := readPart(evidence.PartLog, file)
+				if err != nil {
+					return err
+				}
+				p.Logs = append(p.Logs, evidence.Log{Format: format, Register: reg, File: *f})
+			}
+			if cmd.Flags().Changed("nonce") {
+				n, err := hex.DecodeString(nonceHex)
+				if err != nil {
+					return usageError("--nonce %q: want hex digits", nonceHex)
+				}
+				p.Nonce = n
+			}
+			b, err := evidence.Build(p)
+			if err != nil {
+				var pe *evidence.PartError
+				if errors.As(err, &pe) {
+					return &exitError{code: exitUsage, err: err}
+				}
+				return err
+			}
+			var buf bytes.Buffer
+			if err := b.Write(&buf); err != nil {
+				return err
+			}
+			if out == "-" {
+				_, err = g.stdout.Write(buf.Bytes())
+				return err
+			}
+			if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+				return err
+			}
+			sum := map[string]any{"bundle": out, "platform": b.Platform, "nonce": hex.EncodeToString(b.Nonce),
+				"tpm_quotes": len(b.Evidence.TPMQuotes), "logs": len(b.Logs), "azure_hcl_report": len(b.Evidence.AzureHCLReport) > 0}
+			if g.json() {
+				return writeJSON(g.stdout, sum)
+			}
+			var banks []string
+			for _, q := range b.Evidence.TPMQuotes {
+				banks = append(banks, q.Alg)
+			}
+			fmt.Fprintf(g.stdout, "wrote %s: platform %s, nonce %s", out, b.Platform, hex.EncodeToString(b.Nonce))
+			if len(banks) > 0 {
+				fmt.Fprintf(g.stdout, ", TPM quotes of %s", strings.Join(banks, ", "))
+			}
+			if len(b.Evidence.AzureHCLReport) > 0 {
+				fmt.Fprint(g.stdout, ", Azure HCL report")
+			}
+			for _, l := range b.Logs {
+				fmt.Fprintf(g.stdout, ", log %s", l.Format)
+				if l.Register != "" {
+					fmt.Fprintf(g.stdout, " on %s", l.Register)
+				}
+			}
+			fmt.Fprintln(g.stdout)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&out, "out", "O", "", "write the bundle to FILE (- for standard output)")
+	fl.StringArrayVar(&quotes, "tpm-quote", nil, "TPMS_ATTEST of a quote (tpm2_quote -m; bare or TPM2B); repeatable")
+	fl.StringArrayVar(&sigs, "tpm-sig", nil, "TPMT_SIGNATURE of the quote (tpm2_quote -s); paired in order")
+	fl.StringArrayVar(&pcrs, "tpm-pcrs", nil, "quoted PCR values, serialized (tpm2_quote -o); paired in order")
+	fl.StringVar(&ak, "ak", "", "AK public key: PEM, TPM2B_PUBLIC or TPMT_PUBLIC")
+	fl.StringArrayVar(&akCerts, "ak-cert", nil, "AK certificate, PEM or DER (repeatable)")
+	fl.StringVar(&tdxQuote, "tdx-quote", "", "TDX quote v4/v5")
+	fl.StringVar(&coll, "collateral", "", "Intel PCS collateral for the TDX quote (QuoteCollateralV3 JSON)")
+	fl.StringVar(&snpReport, "snp-report", "", "SEV-SNP attestation report")
+	fl.StringVar(&vcek, "vcek", "", "VCEK certificate (PEM or DER; a PEM chain may follow)")
+	fl.StringVar(&vlek, "vlek", "", "VLEK certificate (PEM or DER)")
+	fl.StringVar(&hcl, "azure-hcl-report", "", "Azure CVM HCL report (vTPM NV index 0x01400001)")
+	fl.StringArrayVar(&logs, "log", nil, "log FORMAT=FILE, runtime logs runtime:REG=FILE (repeatable)")
+	fl.StringVar(&nonceHex, "nonce", "", "nonce the evidence binds (hex; default: taken from the evidence)")
+	return cmd
+}
