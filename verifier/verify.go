@@ -52,6 +52,13 @@ type Options struct {
 	Monitor *MonitorState
 	// Machine names the machine in Monitor; default MachineID(bundle).
 	Machine string
+	// AppLogs are application logs checked in layer 3 against their
+	// virtual registers (a container's mr_ctr.<id>): one event per line,
+	// record i of the register must be sha384 of line i, its LF included
+	// (as `ccmr extend mr_ctr.x --data EVENTFILE` of a one-line file).
+	// The other registers' logs are not needed: their records in the
+	// shared runtime log are opaque digests.
+	AppLogs map[string][]byte
 }
 
 type regKey struct {
@@ -447,6 +454,55 @@ func (r *run) shiftIMA(err error) error {
 }
 
 func (r *run) appLogs(ctx context.Context, l *LayerResult) error {
+	names := make([]string, 0, len(r.opts.AppLogs))
+	for n := range r.opts.AppLogs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := r.appLog(n, r.opts.AppLogs[n], l); err != nil {
+			return err
+		}
+	}
+	return r.imaLayer(ctx, l)
+}
+
+// appLog checks one application log against its virtual register's records.
+func (r *run) appLog(reg string, data []byte, l *LayerResult) error {
+	name := "application log of " + reg
+	recs := r.records[reg]
+	if _, ok := r.virtual[reg]; !ok {
+		return &failError{&Failure{Log: name, Record: -1, Register: reg, Reason: reg + " has no records in any trusted runtime log"}}
+	}
+	if r.state != nil {
+		l.NotChecked = append(l.NotChecked, name+": checked against the records since the monitor state only")
+	}
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if n := len(lines); n > 0 && len(lines[n-1]) == 0 {
+		lines = lines[:n-1]
+	}
+	var off int64
+	for i, ln := range lines {
+		d := mr.SHA384.Sum(ln)
+		if i >= len(recs) {
+			return &failError{&Failure{Log: name, Record: i, Offset: off, Register: reg, Computed: d.String(),
+				Reason: fmt.Sprintf("event %d has no record in %s (%d records)", i, reg, len(recs))}}
+		}
+		if !d.Equal(recs[i]) {
+			return &failError{&Failure{Log: name, Record: i, Offset: off, Register: reg, Expected: recs[i].String(), Computed: d.String(),
+				Reason: fmt.Sprintf("event %d does not match record %d of %s", i, i, reg)}}
+		}
+		off += int64(len(ln))
+	}
+	if len(lines) < len(recs) {
+		return &failError{&Failure{Log: name, Record: len(lines), Register: reg, Expected: recs[len(lines)].String(),
+			Reason: fmt.Sprintf("record %d of %s has no event in the application log", len(lines), reg)}}
+	}
+	l.Checked = append(l.Checked, fmt.Sprintf("%s: %d events match the records of %s", name, len(lines), reg))
+	return nil
+}
+
+func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 	if r.imaLog == nil {
 		if _, ok := r.virtual[ima.VirtualName]; ok {
 			l.NotChecked = append(l.NotChecked, "mr_ima has records but the bundle holds no IMA list")

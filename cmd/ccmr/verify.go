@@ -5,16 +5,18 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier"
 )
 
 func newVerifyCmd(g *globals) *cobra.Command {
 	var policyFile, nonceHex, at, roots, collateral, stateFile string
-	var allowTCB []string
+	var allowTCB, appLogs []string
 	var trustKeys []string
 	var opts verifier.Options
 	cmd := &cobra.Command{
@@ -70,6 +72,20 @@ func newVerifyCmd(g *globals) *cobra.Command {
 				}
 			}
 			opts.AllowedTCB = allowTCB
+			for _, a := range appLogs {
+				reg, file, ok := strings.Cut(a, "=")
+				if !ok || !mr.IsVirtualName(reg) {
+					return usageError("--app-log %q: want mr_NAME=FILE", a)
+				}
+				data, err := os.ReadFile(file)
+				if err != nil {
+					return &exitError{code: exitUsage, err: err}
+				}
+				if opts.AppLogs == nil {
+					opts.AppLogs = map[string][]byte{}
+				}
+				opts.AppLogs[reg] = data
+			}
 			if stateFile != "" {
 				if opts.Monitor, err = verifier.LoadState(stateFile); err != nil {
 					return &exitError{code: exitUsage, err: err}
@@ -105,6 +121,7 @@ func newVerifyCmd(g *globals) *cobra.Command {
 	fl.StringArrayVar(&trustKeys, "trust-ak", nil, "pinned attestation public key, PEM: TPM AK or sim key (repeatable)")
 	fl.StringVar(&roots, "ak-roots", "", "CA certificates (PEM) for AK certificates")
 	fl.BoolVar(&opts.AllowSim, "allow-sim", false, "trust sim evidence signed by a pinned key")
+	fl.StringArrayVar(&appLogs, "app-log", nil, "application log mr_NAME=FILE checked against its virtual register: record i = sha384(line i with its LF) (repeatable)")
 	fl.StringVar(&stateFile, "state", "", "monitor state file: verify from where this machine's last trusted bundle stopped, and advance it")
 	fl.StringVar(&opts.Machine, "machine", "", "machine name in the monitor state (default: from the evidence's key)")
 	fl.StringVar(&collateral, "collateral", "", "TDX collateral (Intel PCS, QuoteCollateralV3 JSON) instead of the bundle's")
