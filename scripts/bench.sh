@@ -13,7 +13,7 @@ echo "== Go benchmarks"
 go test -run '^$' -bench 'ReplayBinary$|BareHash|ReplayVirtual' -benchtime 3x ./log/ima | tee "$out/ima.txt"
 go test -run '^$' -bench . -benchtime 2s ./vmr | tee "$out/vmr.txt"
 go test -run '^$' -bench . -benchtime 1s ./backend/sim ./cmd/ccmr | tee "$out/sim.txt"
-go test -run '^$' -bench . -benchtime 3x ./verifier | tee "$out/verifier.txt"
+CCMR_BENCH_HISTORY=${HISTORY:-1000000} go test -run '^$' -bench . -benchtime 3x -timeout 30m ./verifier | tee "$out/verifier.txt"
 
 echo "== ccmr log replay vs evmctl ima_measurement, $n ima-ng entries"
 list="$out/ima-$n.bin"

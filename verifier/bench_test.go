@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -56,4 +58,94 @@ func BenchmarkVerify100k(b *testing.B) {
 			b.Fatalf("not trusted: %v", err)
 		}
 	}
+}
+
+// BenchmarkMonitor: after a verified history of CCMR_BENCH_HISTORY IMA
+// entries (default 100,000; make bench uses 1,000,000), a bundle with 1,000
+// new entries is verified through the monitor state ("incremental"), next to
+// a full verification of a 1,000-entry bundle ("full-1000", the cost of the
+// new entries alone) and of the whole history ("full-history", once).
+func BenchmarkMonitor(b *testing.B) {
+	history := 100000
+	if v := os.Getenv("CCMR_BENCH_HISTORY"); v != "" {
+		fmt.Sscanf(v, "%d", &history)
+	}
+	ctx := context.Background()
+	type env struct {
+		dev  *sim.Device
+		s    *vmr.Store
+		list string
+		key  []byte
+	}
+	newEnv := func(n int) *env {
+		dir := b.TempDir()
+		dev, err := sim.Open(ctx, filepath.Join(dir, "sim"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := vmr.Open(ctx, dev, vmr.Options{Dir: filepath.Join(dir, "log")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		e := &env{dev: dev, s: s, list: filepath.Join(dir, "ima.bin")}
+		e.key, _ = dev.PublicKeyPEM(ctx)
+		return e
+	}
+	grow := func(e *env, n int) {
+		f, err := os.Create(e.list)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := imatest.WriteBinary(f, n, binary.LittleEndian, imatest.NG); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+		if _, err := e.s.Forward(ctx, vmr.ForwardOptions{List: e.list}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	quote := func(e *env) *Bundle {
+		var ev *mr.Evidence
+		data, err := e.s.Snapshot(ctx, func() error { var err error; ev, err = e.dev.Attest(ctx, []byte("n")); return err })
+		if err != nil {
+			b.Fatal(err)
+		}
+		list, _ := os.ReadFile(e.list)
+		virt, _ := e.s.List(ctx)
+		return NewBundle(ev, []Log{{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: data}, {Format: "ima-binary", Data: list}}, virt)
+	}
+	verify := func(e *env, bd *Bundle, m *MonitorState) {
+		rep, err := Verify(ctx, bd, Options{AllowSim: true, TrustedKeys: [][]byte{e.key}, Nonce: []byte("n"), Monitor: m})
+		if err != nil || !rep.Trusted {
+			b.Fatalf("not trusted: %v", err)
+		}
+	}
+	e := newEnv(history)
+	grow(e, history)
+	state := &MonitorState{Format: StateFormat, Machines: map[string]*MachineState{}}
+	verify(e, quote(e), state)
+	saved, _ := json.Marshal(state)
+	grow(e, history+1000)
+	b2 := quote(e)
+	small := newEnv(1000)
+	grow(small, 1000)
+	b3 := quote(small)
+
+	b.Run("incremental", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			var m MonitorState
+			json.Unmarshal(saved, &m)
+			verify(e, b2, &m)
+		}
+	})
+	b.Run("full-1000", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			verify(small, b3, nil)
+		}
+	})
+	b.Run("full-history", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			verify(e, b2, nil)
+		}
+	})
 }
