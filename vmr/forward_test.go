@@ -110,3 +110,10 @@ func splitIMA(t *testing.T, data []byte) [][]byte {
 	}
 	return out
 }
+
+func writeFile(t *testing.T, p string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
