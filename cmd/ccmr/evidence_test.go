@@ -155,7 +155,7 @@ func TestConformanceTPM(t *testing.T) {
 	for _, tc := range []convCase{
 		{name: "gce-3-banks+eventlog", imp: gceImp, verify: []string{"--nonce", "9009", "--trust-ak", gceAK}, trusted: true,
 			contains: []string{"TPM2_Quote of 24 sha1 PCRs", "TPM2_Quote of 24 sha384 PCRs", "44 events replay to 30 quoted register values", "nonce matches"},
-			ak: gceAK, nonce: "9009", sets: gce},
+			ak:       gceAK, nonce: "9009", sets: gce},
 		{name: "gce-wrong-nonce", imp: gceImp, verify: []string{"--nonce", "9008", "--trust-ak", gceAK},
 			contains: []string{"nonce differs"}, ak: gceAK, nonce: "9008", sets: gce},
 		{name: "gce-changed-quote-byte", imp: gceChangedArgs, verify: []string{"--nonce", "9009", "--trust-ak", gceAK},
