@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ccmr-dev/ccmr/log"
+	"github.com/ccmr-dev/ccmr/log/tcg"
 	"github.com/ccmr-dev/ccmr/log/tcg/corpus"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 )
 
 func corpusFile(t *testing.T, rel string) []byte {
@@ -110,5 +113,61 @@ func TestRealSNPReport(t *testing.T) {
 		Evidence: Evidence{Report: bad, Certificates: [][]byte{vcek}}}, Options{At: at})
 	if rep.Trusted || rep.FailedLayer() != 0 {
 		t.Fatal("SNP report with a changed report_data byte trusted")
+	}
+}
+
+// A real TDX quote (dcap-qvl's quote-from-tappd) with a CCEL from the same
+// dstack deployment: the CCEL's RTMR0 events replay to the quote's RTMR0
+// (its RTMR1 events are from another boot, so they are left out of the
+// CCEL given here; the verifier compares only the registers a log extends).
+// Changing one CCEL event fails layer 1 and names the log.
+func TestRealTDXQuoteWithCCEL(t *testing.T) {
+	quote := corpusFile(t, "dcap-qvl/quote-from-tappd.bin")
+	raw := corpusFile(t, "dstack/ccel.bin")
+	l, err := tcg.Parse("ccel.bin", raw, log.FormatCCEL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ccel []byte
+	for i, e := range l.Events {
+		end := l.End
+		if i+1 < len(l.Events) {
+			end = l.Events[i+1].Offset
+		}
+		if i == 0 || e.Index != 2 { // the header, and every event but RTMR1's
+			ccel = append(ccel, raw[e.Offset:end]...)
+		}
+	}
+	qr, err := tdxverify.ParseQuote(quote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := qr.Body.ReportData[:]
+	mk := func(c []byte) *Bundle {
+		return &Bundle{Format: Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: Evidence{Report: quote},
+			Logs: []Log{{Format: "ccel", Data: c}}}
+	}
+	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	rep, err := Verify(context.Background(), mk(ccel), Options{At: at, Nonce: nonce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Trusted {
+		t.Fatalf("quote + CCEL not trusted:\n%s", reportText(rep))
+	}
+	if !strings.Contains(strings.Join(rep.Layers[1].Checked, "\n"), "replay to 1 quoted register") {
+		t.Fatalf("CCEL not compared with RTMR0:\n%s", reportText(rep))
+	}
+	// Change a digest byte of the first event after the header (it
+	// precedes every left-out event, so its offset is unchanged).
+	first := l.Events[1]
+	if first.Index == 2 {
+		t.Fatal("the first event is RTMR1's")
+	}
+	bad := append([]byte(nil), ccel...)
+	bad[first.Offset+4+4+4+2+10] ^= 1 // index, type, count, alg, then the sha384 digest
+	rep, _ = Verify(context.Background(), mk(bad), Options{At: at, Nonce: nonce})
+	if rep.Trusted || rep.FailedLayer() != 1 || !strings.Contains(rep.Layers[1].Failure.Log, "ccel") || rep.Layers[1].Failure.Register != "rtmr0" {
+		t.Fatalf("changed CCEL event:\n%s", reportText(rep))
 	}
 }
