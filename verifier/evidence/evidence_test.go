@@ -1,0 +1,78 @@
+package evidence
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ccmr-dev/ccmr/backend/tpm"
+	"github.com/ccmr-dev/ccmr/mr"
+)
+
+// The tpm2-tools vectors of backend/tpm (made with tpm2_quote on swtpm, see
+// its testdata/README.md) build a bundle whose quote verifies with the AK.
+func vec(t testing.TB, name string) File {
+	t.Helper()
+	p := filepath.Join("..", "..", "backend", "tpm", "testdata", "tpm2-tools", name)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return File{Name: p, Data: b}
+}
+
+func TestBuildTPMVectors(t *testing.T) {
+	for _, k := range []string{"ecc-sha256", "rsa-sha1"} {
+		ak := vec(t, strings.Split(k, "-")[0]+"-ak.pem")
+		pcrs := vec(t, k+".pcrs")
+		b, err := Build(Parts{AK: &ak, TPMQuotes: []TPMQuote{{Attest: vec(t, k+".attest"), Signature: vec(t, k+".sig"), PCRs: &pcrs}}})
+		if err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+		if b.Platform != mr.PlatformTPM || string(b.Nonce) != "\x00\x11\x22\x33\x44\x55\x66\x77" || len(b.Evidence.TPMQuotes) != 1 {
+			t.Fatalf("%s: %+v", k, b)
+		}
+		q := b.Evidence.TPMQuotes[0]
+		a, _ := mr.ParseAlg(q.Alg)
+		mq := mr.TPMQuote{Alg: a, Attest: q.Attest, Signature: q.Signature, PCRs: map[int][]byte{}}
+		vals, err := tpm.ParsePCRFile(pcrs.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mq.PCRs = vals[a]
+		if err := tpm.VerifyQuotePEM([]byte(b.Evidence.PublicKey), mq, b.Nonce); err != nil {
+			t.Fatalf("%s: the imported quote does not verify: %v", k, err)
+		}
+	}
+	// A two-bank quote is refused, naming the quote.
+	ak := vec(t, "rsa-ak.pem")
+	pcrs := vec(t, "rsa-twobank.pcrs")
+	_, err := Build(Parts{AK: &ak, TPMQuotes: []TPMQuote{{Attest: vec(t, "rsa-twobank.attest"), Signature: vec(t, "rsa-twobank.sig"), PCRs: &pcrs}}})
+	var pe *PartError
+	if !errors.As(err, &pe) || pe.Part != PartTPMQuote || !errors.Is(err, mr.ErrUnsupported) {
+		t.Fatalf("two-bank quote: %v", err)
+	}
+}
+
+func TestUnwrapAttest(t *testing.T) {
+	a := vec(t, "rsa-sha1.attest").Data
+	w := append([]byte{byte(len(a) >> 8), byte(len(a))}, a...)
+	if string(UnwrapAttest(w)) != string(a) || string(UnwrapAttest(a)) != string(a) {
+		t.Fatal("unwrap")
+	}
+}
+
+func TestParseLogSpecErrors(t *testing.T) {
+	if _, err := buildLog(&Log{Format: "nonsense", File: File{Name: "x"}}); err == nil || !strings.Contains(err.Error(), "--log x") {
+		t.Fatalf("bad format: %v", err)
+	}
+	if _, err := buildLog(&Log{Format: "tcg2", Register: "pcr10", File: File{Name: "x"}}); err == nil {
+		t.Fatal("register on a tcg2 log accepted")
+	}
+	l, err := buildLog(&Log{Format: "runtime", Register: "rtmr3", File: File{Name: "x"}})
+	if err != nil || l.Register != "rtmr3" || l.Format != "runtime" {
+		t.Fatalf("runtime log: %+v %v", l, err)
+	}
+}
