@@ -223,7 +223,7 @@ echo "accelerator: ${ACCEL[*]}" >>"$SUMMARY"
 SOCKDIR=$(mktemp -d /tmp/ccmr-e2e.XXXXXX)
 TPMDIR=$OUTDIR/host/swtpm
 mkdir -p "$TPMDIR"
-swtpm_setup --tpm2 --tpmstate "$TPMDIR" --createek --pcr-banks sha1,sha256 --overwrite \
+timeout 120 swtpm_setup --tpm2 --tpmstate "$TPMDIR" --createek --pcr-banks sha1,sha256 --overwrite \
 	>"$OUTDIR/host/swtpm_setup.log" 2>&1 || die "swtpm_setup (see $OUTDIR/host/swtpm_setup.log)"
 swtpm socket --tpm2 --tpmstate dir="$TPMDIR" --ctrl type=unixio,path="$SOCKDIR/swtpm.sock" \
 	--log file="$OUTDIR/host/swtpm.log",level=1 --terminate &
