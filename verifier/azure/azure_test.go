@@ -108,3 +108,30 @@ func TestAzureTDXChain(t *testing.T) {
 		t.Fatalf("no TD quote: %v", err)
 	}
 }
+
+// BenchmarkVerifySNPChain: the whole Azure SNP chain (SNP report and VCEK
+// chain through go-sev-guest, hash, JWK, AK comparison).
+func BenchmarkVerifySNPChain(b *testing.B) {
+	hcl := corpusFile(b, "trustee/az-snp-vtpm/hcl-report.bin")
+	vcek := corpusFile(b, "trustee/az-snp-vtpm/vcek.pem")
+	ak, err := tpm.ParseAKPublic(corpusFile(b, "trustee/az-snp-vtpm/hcl-akpub.pem"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := Verify(hcl, ak, Options{Certificates: [][]byte{vcek}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParse: the HCL report layout alone.
+func BenchmarkParse(b *testing.B) {
+	hcl := corpusFile(b, "trustee/az-snp-vtpm/hcl-report.bin")
+	for i := 0; i < b.N; i++ {
+		if _, err := Parse(hcl); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
