@@ -39,6 +39,11 @@ conformance:
 	CCMR_REQUIRE_CORPUS=1 CCMR_CONFORMANCE_DOC=$(CURDIR)/docs/conformance.md $(GO) test -count=1 -run 'Conformance|CorpusNeverCrashes' -v ./log/logfile | grep -E '^(conformance:|--- |ok|FAIL|PASS)'
 	CCMR_REQUIRE_CORPUS=1 $(GO) test -count=1 -run 'Corpus|Conformance' ./log/... ./verifier/...
 
+## e2e: ccmr on a real kernel: Debian cloud kernel under QEMU with swtpm and IMA (docs/e2e.md)
+e2e: build
+	CCMR_E2E=1 bash scripts/deps.sh
+	CCMR=$(BIN) bash e2e/run.sh
+
 ## demo: the main job on the software device
 demo: build
 	bash scripts/demo.sh

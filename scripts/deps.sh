@@ -9,7 +9,8 @@ have evmctl || need+=(ima-evm-utils)
 dpkg -s libtss2-tcti-swtpm0 >/dev/null 2>&1 || need+=(libtss2-tcti-swtpm0)
 if [ "${CCMR_E2E:-}" = 1 ]; then
 	have qemu-system-x86_64 || need+=(qemu-system-x86)
-	have busybox || need+=(busybox-static)
+	# The dynamic busybox package also answers to "busybox": check for the static one.
+	{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
 	have cpio || need+=(cpio)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0

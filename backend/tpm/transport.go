@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultDevice is the TPM opened when the spec names none: the kernel's
@@ -100,14 +102,18 @@ func dial(ctx context.Context, spec string, timeout time.Duration) (*conn, error
 		if fi.Mode()&os.ModeDevice == 0 {
 			return nil, fmt.Errorf("tpm: %s is not a device (mode %v); for a simulator use tcp://HOST:PORT or unix:PATH", spec, fi.Mode())
 		}
-		f, err := os.OpenFile(spec, os.O_RDWR, 0)
+		// Open the device blocking, outside Go's poller: os.OpenFile would
+		// set O_NONBLOCK on a character device, and then the TPM driver
+		// runs the command asynchronously and read() returns 0 bytes while
+		// the answer is not ready, which Go takes for end of file (seen on
+		// a real kernel under QEMU: reads failed at random). Timeouts then
+		// come from sendAbandon, as the file has no deadlines.
+		fd, err := unix.Open(spec, unix.O_RDWR|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return nil, fmt.Errorf("tpm: %w", err)
+			return nil, fmt.Errorf("tpm: %s: %w", spec, err)
 		}
-		c.s = f
-		if err := f.SetDeadline(time.Time{}); err != nil {
-			c.deadlineOK = false
-		}
+		c.s = os.NewFile(uintptr(fd), spec)
+		c.deadlineOK = false
 	}
 	return c, nil
 }
