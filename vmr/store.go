@@ -1,7 +1,6 @@
 package vmr
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -395,6 +394,7 @@ func (s *Store) appendAndExtend(ctx context.Context, batch []*pending) ([]mr.Dig
 	// a bad record in a batch fails alone before anything is written.
 	var buf []byte
 	digests := make([]mr.Digest, 0, len(batch))
+	sizes := make([]int64, 0, len(batch))
 	next := s.view.clone()
 	values := make([]mr.Digest, 0, len(batch))
 	for _, p := range batch {
@@ -403,10 +403,12 @@ func (s *Store) appendAndExtend(ctx context.Context, batch []*pending) ([]mr.Dig
 		}
 		var d mr.Digest
 		var err error
+		n := len(buf)
 		if buf, d, err = encodeRecord(buf, s.backing, p.rec); err != nil {
 			return nil, 0, err
 		}
 		digests = append(digests, d)
+		sizes = append(sizes, int64(len(buf)-n))
 		values = append(values, next.applyVirtual(p.rec))
 	}
 	start := s.view.off
@@ -420,15 +422,16 @@ func (s *Store) appendAndExtend(ctx context.Context, batch []*pending) ([]mr.Dig
 		s.f.Truncate(start)
 		return nil, 0, fmt.Errorf("vmr: fsync %s: %w", s.path, err)
 	}
+	one := digests
 	if me, ok := s.dev.(mr.MultiExtender); ok && len(digests) > 1 {
 		// All or none: on failure nothing was extended, so cut them all.
 		if err := me.ExtendMany(ctx, s.backing.Name, digests); err != nil {
 			cutErr := s.cutAfter(ctx, start, buf, 0)
 			return values, 0, errors.Join(fmt.Errorf("vmr: extending %s: %w", s.backing.Name, err), cutErr)
 		}
-		digests = nil
+		one = nil
 	}
-	for i, d := range digests {
+	for i, d := range one {
 		if err := s.dev.Extend(ctx, s.backing.Name, d); err != nil {
 			// Records i.. are logged but not extended: cut them off. The
 			// view still ends at record i-1, which is what the register holds.
@@ -436,9 +439,11 @@ func (s *Store) appendAndExtend(ctx context.Context, batch []*pending) ([]mr.Dig
 			return values, i, errors.Join(fmt.Errorf("vmr: extending %s: %w", s.backing.Name, err), cutErr)
 		}
 	}
-	// The view follows from the bytes just written; no need to read them back.
-	if err := s.view.replay(bytes.NewReader(buf), s.path); err != nil {
-		return values, len(batch), err
+	// The view follows from the records just written; no need to read them back.
+	for i, p := range batch {
+		if err := s.view.applyOwn(p.rec, digests[i], sizes[i]); err != nil {
+			return values, len(batch), err
+		}
 	}
 	return values, len(batch), nil
 }

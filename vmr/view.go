@@ -128,6 +128,22 @@ func (v *view) apply(e *runtime.Entry, file string) error {
 	return nil
 }
 
+// applyOwn folds in a record this Store just wrote (its digest computed by
+// runtime.AppendEntry, its entry size bytes), without reading it back.
+func (v *view) applyOwn(rec runtime.Record, d mr.Digest, size int64) error {
+	v.applyVirtual(rec)
+	next, err := mr.Extend(v.value, d.Bytes)
+	if err != nil {
+		return err
+	}
+	v.prev, v.value = v.value, next
+	v.lastDigest = d
+	v.records++
+	v.entries++
+	v.off += size
+	return nil
+}
+
 // checkAlg refuses a record whose algorithm differs from the earlier records
 // of the same virtual register.
 func (v *view) checkAlg(rec runtime.Record) error {

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ccmr-dev/ccmr/mr"
@@ -25,6 +27,102 @@ type Device struct {
 	layout Layout
 	regs   []mr.Register
 	now    func() time.Time
+
+	// cache holds the last state file this Device read or wrote and its
+	// parse: when the file still holds those bytes, the parse is reused
+	// (the bytes are always read and compared, so other processes'
+	// updates are never missed).
+	cacheMu  sync.Mutex
+	cacheRaw []byte
+	cacheSt  *State
+	stateF   *os.File
+}
+
+// stateFile returns an open descriptor of the state file, kept across calls
+// (opening it is most of an update's cost); it is reopened when the file was
+// replaced by a rename. The caller holds a lock and d.cacheMu.
+func (d *Device) openState() (*os.File, error) {
+	p := filepath.Join(d.dir, stateFile)
+	pi, err := os.Stat(p)
+	if err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
+	}
+	if d.stateF != nil {
+		if fi, err := d.stateF.Stat(); err == nil && os.SameFile(fi, pi) {
+			return d.stateF, nil
+		}
+		d.stateF.Close()
+		d.stateF = nil
+	}
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		// A folder we may only read: reads still work.
+		if f, err = os.Open(p); err != nil {
+			return nil, fmt.Errorf("sim: %w", err)
+		}
+	}
+	d.stateF = f
+	return f, nil
+}
+
+// readState reads the state file, reusing the last parse when the bytes
+// are unchanged. The caller holds a lock.
+func (d *Device) readState() (*State, error) {
+	p := filepath.Join(d.dir, stateFile)
+	d.cacheMu.Lock()
+	defer d.cacheMu.Unlock()
+	f, err := d.openState()
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
+	}
+	if fi.Size() > maxStateSize {
+		return nil, fmt.Errorf("sim: %s: %w: state is %d bytes, more than %d", p, mr.ErrMalformed, fi.Size(), maxStateSize)
+	}
+	b := make([]byte, fi.Size())
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return nil, fmt.Errorf("sim: %s: %w", p, err)
+	}
+	if d.cacheSt != nil && bytes.Equal(b, d.cacheRaw) {
+		return d.cacheSt.clone(), nil
+	}
+	st, err := ParseState(b)
+	if err != nil {
+		return nil, fmt.Errorf("sim: %s: %w (the file was left unchanged; remove it to reset the device)", p, err)
+	}
+	d.cacheRaw, d.cacheSt = b, st.clone()
+	return st, nil
+}
+
+// writeState writes st in place through the kept descriptor when it fits
+// one page and does not shrink the file (see the package function
+// writeState for why that is safe), else replaces the file.
+func (d *Device) writeState(st *State) ([]byte, error) {
+	b := st.Marshal()
+	d.cacheMu.Lock()
+	f, err := d.openState()
+	if err == nil && len(b) <= os.Getpagesize() {
+		if fi, err := f.Stat(); err == nil && fi.Size() <= int64(len(b)) {
+			_, err := f.WriteAt(b, 0)
+			d.cacheMu.Unlock()
+			if err != nil {
+				return nil, fmt.Errorf("sim: write state: %w", err)
+			}
+			return b, nil
+		}
+	}
+	d.cacheMu.Unlock()
+	return writeState(d.dir, st)
+}
+
+// remember caches the state just written.
+func (d *Device) remember(raw []byte, st *State) {
+	d.cacheMu.Lock()
+	d.cacheRaw, d.cacheSt = raw, st.clone()
+	d.cacheMu.Unlock()
 }
 
 var (
@@ -108,7 +206,7 @@ func loadOrCreate(ctx context.Context, dir string, l Layout) (*State, error) {
 		l = LayoutTDX
 	}
 	st = newState(l)
-	if err := writeState(dir, st); err != nil {
+	if _, err := writeState(dir, st); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -125,7 +223,16 @@ func (d *Device) Kind() string { return Kind }
 
 // Close releases nothing (the device holds no open files between calls) and
 // returns nil.
-func (d *Device) Close() error { return nil }
+func (d *Device) Close() error {
+	d.cacheMu.Lock()
+	defer d.cacheMu.Unlock()
+	if d.stateF != nil {
+		err := d.stateF.Close()
+		d.stateF = nil
+		return err
+	}
+	return nil
+}
 
 // Registers lists the registers of the device's layout.
 func (d *Device) Registers(ctx context.Context) ([]mr.Register, error) {
@@ -140,7 +247,7 @@ func (d *Device) State(ctx context.Context) (*State, error) {
 		return nil, err
 	}
 	defer lk.Close()
-	st, err := readState(d.dir)
+	st, err := d.readState()
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +435,7 @@ func (d *Device) update(ctx context.Context, fn func(*State) error) (uint64, err
 		return 0, err
 	}
 	defer lk.Close()
-	st, err := readState(d.dir)
+	st, err := d.readState()
 	if err != nil {
 		return 0, err
 	}
@@ -339,8 +446,10 @@ func (d *Device) update(ctx context.Context, fn func(*State) error) (uint64, err
 		return 0, err
 	}
 	st.Seq++
-	if err := writeState(d.dir, st); err != nil {
+	raw, err := d.writeState(st)
+	if err != nil {
 		return 0, err
 	}
+	d.remember(raw, st)
 	return st.Seq, nil
 }

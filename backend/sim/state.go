@@ -209,31 +209,66 @@ func readState(dir string) (*State, error) {
 	return st, nil
 }
 
-// writeState replaces the state file atomically: write a temporary file in
-// dir and rename it over the state file. The caller holds the exclusive
-// lock, so the fixed temporary name cannot collide, and a stale one from a
-// crashed writer is simply overwritten. Nothing is fsynced: the registers
-// are meant to be as volatile as hardware registers. A process that dies at
-// any point leaves the old or the new state (the page cache survives it);
-// only a power loss may lose recent extends, as it resets real registers.
-// Leaving the fsync out keeps a virtual extend (which must fsync its log
-// record) at one fsync, as on hardware.
-func writeState(dir string, st *State) error {
+// writeState replaces the state file so that a reader (who holds the lock
+// after the writer) sees the old or the new state whole, and a writer that
+// dies at any point leaves one of them. The caller holds the exclusive lock.
+//
+// A state of at most one page that is not shorter than the file is written
+// in place, with one write at offset 0: the kernel copies a write page by
+// page and stops only between pages when the process is killed, so such a
+// write lands whole or not at all, and a state never shrinks (its values are
+// fixed-width hex, its counter only grows). Anything else (the TPM layout's
+// 12 KiB) goes to a temporary file renamed over the state file. Nothing is
+// fsynced: the registers are meant to be as volatile as hardware registers.
+// A process that dies leaves the old or the new state (the page cache
+// survives it); only a power loss may lose recent extends, as it resets real
+// registers. Leaving fsync and rename out keeps a virtual extend (which must
+// fsync its log record) close to the cost of that one fsync.
+func writeState(dir string, st *State) ([]byte, error) {
+	b := st.Marshal()
+	p := filepath.Join(dir, stateFile)
+	if len(b) <= os.Getpagesize() {
+		if f, err := os.OpenFile(p, os.O_WRONLY, 0); err == nil {
+			fi, err := f.Stat()
+			if err == nil && fi.Size() <= int64(len(b)) {
+				_, err = f.WriteAt(b, 0)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					return nil, fmt.Errorf("sim: write state: %w", err)
+				}
+				return b, nil
+			}
+			f.Close()
+		}
+	}
 	tmp := filepath.Join(dir, stateTemp)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("sim: %w", err)
+		return nil, fmt.Errorf("sim: %w", err)
 	}
-	_, err = f.Write(st.Marshal())
+	_, err = f.Write(b)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, stateFile))
+		err = os.Rename(tmp, p)
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("sim: write state: %w", err)
+		return nil, fmt.Errorf("sim: write state: %w", err)
 	}
-	return nil
+	return b, nil
+}
+
+// clone returns a deep copy.
+func (st *State) clone() *State {
+	c := *st
+	c.Values = make([]mr.Value, len(st.Values))
+	for i, v := range st.Values {
+		v.Digest.Bytes = append([]byte(nil), v.Digest.Bytes...)
+		c.Values[i] = v
+	}
+	return &c
 }
