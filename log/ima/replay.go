@@ -1,6 +1,7 @@
 package ima
 
 import (
+	"runtime"
 	"bufio"
 	"bytes"
 	"context"
@@ -72,6 +73,9 @@ func Replay(ctx context.Context, src Source, opts ReplayOptions) (*log.Replay, e
 	slices.Sort(banks)
 	banks = slices.Compact(banks)
 
+	if len(banks) > 1 && runtime.GOMAXPROCS(0) > 1 && !opts.SHA1Padded {
+		return replayParallel(ctx, src, opts, banks)
+	}
 	type pcrState struct {
 		ext []*mr.Extender // one per bank
 	}
@@ -124,6 +128,16 @@ func Replay(ctx context.Context, src Source, opts ReplayOptions) (*log.Replay, e
 			}
 		}
 	}
+	vals := map[int][]*mr.Extender{}
+	for p, st := range pcrs {
+		vals[p] = st.ext
+	}
+	return finishReplay(opts, banks, n, vals, firstBad)
+}
+
+// finishReplay builds the result of a replay from each PCR's extenders (one
+// per bank) and compares it with the expected values.
+func finishReplay(opts ReplayOptions, banks []mr.Alg, n int, pcrs map[int][]*mr.Extender, firstBad error) (*log.Replay, error) {
 	res := &log.Replay{Events: n}
 	idx := make([]int, 0, len(pcrs))
 	for p := range pcrs {
@@ -132,7 +146,7 @@ func Replay(ctx context.Context, src Source, opts ReplayOptions) (*log.Replay, e
 	slices.Sort(idx)
 	for _, p := range idx {
 		for i, a := range banks {
-			res.Registers = append(res.Registers, mr.Value{Register: pcrRegister(p, a), Digest: pcrs[p].ext[i].Value()})
+			res.Registers = append(res.Registers, mr.Value{Register: pcrRegister(p, a), Digest: pcrs[p][i].Value()})
 		}
 	}
 	if firstBad != nil {
@@ -141,8 +155,8 @@ func Replay(ctx context.Context, src Source, opts ReplayOptions) (*log.Replay, e
 	for _, want := range opts.Expect {
 		p, _ := parsePCRName(want.Register.Name)
 		got := mr.Zero(want.Register.Alg)
-		if st := pcrs[p]; st != nil {
-			got = st.ext[slices.Index(banks, want.Register.Alg)].Value()
+		if ext := pcrs[p]; ext != nil {
+			got = ext[slices.Index(banks, want.Register.Alg)].Value()
 		}
 		if !got.Equal(want.Digest) {
 			return res, &log.Mismatch{
