@@ -171,3 +171,33 @@ func TestRealTDXQuoteWithCCEL(t *testing.T) {
 		t.Fatalf("changed CCEL event:\n%s", reportText(rep))
 	}
 }
+
+// dstack's simulator quote with its full RTMR0..3 event log (dstack JSON):
+// trusted, every RTMR proven by the log; a changed runtime event fails
+// layer 1 naming it.
+func TestDstackQuoteAndLog(t *testing.T) {
+	quote := corpusFile(t, "dstack/simulator-quote.bin")
+	ev := corpusFile(t, "dstack/simulator-eventlog.json")
+	qr, err := tdxverify.ParseQuote(quote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := qr.Body.ReportData[:]
+	mk := func(l []byte) *Bundle {
+		return &Bundle{Format: Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: Evidence{Report: quote},
+			Logs: []Log{{Format: "dstack-json", Data: l}}}
+	}
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	rep, err := Verify(context.Background(), mk(ev), Options{At: at, Nonce: nonce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Trusted || !strings.Contains(strings.Join(rep.Layers[1].Checked, "\n"), "replay to 4 quoted register") {
+		t.Fatalf("dstack quote + log:\n%s", reportText(rep))
+	}
+	bad := []byte(strings.Replace(string(ev), `"event":"compose-hash"`, `"event":"compose-hasx"`, 1))
+	rep, _ = Verify(context.Background(), mk(bad), Options{At: at, Nonce: nonce})
+	if rep.Trusted || rep.FailedLayer() != 1 || !strings.Contains(rep.Layers[1].Failure.Reason, "compose-hasx") {
+		t.Fatalf("tampered runtime event:\n%s", reportText(rep))
+	}
+}

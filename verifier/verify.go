@@ -17,6 +17,7 @@ import (
 	"github.com/ccmr-dev/ccmr/backend/tdx"
 	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/log"
+	"github.com/ccmr-dev/ccmr/log/dstack"
 	"github.com/ccmr-dev/ccmr/log/ima"
 	"github.com/ccmr-dev/ccmr/log/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -339,6 +340,14 @@ func (r *run) logs(ctx context.Context, l *LayerResult) error {
 				order = append(order, lg.Register)
 			}
 			chains[lg.Register] = append(chains[lg.Register], segment{name: name, log: lg})
+		case log.FormatDstackJSON:
+			res, err := dstack.Replay(dstack.NewReader(bytes.NewReader(lg.Data), name), name, nil)
+			if err != nil {
+				return failFrom(name, err)
+			}
+			if err := r.compareReplay(name, res, runtimeRegs, l); err != nil {
+				return err
+			}
 		case log.FormatIMABinary, log.FormatIMAASCII:
 			if r.imaLog != nil {
 				return fail("the bundle holds two IMA lists")
@@ -376,6 +385,12 @@ func (r *run) firmwareLog(name string, lg *Log, skip map[string]bool, l *LayerRe
 	if err != nil {
 		return failFrom(name, err)
 	}
+	return r.compareReplay(name, res, skip, l)
+}
+
+// compareReplay compares every register a log's replay gives with its
+// trusted value (registers with a runtime log of their own excepted).
+func (r *run) compareReplay(name string, res *log.Replay, skip map[string]bool, l *LayerResult) error {
 	n := 0
 	for _, v := range res.Registers {
 		if skip[v.Register.Name] {

@@ -89,6 +89,13 @@ func TestConformance(t *testing.T) {
 		rows = append(rows, row{"go-tpm-tools/cel/confidential-space-rtmr3.cel.bin", "cel-tlv", "1 value matches", "replayed", 1})
 	}
 
+	// dstack's JSON log against the RTMRs of its quote.
+	if want := expectedDstack(t, dir); want != nil {
+		replayExpect(t, filepath.Join(dir, "dstack/simulator-eventlog.json"), log.FormatDstackJSON, want)
+		values += len(want)
+		rows = append(rows, row{"dstack/simulator-eventlog.json", "dstack-json", fmt.Sprintf("%d values match", len(want)), "cross-checked (the RTMRs of simulator-quote.bin)", len(want)})
+	}
+
 	var bn []string
 	for b := range banks {
 		bn = append(bn, b.String())
@@ -316,4 +323,28 @@ func TestCorpusNeverCrashes(t *testing.T) {
 		return nil
 	})
 	t.Logf("%d corpus files shown and replayed without a crash", n)
+}
+
+func expectedDstack(t *testing.T, dir string) []mr.Value {
+	b, err := os.ReadFile(filepath.Join(dir, "dstack/EXPECTED.json"))
+	if err != nil {
+		return nil
+	}
+	var m map[string]map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	var q map[string]any
+	if err := json.Unmarshal(m["simulator-quote.bin + simulator-eventlog.json"]["quote"], &q); err != nil {
+		t.Fatal(err)
+	}
+	var out []mr.Value
+	for _, r := range []string{"rtmr0", "rtmr1", "rtmr2", "rtmr3"} {
+		d, err := mr.ParseHex(mr.SHA384, q[r].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, mr.Value{Register: mr.Register{Name: r, Alg: mr.SHA384}, Digest: d})
+	}
+	return out
 }

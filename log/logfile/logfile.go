@@ -15,6 +15,7 @@ import (
 
 	"github.com/ccmr-dev/ccmr/log"
 	"github.com/ccmr-dev/ccmr/log/cel"
+	"github.com/ccmr-dev/ccmr/log/dstack"
 	"github.com/ccmr-dev/ccmr/log/ima"
 	"github.com/ccmr-dev/ccmr/log/runtime"
 	"github.com/ccmr-dev/ccmr/log/tcg"
@@ -48,6 +49,9 @@ func Sniff(head []byte) (log.Format, bool) {
 	}
 	if f, ok := ima.Detect(head); ok {
 		return f, true
+	}
+	if dstack.Sniff(head) {
+		return log.FormatDstackJSON, true
 	}
 	if isCELTLV(head) {
 		return log.FormatCELTLV, true
@@ -184,6 +188,24 @@ func (lf *File) Show(ctx context.Context, opts Options, fn func(log.Event) error
 				return err
 			}
 		}
+	case log.FormatDstackJSON:
+		r, err := lf.rewind()
+		if err != nil {
+			return err
+		}
+		_, err = dstack.Replay(dstack.NewReader(r, lf.Name), lf.Name, func(e *dstack.Event) error {
+			ev := log.Event{Index: e.Index, Offset: e.Offset, Register: dstack.Register(e.IMR), Type: fmt.Sprintf("0x%08x", e.EventType),
+				Digests: []mr.Digest{e.Digest}, Text: e.Name}
+			if err := e.Check(lf.Name); err != nil {
+				ev.Problems = append(ev.Problems, err.Error())
+			}
+			return fn(ev)
+		})
+		var mm *log.Mismatch
+		if errors.As(err, &mm) {
+			return nil // shown as a problem of its event
+		}
+		return err
 	case log.FormatCELTLV:
 		alg := lf.tlvAlg(opts)
 		r, err := lf.rewind()
@@ -244,6 +266,16 @@ func (lf *File) Replay(ctx context.Context, opts Options) (*log.Replay, error) {
 		return res, check(lf.Name, res, opts.Expect)
 	case log.FormatIMABinary, log.FormatIMAASCII:
 		return lf.replayIMA(ctx, opts)
+	case log.FormatDstackJSON:
+		r, err := lf.rewind()
+		if err != nil {
+			return nil, err
+		}
+		res, err := dstack.Replay(dstack.NewReader(r, lf.Name), lf.Name, nil)
+		if err != nil {
+			return res, err
+		}
+		return res, check(lf.Name, res, opts.Expect)
 	case log.FormatCELTLV:
 		alg := lf.tlvAlg(opts)
 		r, err := lf.rewind()
