@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -199,5 +200,42 @@ func TestDstackQuoteAndLog(t *testing.T) {
 	rep, _ = Verify(context.Background(), mk(bad), Options{At: at, Nonce: nonce})
 	if rep.Trusted || rep.FailedLayer() != 1 || !strings.Contains(rep.Layers[1].Failure.Reason, "compose-hasx") {
 		t.Fatalf("tampered runtime event:\n%s", reportText(rep))
+	}
+}
+
+// A CCEL with a duplicated EV_SEPARATOR (go-eventlog's COS 113 sample): the
+// sim device is brought to the values the log replays to, so only the rule
+// itself can fail it; it fails layer 1 naming the record, unless the policy
+// allows it.
+func TestDuplicateSeparator(t *testing.T) {
+	ctx := context.Background()
+	raw := corpusFile(t, "go-eventlog/ccel/cos-113-intel-tdx-dupe-separator.bin")
+	l, err := tcg.Parse("ccel", raw, log.FormatCCEL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGuest(t)
+	for _, e := range l.Events {
+		d, ok := e.Digest(mr.SHA384)
+		if !ok || e.Type == 3 || e.Index < 1 || e.Index > 4 { // EV_NO_ACTION is not extended
+			continue
+		}
+		if err := g.dev.Extend(ctx, fmt.Sprintf("rtmr%d", e.Index-1), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ev, err := g.dev.Attest(ctx, []byte("n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := NewBundle(ev, []Log{{Format: "ccel", Data: raw}}, nil)
+	rep := verifyT(t, b, g.opts())
+	if rep.Trusted || rep.FailedLayer() != 1 || !strings.Contains(rep.Layers[1].Failure.Reason, "duplicate EV_SEPARATOR") || rep.Layers[1].Failure.Record < 0 {
+		t.Fatalf("duplicated separator:\n%s", reportText(rep))
+	}
+	o := g.opts()
+	o.Policy = &Policy{AllowDuplicateSeparator: true}
+	if rep := verifyT(t, b, o); !rep.Trusted {
+		t.Fatalf("allowed by the policy:\n%s", reportText(rep))
 	}
 }

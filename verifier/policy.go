@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/ccmr-dev/ccmr/log/ima"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -25,6 +26,14 @@ type Policy struct {
 	// Aggregate is the expected order-independent aggregate of the proven
 	// IMA entries (ima.Aggregate, `ccmr ima aggregate`).
 	Aggregate mr.Digest
+	// IMAKeys verify the signatures of proven IMA entries (ima-sig,
+	// ima-modsig); RequireSignatures makes an unsigned file entry fail.
+	IMAKeys           []ima.Key
+	RequireSignatures bool
+	// AllowDuplicateSeparator accepts a firmware log with a second
+	// EV_SEPARATOR on one register (some OVMF builds write one); by
+	// default it fails layer 1.
+	AllowDuplicateSeparator bool
 }
 
 // RuntimePolicy is the part of Keylime's runtime-policy JSON that ccmr
@@ -47,7 +56,12 @@ type policyJSON struct {
 		RuntimePolicy string          `json:"runtime_policy"`
 		Keylime       json.RawMessage `json:"keylime"`
 		Aggregate     string          `json:"aggregate"`
+		// Keys are files (relative to the policy file) of public keys or
+		// certificates for ima-sig signatures.
+		Keys              []string `json:"keys"`
+		RequireSignatures bool     `json:"require_signatures"`
 	} `json:"ima"`
+	AllowDuplicateSeparator bool `json:"allow_duplicate_separator"`
 }
 
 // LoadPolicy reads a policy file.
@@ -71,7 +85,7 @@ func ParsePolicy(b []byte, dir string) (*Policy, error) {
 	if err := dec.Decode(&pj); err != nil {
 		return nil, fmt.Errorf("%w: policy: %v", mr.ErrMalformed, err)
 	}
-	p := &Policy{Registers: map[string][]mr.Digest{}}
+	p := &Policy{Registers: map[string][]mr.Digest{}, AllowDuplicateSeparator: pj.AllowDuplicateSeparator}
 	for name, raw := range pj.Registers {
 		var list []string
 		var one string
@@ -94,6 +108,20 @@ func ParsePolicy(b []byte, dir string) (*Policy, error) {
 			return nil, fmt.Errorf("%w: policy nonce: %v", mr.ErrMalformed, err)
 		}
 		p.Nonce = n
+	}
+	if pj.IMA != nil && len(pj.IMA.Keys) > 0 {
+		var files []string
+		for _, k := range pj.IMA.Keys {
+			if !filepath.IsAbs(k) {
+				k = filepath.Join(dir, k)
+			}
+			files = append(files, k)
+		}
+		keys, err := ima.LoadKeys(files...)
+		if err != nil {
+			return nil, fmt.Errorf("policy ima keys: %w", err)
+		}
+		p.IMAKeys, p.RequireSignatures = keys, pj.IMA.RequireSignatures
 	}
 	if pj.IMA != nil && pj.IMA.Aggregate != "" {
 		d, err := mr.ParseDigest(pj.IMA.Aggregate)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
@@ -381,6 +382,23 @@ func (r *run) firmwareLog(name string, lg *Log, skip map[string]bool, l *LayerRe
 	if err != nil {
 		return failFrom(name, err)
 	}
+	// A second EV_SEPARATOR on a register lets firmware measure more
+	// after it declared the pre-OS phase over; refuse it unless the
+	// policy accepts it. Other problems (event data that does not hash to
+	// its digest) do not change the replay, which uses the digests.
+	for ev := range fl.Show() {
+		for _, p := range ev.Problems {
+			if strings.HasPrefix(p, "duplicate EV_SEPARATOR") {
+				if r.opts.Policy == nil || !r.opts.Policy.AllowDuplicateSeparator {
+					return &failError{&Failure{Log: name, Record: ev.Index, Offset: ev.Offset, Register: ev.Register,
+						Reason: p + " (a policy may allow it with allow_duplicate_separator)"}}
+				}
+				l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s record %d: %s, allowed by the policy", name, ev.Index, p))
+			} else {
+				l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s record %d: %s", name, ev.Index, p))
+			}
+		}
+	}
 	res, err := fl.Replay()
 	if err != nil {
 		return failFrom(name, err)
@@ -603,6 +621,16 @@ func (r *run) policy(ctx context.Context, l *LayerResult) error {
 		if err := r.judgeFiles(ctx, p.Runtime, l); err != nil {
 			return err
 		}
+	}
+	if len(p.IMAKeys) > 0 {
+		if r.imaLog == nil || r.proven < 0 {
+			return fail("the policy gives IMA signature keys but no IMA entry is proven")
+		}
+		rep, err := ima.CheckSignatures(r.imaReader(), "ima list", p.IMAKeys, r.proven, p.RequireSignatures)
+		if err != nil {
+			return failFrom("ima list", r.shiftIMA(err))
+		}
+		l.Checked = append(l.Checked, fmt.Sprintf("IMA signatures: %d verified with the policy's keys, %d entries unsigned", rep.Verified, rep.Unsigned))
 	}
 	if !p.Aggregate.IsZero() {
 		if r.imaLog == nil || r.proven < 0 {

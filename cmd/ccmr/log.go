@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ccmr-dev/ccmr/log"
+	"github.com/ccmr-dev/ccmr/log/ima"
 	"github.com/ccmr-dev/ccmr/log/logfile"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -108,9 +109,10 @@ func newLogShowCmd(g *globals) *cobra.Command {
 
 func newLogReplayCmd(g *globals) *cobra.Command {
 	var lf logFlags
-	var expects []string
+	var expects, keyFiles []string
+	var requireSigs bool
 	cmd := &cobra.Command{
-		Use:   "replay FILE [--expect REG=ALG:HEX]...",
+		Use:   "replay FILE [--expect REG=ALG:HEX]... [--ima-keys FILE]...",
 		Short: "Replay a log; exit 0 when every --expect matches, 1 on a mismatch, 2 on bad input",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -136,6 +138,18 @@ func newLogReplayCmd(g *globals) *cobra.Command {
 			var mm *log.Mismatch
 			if err != nil && !errors.As(err, &mm) {
 				return err
+			}
+			var sigs *ima.SignatureReport
+			if len(keyFiles) > 0 && err == nil {
+				keys, kerr := ima.LoadKeys(keyFiles...)
+				if kerr != nil {
+					return &exitError{code: exitUsage, err: kerr}
+				}
+				rep, serr := file.CheckIMASignatures(keys, requireSigs)
+				if serr != nil && !errors.As(serr, &mm) {
+					return serr
+				}
+				sigs, err = &rep, serr
 			}
 			if g.json() {
 				out := struct {
@@ -170,11 +184,16 @@ func newLogReplayCmd(g *globals) *cobra.Command {
 			if err == nil && len(want) > 0 {
 				fmt.Fprintf(g.stdout, "match: %d expected value(s)\n", len(want))
 			}
+			if sigs != nil && err == nil {
+				fmt.Fprintf(g.stdout, "signatures: %d verified, %d entries unsigned\n", sigs.Verified, sigs.Unsigned)
+			}
 			return err
 		},
 	}
 	lf.add(cmd)
 	cmd.Flags().StringArrayVar(&expects, "expect", nil, "expected value REG=ALG:HEX (repeatable)")
+	cmd.Flags().StringArrayVar(&keyFiles, "ima-keys", nil, "public keys or certificates (PEM/DER) to verify ima-sig signatures with (repeatable)")
+	cmd.Flags().BoolVar(&requireSigs, "require-signatures", false, "with --ima-keys: an unsigned file entry is a mismatch too")
 	return cmd
 }
 

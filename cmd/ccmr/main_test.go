@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/ccmr-dev/ccmr/log/tcg/corpus"
 )
 
 // TestMain lets testscript scripts run "ccmr" as a real subprocess built
@@ -39,7 +42,18 @@ func TestScripts(t *testing.T) {
 				return err
 			}
 			e.Setenv("REPO", repo)
+			if dir, err := corpus.Dir(); err == nil {
+				e.Setenv("CORPUS", dir)
+			}
 			return nil
+		},
+		// [corpus]: the public corpus is there ($CORPUS).
+		Condition: func(cond string) (bool, error) {
+			if cond != "corpus" {
+				return false, fmt.Errorf("unknown condition %q", cond)
+			}
+			_, err := corpus.Dir()
+			return err == nil, nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			// exit CODE PROG ARGS... runs PROG and requires exit status CODE.

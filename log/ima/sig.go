@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/ccmr-dev/ccmr/log"
@@ -279,4 +280,46 @@ func verify(pub crypto.PublicKey, h crypto.Hash, digest, sig []byte) bool {
 		return s.Verify(digest, k)
 	}
 	return false
+}
+
+// SignatureReport counts what CheckSignatures saw.
+type SignatureReport struct {
+	Verified int // signatures that verified with a given key
+	Unsigned int // entries without a signature (or violations)
+}
+
+// CheckSignatures verifies the signature of every entry of src that has one
+// (ima-sig, ima-modsig) against keys, up to limit entries (all when limit <
+// 0). The first entry whose signature does not verify, or whose key is not
+// given, is a *log.Mismatch naming it; a signature that does not parse is a
+// *log.Error. With requireAll, an unsigned entry (other than a violation or
+// the boot_aggregate) is a mismatch too.
+func CheckSignatures(src Source, file string, keys []Key, limit int, requireAll bool) (SignatureReport, error) {
+	var rep SignatureReport
+	for n := 0; limit < 0 || n < limit; n++ {
+		e, err := src.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return rep, err
+		}
+		err = VerifySignature(e, keys)
+		switch {
+		case err == nil:
+			rep.Verified++
+		case errors.Is(err, ErrNoSignature):
+			rep.Unsigned++
+			if requireAll && !e.IsViolation() && e.FileName() != "boot_aggregate" {
+				return rep, &log.Mismatch{File: file, Register: "pcr10", Record: e.Index, Offset: e.Offset,
+					Reason: fmt.Sprintf("IMA entry %d (%q) carries no signature", e.Index, e.FileName())}
+			}
+		case errors.Is(err, ErrBadSignature), errors.Is(err, ErrUnknownKey):
+			return rep, &log.Mismatch{File: file, Register: "pcr10", Record: e.Index, Offset: e.Offset,
+				Reason: fmt.Sprintf("IMA entry %d (%q): %v", e.Index, e.FileName(), err)}
+		default:
+			return rep, &log.Error{File: file, Record: e.Index, Offset: e.Offset, Err: err}
+		}
+	}
+	return rep, nil
 }

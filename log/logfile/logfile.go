@@ -450,3 +450,16 @@ func (lf *File) ExportCELJSON(ctx context.Context, w io.Writer, opts Options) (i
 	}
 	return 0, fmt.Errorf("%s: %w: export of %s to cel-json", lf.Name, mr.ErrUnsupported, lf.Format)
 }
+
+// CheckIMASignatures verifies the signature of every signed entry of an IMA
+// list against keys (`ccmr log replay --ima-keys`).
+func (lf *File) CheckIMASignatures(keys []ima.Key, requireAll bool) (ima.SignatureReport, error) {
+	if lf.Format != log.FormatIMABinary && lf.Format != log.FormatIMAASCII {
+		return ima.SignatureReport{}, fmt.Errorf("%s: %w: --ima-keys needs an IMA list, not %s", lf.Name, mr.ErrUnsupported, lf.Format)
+	}
+	r, err := lf.rewind()
+	if err != nil {
+		return ima.SignatureReport{}, err
+	}
+	return ima.CheckSignatures(lf.imaReader(r), lf.Name, keys, -1, requireAll)
+}
