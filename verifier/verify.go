@@ -535,7 +535,45 @@ func (r *run) appLog(reg string, data []byte, l *LayerResult) error {
 	return nil
 }
 
+// bootAggregate checks the IMA list's boot_aggregate entry against the
+// quoted PCRs (TPM only: the kernel takes it from the TPM's PCR 0-9, or 0-7
+// before Linux 5.8).
+func (r *run) bootAggregate(l *LayerResult) error {
+	if r.b.Platform != mr.PlatformTPM || r.imaStart.entries > 0 {
+		return nil
+	}
+	e, err := r.imaReader().Next()
+	if err != nil || e.FileName() != ima.BootAggregateName {
+		return nil
+	}
+	pcrs := map[mr.Alg]map[int]mr.Digest{}
+	for k, v := range r.trusted {
+		var i int
+		if _, err := fmt.Sscanf(k.name, "pcr%d", &i); err == nil {
+			if pcrs[k.alg] == nil {
+				pcrs[k.alg] = map[int]mr.Digest{}
+			}
+			pcrs[k.alg][i] = v
+		}
+	}
+	rule, err := ima.CheckBootAggregate("ima list", e, pcrs)
+	switch {
+	case err == nil:
+		l.Checked = append(l.Checked, fmt.Sprintf("boot_aggregate matches the quoted PCRs (%v)", rule))
+	case errors.Is(err, mr.ErrUnsupported):
+		l.NotChecked = append(l.NotChecked, "boot_aggregate: "+err.Error())
+	default:
+		return failFrom("ima list", err)
+	}
+	return nil
+}
+
 func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
+	if r.imaLog != nil {
+		if err := r.bootAggregate(l); err != nil {
+			return err
+		}
+	}
 	if r.imaLog == nil {
 		if _, ok := r.virtual[ima.VirtualName]; ok {
 			l.NotChecked = append(l.NotChecked, "mr_ima has records but the bundle holds no IMA list")
