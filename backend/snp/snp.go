@@ -15,8 +15,6 @@ import (
 	"crypto/sha512"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -29,6 +27,7 @@ import (
 	"github.com/google/go-sev-guest/client"
 	"github.com/google/uuid"
 
+	"github.com/ccmr-dev/ccmr/internal/kernfs"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -44,43 +43,11 @@ const (
 // ErrNoReport: neither configfs-tsm nor /dev/sev-guest produced a report.
 var ErrNoReport = errors.New("snp: no report interface (configfs-tsm report or /dev/sev-guest)")
 
-// FS is the file access the backend needs, on kernel paths: a
-// configfsi.Client plus Stat.
-type FS interface {
-	configfsi.Client
-	Stat(name string) (fs.FileInfo, error)
-}
+// FS is the file access the backend needs, on kernel paths (see kernfs.FS).
+type FS = kernfs.FS
 
-// OSFS returns the operating system's files under root.
-func OSFS(root string) FS { return osFS{root: root} }
-
-type osFS struct{ root string }
-
-func (o osFS) host(p string) string                       { return filepath.Join(o.root, filepath.FromSlash(p)) }
-func (o osFS) ReadFile(name string) ([]byte, error)       { return os.ReadFile(o.host(name)) }
-func (o osFS) Stat(name string) (fs.FileInfo, error)      { return os.Stat(o.host(name)) }
-func (o osFS) ReadDir(name string) ([]os.DirEntry, error) { return os.ReadDir(o.host(name)) }
-func (o osFS) RemoveAll(name string) error                { return os.Remove(o.host(name)) }
-
-func (o osFS) WriteFile(name string, b []byte) error {
-	f, err := os.OpenFile(o.host(name), os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func (o osFS) MkdirTemp(dir, pattern string) (string, error) {
-	p, err := os.MkdirTemp(o.host(dir), pattern)
-	if err != nil {
-		return "", err
-	}
-	return path.Join(dir, filepath.Base(p)), nil
-}
+// OSFS returns the operating system's files under root ("/" for the machine).
+func OSFS(root string) FS { return kernfs.OS(root) }
 
 // ReportDevice is the /dev/sev-guest interface (go-sev-guest client.Device).
 type ReportDevice = client.Device

@@ -33,6 +33,7 @@ import (
 	"github.com/google/go-tdx-guest/client"
 	tdxpb "github.com/google/go-tdx-guest/proto/tdx"
 
+	"github.com/ccmr-dev/ccmr/internal/kernfs"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -54,49 +55,11 @@ const (
 // ErrNoQuote: neither configfs-tsm nor /dev/tdx_guest could produce a quote.
 var ErrNoQuote = errors.New("tdx: no quote interface (configfs-tsm report or /dev/tdx_guest)")
 
-// FS is the file access the backend needs, on kernel paths ("/sys/...").
-// It is a configfsi.Client (so go-configfs-tsm's report and rtmr packages
-// run over it) plus Stat. WriteFile must open an existing file for writing
-// and write the bytes with write(2) (no create, no truncate semantics
-// beyond what the kernel does), so sysfs sees one 48-byte write.
-type FS interface {
-	configfsi.Client
-	Stat(name string) (fs.FileInfo, error)
-}
+// FS is the file access the backend needs, on kernel paths (see kernfs.FS).
+type FS = kernfs.FS
 
-// OSFS returns the operating system's files under root ("/" for the real
-// machine).
-func OSFS(root string) FS { return osFS{root: root} }
-
-type osFS struct{ root string }
-
-func (o osFS) host(p string) string { return filepath.Join(o.root, filepath.FromSlash(p)) }
-
-func (o osFS) ReadFile(name string) ([]byte, error) { return os.ReadFile(o.host(name)) }
-
-func (o osFS) WriteFile(name string, b []byte) error {
-	f, err := os.OpenFile(o.host(name), os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func (o osFS) Stat(name string) (fs.FileInfo, error)      { return os.Stat(o.host(name)) }
-func (o osFS) ReadDir(name string) ([]os.DirEntry, error) { return os.ReadDir(o.host(name)) }
-func (o osFS) RemoveAll(name string) error                { return os.Remove(o.host(name)) } // configfs: rmdir only
-
-func (o osFS) MkdirTemp(dir, pattern string) (string, error) {
-	p, err := os.MkdirTemp(o.host(dir), pattern)
-	if err != nil {
-		return "", err
-	}
-	return path.Join(dir, filepath.Base(p)), nil
-}
+// OSFS returns the operating system's files under root ("/" for the machine).
+func OSFS(root string) FS { return kernfs.OS(root) }
 
 // QuoteDevice is the /dev/tdx_guest interface (go-tdx-guest client.Device).
 type QuoteDevice = client.Device
