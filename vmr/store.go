@@ -282,17 +282,27 @@ func (s *Store) sync(ctx context.Context) error {
 // which the register held its current value, for the error message.
 func (s *Store) inconsistent(cur mr.Digest) error {
 	where := "no prefix of the log"
-	var probe view
-	probe.reset(s.backing)
-	if cur.Equal(probe.value) {
+	if cur.Equal(mr.Zero(s.backing.Alg)) {
 		where = "the empty log"
 	}
-	probe.onValue = func(n int, v mr.Digest) {
-		if v.Equal(cur) {
+	// Fold the log again, noting the last point where the register held
+	// what it holds now.
+	ext, n := mr.NewExtender(mr.Zero(s.backing.Alg)), 0
+	rd := runtime.NewReader(io.NewSectionReader(s.f, 0, s.view.off), runtime.Options{File: s.path})
+	for {
+		e, err := rd.Next()
+		if err != nil {
+			break
+		}
+		if !e.Init.IsZero() {
+			ext = mr.NewExtender(e.Init)
+		} else if e.Extended && ext.Extend(e.Digest.Bytes) == nil {
+			n++
+		}
+		if ext.Value().Equal(cur) {
 			where = fmt.Sprintf("the log up to its record %d (counting extended records from 1)", n)
 		}
 	}
-	probe.replay(io.NewSectionReader(s.f, 0, s.view.off), s.path)
 	return fmt.Errorf("vmr: register %s (%v) = %s matches %s of %s (%d records, replay gives %s); nothing written: %w",
 		s.backing.Name, s.backing.Alg, cur.Hex(), where, s.path, s.view.records, s.view.value.Hex(), ErrInconsistent)
 }

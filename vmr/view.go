@@ -25,8 +25,6 @@ type view struct {
 	count      map[string]int
 	// snap holds the values the segment's snapshot record set.
 	snap map[string]mr.Digest
-	// onValue, when set, sees the register value after each entry.
-	onValue func(records int, value mr.Digest)
 }
 
 func (v *view) reset(backing mr.Register) {
@@ -53,79 +51,77 @@ func (v *view) clone() *view {
 	return &c
 }
 
-// replay reads the entries in r, which start at byte v.off of the log.
+// replay reads the entries in r, which start at byte v.off of the log, with
+// the runtime log's own replay (runtime.Replay), resumed where the view
+// stands. On a truncated last entry the complete ones before it are kept, so
+// that the caller can cut the partial one off.
 func (v *view) replay(r io.Reader, file string) error {
-	rd := runtime.NewReader(r, runtime.Options{File: file})
-	for {
-		e, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
+	base, baseOff := v.entries, v.off
+	opt := runtime.ReplayOptions{File: file, Backing: v.backing.Name, Name: func(uint32) string { return v.backing.Name }}
+	if v.entries > 0 {
+		res := &runtime.Resume{Backing: v.value, Counts: map[string]int{}}
+		for n, d := range v.virt {
+			res.Virtual = append(res.Virtual, mr.Value{Register: mr.Register{Name: n, Alg: d.Alg}, Digest: d})
+			res.Counts[n] = v.count[n]
 		}
-		if err != nil {
-			var le *log.Error
-			if errors.As(err, &le) {
-				// The reader counts from the start of r; name the place
-				// in the whole file.
-				le.Offset += v.off
-				le.Record += v.entries
-			}
+		opt.Resume = res
+	}
+	extended := 0
+	var last mr.Digest
+	opt.OnEntry = func(e *runtime.Entry) error {
+		bad := func(format string, a ...any) error {
+			return &log.Error{File: file, Record: e.Index, Offset: e.Offset, Err: fmt.Errorf("%w: "+format, append([]any{mr.ErrMalformed}, a...)...)}
+		}
+		if v.backing.Index >= 0 && e.MRIndex != uint32(v.backing.Index) {
+			return bad("entry for MR index %d in the log of %s (index %d)", e.MRIndex, v.backing.Name, v.backing.Index)
+		}
+		if e.Digest.Alg != v.backing.Alg {
+			return bad("%v entry in the log of %s (%v)", e.Digest.Alg, v.backing.Name, v.backing.Alg)
+		}
+		if e.Extended {
+			extended++
+			last = mr.Digest{Alg: e.Digest.Alg, Bytes: append([]byte(nil), e.Digest.Bytes...)}
+		}
+		return nil
+	}
+	res, err := runtime.Replay(runtime.NewReader(r, runtime.Options{File: file}), opt)
+	if err != nil {
+		// The reader counts from the start of r; name the place in the
+		// whole file.
+		var le *log.Error
+		var mm *log.Mismatch
+		if errors.As(err, &le) {
+			le.Offset += baseOff
+			le.Record += base
+		} else if errors.As(err, &mm) {
+			mm.Offset += baseOff
+			mm.Record += base
+		}
+		if !errors.Is(err, runtime.ErrTruncated) {
 			return err
 		}
-		if err := v.apply(e, file); err != nil {
-			return err
-		}
 	}
-}
-
-func (v *view) apply(e *runtime.Entry, file string) error {
-	at := v.off
-	bad := func(format string, a ...any) error {
-		return &log.Error{File: file, Record: v.entries, Offset: at, Err: fmt.Errorf("%w: "+format, append([]any{mr.ErrMalformed}, a...)...)}
+	if res != nil {
+		if val, ok := res.Value(v.backing.Name); ok {
+			v.value = val
+		}
+		if extended > 0 {
+			v.prev, v.lastDigest = res.Previous, last
+		}
+		for _, x := range res.Virtual {
+			v.virt[x.Register.Name] = x.Digest
+		}
+		for n, c := range res.Counts {
+			v.count[n] = c
+		}
+		for _, sn := range res.Snapshot {
+			v.snap[sn.Name] = sn.Value
+		}
+		v.records += extended
+		v.entries += res.Events
+		v.off += res.End
 	}
-	if e.MRIndex != uint32(v.backing.Index) && v.backing.Index >= 0 {
-		return bad("entry for MR index %d in the log of %s (index %d)", e.MRIndex, v.backing.Name, v.backing.Index)
-	}
-	if e.Digest.Alg != v.backing.Alg {
-		return bad("%v entry in the log of %s (%v)", e.Digest.Alg, v.backing.Name, v.backing.Alg)
-	}
-	switch {
-	case !e.Init.IsZero():
-		if v.entries != 0 {
-			return bad("INIT entry after the first entry")
-		}
-		if e.Init.Alg != v.backing.Alg {
-			return bad("INIT value is %v, the register is %v", e.Init.Alg, v.backing.Alg)
-		}
-		v.value = mr.Digest{Alg: e.Init.Alg, Bytes: append([]byte(nil), e.Init.Bytes...)}
-	case e.Extended:
-		want, err := runtime.EventDigest(v.backing.Alg, e.Record)
-		if err != nil {
-			return bad("%v", err)
-		}
-		if !want.Equal(e.Digest) {
-			return &log.Mismatch{File: file, Register: v.backing.Name, Record: v.entries, Offset: at,
-				Expected: want, Computed: e.Digest, Reason: "entry digest is not the hash of its event"}
-		}
-		if err := v.checkAlg(e.Record); err != nil {
-			return bad("%v", err)
-		}
-		v.applyVirtual(e.Record)
-		next, err := mr.Extend(v.value, e.Digest.Bytes)
-		if err != nil {
-			return bad("%v", err)
-		}
-		v.prev, v.value = v.value, next
-		v.lastDigest = mr.Digest{Alg: e.Digest.Alg, Bytes: append([]byte(nil), e.Digest.Bytes...)}
-		v.records++
-		if v.onValue != nil {
-			v.onValue(v.records, v.value)
-		}
-	default:
-		return bad("unexpected entry type 0x%x", e.Type)
-	}
-	v.entries++
-	v.off += e.Size
-	return nil
+	return err
 }
 
 // applyOwn folds in a record this Store just wrote (its digest computed by
