@@ -69,6 +69,7 @@ type Error struct {
 	Err    error
 }
 
+// Error names the file, the record number and the byte offset.
 func (e *Error) Error() string {
 	f := e.File
 	if f == "" {
@@ -101,6 +102,7 @@ type Mismatch struct {
 	Reason   string
 }
 
+// Error names the file, the record, the register and the values.
 func (m *Mismatch) Error() string {
 	f := m.File
 	if f == "" {

@@ -25,6 +25,7 @@ const (
 	PCRs0to7 BootAggregateRule = 7
 )
 
+// String names the rule, e.g. "PCR 0-9".
 func (r BootAggregateRule) String() string { return fmt.Sprintf("PCR 0-%d", int(r)) }
 
 // BootAggregate computes the boot_aggregate of bank alg's PCR values

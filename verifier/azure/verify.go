@@ -22,6 +22,7 @@ type ChainError struct {
 	Err  error
 }
 
+// Error names the broken link of the chain.
 func (e *ChainError) Error() string { return "Azure HCL " + e.Link + ": " + e.Err.Error() }
 
 // Unwrap returns the cause.

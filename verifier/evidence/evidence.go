@@ -103,6 +103,7 @@ type PartError struct {
 	Err  error
 }
 
+// Error names the part, its file and the reason.
 func (e *PartError) Error() string {
 	if e.File == "" {
 		return e.Part + ": " + e.Err.Error()

@@ -71,6 +71,7 @@ type CheckError struct {
 	Err   error
 }
 
+// Error names the check that failed.
 func (e *CheckError) Error() string { return "tdx " + e.Check + ": " + e.Err.Error() }
 
 // Unwrap returns the cause.
