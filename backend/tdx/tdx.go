@@ -337,7 +337,7 @@ func (d *Device) quote(ctx context.Context, rd []byte) ([]byte, error) {
 // QuoteRegisters returns mrtd, rtmr0..3, mrconfigid, mrowner, mrownerconfig
 // (in Registers order) as a quote carries them.
 func QuoteRegisters(quote []byte) ([]mr.Value, error) {
-	q, err := tdxabi.QuoteToProto(quote)
+	q, err := quoteToProto(quote)
 	if err != nil {
 		return nil, fmt.Errorf("tdx: quote: %w: %w", mr.ErrMalformed, err)
 	}
@@ -415,3 +415,15 @@ var (
 	_ mr.Device   = (*Device)(nil)
 	_ mr.Attester = (*Device)(nil)
 )
+
+// quoteToProto is go-tdx-guest's abi.QuoteToProto, which panics on some
+// malformed quotes (a certification data length past the end: found by
+// FuzzQuoteRegisters); the panic becomes mr.ErrMalformed.
+func quoteToProto(quote []byte) (q any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			q, err = nil, fmt.Errorf("%w: go-tdx-guest could not parse the quote: %v", mr.ErrMalformed, r)
+		}
+	}()
+	return tdxabi.QuoteToProto(quote)
+}
