@@ -79,7 +79,11 @@ func Open(ctx context.Context, dev mr.Device, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if reg.Flags&mr.Extendable == 0 {
-		return nil, fmt.Errorf("vmr: backing register %s (%v): %w", reg.Name, reg.Alg, mr.ErrNotExtendable)
+		hint := ""
+		if opts.Backing == "" && reg.Name == "pcr17" {
+			hint = " (PCR 17 needs a locality the OS lacks on most TPMs: name another non-resettable PCR, e.g. --backing pcr14)"
+		}
+		return nil, fmt.Errorf("vmr: backing register %s (%v): %w%s", reg.Name, reg.Alg, mr.ErrNotExtendable, hint)
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("vmr: %w", err)
