@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ccmr-dev/ccmr/mr"
@@ -36,6 +37,31 @@ type Device struct {
 	cacheRaw []byte
 	cacheSt  *State
 	stateF   *os.File
+
+	// lockMu serialises this Device's users; lockF is its lock file, kept
+	// open (flock excludes other processes, lockMu other goroutines, which
+	// share lockF's open file description and so its flock).
+	lockMu sync.Mutex
+	lockF  *os.File
+}
+
+// lock takes the state folder's lock for this Device; release drops it.
+func (d *Device) lock(ctx context.Context, how lockHow) (release func(), err error) {
+	d.lockMu.Lock()
+	if d.lockF == nil {
+		if d.lockF, err = flock(ctx, filepath.Join(d.dir, lockFile), how); err != nil {
+			d.lockF = nil
+			d.lockMu.Unlock()
+			return nil, err
+		}
+	} else if err := flockFD(ctx, d.lockF, filepath.Join(d.dir, lockFile), how); err != nil {
+		d.lockMu.Unlock()
+		return nil, err
+	}
+	return func() {
+		syscall.Flock(int(d.lockF.Fd()), syscall.LOCK_UN)
+		d.lockMu.Unlock()
+	}, nil
 }
 
 // stateFile returns an open descriptor of the state file, kept across calls
@@ -224,6 +250,12 @@ func (d *Device) Kind() string { return Kind }
 // Close releases nothing (the device holds no open files between calls) and
 // returns nil.
 func (d *Device) Close() error {
+	d.lockMu.Lock()
+	if d.lockF != nil {
+		d.lockF.Close()
+		d.lockF = nil
+	}
+	d.lockMu.Unlock()
 	d.cacheMu.Lock()
 	defer d.cacheMu.Unlock()
 	if d.stateF != nil {
@@ -242,11 +274,11 @@ func (d *Device) Registers(ctx context.Context) ([]mr.Register, error) {
 // State reads the whole state (layout, update counter, every value) under a
 // shared lock.
 func (d *Device) State(ctx context.Context) (*State, error) {
-	lk, err := flock(ctx, filepath.Join(d.dir, lockFile), lockShared)
+	release, err := d.lock(ctx, lockShared)
 	if err != nil {
 		return nil, err
 	}
-	defer lk.Close()
+	defer release()
 	st, err := d.readState()
 	if err != nil {
 		return nil, err
@@ -430,11 +462,11 @@ func (d *Device) ExtendData(ctx context.Context, name string, data []byte) error
 // result atomically, returning the new update counter. When fn fails nothing
 // is written.
 func (d *Device) update(ctx context.Context, fn func(*State) error) (uint64, error) {
-	lk, err := flock(ctx, filepath.Join(d.dir, lockFile), lockExclusive)
+	release, err := d.lock(ctx, lockExclusive)
 	if err != nil {
 		return 0, err
 	}
-	defer lk.Close()
+	defer release()
 	st, err := d.readState()
 	if err != nil {
 		return 0, err

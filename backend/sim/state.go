@@ -156,18 +156,25 @@ func flock(ctx context.Context, path string, how lockHow) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sim: lock: %w", err)
 	}
-	fd := int(f.Fd())
-	err = retryEINTR(func() error { return syscall.Flock(fd, int(how)|syscall.LOCK_NB) })
-	if err == nil {
-		return f, nil
-	}
-	if !errors.Is(err, syscall.EWOULDBLOCK) {
-		f.Close()
-		return nil, fmt.Errorf("sim: lock %s: %w", path, err)
-	}
-	if err := ctx.Err(); err != nil {
+	if err := flockFD(ctx, f, path, how); err != nil {
 		f.Close()
 		return nil, err
+	}
+	return f, nil
+}
+
+// flockFD takes a flock on f, giving up when ctx ends.
+func flockFD(ctx context.Context, f *os.File, path string, how lockHow) error {
+	fd := int(f.Fd())
+	err := retryEINTR(func() error { return syscall.Flock(fd, int(how)|syscall.LOCK_NB) })
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, syscall.EWOULDBLOCK) {
+		return fmt.Errorf("sim: lock %s: %w", path, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	// Block in the kernel (fair, no polling); if ctx ends first, a goroutine
 	// waits for the lock and drops it at once.
@@ -176,13 +183,16 @@ func flock(ctx context.Context, path string, how lockHow) (*os.File, error) {
 	select {
 	case err := <-done:
 		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("sim: lock %s: %w", path, err)
+			return fmt.Errorf("sim: lock %s: %w", path, err)
 		}
-		return f, nil
+		return nil
 	case <-ctx.Done():
-		go func() { <-done; f.Close() }()
-		return nil, ctx.Err()
+		go func() {
+			if <-done == nil {
+				syscall.Flock(fd, syscall.LOCK_UN)
+			}
+		}()
+		return ctx.Err()
 	}
 }
 
