@@ -16,13 +16,29 @@ import (
 	"github.com/google/go-sev-guest/verify"
 
 	"github.com/ccmr-dev/ccmr/backend/snp"
+	"github.com/ccmr-dev/ccmr/internal/modcache"
 	"github.com/ccmr-dev/ccmr/internal/tsmfake"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
+// inModCache are the real artifacts these tests read from the dependency
+// that ships them, in place in the module cache (testdata/README.md says
+// what each is); testdata/ holds only the expected values.
+var inModCache = map[string][2]string{
+	"attestation.bin": {"github.com/google/go-sev-guest", "verify/testdata/attestation.bin"},
+	"vcek.der":        {"github.com/google/go-sev-guest", "verify/testdata/vcek.testcer"},
+}
+
 func readTestdata(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
+	p := filepath.Join("testdata", name)
+	if m, ok := inModCache[name]; ok {
+		var err error
+		if p, err = modcache.File(m[0], m[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,13 +25,30 @@ import (
 	tdxtest "github.com/google/go-tdx-guest/testing"
 
 	"github.com/ccmr-dev/ccmr/backend/tdx"
+	"github.com/ccmr-dev/ccmr/internal/modcache"
 	"github.com/ccmr-dev/ccmr/internal/tsmfake"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
+// inModCache are the real artifacts these tests read from the dependency
+// that ships them, in place in the module cache (testdata/README.md says
+// what each is); testdata/ holds only the expected values.
+var inModCache = map[string][2]string{
+	"tdx_prod_quote_SPR_E4.dat":        {"github.com/google/go-tdx-guest", "testing/testdata/tdx_prod_quote_SPR_E4.dat"},
+	"ccel-cos-113-intel-tdx.data.bin":  {"github.com/google/go-eventlog", "testdata/eventlogs/ccel/cos-113-intel-tdx.bin"},
+	"ccel-cos-113-intel-tdx.table.bin": {"github.com/google/go-eventlog", "testdata/eventlogs/ccel/cos-113-intel-tdx.table.bin"},
+}
+
 func readTestdata(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
+	p := filepath.Join("testdata", name)
+	if m, ok := inModCache[name]; ok {
+		var err error
+		if p, err = modcache.File(m[0], m[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
