@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ccmr-dev/ccmr/internal/modcache"
 	"github.com/ccmr-dev/ccmr/log"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -14,7 +15,10 @@ import (
 // Check and Show: nothing may panic, and errors must be *log.Error with an
 // offset inside the input.
 func FuzzParse(f *testing.F) {
-	seeds, _ := filepath.Glob("testdata/*.bin")
+	var seeds []string
+	for name := range goEventlogFiles {
+		seeds = append(seeds, goEventlogFile(f, name))
+	}
 	seeds = append(seeds, filepath.Join(realKernelDir, "tpm_eventlog.bin"))
 	for _, s := range seeds {
 		b, err := os.ReadFile(s)
@@ -77,10 +81,35 @@ func BenchmarkReplay(b *testing.B) {
 			}
 		}
 	}
-	b.Run("ubuntu-2404-amd-sevsnp", func(b *testing.B) { run(b, "testdata/ubuntu-2404-amd-sevsnp.bin") })
+	b.Run("ubuntu-2404-amd-sevsnp", func(b *testing.B) { run(b, goEventlogFile(b, "ubuntu-2404-amd-sevsnp.bin")) })
 	if dir, err := corpusDirOK(); err == nil {
 		b.Run("corpus-largest", func(b *testing.B) {
 			run(b, filepath.Join(dir, "ima-evm-utils", "sample-binary_bios_measurements-pcrs-8-9"))
 		})
 	}
+}
+
+// goEventlogFiles are go-eventlog's own test logs (testdata/README.md), read
+// in place from the module cache: name → folder under testdata/eventlogs.
+var goEventlogFiles = map[string]string{
+	"arch-linux-workstation.bin":                    "tpm",
+	"debian-10.bin":                                 "tpm",
+	"glinux-alex.bin":                               "tpm",
+	"ubuntu-2404-amd-sevsnp.bin":                    "tpm",
+	"CCEL_unpadded.data.bin":                        "ccel",
+	"cos-113-intel-tdx-dupe-separator-unpadded.bin": "ccel",
+	"cos-113-intel-tdx.table.bin":                   "ccel",
+}
+
+func goEventlogFile(t testing.TB, name string) string {
+	t.Helper()
+	dir, ok := goEventlogFiles[name]
+	if !ok {
+		t.Fatalf("%s is not one of go-eventlog's test logs", name)
+	}
+	p, err := modcache.File("github.com/google/go-eventlog", "testdata/eventlogs/"+dir+"/"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -597,7 +597,7 @@ func TestTestdataExpected(t *testing.T) {
 		if len(fs) < 4 || strings.HasPrefix(fs[0], "#") {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join("testdata", fs[0]))
+		data, err := os.ReadFile(goEventlogFile(t, fs[0]))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -630,12 +630,12 @@ func TestTestdataExpected(t *testing.T) {
 func TestSniff(t *testing.T) {
 	for file, want := range map[string]log.Format{
 		filepath.Join(realKernelDir, "tpm_eventlog.bin"):            log.FormatTCG2,
-		"testdata/debian-10.bin":                                    log.FormatTCG2,
-		"testdata/glinux-alex.bin":                                  log.FormatTCG2,
-		"testdata/CCEL_unpadded.data.bin":                           log.FormatCCEL,
+		goEventlogFile(t, "debian-10.bin"):                          log.FormatTCG2,
+		goEventlogFile(t, "glinux-alex.bin"):                        log.FormatTCG2,
+		goEventlogFile(t, "CCEL_unpadded.data.bin"):                 log.FormatCCEL,
 		filepath.Join(realKernelDir, "binary_runtime_measurements"): "",
 		filepath.Join(realKernelDir, "ascii_runtime_measurements"):  "",
-		"testdata/cos-113-intel-tdx.table.bin":                      "",
+		goEventlogFile(t, "cos-113-intel-tdx.table.bin"):            "",
 	} {
 		b, err := os.ReadFile(file)
 		if err != nil {
