@@ -56,6 +56,8 @@ type Store struct {
 	// checked: the register was seen equal to the view's value, and the
 	// log has not grown since.
 	checked bool
+	// lockedSize is the log's size when the lock was last taken.
+	lockedSize int64
 }
 
 type pending struct {
@@ -177,6 +179,7 @@ func (s *Store) locked(fn func() error) error {
 		fi, err1 := s.f.Stat()
 		pi, err2 := os.Stat(s.path)
 		if err1 == nil && err2 == nil && os.SameFile(fi, pi) {
+			s.lockedSize = fi.Size()
 			break
 		}
 		unix.Flock(int(s.f.Fd()), unix.LOCK_UN)
@@ -212,22 +215,19 @@ func (s *Store) readBacking(ctx context.Context) (mr.Digest, error) {
 // extended last record forward. Called with the file lock held. An empty log
 // on a register others already extended gets an INIT entry first.
 func (s *Store) sync(ctx context.Context) error {
-	fi, err := s.f.Stat()
-	if err != nil {
-		return fmt.Errorf("vmr: %w", err)
+	size := s.lockedSize // the log's size when the lock was taken
+	if size < s.view.off {
+		return fmt.Errorf("vmr: %s shrank from %d to %d bytes: %w", s.path, s.view.off, size, ErrInconsistent)
 	}
-	if fi.Size() < s.view.off {
-		return fmt.Errorf("vmr: %s shrank from %d to %d bytes: %w", s.path, s.view.off, fi.Size(), ErrInconsistent)
-	}
-	if fi.Size() == s.view.off && s.checked {
+	if size == s.view.off && s.checked {
 		// Nobody appended since this Store last compared the log with
 		// the register: no crashed writer can have left a record behind.
 		// (An extend of the register outside the log is caught by the
 		// next Open, which compares them again.)
 		return nil
 	}
-	if fi.Size() > s.view.off {
-		r := io.NewSectionReader(s.f, s.view.off, fi.Size()-s.view.off)
+	if size > s.view.off {
+		r := io.NewSectionReader(s.f, s.view.off, size-s.view.off)
 		if err := s.view.replay(r, s.path); err != nil {
 			if !errors.Is(err, runtime.ErrTruncated) {
 				return err

@@ -37,6 +37,7 @@ type Device struct {
 	cacheRaw []byte
 	cacheSt  *State
 	stateF   *os.File
+	heldSize int64 // the state file's size when last opened or written
 
 	// lockMu serialises this Device's users; lockF is its lock file, kept
 	// open (flock excludes other processes, lockMu other goroutines, which
@@ -73,6 +74,7 @@ func (d *Device) openState() (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sim: %w", err)
 	}
+	d.heldSize = pi.Size()
 	if d.stateF != nil {
 		if fi, err := d.stateF.Stat(); err == nil && os.SameFile(fi, pi) {
 			return d.stateF, nil
@@ -101,14 +103,10 @@ func (d *Device) readState() (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("sim: %w", err)
+	if d.heldSize > maxStateSize {
+		return nil, fmt.Errorf("sim: %s: %w: state is %d bytes, more than %d", p, mr.ErrMalformed, d.heldSize, maxStateSize)
 	}
-	if fi.Size() > maxStateSize {
-		return nil, fmt.Errorf("sim: %s: %w: state is %d bytes, more than %d", p, mr.ErrMalformed, fi.Size(), maxStateSize)
-	}
-	b := make([]byte, fi.Size())
+	b := make([]byte, d.heldSize)
 	if _, err := f.ReadAt(b, 0); err != nil {
 		return nil, fmt.Errorf("sim: %s: %w", p, err)
 	}
@@ -126,19 +124,20 @@ func (d *Device) readState() (*State, error) {
 // writeState writes st in place through the kept descriptor when it fits
 // one page and does not shrink the file (see the package function
 // writeState for why that is safe), else replaces the file.
+//
+// It is called right after readState under the same exclusive lock, so the
+// descriptor and size readState saw are still those of the state file.
 func (d *Device) writeState(st *State) ([]byte, error) {
 	b := st.Marshal()
 	d.cacheMu.Lock()
-	f, err := d.openState()
-	if err == nil && len(b) <= os.Getpagesize() {
-		if fi, err := f.Stat(); err == nil && fi.Size() <= int64(len(b)) {
-			_, err := f.WriteAt(b, 0)
-			d.cacheMu.Unlock()
-			if err != nil {
-				return nil, fmt.Errorf("sim: write state: %w", err)
-			}
-			return b, nil
+	if d.stateF != nil && len(b) <= os.Getpagesize() && d.heldSize <= int64(len(b)) {
+		_, err := d.stateF.WriteAt(b, 0)
+		d.heldSize = int64(len(b))
+		d.cacheMu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("sim: write state: %w", err)
 		}
+		return b, nil
 	}
 	d.cacheMu.Unlock()
 	return writeState(d.dir, st)
