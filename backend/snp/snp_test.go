@@ -11,8 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	sevabi "github.com/google/go-sev-guest/abi"
+	sgtest "github.com/google/go-sev-guest/testing"
 	"github.com/google/go-sev-guest/verify"
 
 	"github.com/ccmr-dev/ccmr/backend/snp"
@@ -222,4 +224,43 @@ func FuzzCertificates(f *testing.F) {
 	}
 	f.Add(certs)
 	f.Fuzz(func(t *testing.T, b []byte) { _, _ = snp.Certificates(b) })
+}
+
+// Without configfs-tsm the report comes from /dev/sev-guest, here
+// go-sev-guest's own mock device answering with its test reports: the
+// evidence holds the device's report for our report data, and the report's
+// fields are the registers.
+func TestSevGuestDeviceFallback(t *testing.T) {
+	ctx := context.Background()
+	tcs := sgtest.TestCases()
+	dev, err := sgtest.TcDevice(tcs, &sgtest.DeviceOptions{Now: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMachine(t, tsmfake.SNPOptions{NoConfigfs: true})
+	d, err := snp.Open(ctx, m.Root, snp.WithFS(m), snp.WithReportDevice(dev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range tcs {
+		if tc.WantErr != "" || tc.FwErr != 0 {
+			continue
+		}
+		ev, err := d.Attest(ctx, tc.Input[:])
+		if err != nil {
+			t.Fatalf("%s: %v", tc.Name, err)
+		}
+		if len(ev.Report) != sevabi.ReportSize || !bytes.Equal(ev.Report[:0x2a0], tc.Output[:0x2a0]) { // the mock signs the report: compare the signed part
+			t.Fatalf("%s: the evidence is not the device's report", tc.Name)
+		}
+		vals, err := snp.ReportRegisters(ev.Report)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vals {
+			if v.Register.Name == "report_data" && !bytes.Equal(v.Digest.Bytes, tc.Input[:]) {
+				t.Fatalf("%s: report_data %x, want %x", tc.Name, v.Digest.Bytes, tc.Input)
+			}
+		}
+	}
 }
