@@ -71,8 +71,16 @@ BUSYBOX=/bin/busybox
 [ ${#missing[@]} -eq 0 ] || die "missing: ${missing[*]} (CCMR_E2E=1 bash scripts/deps.sh installs them)"
 
 # ---- the kernel ----------------------------------------------------------
-PKG=${E2E_KERNEL_PKG:-$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')}
-[ -n "$PKG" ] || die "no Debian cloud kernel package (apt-cache depends linux-image-cloud-amd64); run apt-get update"
+cloudkernel() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}'; }
+PKG=${E2E_KERNEL_PKG:-$(cloudkernel)}
+if [ -z "$PKG" ]; then
+	say "no package list names the cloud kernel: apt-get update"
+	sudo=""
+	[ "$(id -u)" = 0 ] || sudo=sudo
+	$sudo apt-get update -qq >/dev/null 2>&1 || true
+	PKG=$(cloudkernel)
+fi
+[ -n "$PKG" ] || die "no Debian cloud kernel package (apt-cache depends linux-image-cloud-amd64)"
 KDIR=$CACHE/kernel/$PKG
 if ! ls "$KDIR"/boot/vmlinuz-* >/dev/null 2>&1; then
 	say "fetching $PKG with apt-get download"
