@@ -387,6 +387,22 @@ func (s *Store) commit(ctx context.Context, batch []*pending) {
 		if err := s.sync(ctx); err != nil {
 			return err
 		}
+		// A record that would give a virtual register a second algorithm
+		// fails alone; the other waiting records go on.
+		next := s.view.clone()
+		good := make([]*pending, 0, len(batch))
+		for _, p := range batch {
+			if err := next.checkAlg(p.rec); err != nil {
+				p.done <- result{err: err}
+				continue
+			}
+			next.applyVirtual(p.rec)
+			good = append(good, p)
+		}
+		batch = good
+		if len(batch) == 0 {
+			return nil
+		}
 		var err error
 		values, n, err = s.appendAndExtend(ctx, batch)
 		return err
@@ -404,17 +420,14 @@ func (s *Store) commit(ctx context.Context, batch []*pending) {
 // extends the register entry by entry. It returns how many records are done;
 // when an extend fails, the records not extended are cut off the log again.
 func (s *Store) appendAndExtend(ctx context.Context, batch []*pending) ([]mr.Digest, int, error) {
-	// Check each record against the register's algorithm history first, so
-	// a bad record in a batch fails alone before anything is written.
+	// The records were checked by commit; compute each register's value
+	// after its record on a copy of the view.
 	var buf []byte
 	digests := make([]mr.Digest, 0, len(batch))
 	sizes := make([]int64, 0, len(batch))
 	next := s.view.clone()
 	values := make([]mr.Digest, 0, len(batch))
 	for _, p := range batch {
-		if err := next.checkAlg(p.rec); err != nil {
-			return nil, 0, err
-		}
 		var d mr.Digest
 		var err error
 		n := len(buf)

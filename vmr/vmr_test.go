@@ -414,3 +414,41 @@ func TestCrashSafety(t *testing.T) {
 	}
 	t.Logf("%d trials, %d extends confirmed", trials, confirmed+1)
 }
+
+// Goroutines extending at once share a batch; one that gives a register a
+// second algorithm fails alone, the others are logged.
+func TestBadRecordFailsAlone(t *testing.T) {
+	ctx := context.Background()
+	_, s := openSim(t, t.TempDir())
+	if _, err := s.Extend(ctx, "mr_a", digestN("a", 0)); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := s.ExtendMany(ctx, []Item{{Name: "mr_b", Digest: digestN("b", 0)}})
+	if err != nil || len(rs) != 1 {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 20)
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			d := digestN("c", i)
+			if i == 7 {
+				d = mr.Zero(mr.SHA256) // mr_a is sha384
+			}
+			_, err := s.Extend(ctx, "mr_a", d)
+			if (err != nil) != (i == 7) {
+				errs <- fmt.Errorf("extend %d: %v", i, err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n, _ := s.Records(ctx, "mr_a"); n != 20 {
+		t.Fatalf("mr_a has %d records, want 20", n)
+	}
+}
