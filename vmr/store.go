@@ -361,8 +361,11 @@ func (s *Store) ExtendMany(ctx context.Context, items []Item) ([]mr.Digest, erro
 	return out, nil
 }
 
-// lead commits queued records batch by batch until the queue is empty.
+// lead commits queued records batch by batch until the queue is empty. A
+// batch holds other goroutines' records too, so the leader's cancellation
+// does not stop one once started (devices bound their own commands).
 func (s *Store) lead(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
 	for {
 		s.mu.Lock()
 		batch := s.queue
