@@ -313,23 +313,11 @@ func (d *Device) key(ctx context.Context) (*ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sim: key: %w", err)
 	}
-	tmp := filepath.Join(d.dir, keyTemp)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	var buf bytes.Buffer
+	if err := pem.Encode(&buf, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
 		return nil, fmt.Errorf("sim: key: %w", err)
 	}
-	err = pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := replaceFile(d.dir, keyTemp, keyFile, buf.Bytes(), true); err != nil {
 		return nil, fmt.Errorf("sim: write key: %w", err)
 	}
 	return k, nil

@@ -121,9 +121,22 @@ func (d *Device) readState() (*State, error) {
 	return st, nil
 }
 
-// writeState writes st in place through the kept descriptor when it fits
-// one page and does not shrink the file (see the package function
-// writeState for why that is safe), else replaces the file.
+// writeState writes st so that a reader (who holds the lock after the
+// writer) sees the old or the new state whole, and a writer that dies at
+// any point leaves one of them.
+//
+// A state of at most one page that is not shorter than the file is written
+// in place, with one write at offset 0 through the kept descriptor: the
+// kernel copies a write page by page and stops only between pages when the
+// process is killed, so such a write lands whole or not at all, and a state
+// never shrinks (its values are fixed-width hex, its counter only grows).
+// Anything else goes through the package function writeState (temporary
+// file and rename). Nothing is fsynced: the registers are meant to be as
+// volatile as hardware registers. A process that dies leaves the old or the
+// new state (the page cache survives it); only a power loss may lose recent
+// extends, as it resets real registers. Leaving fsync and rename out keeps a
+// virtual extend (which must fsync its log record) close to the cost of that
+// one fsync.
 //
 // It is called right after readState under the same exclusive lock, so the
 // descriptor and size readState saw are still those of the state file.

@@ -219,57 +219,43 @@ func readState(dir string) (*State, error) {
 	return st, nil
 }
 
-// writeState replaces the state file so that a reader (who holds the lock
-// after the writer) sees the old or the new state whole, and a writer that
-// dies at any point leaves one of them. The caller holds the exclusive lock.
-//
-// A state of at most one page that is not shorter than the file is written
-// in place, with one write at offset 0: the kernel copies a write page by
-// page and stops only between pages when the process is killed, so such a
-// write lands whole or not at all, and a state never shrinks (its values are
-// fixed-width hex, its counter only grows). Anything else (the TPM layout's
-// 12 KiB) goes to a temporary file renamed over the state file. Nothing is
-// fsynced: the registers are meant to be as volatile as hardware registers.
-// A process that dies leaves the old or the new state (the page cache
-// survives it); only a power loss may lose recent extends, as it resets real
-// registers. Leaving fsync and rename out keeps a virtual extend (which must
-// fsync its log record) close to the cost of that one fsync.
+// writeState replaces the state file by a temporary file renamed over it,
+// so that a reader (who holds the lock after the writer) sees the old or the
+// new state whole. The caller holds the exclusive lock. Device.writeState
+// writes in place instead where that is safe; this is the general case (a
+// new folder, the TPM layout's 12 KiB). Nothing is fsynced: see
+// Device.writeState.
 func writeState(dir string, st *State) ([]byte, error) {
 	b := st.Marshal()
-	p := filepath.Join(dir, stateFile)
-	if len(b) <= os.Getpagesize() {
-		if f, err := os.OpenFile(p, os.O_WRONLY, 0); err == nil {
-			fi, err := f.Stat()
-			if err == nil && fi.Size() <= int64(len(b)) {
-				_, err = f.WriteAt(b, 0)
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
-				if err != nil {
-					return nil, fmt.Errorf("sim: write state: %w", err)
-				}
-				return b, nil
-			}
-			f.Close()
-		}
+	if err := replaceFile(dir, stateTemp, stateFile, b, false); err != nil {
+		return nil, fmt.Errorf("sim: write state: %w", err)
 	}
-	tmp := filepath.Join(dir, stateTemp)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	return b, nil
+}
+
+// replaceFile writes data to dir/tmp (mode 0600), fsyncs it when sync is
+// set, and renames it over dir/name; on failure the temporary file is
+// removed and dir/name is untouched.
+func replaceFile(dir, tmp, name string, data []byte, sync bool) error {
+	t := filepath.Join(dir, tmp)
+	f, err := os.OpenFile(t, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("sim: %w", err)
+		return err
 	}
-	_, err = f.Write(b)
+	_, err = f.Write(data)
+	if err == nil && sync {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, p)
+		err = os.Rename(t, filepath.Join(dir, name))
 	}
 	if err != nil {
-		os.Remove(tmp)
-		return nil, fmt.Errorf("sim: write state: %w", err)
+		os.Remove(t)
 	}
-	return b, nil
+	return err
 }
 
 // clone returns a deep copy.
