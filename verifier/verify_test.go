@@ -3,6 +3,7 @@ package verifier
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -363,19 +364,11 @@ func imaPolicy(t testing.TB, b *Bundle) *RuntimePolicy {
 			t.Fatal(err)
 		}
 		if _, d, ok := e.FileDigest(); ok {
-			rp.Digests[e.FileName()] = append(rp.Digests[e.FileName()], strings.ToUpper(hexs(d)))
+			rp.Digests[e.FileName()] = append(rp.Digests[e.FileName()], strings.ToUpper(hex.EncodeToString(d)))
 		}
 	}
 }
 
-func hexs(b []byte) string {
-	const h = "0123456789abcdef"
-	out := make([]byte, 2*len(b))
-	for i, c := range b {
-		out[2*i], out[2*i+1] = h[c>>4], h[c&15]
-	}
-	return string(out)
-}
 
 func reparse(t testing.TB, rp *RuntimePolicy) *RuntimePolicy {
 	b, err := json.Marshal(rp)
