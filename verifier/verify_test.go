@@ -369,7 +369,6 @@ func imaPolicy(t testing.TB, b *Bundle) *RuntimePolicy {
 	}
 }
 
-
 func reparse(t testing.TB, rp *RuntimePolicy) *RuntimePolicy {
 	b, err := json.Marshal(rp)
 	if err != nil {
