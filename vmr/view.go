@@ -156,19 +156,10 @@ func (v *view) checkAlg(rec runtime.Record) error {
 	return nil
 }
 
-// applyVirtual folds a virtual record (or a snapshot) into the virtual values
-// and returns the register's new value (zero for other records).
+// applyVirtual folds a virtual record this Store writes into the virtual
+// values and returns the register's new value (zero for other records).
+// Records read back from the log go through runtime.Replay instead.
 func (v *view) applyVirtual(rec runtime.Record) mr.Digest {
-	if rec.Domain == "ccmr" && rec.Operation == "snapshot" {
-		vals, err := runtime.ParseSnapshot(rec.Content)
-		if err == nil {
-			for _, s := range vals {
-				v.virt[s.Name] = s.Value
-				v.snap[s.Name] = s.Value
-			}
-		}
-		return mr.Digest{}
-	}
 	if !rec.IsVirtual() {
 		return mr.Digest{}
 	}
