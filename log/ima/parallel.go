@@ -23,11 +23,10 @@ const parallelBatch = 512
 // pbatch is a run of entries handed to the bank workers: the template data
 // of each (nil for a violation) in one reused buffer.
 type pbatch struct {
-	pcr   []int
-	data  [][]byte
-	buf   []byte
-	left  sync.WaitGroup // workers still reading the batch
-	reuse bool
+	pcr  []int
+	data [][]byte
+	buf  []byte
+	left sync.WaitGroup // workers still reading the batch
 }
 
 func (b *pbatch) reset() {
