@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/ccmr-dev/ccmr/internal/termsafe"
 )
 
 // Layer numbers, as DESIGN.md names them.
@@ -30,10 +32,18 @@ const (
 
 // Report is the verifier's answer.
 type Report struct {
-	Format   string        `json:"format"`
-	Bundle   string        `json:"bundle,omitempty"`
-	Platform string        `json:"platform"`
-	Trusted  bool          `json:"trusted"`
+	Format   string `json:"format"`
+	Bundle   string `json:"bundle,omitempty"`
+	Platform string `json:"platform"`
+	Trusted  bool   `json:"trusted"`
+	// Verdict is the verdict line's word: "TRUSTED", "TRUSTED (weakened:
+	// …)" when Weakened is not empty, or "NOT TRUSTED".
+	Verdict string `json:"verdict"`
+	// Weakened lists, for a trusted bundle, every check that an option
+	// weakened or that could not prove what it normally proves (no nonce,
+	// no TCB collateral, history taken on trust): a weakened TRUSTED is
+	// never printed as a plain TRUSTED.
+	Weakened []string      `json:"weakened,omitempty"`
 	Layers   []LayerResult `json:"layers"`
 }
 
@@ -61,7 +71,7 @@ type Failure struct {
 }
 
 func newReport(b *Bundle, name string) *Report {
-	r := &Report{Format: "ccmr-verify-report/v1", Bundle: name, Platform: string(b.Platform)}
+	r := &Report{Format: "ccmr-verify-report/v1", Bundle: name, Platform: string(b.Platform), Verdict: "NOT TRUSTED"}
 	for i, n := range layerNames {
 		r.Layers = append(r.Layers, LayerResult{Layer: i, Name: n, Status: Skip})
 	}
@@ -78,36 +88,47 @@ func (r *Report) FailedLayer() int {
 	return -1
 }
 
-// WriteText prints the report for people.
+// VerdictLine is the verdict as the report prints it: NOT TRUSTED, TRUSTED,
+// or TRUSTED (weakened: what was weakened; …).
+func (r *Report) VerdictLine() string {
+	if !r.Trusted {
+		return "NOT TRUSTED"
+	}
+	if len(r.Weakened) == 0 {
+		return "TRUSTED"
+	}
+	return "TRUSTED (weakened: " + strings.Join(r.Weakened, "; ") + ")"
+}
+
+// WriteText prints the report for people. Every string that can come from
+// the bundle (log formats, register and file names, event names) is escaped
+// (internal/termsafe): a terminal shows the report, not what the evidence
+// wants drawn on it.
 func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
-	verdict := "NOT TRUSTED"
-	if r.Trusted {
-		verdict = "TRUSTED"
-	}
-	fmt.Fprintf(&b, "%s: %s (platform %s)\n", nameOr(r.Bundle), verdict, r.Platform)
+	fmt.Fprintf(&b, "%s: %s (platform %s)\n", termsafe.Line(nameOr(r.Bundle)), termsafe.Line(r.VerdictLine()), termsafe.Line(r.Platform))
 	for _, l := range r.Layers {
 		fmt.Fprintf(&b, "layer %d %-18s %s\n", l.Layer, l.Name, l.Status)
 		for _, c := range l.Checked {
-			fmt.Fprintf(&b, "  ok   %s\n", c)
+			fmt.Fprintf(&b, "  ok   %s\n", termsafe.Line(c))
 		}
 		for _, c := range l.NotChecked {
-			fmt.Fprintf(&b, "  --   %s\n", c)
+			fmt.Fprintf(&b, "  --   %s\n", termsafe.Line(c))
 		}
 		if f := l.Failure; f != nil {
-			fmt.Fprintf(&b, "  FAIL %s\n", f.Reason)
+			fmt.Fprintf(&b, "  FAIL %s\n", termsafe.Line(f.Reason))
 			if f.Log != "" {
 				if f.Record >= 0 {
-					fmt.Fprintf(&b, "       at %s record %d, byte %d\n", f.Log, f.Record, f.Offset)
+					fmt.Fprintf(&b, "       at %s record %d, byte %d\n", termsafe.Line(f.Log), f.Record, f.Offset)
 				} else {
-					fmt.Fprintf(&b, "       in %s (no single record can be named: only the final value disagrees)\n", f.Log)
+					fmt.Fprintf(&b, "       in %s (no single record can be named: only the final value disagrees)\n", termsafe.Line(f.Log))
 				}
 			}
 			if f.Register != "" {
-				fmt.Fprintf(&b, "       register %s\n", f.Register)
+				fmt.Fprintf(&b, "       register %s\n", termsafe.Line(f.Register))
 			}
 			if f.Expected != "" || f.Computed != "" {
-				fmt.Fprintf(&b, "       expected %s\n       computed %s\n", f.Expected, f.Computed)
+				fmt.Fprintf(&b, "       expected %s\n       computed %s\n", termsafe.Line(f.Expected), termsafe.Line(f.Computed))
 			}
 		}
 	}

@@ -118,10 +118,13 @@ func Verify(ctx context.Context, b *Bundle, opts Options) (*Report, error) {
 			}
 			l.Status = Fail
 			l.Failure = fe.f
+			r.rep.Weakened = nil
+			r.rep.Verdict = r.rep.VerdictLine()
 			return r.rep, nil
 		}
 	}
 	r.rep.Trusted = true
+	r.rep.Verdict = r.rep.VerdictLine()
 	if opts.Monitor != nil {
 		r.next.Time = b.Time
 		for k, v := range r.trusted {
@@ -135,6 +138,14 @@ func Verify(ctx context.Context, b *Bundle, opts Options) (*Report, error) {
 		r.rep.Layers[LayerEvidence].Checked = append(r.rep.Layers[LayerEvidence].Checked, "monitor state of "+machine+" advanced")
 	}
 	return r.rep, nil
+}
+
+// weaken records that a check did not prove what it normally proves, in the
+// layer's not-checked list and on the verdict line: a bundle that passes
+// anyway is TRUSTED (weakened: why), never a plain TRUSTED.
+func (r *run) weaken(l *LayerResult, why string) {
+	l.NotChecked = append(l.NotChecked, "weakened: "+why)
+	r.rep.Weakened = append(r.rep.Weakened, why)
 }
 
 // failError carries a layer's failure through the layer function.
@@ -202,7 +213,7 @@ func (r *run) evidence(ctx context.Context, l *LayerResult) error {
 		want = r.opts.Policy.Nonce
 	}
 	if want == nil {
-		l.NotChecked = append(l.NotChecked, "nonce: no expected nonce given (--nonce or policy), freshness not checked")
+		r.weaken(l, "no expected nonce: freshness not proven")
 	} else if !bytes.Equal(want, r.b.Nonce) {
 		return &failError{&Failure{Record: -1, Reason: "nonce differs from the expected one", Expected: hex.EncodeToString(want), Computed: hex.EncodeToString(r.b.Nonce)}}
 	} else {
