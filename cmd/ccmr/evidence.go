@@ -151,17 +151,17 @@ The nonce defaults to what the evidence binds: the quotes' qualifying data, or t
 			for _, q := range b.Evidence.TPMQuotes {
 				banks = append(banks, q.Alg)
 			}
-			fmt.Fprintf(g.stdout, "wrote %s: platform %s, nonce %s", out, b.Platform, hex.EncodeToString(b.Nonce))
+			tprintf(g.stdout, "wrote %s: platform %s, nonce %s", out, b.Platform, hex.EncodeToString(b.Nonce))
 			if len(banks) > 0 {
-				fmt.Fprintf(g.stdout, ", TPM quotes of %s", strings.Join(banks, ", "))
+				tprintf(g.stdout, ", TPM quotes of %s", strings.Join(banks, ", "))
 			}
 			if len(b.Evidence.AzureHCLReport) > 0 {
 				fmt.Fprint(g.stdout, ", Azure HCL report")
 			}
 			for _, l := range b.Logs {
-				fmt.Fprintf(g.stdout, ", log %s", l.Format)
+				tprintf(g.stdout, ", log %s", string(l.Format))
 				if l.Register != "" {
-					fmt.Fprintf(g.stdout, " on %s", l.Register)
+					tprintf(g.stdout, " on %s", l.Register)
 				}
 			}
 			fmt.Fprintln(g.stdout)

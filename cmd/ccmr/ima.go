@@ -46,7 +46,7 @@ list until SIGTERM or SIGINT.`,
 					writeJSON(g.stdout, map[string]any{"register": opts.Register, "forwarded": n})
 					return
 				}
-				fmt.Fprintf(g.stdout, "forwarded %d entries to %s\n", n, opts.Register)
+				tprintf(g.stdout, "forwarded %d entries to %s\n", n, opts.Register)
 			}
 			if once {
 				n, err := s.Forward(ctx, opts)

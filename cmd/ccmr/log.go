@@ -77,9 +77,9 @@ func newLogShowCmd(g *globals) *cobra.Command {
 				for i, d := range e.Digests {
 					digests[i] = d.String()
 				}
-				_, err := fmt.Fprintf(g.stdout, "%d @%d %s %s %s %s\n", e.Index, e.Offset, e.Register, e.Type, strings.Join(digests, ","), e.Text)
+				_, err := tprintf(g.stdout, "%d @%d %s %s %s %s\n", e.Index, e.Offset, e.Register, e.Type, strings.Join(digests, ","), e.Text)
 				for _, p := range e.Problems {
-					fmt.Fprintf(g.stdout, "  ! record %d at byte %d: %s\n", e.Index, e.Offset, p)
+					tprintf(g.stdout, "  ! record %d at byte %d: %s\n", e.Index, e.Offset, p)
 				}
 				return err
 			})
@@ -98,7 +98,7 @@ func newLogShowCmd(g *globals) *cobra.Command {
 				}{file.Name, file.Format, events, problems})
 			}
 			if problems > 0 {
-				fmt.Fprintf(g.stderr, "ccmr: %s: %d problem(s) flagged above\n", file.Name, problems)
+				tprintf(g.stderr, "ccmr: %s: %d problem(s) flagged above\n", file.Name, problems)
 			}
 			return nil
 		},
@@ -175,10 +175,10 @@ func newLogReplayCmd(g *globals) *cobra.Command {
 			}
 			if res != nil {
 				for _, v := range res.Registers {
-					fmt.Fprintf(g.stdout, "%s %s\n", v.Register.Name, valueText(v))
+					tprintf(g.stdout, "%s %s\n", v.Register.Name, valueText(v))
 				}
 				for _, v := range res.Virtual {
-					fmt.Fprintf(g.stdout, "%s %s\n", v.Register.Name, valueText(v))
+					tprintf(g.stdout, "%s %s\n", v.Register.Name, valueText(v))
 				}
 			}
 			if err == nil && len(want) > 0 {
@@ -264,7 +264,7 @@ still present), then delete it: the log a guest keeps stays bounded.`,
 			if g.json() {
 				return writeJSON(g.stdout, map[string]string{"archive": archive, "log": s.Path()})
 			}
-			_, err = fmt.Fprintf(g.stdout, "archived %s; new segment in %s\n", archive, s.Path())
+			_, err = tprintf(g.stdout, "archived %s; new segment in %s\n", archive, s.Path())
 			return err
 		},
 	}

@@ -79,7 +79,7 @@ func (g *globals) writeValues(device string, vs []mr.Value) error {
 		}{device, toJSONValues(vs)})
 	}
 	for _, v := range vs {
-		if _, err := fmt.Fprintf(g.stdout, "%s %s\n", v.Register.Name, valueText(v)); err != nil {
+		if _, err := tprintf(g.stdout, "%s %s\n", v.Register.Name, valueText(v)); err != nil {
 			return err
 		}
 	}
@@ -117,7 +117,7 @@ func newRegistersCmd(g *globals) *cobra.Command {
 					Registers []jsonRegister `json:"registers"`
 				}{dev.Kind(), out})
 			}
-			fmt.Fprintf(g.stdout, "device: %s\n", dev.Kind())
+			tprintf(g.stdout, "device: %s\n", dev.Kind())
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tALG\tSIZE\tFLAGS")
 			for _, r := range regs {
@@ -125,7 +125,7 @@ func newRegistersCmd(g *globals) *cobra.Command {
 				if r.Alg != 0 {
 					alg = r.Alg.String()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", r.Name, alg, r.Size, r.Flags)
+				tprintf(tw, "%s\t%s\t%d\t%s\n", r.Name, alg, r.Size, r.Flags)
 			}
 			return tw.Flush()
 		},

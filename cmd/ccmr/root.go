@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -78,7 +77,7 @@ func run(ctx context.Context, args []string, e env) int {
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "ccmr: %v\n", err)
+		printError(e.stderr, err)
 	}
 	code := exitCode(err)
 	// cobra reports unknown commands and wrong argument counts as plain
