@@ -126,6 +126,13 @@ func newLogReplayCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("--expect %s: %w", name, err)
 				}
+				for _, w := range want {
+					// Two values for one register cannot both match;
+					// checking only one would hide the other.
+					if w.Register.Name == name && w.Digest.Alg == d.Alg {
+						return usageError("--expect %s %v given more than once", name, d.Alg)
+					}
+				}
 				want = append(want, mr.Value{Register: mr.Register{Name: name, Alg: d.Alg, Size: d.Alg.Size()}, Digest: d})
 			}
 			file, opts, err := lf.open(args[0])
@@ -138,6 +145,11 @@ func newLogReplayCmd(g *globals) *cobra.Command {
 			var mm *log.Mismatch
 			if err != nil && !errors.As(err, &mm) {
 				return err
+			}
+			if res != nil {
+				if uerr := expectsReplayed(res, want); uerr != nil {
+					return uerr
+				}
 			}
 			var sigs *ima.SignatureReport
 			if len(keyFiles) > 0 && err == nil {
@@ -195,6 +207,27 @@ func newLogReplayCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringArrayVar(&keyFiles, "ima-keys", nil, "public keys or certificates (PEM/DER) to verify ima-sig signatures with (repeatable)")
 	cmd.Flags().BoolVar(&requireSigs, "require-signatures", false, "with --ima-keys: an unsigned file entry is a mismatch too")
 	return cmd
+}
+
+// expectsReplayed refuses (exit 2) an --expect naming a register, or a bank,
+// the replay did not compute: the log says nothing about it, so neither
+// "match" nor "mismatch" would be true (pcr99, a PCR the list never extends,
+// a name of another log format).
+func expectsReplayed(res *log.Replay, want []mr.Value) error {
+	for _, w := range want {
+		found := false
+		for _, list := range [][]mr.Value{res.Registers, res.Virtual} {
+			for _, v := range list {
+				if v.Register.Name == w.Register.Name && v.Digest.Alg == w.Digest.Alg {
+					found = true
+				}
+			}
+		}
+		if !found {
+			return usageError("--expect %s: the log does not extend %s in %v, so it proves nothing about it", w.Register.Name, w.Register.Name, w.Digest.Alg)
+		}
+	}
+	return nil
 }
 
 func newLogExportCmd(g *globals) *cobra.Command {

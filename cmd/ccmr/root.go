@@ -69,6 +69,7 @@ func newRoot(e env) *cobra.Command {
 		newKeyCmd(g),
 		newEvidenceCmd(g),
 	)
+	refuseRepeatedFlags(root)
 	return root
 }
 

@@ -77,6 +77,11 @@ func newVerifyCmd(g *globals) *cobra.Command {
 				if !ok || !mr.IsVirtualName(reg) {
 					return usageError("--app-log %q: want mr_NAME=FILE", a)
 				}
+				if _, dup := opts.AppLogs[reg]; dup {
+					// One register has one log: keeping either would
+					// leave the other unchecked.
+					return usageError("--app-log %s given more than once: one log per register", reg)
+				}
 				data, err := os.ReadFile(file)
 				if err != nil {
 					return &exitError{code: exitUsage, err: err}

@@ -333,7 +333,7 @@ func (lf *File) replayIMA(ctx context.Context, opts Options) (*log.Replay, error
 	}
 	vr, err := ima.ReplayVirtual(ctx, lf.imaReader(r), ima.VirtualOptions{File: lf.Name, Expect: virt.Digest})
 	if vr != nil {
-		res.Virtual = vr.Registers
+		res.Virtual = vr.Virtual
 	}
 	return res, err
 }
