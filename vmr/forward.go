@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/log/ima"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -234,7 +235,7 @@ func (s *Store) Follow(ctx context.Context, opts ForwardOptions, interval time.D
 
 func (s *Store) readForwardState(reg string) (forwardState, error) {
 	var st forwardState
-	b, err := os.ReadFile(s.forwardStatePath(reg))
+	b, err := safefs.ReadFile(s.forwardStatePath(reg))
 	if err != nil {
 		return st, err
 	}
@@ -251,8 +252,17 @@ func (s *Store) writeForwardState(st forwardState) error {
 	}
 	p := s.forwardStatePath(st.Register)
 	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
+	f, err := safefs.CreateTemp(tmp, 0o600)
+	if err != nil {
+		return fmt.Errorf("ima forward: %w", err)
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("ima forward: %w", err)
 	}
 	return os.Rename(tmp, p)
 }
@@ -262,7 +272,7 @@ const IMAVirtualAlg = mr.SHA384
 
 // lockFile takes an exclusive flock on path (created if needed).
 func lockFile(path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := safefs.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("ima forward: %w", err)
 	}

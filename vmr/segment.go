@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/log/runtime"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -115,7 +116,8 @@ func nextArchive(path string) (string, error) {
 }
 
 func writeSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// A link planted at the temporary name is removed, not followed.
+	f, err := safefs.CreateTemp(path, 0o600)
 	if err != nil {
 		return fmt.Errorf("vmr: %w", err)
 	}

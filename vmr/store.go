@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/log/runtime"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -90,8 +91,13 @@ func Open(ctx context.Context, dev mr.Device, opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("vmr: %w", err)
 	}
+	// Root extends registers from what this folder holds and writes
+	// where its links would point: it must be ours alone.
+	if err := safefs.CheckDir(opts.Dir); err != nil {
+		return nil, fmt.Errorf("vmr: runtime log folder: %w", err)
+	}
 	path := filepath.Join(opts.Dir, reg.Name+".log")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := safefs.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("vmr: %w", err)
 	}
@@ -183,7 +189,7 @@ func (s *Store) locked(fn func() error) error {
 			break
 		}
 		unix.Flock(int(s.f.Fd()), unix.LOCK_UN)
-		f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o600)
+		f, err := safefs.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
 			return fmt.Errorf("vmr: reopening %s after a cut: %w", s.path, err)
 		}

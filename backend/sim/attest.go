@@ -14,10 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -326,7 +326,7 @@ func (d *Device) key(ctx context.Context) (*ecdsa.PrivateKey, error) {
 // loadKey reads a PKCS#8 PEM P-384 private key, refusing a file that group
 // or others may read.
 func loadKey(p string) (*ecdsa.PrivateKey, error) {
-	f, err := os.Open(p)
+	f, err := safefs.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("sim: %w", err)
 	}

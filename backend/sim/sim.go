@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -82,10 +83,10 @@ func (d *Device) openState() (*os.File, error) {
 		d.stateF.Close()
 		d.stateF = nil
 	}
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	f, err := safefs.OpenFile(p, os.O_RDWR, 0)
 	if err != nil {
 		// A folder we may only read: reads still work.
-		if f, err = os.Open(p); err != nil {
+		if f, err = safefs.Open(p); err != nil {
 			return nil, fmt.Errorf("sim: %w", err)
 		}
 	}
@@ -205,6 +206,11 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Device, error) {
 		return nil, fmt.Errorf("%w: sim: empty state folder", mr.ErrMalformed)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sim: state folder: %w", err)
+	}
+	// The state, its lock and the signing key are written where links in
+	// this folder point: nobody else may write here.
+	if err := safefs.CheckDir(dir); err != nil {
 		return nil, fmt.Errorf("sim: state folder: %w", err)
 	}
 	st, err := loadOrCreate(ctx, dir, o.layout)

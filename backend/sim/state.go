@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -149,9 +150,9 @@ const (
 // call opens its own file description, so locks taken by one process for
 // different operations also exclude each other.
 func flock(ctx context.Context, path string, how lockHow) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := safefs.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil && how == lockShared && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) {
-		f, err = os.Open(path) // reading a folder we may not write: a shared lock needs no write access
+		f, err = safefs.Open(path) // reading a folder we may not write: a shared lock needs no write access
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sim: lock: %w", err)
@@ -208,7 +209,7 @@ func retryEINTR(fn func() error) error {
 // A missing file gives an error satisfying errors.Is(err, fs.ErrNotExist).
 func readState(dir string) (*State, error) {
 	p := filepath.Join(dir, stateFile)
-	b, err := os.ReadFile(p)
+	b, err := safefs.ReadFile(p)
 	if err != nil {
 		return nil, fmt.Errorf("sim: %w", err)
 	}
@@ -238,7 +239,8 @@ func writeState(dir string, st *State) ([]byte, error) {
 // removed and dir/name is untouched.
 func replaceFile(dir, tmp, name string, data []byte, sync bool) error {
 	t := filepath.Join(dir, tmp)
-	f, err := os.OpenFile(t, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// A link planted at the temporary name is removed, not followed.
+	f, err := safefs.CreateTemp(t, 0o600)
 	if err != nil {
 		return err
 	}
