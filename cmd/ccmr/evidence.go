@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -22,12 +23,16 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// readPart reads one part's file; a file that cannot be read is bad input
-// naming the part.
-func readPart(part, name string) (*evidence.File, error) {
-	b, err := os.ReadFile(name)
+// readPart reads one part's file, at most maxInput bytes and honouring ctx
+// (a FIFO or /dev/zero given as a part must not hang or exhaust memory); a
+// file that cannot be read is bad input naming the part.
+func readPart(ctx context.Context, part, name string) (*evidence.File, error) {
+	b, err := readInputFile(ctx, name)
 	if err != nil {
-		return nil, usageError("%s %s: %v", part, name, err)
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, usageError("%s %s: %w", part, name, err)
 	}
 	return &evidence.File{Name: name, Data: b}, nil
 }
@@ -63,17 +68,17 @@ The nonce defaults to what the evidence binds: the quotes' qualifying data, or t
 				return usageError("%d --tpm-pcrs for %d --tpm-quote", len(pcrs), len(quotes))
 			}
 			for i := range quotes {
-				a, err := readPart(evidence.PartTPMQuote, quotes[i])
+				a, err := readPart(cmd.Context(), evidence.PartTPMQuote, quotes[i])
 				if err != nil {
 					return err
 				}
-				s, err := readPart(evidence.PartTPMSig, sigs[i])
+				s, err := readPart(cmd.Context(), evidence.PartTPMSig, sigs[i])
 				if err != nil {
 					return err
 				}
 				q := evidence.TPMQuote{Attest: *a, Signature: *s}
 				if i < len(pcrs) {
-					if q.PCRs, err = readPart(evidence.PartTPMPCRs, pcrs[i]); err != nil {
+					if q.PCRs, err = readPart(cmd.Context(), evidence.PartTPMPCRs, pcrs[i]); err != nil {
 						return err
 					}
 				}
@@ -91,14 +96,14 @@ The nonce defaults to what the evidence binds: the quotes' qualifying data, or t
 				if s.name == "" {
 					continue
 				}
-				f, err := readPart(s.part, s.name)
+				f, err := readPart(cmd.Context(), s.part, s.name)
 				if err != nil {
 					return err
 				}
 				*s.dst = f
 			}
 			for _, c := range akCerts {
-				f, err := readPart(evidence.PartAKCert, c)
+				f, err := readPart(cmd.Context(), evidence.PartAKCert, c)
 				if err != nil {
 					return err
 				}
@@ -110,7 +115,7 @@ The nonce defaults to what the evidence binds: the quotes' qualifying data, or t
 					return usageError("--log %q: want FORMAT=FILE (runtime logs: runtime:REG=FILE)", l)
 				}
 				format, reg, _ := strings.Cut(spec, ":")
-				f, err := readPart(evidence.PartLog, file)
+				f, err := readPart(cmd.Context(), evidence.PartLog, file)
 				if err != nil {
 					return err
 				}

@@ -1,9 +1,8 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -19,7 +18,9 @@ func newExtendCmd(g *globals) *cobra.Command {
 		Long: `Extend a real register with a digest, or with the hash of data in the
 register's algorithm (on a TPM, every bank with its own hash). A name
 starting with mr_ is a virtual register: the extend is logged in the runtime
-log and the log record is extended into the backing register.`,
+log and the log record is extended into the backing register.
+Data is hashed as it is read, so any size works; SIGINT or SIGTERM stops
+the read (and a FIFO waiting for its writer) with nothing extended.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -27,15 +28,10 @@ log and the log record is extended into the backing register.`,
 				return usageError("extend: give exactly one of --digest ALG:HEX or --data FILE|-")
 			}
 			var d mr.Digest
-			var data []byte
 			var err error
 			if digest != "" {
 				if d, err = mr.ParseDigest(digest); err != nil {
 					return fmt.Errorf("--digest: %w", err)
-				}
-			} else {
-				if data, err = readInput(g, dataFile); err != nil {
-					return err
 				}
 			}
 			ctx := cmd.Context()
@@ -45,12 +41,22 @@ log and the log record is extended into the backing register.`,
 			}
 			defer dev.Close()
 			if strings.HasPrefix(name, "mr_") {
-				return g.extendVirtual(ctx, dev, name, d, data)
+				if dataFile != "" {
+					// A virtual register's algorithm is its first record's;
+					// for --data use sha384, the algorithm of mr_ima and of
+					// the TDX RTMRs.
+					ds, err := hashInput(ctx, dataFile, g.stdin, []mr.Alg{mr.SHA384})
+					if err != nil {
+						return err
+					}
+					d = ds[0]
+				}
+				return g.extendVirtual(ctx, dev, name, d)
 			}
 			if digest != "" {
 				err = dev.Extend(ctx, name, d)
 			} else {
-				err = dev.ExtendData(ctx, name, data)
+				err = extendData(ctx, dev, name, dataFile, g)
 			}
 			if err != nil {
 				return err
@@ -67,18 +73,55 @@ log and the log record is extended into the backing register.`,
 	return cmd
 }
 
-// readInput reads a file argument, "-" meaning standard input.
-func readInput(g *globals, name string) ([]byte, error) {
-	if name == "-" {
-		b, err := io.ReadAll(g.stdin)
-		if err != nil {
-			return nil, fmt.Errorf("reading standard input: %w", err)
-		}
-		return b, nil
-	}
-	b, err := os.ReadFile(name)
+// bankExtender extends every bank of a register with its own digest in one
+// update (a TPM's single PCR_Extend).
+type bankExtender interface {
+	ExtendBanks(ctx context.Context, name string, ds []mr.Digest) error
+}
+
+// extendData extends every bank of register name with that bank's hash of
+// the input, read as a stream: what dev.ExtendData does, without holding
+// the data in memory.
+func extendData(ctx context.Context, dev mr.Device, name, input string, g *globals) error {
+	regs, err := dev.Registers(ctx)
 	if err != nil {
-		return nil, &exitError{code: exitUsage, err: err}
+		return err
 	}
-	return b, nil
+	// Refuse an unknown or read-only register before reading any input.
+	var algs []mr.Alg
+	known := false
+	for _, r := range regs {
+		if r.Name != name {
+			continue
+		}
+		known = true
+		if r.Flags&mr.Extendable != 0 && r.Alg.Valid() {
+			algs = append(algs, r.Alg)
+		}
+	}
+	if !known {
+		return fmt.Errorf("%q is not a register of this %s device: %w", name, dev.Kind(), mr.ErrUnknownRegister)
+	}
+	if len(algs) == 0 {
+		return fmt.Errorf("%s cannot be extended on this %s device: %w", name, dev.Kind(), mr.ErrNotExtendable)
+	}
+	ds, err := hashInput(ctx, input, g.stdin, algs)
+	if err != nil {
+		return err
+	}
+	// The input is read: the extend itself is short and must not stop
+	// half way, with some banks extended and others not.
+	ctx = context.WithoutCancel(ctx)
+	switch e := dev.(type) {
+	case bankExtender:
+		return e.ExtendBanks(ctx, name, ds)
+	case mr.MultiExtender:
+		return e.ExtendMany(ctx, name, ds)
+	}
+	for _, dg := range ds {
+		if err := dev.Extend(ctx, name, dg); err != nil {
+			return err
+		}
+	}
+	return nil
 }

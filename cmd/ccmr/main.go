@@ -16,15 +16,21 @@ import (
 )
 
 func main() {
+	os.Exit(processMain())
+}
+
+// processMain runs the CLI on the process's arguments and files, with a
+// context that SIGINT and SIGTERM cancel (every blocking read honours it),
+// and returns the exit code.
+func processMain() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], env{
+	defer stop()
+	return run(ctx, os.Args[1:], env{
 		stdin:  os.Stdin,
 		stdout: os.Stdout,
 		stderr: os.Stderr,
 		getenv: os.Getenv,
 	})
-	stop()
-	os.Exit(code)
 }
 
 // env is everything a command may touch of the process, passed in so tests

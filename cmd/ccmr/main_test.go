@@ -20,11 +20,8 @@ import (
 // from this test binary.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"ccmr": func() {
-			os.Exit(run(context.Background(), os.Args[1:], env{
-				stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv,
-			}))
-		},
+		// The same entry as main: SIGINT/SIGTERM cancel the context.
+		"ccmr": func() { os.Exit(processMain()) },
 	})
 }
 

@@ -82,9 +82,9 @@ func newVerifyCmd(g *globals) *cobra.Command {
 					// leave the other unchecked.
 					return usageError("--app-log %s given more than once: one log per register", reg)
 				}
-				data, err := os.ReadFile(file)
+				data, err := readInputFile(cmd.Context(), file)
 				if err != nil {
-					return &exitError{code: exitUsage, err: err}
+					return err
 				}
 				if opts.AppLogs == nil {
 					opts.AppLogs = map[string][]byte{}

@@ -89,14 +89,9 @@ func (g *globals) readVirtual(ctx context.Context, dev mr.Device, names ...strin
 	return out, nil
 }
 
-func (g *globals) extendVirtual(ctx context.Context, dev mr.Device, name string, d mr.Digest, data []byte) error {
+func (g *globals) extendVirtual(ctx context.Context, dev mr.Device, name string, d mr.Digest) error {
 	if !mr.IsVirtualName(name) {
 		return fmt.Errorf("virtual register name %q: want mr_ followed by 1 to 60 of [a-z0-9_.-]: %w", name, mr.ErrUnknownRegister)
-	}
-	if data != nil {
-		// A virtual register's algorithm is its first record's; for --data
-		// use sha384, the algorithm of mr_ima and of the TDX RTMRs.
-		d = mr.SHA384.Sum(data)
 	}
 	s, err := g.openStore(ctx, dev, true)
 	if err != nil {
