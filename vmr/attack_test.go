@@ -2,13 +2,17 @@ package vmr
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
+	"github.com/ccmr-dev/ccmr/log"
+	"github.com/ccmr-dev/ccmr/log/ima/imatest"
 )
 
 // Attacks on the guest side (issue 15). Each test failed before its fix.
@@ -159,4 +163,127 @@ func TestAttack22_ForwardStateLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	requireUntouched(t, target, content)
+}
+
+// forwardPrefix forwards the first n entries of the real list from list and
+// returns the entries.
+func forwardPrefix(t *testing.T, s *Store, list string, n int) [][]byte {
+	t.Helper()
+	entries := splitIMA(t, realList(t))
+	writeFile(t, list, joinEntries(entries[:n]))
+	if got, err := s.Forward(context.Background(), ForwardOptions{List: list}); err != nil || got != n {
+		t.Fatalf("Forward = %d, %v; want %d", got, err, n)
+	}
+	return entries
+}
+
+func joinEntries(es [][]byte) []byte {
+	var b []byte
+	for _, e := range es {
+		b = append(b, e...)
+	}
+	return b
+}
+
+// Item 24: a list shorter than what was forwarded said "forwarded 0" and
+// succeeded; it is refused.
+func TestAttack24_ShorterList(t *testing.T) {
+	dir := t.TempDir()
+	_, s := openSim(t, dir)
+	list := filepath.Join(dir, "ima.bin")
+	entries := forwardPrefix(t, s, list, 30)
+	writeFile(t, list, joinEntries(entries[:20]))
+	n, err := s.Forward(context.Background(), ForwardOptions{List: list})
+	if !errors.Is(err, ErrInconsistent) {
+		t.Fatalf("Forward of a shorter list = %d, %v; want ErrInconsistent", n, err)
+	}
+}
+
+// specList is a list of n ima-ng entries; the entry at index changed (if
+// any) has another file name of the same length, so every entry keeps its
+// offset.
+func specList(n, changed int) []byte {
+	specs := make([]imatest.Spec, n)
+	for i := range specs {
+		name := fmt.Sprintf("/usr/bin/f%04d", i)
+		if i == changed {
+			name = fmt.Sprintf("/usr/bin/x%04d", i)
+		}
+		specs[i] = imatest.Spec{Template: "ima-ng", FileAlg: "sha256", Name: name}
+	}
+	return imatest.Binary(specs, binary.LittleEndian)
+}
+
+// Item 24: a different list was forwarded from the old offset without
+// comparing what came before. Refused: with the hint when the entry
+// forwarded last differs, and without it when any forwarded entry does.
+func TestAttack24_DifferentList(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		changed  int
+		keepHint bool
+	}{
+		{"last forwarded entry differs", 19, true},
+		{"earlier entry differs, no hint", 5, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			_, s := openSim(t, dir)
+			list := filepath.Join(dir, "ima.bin")
+			writeFile(t, list, specList(20, -1))
+			if n, err := s.Forward(ctx, ForwardOptions{List: list}); err != nil || n != 20 {
+				t.Fatalf("Forward = %d, %v", n, err)
+			}
+			// Another list whose entries keep their offsets, and longer.
+			writeFile(t, list, specList(30, tc.changed))
+			if !tc.keepHint {
+				os.Remove(s.forwardStatePath("mr_ima"))
+			}
+			n, err := s.Forward(ctx, ForwardOptions{List: list})
+			if !errors.Is(err, ErrInconsistent) {
+				t.Fatalf("Forward of another list = %d, %v; want ErrInconsistent", n, err)
+			}
+			if got, _ := s.Records(ctx, "mr_ima"); got != 20 {
+				t.Fatalf("mr_ima has %d records after the refusal, want 20", got)
+			}
+		})
+	}
+}
+
+// The sound case: the same list grown by the kernel is forwarded on.
+func TestForwardGrownList(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	_, s := openSim(t, dir)
+	list := filepath.Join(dir, "ima.bin")
+	writeFile(t, list, specList(20, -1))
+	if n, err := s.Forward(ctx, ForwardOptions{List: list}); err != nil || n != 20 {
+		t.Fatalf("Forward = %d, %v", n, err)
+	}
+	writeFile(t, list, specList(30, -1))
+	if n, err := s.Forward(ctx, ForwardOptions{List: list}); err != nil || n != 10 {
+		t.Fatalf("Forward of the grown list = %d, %v; want 10", n, err)
+	}
+	checkForwarded(t, s, list, 30)
+}
+
+// Item 24: an error in the part of the list after the resume point names
+// the entry and byte offset from the list's start.
+func TestAttack24_TornTailOffsets(t *testing.T) {
+	dir := t.TempDir()
+	_, s := openSim(t, dir)
+	list := filepath.Join(dir, "ima.bin")
+	entries := forwardPrefix(t, s, list, 20)
+	whole := joinEntries(entries[:21])
+	torn := append(append([]byte(nil), whole...), entries[21][:len(entries[21])/2]...)
+	writeFile(t, list, torn)
+	_, err := s.Forward(context.Background(), ForwardOptions{List: list})
+	var le *log.Error
+	if !errors.As(err, &le) {
+		t.Fatalf("Forward of a torn list: %v, want a *log.Error", err)
+	}
+	if le.Record != 21 || le.Offset != int64(len(whole)) {
+		t.Fatalf("torn entry reported as record %d at byte %d, want record 21 at byte %d (%v)", le.Record, le.Offset, len(whole), err)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ccmr-dev/ccmr/internal/safefs"
+	"github.com/ccmr-dev/ccmr/log"
 	"github.com/ccmr-dev/ccmr/log/ima"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -55,6 +56,14 @@ type forwardState struct {
 	// the register and how many entries it covers.
 	Snapshot    string `json:"snapshot,omitempty"`
 	SegmentBase int    `json:"segment_base,omitempty"`
+	// Value is the register's value after Records records: it ties the
+	// hint to the runtime log it was written for.
+	Value string `json:"value,omitempty"`
+	// LastOffset and Last are where the last forwarded entry starts and
+	// its sha384(template data): a list whose entry there differs, or that
+	// no longer reaches Offset, is not the list that was forwarded.
+	LastOffset int64  `json:"last_offset,omitempty"`
+	Last       string `json:"last,omitempty"`
 }
 
 func snapString(d mr.Digest) string {
@@ -64,15 +73,15 @@ func snapString(d mr.Digest) string {
 	return d.String()
 }
 
-// segmentState returns how many records of name the current segment holds
-// and the value its snapshot gave name (zero without one).
-func (s *Store) segmentState(ctx context.Context, name string) (int, mr.Digest, error) {
+// segmentState returns how many records of name the current segment holds,
+// the value its snapshot gave name (zero without one) and name's value.
+func (s *Store) segmentState(ctx context.Context, name string) (int, mr.Digest, mr.Digest, error) {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
 	if err := s.locked(func() error { return s.sync(ctx) }); err != nil {
-		return 0, mr.Digest{}, err
+		return 0, mr.Digest{}, mr.Digest{}, err
 	}
-	return s.view.count[name], s.view.snap[name], nil
+	return s.view.count[name], s.view.snap[name], s.view.virt[name], nil
 }
 
 // entriesUpTo folds sha384(template data) over the list's entries until the
@@ -117,6 +126,13 @@ func (s *Store) forwardStatePath(reg string) string {
 // entry of the IMA list not forwarded yet, and returns how many it added.
 // Which entries were forwarded is read from the runtime log itself, so a
 // crash or restart at any point neither skips nor repeats an entry.
+//
+// The list must continue what was forwarded: the register's value is the
+// fold of the entries forwarded so far, so a list whose prefix folds to
+// another value (a different list, or one shorter than what was forwarded)
+// is refused with ErrInconsistent. The resume hint skips that re-reading
+// only while the list still holds, where the hint says, the entry that was
+// forwarded last. Errors count entries and bytes from the list's start.
 func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 	opts.defaults()
 	// One forwarder per register at a time: two would both see the same
@@ -126,7 +142,7 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 		return 0, err
 	}
 	defer unlock()
-	done, snap, err := s.segmentState(ctx, opts.Register)
+	done, snap, value, err := s.segmentState(ctx, opts.Register)
 	if err != nil {
 		return 0, err
 	}
@@ -151,27 +167,39 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 	}
 	done += segBase
 
-	// Start from the hint when it fits the log, else from the list's start.
-	skip, base := done, int64(0)
-	if hint.List != "" && hint.Records <= done {
-		if _, err := f.Seek(hint.Offset, io.SeekStart); err == nil {
-			skip, base = done-hint.Records, hint.Offset
-		}
+	// Start from the hint when it is this log's and the list still holds
+	// its last entry; else from the list's start, checking the prefix.
+	start, startIndex := int64(0), 0
+	if hint.List != "" && hint.Records == done && hint.Value == snapString(value) && lastEntryHolds(f, opts.List, hint) {
+		start, startIndex = hint.Offset, hint.Records
+	}
+	if _, err := f.Seek(start, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("ima forward: %w", err)
 	}
 	rd := ima.NewBinaryReader(f, ima.Options{File: opts.List})
+	prefix := mr.NewExtender(mr.Zero(IMAVirtualAlg))
+	skip := done - startIndex
+	if skip == 0 && startIndex == 0 && !value.IsZero() {
+		return 0, fmt.Errorf("ima forward: %s holds records of %s that no entry of %s accounts for: %w",
+			s.path, opts.Register, opts.List, ErrInconsistent)
+	}
 	added := 0
 	var batch []Item
+	var last mr.Digest
+	var lastOff int64
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		if _, err := s.ExtendMany(ctx, batch); err != nil {
+		vals, err := s.ExtendMany(ctx, batch)
+		if err != nil {
 			return err
 		}
 		added += len(batch)
 		batch = batch[:0]
-		return s.writeForwardState(forwardState{List: opts.List, Register: opts.Register, Records: done + added, Offset: base + rd.Offset(),
-			Snapshot: snapString(snap), SegmentBase: segBase})
+		return s.writeForwardState(forwardState{List: opts.List, Register: opts.Register, Records: done + added, Offset: start + rd.Offset(),
+			Snapshot: snapString(snap), SegmentBase: segBase, Value: snapString(vals[len(vals)-1]),
+			LastOffset: lastOff, Last: last.String()})
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -182,20 +210,30 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 			break
 		}
 		if err != nil {
+			err = fromListStart(err, start, startIndex)
 			if ferr := flush(); ferr != nil {
-				return added, ferr
+				return added, errors.Join(err, ferr)
 			}
 			return added, err
 		}
-		if skip > 0 {
-			skip--
-			continue
-		}
 		d, err := ima.VirtualDigest(e)
 		if err != nil {
-			return added, errors.Join(err, flush())
+			return added, errors.Join(fromListStart(err, start, startIndex), flush())
+		}
+		if skip > 0 {
+			// Already forwarded: the prefix must fold to the register's
+			// value, or this list is not the one forwarded.
+			if err := prefix.Extend(d.Bytes); err != nil {
+				return 0, err
+			}
+			if skip--; skip == 0 && !prefix.Value().Equal(value) {
+				return 0, fmt.Errorf("ima forward: the first %d entries of %s fold to %v, but %s holds %v for %s: the list does not continue what was forwarded: %w",
+					done, opts.List, prefix.Value(), s.path, value, opts.Register, ErrInconsistent)
+			}
+			continue
 		}
 		batch = append(batch, Item{Name: opts.Register, Digest: d})
+		last, lastOff = d, start+e.Offset
 		if len(batch) >= opts.Batch {
 			if err := flush(); err != nil {
 				return added, err
@@ -207,6 +245,45 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 			s.path, done, opts.Register, opts.List, done-skip, ErrInconsistent)
 	}
 	return added, flush()
+}
+
+// lastEntryHolds reports whether the list still holds, between the hint's
+// LastOffset and Offset, exactly one entry whose sha384(template data) is
+// the hint's Last (trivially true before anything was forwarded).
+func lastEntryHolds(f *os.File, list string, hint forwardState) bool {
+	if hint.Records == 0 {
+		return hint.Offset == 0
+	}
+	if hint.Last == "" || hint.LastOffset < 0 || hint.Offset <= hint.LastOffset {
+		return false
+	}
+	want, err := mr.ParseDigest(hint.Last)
+	if err != nil {
+		return false
+	}
+	rd := ima.NewBinaryReader(io.NewSectionReader(f, hint.LastOffset, hint.Offset-hint.LastOffset), ima.Options{File: list})
+	e, err := rd.Next()
+	if err != nil || rd.Offset() != hint.Offset-hint.LastOffset {
+		return false
+	}
+	d, err := ima.VirtualDigest(e)
+	return err == nil && d.Equal(want)
+}
+
+// fromListStart makes the entry number and byte offset of an error of a
+// reader that started at byte start (entry startIndex) count from the
+// list's start.
+func fromListStart(err error, start int64, startIndex int) error {
+	var le *log.Error
+	if start != 0 && errors.As(err, &le) {
+		c := *le
+		c.Offset += start
+		if c.Record >= 0 {
+			c.Record += startIndex
+		}
+		return &c
+	}
+	return err
 }
 
 // Follow forwards new entries every interval until ctx ends (SIGTERM in the
