@@ -124,3 +124,54 @@ func TestAttack23_EvidencePartDevZero(t *testing.T) {
 		t.Errorf("peaked at %d MiB of memory", ru.Maxrss>>10)
 	}
 }
+
+// runBounded runs ccmr with args under a 2 GiB address-space limit (so the
+// old code's unbounded read fails fast instead of filling the machine) and
+// kills it after hangLimit. It returns the exit code, stderr and peak RSS.
+func runBounded(t *testing.T, dir string, args ...string) (int, string, int64) {
+	t.Helper()
+	bin, err := exec.LookPath("ccmr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", append([]string{"-c", `ulimit -v 2097152 && exec "$0" "$@"`, bin}, args...)...)
+	cmd.Env = append(os.Environ(), "CCMR_DEVICE=sim:"+filepath.Join(dir, "sim"))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(hangLimit, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	cmd.Wait()
+	if !timer.Stop() {
+		t.Fatalf("ccmr %v still running after %v", args, hangLimit)
+	}
+	var rss int64
+	if ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage); ru != nil {
+		rss = ru.Maxrss
+	}
+	return cmd.ProcessState.ExitCode(), stderr.String(), rss
+}
+
+// log show of a firmware log format read /dev/zero whole: 24 GB until the
+// OOM killer. Refused at once: a log must be a regular file.
+func TestAttack23_LogShowDevZero(t *testing.T) {
+	code, stderr, rss := runBounded(t, t.TempDir(), "log", "show", "--format", "tcg2", "/dev/zero")
+	if code != exitUsage || !strings.Contains(stderr, "not a regular file") || rss > maxRSSKiB {
+		t.Fatalf("exit %d, peak %d MiB, stderr %q; want exit 2 naming a device, small memory", code, rss>>10, stderr)
+	}
+}
+
+// log show of a FIFO blocked in open, deaf to SIGTERM. Refused at once.
+func TestAttack23_LogShowFIFO(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stderr, _ := runBounded(t, dir, "log", "replay", fifo)
+	if code != exitUsage || !strings.Contains(stderr, "FIFO") {
+		t.Fatalf("exit %d, stderr %q; want exit 2 naming a FIFO", code, stderr)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"syscall"
 
 	"github.com/ccmr-dev/ccmr/log"
 	"github.com/ccmr-dev/ccmr/log/cel"
@@ -90,11 +91,42 @@ type File struct {
 	f      *os.File
 }
 
-// Open opens path and settles its format.
+// fileKind names what a non-regular file is, for errors.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a folder"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	}
+	return "a special file"
+}
+
+// MaxWhole bounds a log parsed whole (TCG2 and CCEL firmware logs, a few
+// hundred KiB in practice): a larger file is bad input, not a reason to fill
+// memory.
+const MaxWhole = 64 << 20
+
+// Open opens path and settles its format. path must be a regular file: a
+// log is read more than once (sniffed, then parsed from its start), and a
+// FIFO or a device such as /dev/zero would block in open or never end. It
+// is opened with O_NONBLOCK so that a FIFO without a writer is refused at
+// once instead of blocking (the flag does nothing to a regular file).
 func Open(path string, format log.Format) (*File, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("%w: %s, not a regular file: a log must be a file", mr.ErrMalformed, fileKind(fi.Mode()))
+		}
+		return nil, &log.Error{File: path, Record: -1, Err: err}
 	}
 	lf := &File{Name: path, Format: format, f: f}
 	if format == "" || format == log.FormatAuto {
@@ -129,7 +161,14 @@ func (lf *File) all() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return io.ReadAll(r)
+	b, err := io.ReadAll(io.LimitReader(r, MaxWhole+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxWhole {
+		return nil, &log.Error{File: lf.Name, Record: -1, Err: fmt.Errorf("%w: a %s log larger than %d bytes", mr.ErrMalformed, lf.Format, MaxWhole)}
+	}
+	return b, nil
 }
 
 func (lf *File) runtimeReader(r io.Reader) runtime.EntryReader {
