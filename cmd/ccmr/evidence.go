@@ -6,7 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -144,7 +144,10 @@ The nonce defaults to what the evidence binds: the quotes' qualifying data, or t
 				_, err = g.stdout.Write(buf.Bytes())
 				return err
 			}
-			if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+			if err := writeOutput(out, 0o644, func(w io.Writer) error {
+				_, err := w.Write(buf.Bytes())
+				return err
+			}); err != nil {
 				return err
 			}
 			sum := map[string]any{"bundle": out, "platform": b.Platform, "nonce": hex.EncodeToString(b.Nonce),

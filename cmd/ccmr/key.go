@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -32,7 +32,10 @@ func newKeyCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if out != "" {
-				return os.WriteFile(out, pem, 0o644)
+				return writeOutput(out, 0o644, func(w io.Writer) error {
+					_, err := w.Write(pem)
+					return err
+				})
 			}
 			_, err = g.stdout.Write(pem)
 			return err

@@ -3,7 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -246,16 +246,13 @@ func newLogExportCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer file.Close()
-			w := g.stdout
 			if out != "" {
-				f, err := os.Create(out)
-				if err != nil {
+				return writeOutput(out, 0o644, func(w io.Writer) error {
+					_, err := file.ExportCELJSON(cmd.Context(), w, opts)
 					return err
-				}
-				defer f.Close()
-				w = f
+				})
 			}
-			_, err = file.ExportCELJSON(cmd.Context(), w, opts)
+			_, err = file.ExportCELJSON(cmd.Context(), g.stdout, opts)
 			return err
 		},
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -42,16 +43,12 @@ func newQuoteCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w := g.stdout
 			if out != "" && out != "-" {
-				f, err := os.Create(out)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				w = f
+				err = writeOutput(out, 0o644, func(w io.Writer) error { return b.Write(w) })
+			} else {
+				err = b.Write(g.stdout)
 			}
-			if err := b.Write(w); err != nil {
+			if err != nil {
 				return err
 			}
 			if nonceHex == "" {
