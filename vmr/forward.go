@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -87,9 +88,9 @@ func (s *Store) segmentState(ctx context.Context, name string) (int, mr.Digest, 
 // entriesUpTo folds sha384(template data) over the list's entries until the
 // fold equals want, and returns how many entries that took.
 func entriesUpTo(ctx context.Context, list string, want mr.Digest) (int, error) {
-	f, err := os.Open(list)
+	f, err := openList(list)
 	if err != nil {
-		return 0, fmt.Errorf("ima forward: %w", err)
+		return 0, err
 	}
 	defer f.Close()
 	rd := ima.NewBinaryReader(f, ima.Options{File: list})
@@ -146,9 +147,9 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	f, err := os.Open(opts.List)
+	f, err := openList(opts.List)
 	if err != nil {
-		return 0, fmt.Errorf("ima forward: %w", err)
+		return 0, err
 	}
 	defer f.Close()
 	hint, herr := s.readForwardState(opts.Register)
@@ -245,6 +246,25 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 			s.path, done, opts.Register, opts.List, done-skip, ErrInconsistent)
 	}
 	return added, flush()
+}
+
+// openList opens the IMA list, which must be a regular file (the kernel's
+// securityfs file is one): opened with O_NONBLOCK, a FIFO without a writer
+// is refused at once instead of blocking the forwarder beyond SIGTERM.
+func openList(list string) (*os.File, error) {
+	f, err := os.OpenFile(list, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("ima forward: %w", err)
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file: %w", list, mr.ErrMalformed)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("ima forward: %w", err)
+	}
+	return f, nil
 }
 
 // lastEntryHolds reports whether the list still holds, between the hint's

@@ -175,3 +175,23 @@ func TestAttack23_LogShowFIFO(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q; want exit 2 naming a FIFO", code, stderr)
 	}
 }
+
+// ima forward --ima-log FIFO blocked opening the list, deaf to SIGTERM.
+func TestAttack23_ForwardFIFO(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runUntilSIGTERM(t, dir, "ima", "forward", "--once", "--ima-log", fifo)
+}
+
+// quote --ima-log FIFO blocked reading the list after the quote.
+func TestAttack23_QuoteIMAListFIFO(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runUntilSIGTERM(t, dir, "quote", "--nonce", "0a", "-O", filepath.Join(dir, "b.json"), "--ima-log", fifo)
+}

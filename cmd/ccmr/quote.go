@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
-	"os"
+	"io/fs"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/log"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier"
@@ -100,7 +102,7 @@ func (g *globals) quote(ctx context.Context, dev mr.Device, nonce []byte, imaLis
 			return nil, err
 		}
 		for _, a := range archives {
-			b, err := os.ReadFile(a)
+			b, err := safefs.ReadFile(a)
 			if err != nil {
 				return nil, err
 			}
@@ -113,8 +115,15 @@ func (g *globals) quote(ctx context.Context, dev mr.Device, nonce []byte, imaLis
 	} else if err := attest(); err != nil {
 		return nil, err
 	}
-	if data, err := os.ReadFile(imaList); err == nil && len(data) > 0 {
+	// The list is included when it can be read at all (not by a user
+	// without access to securityfs); reading it honours ctx and a bound,
+	// so a FIFO or /dev/zero given as --ima-log cannot hang the quote.
+	data, err := readInputFile(ctx, imaList)
+	switch {
+	case err == nil && len(data) > 0:
 		logs = append(logs, verifier.Log{Format: string(log.FormatIMABinary), Source: imaList, Data: data})
+	case err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("--ima-log: %w", err)
 	}
 	return verifier.NewBundle(ev, logs, virt), nil
 }
