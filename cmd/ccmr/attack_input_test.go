@@ -195,3 +195,16 @@ func TestAttack23_QuoteIMAListFIFO(t *testing.T) {
 	}
 	runUntilSIGTERM(t, dir, "quote", "--nonce", "0a", "-O", filepath.Join(dir, "b.json"), "--ima-log", fifo)
 }
+
+// ima aggregate of a FIFO blocked in open, deaf to SIGTERM: exit 2 at once.
+func TestAttack23_AggregateFIFO(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stderr, _ := runBounded(t, dir, "ima", "aggregate", fifo)
+	if code != exitUsage || !strings.Contains(stderr, "not a regular file") {
+		t.Fatalf("exit %d, stderr %q; want exit 2, not a regular file", code, stderr)
+	}
+}

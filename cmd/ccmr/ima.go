@@ -79,6 +79,9 @@ func newIMAAggregateCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := requireRegular(args[0]); err != nil {
+				return err
+			}
 			rd, closer, err := ima.OpenFile(args[0], f, ima.Options{File: args[0]})
 			if err != nil {
 				return err

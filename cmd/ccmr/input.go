@@ -8,6 +8,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"syscall"
 
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -142,4 +143,24 @@ func readInputFile(ctx context.Context, name string) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.Join(chunks, nil), nil
+}
+
+// requireRegular refuses (exit 2) a path that is not a regular file before a
+// reader opens it with a blocking open: a FIFO without a writer would block
+// there beyond SIGTERM, a device such as /dev/zero never end. The check
+// opens with O_NONBLOCK, which neither blocks nor changes a regular file.
+func requireRegular(name string) error {
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return usageError("%s is not a regular file", name)
+	}
+	return nil
 }
