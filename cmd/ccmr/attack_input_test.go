@@ -208,3 +208,16 @@ func TestAttack23_AggregateFIFO(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q; want exit 2, not a regular file", code, stderr)
 	}
 }
+
+// verify of a bundle that is a FIFO blocked in open: exit 2 at once.
+func TestAttack23_VerifyBundleFIFO(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stderr, _ := runBounded(t, dir, "verify", fifo)
+	if code != exitUsage || !strings.Contains(stderr, "not a regular file") {
+		t.Fatalf("exit %d, stderr %q; want exit 2, not a regular file", code, stderr)
+	}
+}
