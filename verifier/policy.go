@@ -94,6 +94,11 @@ func ParsePolicy(b []byte, dir string) (*Policy, error) {
 		} else if err := json.Unmarshal(raw, &list); err != nil {
 			return nil, fmt.Errorf("%w: policy register %s: want \"ALG:HEX\" or a list of them", mr.ErrMalformed, name)
 		}
+		if len(list) == 0 {
+			// An empty list would judge nothing while the report says the
+			// register is a reference value.
+			return nil, fmt.Errorf("%w: policy register %s: an empty list of reference values", mr.ErrMalformed, name)
+		}
 		for _, s := range list {
 			d, err := mr.ParseDigest(s)
 			if err != nil {

@@ -88,11 +88,19 @@ type run struct {
 	imaStart imaPoint
 }
 
+// atTolerance is how far Options.At may be from the verifier's clock before
+// the verdict says it was judged at another time.
+const atTolerance = 5 * time.Minute
+
 // Verify checks a bundle layer by layer. It returns an error only for input
 // it cannot use at all; every failed check is a verdict in the report.
 func Verify(ctx context.Context, b *Bundle, opts Options) (*Report, error) {
+	now := time.Now()
+	// A verdict judged at another time than now (--at) did not consider
+	// what happened since: revocations, TCB levels gone out of date.
+	pastAt := !opts.At.IsZero() && (opts.At.Before(now.Add(-atTolerance)) || opts.At.After(now.Add(atTolerance)))
 	if opts.At.IsZero() {
-		opts.At = time.Now()
+		opts.At = now
 	}
 	r := &run{b: b, opts: opts, rep: newReport(b, opts.Name), trusted: map[regKey]mr.Digest{},
 		virtual: map[string]mr.Digest{}, records: map[string][]mr.Digest{}, proven: -1}
@@ -123,10 +131,15 @@ func Verify(ctx context.Context, b *Bundle, opts Options) (*Report, error) {
 			return r.rep, nil
 		}
 	}
+	if pastAt {
+		r.weaken(&r.rep.Layers[LayerEvidence], "judged at "+opts.At.UTC().Format(time.RFC3339)+", not now: later revocations and TCB changes not considered")
+	}
 	r.rep.Trusted = true
 	r.rep.Verdict = r.rep.VerdictLine()
 	if opts.Monitor != nil {
-		r.next.Time = b.Time
+		// The verifier's clock, not the bundle's time, which nothing signs
+		// on TPM, TDX and SNP.
+		r.next.Time = opts.At.UTC()
 		for k, v := range r.trusted {
 			r.next.Registers = append(r.next.Registers, Register{Name: k.name, Digest: v})
 		}
