@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
-	"io"
 	"unicode/utf8"
 
 	"github.com/ccmr-dev/ccmr/mr"
