@@ -39,11 +39,13 @@ type RuntimePolicy struct {
 	keyrings map[string]map[string]bool
 }
 
-// KeylimeMeta is the "meta" member of a Keylime runtime policy.
+// KeylimeMeta is the "meta" member of a Keylime runtime policy. It is
+// informational: no member changes a verdict. Generator is an integer in
+// Keylime's schema; other tools (ccmr's e2e tool) write a string.
 type KeylimeMeta struct {
-	Version   int64  `json:"version"`
-	Generator *int64 `json:"generator,omitempty"`
-	Timestamp string `json:"timestamp,omitempty"`
+	Version   int64           `json:"version"`
+	Generator json.RawMessage `json:"generator,omitempty"`
+	Timestamp string          `json:"timestamp,omitempty"`
 }
 
 // KeylimeIMA is the "ima" member of a Keylime runtime policy.
