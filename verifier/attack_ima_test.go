@@ -312,6 +312,8 @@ func TestAttack08_StrictPolicy(t *testing.T) {
 		"rules":               `{"ima":{"keylime":{"digests":{},"rules":"x"}}}`,
 		"digest not hex":      `{"ima":{"keylime":{"digests":{"/bin/sh":["xyz"]}}}}`,
 		"log_hash_alg":        `{"ima":{"keylime":{"digests":{},"ima":{"ignored_keyrings":[],"log_hash_alg":"md4","dm_policy":null}}}}`,
+		"release negative":    `{"ima":{"keylime":{"digests":{},"release":-1}}}`,
+		"signatures, no keys": `{"ima":{"require_signatures":true}}`,
 		"runtime and keylime": `{"ima":{"runtime_policy":"x.json","keylime":{"digests":{}}}}`,
 	} {
 		if _, err := ParsePolicy([]byte(in), t.TempDir()); err == nil {

@@ -80,6 +80,9 @@ func ParseRuntimePolicy(b []byte) (*RuntimePolicy, error) {
 	if rp.VerificationKeys != "" && rp.VerificationKeys != "[]" {
 		return nil, fmt.Errorf("%w: runtime policy member verification-keys is not implemented by ccmr (Keylime would accept files signed by these keys): give the keys as the policy's ima.keys instead", mr.ErrUnsupported)
 	}
+	if rp.Release != nil && *rp.Release < 0 {
+		return nil, fmt.Errorf("%w: runtime policy release %d is negative", mr.ErrMalformed, *rp.Release)
+	}
 	if rp.Rules != "" {
 		return nil, fmt.Errorf("%w: runtime policy member rules is not implemented by ccmr", mr.ErrUnsupported)
 	}

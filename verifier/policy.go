@@ -98,6 +98,10 @@ func ParsePolicy(b []byte, dir string) (*Policy, error) {
 		}
 		p.Nonce = n
 	}
+	if pj.IMA != nil && pj.IMA.RequireSignatures && len(pj.IMA.Keys) == 0 {
+		// Without keys no signature is checked: the member would judge nothing.
+		return nil, fmt.Errorf("%w: policy ima.require_signatures needs ima.keys", mr.ErrMalformed)
+	}
 	if pj.IMA != nil && len(pj.IMA.Keys) > 0 {
 		var files []string
 		for _, k := range pj.IMA.Keys {
