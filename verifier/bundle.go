@@ -98,8 +98,15 @@ type Register struct {
 func ReadBundle(r io.Reader, name string) (*Bundle, error) {
 	var b Bundle
 	dec := json.NewDecoder(io.LimitReader(r, 1<<31))
+	// One object of the documented members and nothing after it: a
+	// member the verifier does not know, or a second object, would be
+	// evidence it silently ignores.
+	dec.DisallowUnknownFields()
 	if err := dec.Decode(&b); err != nil {
 		return nil, fmt.Errorf("%s: %w: %v", name, mr.ErrMalformed, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%s: %w: data after the bundle's JSON object", name, mr.ErrMalformed)
 	}
 	if b.Format != Format {
 		return nil, fmt.Errorf("%s: %w: format %q, want %q", name, mr.ErrMalformed, b.Format, Format)

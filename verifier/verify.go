@@ -78,6 +78,7 @@ type run struct {
 	records map[string][]mr.Digest // records of each virtual register
 	proven  int                    // IMA entries proven by layer 3; -1 for none
 	imaLog  *Log
+	ima     imaFacts // what layer 3 learned about the IMA list
 
 	// Monitor state (--state): what was verified before, and what this
 	// verification adds, saved when the bundle is trusted.
@@ -559,45 +560,7 @@ func (r *run) appLog(reg string, data []byte, l *LayerResult) error {
 	return nil
 }
 
-// bootAggregate checks the IMA list's boot_aggregate entry against the
-// quoted PCRs (TPM only: the kernel takes it from the TPM's PCR 0-9, or 0-7
-// before Linux 5.8).
-func (r *run) bootAggregate(l *LayerResult) error {
-	if r.b.Platform != mr.PlatformTPM || r.imaStart.entries > 0 {
-		return nil
-	}
-	e, err := r.imaReader().Next()
-	if err != nil || e.FileName() != ima.BootAggregateName {
-		return nil
-	}
-	pcrs := map[mr.Alg]map[int]mr.Digest{}
-	for k, v := range r.trusted {
-		var i int
-		if _, err := fmt.Sscanf(k.name, "pcr%d", &i); err == nil {
-			if pcrs[k.alg] == nil {
-				pcrs[k.alg] = map[int]mr.Digest{}
-			}
-			pcrs[k.alg][i] = v
-		}
-	}
-	rule, err := ima.CheckBootAggregate("ima list", e, pcrs)
-	switch {
-	case err == nil:
-		l.Checked = append(l.Checked, fmt.Sprintf("boot_aggregate matches the quoted PCRs (%v)", rule))
-	case errors.Is(err, mr.ErrUnsupported):
-		l.NotChecked = append(l.NotChecked, "boot_aggregate: "+err.Error())
-	default:
-		return failFrom("ima list", err)
-	}
-	return nil
-}
-
 func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
-	if r.imaLog != nil {
-		if err := r.bootAggregate(l); err != nil {
-			return err
-		}
-	}
 	if r.imaLog == nil {
 		if _, ok := r.virtual[ima.VirtualName]; ok {
 			l.NotChecked = append(l.NotChecked, "mr_ima has records but the bundle holds no IMA list")
@@ -607,10 +570,13 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 		return nil
 	}
 	const name = "ima list"
+	if r.imaStart.offset > int64(len(r.imaLog.Data)) {
+		return &failError{&Failure{Log: name, Record: -1, Reason: fmt.Sprintf("the IMA list is %d bytes, shorter than the %d the monitor state proved: rewritten, or a new boot", len(r.imaLog.Data), r.imaStart.offset)}}
+	}
+	if err := r.checkIMAEntries(l); err != nil {
+		return err
+	}
 	if recs, ok := r.records[ima.VirtualName]; ok || r.imaStart.entries > 0 {
-		if r.imaStart.offset > int64(len(r.imaLog.Data)) {
-			return &failError{&Failure{Log: name, Record: -1, Reason: fmt.Sprintf("the IMA list is %d bytes, shorter than the %d the monitor state proved: rewritten, or a new boot", len(r.imaLog.Data), r.imaStart.offset)}}
-		}
 		if recs == nil {
 			recs = []mr.Digest{} // no new record: every new entry is unproven
 		}
@@ -624,6 +590,7 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 			l.Checked = append(l.Checked, fmt.Sprintf("entries 0..%d were proven by the monitor state", r.imaStart.entries-1))
 		}
 		if res.Unproven > 0 {
+			r.ima.unprovenTail = res.Unproven
 			l.NotChecked = append(l.NotChecked, fmt.Sprintf("%d IMA entries after the last mr_ima record are not proven (not judged by policy)", res.Unproven))
 		}
 		if r.next != nil {
@@ -639,25 +606,12 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 			}
 			r.next.IMA = &IMAState{Entries: r.imaStart.entries + res.Events, Offset: off, Value: r.virtual[ima.VirtualName]}
 		}
-		return nil
+		return r.bootAggregate(l)
 	}
-	var expect []mr.Value
-	for k, v := range r.trusted {
-		if k.name == "pcr10" {
-			expect = append(expect, mr.Value{Register: mr.Register{Name: "pcr10", Alg: k.alg}, Digest: v})
-		}
+	if err := r.replayPCRs(ctx, l); err != nil {
+		return err
 	}
-	if len(expect) == 0 {
-		return fail("an IMA list is in the bundle but neither mr_ima nor PCR 10 is trusted to replay it against")
-	}
-	sort.Slice(expect, func(i, j int) bool { return expect[i].Digest.Alg < expect[j].Digest.Alg })
-	res, err := ima.Replay(ctx, r.imaReader(), ima.ReplayOptions{File: name, Expect: expect})
-	if err != nil {
-		return failFrom(name, err)
-	}
-	r.proven = res.Events
-	l.Checked = append(l.Checked, fmt.Sprintf("%d IMA entries replay to the quoted PCR 10 (%d banks)", res.Events, len(expect)))
-	return nil
+	return r.bootAggregate(l)
 }
 
 // ---- layer 4: policy -----------------------------------------------------
@@ -685,8 +639,8 @@ func (r *run) policy(ctx context.Context, l *LayerResult) error {
 		}
 	}
 	if len(p.IMAKeys) > 0 {
-		if r.imaLog == nil || r.proven < 0 {
-			return fail("the policy gives IMA signature keys but no IMA entry is proven")
+		if err := r.imaJudgeable("the policy gives IMA signature keys"); err != nil {
+			return err
 		}
 		rep, err := ima.CheckSignatures(r.imaReader(), "ima list", p.IMAKeys, r.proven, p.RequireSignatures)
 		if err != nil {
@@ -695,8 +649,8 @@ func (r *run) policy(ctx context.Context, l *LayerResult) error {
 		l.Checked = append(l.Checked, fmt.Sprintf("IMA signatures: %d verified with the policy's keys, %d entries unsigned", rep.Verified, rep.Unsigned))
 	}
 	if !p.Aggregate.IsZero() {
-		if r.imaLog == nil || r.proven < 0 {
-			return fail("the policy names an IMA aggregate but no IMA entry is proven")
+		if err := r.imaJudgeable("the policy names an IMA aggregate"); err != nil {
+			return err
 		}
 		src := ima.NewBinaryReader(bytes.NewReader(r.imaLog.Data), ima.Options{File: "ima list"})
 		if r.imaLog.Format == string(log.FormatIMAASCII) {
@@ -744,12 +698,11 @@ func (r *run) judgeRegister(name string, allowed []mr.Digest) error {
 }
 
 func (r *run) judgeFiles(ctx context.Context, rp *RuntimePolicy, l *LayerResult) error {
-	if r.imaLog == nil || r.proven < 0 {
-		l.NotChecked = append(l.NotChecked, "runtime policy: no proven IMA entries to judge")
-		return nil
+	if err := r.imaJudgeable("the policy gives a runtime policy"); err != nil {
+		return err
 	}
 	src := r.imaReader()
-	judged, excluded := 0, 0
+	count := map[string]int{}
 	for n := 0; n < r.proven; n++ {
 		e, err := src.Next()
 		if err == io.EOF {
@@ -758,28 +711,16 @@ func (r *run) judgeFiles(ctx context.Context, rp *RuntimePolicy, l *LayerResult)
 		if err != nil {
 			return failFrom("ima list", err)
 		}
-		path := e.FileName()
-		if rp.Excluded(path) {
-			excluded++
-			continue
+		what, err := r.judgeEntry(rp, e)
+		if err != nil {
+			return &failError{&Failure{Log: "ima list", Record: r.imaStart.entries + e.Index, Offset: r.imaStart.offset + e.Offset, Reason: err.Error()}}
 		}
-		_, d, ok := e.FileDigest()
-		if !ok {
-			continue // ima-buf and other entries without a file digest
-		}
-		if e.IsViolation() {
-			return &failError{&Failure{Log: "ima list", Record: r.imaStart.entries + e.Index, Offset: r.imaStart.offset + e.Offset, Reason: fmt.Sprintf("IMA violation entry for %q", path)}}
-		}
-		if !rp.Allowed(path, hex.EncodeToString(d)) {
-			reason := fmt.Sprintf("file %q has digest %x, not a reference digest of the runtime policy", path, d)
-			if _, listed := rp.allowed[path]; !listed {
-				reason = fmt.Sprintf("file %q is not in the runtime policy (digest %x)", path, d)
-			}
-			return &failError{&Failure{Log: "ima list", Record: r.imaStart.entries + e.Index, Offset: r.imaStart.offset + e.Offset, Reason: reason}}
-		}
-		judged++
+		count[what]++
 	}
-	l.Checked = append(l.Checked, fmt.Sprintf("runtime policy: %d files match reference digests, %d excluded", judged, excluded))
+	l.Checked = append(l.Checked, fmt.Sprintf("runtime policy: %d entries match reference digests, %d excluded, %d keys of ignored keyrings", count["judged"], count["excluded"], count["ignored"]))
+	if r.ima.unprovenTail > 0 {
+		l.NotChecked = append(l.NotChecked, fmt.Sprintf("runtime policy: %d IMA entries after the last mr_ima record are not proven, not judged", r.ima.unprovenTail))
+	}
 	return nil
 }
 
