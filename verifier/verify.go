@@ -61,6 +61,11 @@ type Options struct {
 	// The other registers' logs are not needed: their records in the
 	// shared runtime log are opaque digests.
 	AppLogs map[string][]byte
+	// AcceptUnverifiedHistory accepts a runtime log whose first segment
+	// starts (INIT, or a snapshot) at a value nothing in the bundle or the
+	// monitor state proves: the verdict is weakened, naming the registers
+	// whose history before that point was never judged.
+	AcceptUnverifiedHistory bool
 }
 
 type regKey struct {
@@ -87,6 +92,12 @@ type run struct {
 	// imaStart is where layer 3 starts: the entries and the mr_ima value a
 	// monitor state already proved (zero without one).
 	imaStart imaPoint
+	// starts are the values firmware and dstack logs replay the backing
+	// registers of runtime logs to: where their first segments must start.
+	starts map[regKey]chainStart
+	// unjudged is set when a runtime log's history was accepted unproven
+	// (AcceptUnverifiedHistory): the monitor state is then not advanced.
+	unjudged bool
 }
 
 // atTolerance is how far Options.At may be from the verifier's clock before
@@ -104,7 +115,7 @@ func Verify(ctx context.Context, b *Bundle, opts Options) (*Report, error) {
 		opts.At = now
 	}
 	r := &run{b: b, opts: opts, rep: newReport(b, opts.Name), trusted: map[regKey]mr.Digest{},
-		virtual: map[string]mr.Digest{}, records: map[string][]mr.Digest{}, proven: -1}
+		virtual: map[string]mr.Digest{}, records: map[string][]mr.Digest{}, proven: -1, starts: map[regKey]chainStart{}}
 	machine := opts.Machine
 	if machine == "" {
 		machine = MachineID(b)
@@ -137,7 +148,9 @@ func Verify(ctx context.Context, b *Bundle, opts Options) (*Report, error) {
 	}
 	r.rep.Trusted = true
 	r.rep.Verdict = r.rep.VerdictLine()
-	if opts.Monitor != nil {
+	if opts.Monitor != nil && r.unjudged {
+		r.rep.Layers[LayerEvidence].NotChecked = append(r.rep.Layers[LayerEvidence].NotChecked, "monitor state of "+machine+" not advanced: a runtime log's history was accepted unproven")
+	} else if opts.Monitor != nil {
 		// The verifier's clock, not the bundle's time, which nothing signs
 		// on TPM, TDX and SNP.
 		r.next.Time = opts.At.UTC()
@@ -342,12 +355,7 @@ func (r *run) trustAK(ak any, certs [][]byte) (string, error) {
 // ---- layer 1: firmware and runtime logs --------------------------------
 
 func (r *run) logs(ctx context.Context, l *LayerResult) error {
-	runtimeRegs := map[string]bool{}
-	for _, lg := range r.b.Logs {
-		if lg.Format == string(log.FormatRuntime) || lg.Format == string(log.FormatAAELText) {
-			runtimeRegs[lg.Register] = true
-		}
-	}
+	runtimeRegs := r.runtimeRegs()
 	chains := map[string][]segment{}
 	var order []string
 	for i := range r.b.Logs {
@@ -367,11 +375,24 @@ func (r *run) logs(ctx context.Context, l *LayerResult) error {
 			}
 			chains[lg.Register] = append(chains[lg.Register], segment{name: name, log: lg})
 		case log.FormatDstackJSON:
-			res, err := dstack.Replay(dstack.NewReader(bytes.NewReader(lg.Data), name), name, nil)
+			counts := map[string]int{}
+			boot := 0
+			res, err := dstack.Replay(dstack.NewReader(bytes.NewReader(lg.Data), name), name, func(e *dstack.Event) error {
+				counts[dstack.Register(e.IMR)]++
+				if !e.Recomputed() {
+					boot++
+				}
+				return nil
+			})
 			if err != nil {
 				return failFrom(name, err)
 			}
-			if err := r.compareReplay(name, res, runtimeRegs, l); err != nil {
+			if boot > 0 {
+				// Their digests are replayed; what the JSON says they
+				// measured is not bound by them.
+				l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: %d boot events on rtmr0-2 are replayed by digest only: their names and payloads are not checked (the firmware log, not dstack's JSON, holds what they hash)", name, boot))
+			}
+			if err := r.compareReplay(name, res, counts, runtimeRegs, l); err != nil {
 				return err
 			}
 		case log.FormatIMABinary, log.FormatIMAASCII:
@@ -402,10 +423,18 @@ func logName(i int, lg *Log) string {
 	return n + ")"
 }
 
-func (r *run) firmwareLog(name string, lg *Log, skip map[string]bool, l *LayerResult) error {
+func (r *run) firmwareLog(name string, lg *Log, runtimeRegs map[regKey]bool, l *LayerResult) error {
 	fl, err := tcg.Parse(name, lg.Data, log.Format(lg.Format))
 	if err != nil {
 		return failFrom(name, err)
+	}
+	// A record without a digest for a declared bank makes Replay leave the
+	// bank out: refuse the log rather than compare what remains.
+	if rec, bank, ok, err := fl.MissingDigest(); err != nil {
+		return failFrom(name, err)
+	} else if ok {
+		return &failError{&Failure{Log: name, Record: rec, Offset: fl.Events[rec].Offset,
+			Reason: fmt.Sprintf("record %d carries no %v digest, a bank the log declares: the bank cannot be replayed", rec, bank)}}
 	}
 	// A second EV_SEPARATOR on a register lets firmware measure more
 	// after it declared the pre-OS phase over; refuse it unless the
@@ -428,20 +457,29 @@ func (r *run) firmwareLog(name string, lg *Log, skip map[string]bool, l *LayerRe
 	if err != nil {
 		return failFrom(name, err)
 	}
-	return r.compareReplay(name, res, skip, l)
+	return r.compareReplay(name, res, firmwareCounts(fl), runtimeRegs, l)
 }
 
 // compareReplay compares every register a log's replay gives with its
-// trusted value (registers with a runtime log of their own excepted).
-func (r *run) compareReplay(name string, res *log.Replay, skip map[string]bool, l *LayerResult) error {
-	n := 0
+// trusted value. A register with a runtime log of its own (in the bank of
+// that log) is where the runtime log must start: runtimeChain compares it.
+// counts are the log's events per register, for the report of what is not
+// checked. A log whose replay checks no quoted register proves nothing and
+// fails.
+func (r *run) compareReplay(name string, res *log.Replay, counts map[string]int, runtimeRegs map[regKey]bool, l *LayerResult) error {
+	n, starts := 0, 0
 	for _, v := range res.Registers {
-		if skip[v.Register.Name] {
+		k := regKey{v.Register.Name, v.Digest.Alg}
+		if runtimeRegs[k] {
+			if err := r.setStart(name, k, v.Digest); err != nil {
+				return err
+			}
+			starts++
 			continue
 		}
-		want, ok := r.trusted[regKey{v.Register.Name, v.Digest.Alg}]
+		want, ok := r.trusted[k]
 		if !ok {
-			l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: %s %v is not in the evidence", name, v.Register.Name, v.Digest.Alg))
+			l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: %d events on %s are not checked: %s %v is not in the evidence", name, counts[v.Register.Name], v.Register.Name, v.Register.Name, v.Digest.Alg))
 			continue
 		}
 		if !want.Equal(v.Digest) {
@@ -450,7 +488,15 @@ func (r *run) compareReplay(name string, res *log.Replay, skip map[string]bool, 
 		}
 		n++
 	}
-	l.Checked = append(l.Checked, fmt.Sprintf("%s: %d events replay to %d quoted register values", name, res.Events, n))
+	if n+starts == 0 {
+		return &failError{&Failure{Log: name, Record: -1,
+			Reason: fmt.Sprintf("%s: its %d events replay to no quoted register value: the log proves nothing", name, res.Events)}}
+	}
+	msg := fmt.Sprintf("%s: %d events replay to %d quoted register values", name, res.Events, n)
+	if starts > 0 {
+		msg += fmt.Sprintf(" and to the start of %d runtime logs", starts)
+	}
+	l.Checked = append(l.Checked, msg)
 	return nil
 }
 
