@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ccmr-dev/ccmr/backend/tpm"
@@ -96,18 +98,63 @@ type Register struct {
 func ReadBundle(r io.Reader, name string) (*Bundle, error) {
 	var b Bundle
 	dec := json.NewDecoder(io.LimitReader(r, 1<<31))
+	// One object of the documented members and nothing after it: a
+	// member the verifier does not know, or a second object, would be
+	// evidence it silently ignores.
+	dec.DisallowUnknownFields()
 	if err := dec.Decode(&b); err != nil {
 		return nil, fmt.Errorf("%s: %w: %v", name, mr.ErrMalformed, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%s: %w: data after the bundle's JSON object", name, mr.ErrMalformed)
 	}
 	if b.Format != Format {
 		return nil, fmt.Errorf("%s: %w: format %q, want %q", name, mr.ErrMalformed, b.Format, Format)
 	}
-	switch b.Platform {
-	case mr.PlatformSim, mr.PlatformTPM, mr.PlatformTDX, mr.PlatformSNP:
-	default:
-		return nil, fmt.Errorf("%s: %w: platform %q", name, mr.ErrMalformed, b.Platform)
+	if err := b.checkMembers(); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", name, mr.ErrMalformed, err)
 	}
 	return &b, nil
+}
+
+// checkMembers refuses evidence members the platform does not use: nothing
+// would check them, yet whoever reads the bundle after ccmr vouched for it
+// would see them beside a TRUSTED verdict.
+func (b *Bundle) checkMembers() error {
+	e := &b.Evidence
+	var unused []string
+	use := func(member string, present bool) {
+		if present {
+			unused = append(unused, member)
+		}
+	}
+	switch b.Platform {
+	case mr.PlatformSim:
+		use("tpm_quotes", len(e.TPMQuotes) > 0)
+		use("certificates", len(e.Certificates) > 0)
+		use("azure_hcl_report", len(e.AzureHCLReport) > 0)
+	case mr.PlatformTPM:
+		// An Azure TDX CVM's TD quote rides in report beside its HCL report.
+		use("report", len(e.Report) > 0 && len(e.AzureHCLReport) == 0)
+		use("signature", len(e.Signature) > 0)
+	case mr.PlatformTDX, mr.PlatformSNP:
+		use("signature", len(e.Signature) > 0)
+		use("public_key", e.PublicKey != "")
+		use("tpm_quotes", len(e.TPMQuotes) > 0)
+		use("azure_hcl_report", len(e.AzureHCLReport) > 0)
+		if b.Platform == mr.PlatformTDX {
+			use("certificates", len(e.Certificates) > 0)
+		}
+	default:
+		return fmt.Errorf("platform %q", b.Platform)
+	}
+	if b.Platform != mr.PlatformTDX && b.Collateral != nil && len(b.Collateral.TDX) > 0 {
+		unused = append(unused, "collateral.tdx")
+	}
+	if len(unused) > 0 {
+		return fmt.Errorf("%s evidence does not use %s", b.Platform, strings.Join(unused, ", "))
+	}
+	return nil
 }
 
 // Write encodes the bundle as indented JSON.
@@ -171,9 +218,12 @@ func (b *Bundle) mrEvidence() (*mr.Evidence, error) {
 		}
 		tq := mr.TPMQuote{Alg: a, Attest: q.Attest, Signature: q.Signature, PCRs: map[int][]byte{}}
 		for k, h := range q.PCRs {
-			var idx int
-			if _, err := fmt.Sscanf(k, "%d", &idx); err != nil || idx < 0 || idx > 23 {
-				return nil, fmt.Errorf("tpm_quotes[%d]: %w: PCR index %q", i, mr.ErrMalformed, k)
+			// Only canonical decimal keys: "05", "+5" or "5abc" next to "5"
+			// would name one PCR twice, and Go's map order would pick the
+			// value checked.
+			idx, err := strconv.Atoi(k)
+			if err != nil || idx < 0 || idx > 23 || strconv.Itoa(idx) != k {
+				return nil, fmt.Errorf("tpm_quotes[%d]: %w: PCR index %q (want 0 to 23 in decimal)", i, mr.ErrMalformed, k)
 			}
 			d, err := mr.ParseHex(a, h)
 			if err != nil {

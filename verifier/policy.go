@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strings"
 
 	"github.com/ccmr-dev/ccmr/log/ima"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -34,17 +32,6 @@ type Policy struct {
 	// EV_SEPARATOR on one register (some OVMF builds write one); by
 	// default it fails layer 1.
 	AllowDuplicateSeparator bool
-}
-
-// RuntimePolicy is the part of Keylime's runtime-policy JSON that ccmr
-// reads: "digests" (path → allowed hex file digests) and "excludes"
-// (regular expressions of paths not judged).
-type RuntimePolicy struct {
-	Digests  map[string][]string `json:"digests"`
-	Excludes []string            `json:"excludes"`
-
-	excludes []*regexp.Regexp
-	allowed  map[string]map[string]bool
 }
 
 type policyJSON struct {
@@ -80,10 +67,8 @@ func LoadPolicy(path string) (*Policy, error) {
 // ParsePolicy parses a policy; dir resolves a relative runtime_policy path.
 func ParsePolicy(b []byte, dir string) (*Policy, error) {
 	var pj policyJSON
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&pj); err != nil {
-		return nil, fmt.Errorf("%w: policy: %v", mr.ErrMalformed, err)
+	if err := strictJSONValue(b, &pj, "policy"); err != nil {
+		return nil, err
 	}
 	p := &Policy{Registers: map[string][]mr.Digest{}, AllowDuplicateSeparator: pj.AllowDuplicateSeparator}
 	for name, raw := range pj.Registers {
@@ -93,6 +78,10 @@ func ParsePolicy(b []byte, dir string) (*Policy, error) {
 			list = []string{one}
 		} else if err := json.Unmarshal(raw, &list); err != nil {
 			return nil, fmt.Errorf("%w: policy register %s: want \"ALG:HEX\" or a list of them", mr.ErrMalformed, name)
+		}
+		if len(list) == 0 {
+			// An empty list would judge nothing and pass.
+			return nil, fmt.Errorf("%w: policy register %s lists no value", mr.ErrMalformed, name)
 		}
 		for _, s := range list {
 			d, err := mr.ParseDigest(s)
@@ -108,6 +97,10 @@ func ParsePolicy(b []byte, dir string) (*Policy, error) {
 			return nil, fmt.Errorf("%w: policy nonce: %v", mr.ErrMalformed, err)
 		}
 		p.Nonce = n
+	}
+	if pj.IMA != nil && pj.IMA.RequireSignatures && len(pj.IMA.Keys) == 0 {
+		// Without keys no signature is checked: the member would judge nothing.
+		return nil, fmt.Errorf("%w: policy ima.require_signatures needs ima.keys", mr.ErrMalformed)
 	}
 	if pj.IMA != nil && len(pj.IMA.Keys) > 0 {
 		var files []string
@@ -132,6 +125,9 @@ func ParsePolicy(b []byte, dir string) (*Policy, error) {
 	}
 	if pj.IMA != nil {
 		raw := []byte(pj.IMA.Keylime)
+		if raw != nil && pj.IMA.RuntimePolicy != "" {
+			return nil, fmt.Errorf("%w: policy ima: runtime_policy and keylime are both given", mr.ErrMalformed)
+		}
 		if pj.IMA.RuntimePolicy != "" {
 			f := pj.IMA.RuntimePolicy
 			if !filepath.IsAbs(f) {
@@ -142,7 +138,9 @@ func ParsePolicy(b []byte, dir string) (*Policy, error) {
 				return nil, fmt.Errorf("policy runtime_policy: %w", err)
 			}
 		}
-		if len(raw) > 0 {
+		if raw != nil {
+			// A keylime member that is null or not an object is refused
+			// by ParseRuntimePolicy, never read as an empty policy.
 			rp, err := ParseRuntimePolicy(raw)
 			if err != nil {
 				return nil, err
@@ -151,43 +149,4 @@ func ParsePolicy(b []byte, dir string) (*Policy, error) {
 		}
 	}
 	return p, nil
-}
-
-// ParseRuntimePolicy reads Keylime's runtime-policy JSON.
-func ParseRuntimePolicy(b []byte) (*RuntimePolicy, error) {
-	var rp RuntimePolicy
-	if err := json.Unmarshal(b, &rp); err != nil {
-		return nil, fmt.Errorf("%w: runtime policy: %v", mr.ErrMalformed, err)
-	}
-	rp.allowed = map[string]map[string]bool{}
-	for path, ds := range rp.Digests {
-		m := map[string]bool{}
-		for _, d := range ds {
-			m[strings.ToLower(d)] = true
-		}
-		rp.allowed[path] = m
-	}
-	for _, e := range rp.Excludes {
-		re, err := regexp.Compile(e)
-		if err != nil {
-			return nil, fmt.Errorf("%w: runtime policy exclude %q: %v", mr.ErrMalformed, e, err)
-		}
-		rp.excludes = append(rp.excludes, re)
-	}
-	return &rp, nil
-}
-
-// Excluded reports whether path matches an exclude.
-func (rp *RuntimePolicy) Excluded(path string) bool {
-	for _, re := range rp.excludes {
-		if re.MatchString(path) {
-			return true
-		}
-	}
-	return false
-}
-
-// Allowed reports whether digest (hex) is a reference digest of path.
-func (rp *RuntimePolicy) Allowed(path, digestHex string) bool {
-	return rp.allowed[path][strings.ToLower(digestHex)]
 }

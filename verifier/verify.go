@@ -61,6 +61,11 @@ type Options struct {
 	// The other registers' logs are not needed: their records in the
 	// shared runtime log are opaque digests.
 	AppLogs map[string][]byte
+	// AcceptUnverifiedHistory accepts a runtime log whose first segment
+	// starts (INIT, or a snapshot) at a value nothing in the bundle or the
+	// monitor state proves: the verdict is weakened, naming the registers
+	// whose history before that point was never judged.
+	AcceptUnverifiedHistory bool
 }
 
 type regKey struct {
@@ -78,6 +83,7 @@ type run struct {
 	records map[string][]mr.Digest // records of each virtual register
 	proven  int                    // IMA entries proven by layer 3; -1 for none
 	imaLog  *Log
+	ima     imaFacts // what layer 3 learned about the IMA list
 
 	// Monitor state (--state): what was verified before, and what this
 	// verification adds, saved when the bundle is trusted.
@@ -86,16 +92,30 @@ type run struct {
 	// imaStart is where layer 3 starts: the entries and the mr_ima value a
 	// monitor state already proved (zero without one).
 	imaStart imaPoint
+	// starts are the values firmware and dstack logs replay the backing
+	// registers of runtime logs to: where their first segments must start.
+	starts map[regKey]chainStart
+	// unjudged is set when a runtime log's history was accepted unproven
+	// (AcceptUnverifiedHistory): the monitor state is then not advanced.
+	unjudged bool
 }
+
+// atTolerance is how far Options.At may be from the verifier's clock before
+// the verdict says it was judged at another time.
+const atTolerance = 5 * time.Minute
 
 // Verify checks a bundle layer by layer. It returns an error only for input
 // it cannot use at all; every failed check is a verdict in the report.
 func Verify(ctx context.Context, b *Bundle, opts Options) (*Report, error) {
+	now := time.Now()
+	// A verdict judged at another time than now (--at) did not consider
+	// what happened since: revocations, TCB levels gone out of date.
+	pastAt := !opts.At.IsZero() && (opts.At.Before(now.Add(-atTolerance)) || opts.At.After(now.Add(atTolerance)))
 	if opts.At.IsZero() {
-		opts.At = time.Now()
+		opts.At = now
 	}
 	r := &run{b: b, opts: opts, rep: newReport(b, opts.Name), trusted: map[regKey]mr.Digest{},
-		virtual: map[string]mr.Digest{}, records: map[string][]mr.Digest{}, proven: -1}
+		virtual: map[string]mr.Digest{}, records: map[string][]mr.Digest{}, proven: -1, starts: map[regKey]chainStart{}}
 	machine := opts.Machine
 	if machine == "" {
 		machine = MachineID(b)
@@ -123,10 +143,17 @@ func Verify(ctx context.Context, b *Bundle, opts Options) (*Report, error) {
 			return r.rep, nil
 		}
 	}
+	if pastAt {
+		r.weaken(&r.rep.Layers[LayerEvidence], "judged at "+opts.At.UTC().Format(time.RFC3339)+", not now: later revocations and TCB changes not considered")
+	}
 	r.rep.Trusted = true
 	r.rep.Verdict = r.rep.VerdictLine()
-	if opts.Monitor != nil {
-		r.next.Time = b.Time
+	if opts.Monitor != nil && r.unjudged {
+		r.rep.Layers[LayerEvidence].NotChecked = append(r.rep.Layers[LayerEvidence].NotChecked, "monitor state of "+machine+" not advanced: a runtime log's history was accepted unproven")
+	} else if opts.Monitor != nil {
+		// The verifier's clock, not the bundle's time, which nothing signs
+		// on TPM, TDX and SNP.
+		r.next.Time = opts.At.UTC()
 		for k, v := range r.trusted {
 			r.next.Registers = append(r.next.Registers, Register{Name: k.name, Digest: v})
 		}
@@ -328,12 +355,7 @@ func (r *run) trustAK(ak any, certs [][]byte) (string, error) {
 // ---- layer 1: firmware and runtime logs --------------------------------
 
 func (r *run) logs(ctx context.Context, l *LayerResult) error {
-	runtimeRegs := map[string]bool{}
-	for _, lg := range r.b.Logs {
-		if lg.Format == string(log.FormatRuntime) || lg.Format == string(log.FormatAAELText) {
-			runtimeRegs[lg.Register] = true
-		}
-	}
+	runtimeRegs := r.runtimeRegs()
 	chains := map[string][]segment{}
 	var order []string
 	for i := range r.b.Logs {
@@ -353,11 +375,24 @@ func (r *run) logs(ctx context.Context, l *LayerResult) error {
 			}
 			chains[lg.Register] = append(chains[lg.Register], segment{name: name, log: lg})
 		case log.FormatDstackJSON:
-			res, err := dstack.Replay(dstack.NewReader(bytes.NewReader(lg.Data), name), name, nil)
+			counts := map[string]int{}
+			boot := 0
+			res, err := dstack.Replay(dstack.NewReader(bytes.NewReader(lg.Data), name), name, func(e *dstack.Event) error {
+				counts[dstack.Register(e.IMR)]++
+				if !e.Recomputed() {
+					boot++
+				}
+				return nil
+			})
 			if err != nil {
 				return failFrom(name, err)
 			}
-			if err := r.compareReplay(name, res, runtimeRegs, l); err != nil {
+			if boot > 0 {
+				// Their digests are replayed; what the JSON says they
+				// measured is not bound by them.
+				l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: %d boot events on rtmr0-2 are replayed by digest only: their names and payloads are not checked (the firmware log, not dstack's JSON, holds what they hash)", name, boot))
+			}
+			if err := r.compareReplay(name, res, counts, runtimeRegs, l); err != nil {
 				return err
 			}
 		case log.FormatIMABinary, log.FormatIMAASCII:
@@ -388,10 +423,18 @@ func logName(i int, lg *Log) string {
 	return n + ")"
 }
 
-func (r *run) firmwareLog(name string, lg *Log, skip map[string]bool, l *LayerResult) error {
+func (r *run) firmwareLog(name string, lg *Log, runtimeRegs map[regKey]bool, l *LayerResult) error {
 	fl, err := tcg.Parse(name, lg.Data, log.Format(lg.Format))
 	if err != nil {
 		return failFrom(name, err)
+	}
+	// A record without a digest for a declared bank makes Replay leave the
+	// bank out: refuse the log rather than compare what remains.
+	if rec, bank, ok, err := fl.MissingDigest(); err != nil {
+		return failFrom(name, err)
+	} else if ok {
+		return &failError{&Failure{Log: name, Record: rec, Offset: fl.Events[rec].Offset,
+			Reason: fmt.Sprintf("record %d carries no %v digest, a bank the log declares: the bank cannot be replayed", rec, bank)}}
 	}
 	// A second EV_SEPARATOR on a register lets firmware measure more
 	// after it declared the pre-OS phase over; refuse it unless the
@@ -414,20 +457,29 @@ func (r *run) firmwareLog(name string, lg *Log, skip map[string]bool, l *LayerRe
 	if err != nil {
 		return failFrom(name, err)
 	}
-	return r.compareReplay(name, res, skip, l)
+	return r.compareReplay(name, res, firmwareCounts(fl), runtimeRegs, l)
 }
 
 // compareReplay compares every register a log's replay gives with its
-// trusted value (registers with a runtime log of their own excepted).
-func (r *run) compareReplay(name string, res *log.Replay, skip map[string]bool, l *LayerResult) error {
-	n := 0
+// trusted value. A register with a runtime log of its own (in the bank of
+// that log) is where the runtime log must start: runtimeChain compares it.
+// counts are the log's events per register, for the report of what is not
+// checked. A log whose replay checks no quoted register proves nothing and
+// fails.
+func (r *run) compareReplay(name string, res *log.Replay, counts map[string]int, runtimeRegs map[regKey]bool, l *LayerResult) error {
+	n, starts := 0, 0
 	for _, v := range res.Registers {
-		if skip[v.Register.Name] {
+		k := regKey{v.Register.Name, v.Digest.Alg}
+		if runtimeRegs[k] {
+			if err := r.setStart(name, k, v.Digest); err != nil {
+				return err
+			}
+			starts++
 			continue
 		}
-		want, ok := r.trusted[regKey{v.Register.Name, v.Digest.Alg}]
+		want, ok := r.trusted[k]
 		if !ok {
-			l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: %s %v is not in the evidence", name, v.Register.Name, v.Digest.Alg))
+			l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: %d events on %s are not checked: %s %v is not in the evidence", name, counts[v.Register.Name], v.Register.Name, v.Register.Name, v.Digest.Alg))
 			continue
 		}
 		if !want.Equal(v.Digest) {
@@ -436,7 +488,15 @@ func (r *run) compareReplay(name string, res *log.Replay, skip map[string]bool, 
 		}
 		n++
 	}
-	l.Checked = append(l.Checked, fmt.Sprintf("%s: %d events replay to %d quoted register values", name, res.Events, n))
+	if n+starts == 0 {
+		return &failError{&Failure{Log: name, Record: -1,
+			Reason: fmt.Sprintf("%s: its %d events replay to no quoted register value: the log proves nothing", name, res.Events)}}
+	}
+	msg := fmt.Sprintf("%s: %d events replay to %d quoted register values", name, res.Events, n)
+	if starts > 0 {
+		msg += fmt.Sprintf(" and to the start of %d runtime logs", starts)
+	}
+	l.Checked = append(l.Checked, msg)
 	return nil
 }
 
@@ -546,45 +606,7 @@ func (r *run) appLog(reg string, data []byte, l *LayerResult) error {
 	return nil
 }
 
-// bootAggregate checks the IMA list's boot_aggregate entry against the
-// quoted PCRs (TPM only: the kernel takes it from the TPM's PCR 0-9, or 0-7
-// before Linux 5.8).
-func (r *run) bootAggregate(l *LayerResult) error {
-	if r.b.Platform != mr.PlatformTPM || r.imaStart.entries > 0 {
-		return nil
-	}
-	e, err := r.imaReader().Next()
-	if err != nil || e.FileName() != ima.BootAggregateName {
-		return nil
-	}
-	pcrs := map[mr.Alg]map[int]mr.Digest{}
-	for k, v := range r.trusted {
-		var i int
-		if _, err := fmt.Sscanf(k.name, "pcr%d", &i); err == nil {
-			if pcrs[k.alg] == nil {
-				pcrs[k.alg] = map[int]mr.Digest{}
-			}
-			pcrs[k.alg][i] = v
-		}
-	}
-	rule, err := ima.CheckBootAggregate("ima list", e, pcrs)
-	switch {
-	case err == nil:
-		l.Checked = append(l.Checked, fmt.Sprintf("boot_aggregate matches the quoted PCRs (%v)", rule))
-	case errors.Is(err, mr.ErrUnsupported):
-		l.NotChecked = append(l.NotChecked, "boot_aggregate: "+err.Error())
-	default:
-		return failFrom("ima list", err)
-	}
-	return nil
-}
-
 func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
-	if r.imaLog != nil {
-		if err := r.bootAggregate(l); err != nil {
-			return err
-		}
-	}
 	if r.imaLog == nil {
 		if _, ok := r.virtual[ima.VirtualName]; ok {
 			l.NotChecked = append(l.NotChecked, "mr_ima has records but the bundle holds no IMA list")
@@ -594,10 +616,13 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 		return nil
 	}
 	const name = "ima list"
+	if r.imaStart.offset > int64(len(r.imaLog.Data)) {
+		return &failError{&Failure{Log: name, Record: -1, Reason: fmt.Sprintf("the IMA list is %d bytes, shorter than the %d the monitor state proved: rewritten, or a new boot", len(r.imaLog.Data), r.imaStart.offset)}}
+	}
+	if err := r.checkIMAEntries(l); err != nil {
+		return err
+	}
 	if recs, ok := r.records[ima.VirtualName]; ok || r.imaStart.entries > 0 {
-		if r.imaStart.offset > int64(len(r.imaLog.Data)) {
-			return &failError{&Failure{Log: name, Record: -1, Reason: fmt.Sprintf("the IMA list is %d bytes, shorter than the %d the monitor state proved: rewritten, or a new boot", len(r.imaLog.Data), r.imaStart.offset)}}
-		}
 		if recs == nil {
 			recs = []mr.Digest{} // no new record: every new entry is unproven
 		}
@@ -611,6 +636,7 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 			l.Checked = append(l.Checked, fmt.Sprintf("entries 0..%d were proven by the monitor state", r.imaStart.entries-1))
 		}
 		if res.Unproven > 0 {
+			r.ima.unprovenTail = res.Unproven
 			l.NotChecked = append(l.NotChecked, fmt.Sprintf("%d IMA entries after the last mr_ima record are not proven (not judged by policy)", res.Unproven))
 		}
 		if r.next != nil {
@@ -626,25 +652,12 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 			}
 			r.next.IMA = &IMAState{Entries: r.imaStart.entries + res.Events, Offset: off, Value: r.virtual[ima.VirtualName]}
 		}
-		return nil
+		return r.bootAggregate(l)
 	}
-	var expect []mr.Value
-	for k, v := range r.trusted {
-		if k.name == "pcr10" {
-			expect = append(expect, mr.Value{Register: mr.Register{Name: "pcr10", Alg: k.alg}, Digest: v})
-		}
+	if err := r.replayPCRs(ctx, l); err != nil {
+		return err
 	}
-	if len(expect) == 0 {
-		return fail("an IMA list is in the bundle but neither mr_ima nor PCR 10 is trusted to replay it against")
-	}
-	sort.Slice(expect, func(i, j int) bool { return expect[i].Digest.Alg < expect[j].Digest.Alg })
-	res, err := ima.Replay(ctx, r.imaReader(), ima.ReplayOptions{File: name, Expect: expect})
-	if err != nil {
-		return failFrom(name, err)
-	}
-	r.proven = res.Events
-	l.Checked = append(l.Checked, fmt.Sprintf("%d IMA entries replay to the quoted PCR 10 (%d banks)", res.Events, len(expect)))
-	return nil
+	return r.bootAggregate(l)
 }
 
 // ---- layer 4: policy -----------------------------------------------------
@@ -672,8 +685,8 @@ func (r *run) policy(ctx context.Context, l *LayerResult) error {
 		}
 	}
 	if len(p.IMAKeys) > 0 {
-		if r.imaLog == nil || r.proven < 0 {
-			return fail("the policy gives IMA signature keys but no IMA entry is proven")
+		if err := r.imaJudgeable("the policy gives IMA signature keys"); err != nil {
+			return err
 		}
 		rep, err := ima.CheckSignatures(r.imaReader(), "ima list", p.IMAKeys, r.proven, p.RequireSignatures)
 		if err != nil {
@@ -682,8 +695,8 @@ func (r *run) policy(ctx context.Context, l *LayerResult) error {
 		l.Checked = append(l.Checked, fmt.Sprintf("IMA signatures: %d verified with the policy's keys, %d entries unsigned", rep.Verified, rep.Unsigned))
 	}
 	if !p.Aggregate.IsZero() {
-		if r.imaLog == nil || r.proven < 0 {
-			return fail("the policy names an IMA aggregate but no IMA entry is proven")
+		if err := r.imaJudgeable("the policy names an IMA aggregate"); err != nil {
+			return err
 		}
 		src := ima.NewBinaryReader(bytes.NewReader(r.imaLog.Data), ima.Options{File: "ima list"})
 		if r.imaLog.Format == string(log.FormatIMAASCII) {
@@ -731,12 +744,11 @@ func (r *run) judgeRegister(name string, allowed []mr.Digest) error {
 }
 
 func (r *run) judgeFiles(ctx context.Context, rp *RuntimePolicy, l *LayerResult) error {
-	if r.imaLog == nil || r.proven < 0 {
-		l.NotChecked = append(l.NotChecked, "runtime policy: no proven IMA entries to judge")
-		return nil
+	if err := r.imaJudgeable("the policy gives a runtime policy"); err != nil {
+		return err
 	}
 	src := r.imaReader()
-	judged, excluded := 0, 0
+	count := map[string]int{}
 	for n := 0; n < r.proven; n++ {
 		e, err := src.Next()
 		if err == io.EOF {
@@ -745,28 +757,16 @@ func (r *run) judgeFiles(ctx context.Context, rp *RuntimePolicy, l *LayerResult)
 		if err != nil {
 			return failFrom("ima list", err)
 		}
-		path := e.FileName()
-		if rp.Excluded(path) {
-			excluded++
-			continue
+		what, err := r.judgeEntry(rp, e)
+		if err != nil {
+			return &failError{&Failure{Log: "ima list", Record: r.imaStart.entries + e.Index, Offset: r.imaStart.offset + e.Offset, Reason: err.Error()}}
 		}
-		_, d, ok := e.FileDigest()
-		if !ok {
-			continue // ima-buf and other entries without a file digest
-		}
-		if e.IsViolation() {
-			return &failError{&Failure{Log: "ima list", Record: r.imaStart.entries + e.Index, Offset: r.imaStart.offset + e.Offset, Reason: fmt.Sprintf("IMA violation entry for %q", path)}}
-		}
-		if !rp.Allowed(path, hex.EncodeToString(d)) {
-			reason := fmt.Sprintf("file %q has digest %x, not a reference digest of the runtime policy", path, d)
-			if _, listed := rp.allowed[path]; !listed {
-				reason = fmt.Sprintf("file %q is not in the runtime policy (digest %x)", path, d)
-			}
-			return &failError{&Failure{Log: "ima list", Record: r.imaStart.entries + e.Index, Offset: r.imaStart.offset + e.Offset, Reason: reason}}
-		}
-		judged++
+		count[what]++
 	}
-	l.Checked = append(l.Checked, fmt.Sprintf("runtime policy: %d files match reference digests, %d excluded", judged, excluded))
+	l.Checked = append(l.Checked, fmt.Sprintf("runtime policy: %d entries match reference digests, %d excluded, %d keys of ignored keyrings", count["judged"], count["excluded"], count["ignored"]))
+	if r.ima.unprovenTail > 0 {
+		l.NotChecked = append(l.NotChecked, fmt.Sprintf("runtime policy: %d IMA entries after the last mr_ima record are not proven, not judged", r.ima.unprovenTail))
+	}
 	return nil
 }
 

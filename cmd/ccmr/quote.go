@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -20,6 +21,7 @@ import (
 
 func newQuoteCmd(g *globals) *cobra.Command {
 	var nonceHex, out, imaList string
+	var addLogs []string
 	cmd := &cobra.Command{
 		Use:   "quote [--nonce HEX] [-O FILE]",
 		Short: "Write an evidence bundle (ccmr-evidence/v1): hardware evidence, logs, register values",
@@ -36,6 +38,10 @@ func newQuoteCmd(g *globals) *cobra.Command {
 				nonce = make([]byte, 32)
 				rand.Read(nonce)
 			}
+			extra, err := readAddLogs(ctx, addLogs)
+			if err != nil {
+				return err
+			}
 			dev, err := g.openDevice(ctx)
 			if err != nil {
 				return err
@@ -45,6 +51,7 @@ func newQuoteCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			b.Logs = append(b.Logs, extra...)
 			if out != "" && out != "-" {
 				err = writeOutput(out, 0o644, func(w io.Writer) error { return b.Write(w) })
 			} else {
@@ -66,7 +73,32 @@ func newQuoteCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&nonceHex, "nonce", "", "nonce to bind (hex); a random one is made and printed when absent")
 	cmd.Flags().StringVarP(&out, "out", "O", "", "write the bundle to FILE (default standard output)")
 	cmd.Flags().StringVar(&imaList, "ima-log", vmr.DefaultIMAList, "binary IMA list to include when readable")
+	cmd.Flags().StringArrayVar(&addLogs, "add-log", nil, "another writer's log of a register, FORMAT=FILE (dstack-json, ccel, tcg2), to include: it proves where a shared register's runtime log starts (repeatable)")
 	return cmd
+}
+
+// readAddLogs reads --add-log FORMAT=FILE options. Only logs of other
+// writers of the registers are accepted: the verifier replays them and
+// compares them with the evidence (or with the start of a runtime log).
+func readAddLogs(ctx context.Context, opts []string) ([]verifier.Log, error) {
+	var logs []verifier.Log
+	for _, o := range opts {
+		f, file, ok := strings.Cut(o, "=")
+		switch log.Format(f) {
+		case log.FormatDstackJSON, log.FormatCCEL, log.FormatTCG2:
+		default:
+			ok = false
+		}
+		if !ok || file == "" {
+			return nil, usageError("--add-log %q: want FORMAT=FILE, FORMAT one of dstack-json, ccel, tcg2", o)
+		}
+		data, err := readInputFile(ctx, file) // bounded, and SIGTERM ends it
+		if err != nil {
+			return nil, err
+		}
+		logs = append(logs, verifier.Log{Format: f, Source: file, Data: data})
+	}
+	return logs, nil
 }
 
 // quote takes the device's evidence while holding the runtime log's lock,

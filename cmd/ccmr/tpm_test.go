@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
@@ -101,10 +102,13 @@ func TestTPMEndToEnd(t *testing.T) {
 
 	// Virtual registers backed by pcr14 (not resettable). The IMA list is
 	// a generated one: the real kernel's list has a boot_aggregate of its
-	// own TPM, which this swtpm's PCRs rightly refuse.
+	// own TPM, which this swtpm's PCRs rightly refuse. Its boot_aggregate
+	// is that of this swtpm, whose PCRs 0-9 nothing extended (zeros): a
+	// TPM bundle's IMA list must start with one that matches the quote.
 	imaList := filepath.Join(dir, "ima.bin")
-	var specs []imatest.Spec
-	for i := 0; i < 40; i++ {
+	bootAgg := sha256.Sum256(make([]byte, 10*32))
+	specs := []imatest.Spec{{Template: "ima-ng", FileAlg: "sha256", Name: "boot_aggregate", Digest: bootAgg[:]}}
+	for i := 1; i < 40; i++ {
 		specs = append(specs, imatest.NG(i))
 	}
 	if err := os.WriteFile(imaList, imatest.Binary(specs, binary.LittleEndian), 0o600); err != nil {

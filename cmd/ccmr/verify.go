@@ -134,5 +134,6 @@ func newVerifyCmd(g *globals) *cobra.Command {
 	fl.StringVar(&opts.Machine, "machine", "", "machine name in the monitor state (default: from the evidence's key)")
 	fl.StringVar(&collateral, "collateral", "", "TDX collateral (Intel PCS, QuoteCollateralV3 JSON) instead of the bundle's")
 	fl.StringSliceVar(&allowTCB, "allow-tcb", nil, "TDX TCB statuses to trust (default UpToDate)")
+	fl.BoolVar(&opts.AcceptUnverifiedHistory, "accept-unverified-history", false, "accept a runtime log that starts (INIT or snapshot) at a value nothing proves; the verdict says TRUSTED (weakened: ...) naming the history never judged")
 	return cmd
 }

@@ -3,9 +3,17 @@
 // TDX RTMR0..3. No maintained Go library reads it, hence this small reader.
 //
 // Runtime events (event_type 0x08000001, what dstack's guest agent extends
-// into RTMR3) carry a digest that must be sha384(le32(event_type) ‖ ":" ‖
-// event ‖ ":" ‖ event_payload); a digest that is not is a *log.Mismatch naming
-// the event. Other events (firmware, boot) are taken as they are.
+// into RTMR3) carry a digest that must be recomputed from the event: for
+// version 1 (no "version" member) sha384(le32(event_type) ‖ ":" ‖ event ‖ ":"
+// ‖ event_payload), for version 2 sha384 of the RFC 8785 canonical JSON
+// {"event":…,"event_type":134217729,"payload":"hex…","version":2}, as
+// dstack's cc-eventlog computes them; a digest that is not is a
+// *log.Mismatch naming the event. dstack extends RTMR3 only with runtime
+// events, so an RTMR3 event of another type is refused (its digest could
+// not be recomputed, and its payload would be free text). Boot events on
+// RTMR0-2 are what the firmware logged: their digests are replayed as they
+// are, but their names and payloads are not bound by them (Recomputed is
+// false).
 package dstack
 
 import (
@@ -16,6 +24,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 
 	"github.com/ccmr-dev/ccmr/log"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -33,6 +43,8 @@ type Event struct {
 	Digest    mr.Digest
 	Name      string
 	Payload   []byte
+	// Version is the runtime event's digest version: 1 or 2.
+	Version int
 }
 
 type rawEvent struct {
@@ -41,6 +53,7 @@ type rawEvent struct {
 	Digest       string  `json:"digest"`
 	Event        string  `json:"event"`
 	EventPayload string  `json:"event_payload"`
+	Version      *int    `json:"version"`
 }
 
 // Reader streams the events of a dstack JSON log, one array element at a time.
@@ -103,7 +116,14 @@ func (r *Reader) Next() (*Event, error) {
 	if err != nil {
 		return nil, r.fail(off, "event_payload: %v", err)
 	}
-	e := &Event{Index: r.n, Offset: off, IMR: *raw.IMR, EventType: *raw.EventType, Digest: d, Name: raw.Event, Payload: payload}
+	version := 1
+	if raw.Version != nil {
+		version = *raw.Version
+	}
+	if version != 1 && version != 2 {
+		return nil, r.fail(off, "version %d is not 1 or 2", version)
+	}
+	e := &Event{Index: r.n, Offset: off, IMR: *raw.IMR, EventType: *raw.EventType, Digest: d, Name: raw.Event, Payload: payload, Version: version}
 	r.n++
 	return e, nil
 }
@@ -119,14 +139,73 @@ func RuntimeDigest(typ uint32, name string, payload []byte) mr.Digest {
 	return mr.SHA384.Sum(b.Bytes())
 }
 
-// Check verifies a runtime event's digest; other events pass.
+// RuntimeDigestV2 is the digest dstack extends for a version 2 runtime
+// event: sha384 of its RFC 8785 canonical JSON.
+func RuntimeDigestV2(name string, payload []byte) mr.Digest {
+	return mr.SHA384.Sum([]byte(CanonicalV2(name, payload)))
+}
+
+// CanonicalV2 is the RFC 8785 (JCS) canonical JSON of a version 2 runtime
+// event, the bytes dstack hashes: members sorted, no white space.
+func CanonicalV2(name string, payload []byte) string {
+	return `{"event":` + jcsString(name) + `,"event_type":` + strconv.Itoa(RuntimeEventType) +
+		`,"payload":"` + hex.EncodeToString(payload) + `","version":2}`
+}
+
+// jcsString quotes s as RFC 8785 does: only '"', '\\' and control
+// characters are escaped (short forms where JSON has them), everything else
+// is kept as UTF-8 (an invalid byte was already made U+FFFD by the JSON
+// decoder that read the name, as by dstack's).
+func jcsString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, c := range s {
+		switch {
+		case c == '"':
+			b.WriteString(`\"`)
+		case c == '\\':
+			b.WriteString(`\\`)
+		case c == '\b':
+			b.WriteString(`\b`)
+		case c == '\f':
+			b.WriteString(`\f`)
+		case c == '\n':
+			b.WriteString(`\n`)
+		case c == '\r':
+			b.WriteString(`\r`)
+		case c == '\t':
+			b.WriteString(`\t`)
+		case c < 0x20:
+			fmt.Fprintf(&b, `\u%04x`, c)
+		default:
+			b.WriteRune(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// Recomputed reports whether the event's digest is recomputed from its
+// name and payload (runtime events): only then do they mean anything.
+func (e *Event) Recomputed() bool { return e.EventType == RuntimeEventType }
+
+// Check verifies a runtime event's digest and refuses an RTMR3 event of
+// another type; boot events on RTMR0-2 pass (see Recomputed).
 func (e *Event) Check(file string) error {
 	if e.EventType != RuntimeEventType {
+		if e.IMR == 3 {
+			return &log.Mismatch{File: file, Register: Register(e.IMR), Record: e.Index, Offset: e.Offset, Computed: e.Digest,
+				Reason: fmt.Sprintf("event %d (%q) on rtmr3 has type 0x%08x: dstack extends RTMR3 only with runtime events (0x%08x), whose digest is recomputed from name and payload; this one's cannot be", e.Index, e.Name, e.EventType, RuntimeEventType)}
+		}
 		return nil
 	}
-	if want := RuntimeDigest(e.EventType, e.Name, e.Payload); !want.Equal(e.Digest) {
+	want, how := RuntimeDigest(e.EventType, e.Name, e.Payload), "sha384(type:event:payload)"
+	if e.Version == 2 {
+		want, how = RuntimeDigestV2(e.Name, e.Payload), "sha384 of its canonical JSON (version 2)"
+	}
+	if !want.Equal(e.Digest) {
 		return &log.Mismatch{File: file, Register: Register(e.IMR), Record: e.Index, Offset: e.Offset, Expected: want, Computed: e.Digest,
-			Reason: fmt.Sprintf("runtime event %d (%q): digest is not sha384(type:event:payload)", e.Index, e.Name)}
+			Reason: fmt.Sprintf("runtime event %d (%q): digest is not %s", e.Index, e.Name, how)}
 	}
 	return nil
 }

@@ -80,3 +80,50 @@ func FuzzReader(f *testing.F) {
 		Replay(NewReader(bytes.NewReader(b), "f"), "f", nil)
 	})
 }
+
+// Version 2 runtime events hash their RFC 8785 canonical JSON; the expected
+// strings are those of dstack's cc-eventlog tests.
+func TestCanonicalV2(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		payload []byte
+		want    string
+	}{
+		{"compose-hash", []byte{0xab, 0xcd}, `{"event":"compose-hash","event_type":134217729,"payload":"abcd","version":2}`},
+		{"event\"with\\special\nchars", []byte{0xff}, `{"event":"event\"with\\special\nchars","event_type":134217729,"payload":"ff","version":2}`},
+		{"\x08\x0c\n\r\t\x01", nil, `{"event":"\b\f\n\r\t\u0001","event_type":134217729,"payload":"","version":2}`},
+		{"测试-emoji-🦀", nil, `{"event":"测试-emoji-🦀","event_type":134217729,"payload":"","version":2}`},
+	} {
+		if got := CanonicalV2(c.name, c.payload); got != c.want {
+			t.Errorf("%q: got %s, want %s", c.name, got, c.want)
+		}
+	}
+	// A version 2 event checks with its own digest, not version 1's.
+	d := RuntimeDigestV2("app-id", []byte{1})
+	ev := `[{"imr":3,"event_type":134217729,"digest":"` + d.Hex() + `","event":"app-id","event_payload":"01","version":2}]`
+	if _, err := Replay(NewReader(strings.NewReader(ev), "v2"), "v2", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Replay(NewReader(strings.NewReader(strings.Replace(ev, `"version":2`, `"version":1`, 1)), "v1"), "v1", nil); err == nil {
+		t.Fatal("a version 2 digest passes as version 1")
+	}
+	if _, err := Replay(NewReader(strings.NewReader(strings.Replace(ev, `"version":2`, `"version":3`, 1)), "v3"), "v3", nil); err == nil {
+		t.Fatal("version 3 accepted")
+	}
+}
+
+// Issue 15 item 17: an RTMR3 event whose type is changed keeps its digest
+// with any payload; dstack extends RTMR3 only with runtime events, so
+// another type there is refused.
+func TestAttack17_RTMR3EventType(t *testing.T) {
+	data := corpusLog(t)
+	bad := bytes.Replace(data, []byte(`"event_type":134217729,`), []byte(`"event_type":1,`), 1)
+	if bytes.Equal(bad, data) {
+		t.Fatal("no runtime event to change")
+	}
+	_, err := Replay(NewReader(bytes.NewReader(bad), "log"), "log", nil)
+	var mm *log.Mismatch
+	if !errors.As(err, &mm) || !strings.Contains(mm.Reason, "dstack extends RTMR3 only with runtime events") {
+		t.Fatalf("got %v", err)
+	}
+}

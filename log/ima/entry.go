@@ -295,6 +295,17 @@ func (e *Entry) parseFields(order binary.ByteOrder) error {
 			if i := bytes.IndexByte(f.Data, 0); i < 1 || f.Data[i-1] != ':' {
 				return fmt.Errorf("%w: %s field is not \"alg:\\0digest\"", errTemplate, f.ID)
 			}
+			// The kernel writes "alg:" in d-ng and "type:alg:" in
+			// d-ngv2, never the other: the template name is not hashed,
+			// so this keeps ima-ng and ima-ngv2 (ima-sig, ima-sigv2)
+			// entries from passing as each other.
+			typ, _, _, _ := splitDigestField(f.Data)
+			if f.ID == FieldDigestNG && typ != "" {
+				return fmt.Errorf("%w: %s field has a digest type %q (a d-ngv2 field?)", errTemplate, f.ID, typ)
+			}
+			if f.ID == FieldDigestNGv2 && typ != "ima" && typ != "verity" {
+				return fmt.Errorf("%w: %s field has digest type %q, want ima or verity", errTemplate, f.ID, typ)
+			}
 		}
 	}
 	return nil

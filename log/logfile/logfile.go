@@ -7,13 +7,16 @@ package logfile
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"syscall"
 
+	"github.com/ccmr-dev/ccmr/internal/termsafe"
 	"github.com/ccmr-dev/ccmr/log"
 	"github.com/ccmr-dev/ccmr/log/cel"
 	"github.com/ccmr-dev/ccmr/log/dstack"
@@ -234,7 +237,7 @@ func (lf *File) Show(ctx context.Context, opts Options, fn func(log.Event) error
 		}
 		_, err = dstack.Replay(dstack.NewReader(r, lf.Name), lf.Name, func(e *dstack.Event) error {
 			ev := log.Event{Index: e.Index, Offset: e.Offset, Register: dstack.Register(e.IMR), Type: fmt.Sprintf("0x%08x", e.EventType),
-				Digests: []mr.Digest{e.Digest}, Text: e.Name}
+				Digests: []mr.Digest{e.Digest}, Text: dstackText(e)}
 			if err := e.Check(lf.Name); err != nil {
 				ev.Problems = append(ev.Problems, err.Error())
 			}
@@ -501,4 +504,19 @@ func (lf *File) CheckIMASignatures(keys []ima.Key, requireAll bool) (ima.Signatu
 		return ima.SignatureReport{}, err
 	}
 	return ima.CheckSignatures(lf.imaReader(r), lf.Name, keys, -1, requireAll)
+}
+
+// dstackText shows a dstack event's name and payload (the payload is what
+// a relying party judges: an app-id, a compose hash), both escaped for a
+// terminal, and says when the digest does not bind them.
+func dstackText(e *dstack.Event) string {
+	p := "hex:" + hex.EncodeToString(e.Payload)
+	if len(e.Payload) > 0 && termsafe.Safe(string(e.Payload)) {
+		p = strconv.Quote(string(e.Payload))
+	}
+	t := fmt.Sprintf("%s payload %s", strconv.Quote(e.Name), p)
+	if !e.Recomputed() {
+		t += " (boot event: the digest is not recomputed from name and payload)"
+	}
+	return t
 }

@@ -247,3 +247,22 @@ func (l *Log) Check(want []mr.Value) error {
 	}
 	return nil
 }
+
+// MissingDigest reports the first record that carries no digest for a bank
+// the log declares and ccmr can hash: Replay leaves such a bank out, so a
+// verifier that compares only what Replay returns must refuse the log, or
+// one record would switch off every comparison of the bank. ok is false when
+// every extending record carries every bank. Bad input is a *log.Error.
+func (l *Log) MissingDigest() (rec int, bank mr.Alg, ok bool, err error) {
+	st, err := l.fold()
+	if err != nil {
+		return 0, 0, false, err
+	}
+	rec = -1
+	for a, r := range st.missing {
+		if rec < 0 || r < rec || r == rec && a < bank {
+			rec, bank = r, a
+		}
+	}
+	return rec, bank, rec >= 0, nil
+}

@@ -83,6 +83,12 @@ func (s Spec) digest() []byte {
 	if s.Digest != nil {
 		return s.Digest
 	}
+	if s.Template == "ima-buf" {
+		// The kernel's ima-buf digest is the hash of the buffer.
+		w := hashByName(s.fileAlg()).New()
+		w.Write(s.Buf)
+		return w.Sum(nil)
+	}
 	w := h.New()
 	w.Write([]byte("content of " + s.Name))
 	return w.Sum(nil)
