@@ -221,3 +221,28 @@ func TestAttack23_VerifyBundleFIFO(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q; want exit 2, not a regular file", code, stderr)
 	}
 }
+
+// verify's key, roots, collateral and policy files read a FIFO (blocked in
+// open) or /dev/zero (until the OOM killer) whole: exit 2 at once.
+func TestAttack23_VerifyInputFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A sound sim bundle, so that each flag's file is what fails.
+	bundle := filepath.Join(dir, "b.json")
+	if code, stderr, _ := runBounded(t, dir, "quote", "--nonce", "0a", "-O", bundle); code != 0 {
+		t.Fatalf("quote: exit %d: %s", code, stderr)
+	}
+	for _, flag := range []string{"--trust-ak", "--ak-roots", "--collateral", "--policy"} {
+		for _, file := range []string{fifo, "/dev/zero"} {
+			t.Run(flag+" "+filepath.Base(file), func(t *testing.T) {
+				code, stderr, rss := runBounded(t, dir, "verify", bundle, flag, file)
+				if code != exitUsage || !strings.Contains(stderr, "not a regular file") || rss > maxRSSKiB {
+					t.Errorf("verify %s %s: exit %d, peak %d MiB, stderr %q; want exit 2, not a regular file", flag, file, code, rss>>10, stderr)
+				}
+			})
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"syscall"
 
@@ -161,6 +162,27 @@ func requireRegular(name string) error {
 	}
 	if !fi.Mode().IsRegular() {
 		return usageError("%s is not a regular file", name)
+	}
+	return nil
+}
+
+// requireInputFiles applies requireRegular, and the maxInput bound, to every
+// named file that exists (empty names are unset flags; a missing file is
+// left to the reader to report, as a state file may not exist yet).
+func requireInputFiles(names ...string) error {
+	for _, n := range names {
+		if n == "" {
+			continue
+		}
+		if _, err := os.Stat(n); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err := requireRegular(n); err != nil {
+			return err
+		}
+		if fi, err := os.Stat(n); err == nil && fi.Size() > maxInput {
+			return usageError("%s: more than %d bytes", n, maxInput)
+		}
 	}
 	return nil
 }

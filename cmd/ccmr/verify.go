@@ -23,10 +23,12 @@ func newVerifyCmd(g *globals) *cobra.Command {
 		Use:   "verify BUNDLE",
 		Short: "Verify an evidence bundle layer by layer; exit 0 trusted, 1 not trusted, 2 unusable input",
 		Args:  cobra.ExactArgs(1),
+		// Every file verify reads whole must be a bounded regular file: a
+		// FIFO blocks in open beyond SIGTERM, /dev/zero fills memory.
+		PreRunE: func(cmd *cobra.Command, args []string) error {
+			return requireInputFiles(append([]string{args[0], policyFile, roots, collateral, stateFile}, trustKeys...)...)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireRegular(args[0]); err != nil {
-				return err
-			}
 			f, err := os.Open(args[0])
 			if err != nil {
 				return err
