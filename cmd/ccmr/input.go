@@ -11,6 +11,9 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -185,4 +188,22 @@ func requireInputFiles(names ...string) error {
 		}
 	}
 	return nil
+}
+
+// flagFiles returns the values of the named file flags of cmd (string or
+// string array); names the command does not define are skipped.
+func flagFiles(cmd *cobra.Command, names ...string) []string {
+	var out []string
+	for _, n := range names {
+		f := cmd.Flags().Lookup(n)
+		if f == nil {
+			continue
+		}
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			out = append(out, sv.GetSlice()...)
+		} else {
+			out = append(out, f.Value.String())
+		}
+	}
+	return out
 }

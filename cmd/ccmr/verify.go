@@ -26,7 +26,10 @@ func newVerifyCmd(g *globals) *cobra.Command {
 		// Every file verify reads whole must be a bounded regular file: a
 		// FIFO blocks in open beyond SIGTERM, /dev/zero fills memory.
 		PreRunE: func(cmd *cobra.Command, args []string) error {
-			return requireInputFiles(append([]string{args[0], policyFile, roots, collateral, stateFile}, trustKeys...)...)
+			// Flags other commits add (--snp-crl, --trust-sim-key,
+			// --state-key) are checked once they exist.
+			files := flagFiles(cmd, "policy", "trust-ak", "trust-sim-key", "ak-roots", "snp-crl", "collateral", "state", "state-key")
+			return requireInputFiles(append(files, args[0])...)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := os.Open(args[0])
