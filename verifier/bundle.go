@@ -107,6 +107,9 @@ func ReadBundle(r io.Reader, name string) (*Bundle, error) {
 	default:
 		return nil, fmt.Errorf("%s: %w: platform %q", name, mr.ErrMalformed, b.Platform)
 	}
+	if err := checkLogFormats(&b); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
 	return &b, nil
 }
 

@@ -365,8 +365,12 @@ func (r *run) logs(ctx context.Context, l *LayerResult) error {
 				return fail("the bundle holds two IMA lists")
 			}
 			r.imaLog = lg
+		case log.FormatCELJSON, log.FormatCELTLV:
+			if err := r.celLog(ctx, name, lg, l); err != nil {
+				return err
+			}
 		default:
-			l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: format %q is not replayed by the verifier", name, lg.Format))
+			return logFormatError(i, lg) // unusable input: a log nothing reads never rides along
 		}
 	}
 	for _, reg := range order {
@@ -392,6 +396,9 @@ func (r *run) firmwareLog(name string, lg *Log, skip map[string]bool, l *LayerRe
 	fl, err := tcg.Parse(name, lg.Data, log.Format(lg.Format))
 	if err != nil {
 		return failFrom(name, err)
+	}
+	if err := r.firmwareData(name, fl, l); err != nil {
+		return err
 	}
 	// A second EV_SEPARATOR on a register lets firmware measure more
 	// after it declared the pre-OS phase over; refuse it unless the
