@@ -114,6 +114,9 @@ func ReadBundle(r io.Reader, name string) (*Bundle, error) {
 	if err := b.checkMembers(); err != nil {
 		return nil, fmt.Errorf("%s: %w: %v", name, mr.ErrMalformed, err)
 	}
+	if err := checkLogFormats(&b); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
 	return &b, nil
 }
 

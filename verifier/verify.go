@@ -400,8 +400,12 @@ func (r *run) logs(ctx context.Context, l *LayerResult) error {
 				return fail("the bundle holds two IMA lists")
 			}
 			r.imaLog = lg
+		case log.FormatCELJSON, log.FormatCELTLV:
+			if err := r.celLog(ctx, name, lg, l); err != nil {
+				return err
+			}
 		default:
-			l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: format %q is not replayed by the verifier", name, lg.Format))
+			return logFormatError(i, lg) // unusable input: a log nothing reads never rides along
 		}
 	}
 	for _, reg := range order {
@@ -435,6 +439,9 @@ func (r *run) firmwareLog(name string, lg *Log, runtimeRegs map[regKey]bool, l *
 	} else if ok {
 		return &failError{&Failure{Log: name, Record: rec, Offset: fl.Events[rec].Offset,
 			Reason: fmt.Sprintf("record %d carries no %v digest, a bank the log declares: the bank cannot be replayed", rec, bank)}}
+	}
+	if err := r.firmwareData(name, fl, l); err != nil {
+		return err
 	}
 	// A second EV_SEPARATOR on a register lets firmware measure more
 	// after it declared the pre-OS phase over; refuse it unless the

@@ -91,7 +91,8 @@ type Options struct {
 type File struct {
 	Name   string
 	Format log.Format
-	f      *os.File
+	f      io.ReadSeeker
+	closer io.Closer
 }
 
 // fileKind names what a non-regular file is, for errors.
@@ -131,7 +132,7 @@ func Open(path string, format log.Format) (*File, error) {
 		}
 		return nil, &log.Error{File: path, Record: -1, Err: err}
 	}
-	lf := &File{Name: path, Format: format, f: f}
+	lf := &File{Name: path, Format: format, f: f, closer: f}
 	if format == "" || format == log.FormatAuto {
 		head := make([]byte, 64<<10)
 		n, err := io.ReadFull(f, head)
@@ -149,8 +150,19 @@ func Open(path string, format log.Format) (*File, error) {
 	return lf, nil
 }
 
+// FromBytes gives a log held in memory (a bundle's) the same code path as
+// Open. format must name the format (no sniffing); name names it in errors.
+func FromBytes(name string, data []byte, format log.Format) *File {
+	return &File{Name: name, Format: format, f: bytes.NewReader(data)}
+}
+
 // Close closes the file.
-func (lf *File) Close() error { return lf.f.Close() }
+func (lf *File) Close() error {
+	if lf.closer == nil {
+		return nil
+	}
+	return lf.closer.Close()
+}
 
 func (lf *File) rewind() (io.Reader, error) {
 	if _, err := lf.f.Seek(0, io.SeekStart); err != nil {

@@ -12,6 +12,7 @@ package evidence
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/x509"
 	"encoding/hex"
@@ -382,6 +383,12 @@ func buildLog(l *Log) (verifier.Log, error) {
 	switch f {
 	case log.FormatTCG2, log.FormatCCEL:
 		if _, err := tcg.Parse(l.File.Name, l.File.Data, f); err != nil {
+			return out, partErr(PartLog, &l.File, "not a %s log: %w", f, err)
+		}
+	case log.FormatCELJSON, log.FormatCELTLV:
+		// Read whole, as verify will; a record that does not match its
+		// content is left for verify to judge.
+		if _, err := logfile.FromBytes(l.File.Name, l.File.Data, f).Replay(context.Background(), logfile.Options{Format: f}); err != nil && !errors.Is(err, log.ErrMismatch) {
 			return out, partErr(PartLog, &l.File, "not a %s log: %w", f, err)
 		}
 	}
