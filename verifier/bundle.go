@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ccmr-dev/ccmr/backend/tpm"
+	"github.com/ccmr-dev/ccmr/internal/strictjson"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -97,16 +98,13 @@ type Register struct {
 // input (mr.ErrMalformed), never a verdict.
 func ReadBundle(r io.Reader, name string) (*Bundle, error) {
 	var b Bundle
-	dec := json.NewDecoder(io.LimitReader(r, 1<<31))
-	// One object of the documented members and nothing after it: a
-	// member the verifier does not know, or a second object, would be
-	// evidence it silently ignores.
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
+	// One object of the documented members, each once, and nothing after
+	// it (internal/strictjson): a member the verifier does not know, a
+	// second object, or a member repeated (or repeated in another case,
+	// which encoding/json folds) would be evidence one reader sees and
+	// another does not.
+	if err := strictjson.DecodeReader(r, 1<<31, &b); err != nil {
 		return nil, fmt.Errorf("%s: %w: %v", name, mr.ErrMalformed, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%s: %w: data after the bundle's JSON object", name, mr.ErrMalformed)
 	}
 	if b.Format != Format {
 		return nil, fmt.Errorf("%s: %w: format %q, want %q", name, mr.ErrMalformed, b.Format, Format)

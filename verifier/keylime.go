@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/ccmr-dev/ccmr/internal/strictjson"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -272,18 +272,11 @@ func compileKeylimeExclude(e string) (keylimeExclude, error) {
 // unknown members, nothing but white space after it, and not null or a
 // value of another type.
 func strictJSONValue(data []byte, v any, what string) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
 		return fmt.Errorf("%w: %s: not a JSON object", mr.ErrMalformed, what)
 	}
-	if err := dec.Decode(v); err != nil {
+	if err := strictjson.Decode(data, v); err != nil {
 		return fmt.Errorf("%w: %s: %v", mr.ErrMalformed, what, err)
-	}
-	if _, err := dec.Token(); err == nil {
-		return fmt.Errorf("%w: %s: data after the JSON object", mr.ErrMalformed, what)
-	} else if !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: %s: data after the JSON object: %v", mr.ErrMalformed, what, err)
 	}
 	return nil
 }

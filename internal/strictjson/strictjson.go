@@ -185,7 +185,15 @@ func scan(data []byte, top reflect.Type) error {
 		case f != nil && f.obj && !f.val: // a member name
 			name := tok.(string)
 			f.key, f.val = name, true
-			folded := fold(name)
+			// Names that differ only in case are one member for a struct
+			// (encoding/json folds them) but two keys of a map (file paths
+			// such as terminfo's E/Eterm and e/eterm): fold for structs
+			// only. Untyped content (json.RawMessage) is decoded strictly
+			// into its type later, where its structs are folded.
+			folded := name
+			if f.t != nil && f.t.Kind() == reflect.Struct {
+				folded = fold(name)
+			}
 			if prev, dup := f.keys[folded]; dup {
 				if prev == name {
 					return fail(start, fmt.Errorf("%w %q", ErrDuplicate, name))
@@ -395,10 +403,10 @@ func container(t reflect.Type) reflect.Type {
 	return nil
 }
 
-// field returns the type of the one field of struct t that encoding/json
-// could fill from a member with this name (nil if more than one could) and
-// whether any could. It errs towards known, taking every field name, tag name
-// and embedded struct's field: a name it does not know encoding/json does not.
+// field returns the type of the one field of struct t whose JSON name is
+// exactly this name (nil if more than one is) and whether any is; embedded
+// structs' fields count. A name that differs in case is unknown: strict
+// input spells members as documented.
 func field(t reflect.Type, name string) (reflect.Type, bool) {
 	var found []reflect.Type
 	seen := map[reflect.Type]bool{}
@@ -410,8 +418,15 @@ func field(t reflect.Type, name string) (reflect.Type, bool) {
 		seen[t] = true
 		for i := range t.NumField() {
 			f := t.Field(i)
+			// The member must be spelt as documented: encoding/json
+			// would also take "Registers" for "registers", a reader in
+			// another language would not.
 			tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if strings.EqualFold(f.Name, name) || strings.EqualFold(tag, name) {
+			jsonName := tag
+			if tag == "" {
+				jsonName = f.Name
+			}
+			if tag != "-" && !f.Anonymous && jsonName == name {
 				found = append(found, f.Type)
 			}
 			if ft := f.Type; f.Anonymous {
