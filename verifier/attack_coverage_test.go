@@ -22,7 +22,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ccmr-dev/ccmr/log/ima"
 	"github.com/ccmr-dev/ccmr/log/ima/imatest"
+	"github.com/ccmr-dev/ccmr/log/runtime"
 	"github.com/ccmr-dev/ccmr/log/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -430,4 +432,86 @@ func TestCoverage_TCG2OmitsFirmwarePCR(t *testing.T) {
 	}
 	b.Logs[i].Data = kept
 	mustFailLayer1(t, verifyT(t, b, o), "has no event for pcr4 (sha1, sha256)")
+}
+
+// Attack 1, entries on a PCR the quote does not cover: a TPM quote of PCR
+// 0-10 and 14 (the runtime log's backing PCR), an IMA list with an entry on
+// PCR 11 (an IMA policy rule pcr=11). mr_ima's records prove that entry;
+// the quoted PCR 10 proves the others: TRUSTED with a runtime policy. An
+// entry on PCR 11 after the last mr_ima record is proven by nothing: the
+// runtime policy cannot judge it and fails.
+func TestCoverage_MrIMAProvesEntriesOnUnquotedPCR(t *testing.T) {
+	bootAgg := sha256.Sum256(make([]byte, 10*32))
+	specs := []imatest.Spec{{Template: "ima-ng", FileAlg: "sha256", Name: "boot_aggregate", Digest: bootAgg[:]},
+		imatest.NG(1), {Template: "ima-ng", FileAlg: "sha256", Name: "/etc/pcr11", PCR: 11}, imatest.NG(3)}
+	build := func(list []byte, records int) (*Bundle, Options, []byte) {
+		pcr10 := make([]byte, 32)
+		pcr14 := make([]byte, 32)
+		var rt []byte
+		rd := ima.NewBinaryReader(bytes.NewReader(list), ima.Options{})
+		for n := 0; ; n++ {
+			e, err := rd.Next()
+			if err != nil {
+				break
+			}
+			if e.PCR == 10 {
+				d, err := ima.TemplateHash(e, mr.SHA256, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := sha256.Sum256(append(append([]byte(nil), pcr10...), d.Bytes...))
+				pcr10 = h[:]
+			}
+			if n >= records {
+				continue
+			}
+			vd, err := ima.VirtualDigest(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, err := runtime.ExtendRecord(ima.VirtualName, vd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var d mr.Digest
+			if rt, d, err = runtime.AppendEntry(rt, 14, mr.SHA256, rec); err != nil {
+				t.Fatal(err)
+			}
+			h := sha256.Sum256(append(append([]byte(nil), pcr14...), d.Bytes...))
+			pcr14 = h[:]
+		}
+		pcrs := map[int][]byte{10: pcr10, 14: pcr14}
+		for i := 0; i < 10; i++ {
+			pcrs[i] = make([]byte, 32)
+		}
+		nonce := []byte("pcr11")
+		q, ak := rtTPMQuoteOver(t, nonce, pcrs)
+		b := &Bundle{Format: Format, Platform: mr.PlatformTPM, Nonce: nonce,
+			Evidence: Evidence{PublicKey: string(ak), TPMQuotes: []TPMQuote{q}},
+			Logs: []Log{{Format: "runtime", Register: "pcr14", Alg: "sha256", Data: rt},
+				{Format: "ima-binary", Data: list}}}
+		return b, Options{TrustedKeys: [][]byte{ak}, Nonce: nonce}, list
+	}
+	list := specsList(specs...)
+	b, o, _ := build(list, len(specs))
+	o.Policy = &Policy{Runtime: allowAll(t, list)}
+	rep := verifyT(t, b, o)
+	if !rep.Trusted || len(rep.Weakened) > 0 {
+		t.Fatalf("PCR 11 entry proven by mr_ima:\n%s", reportText(rep))
+	}
+	if got := strings.Join(rep.Layers[4].Checked, "\n"); !strings.Contains(got, "4 entries match reference digests") {
+		t.Fatalf("not every entry judged:\n%s", reportText(rep))
+	}
+	if got := strings.Join(rep.Layers[3].Checked, "\n"); !strings.Contains(got, "1 IMA entries on PCR 11 (not quoted) are proven by their mr_ima records") ||
+		strings.Contains(strings.Join(rep.Layers[3].NotChecked, "\n"), "not proven") {
+		t.Fatalf("the report does not say mr_ima proves the PCR 11 entry:\n%s", reportText(rep))
+	}
+	more := append(specs, imatest.Spec{Template: "ima-ng", FileAlg: "sha256", Name: "/tmp/evil", PCR: 11})
+	list = specsList(more...)
+	b, o, _ = build(list, len(specs))
+	o.Policy = &Policy{Runtime: allowAll(t, list)} // allowed, yet proven by nothing
+	rep = verifyT(t, b, o)
+	if rep.Trusted || rep.FailedLayer() != LayerPolicy || !strings.Contains(rep.Layers[LayerPolicy].Failure.Reason, "PCR 11, which the evidence does not quote") {
+		t.Fatalf("an unproven PCR 11 entry after the last mr_ima record:\n%s", reportText(rep))
+	}
 }

@@ -273,3 +273,64 @@ func (r *run) imaListPCRs() map[string]bool {
 	}
 	return out
 }
+
+// mrIMAProves runs after replayPCRs on a list that also has mr_ima records:
+// the first byRecords entries (from where this run starts) are proven by
+// their records whatever PCR they name, so only the entries after them on
+// a PCR the evidence does not quote remain unproven (imaFacts.unprovenPCR).
+func (r *run) mrIMAProves(byRecords int, l *LayerResult) error {
+	unquoted := r.ima.unprovenPCR
+	if len(unquoted) == 0 {
+		return nil
+	}
+	left := map[int]int{}
+	proven := map[int]int{}
+	src := r.imaReader()
+	for n := 0; ; n++ {
+		e, err := src.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return failFrom("ima list", r.shiftIMA(err))
+		}
+		if _, ok := unquoted[e.PCR]; !ok {
+			continue
+		}
+		if n < byRecords {
+			proven[e.PCR]++
+		} else {
+			left[e.PCR]++
+		}
+	}
+	r.ima.unprovenPCR = left
+	// replayPCRs reported every entry on those PCRs as not proven.
+	all := r.wholeIMAPCRs()
+	drop := map[string]bool{}
+	for p := range unquoted {
+		drop[fmt.Sprintf("%d IMA entries on PCR %d are not proven: the evidence does not quote PCR %d", all[p], p, p)] = true
+	}
+	kept := l.NotChecked[:0]
+	for _, n := range l.NotChecked {
+		if !drop[n] {
+			kept = append(kept, n)
+		}
+	}
+	l.NotChecked = kept
+	for _, p := range sortedKeys(left) {
+		l.NotChecked = append(l.NotChecked, fmt.Sprintf("%d IMA entries on PCR %d after the last mr_ima record are not proven: the evidence does not quote PCR %d", left[p], p, p))
+	}
+	for _, p := range sortedKeys(proven) {
+		l.Checked = append(l.Checked, fmt.Sprintf("%d IMA entries on PCR %d (not quoted) are proven by their mr_ima records", proven[p], p))
+	}
+	return nil
+}
+
+func sortedKeys(m map[int]int) []int {
+	out := make([]int, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Ints(out)
+	return out
+}

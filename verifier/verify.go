@@ -655,6 +655,9 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 			if err := r.replayPCRs(ctx, l); err != nil {
 				return err
 			}
+			if err := r.mrIMAProves(res.Events, l); err != nil {
+				return err
+			}
 			if res.Unproven > 0 {
 				l.Checked = append(l.Checked, fmt.Sprintf("%d IMA entries after the last mr_ima record are proven by the quoted PCRs (judged by policy)", res.Unproven))
 			}
