@@ -65,14 +65,14 @@ func (r *run) checkIMAEntries(l *LayerResult) error {
 	return nil
 }
 
-// replayPCRs replays the IMA list against the quoted PCRs, each entry
+// replayPCRs replays the whole IMA list against the quoted PCRs, each entry
 // against the PCR it names (IMA writes to the PCR its policy rule gives,
 // pcr=11 for example). Every PCR the list extends and the evidence quotes,
 // in every quoted bank, must be what the replay gives; the entries on a PCR
 // the evidence does not quote are not proven (imaFacts.unprovenPCR).
 func (r *run) replayPCRs(ctx context.Context, l *LayerResult) error {
 	const name = "ima list"
-	pcrs := r.ima.perPCR
+	pcrs := r.wholeIMAPCRs()
 	if len(pcrs) == 0 {
 		pcrs = map[int]int{10: 0} // an empty list: PCR 10 must be zero
 	}
@@ -97,11 +97,14 @@ func (r *run) replayPCRs(ctx context.Context, l *LayerResult) error {
 		a, b := expect[i].Register, expect[j].Register
 		return a.Name < b.Name || a.Name == b.Name && a.Alg < b.Alg
 	})
-	res, err := ima.Replay(ctx, r.imaReader(), ima.ReplayOptions{File: name, Expect: expect})
+	// A PCR holds the whole list since boot: replay it from its start
+	// (also when a monitor state proved a prefix); the entries from where
+	// this run starts are proven.
+	res, err := ima.Replay(ctx, r.wholeIMAReader(), ima.ReplayOptions{File: name, Expect: expect})
 	if err != nil {
 		return failFrom(name, err)
 	}
-	r.proven = res.Events
+	r.proven = res.Events - r.imaStart.entries
 	r.ima.unprovenPCR = map[int]int{}
 	idx := make([]int, 0, len(pcrs))
 	for p := range pcrs {

@@ -66,6 +66,11 @@ type Options struct {
 	// monitor state proves: the verdict is weakened, naming the registers
 	// whose history before that point was never judged.
 	AcceptUnverifiedHistory bool
+	// AllowUnquotedLogRegisters accepts firmware and CC log events on
+	// registers the evidence does not cover (a TPM quote of some PCRs):
+	// the verdict is weakened, naming the registers whose events nothing
+	// proves (coverage.go).
+	AllowUnquotedLogRegisters bool
 }
 
 type regKey struct {
@@ -98,6 +103,9 @@ type run struct {
 	// unjudged is set when a runtime log's history was accepted unproven
 	// (AcceptUnverifiedHistory): the monitor state is then not advanced.
 	unjudged bool
+	// explained are the quoted registers a log of the bundle replayed
+	// (coverage.go), with the log's name.
+	explained map[regKey]string
 }
 
 // atTolerance is how far Options.At may be from the verifier's clock before
@@ -416,7 +424,7 @@ func (r *run) logs(ctx context.Context, l *LayerResult) error {
 	if len(l.Checked) == 0 {
 		l.NotChecked = append(l.NotChecked, "no firmware or runtime log in the bundle")
 	}
-	return nil
+	return r.coverage(l)
 }
 
 func logName(i int, lg *Log) string {
@@ -475,29 +483,35 @@ func (r *run) firmwareLog(name string, lg *Log, runtimeRegs map[regKey]bool, l *
 // fails.
 func (r *run) compareReplay(name string, res *log.Replay, counts map[string]int, runtimeRegs map[regKey]bool, l *LayerResult) error {
 	n, starts := 0, 0
+	var absent []mr.Value // registers and banks the evidence does not cover
 	for _, v := range res.Registers {
 		k := regKey{v.Register.Name, v.Digest.Alg}
 		if runtimeRegs[k] {
 			if err := r.setStart(name, k, v.Digest); err != nil {
 				return err
 			}
+			r.explain(k, name)
 			starts++
 			continue
 		}
 		want, ok := r.trusted[k]
 		if !ok {
-			l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: %d events on %s are not checked: %s %v is not in the evidence", name, counts[v.Register.Name], v.Register.Name, v.Register.Name, v.Digest.Alg))
+			absent = append(absent, v)
 			continue
 		}
 		if !want.Equal(v.Digest) {
 			return &failError{&Failure{Log: name, Record: -1, Register: v.Register.Name, Expected: want.String(), Computed: v.Digest.String(),
 				Reason: fmt.Sprintf("replay of %s does not give the quoted %s", name, v.Register.Name)}}
 		}
+		r.explain(k, name)
 		n++
 	}
 	if n+starts == 0 {
 		return &failError{&Failure{Log: name, Record: -1,
 			Reason: fmt.Sprintf("%s: its %d events replay to no quoted register value: the log proves nothing", name, res.Events)}}
+	}
+	if err := r.uncovered(name, absent, counts, runtimeRegs, l); err != nil {
+		return err
 	}
 	msg := fmt.Sprintf("%s: %d events replay to %d quoted register values", name, res.Events, n)
 	if starts > 0 {
@@ -642,7 +656,19 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 		if r.imaStart.entries > 0 {
 			l.Checked = append(l.Checked, fmt.Sprintf("entries 0..%d were proven by the monitor state", r.imaStart.entries-1))
 		}
-		if res.Unproven > 0 {
+		if r.imaPCRsQuoted() {
+			// The quoted PCRs cover every entry, forwarded or not: the
+			// whole list must replay to them, and all of it is judged.
+			if err := r.replayPCRs(ctx, l); err != nil {
+				return err
+			}
+			if err := r.mrIMAProves(res.Events, l); err != nil {
+				return err
+			}
+			if res.Unproven > 0 {
+				l.Checked = append(l.Checked, fmt.Sprintf("%d IMA entries after the last mr_ima record are proven by the quoted PCRs (judged by policy)", res.Unproven))
+			}
+		} else if res.Unproven > 0 {
 			r.ima.unprovenTail = res.Unproven
 			l.NotChecked = append(l.NotChecked, fmt.Sprintf("%d IMA entries after the last mr_ima record are not proven (not judged by policy)", res.Unproven))
 		}

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,7 +71,7 @@ func ccmrValues(s string) []string {
 	return out
 }
 
-// ccmr --device tcp://… read pcr0 pcr10 prints what tpm2_pcrread prints, in
+// ccmr --device tcp://… read pcr0 pcr11 prints what tpm2_pcrread prints, in
 // every active bank, before and after extends; a quote verifies with
 // tpm2_checkquote and with ccmr verify; the old bundle still verifies after
 // a PCR changes, and fails against another expected nonce; virtual
@@ -84,19 +85,19 @@ func TestTPMEndToEnd(t *testing.T) {
 	dev := []string{"--device", "tcp://" + tp.Addr}
 
 	read := func() []string {
-		out, errs, code := ccmrRun(t, vars, append(dev, "read", "pcr0", "pcr10")...)
+		out, errs, code := ccmrRun(t, vars, append(dev, "read", "pcr0", "pcr11")...)
 		if code != 0 {
 			t.Fatalf("read: %d %s", code, errs)
 		}
 		return ccmrValues(out)
 	}
-	if got, want := read(), pcrreadValues(t, tp, "sha1:0,10+sha256:0,10+sha384:0,10+sha512:0,10"); strings.Join(got, "\n") != strings.Join(filterBanks(want, got), "\n") || len(got) == 0 {
+	if got, want := read(), pcrreadValues(t, tp, "sha1:0,11+sha256:0,11+sha384:0,11+sha512:0,11"); strings.Join(got, "\n") != strings.Join(filterBanks(want, got), "\n") || len(got) == 0 {
 		t.Fatalf("ccmr read:\n%s\ntpm2_pcrread:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if _, errs, code := ccmrRun(t, vars, append(dev, "extend", "pcr10", "--data", "main.go")...); code != 0 {
+	if _, errs, code := ccmrRun(t, vars, append(dev, "extend", "pcr11", "--data", "main.go")...); code != 0 {
 		t.Fatal(errs)
 	}
-	if got, want := read(), pcrreadValues(t, tp, "sha1:0,10+sha256:0,10+sha384:0,10+sha512:0,10"); strings.Join(got, "\n") != strings.Join(filterBanks(want, got), "\n") {
+	if got, want := read(), pcrreadValues(t, tp, "sha1:0,11+sha256:0,11+sha384:0,11+sha512:0,11"); strings.Join(got, "\n") != strings.Join(filterBanks(want, got), "\n") {
 		t.Fatalf("after extend: ccmr read:\n%s\ntpm2_pcrread:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 
@@ -113,6 +114,18 @@ func TestTPMEndToEnd(t *testing.T) {
 	}
 	if err := os.WriteFile(imaList, imatest.Binary(specs, binary.LittleEndian), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	// PCR 10 holds what the list measured, as the kernel extends it (every
+	// bank with its hash of the template data): the verifier replays the
+	// whole list against the quoted PCR 10, not only against mr_ima.
+	for i, sp := range specs {
+		f := filepath.Join(dir, fmt.Sprintf("entry%d", i))
+		if err := os.WriteFile(f, sp.TemplateData(binary.LittleEndian), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, errs, code := ccmrRun(t, vars, append(dev, "extend", "pcr10", "--data", f)...); code != 0 {
+			t.Fatal(errs)
+		}
 	}
 	logDir := filepath.Join(dir, "run")
 	vdev := append(dev, "--log-dir", logDir, "--backing", "pcr14")
@@ -144,8 +157,8 @@ func TestTPMEndToEnd(t *testing.T) {
 	}
 	if out, code := verify(nonce); code != 0 {
 		t.Fatalf("verify: exit %d\n%s", code, out)
-	} else if !strings.Contains(out, "records of mr_ima") {
-		t.Fatalf("IMA list not checked against mr_ima:\n%s", out)
+	} else if !strings.Contains(out, "records of mr_ima") || !strings.Contains(out, "40 IMA entries replay to the quoted PCR 10") {
+		t.Fatalf("IMA list not checked against mr_ima and PCR 10:\n%s", out)
 	}
 	// A PCR changes after the quote: the old bundle still verifies (it
 	// proves the past), and fails against a fresh nonce.

@@ -140,5 +140,6 @@ func newVerifyCmd(g *globals) *cobra.Command {
 	fl.StringVar(&collateral, "collateral", "", "TDX collateral (Intel PCS, QuoteCollateralV3 JSON) instead of the bundle's")
 	fl.StringSliceVar(&allowTCB, "allow-tcb", nil, "TDX TCB statuses to trust (default UpToDate)")
 	fl.BoolVar(&opts.AcceptUnverifiedHistory, "accept-unverified-history", false, "accept a runtime log that starts (INIT or snapshot) at a value nothing proves; the verdict says TRUSTED (weakened: ...) naming the history never judged")
+	fl.BoolVar(&opts.AllowUnquotedLogRegisters, "allow-unquoted-log-registers", false, "accept firmware/CC log events on registers the evidence does not cover (a TPM quote of some PCRs); the verdict says TRUSTED (weakened: ...) naming them")
 	return cmd
 }
