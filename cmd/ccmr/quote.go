@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/log"
+	"github.com/ccmr-dev/ccmr/log/ima"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier"
 	"github.com/ccmr-dev/ccmr/vmr"
@@ -153,9 +155,47 @@ func (g *globals) quote(ctx context.Context, dev mr.Device, nonce []byte, imaLis
 	data, err := readInputFile(ctx, imaList)
 	switch {
 	case err == nil && len(data) > 0:
+		if data, err = quotedIMAPrefix(ctx, ev, data); err != nil {
+			return nil, fmt.Errorf("--ima-log: %w", err)
+		}
 		logs = append(logs, verifier.Log{Format: string(log.FormatIMABinary), Source: imaList, Data: data})
 	case err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission):
 		return nil, fmt.Errorf("--ima-log: %w", err)
 	}
 	return verifier.NewBundle(ev, logs, virt), nil
+}
+
+// quotedIMAPrefix cuts a TPM guest's IMA list to the entries its quote
+// covers. The list is read after the quote and the kernel keeps measuring,
+// so it may end with entries the quoted PCRs do not hold yet; the verifier
+// replays the whole list it is given against the quoted PCRs and would
+// refuse them. Entries after the cut are in the next quote. Other platforms'
+// lists (proven by mr_ima records, not by a quoted PCR) are kept whole.
+func quotedIMAPrefix(ctx context.Context, ev *mr.Evidence, data []byte) ([]byte, error) {
+	if ev.Platform != mr.PlatformTPM || len(ev.TPMQuotes) == 0 {
+		return data, nil
+	}
+	q := ev.TPMQuotes[0]
+	for _, c := range ev.TPMQuotes {
+		if c.Alg == mr.SHA256 {
+			q = c
+		}
+	}
+	quoted := map[int]mr.Digest{}
+	for i, v := range q.PCRs {
+		quoted[i] = mr.Digest{Alg: q.Alg, Bytes: v}
+	}
+	for _, padded := range []bool{false, true} {
+		if padded && q.Alg == mr.SHA1 {
+			break
+		}
+		_, off, ok, err := ima.QuotedPrefix(ctx, ima.NewBinaryReader(bytes.NewReader(data), ima.Options{}), q.Alg, quoted, padded)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return data[:off], nil
+		}
+	}
+	return data, nil // no prefix is quoted: the verifier says why
 }

@@ -160,6 +160,20 @@ func TestTPMEndToEnd(t *testing.T) {
 	} else if !strings.Contains(out, "records of mr_ima") || !strings.Contains(out, "40 IMA entries replay to the quoted PCR 10") {
 		t.Fatalf("IMA list not checked against mr_ima and PCR 10:\n%s", out)
 	}
+	// The kernel measures on while the guest quotes: the list read after
+	// the quote ends with entries PCR 10 did not hold when quoted. The
+	// bundle carries the quoted prefix only, and verifies.
+	grown := append(specs[:len(specs):len(specs)], imatest.NG(100), imatest.NG(101), imatest.NG(102))
+	if err := os.WriteFile(imaList, imatest.Binary(grown, binary.LittleEndian), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	grownBundle := filepath.Join(dir, "grown.json")
+	if _, errs, code := ccmrRun(t, vars, append(vdev, "quote", "--nonce", "c0ffee04", "-O", grownBundle, "--ima-log", imaList)...); code != 0 {
+		t.Fatal(errs)
+	}
+	if out, _, code := ccmrRun(t, vars, "verify", grownBundle, "--trust-ak", ak, "--nonce", "c0ffee04"); code != 0 || !strings.Contains(out, "40 IMA entries replay to the quoted PCR 10") {
+		t.Fatalf("a list that grew after the quote: exit %d, want the quoted 40 entries trusted\n%s", code, out)
+	}
 	// A PCR changes after the quote: the old bundle still verifies (it
 	// proves the past), and fails against a fresh nonce.
 	if _, errs, code := ccmrRun(t, vars, append(dev, "extend", "pcr10", "--data", "main.go")...); code != 0 {
