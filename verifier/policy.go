@@ -34,6 +34,10 @@ type Policy struct {
 	// EV_SEPARATOR on one register (some OVMF builds write one); by
 	// default it fails layer 1.
 	AllowDuplicateSeparator bool
+	// SNP and TDX judge the hardware report's platform fields in layer 0
+	// (platform_policy.go).
+	SNP *SNPPolicy
+	TDX *TDXPolicy
 }
 
 // RuntimePolicy is the part of Keylime's runtime-policy JSON that ccmr
@@ -61,7 +65,9 @@ type policyJSON struct {
 		Keys              []string `json:"keys"`
 		RequireSignatures bool     `json:"require_signatures"`
 	} `json:"ima"`
-	AllowDuplicateSeparator bool `json:"allow_duplicate_separator"`
+	AllowDuplicateSeparator bool       `json:"allow_duplicate_separator"`
+	SNP                     *SNPPolicy `json:"snp"`
+	TDX                     *TDXPolicy `json:"tdx"`
 }
 
 // LoadPolicy reads a policy file.
@@ -85,7 +91,10 @@ func ParsePolicy(b []byte, dir string) (*Policy, error) {
 	if err := dec.Decode(&pj); err != nil {
 		return nil, fmt.Errorf("%w: policy: %v", mr.ErrMalformed, err)
 	}
-	p := &Policy{Registers: map[string][]mr.Digest{}, AllowDuplicateSeparator: pj.AllowDuplicateSeparator}
+	p := &Policy{Registers: map[string][]mr.Digest{}, AllowDuplicateSeparator: pj.AllowDuplicateSeparator, SNP: pj.SNP, TDX: pj.TDX}
+	if err := p.checkPlatform(); err != nil {
+		return nil, err
+	}
 	for name, raw := range pj.Registers {
 		var list []string
 		var one string
