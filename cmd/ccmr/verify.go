@@ -94,6 +94,9 @@ func newVerifyCmd(g *globals) *cobra.Command {
 				if opts.TDXCollateral, err = os.ReadFile(collateral); err != nil {
 					return &exitError{code: exitUsage, err: err}
 				}
+				if _, err := tdxverify.ParseCollateral(opts.TDXCollateral); err != nil {
+					return usageError("--collateral %s: %v", collateral, err)
+				}
 			}
 			if _, err := tdxverify.AllowedStatuses(allowTCB); err != nil {
 				return usageError("--allow-tcb: %v", err)
