@@ -26,6 +26,7 @@ import (
 	"github.com/ccmr-dev/ccmr/backend/sim"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier"
+	"github.com/ccmr-dev/ccmr/verifier/azure"
 	"github.com/ccmr-dev/ccmr/verifier/evidence"
 	"github.com/ccmr-dev/ccmr/verifier/snpverify"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
@@ -616,4 +617,28 @@ func TestAttack20_QuotesFromDifferentBoots(t *testing.T) {
 	t.Run("honest", func(t *testing.T) {
 		trusted(t, hverify(t, tpmBundle(pub, nonce, q1(3, 0), q256(3, 0)), o))
 	})
+}
+
+// Runtime data with two HCLAkPub keys: which one is the AK must not depend
+// on the parser, so it is refused.
+func TestAttack04_DuplicateHCLAkPub(t *testing.T) {
+	const jwk = `{"kid":"HCLAkPub","kty":"RSA","e":"AQAB","n":"%s"}`
+	n1 := "3Jz8cb-Br6mW9pSlmPwOf1QTu0GdDbZHGQMo2J8uqLnvIYgmw7e2hnGCWJKcU52-2Ot4zJQo1iUdn3xgu9-3lQ"
+	n2 := "wd3nDN1c7Q_zqlLL5kmD-cpk-G9KcDA0YYfJZ6S5tzBz8pUsZ82rSx5Wwpa4dFBlHBavGhMVU7nQl8q3EPgtNQ"
+	one := []byte(`{"keys":[` + strings.Replace(jwk, "%s", n1, 1) + `]}`)
+	two := []byte(`{"keys":[` + strings.Replace(jwk, "%s", n1, 1) + `,` + strings.Replace(jwk, "%s", n2, 1) + `]}`)
+	rd, err := azure.ParseRuntimeData(one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rd.Key("HCLAkPub"); err != nil {
+		t.Fatalf("one HCLAkPub: %v", err)
+	}
+	rd, err = azure.ParseRuntimeData(two)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err := rd.Key("HCLAkPub"); err == nil {
+		t.Fatalf("two HCLAkPub keys: took %v", k)
+	}
 }
