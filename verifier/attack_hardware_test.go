@@ -642,3 +642,25 @@ func TestAttack04_DuplicateHCLAkPub(t *testing.T) {
 		t.Fatalf("two HCLAkPub keys: took %v", k)
 	}
 }
+
+// A platform section the evidence gives nothing to judge fails: an snp
+// section against a TDX quote, a tdx section against a TPM quote.
+func TestAttack06_UnjudgedPlatformSection(t *testing.T) {
+	q := cfile(t, "dcap-qvl/tdx_quote").Data
+	qr, err := tdxverify.ParseQuote(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := qr.Body.ReportData[:]
+	b := &verifier.Bundle{Format: verifier.Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: verifier.Evidence{Report: q},
+		Collateral: &verifier.Collateral{TDX: cfile(t, "dcap-qvl/tdx_quote_collateral.json").Data}}
+	at := time.Date(2025, 7, 10, 0, 0, 0, 0, time.UTC)
+	snpPol := &verifier.Policy{SNP: &verifier.SNPPolicy{Measurement: []string{strings.Repeat("00", 48)}}}
+	refused(t, hverify(t, b, verifier.Options{At: at, Nonce: nonce, Policy: snpPol}), "snp section")
+
+	ak := newAK(t)
+	pub := pubPEM(t, &ak.PublicKey)
+	tb := tpmBundle(pub, []byte("n"), swQuote(t, ak, mr.SHA256, map[int][]byte{0: pcrVal(mr.SHA256, 0)}, []byte("n"), 1, 0))
+	tdxPol := &verifier.Policy{TDX: &verifier.TDXPolicy{MRTD: []string{strings.Repeat("00", 48)}}}
+	refused(t, hverify(t, tb, verifier.Options{TrustedKeys: [][]byte{pub}, Nonce: []byte("n"), Policy: tdxPol}), "tdx section")
+}

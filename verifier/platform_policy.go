@@ -168,6 +168,7 @@ func (r *run) judgeSNP(res *snpverify.Result, l *LayerResult, hcl bool) error {
 	if r.opts.Policy != nil && r.opts.Policy.SNP != nil {
 		p = *r.opts.Policy.SNP
 	}
+	r.markJudged("snp")
 	if hcl {
 		if p.Measurement == nil {
 			return fail("Azure HCL: the policy gives no snp.measurement: the HCL report's AK is trusted only for a launch measurement the policy names")
@@ -247,6 +248,7 @@ func (r *run) allowedTCB() []string {
 // given: the AK the TD vouches for is only as good as its launch
 // measurement.
 func (r *run) judgeTDX(b *tdxverify.TDReport, l *LayerResult, hcl bool) error {
+	r.markJudged("tdx")
 	p := r.tdxPolicy()
 	if hcl && (p.MRTD == nil || p.RTMR0 == nil || p.RTMR1 == nil || p.RTMR2 == nil || p.RTMR3 == nil) {
 		return fail("Azure HCL: the policy does not give tdx.mrtd and tdx.rtmr0..rtmr3: the HCL report's AK is trusted only for a launch measurement the policy names")
@@ -286,6 +288,31 @@ func (p *Policy) checkPlatform() error {
 		if err := p.TDX.check(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+func (r *run) markJudged(section string) {
+	if r.judged == nil {
+		r.judged = map[string]bool{}
+	}
+	r.judged[section] = true
+}
+
+// platformSectionsJudged fails when the policy has an snp or tdx section
+// that the evidence gave nothing to judge (a TDX quote against an snp
+// section, a pinned AK that short-cut the Azure HCL report): a policy
+// member that cannot be evaluated never passes.
+func (r *run) platformSectionsJudged() error {
+	p := r.opts.Policy
+	if p == nil {
+		return nil
+	}
+	if p.SNP != nil && !r.judged["snp"] {
+		return fail("the policy has an snp section but no SNP report was verified to judge it")
+	}
+	if p.TDX != nil && !r.judged["tdx"] {
+		return fail("the policy has a tdx section but no TDX quote was verified to judge it")
 	}
 	return nil
 }

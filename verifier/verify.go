@@ -95,7 +95,10 @@ type run struct {
 	virtual map[string]mr.Digest
 	records map[string][]mr.Digest // records of each virtual register
 	proven  int                    // IMA entries proven by layer 3; -1 for none
-	imaLog  *Log
+	// judged records which platform sections of the policy layer 0 judged
+	// (platform_policy.go): a section that judged nothing fails.
+	judged map[string]bool
+	imaLog *Log
 
 	// Monitor state (--state): what was verified before, and what this
 	// verification adds, saved when the bundle is trusted.
@@ -225,6 +228,9 @@ func (r *run) evidence(ctx context.Context, l *LayerResult) error {
 		}
 	default:
 		return fail("%s evidence: verification is not implemented in this build", r.b.Platform)
+	}
+	if err := r.platformSectionsJudged(); err != nil {
+		return err
 	}
 	want := r.opts.Nonce
 	if want == nil && r.opts.Policy != nil {

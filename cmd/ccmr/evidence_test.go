@@ -209,15 +209,19 @@ func TestConformanceAzure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol := filepath.Join(t.TempDir(), "policy.json")
-	polJSON := fmt.Sprintf(`{"snp": {"measurement": [%q]}, "tdx": {"mrtd": [%q], "rtmr0": [%q], "rtmr1": [%q], "rtmr2": [%q], "rtmr3": [%q]}}`,
-		hex.EncodeToString(hb[32+0x90:32+0x90+48]), hex.EncodeToString(tb.Body.MRTD[:]), hex.EncodeToString(tb.Body.RTMR[0][:]),
+	polSNP, polTDX := filepath.Join(t.TempDir(), "snp.json"), filepath.Join(t.TempDir(), "tdx.json")
+	snpJSON := fmt.Sprintf(`{"snp": {"measurement": [%q]}}`, hex.EncodeToString(hb[32+0x90:32+0x90+48]))
+	tdxJSON := fmt.Sprintf(`{"tdx": {"mrtd": [%q], "rtmr0": [%q], "rtmr1": [%q], "rtmr2": [%q], "rtmr3": [%q]}}`,
+		hex.EncodeToString(tb.Body.MRTD[:]), hex.EncodeToString(tb.Body.RTMR[0][:]),
 		hex.EncodeToString(tb.Body.RTMR[1][:]), hex.EncodeToString(tb.Body.RTMR[2][:]), hex.EncodeToString(tb.Body.RTMR[3][:]))
-	if err := os.WriteFile(pol, []byte(polJSON), 0o644); err != nil {
-		t.Fatal(err)
+	for f, j := range map[string]string{polSNP: snpJSON, polTDX: tdxJSON} {
+		if err := os.WriteFile(f, []byte(j), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
+	at := []string{"--at", "2025-06-01T00:00:00Z", "--nonce", challenge, "--azure-hcl", "--policy", polSNP}
 	// The corpus has no Intel collateral for the Azure TD quote.
-	at := []string{"--at", "2025-06-01T00:00:00Z", "--nonce", challenge, "--azure-hcl", "--policy", pol, "--allow-missing-collateral"}
+	atTDX := []string{"--at", "2025-06-01T00:00:00Z", "--nonce", challenge, "--azure-hcl", "--policy", polTDX, "--allow-missing-collateral"}
 	tdxSet := []tpmSet{{filepath.Join(td, "tpm-quote.attest"), filepath.Join(td, "tpm-quote.tpmt_signature"), filepath.Join(td, "tpm-quote-pcrs.serialized")}}
 	tdHCL := filepath.Join(td, "hcl-report.bin")
 
@@ -233,11 +237,11 @@ func TestConformanceAzure(t *testing.T) {
 		{name: "azure-snp-other-ak", imp: append([]string{"--azure-hcl-report", hcl, "--vcek", filepath.Join(a, "vcek.pem"), "--ak", filepath.Join(c, "keylime/akpub.pem")}, snpSet[0].args()...),
 			verify: at, contains: []string{"the TPM AK is not the HCL report's HCLAkPub"}},
 		{name: "azure-tdx-cvm-chain", imp: append([]string{"--azure-hcl-report", tdHCL, "--tdx-quote", filepath.Join(td, "td-quote.bin")}, tdxSet[0].args()...),
-			verify: at, trusted: true,
+			verify: atTDX, trusted: true,
 			contains: []string{"the TD report in the HCL report equals the TD quote's body", "TD quote: TCB: not checked, no collateral", "the TPM quote's AK is HCLAkPub"},
 			ak:       filepath.Join(td, "hcl-akpub.pem"), nonce: challenge, sets: tdxSet},
 		{name: "azure-tdx-td-report-changed", imp: append([]string{"--azure-hcl-report", changed(t, tdHCL, 32+528), "--tdx-quote", filepath.Join(td, "td-quote.bin")}, tdxSet[0].args()...),
-			verify: at, contains: []string{"differs from the TD quote: MRTD"}},
+			verify: atTDX, contains: []string{"differs from the TD quote: MRTD"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { runConv(t, tc) })
 	}
