@@ -58,6 +58,7 @@ func (r *run) trustAKByHCL(ak crypto.PublicKey) (string, error) {
 		if err := r.needCollateral(coll, l); err != nil {
 			return "", err
 		}
+		r.tcbStatus(res.TDX, l)
 		if err := r.judgeTDX(&res.TDX.Body, l, true); err != nil {
 			return "", err
 		}

@@ -6,11 +6,13 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
 	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier/snpverify"
+	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 )
 
 // Layer-0 checks shared by the TPM path: which keys may vouch for a TPM
@@ -120,4 +122,18 @@ func (r *run) snpRevocation(res *snpverify.Result, l *LayerResult) {
 	if !res.RevocationChecked {
 		r.weaken(l, "no AMD CRL: revocation of the AMD intermediate and the "+res.Signer+" not checked")
 	}
+}
+
+// tcbStatus says on the verdict when a TDX platform passed with a TCB
+// status other than UpToDate, allowed by --allow-tcb or the policy's
+// tdx.allowed_tcb_statuses: the platform then lacks fixes Intel lists.
+func (r *run) tcbStatus(res *tdxverify.Result, l *LayerResult) {
+	if res.TCBStatus == "" || res.TCBStatus == tdxverify.StatusUpToDate {
+		return
+	}
+	why := "TDX TCB status " + res.TCBStatus + " allowed (--allow-tcb or the policy)"
+	if len(res.Advisories) > 0 {
+		why += ", advisories " + strings.Join(res.Advisories, ",")
+	}
+	r.weaken(l, why)
 }

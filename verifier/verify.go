@@ -850,6 +850,7 @@ func (r *run) tdxEvidence(l *LayerResult) error {
 	if res.TCBStatus != "" {
 		l.Checked = append(l.Checked, fmt.Sprintf("TCB status %s %v", res.TCBStatus, res.Advisories))
 	}
+	r.tcbStatus(res, l)
 	if err := r.judgeTDX(&res.Body, l, false); err != nil {
 		return err
 	}
