@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier"
+	"github.com/ccmr-dev/ccmr/verifier/snpverify"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 )
 
@@ -60,7 +63,7 @@ func newVerifyCmd(g *globals) *cobra.Command {
 				}
 				// A file that holds no key would pin nothing: refuse it
 				// rather than verify without the pin the caller meant.
-				if _, err := tpm.ParseAKPublic(pem); err != nil {
+				if err := onePEMKey(pem, tpm.ParseAKPublic); err != nil {
 					return usageError("--trust-ak %s: %v", k, err)
 				}
 				opts.TrustedKeys = append(opts.TrustedKeys, pem)
@@ -70,7 +73,7 @@ func newVerifyCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return &exitError{code: exitUsage, err: err}
 				}
-				if _, err := sim.ParsePublicKey(pem); err != nil {
+				if err := onePEMKey(pem, func(b []byte) (any, error) { return sim.ParsePublicKey(b) }); err != nil {
 					return usageError("--trust-sim-key %s: %v", k, err)
 				}
 				opts.SimKeys = append(opts.SimKeys, pem)
@@ -78,6 +81,9 @@ func newVerifyCmd(g *globals) *cobra.Command {
 			if snpCRL != "" {
 				if opts.SNPCRL, err = os.ReadFile(snpCRL); err != nil {
 					return &exitError{code: exitUsage, err: err}
+				}
+				if _, err := snpverify.ParseCRL(opts.SNPCRL); err != nil {
+					return usageError("--snp-crl %s: %v", snpCRL, err)
 				}
 			}
 			if roots != "" {
@@ -162,4 +168,18 @@ func newVerifyCmd(g *globals) *cobra.Command {
 	fl.StringVar(&collateral, "collateral", "", "TDX collateral (Intel PCS, QuoteCollateralV3 JSON) instead of the bundle's")
 	fl.StringSliceVar(&allowTCB, "allow-tcb", nil, "TDX TCB statuses to trust besides UpToDate (e.g. SWHardeningNeeded)")
 	return cmd
+}
+
+// onePEMKey checks that a pinned-key file holds exactly one key that parse
+// accepts: a second block would be ignored by the verifier, so it is
+// refused rather than left unpinned without a word.
+func onePEMKey[K any](b []byte, parse func([]byte) (K, error)) error {
+	if _, err := parse(b); err != nil {
+		return err
+	}
+	_, rest := pem.Decode(b)
+	if len(bytes.TrimSpace(rest)) != 0 {
+		return fmt.Errorf("%w: data after the first PEM block (one key per file)", mr.ErrMalformed)
+	}
+	return nil
 }

@@ -13,21 +13,31 @@ import (
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
-// checkCRL checks AMD's CRL of a product line: it parses (DER, or one PEM
-// "X509 CRL" block), is signed by one of the line's ARKs, is current at at,
-// and lists neither the line's ASK/ASVK nor the endorsement key ek.
-func checkCRL(data []byte, roots []*trust.AMDRootCerts, ek *x509.Certificate, at time.Time) error {
+// ParseCRL reads AMD's CRL: DER, or exactly one PEM "X509 CRL" block. It
+// checks form only, not the signer or the dates.
+func ParseCRL(data []byte) (*x509.RevocationList, error) {
 	der := data
 	if bytes.Contains(data, []byte("-----BEGIN")) {
 		b, rest := pem.Decode(data)
 		if b == nil || b.Type != "X509 CRL" || len(bytes.TrimSpace(rest)) != 0 {
-			return fmt.Errorf("%w: AMD CRL: want DER or one PEM X509 CRL block", mr.ErrMalformed)
+			return nil, fmt.Errorf("%w: AMD CRL: want DER or one PEM X509 CRL block", mr.ErrMalformed)
 		}
 		der = b.Bytes
 	}
 	crl, err := x509.ParseRevocationList(der)
 	if err != nil {
-		return fmt.Errorf("%w: AMD CRL: %v", mr.ErrMalformed, err)
+		return nil, fmt.Errorf("%w: AMD CRL: %v", mr.ErrMalformed, err)
+	}
+	return crl, nil
+}
+
+// checkCRL checks AMD's CRL of a product line: it parses (DER, or one PEM
+// "X509 CRL" block), is signed by one of the line's ARKs, is current at at,
+// and lists neither the line's ASK/ASVK nor the endorsement key ek.
+func checkCRL(data []byte, roots []*trust.AMDRootCerts, ek *x509.Certificate, at time.Time) error {
+	crl, err := ParseCRL(data)
+	if err != nil {
+		return err
 	}
 	for _, r := range roots {
 		if r == nil || r.ProductCerts == nil || r.ProductCerts.Ark == nil {
