@@ -95,10 +95,7 @@ type run struct {
 	virtual map[string]mr.Digest
 	records map[string][]mr.Digest // records of each virtual register
 	proven  int                    // IMA entries proven by layer 3; -1 for none
-	// judged records which platform sections of the policy layer 0 judged
-	// (platform_policy.go): a section that judged nothing fails.
-	judged map[string]bool
-	imaLog *Log
+	imaLog  *Log
 
 	// Monitor state (--state): what was verified before, and what this
 	// verification adds, saved when the bundle is trusted.
@@ -107,6 +104,10 @@ type run struct {
 	// imaStart is where layer 3 starts: the entries and the mr_ima value a
 	// monitor state already proved (zero without one).
 	imaStart imaPoint
+
+	// judged records which platform sections of the policy layer 0 judged
+	// (platform_policy.go): a section that judged nothing fails.
+	judged map[string]bool
 }
 
 // Verify checks a bundle layer by layer. It returns an error only for input
