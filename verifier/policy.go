@@ -65,9 +65,11 @@ type policyJSON struct {
 		Keys              []string `json:"keys"`
 		RequireSignatures bool     `json:"require_signatures"`
 	} `json:"ima"`
-	AllowDuplicateSeparator bool       `json:"allow_duplicate_separator"`
-	SNP                     *SNPPolicy `json:"snp"`
-	TDX                     *TDXPolicy `json:"tdx"`
+	AllowDuplicateSeparator bool `json:"allow_duplicate_separator"`
+
+	// Platform sections, judged in layer 0 (platform_policy.go).
+	SNP *SNPPolicy `json:"snp"`
+	TDX *TDXPolicy `json:"tdx"`
 }
 
 // LoadPolicy reads a policy file.
@@ -91,7 +93,8 @@ func ParsePolicy(b []byte, dir string) (*Policy, error) {
 	if err := dec.Decode(&pj); err != nil {
 		return nil, fmt.Errorf("%w: policy: %v", mr.ErrMalformed, err)
 	}
-	p := &Policy{Registers: map[string][]mr.Digest{}, AllowDuplicateSeparator: pj.AllowDuplicateSeparator, SNP: pj.SNP, TDX: pj.TDX}
+	p := &Policy{Registers: map[string][]mr.Digest{}, AllowDuplicateSeparator: pj.AllowDuplicateSeparator}
+	p.SNP, p.TDX = pj.SNP, pj.TDX
 	if err := p.checkPlatform(); err != nil {
 		return nil, err
 	}
