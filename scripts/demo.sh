@@ -20,6 +20,6 @@ step "$ccmr" vmr list
 step "$ccmr" key -O "$work/key.pem"
 nonce=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 step "$ccmr" quote --nonce "$nonce" --ima-log "$ima" -O "$work/bundle.json"
-step "$ccmr" verify "$work/bundle.json" --allow-sim --trust-ak "$work/key.pem" --nonce "$nonce"
+step "$ccmr" verify "$work/bundle.json" --allow-sim --trust-sim-key "$work/key.pem" --nonce "$nonce"
 echo
 echo "demo: bundle and state kept in $work"

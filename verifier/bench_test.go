@@ -49,7 +49,7 @@ func BenchmarkVerify100k(b *testing.B) {
 	virt, _ := s.List(ctx)
 	bundle := NewBundle(ev, []Log{{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: data}, {Format: "ima-binary", Data: lb.Bytes()}}, virt)
 	key, _ := dev.PublicKeyPEM(ctx)
-	opts := Options{AllowSim: true, TrustedKeys: [][]byte{key}, Nonce: nonce}
+	opts := Options{AllowSim: true, SimKeys: [][]byte{key}, Nonce: nonce}
 	b.SetBytes(int64(lb.Len() + len(data)))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -115,7 +115,7 @@ func BenchmarkMonitor(b *testing.B) {
 		return NewBundle(ev, []Log{{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: data}, {Format: "ima-binary", Data: list}}, virt)
 	}
 	verify := func(e *env, bd *Bundle, m *MonitorState) {
-		rep, err := Verify(ctx, bd, Options{AllowSim: true, TrustedKeys: [][]byte{e.key}, Nonce: []byte("n"), Monitor: m})
+		rep, err := Verify(ctx, bd, Options{AllowSim: true, SimKeys: [][]byte{e.key}, Nonce: []byte("n"), Monitor: m})
 		if err != nil || !rep.Trusted {
 			b.Fatalf("not trusted: %v", err)
 		}

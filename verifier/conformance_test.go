@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"encoding/binary"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,12 +149,15 @@ func TestConformanceAzureSNPPolicy(t *testing.T) {
 		TPMQuotes: []evidence.TPMQuote{{Attest: cfile(t, a+"tpm-quote.attest"), Signature: cfile(t, a+"tpm-quote.tpmt_signature"), PCRs: ptr(cfile(t, a+"tpm-quote-pcrs.serialized"))}}}
 	meas := mr.Digest{Alg: mr.SHA384, Bytes: hcl.Data[32+0x90 : 32+0x90+48]}
 	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
-	rep := verify(t, p, verifier.Options{At: at, Policy: &verifier.Policy{Registers: map[string][]mr.Digest{"measurement": {meas}}}})
+	// The HCL path is asked for and the policy names the launch
+	// measurement (issue 15 item 4).
+	snpPol := &verifier.SNPPolicy{Measurement: []string{hex.EncodeToString(meas.Bytes)}}
+	rep := verify(t, p, verifier.Options{At: at, AzureHCL: true, Policy: &verifier.Policy{SNP: snpPol, Registers: map[string][]mr.Digest{"measurement": {meas}}}})
 	if !rep.Trusted {
 		t.Fatalf("Azure SNP with its measurement as policy: %s", failure(rep))
 	}
 	other := mr.Digest{Alg: mr.SHA384, Bytes: make([]byte, 48)}
-	rep = verify(t, p, verifier.Options{At: at, Policy: &verifier.Policy{Registers: map[string][]mr.Digest{"measurement": {other}}}})
+	rep = verify(t, p, verifier.Options{At: at, AzureHCL: true, Policy: &verifier.Policy{SNP: snpPol, Registers: map[string][]mr.Digest{"measurement": {other}}}})
 	if rep.Trusted || rep.FailedLayer() != verifier.LayerPolicy {
 		t.Fatalf("Azure SNP with another measurement: trusted=%v layer %d", rep.Trusted, rep.FailedLayer())
 	}

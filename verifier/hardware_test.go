@@ -101,7 +101,16 @@ func TestRealSNPReport(t *testing.T) {
 	mk := func(r []byte) *Bundle {
 		return &Bundle{Format: Format, Platform: mr.PlatformSNP, Nonce: rd, Evidence: Evidence{Report: r, Certificates: [][]byte{vcek}}}
 	}
+	// The report's guest policy allows debugging (bit 19): refused by
+	// default, trusted when the policy accepts it (issue 15 item 6).
 	rep, err := Verify(context.Background(), mk(report), Options{At: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Trusted || !strings.Contains(rep.Layers[0].Failure.Reason, "debugging") {
+		t.Fatalf("debug SNP guest trusted by default:\n%s", reportText(rep))
+	}
+	rep, err = Verify(context.Background(), mk(report), Options{At: at, Policy: &Policy{SNP: &SNPPolicy{AllowDebug: true}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +120,7 @@ func TestRealSNPReport(t *testing.T) {
 	bad := append([]byte(nil), report...)
 	bad[0x50] ^= 1
 	rep, _ = Verify(context.Background(), &Bundle{Format: Format, Platform: mr.PlatformSNP, Nonce: bad[0x50 : 0x50+64],
-		Evidence: Evidence{Report: bad, Certificates: [][]byte{vcek}}}, Options{At: at})
+		Evidence: Evidence{Report: bad, Certificates: [][]byte{vcek}}}, Options{At: at, Policy: &Policy{SNP: &SNPPolicy{AllowDebug: true}}})
 	if rep.Trusted || rep.FailedLayer() != 0 {
 		t.Fatal("SNP report with a changed report_data byte trusted")
 	}
@@ -152,7 +161,8 @@ func TestRealTDXQuoteWithCCEL(t *testing.T) {
 			Logs: []Log{{Format: "ccel", Data: c}}}
 	}
 	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	rep, err := Verify(context.Background(), mk(ccel), Options{At: at, Nonce: nonce})
+	// The corpus has no collateral for this quote: allowed, weakened.
+	rep, err := Verify(context.Background(), mk(ccel), Options{At: at, Nonce: nonce, AllowMissingCollateral: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +178,7 @@ func TestRealTDXQuoteWithCCEL(t *testing.T) {
 	}
 	bad := append([]byte(nil), ccel...)
 	bad[first.Offset+4+4+4+2+10] ^= 1 // index, type, count, alg, then the sha384 digest
-	rep, _ = Verify(context.Background(), mk(bad), Options{At: at, Nonce: nonce})
+	rep, _ = Verify(context.Background(), mk(bad), Options{At: at, Nonce: nonce, AllowMissingCollateral: true})
 	if rep.Trusted || rep.FailedLayer() != 1 || !strings.Contains(rep.Layers[1].Failure.Log, "ccel") || rep.Layers[1].Failure.Register != "rtmr0" {
 		t.Fatalf("changed CCEL event:\n%s", reportText(rep))
 	}
@@ -190,7 +200,8 @@ func TestDstackQuoteAndLog(t *testing.T) {
 			Logs: []Log{{Format: "dstack-json", Data: l}}}
 	}
 	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
-	rep, err := Verify(context.Background(), mk(ev), Options{At: at, Nonce: nonce})
+	// The corpus has no collateral for this quote: allowed, weakened.
+	rep, err := Verify(context.Background(), mk(ev), Options{At: at, Nonce: nonce, AllowMissingCollateral: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +209,7 @@ func TestDstackQuoteAndLog(t *testing.T) {
 		t.Fatalf("dstack quote + log:\n%s", reportText(rep))
 	}
 	bad := []byte(strings.Replace(string(ev), `"event":"compose-hash"`, `"event":"compose-hasx"`, 1))
-	rep, _ = Verify(context.Background(), mk(bad), Options{At: at, Nonce: nonce})
+	rep, _ = Verify(context.Background(), mk(bad), Options{At: at, Nonce: nonce, AllowMissingCollateral: true})
 	if rep.Trusted || rep.FailedLayer() != 1 || !strings.Contains(rep.Layers[1].Failure.Reason, "compose-hasx") {
 		t.Fatalf("tampered runtime event:\n%s", reportText(rep))
 	}

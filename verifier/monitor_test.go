@@ -92,7 +92,7 @@ func TestMonitorState(t *testing.T) {
 	g2.imaUpTo(3)
 	o := withState()
 	o.Machine = MachineID(b)
-	o.TrustedKeys = [][]byte{g2.key}
+	o.SimKeys = [][]byte{g2.key}
 	if rep := verifyT(t, g2.quote(false), o); rep.Trusted || rep.FailedLayer() != 1 {
 		t.Fatalf("new boot against the old state:\n%s", reportText(rep))
 	}

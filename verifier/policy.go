@@ -32,6 +32,10 @@ type Policy struct {
 	// EV_SEPARATOR on one register (some OVMF builds write one); by
 	// default it fails layer 1.
 	AllowDuplicateSeparator bool
+	// SNP and TDX judge the hardware report's platform fields in layer 0
+	// (platform_policy.go).
+	SNP *SNPPolicy
+	TDX *TDXPolicy
 }
 
 type policyJSON struct {
@@ -49,6 +53,10 @@ type policyJSON struct {
 		RequireSignatures bool     `json:"require_signatures"`
 	} `json:"ima"`
 	AllowDuplicateSeparator bool `json:"allow_duplicate_separator"`
+
+	// Platform sections, judged in layer 0 (platform_policy.go).
+	SNP *SNPPolicy `json:"snp"`
+	TDX *TDXPolicy `json:"tdx"`
 }
 
 // LoadPolicy reads a policy file.
@@ -71,6 +79,10 @@ func ParsePolicy(b []byte, dir string) (*Policy, error) {
 		return nil, err
 	}
 	p := &Policy{Registers: map[string][]mr.Digest{}, AllowDuplicateSeparator: pj.AllowDuplicateSeparator}
+	p.SNP, p.TDX = pj.SNP, pj.TDX
+	if err := p.checkPlatform(); err != nil {
+		return nil, err
+	}
 	for name, raw := range pj.Registers {
 		var list []string
 		var one string

@@ -94,7 +94,7 @@ func (g *guest) quote(withArchives bool) *Bundle {
 }
 
 func (g *guest) opts() Options {
-	return Options{AllowSim: true, TrustedKeys: [][]byte{g.key}, Nonce: []byte("n")}
+	return Options{AllowSim: true, SimKeys: [][]byte{g.key}, Nonce: []byte("n")}
 }
 
 func verifyT(t *testing.T, b *Bundle, o Options) *Report {
@@ -199,7 +199,7 @@ func TestLyingSnapshot(t *testing.T) {
 	// The forged segment does replay to the quoted rtmr3: only the chain
 	// check can catch it.
 	if rep := verifyT(t, &Bundle{Format: b.Format, Platform: b.Platform, Nonce: b.Nonce, Time: b.Time, Evidence: b.Evidence,
-		Logs: b.Logs[1:]}, Options{AllowSim: true, TrustedKeys: [][]byte{g.key}, Nonce: []byte("n"), Monitor: &MonitorState{Format: StateFormat,
+		Logs: b.Logs[1:]}, Options{AllowSim: true, SimKeys: [][]byte{g.key}, Nonce: []byte("n"), Monitor: &MonitorState{Format: StateFormat,
 		Machines: map[string]*MachineState{MachineID(b): {Runtime: []*RuntimeState{{Register: "rtmr3", Value: vs[0].Digest}}}}}}); rep.Trusted ||
 		!strings.Contains(rep.Layers[1].Failure.Reason, "snapshot") {
 		t.Fatalf("forged segment against a state with no virtual values:\n%s", reportText(rep))

@@ -30,9 +30,10 @@ import (
 type Options struct {
 	// Name names the bundle in the report.
 	Name string
-	// AllowSim lets sim evidence be trusted (with a pinned key).
+	// AllowSim lets sim evidence be trusted (with a pinned sim key).
 	AllowSim bool
-	// TrustedKeys are pinned public keys (PEM): TPM AKs, the sim key.
+	// TrustedKeys are pinned TPM AK public keys (PEM). They never vouch
+	// for sim statements: a software key must not pass as a TPM's.
 	TrustedKeys [][]byte
 	// AKRoots are CA certificates for AK certificates in the bundle.
 	AKRoots *x509.CertPool
@@ -46,8 +47,25 @@ type Options struct {
 	// TDXCollateral replaces the bundle's TDX collateral (QuoteCollateralV3
 	// JSON), e.g. from --collateral.
 	TDXCollateral []byte
-	// AllowedTCB are the TDX TCB statuses trusted; default UpToDate only.
+	// AllowedTCB are TDX TCB statuses trusted besides UpToDate.
 	AllowedTCB []string
+	// SimKeys are pinned sim device keys (PEM, `ccmr key` of a sim device):
+	// the only keys that vouch for sim statements, and never for a TPM
+	// quote (hardware.go).
+	SimKeys [][]byte
+	// RequireNonce makes a verification without an expected nonce fail
+	// instead of passing weakened.
+	RequireNonce bool
+	// AllowMissingCollateral lets a TDX quote without Intel collateral
+	// pass, weakened: its TCB level, QE identity and revocation are then
+	// not checked.
+	AllowMissingCollateral bool
+	// AzureHCL trusts a TPM AK through an Azure HCL report (azure.go); the
+	// policy must then give the launch measurement to compare.
+	AzureHCL bool
+	// SNPCRL is AMD's CRL (DER or PEM) for the SNP report's product line;
+	// without it revocation is not checked and the verdict says so.
+	SNPCRL []byte
 	// Monitor, when set, is the monitor state: the bundle is verified from
 	// where its machine's last verified bundle stopped, and on success the
 	// state is advanced (the caller saves it).
@@ -106,6 +124,10 @@ type run struct {
 	// explained are the quoted registers a log of the bundle replayed
 	// (coverage.go), with the log's name.
 	explained map[regKey]string
+
+	// judged records which platform sections of the policy layer 0 judged
+	// (platform_policy.go): a section that judged nothing fails.
+	judged map[string]bool
 }
 
 // atTolerance is how far Options.At may be from the verifier's clock before
@@ -243,11 +265,17 @@ func (r *run) evidence(ctx context.Context, l *LayerResult) error {
 	default:
 		return fail("%s evidence: verification is not implemented in this build", r.b.Platform)
 	}
+	if err := r.platformSectionsJudged(); err != nil {
+		return err
+	}
 	want := r.opts.Nonce
 	if want == nil && r.opts.Policy != nil {
 		want = r.opts.Policy.Nonce
 	}
 	if want == nil {
+		if r.opts.RequireNonce {
+			return fail("no expected nonce, and one is required (--require-nonce): freshness not proven")
+		}
 		r.weaken(l, "no expected nonce: freshness not proven")
 	} else if !bytes.Equal(want, r.b.Nonce) {
 		return &failError{&Failure{Record: -1, Reason: "nonce differs from the expected one", Expected: hex.EncodeToString(want), Computed: hex.EncodeToString(r.b.Nonce)}}
@@ -260,7 +288,13 @@ func (r *run) evidence(ctx context.Context, l *LayerResult) error {
 			continue
 		}
 		got, ok := r.trusted[regKey{c.Name, c.Digest.Alg}]
-		if ok && !got.Equal(c.Digest) {
+		if !ok {
+			// A claim the evidence does not cover proves nothing; say so
+			// rather than let a reader of the bundle take it as checked.
+			l.NotChecked = append(l.NotChecked, fmt.Sprintf("claimed value of %s (%v) is not covered by the evidence: not trusted", c.Name, c.Digest.Alg))
+			continue
+		}
+		if !got.Equal(c.Digest) {
 			return &failError{&Failure{Record: -1, Register: c.Name, Reason: "claimed register value differs from the evidence",
 				Expected: got.String(), Computed: c.Digest.String()}}
 		}
@@ -272,12 +306,12 @@ func (r *run) simEvidence(ev *mr.Evidence, l *LayerResult) error {
 	if !r.opts.AllowSim {
 		return fail("sim evidence (a software device) is never trusted without --allow-sim")
 	}
-	if len(r.opts.TrustedKeys) == 0 {
-		return fail("sim evidence needs a pinned key (--trust-ak FILE)")
+	if len(r.opts.SimKeys) == 0 {
+		return fail("sim evidence needs a pinned sim key (--trust-sim-key FILE); --trust-ak keys are TPM AKs and never vouch for sim statements")
 	}
 	var st *sim.Statement
 	var lastErr error
-	for _, k := range r.opts.TrustedKeys {
+	for _, k := range r.opts.SimKeys {
 		s, err := sim.VerifyEvidence(ev, k)
 		if err == nil {
 			st = s
@@ -308,6 +342,12 @@ func (r *run) tpmEvidence(ev *mr.Evidence, l *LayerResult) error {
 		return err
 	}
 	l.Checked = append(l.Checked, how)
+	if len(ev.TPMQuotes) > 1 {
+		l.Checked = append(l.Checked, fmt.Sprintf("%d quotes, one per bank, of one boot (resetCount, restartCount, firmware version)", len(ev.TPMQuotes)))
+	}
+	if err := sameBoot(ev.TPMQuotes); err != nil {
+		return err
+	}
 	for _, q := range ev.TPMQuotes {
 		if err := tpm.VerifyQuote(ak, q, ev.Nonce); err != nil {
 			return fail("tpm quote of the %v bank: %v", q.Alg, err)
@@ -324,6 +364,9 @@ func (r *run) tpmEvidence(ev *mr.Evidence, l *LayerResult) error {
 // bundle that chains to the AK roots.
 func (r *run) trustAK(ak any, certs [][]byte) (string, error) {
 	type equaler interface{ Equal(x crypto.PublicKey) bool }
+	if err := r.notSimKey(ak); err != nil {
+		return "", err
+	}
 	for _, k := range r.opts.TrustedKeys {
 		pk, err := tpm.ParseAKPublic(k)
 		if err == nil {
@@ -332,7 +375,7 @@ func (r *run) trustAK(ak any, certs [][]byte) (string, error) {
 			}
 		}
 	}
-	if len(r.b.Evidence.AzureHCLReport) > 0 {
+	if len(r.b.Evidence.AzureHCLReport) > 0 && r.opts.AzureHCL {
 		return r.trustAKByHCL(ak)
 	}
 	if r.opts.AKRoots != nil {
@@ -354,8 +397,14 @@ func (r *run) trustAK(ak any, certs [][]byte) (string, error) {
 				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 				return "", fail("AK certificate does not chain to the AK roots: %v", err)
 			}
-			return "AK certificate chains to the AK roots", nil
+			if err := akProfile(c); err != nil {
+				return "", fail("AK certificate %q chains to the AK roots but is not an AK certificate: %v", c.Subject.CommonName, err)
+			}
+			return "AK certificate chains to the AK roots and has an AK profile (signing key, not a CA, no web usage)", nil
 		}
+	}
+	if len(r.b.Evidence.AzureHCLReport) > 0 {
+		return "", fail("AK is not trusted: the bundle's Azure HCL report vouches for it only with --azure-hcl and the launch measurement in the policy; or pin it with --trust-ak, or give an AK certificate and --ak-roots")
 	}
 	return "", fail("AK is not trusted: pin it with --trust-ak or give an AK certificate and --ak-roots")
 }
@@ -819,7 +868,7 @@ func (r *run) tdxEvidence(l *LayerResult) error {
 	if coll == nil && r.b.Collateral != nil {
 		coll = r.b.Collateral.TDX
 	}
-	res, err := tdxverify.Verify(r.b.Evidence.Report, coll, tdxverify.Options{At: r.opts.At, AllowedTCB: r.opts.AllowedTCB})
+	res, err := tdxverify.Verify(r.b.Evidence.Report, coll, tdxverify.Options{At: r.opts.At, AllowedTCB: r.allowedTCB(), AllowDebug: r.tdxPolicy().AllowDebug})
 	if err != nil {
 		var cc, nc []string
 		if res != nil {
@@ -829,8 +878,15 @@ func (r *run) tdxEvidence(l *LayerResult) error {
 	}
 	l.Checked = append(l.Checked, res.Checked...)
 	l.NotChecked = append(l.NotChecked, res.NotChecked...)
+	if err := r.needCollateral(coll, l); err != nil {
+		return err
+	}
 	if res.TCBStatus != "" {
 		l.Checked = append(l.Checked, fmt.Sprintf("TCB status %s %v", res.TCBStatus, res.Advisories))
+	}
+	r.tcbStatus(res, l)
+	if err := r.judgeTDX(&res.Body, l, false); err != nil {
+		return err
 	}
 	if want := tdx.ReportData(r.b.Nonce); res.ReportData != want {
 		return &failError{&Failure{Record: -1, Reason: "the quote's REPORTDATA is not the bundle's nonce", Expected: hex.EncodeToString(want[:]), Computed: hex.EncodeToString(res.ReportData[:])}}
@@ -843,7 +899,7 @@ func (r *run) tdxEvidence(l *LayerResult) error {
 }
 
 func (r *run) snpEvidence(l *LayerResult) error {
-	res, err := snpverify.Verify(r.b.Evidence.Report, r.b.Evidence.Certificates, snpverify.Options{At: r.opts.At})
+	res, err := snpverify.Verify(r.b.Evidence.Report, r.b.Evidence.Certificates, snpverify.Options{At: r.opts.At, CRL: r.opts.SNPCRL})
 	if err != nil {
 		var cc, nc []string
 		if res != nil {
@@ -854,6 +910,10 @@ func (r *run) snpEvidence(l *LayerResult) error {
 	l.Checked = append(l.Checked, res.Checked...)
 	l.NotChecked = append(l.NotChecked, res.NotChecked...)
 	l.Checked = append(l.Checked, fmt.Sprintf("reported TCB 0x%016x", res.ReportedTCB))
+	r.snpRevocation(res, l)
+	if err := r.judgeSNP(res, l, false); err != nil {
+		return err
+	}
 	if want := snp.ReportData(r.b.Nonce); res.ReportData != want {
 		return &failError{&Failure{Record: -1, Reason: "the report's REPORT_DATA is not the bundle's nonce", Expected: hex.EncodeToString(want[:]), Computed: hex.EncodeToString(res.ReportData[:])}}
 	}

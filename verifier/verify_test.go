@@ -103,7 +103,7 @@ func (f *fixture) decode(t testing.TB) *Bundle {
 }
 
 func (f *fixture) opts() Options {
-	return Options{Name: "fixture", AllowSim: true, TrustedKeys: [][]byte{f.key}, Nonce: f.nonce}
+	return Options{Name: "fixture", AllowSim: true, SimKeys: [][]byte{f.key}, Nonce: f.nonce}
 }
 
 // entries splits a runtime log into its entries' bytes.
@@ -199,7 +199,7 @@ func TestTamper(t *testing.T) {
 		{"signature byte", func(t testing.TB, b *Bundle, o *Options) { b.Evidence.Signature[10] ^= 1 }, 0, -2, ""},
 		{"wrong nonce expected", func(t testing.TB, b *Bundle, o *Options) { o.Nonce = []byte("another nonce") }, 0, -2, "nonce"},
 		{"bundle nonce replaced", func(t testing.TB, b *Bundle, o *Options) { b.Nonce = []byte("another nonce") }, 0, -2, ""},
-		{"other pinned key", func(t testing.TB, b *Bundle, o *Options) { o.TrustedKeys = [][]byte{f.other} }, 0, -2, ""},
+		{"other pinned key", func(t testing.TB, b *Bundle, o *Options) { o.SimKeys = [][]byte{f.other} }, 0, -2, ""},
 		{"sim not allowed", func(t testing.TB, b *Bundle, o *Options) { o.AllowSim = false }, 0, -2, "allow-sim"},
 		// A sim statement labelled tpm: evidence members tpm does not use
 		// make the bundle unusable input (layer -1: ReadBundle refuses it).

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/log/tcg/corpus"
+	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 )
 
 // Conformance through the CLI: real evidence made by other tools (public
@@ -17,7 +20,8 @@ import (
 // agree. Where the AK must be pinned (GCE, Windows, keylime), the corpus's
 // AK file is the trust anchor (--trust-ak): the corpus publishes no CA that
 // certifies those AKs offline. Azure CVMs need no pin: the HCL chain
-// verifies the AK.
+// verifies the AK when asked for (--azure-hcl) and the policy names the
+// launch measurement.
 
 func corpusPath(t *testing.T) string {
 	t.Helper()
@@ -194,8 +198,30 @@ func TestConformanceAzure(t *testing.T) {
 	}
 	hclChanged := changed(t, hcl, ud+len(`"user-data":"`)+3)
 	const challenge = "6368616c6c656e6765" // "challenge"
-	at := []string{"--at", "2025-06-01T00:00:00Z", "--nonce", challenge}
 	td := filepath.Join(c, "trustee/az-tdx-vtpm")
+	// The launch measurements the HCL path needs in the policy: the SNP
+	// report's MEASUREMENT, the TD quote's MRTD and RTMRs.
+	tq, err := os.ReadFile(filepath.Join(td, "td-quote.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := tdxverify.ParseQuote(tq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	polSNP, polTDX := filepath.Join(t.TempDir(), "snp.json"), filepath.Join(t.TempDir(), "tdx.json")
+	snpJSON := fmt.Sprintf(`{"snp": {"measurement": [%q]}}`, hex.EncodeToString(hb[32+0x90:32+0x90+48]))
+	tdxJSON := fmt.Sprintf(`{"tdx": {"mrtd": [%q], "rtmr0": [%q], "rtmr1": [%q], "rtmr2": [%q], "rtmr3": [%q]}}`,
+		hex.EncodeToString(tb.Body.MRTD[:]), hex.EncodeToString(tb.Body.RTMR[0][:]),
+		hex.EncodeToString(tb.Body.RTMR[1][:]), hex.EncodeToString(tb.Body.RTMR[2][:]), hex.EncodeToString(tb.Body.RTMR[3][:]))
+	for f, j := range map[string]string{polSNP: snpJSON, polTDX: tdxJSON} {
+		if err := os.WriteFile(f, []byte(j), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := []string{"--at", "2025-06-01T00:00:00Z", "--nonce", challenge, "--azure-hcl", "--policy", polSNP}
+	// The corpus has no Intel collateral for the Azure TD quote.
+	atTDX := []string{"--at", "2025-06-01T00:00:00Z", "--nonce", challenge, "--azure-hcl", "--policy", polTDX, "--allow-missing-collateral"}
 	tdxSet := []tpmSet{{filepath.Join(td, "tpm-quote.attest"), filepath.Join(td, "tpm-quote.tpmt_signature"), filepath.Join(td, "tpm-quote-pcrs.serialized")}}
 	tdHCL := filepath.Join(td, "hcl-report.bin")
 
@@ -211,11 +237,11 @@ func TestConformanceAzure(t *testing.T) {
 		{name: "azure-snp-other-ak", imp: append([]string{"--azure-hcl-report", hcl, "--vcek", filepath.Join(a, "vcek.pem"), "--ak", filepath.Join(c, "keylime/akpub.pem")}, snpSet[0].args()...),
 			verify: at, contains: []string{"the TPM AK is not the HCL report's HCLAkPub"}},
 		{name: "azure-tdx-cvm-chain", imp: append([]string{"--azure-hcl-report", tdHCL, "--tdx-quote", filepath.Join(td, "td-quote.bin")}, tdxSet[0].args()...),
-			verify: at, trusted: true,
+			verify: atTDX, trusted: true,
 			contains: []string{"the TD report in the HCL report equals the TD quote's body", "TD quote: TCB: not checked, no collateral", "the TPM quote's AK is HCLAkPub"},
 			ak:       filepath.Join(td, "hcl-akpub.pem"), nonce: challenge, sets: tdxSet},
 		{name: "azure-tdx-td-report-changed", imp: append([]string{"--azure-hcl-report", changed(t, tdHCL, 32+528), "--tdx-quote", filepath.Join(td, "td-quote.bin")}, tdxSet[0].args()...),
-			verify: at, contains: []string{"differs from the TD quote: MRTD"}},
+			verify: atTDX, contains: []string{"differs from the TD quote: MRTD"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { runConv(t, tc) })
 	}
@@ -228,6 +254,12 @@ func TestConformanceTDXSNP(t *testing.T) {
 	sg := filepath.Join(c, "go-sev-guest")
 	ts := filepath.Join(c, "trustee/snp")
 	snpAt := []string{"--at", "2025-06-01T00:00:00Z"}
+	// go-sev-guest's report is of a guest that allows debugging: trusted
+	// only when the policy says so.
+	allowDebug := filepath.Join(t.TempDir(), "allow-debug.json")
+	if err := os.WriteFile(allowDebug, []byte(`{"snp": {"allow_debug": true}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []convCase{
 		{name: "dcap-qvl-v4+collateral", imp: q4, verify: []string{"--at", "2025-07-10T00:00:00Z"}, trusted: true,
 			contains: []string{"TCB status UpToDate is allowed", "quote v4 (body type 2) signed"}},
@@ -239,7 +271,7 @@ func TestConformanceTDXSNP(t *testing.T) {
 		{name: "go-tdx-guest-spr-e4", imp: []string{"--tdx-quote", filepath.Join(c, "go-tdx-guest/tdx_prod_quote_SPR_E4.dat"), "--collateral", filepath.Join(c, "go-tdx-guest/collateral.derived.json")},
 			verify: []string{"--at", "2023-07-01T00:00:00Z"}, contains: []string{"no matching TCB level"}},
 		{name: "snp-milan-vcek", imp: []string{"--snp-report", filepath.Join(sg, "attestation.bin"), "--vcek", filepath.Join(sg, "vcek.testcer"), "--nonce", "0102030405"},
-			verify: append([]string{"--nonce", "0102030405"}, snpAt...), trusted: true,
+			verify: append([]string{"--nonce", "0102030405", "--policy", allowDebug}, snpAt...), trusted: true,
 			contains: []string{"report v2 signed (ECDSA P-384) by the VCEK", "Milan", "CHIP_ID is the VCEK's HWID", "nonce matches"}},
 		{name: "snp-milan-report-data-changed", imp: []string{"--snp-report", changed(t, filepath.Join(sg, "attestation.bin"), 0x50), "--vcek", filepath.Join(sg, "vcek.testcer")},
 			verify: snpAt, contains: []string{"FAIL SNP report"}},

@@ -13,12 +13,12 @@ import (
 )
 
 // newKeyCmd prints the public key that signs the device's evidence, for a
-// verifier to pin with verify --trust-ak.
+// verifier to pin with verify --trust-ak (TPM AK) or --trust-sim-key (sim key).
 func newKeyCmd(g *globals) *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
 		Use:   "key [-O FILE]",
-		Short: "Print the attestation public key (sim key or TPM AK) as PEM, to pin with verify --trust-ak",
+		Short: "Print the attestation public key as PEM: a TPM AK to pin with verify --trust-ak, a sim key with --trust-sim-key",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()

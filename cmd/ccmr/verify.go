@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"strings"
@@ -10,14 +12,19 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ccmr-dev/ccmr/backend/sim"
+	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier"
+	"github.com/ccmr-dev/ccmr/verifier/snpverify"
+	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 )
 
 func newVerifyCmd(g *globals) *cobra.Command {
 	var policyFile, nonceHex, at, roots, collateral, stateFile string
 	var allowTCB, appLogs []string
-	var trustKeys []string
+	var trustKeys, simKeys []string
+	var snpCRL string
 	var opts verifier.Options
 	cmd := &cobra.Command{
 		Use:   "verify BUNDLE",
@@ -62,7 +69,30 @@ func newVerifyCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return &exitError{code: exitUsage, err: err}
 				}
+				// A file that holds no key would pin nothing: refuse it
+				// rather than verify without the pin the caller meant.
+				if err := onePEMKey(pem, tpm.ParseAKPublic); err != nil {
+					return usageError("--trust-ak %s: %v", k, err)
+				}
 				opts.TrustedKeys = append(opts.TrustedKeys, pem)
+			}
+			for _, k := range simKeys {
+				pem, err := os.ReadFile(k)
+				if err != nil {
+					return &exitError{code: exitUsage, err: err}
+				}
+				if err := onePEMKey(pem, func(b []byte) (any, error) { return sim.ParsePublicKey(b) }); err != nil {
+					return usageError("--trust-sim-key %s: %v", k, err)
+				}
+				opts.SimKeys = append(opts.SimKeys, pem)
+			}
+			if snpCRL != "" {
+				if opts.SNPCRL, err = os.ReadFile(snpCRL); err != nil {
+					return &exitError{code: exitUsage, err: err}
+				}
+				if _, err := snpverify.ParseCRL(opts.SNPCRL); err != nil {
+					return usageError("--snp-crl %s: %v", snpCRL, err)
+				}
 			}
 			if roots != "" {
 				pem, err := os.ReadFile(roots)
@@ -78,6 +108,12 @@ func newVerifyCmd(g *globals) *cobra.Command {
 				if opts.TDXCollateral, err = os.ReadFile(collateral); err != nil {
 					return &exitError{code: exitUsage, err: err}
 				}
+				if _, err := tdxverify.ParseCollateral(opts.TDXCollateral); err != nil {
+					return usageError("--collateral %s: %v", collateral, err)
+				}
+			}
+			if _, err := tdxverify.AllowedStatuses(allowTCB); err != nil {
+				return usageError("--allow-tcb: %v", err)
 			}
 			opts.AllowedTCB = allowTCB
 			for _, a := range appLogs {
@@ -131,15 +167,34 @@ func newVerifyCmd(g *globals) *cobra.Command {
 	fl.StringVar(&policyFile, "policy", "", "policy file (docs/policy.md)")
 	fl.StringVar(&nonceHex, "nonce", "", "expected nonce (hex)")
 	fl.StringVar(&at, "at", "", "time for certificate and collateral validity (RFC 3339; default now)")
-	fl.StringArrayVar(&trustKeys, "trust-ak", nil, "pinned attestation public key, PEM: TPM AK or sim key (repeatable)")
+	fl.StringArrayVar(&trustKeys, "trust-ak", nil, "pinned TPM AK public key, PEM (repeatable); never vouches for sim evidence")
+	fl.StringArrayVar(&simKeys, "trust-sim-key", nil, "pinned sim device key, PEM from ccmr key on the sim (repeatable); with --allow-sim, and never vouches for a TPM quote")
+	fl.BoolVar(&opts.RequireNonce, "require-nonce", false, "fail when no expected nonce is given (--nonce or the policy's)")
+	fl.BoolVar(&opts.AllowMissingCollateral, "allow-missing-collateral", false, "let a TDX quote without collateral pass, weakened (TCB level, QE identity, revocation not checked)")
+	fl.BoolVar(&opts.AzureHCL, "azure-hcl", false, "trust the TPM AK through the bundle's Azure HCL report (the policy's snp/tdx section must give the launch measurement)")
+	fl.StringVar(&snpCRL, "snp-crl", "", "AMD CRL (DER or PEM) of the SNP report's product line: revocation of the ASK/ASVK and VCEK/VLEK")
 	fl.StringVar(&roots, "ak-roots", "", "CA certificates (PEM) for AK certificates")
-	fl.BoolVar(&opts.AllowSim, "allow-sim", false, "trust sim evidence signed by a pinned key")
+	fl.BoolVar(&opts.AllowSim, "allow-sim", false, "trust sim evidence signed by a key pinned with --trust-sim-key")
 	fl.StringArrayVar(&appLogs, "app-log", nil, "application log mr_NAME=FILE checked against its virtual register: record i = sha384(line i with its LF) (repeatable)")
 	fl.StringVar(&stateFile, "state", "", "monitor state file: verify from where this machine's last trusted bundle stopped, and advance it")
 	fl.StringVar(&opts.Machine, "machine", "", "machine name in the monitor state (default: from the evidence's key)")
 	fl.StringVar(&collateral, "collateral", "", "TDX collateral (Intel PCS, QuoteCollateralV3 JSON) instead of the bundle's")
-	fl.StringSliceVar(&allowTCB, "allow-tcb", nil, "TDX TCB statuses to trust (default UpToDate)")
+	fl.StringSliceVar(&allowTCB, "allow-tcb", nil, "TDX TCB statuses to trust besides UpToDate (e.g. SWHardeningNeeded)")
 	fl.BoolVar(&opts.AcceptUnverifiedHistory, "accept-unverified-history", false, "accept a runtime log that starts (INIT or snapshot) at a value nothing proves; the verdict says TRUSTED (weakened: ...) naming the history never judged")
 	fl.BoolVar(&opts.AllowUnquotedLogRegisters, "allow-unquoted-log-registers", false, "accept firmware/CC log events on registers the evidence does not cover (a TPM quote of some PCRs); the verdict says TRUSTED (weakened: ...) naming them")
 	return cmd
+}
+
+// onePEMKey checks that a pinned-key file holds exactly one key that parse
+// accepts: a second block would be ignored by the verifier, so it is
+// refused rather than left unpinned without a word.
+func onePEMKey[K any](b []byte, parse func([]byte) (K, error)) error {
+	if _, err := parse(b); err != nil {
+		return err
+	}
+	_, rest := pem.Decode(b)
+	if len(bytes.TrimSpace(rest)) != 0 {
+		return fmt.Errorf("%w: data after the first PEM block (one key per file)", mr.ErrMalformed)
+	}
+	return nil
 }

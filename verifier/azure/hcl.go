@@ -213,7 +213,19 @@ func ParseRuntimeData(b []byte) (*RuntimeData, error) {
 
 // Key returns the public key of the JWK with the given kid ("HCLAkPub",
 // "HCLEkPub").
+//
+// Two keys with that kid are refused: which one a verifier picks must not
+// depend on the parser.
 func (rd *RuntimeData) Key(kid string) (crypto.PublicKey, error) {
+	n := 0
+	for _, k := range rd.Keys {
+		if k.Kid == kid {
+			n++
+		}
+	}
+	if n > 1 {
+		return nil, fmt.Errorf("%w: HCL runtime data holds %d keys %q", mr.ErrMalformed, n, kid)
+	}
 	for _, k := range rd.Keys {
 		if k.Kid != kid {
 			continue

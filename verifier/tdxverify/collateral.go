@@ -1,11 +1,13 @@
 package tdxverify
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/google/go-tdx-guest/pcs"
@@ -45,12 +47,19 @@ func collErr(field string, format string, a ...any) error {
 	return fmt.Errorf("tdx collateral: %w: %s: %s", mr.ErrMalformed, field, fmt.Sprintf(format, a...))
 }
 
-// ParseCollateral decodes collateral JSON. It checks form only (every
-// member present and decodable), not signatures or dates.
+// ParseCollateral decodes collateral JSON. It checks form only (exactly one
+// JSON object, no unknown member, nothing after it; every member present and
+// decodable), not signatures or dates. A member it does not know is refused
+// rather than ignored: ignored input is input nobody judged.
 func ParseCollateral(data []byte) (*Collateral, error) {
 	var c Collateral
-	if err := json.Unmarshal(data, &c); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
 		return nil, fmt.Errorf("tdx collateral: %w: %v", mr.ErrMalformed, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("tdx collateral: %w: data after the JSON object", mr.ErrMalformed)
 	}
 	if _, err := c.parse(); err != nil {
 		return nil, err

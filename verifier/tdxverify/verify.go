@@ -87,8 +87,8 @@ type Options struct {
 	// Roots are the trust anchors of the PCK chain and of the collateral's
 	// issuer chains; nil means Intel's SGX Root CA (IntelSGXRootCAPEM).
 	Roots *x509.CertPool
-	// AllowedTCB lists the TCB statuses that are trusted; nil means only
-	// "UpToDate".
+	// AllowedTCB lists TCB statuses trusted besides "UpToDate", which is
+	// always trusted; a name that is not a TCB status is an error.
 	AllowedTCB []string
 	// AllowDebug accepts a debuggable TD (TDATTRIBUTES bit 0).
 	AllowDebug bool
@@ -164,9 +164,9 @@ func Verify(quote []byte, collateral []byte, opts Options) (*Result, error) {
 		}
 		opts.Roots = p
 	}
-	allowed := opts.AllowedTCB
-	if allowed == nil {
-		allowed = []string{StatusUpToDate}
+	allowed, err := AllowedStatuses(opts.AllowedTCB)
+	if err != nil {
+		return nil, err
 	}
 	q, err := ParseQuote(quote)
 	if err != nil {
@@ -213,6 +213,27 @@ func Verify(quote []byte, collateral []byte, opts Options) (*Result, error) {
 		res.Checked = append(res.Checked, fmt.Sprintf("%d bytes after the signature data are zero padding", len(tail)))
 	}
 	return res, nil
+}
+
+// statuses are every TCB status name Intel's collateral and QVL use.
+var statuses = []string{StatusUpToDate, StatusSWHardeningNeeded, StatusConfigurationNeeded, StatusConfigurationAndSWHardeningNeeded,
+	StatusOutOfDate, StatusOutOfDateConfigurationNeeded, StatusRevoked, StatusTDRelaunchAdvised, StatusTDRelaunchAdvisedConfigurationNeeded}
+
+// AllowedStatuses returns the TCB statuses trusted when extra are allowed
+// besides UpToDate: UpToDate and extra. Allowing more statuses never
+// refuses an UpToDate platform, and a name that is not a TCB status (a
+// typo would otherwise allow nothing, or hide what was meant) is an error.
+func AllowedStatuses(extra []string) ([]string, error) {
+	out := []string{StatusUpToDate}
+	for _, s := range extra {
+		if !slices.Contains(statuses, s) {
+			return nil, fmt.Errorf("%w: %q is not a TDX TCB status (one of %s)", mr.ErrMalformed, s, strings.Join(statuses, ", "))
+		}
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
 }
 
 type verifier struct {

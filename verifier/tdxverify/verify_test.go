@@ -271,10 +271,15 @@ func TestSPRE4TrailingText(t *testing.T) {
 func TestAllowedTCB(t *testing.T) {
 	q := readCorpus(t, "dcap-qvl/tdx_quote")
 	c := readCorpus(t, "dcap-qvl/tdx_quote_collateral.json")
+	// Allowed statuses add to UpToDate: allowing SWHardeningNeeded does
+	// not refuse an UpToDate platform (issue 15 item 8).
 	r, err := Verify(q, c, Options{At: at(t, "2025-07-10T00:00:00Z"), AllowedTCB: []string{StatusSWHardeningNeeded}})
-	wantCheck(t, err, CheckTCBStatus, ErrTCBNotAllowed)
-	if r.TCBStatus != StatusUpToDate {
-		t.Errorf("status %q", r.TCBStatus)
+	if err != nil || r.TCBStatus != StatusUpToDate {
+		t.Fatalf("UpToDate with SWHardeningNeeded also allowed: %v", err)
+	}
+	// A name that is no TCB status is an error, not an allowance.
+	if _, err := Verify(q, c, Options{At: at(t, "2025-07-10T00:00:00Z"), AllowedTCB: []string{"Bogus"}}); !errors.Is(err, mr.ErrMalformed) {
+		t.Fatalf("unknown status: %v", err)
 	}
 }
 
