@@ -158,7 +158,7 @@ func TestAttack01_TextInitWithoutHistory(t *testing.T) {
 	}
 	key, _ := dev.PublicKeyPEM(ctx)
 	b := NewBundle(ev, []Log{{Format: "aael-text", Register: "rtmr3", Alg: "sha384", Data: text}}, nil)
-	o := Options{AllowSim: true, TrustedKeys: [][]byte{key}, Nonce: []byte("n")}
+	o := Options{AllowSim: true, SimKeys: [][]byte{key}, Nonce: []byte("n")}
 	mustFailLayer1(t, verifyT(t, b, o), "which nothing proves")
 
 	// The same log form starting at zero (its INIT line holds zero) is sound.
@@ -176,7 +176,7 @@ func TestAttack01_TextInitWithoutHistory(t *testing.T) {
 	ev, _ = dev2.Attest(ctx, []byte("n"))
 	key, _ = dev2.PublicKeyPEM(ctx)
 	b = NewBundle(ev, []Log{{Format: "aael-text", Register: "rtmr3", Alg: "sha384", Data: text}}, nil)
-	o.TrustedKeys = [][]byte{key}
+	o.SimKeys = [][]byte{key}
 	if rep := verifyT(t, b, o); !rep.Trusted || !strings.Contains(reportText(rep), "starts at the reset value of rtmr3") {
 		t.Fatalf("aael-text log from zero:\n%s", reportText(rep))
 	}
@@ -277,7 +277,7 @@ func TestAttack01_StateProvesStart(t *testing.T) {
 // tdxOpts are the options for the corpus TDX quotes of these tests: their
 // time, their REPORTDATA as the nonce. The attacks here are on layer 1.
 func tdxOpts(at time.Time, nonce []byte) Options {
-	return Options{At: at, Nonce: nonce}
+	return Options{At: at, Nonce: nonce, AllowMissingCollateral: true} // the corpus quotes carry no collateral (item 3)
 }
 
 // dstackBundle is dstack's simulator quote with the given logs.

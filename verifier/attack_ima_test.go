@@ -159,7 +159,7 @@ func simTPM(t *testing.T, list []byte) (*Bundle, Options) {
 		t.Fatal(err)
 	}
 	b := NewBundle(ev, []Log{{Format: "ima-binary", Data: list}}, nil)
-	return b, Options{Name: "sim-tpm", AllowSim: true, TrustedKeys: [][]byte{key}, Nonce: nonce}
+	return b, Options{Name: "sim-tpm", AllowSim: true, SimKeys: [][]byte{key}, Nonce: nonce}
 }
 
 // specsList encodes imatest specs as a little-endian binary list.
