@@ -34,6 +34,9 @@ type Policy struct {
 	// EV_SEPARATOR on one register (some OVMF builds write one); by
 	// default it fails layer 1.
 	AllowDuplicateSeparator bool
+	// Digest is the SHA-256 of the policy and every file it references,
+	// set by ParsePolicy; a monitor state binds its entries to it.
+	Digest mr.Digest
 }
 
 // RuntimePolicy is the part of Keylime's runtime-policy JSON that ccmr
@@ -150,6 +153,11 @@ func ParsePolicy(b []byte, dir string) (*Policy, error) {
 			p.Runtime = rp
 		}
 	}
+	d, err := policyDigest(b, dir, &pj)
+	if err != nil {
+		return nil, err
+	}
+	p.Digest = d
 	return p, nil
 }
 
