@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -105,7 +106,7 @@ func (r *run) useEntry(l *LayerResult) error {
 	switch {
 	case e.Policy != m.policy:
 		why = fmt.Sprintf("it was judged under policy %s, this run under %s", e.Policy, m.policy)
-	case strings.Join(e.AppLogs, ",") != strings.Join(m.appLogs, ","):
+	case !slices.Equal(e.AppLogs, m.appLogs):
 		why = fmt.Sprintf("it was judged with the application logs of [%s], this run with [%s]", strings.Join(e.AppLogs, " "), strings.Join(m.appLogs, " "))
 	default:
 		why = r.otherBoot(e)

@@ -52,7 +52,9 @@ type Options struct {
 	// where its machine's last verified bundle stopped, and on success the
 	// state is advanced (the caller saves it).
 	Monitor *MonitorState
-	// Machine names the machine in Monitor; default MachineID(bundle).
+	// Machine names the machine in Monitor; default MachineID(bundle),
+	// which TDX and SNP evidence does not give (Verify then fails with
+	// ErrNoMachine).
 	Machine string
 	// AppLogs are application logs checked in layer 3 against their
 	// virtual registers (a container's mr_ctr.<id>): one event per line,
