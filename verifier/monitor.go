@@ -76,7 +76,9 @@ type RuntimeState struct {
 	Virtual     []VirtualState `json:"virtual,omitempty"`
 	// Prefix is the SHA-256 (hex) of the segment's first Offset bytes,
 	// the bytes verified: a later bundle's copy of them must be the same.
-	Prefix string `json:"prefix_sha256"`
+	// Records is how many entries they hold (for the report).
+	Prefix  string `json:"prefix_sha256"`
+	Records int    `json:"records"`
 }
 
 // VirtualState is a virtual register's value and record count.
@@ -185,8 +187,8 @@ func (m *MonitorState) validate() error {
 				return fmt.Errorf("machine %q: a runtime entry is null, names no register, or repeats one", name)
 			}
 			seen[rs.Register] = true
-			if rs.Offset < 0 || !isSHA256Hex(rs.Prefix) {
-				return fmt.Errorf("machine %q: runtime %s: bad offset or prefix hash", name, rs.Register)
+			if rs.Offset < 0 || rs.Records < 0 || !isSHA256Hex(rs.Prefix) {
+				return fmt.Errorf("machine %q: runtime %s: bad offset, record count or prefix hash", name, rs.Register)
 			}
 		}
 		if ms.IMA != nil && (ms.IMA.Entries < 0 || ms.IMA.Offset < 0 || !isSHA256Hex(ms.IMA.Prefix)) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"slices"
 	"sort"
 	"strings"
@@ -44,11 +45,13 @@ type monitorRun struct {
 	ima     *prefixHash
 }
 
-// prefixHash is a SHA-256 over the first off bytes of one log.
+// prefixHash is a SHA-256 over the first off bytes of one log, and for a
+// runtime log the number of records they hold.
 type prefixHash struct {
-	log *Log
-	off int64
-	h   hash.Hash
+	log     *Log
+	off     int64
+	h       hash.Hash
+	records int
 }
 
 // beginMonitor names the machine and how this run judges; whether its entry
@@ -200,8 +203,8 @@ func (r *run) checkRuntimePrefixes(l *LayerResult) error {
 					return &failError{&Failure{Log: name, Record: -1, Register: rs.Register, Expected: "sha256:" + rs.Prefix, Computed: "sha256:" + hex.EncodeToString(h.Sum(nil)),
 						Reason: fmt.Sprintf("the first %d bytes of the runtime log differ from the ones the monitor state of %s verified: history changed after it was judged", rs.Offset, stateTime(r.state))}}
 				}
-				r.mon.runtime[rs.Register] = &prefixHash{log: lg, off: rs.Offset, h: h}
-				l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: the first %d bytes were proven by the monitor state of %s, not re-read (their hash is the one verified)", name, rs.Offset, stateTime(r.state)))
+				r.mon.runtime[rs.Register] = &prefixHash{log: lg, off: rs.Offset, h: h, records: rs.Records}
+				l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: %d records (%d bytes) proven by the monitor state of %s, not re-read (their hash is the one verified)", name, rs.Records, rs.Offset, stateTime(r.state)))
 			}
 			break // only the first segment of a register resumes
 		}
@@ -256,11 +259,18 @@ func (r *run) advanceMonitor() error {
 				last = lg
 			}
 		}
-		p, err := prefixOf(last, rs.Offset, m.runtime[rs.Register])
+		ph := m.runtime[rs.Register]
+		if ph == nil || ph.log != last {
+			ph = nil // another segment: hashed and counted from its start
+		}
+		p, err := prefixOf(last, rs.Offset, ph)
 		if err != nil {
 			return fmt.Errorf("monitor state: runtime log of %s: %w", rs.Register, err)
 		}
 		rs.Prefix = p
+		if rs.Records, err = r.countRecords(last, ph, rs.Offset); err != nil {
+			return fmt.Errorf("monitor state: runtime log of %s: %w", rs.Register, err)
+		}
 	}
 	if n.IMA != nil {
 		p, err := prefixOf(r.imaLog, n.IMA.Offset, m.ima)
@@ -285,6 +295,27 @@ func prefixOf(lg *Log, off int64, ph *prefixHash) (string, error) {
 	}
 	ph.h.Write(lg.Data[ph.off:off])
 	return hex.EncodeToString(ph.h.Sum(nil)), nil
+}
+
+// countRecords counts the records of a runtime log up to off: the ones
+// the state counted before ph's offset, and the ones after it (already
+// replayed; this reads only the new part).
+func (r *run) countRecords(lg *Log, ph *prefixHash, off int64) (int, error) {
+	start, n := int64(0), 0
+	if ph != nil {
+		start, n = ph.off, ph.records
+	}
+	rd := segment{name: "runtime log", log: lg}.reader(lg.Data[start:off])
+	for {
+		_, err := rd.Next()
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		n++
+	}
 }
 
 func containsString(list []string, s string) bool {
