@@ -523,3 +523,42 @@ func TestMonitorCarriesWeakenings(t *testing.T) {
 		t.Fatalf("nonce weakening carried: %v", w)
 	}
 }
+
+// The policy digest a state entry is bound to covers the files the policy
+// references: a runtime policy changed under the same policy file is
+// another policy.
+func TestPolicyDigestCoversReferencedFiles(t *testing.T) {
+	dir := t.TempDir()
+	pf := filepath.Join(dir, "policy.json")
+	rp := filepath.Join(dir, "rp.json")
+	write := func(p, s string) {
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(pf, `{"ima":{"runtime_policy":"rp.json"}}`)
+	write(rp, `{"digests":{"/bin/a":["`+strings.Repeat("00", 32)+`"]},"excludes":[]}`)
+	p1, err := LoadPolicy(pf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(rp, `{"digests":{"/bin/a":["`+strings.Repeat("11", 32)+`"]},"excludes":[]}`)
+	p2, err := LoadPolicy(pf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p3, err := LoadPolicy(pf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p1.Digest.IsZero() || p1.Digest.Equal(p2.Digest) || !p2.Digest.Equal(p3.Digest) {
+		t.Fatalf("digests %v %v %v", p1.Digest, p2.Digest, p3.Digest)
+	}
+	// A policy built in code has no digest: a state cannot be bound to it.
+	g := newGuest(t)
+	o := g.withState(emptyState())
+	o.Policy = &Policy{}
+	if _, err := Verify(context.Background(), g.quote(false), o); err == nil {
+		t.Fatal("a policy without a digest was used with a monitor state")
+	}
+}
