@@ -1,11 +1,14 @@
 package verifier
 
 import (
+	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,8 +18,10 @@ import (
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
-// StateFormat is the "format" member of a monitor state file.
-const StateFormat = "ccmr-monitor-state/v1"
+// StateFormat is the "format" member of a monitor state file. Version 2
+// binds each machine's entry to the policy it was judged under, the boot it
+// saw and the bytes it verified; a version 1 file does not, and is refused.
+const StateFormat = "ccmr-monitor-state/v2"
 
 // MonitorState is what `ccmr verify --state FILE` remembers between bundles,
 // per machine: the last verified register values, how far each runtime log
@@ -25,15 +30,35 @@ const StateFormat = "ccmr-monitor-state/v1"
 // The next bundle of the machine is verified from there, so the cost grows
 // with what is new, not with the whole history. A bundle that does not
 // continue the state (a shorter log, another segment start, an IMA list that
-// no longer reaches the proven point) fails; it never resets the state.
+// no longer reaches the proven point, a prefix that differs from the bytes
+// verified) fails; it never resets the state. An entry judged under another
+// policy, or recorded in another boot, is not used: the bundle is verified
+// in full and, when trusted, replaces it.
 type MonitorState struct {
 	Format   string                   `json:"format"`
 	Machines map[string]*MachineState `json:"machines"`
+	// MAC is "hmac-sha256:HEX" over the file's canonical content (this
+	// struct without MAC, as Marshal writes it) when the operator keeps
+	// the file under a key (--state-key).
+	MAC string `json:"mac,omitempty"`
 }
 
 // MachineState is one machine's verified history.
 type MachineState struct {
-	Time      time.Time       `json:"time"`
+	// Time is the bundle's own time; Verified is when it was verified
+	// (Options.At), the time the report names.
+	Time     time.Time `json:"time"`
+	Verified time.Time `json:"verified"`
+	// Policy is the digest of the policy the entry was judged under
+	// (Policy.Digest), "none" without one; AppLogs are the virtual
+	// registers whose application logs were checked. A run that judges
+	// differently does not use the entry.
+	Policy  string   `json:"policy"`
+	AppLogs []string `json:"app_logs,omitempty"`
+	// Weakened are the weakenings of the verdicts that built the entry
+	// (the per-bundle "no expected nonce" excepted): every verdict that
+	// resumes from the entry repeats them.
+	Weakened  []string        `json:"weakened,omitempty"`
 	Registers []Register      `json:"registers"`
 	Runtime   []*RuntimeState `json:"runtime,omitempty"`
 	IMA       *IMAState       `json:"ima,omitempty"`
@@ -49,6 +74,11 @@ type RuntimeState struct {
 	Offset      int64          `json:"offset"`
 	Value       mr.Digest      `json:"value"`
 	Virtual     []VirtualState `json:"virtual,omitempty"`
+	// Prefix is the SHA-256 (hex) of the segment's first Offset bytes,
+	// the bytes verified: a later bundle's copy of them must be the same.
+	// Records is how many entries they hold (for the report).
+	Prefix  string `json:"prefix_sha256"`
+	Records int    `json:"records"`
 }
 
 // VirtualState is a virtual register's value and record count.
@@ -63,6 +93,8 @@ type IMAState struct {
 	Entries int       `json:"entries"`
 	Offset  int64     `json:"offset"`
 	Value   mr.Digest `json:"value"`
+	// Prefix is the SHA-256 (hex) of the list's first Offset bytes.
+	Prefix string `json:"prefix_sha256"`
 }
 
 // imaPoint is where layer 3 starts.
@@ -72,50 +104,166 @@ type imaPoint struct {
 	value   mr.Digest
 }
 
+// ErrStateKey is returned for a state file whose authentication does not
+// hold: a wrong MAC, no MAC when a key is given, a MAC but no key.
+var ErrStateKey = errors.New("monitor state authentication failed")
+
+// NewState returns an empty monitor state.
+func NewState() *MonitorState {
+	return &MonitorState{Format: StateFormat, Machines: map[string]*MachineState{}}
+}
+
 // LoadState reads a monitor state file; a missing file is an empty state.
-func LoadState(path string) (*MonitorState, error) {
+// key, when not nil, is the operator's secret the file's MAC must verify
+// under. Hold LockState around LoadState, Verify and Save.
+func LoadState(path string, key []byte) (*MonitorState, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return &MonitorState{Format: StateFormat, Machines: map[string]*MachineState{}}, nil
+		return NewState(), nil
 	}
 	if err != nil {
 		return nil, err
 	}
+	m, err := ParseState(b, key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+// ParseState decodes a monitor state strictly: exactly one JSON object of
+// the current format, no unknown member, nothing after it, every entry
+// complete; with a key, its MAC must verify.
+func ParseState(b []byte, key []byte) (*MonitorState, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
 	var m MonitorState
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", path, mr.ErrMalformed, err)
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%w: monitor state: %v", mr.ErrMalformed, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: monitor state: data after the state object", mr.ErrMalformed)
 	}
 	if m.Format != StateFormat {
-		return nil, fmt.Errorf("%s: %w: format %q, want %q", path, mr.ErrMalformed, m.Format, StateFormat)
+		return nil, fmt.Errorf("%w: monitor state: format %q, want %q (a v1 state binds no policy, boot or verified bytes: start a new file)", mr.ErrMalformed, m.Format, StateFormat)
 	}
-	if m.Machines == nil {
-		m.Machines = map[string]*MachineState{}
+	if err := m.validate(); err != nil {
+		return nil, fmt.Errorf("%w: monitor state: %v", mr.ErrMalformed, err)
+	}
+	switch {
+	case key == nil && m.MAC != "":
+		return nil, fmt.Errorf("%w: the state carries a MAC: give its key (--state-key)", ErrStateKey)
+	case key != nil && m.MAC == "":
+		return nil, fmt.Errorf("%w: a key is given but the state carries no MAC", ErrStateKey)
+	case key != nil:
+		want, err := m.mac(key)
+		if err != nil {
+			return nil, err
+		}
+		if !hmac.Equal([]byte(want), []byte(m.MAC)) {
+			return nil, fmt.Errorf("%w: the MAC does not verify under the key (the file was changed, or another key)", ErrStateKey)
+		}
 	}
 	return &m, nil
 }
 
-// Save replaces the state file atomically.
-func (m *MonitorState) Save(path string) error {
-	b, err := json.MarshalIndent(m, "", "  ")
+// validate refuses entries the verifier could not use safely: null
+// entries, runtime states without a register or repeated, negative
+// offsets, prefix hashes that are not SHA-256.
+func (m *MonitorState) validate() error {
+	if m.Machines == nil {
+		return errors.New(`no "machines" object`)
+	}
+	for name, ms := range m.Machines {
+		if ms == nil {
+			return fmt.Errorf("machine %q: null entry", name)
+		}
+		if ms.Policy == "" {
+			return fmt.Errorf("machine %q: no policy digest", name)
+		}
+		seen := map[string]bool{}
+		for _, rs := range ms.Runtime {
+			if rs == nil || rs.Register == "" || seen[rs.Register] {
+				return fmt.Errorf("machine %q: a runtime entry is null, names no register, or repeats one", name)
+			}
+			seen[rs.Register] = true
+			if rs.Offset < 0 || rs.Records < 0 || !isSHA256Hex(rs.Prefix) {
+				return fmt.Errorf("machine %q: runtime %s: bad offset, record count or prefix hash", name, rs.Register)
+			}
+		}
+		if ms.IMA != nil && (ms.IMA.Entries < 0 || ms.IMA.Offset < 0 || !isSHA256Hex(ms.IMA.Prefix)) {
+			return fmt.Errorf("machine %q: ima: bad entries, offset or prefix hash", name)
+		}
+	}
+	return nil
+}
+
+func isSHA256Hex(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == sha256.Size && hex.EncodeToString(b) == s
+}
+
+// Marshal encodes the state; with a key it sets the MAC first.
+func (m *MonitorState) Marshal(key []byte) ([]byte, error) {
+	c := *m
+	c.MAC = ""
+	if key != nil {
+		mac, err := c.mac(key)
+		if err != nil {
+			return nil, err
+		}
+		c.MAC = mac
+	}
+	b, err := json.MarshalIndent(&c, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// mac is HMAC-SHA256 under key of the canonical content: the state without
+// its MAC in Go's JSON encoding (sorted map keys, fixed member order).
+func (m *MonitorState) mac(key []byte) (string, error) {
+	c := *m
+	c.MAC = ""
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return "", err
+	}
+	h := hmac.New(sha256.New, key)
+	h.Write(b)
+	return "hmac-sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Save replaces the state file atomically: a unique temporary file in the
+// same folder, written, synced and renamed over it, so that a crash or a
+// concurrent writer never leaves a torn file. key, when not nil, MACs it.
+func (m *MonitorState) Save(path string, key []byte) error {
+	b, err := m.Marshal(key)
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return err
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("monitor state: %w", err)
 	}
-	f, err := os.Open(tmp)
+	tmp := f.Name()
+	_, err = f.Write(b)
 	if err == nil {
 		err = f.Sync()
-		f.Close()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
 	}
 	if err != nil {
-		return err
+		os.Remove(tmp)
+		return fmt.Errorf("monitor state: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
+	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
 	}
@@ -123,20 +271,20 @@ func (m *MonitorState) Save(path string) error {
 }
 
 // MachineID names the machine a bundle comes from in a monitor state: a
-// hash of its signing key (TPM AK, sim key) or of its first certificate
-// (PCK, VCEK), else its platform.
+// hash of its signing key (TPM AK, sim key), which belongs to one machine.
+// It is "" when the evidence carries no per-machine identity: a TDX quote
+// is signed by the platform's PCK and an SNP report by the host's VCEK or
+// VLEK, shared by every guest of the host (Options.Machine must name it).
 func MachineID(b *Bundle) string {
-	var src []byte
-	switch {
-	case b.Evidence.PublicKey != "":
-		src = []byte(b.Evidence.PublicKey)
-	case len(b.Evidence.Certificates) > 0:
-		src = b.Evidence.Certificates[0]
-	default:
-		return string(b.Platform)
+	switch b.Platform {
+	case mr.PlatformTPM, mr.PlatformSim:
+		if b.Evidence.PublicKey == "" {
+			return ""
+		}
+		h := sha256.Sum256([]byte(b.Evidence.PublicKey))
+		return string(b.Platform) + "-" + hex.EncodeToString(h[:8])
 	}
-	h := sha256.Sum256(src)
-	return string(b.Platform) + "-" + hex.EncodeToString(h[:8])
+	return ""
 }
 
 func (ms *MachineState) runtimeFor(reg string) *RuntimeState {

@@ -98,10 +98,10 @@ func TestMonitorState(t *testing.T) {
 	}
 	// Save and load round trip.
 	p := filepath.Join(t.TempDir(), "state.json")
-	if err := state.Save(p); err != nil {
+	if err := state.Save(p, nil); err != nil {
 		t.Fatal(err)
 	}
-	back, err := LoadState(p)
+	back, err := LoadState(p, nil)
 	if err != nil || back.Machines[MachineID(b)].IMA.Entries != 32 {
 		t.Fatalf("LoadState: %v %+v", err, back)
 	}

@@ -36,6 +36,9 @@ type Policy struct {
 	// (platform_policy.go).
 	SNP *SNPPolicy
 	TDX *TDXPolicy
+	// Digest is the SHA-256 of the policy and every file it references,
+	// set by ParsePolicy; a monitor state binds its entries to it.
+	Digest mr.Digest
 }
 
 type policyJSON struct {
@@ -160,5 +163,10 @@ func ParsePolicy(b []byte, dir string) (*Policy, error) {
 			p.Runtime = rp
 		}
 	}
+	d, err := policyDigest(b, dir, &pj)
+	if err != nil {
+		return nil, err
+	}
+	p.Digest = d
 	return p, nil
 }

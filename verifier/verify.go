@@ -70,7 +70,9 @@ type Options struct {
 	// where its machine's last verified bundle stopped, and on success the
 	// state is advanced (the caller saves it).
 	Monitor *MonitorState
-	// Machine names the machine in Monitor; default MachineID(bundle).
+	// Machine names the machine in Monitor; default MachineID(bundle),
+	// which TDX and SNP evidence does not give (Verify then fails with
+	// ErrNoMachine).
 	Machine string
 	// AppLogs are application logs checked in layer 3 against their
 	// virtual registers (a container's mr_ctr.<id>): one event per line,
@@ -108,10 +110,12 @@ type run struct {
 	imaLog  *Log
 	ima     imaFacts // what layer 3 learned about the IMA list
 
-	// Monitor state (--state): what was verified before, and what this
-	// verification adds, saved when the bundle is trusted.
+	// Monitor state (--state): what was verified before (nil when the
+	// machine's entry is not used), and what this verification adds,
+	// saved when the bundle is trusted; mon decides (monitor_run.go).
 	state *MachineState
 	next  *MachineState
+	mon   *monitorRun
 	// imaStart is where layer 3 starts: the entries and the mr_ima value a
 	// monitor state already proved (zero without one).
 	imaStart imaPoint
@@ -146,18 +150,14 @@ func Verify(ctx context.Context, b *Bundle, opts Options) (*Report, error) {
 	}
 	r := &run{b: b, opts: opts, rep: newReport(b, opts.Name), trusted: map[regKey]mr.Digest{},
 		virtual: map[string]mr.Digest{}, records: map[string][]mr.Digest{}, proven: -1, starts: map[regKey]chainStart{}}
-	machine := opts.Machine
-	if machine == "" {
-		machine = MachineID(b)
-	}
 	if opts.Monitor != nil {
-		r.state = opts.Monitor.Machines[machine]
-		r.next = &MachineState{}
-		if r.state != nil && r.state.IMA != nil {
-			r.imaStart = imaPoint{entries: r.state.IMA.Entries, offset: r.state.IMA.Offset, value: r.state.IMA.Value}
+		if err := r.beginMonitor(); err != nil {
+			return nil, err
 		}
 	}
-	layers := []func(context.Context, *LayerResult) error{r.evidence, r.logs, r.virtualRegs, r.appLogs, r.policy}
+	// resumeLogs and resumeAppLogs are layers 1 and 3 (logs, appLogs)
+	// with the monitor state's checks before them (monitor_run.go).
+	layers := []func(context.Context, *LayerResult) error{r.evidence, r.resumeLogs, r.virtualRegs, r.resumeAppLogs, r.policy}
 	for i, f := range layers {
 		l := &r.rep.Layers[i]
 		l.Status = Pass
@@ -179,20 +179,11 @@ func Verify(ctx context.Context, b *Bundle, opts Options) (*Report, error) {
 	r.rep.Trusted = true
 	r.rep.Verdict = r.rep.VerdictLine()
 	if opts.Monitor != nil && r.unjudged {
-		r.rep.Layers[LayerEvidence].NotChecked = append(r.rep.Layers[LayerEvidence].NotChecked, "monitor state of "+machine+" not advanced: a runtime log's history was accepted unproven")
+		r.rep.Layers[LayerEvidence].NotChecked = append(r.rep.Layers[LayerEvidence].NotChecked, "monitor state of "+r.mon.machine+" not advanced: a runtime log's history was accepted unproven")
 	} else if opts.Monitor != nil {
-		// The verifier's clock, not the bundle's time, which nothing signs
-		// on TPM, TDX and SNP.
-		r.next.Time = opts.At.UTC()
-		for k, v := range r.trusted {
-			r.next.Registers = append(r.next.Registers, Register{Name: k.name, Digest: v})
+		if err := r.advanceMonitor(); err != nil {
+			return nil, err
 		}
-		sort.Slice(r.next.Registers, func(i, j int) bool {
-			a, c := r.next.Registers[i], r.next.Registers[j]
-			return a.Name < c.Name || a.Name == c.Name && a.Digest.Alg < c.Digest.Alg
-		})
-		opts.Monitor.Machines[machine] = r.next
-		r.rep.Layers[LayerEvidence].Checked = append(r.rep.Layers[LayerEvidence].Checked, "monitor state of "+machine+" advanced")
 	}
 	return r.rep, nil
 }

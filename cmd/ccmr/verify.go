@@ -21,7 +21,7 @@ import (
 )
 
 func newVerifyCmd(g *globals) *cobra.Command {
-	var policyFile, nonceHex, at, roots, collateral, stateFile string
+	var policyFile, nonceHex, at, roots, collateral, stateFile, stateKeyFile string
 	var allowTCB, appLogs []string
 	var trustKeys, simKeys []string
 	var snpCRL string
@@ -135,17 +135,30 @@ func newVerifyCmd(g *globals) *cobra.Command {
 				}
 				opts.AppLogs[reg] = data
 			}
+			var stateKey []byte
 			if stateFile != "" {
-				if opts.Monitor, err = verifier.LoadState(stateFile); err != nil {
+				if stateKey, err = monitorArgs(b, opts.Machine, stateKeyFile); err != nil {
+					return err
+				}
+				// The lock covers load, verify and save: two verifications
+				// of one state file neither lose an update nor tear it.
+				unlock, err := verifier.LockState(cmd.Context(), stateFile)
+				if err != nil {
+					return err
+				}
+				defer unlock()
+				if opts.Monitor, err = verifier.LoadState(stateFile, stateKey); err != nil {
 					return &exitError{code: exitUsage, err: err}
 				}
+			} else if stateKeyFile != "" || opts.Machine != "" {
+				return usageError("--state-key and --machine need --state FILE")
 			}
 			rep, err := verifier.Verify(cmd.Context(), b, opts)
 			if err != nil {
 				return err
 			}
 			if stateFile != "" && rep.Trusted {
-				if err := opts.Monitor.Save(stateFile); err != nil {
+				if err := opts.Monitor.Save(stateFile, stateKey); err != nil {
 					return err
 				}
 			}
@@ -177,7 +190,8 @@ func newVerifyCmd(g *globals) *cobra.Command {
 	fl.BoolVar(&opts.AllowSim, "allow-sim", false, "trust sim evidence signed by a key pinned with --trust-sim-key")
 	fl.StringArrayVar(&appLogs, "app-log", nil, "application log mr_NAME=FILE checked against its virtual register: record i = sha384(line i with its LF) (repeatable)")
 	fl.StringVar(&stateFile, "state", "", "monitor state file: verify from where this machine's last trusted bundle stopped, and advance it")
-	fl.StringVar(&opts.Machine, "machine", "", "machine name in the monitor state (default: from the evidence's key)")
+	fl.StringVar(&opts.Machine, "machine", "", "machine name in the monitor state (default: from the TPM AK or sim key; required for TDX and SNP)")
+	fl.StringVar(&stateKeyFile, "state-key", "", "secret key file (at least 16 bytes): the monitor state carries an HMAC-SHA256 under it, checked on load")
 	fl.StringVar(&collateral, "collateral", "", "TDX collateral (Intel PCS, QuoteCollateralV3 JSON) instead of the bundle's")
 	fl.StringSliceVar(&allowTCB, "allow-tcb", nil, "TDX TCB statuses to trust besides UpToDate (e.g. SWHardeningNeeded)")
 	fl.BoolVar(&opts.AcceptUnverifiedHistory, "accept-unverified-history", false, "accept a runtime log that starts (INIT or snapshot) at a value nothing proves; the verdict says TRUSTED (weakened: ...) naming the history never judged")
@@ -198,3 +212,27 @@ func onePEMKey[K any](b []byte, parse func([]byte) (K, error)) error {
 	}
 	return nil
 }
+
+// monitorArgs checks the monitor options against the bundle and reads the
+// state key. Evidence with no per-machine identity (a TDX quote, an SNP
+// report: their keys belong to the platform, shared by its guests) needs
+// --machine, or every such machine would share one entry.
+func monitorArgs(b *verifier.Bundle, machine, keyFile string) ([]byte, error) {
+	if machine == "" && verifier.MachineID(b) == "" {
+		return nil, usageError("--state: %s evidence carries no per-machine identity (every %s machine would share one state entry): name the machine with --machine NAME", b.Platform, b.Platform)
+	}
+	if keyFile == "" {
+		return nil, nil
+	}
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, &exitError{code: exitUsage, err: err}
+	}
+	if len(key) < minStateKey {
+		return nil, usageError("--state-key %s: %d bytes, want at least %d secret bytes", keyFile, len(key), minStateKey)
+	}
+	return key, nil
+}
+
+// minStateKey is the shortest state key accepted: 128 bits.
+const minStateKey = 16
