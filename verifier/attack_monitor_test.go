@@ -486,7 +486,7 @@ func TestAttack16e_RuntimePrefixChanged(t *testing.T) {
 	lg.Data[at+len("mr_ctr.")] = 'z'
 	monMustRefuse(t, b, g.withState(state), LayerLogs, "differ from the ones the monitor state of")
 	rep := monMustTrust(t, g.quote(false), g.withState(state))
-	if !strings.Contains(reportText(rep), "records (" + fmt.Sprint(off) + " bytes) proven by the monitor state of") {
+	if !strings.Contains(reportText(rep), "records ("+fmt.Sprint(off)+" bytes) proven by the monitor state of") {
 		t.Fatalf("report:\n%s", reportText(rep))
 	}
 }
