@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/log/runtime"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -281,10 +283,26 @@ func MachineID(b *Bundle) string {
 		if b.Evidence.PublicKey == "" {
 			return ""
 		}
-		h := sha256.Sum256([]byte(b.Evidence.PublicKey))
+		h := sha256.Sum256(canonicalKey(b.Evidence.PublicKey))
 		return string(b.Platform) + "-" + hex.EncodeToString(h[:8])
 	}
 	return ""
+}
+
+// canonicalKey is the DER SubjectPublicKeyInfo of a PEM (or TPMT_PUBLIC)
+// key: the same key written with another comment, line breaks or PEM
+// headers names the same machine. A key that does not parse is taken as
+// written (its evidence fails layer 0 anyway).
+func canonicalKey(key string) []byte {
+	pk, err := tpm.ParseAKPublic([]byte(key))
+	if err != nil {
+		return []byte(key)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pk)
+	if err != nil {
+		return []byte(key)
+	}
+	return der
 }
 
 func (ms *MachineState) runtimeFor(reg string) *RuntimeState {
