@@ -1,7 +1,6 @@
 package verifier
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/x509"
@@ -9,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/log/runtime"
+	"github.com/ccmr-dev/ccmr/internal/strictjson"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -137,14 +136,9 @@ func LoadState(path string, key []byte) (*MonitorState, error) {
 // the current format, no unknown member, nothing after it, every entry
 // complete; with a key, its MAC must verify.
 func ParseState(b []byte, key []byte) (*MonitorState, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var m MonitorState
-	if err := dec.Decode(&m); err != nil {
+	if err := strictjson.Decode(b, &m); err != nil {
 		return nil, fmt.Errorf("%w: monitor state: %v", mr.ErrMalformed, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: monitor state: data after the state object", mr.ErrMalformed)
 	}
 	if m.Format != StateFormat {
 		return nil, fmt.Errorf("%w: monitor state: format %q, want %q (a v1 state binds no policy, boot or verified bytes: start a new file)", mr.ErrMalformed, m.Format, StateFormat)

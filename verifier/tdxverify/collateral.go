@@ -1,17 +1,16 @@
 package tdxverify
 
 import (
-	"bytes"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/google/go-tdx-guest/pcs"
 
+	"github.com/ccmr-dev/ccmr/internal/strictjson"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -53,13 +52,8 @@ func collErr(field string, format string, a ...any) error {
 // rather than ignored: ignored input is input nobody judged.
 func ParseCollateral(data []byte) (*Collateral, error) {
 	var c Collateral
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	if err := strictjson.Decode(data, &c); err != nil {
 		return nil, fmt.Errorf("tdx collateral: %w: %v", mr.ErrMalformed, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("tdx collateral: %w: data after the JSON object", mr.ErrMalformed)
 	}
 	if _, err := c.parse(); err != nil {
 		return nil, err
