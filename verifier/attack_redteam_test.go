@@ -28,7 +28,6 @@ import (
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 )
 
-
 func logIndex(t *testing.T, b *Bundle, format string) int {
 	t.Helper()
 	for i, l := range b.Logs {
@@ -58,10 +57,6 @@ func mustRefuse(t *testing.T, b *Bundle, o Options, what string) {
 		t.Fatalf("%s: %s\n%s", what, rep.Verdict, reportText(rep))
 	}
 }
-
-
-
-
 
 // 4. A policy register with an empty list of reference values judges
 // nothing, and the report says "pcr0 is a reference value". A generated
@@ -248,7 +243,6 @@ func appendTCG2Event(dst []byte, pcr, typ uint32, data []byte) []byte {
 	return append(dst, data...)
 }
 
-
 // 9. The bundle's member names are matched case-insensitively by Go, and a
 // repeated member replaces the first. A bundle with "logs" (a forged
 // firmware log) and then "Logs" (the genuine one) verifies the genuine one
@@ -316,7 +310,6 @@ func TestRedteam_AtInThePastNotWeakened(t *testing.T) {
 		t.Fatalf("judged at 2025-07-10 and the verdict is %s", rep.Verdict)
 	}
 }
-
 
 // 12. Keylime runtime-policy members ccmr cannot evaluate are dropped
 // without a word: "verification-keys" (ima-sig signatures Keylime

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/ccmr-dev/ccmr/backend/tpm"
-	"github.com/ccmr-dev/ccmr/log/runtime"
 	"github.com/ccmr-dev/ccmr/internal/strictjson"
+	"github.com/ccmr-dev/ccmr/log/runtime"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
