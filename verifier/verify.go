@@ -358,6 +358,15 @@ func (r *run) trustAK(ak any, certs [][]byte) (string, error) {
 	if err := r.notSimKey(ak); err != nil {
 		return "", err
 	}
+	// An HCL report (and the TD quote beside it) is verified whenever the
+	// bundle carries one: left unread next to a TRUSTED verdict, it would be
+	// hardware evidence nobody checked.
+	if len(r.b.Evidence.AzureHCLReport) > 0 {
+		if !r.opts.AzureHCL {
+			return "", fail("AK is not trusted: the bundle's Azure HCL report vouches for it only with --azure-hcl and the launch measurement in the policy, and a bundle that carries one is verified through it (never left unread beside a verdict, even for a pinned AK)")
+		}
+		return r.trustAKByHCL(ak)
+	}
 	for _, k := range r.opts.TrustedKeys {
 		pk, err := tpm.ParseAKPublic(k)
 		if err == nil {
@@ -365,9 +374,6 @@ func (r *run) trustAK(ak any, certs [][]byte) (string, error) {
 				return "AK is the pinned key", nil
 			}
 		}
-	}
-	if len(r.b.Evidence.AzureHCLReport) > 0 && r.opts.AzureHCL {
-		return r.trustAKByHCL(ak)
 	}
 	if r.opts.AKRoots != nil {
 		for _, der := range certs {
