@@ -139,7 +139,7 @@ func (r *run) celLog(ctx context.Context, name string, lg *Log, l *LayerResult) 
 				Reason: fmt.Sprintf("the CEL log extends %s (%v), which the evidence does not cover: its events are proven by nothing", v.Register.Name, v.Digest.Alg)}}
 		}
 	}
-	if err := r.compareReplay(name, res, nil, nil, l); err != nil {
+	if err := r.compareReplay(name, res, nil, nil, nil, l); err != nil {
 		return err
 	}
 	if unchecked > 0 {

@@ -32,6 +32,12 @@ import (
 type chainStart struct {
 	value mr.Digest
 	from  string // the log's name
+	// unproven, when set, says why the log's replay of the register does
+	// not prove the start of the register's runtime log: the log has
+	// events there that the platform's firmware and boot chain never make
+	// (firmwareStartProblems). events is how many events it has there.
+	unproven string
+	events   int
 }
 
 // runtimeRegs lists the backing registers (and banks) of the bundle's
@@ -66,13 +72,77 @@ func (sg segment) alg() (mr.Alg, bool) {
 
 // setStart records the value a log replays a runtime log's register to.
 // Two logs that disagree on it cannot both be true.
-func (r *run) setStart(name string, k regKey, v mr.Digest) error {
-	if prev, ok := r.starts[k]; ok && !prev.value.Equal(v) {
-		return &failError{&Failure{Log: name, Record: -1, Register: k.name, Expected: prev.value.String(), Computed: v.String(),
-			Reason: fmt.Sprintf("%s and %s replay %s to different values", prev.from, name, k.name)}}
+// A log that does not prove the start (cs.unproven) taints the start
+// whatever other log agrees with it.
+func (r *run) setStart(k regKey, cs chainStart) error {
+	prev, ok := r.starts[k]
+	if ok && !prev.value.Equal(cs.value) {
+		return &failError{&Failure{Log: cs.from, Record: -1, Register: k.name, Expected: prev.value.String(), Computed: cs.value.String(),
+			Reason: fmt.Sprintf("%s and %s replay %s to different values", prev.from, cs.from, k.name)}}
 	}
-	r.starts[k] = chainStart{value: v, from: name}
+	if ok && prev.unproven != "" {
+		return nil
+	}
+	r.starts[k] = cs
 	return nil
+}
+
+// shimPCR14 are the variables shim logs on PCR 14: rhboot/shim mok.c,
+// mok_state_variable_data, the entries with .pcr = 14 and
+// MOK_VARIABLE_LOG, each measured once per boot by tpm_log_event as an
+// EV_IPL event whose data is the name and a NUL (SbatLevel goes to PCR 7).
+var shimPCR14 = map[string]bool{"MokList": true, "MokListX": true, "MokSBState": true, "MokListTrusted": true, "MokPolicy": true}
+
+// firmwareStartProblems says, per backing register of a runtime log, why
+// firmware log fl (named name) does not prove where that runtime log
+// starts, with its number of events there. A firmware log's replay of a
+// register proves the start only when every event it has there is one the
+// platform's firmware or boot chain makes there:
+//
+//   - CCEL (TDX): TDVF and the boot chain map PCR 0 to MRTD, 1 and 7 to
+//     RTMR0, 2-6 to RTMR1 and 8-15 to RTMR2 (UEFI CC measurement protocol,
+//     TDX guest-hypervisor interface); no CCEL event belongs on RTMR3 or
+//     any other register that carries a runtime log.
+//   - TCG2 (TPM): only shim's EV_IPL events of shimPCR14 on PCR 14, each
+//     name at most once.
+//
+// Anything else is a record the runtime log would have to read as its own
+// (a guest moves the head of its runtime log into a made-up firmware log
+// and starts the runtime log with INIT at the value after it).
+func firmwareStartProblems(name string, f log.Format, fl *tcg.Log, runtimeRegs map[regKey]bool) map[string]chainStart {
+	regs := map[string]bool{}
+	for k := range runtimeRegs {
+		regs[k.name] = true
+	}
+	events, foreign := map[string]int{}, map[string]int{}
+	seen := map[string]bool{}
+	for i := range fl.Events {
+		e := &fl.Events[i]
+		if (e.Num == 0 && fl.CryptoAgile) || e.Type == tcg.EvNoAction {
+			continue
+		}
+		reg, _ := tcg.RegisterName(fl.Format, e.Index)
+		if !regs[reg] {
+			continue
+		}
+		events[reg]++
+		if f == log.FormatTCG2 && e.Index == 14 && e.Type == tcg.EvIPL && len(e.Data) > 1 && e.Data[len(e.Data)-1] == 0 {
+			if v := string(e.Data[:len(e.Data)-1]); shimPCR14[v] && !seen[v] {
+				seen[v] = true
+				continue
+			}
+		}
+		foreign[reg]++
+	}
+	out := map[string]chainStart{}
+	for reg, n := range foreign {
+		why := fmt.Sprintf("%s has %d events on %s, where TDX firmware and the boot chain measure nothing (they map PCRs to MRTD and RTMR0-2 only)", name, n, reg)
+		if f != log.FormatCCEL {
+			why = fmt.Sprintf("%s has %d events on %s, %d of them not shim's (EV_IPL MokList, MokListX, MokListTrusted, MokSBState or MokPolicy, each at most once)", name, events[reg], reg, n)
+		}
+		out[reg] = chainStart{unproven: why, events: events[reg]}
+	}
+	return out
 }
 
 // firmwareCounts counts a firmware log's extending events per register.
@@ -114,10 +184,11 @@ type history struct {
 func (r *run) judgeStart(reg string, first segment, h history, l *LayerResult) error {
 	a := h.start.Alg
 	want, proof := r.resetValue(reg, a), "the reset value of "+reg
-	if fw, ok := r.starts[regKey{reg, a}]; ok {
+	fw, ok := r.starts[regKey{reg, a}]
+	if ok {
 		want, proof = fw.value, fmt.Sprintf("the value %s replays %s to", fw.from, reg)
 	}
-	if h.start.Equal(want) && h.snapshot == nil {
+	if fw.unproven == "" && h.start.Equal(want) && h.snapshot == nil {
 		l.Checked = append(l.Checked, fmt.Sprintf("%s: the runtime log of %s starts at %s", first.name, reg, proof))
 		return nil
 	}
@@ -126,11 +197,18 @@ func (r *run) judgeStart(reg string, first segment, h history, l *LayerResult) e
 		what += fmt.Sprintf(" with a snapshot of %d virtual registers", len(h.snapshot))
 	}
 	if !r.opts.AcceptUnverifiedHistory {
-		return &failError{&Failure{Log: first.name, Record: 0, Register: reg, Expected: want.String(), Computed: h.start.String(),
-			Reason: fmt.Sprintf("the runtime log of %s %s, which nothing proves (want %s): give the segments before it, or the firmware or dstack log of %s, or verify with the monitor state that saw this point (--accept-unverified-history accepts it, weakened)", reg, what, proof, reg)}}
+		reason := fmt.Sprintf("the runtime log of %s %s, which nothing proves (want %s): give the segments before it, or the firmware or dstack log of %s, or verify with the monitor state that saw this point (--accept-unverified-history accepts it, weakened)", reg, what, proof, reg)
+		if fw.unproven != "" {
+			reason = fmt.Sprintf("the runtime log of %s %s, which nothing proves: %s, so its replay of %s proves no runtime log's start, and those events are judged by nothing (--accept-unverified-history accepts it, weakened)", reg, what, fw.unproven, reg)
+		}
+		return &failError{&Failure{Log: first.name, Record: 0, Register: reg, Expected: want.String(), Computed: h.start.String(), Reason: reason}}
 	}
 	r.unjudged = true
-	r.weaken(l, fmt.Sprintf("%s: history before INIT %v never judged%s; %d records judged after it", reg, h.start, snapshotNote(h.snapshot), h.records))
+	fwNote := ""
+	if fw.unproven != "" {
+		fwNote = fmt.Sprintf(" (%s's %d events on %s never judged)", fw.from, fw.events, reg)
+	}
+	r.weaken(l, fmt.Sprintf("%s: history before INIT %v never judged%s%s; %d records judged after it", reg, h.start, snapshotNote(h.snapshot), fwNote, h.records))
 	return nil
 }
 

@@ -446,7 +446,7 @@ func (r *run) logs(ctx context.Context, l *LayerResult) error {
 				// measured is not bound by them.
 				l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: %d boot events on rtmr0-2 are replayed by digest only: their names and payloads are not checked (the firmware log, not dstack's JSON, holds what they hash)", name, boot))
 			}
-			if err := r.compareReplay(name, res, counts, runtimeRegs, l); err != nil {
+			if err := r.compareReplay(name, res, counts, runtimeRegs, nil, l); err != nil {
 				return err
 			}
 		case log.FormatIMABinary, log.FormatIMAASCII:
@@ -518,22 +518,25 @@ func (r *run) firmwareLog(name string, lg *Log, runtimeRegs map[regKey]bool, l *
 	if err != nil {
 		return failFrom(name, err)
 	}
-	return r.compareReplay(name, res, firmwareCounts(fl), runtimeRegs, l)
+	return r.compareReplay(name, res, firmwareCounts(fl), runtimeRegs, firmwareStartProblems(name, log.Format(lg.Format), fl, runtimeRegs), l)
 }
 
 // compareReplay compares every register a log's replay gives with its
 // trusted value. A register with a runtime log of its own (in the bank of
 // that log) is where the runtime log must start: runtimeChain compares it.
 // counts are the log's events per register, for the report of what is not
-// checked. A log whose replay checks no quoted register proves nothing and
-// fails.
-func (r *run) compareReplay(name string, res *log.Replay, counts map[string]int, runtimeRegs map[regKey]bool, l *LayerResult) error {
+// checked. unproven marks the registers whose replay does not prove the
+// runtime log's start (firmwareStartProblems). A log whose replay checks
+// no quoted register proves nothing and fails.
+func (r *run) compareReplay(name string, res *log.Replay, counts map[string]int, runtimeRegs map[regKey]bool, unproven map[string]chainStart, l *LayerResult) error {
 	n, starts := 0, 0
 	var absent []mr.Value // registers and banks the evidence does not cover
 	for _, v := range res.Registers {
 		k := regKey{v.Register.Name, v.Digest.Alg}
 		if runtimeRegs[k] {
-			if err := r.setStart(name, k, v.Digest); err != nil {
+			cs := unproven[k.name]
+			cs.value, cs.from = v.Digest, name
+			if err := r.setStart(k, cs); err != nil {
 				return err
 			}
 			r.explain(k, name)
