@@ -190,8 +190,17 @@ func (m *MonitorState) validate() error {
 		if ms.IMA != nil && (ms.IMA.Entries < 0 || ms.IMA.Offset < 0 || !isSHA256Hex(ms.IMA.Prefix)) {
 			return fmt.Errorf("machine %q: ima: bad entries, offset or prefix hash", name)
 		}
+		if ms.IMA != nil && !validDigest(ms.IMA.Value) {
+			return fmt.Errorf("machine %q: ima: the point's mr_ima value %q is no digest", name, ms.IMA.Value)
+		}
 	}
 	return nil
+}
+
+// validDigest reports whether d is a digest of a known algorithm and size.
+func validDigest(d mr.Digest) bool {
+	_, err := mr.NewDigest(d.Alg, d.Bytes)
+	return err == nil
 }
 
 func isSHA256Hex(s string) bool {

@@ -1,0 +1,150 @@
+package verifier
+
+// Red team, round 2, the monitor state's attacks (copied from the redteam2
+// branch's verifier/attack_redteam2_test.go): each test asserts the safe
+// outcome and failed on the main branch before the fixmon fixes.
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/ccmr-dev/ccmr/log/ima"
+)
+
+// rt2DropRuntime removes the bundle's runtime logs.
+func rt2DropRuntime(b *Bundle) {
+	var logs []Log
+	for _, lg := range b.Logs {
+		if lg.Format != "runtime" {
+			logs = append(logs, lg)
+		}
+	}
+	b.Logs = logs
+	b.Registers = onlyReal(b.Registers)
+}
+
+// A bundle without its runtime log (and without the virtual registers it
+// carried) resumes the state's IMA point though mr_ima's value is unknown:
+// "0 IMA entries match the 0 records of mr_ima", TRUSTED, and the entry it
+// leaves holds an IMA point whose mr_ima value is no digest (alg 0) and no
+// runtime entry. The state file then does not load again (every machine
+// in it is lost), and in memory every sound bundle of the machine fails.
+// Safe: such a bundle must not advance the IMA point; the state must stay
+// usable.
+func TestRedteam2_IMAPointWithoutMRIMA(t *testing.T) {
+	g := newGuest(t)
+	state := emptyState()
+	g.extend("mr_ctr.a", "x")
+	g.imaUpTo(5)
+	monMustTrust(t, g.quote(false), g.withState(state))
+	g.imaUpTo(8)
+	b := g.quote(false)
+	rt2DropRuntime(b)
+	rep := verifyT(t, b, g.withState(state))
+	e := state.Machines[MachineID(g.quote(false))]
+	if e != nil && e.IMA != nil && !e.IMA.Value.Alg.Valid() {
+		t.Errorf("the state's IMA point has mr_ima value %v after a bundle without mr_ima (verdict %s)", e.IMA.Value, rep.Verdict)
+	}
+	if raw, err := state.Marshal(nil); err != nil {
+		t.Errorf("state does not marshal: %v", err)
+	} else if _, err := ParseState(raw, nil); err != nil {
+		t.Errorf("the state file written after that bundle does not load: %v", err)
+	}
+	g.imaUpTo(10)
+	if rep := verifyT(t, g.quote(false), g.withState(state)); !rep.Trusted {
+		t.Errorf("a sound bundle after it is refused:\n%s", reportText(rep))
+	}
+}
+
+// The same under a runtime policy: the state was built under it (entries
+// 0..4 judged), the next bundle drops its runtime log and the virtual
+// claims; its new IMA entries, one of which the policy refuses, are
+// "not proven (not judged by policy)" and the verdict is a plain TRUSTED.
+// The same bundle without the state is refused (nothing proves the list).
+func TestRedteam2_IMAPointWithoutMRIMAUnderPolicy(t *testing.T) {
+	pol, deny := rt2IMAPolicy(t, 10, 5)
+	g := newGuest(t)
+	state := emptyState()
+	g.extend("mr_ctr.a", "x")
+	g.imaUpTo(5)
+	o := g.withState(state)
+	o.Policy = pol
+	monMustTrust(t, g.quote(false), o)
+	g.imaUpTo(10)
+	b := g.quote(false)
+	rt2DropRuntime(b)
+	o2 := g.opts()
+	o2.Policy = pol
+	if rep := verifyT(t, b, o2); rep.Trusted {
+		t.Fatalf("without the state the bundle is trusted:\n%s", reportText(rep))
+	}
+	if rep := verifyT(t, b, o); rep.Trusted {
+		t.Errorf("entry %d, which the policy refuses, passes unjudged: the state turns a bundle without mr_ima into %s\n%s", deny, rep.Verdict, reportText(rep))
+	}
+}
+
+// rt2IMAPolicy allows the files of the real IMA list's first n entries,
+// except one entry at or after from whose path appears once: its digest is
+// replaced. It returns the policy and that entry's index.
+func rt2IMAPolicy(t *testing.T, n, from int) (*Policy, int) {
+	t.Helper()
+	data, err := os.ReadFile(realIMA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := imaEntries(t, data)[:n]
+	type file struct{ path, digest string }
+	var files []file
+	count := map[string]int{}
+	for _, raw := range es {
+		e, err := ima.NewBinaryReader(bytes.NewReader(raw), ima.Options{}).Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, d, _ := e.FileDigest()
+		files = append(files, file{e.FileName(), hex.EncodeToString(d)})
+		count[e.FileName()]++
+	}
+	deny := -1
+	for i := from; i < n && deny < 0; i++ {
+		if count[files[i].path] == 1 {
+			deny = i
+		}
+	}
+	if deny < 0 {
+		t.Skip("no entry with a unique path among the new ones")
+	}
+	digests := map[string][]string{}
+	for i, f := range files {
+		d := f.digest
+		if i == deny {
+			d = strings.Repeat("ab", len(d)/2)
+		}
+		digests[f.path] = append(digests[f.path], d)
+	}
+	kl, _ := json.Marshal(map[string]any{"digests": digests, "excludes": []string{}})
+	p, err := ParsePolicy([]byte(`{"ima":{"keylime":`+string(kl)+`}}`), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, deny
+}
+
+// A state whose IMA point holds no mr_ima value (what the attack above left
+// behind) is refused on load: resumed, its new entries would be replayed
+// from zero instead of from a value a trusted run proved.
+func TestMonitor2_StateIMAPointWithoutValue(t *testing.T) {
+	st := NewState()
+	st.Machines["m"] = &MachineState{Policy: "none", IMA: &IMAState{Entries: 5, Offset: 100, Prefix: strings.Repeat("00", 32)}}
+	raw, err := st.Marshal(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseState(raw, nil); err == nil {
+		t.Fatal("a state whose IMA point has no mr_ima value loads")
+	}
+}
