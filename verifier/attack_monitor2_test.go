@@ -6,6 +6,7 @@ package verifier
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/log/ima"
+	"github.com/ccmr-dev/ccmr/mr"
 )
 
 // rt2DropRuntime removes the bundle's runtime logs.
@@ -146,5 +148,82 @@ func TestMonitor2_StateIMAPointWithoutValue(t *testing.T) {
 	}
 	if _, err := ParseState(raw, nil); err == nil {
 		t.Fatal("a state whose IMA point has no mr_ima value loads")
+	}
+}
+
+// rt2RuntimeTail makes a state at the current end of the guest's runtime
+// log, appends one record, and returns the bundle, the state and the byte
+// offset where the appended entry starts.
+func rt2RuntimeTail(t *testing.T) (*guest, *MonitorState, *Bundle, int64) {
+	t.Helper()
+	g := newGuest(t)
+	state := emptyState()
+	g.extend("mr_ctr.a", "x")
+	g.imaUpTo(5)
+	monMustTrust(t, g.quote(false), g.withState(state))
+	off := state.Machines[MachineID(g.quote(false))].Runtime[0].Offset
+	g.extend("mr_ctr.a", "y")
+	b := g.quote(false)
+	lg := logOf(b, "runtime")
+	if int64(len(lg.Data)) <= off {
+		t.Fatalf("no entry after the state's offset %d", off)
+	}
+	lg.Data = bytes.Clone(lg.Data)
+	return g, state, b, off
+}
+
+// The runtime log format holds entries of one MR index ("one log per
+// backing register"): a full verification refuses a log whose later entry
+// names another MR index. Resumed from a monitor state, the reader starts
+// afresh at the state's offset, so the same log passes: the verdict of the
+// incremental verification differs from the full one.
+func TestRedteam2_ResumedTailOtherMRIndex(t *testing.T) {
+	g, state, b, off := rt2RuntimeTail(t)
+	lg := logOf(b, "runtime")
+	mri := binary.LittleEndian.Uint32(lg.Data[off:])
+	binary.LittleEndian.PutUint32(lg.Data[off:], mri+1)
+	// Without the state: refused.
+	full := verifyT(t, b, g.opts())
+	if full.Trusted {
+		t.Fatalf("full verification trusts a log mixing MR indices:\n%s", reportText(full))
+	}
+	// With the state: must be refused as well.
+	rep := verifyT(t, b, g.withState(state))
+	if rep.Trusted {
+		t.Fatalf("the monitor state's resume accepts a log the full verification refuses (%s):\n%s",
+			strings.TrimSpace(full.Layers[full.FailedLayer()].Failure.Reason), reportText(rep))
+	}
+}
+
+// A runtime entry of a state that does not say which MR index and digest
+// algorithm its entries use (a state written before they were kept) is
+// refused on load: its resume could not hold the new entries to them.
+func TestMonitor2_StateRuntimeWithoutMRIndex(t *testing.T) {
+	rs := &RuntimeState{Register: "rtmr3", Value: mr.Zero(mr.SHA384), Prefix: strings.Repeat("00", 32), Alg: "sha384"}
+	for name, mut := range map[string]func(*RuntimeState){
+		"no mr_index": func(*RuntimeState) {},
+		"no alg":      func(rs *RuntimeState) { rs.MRIndex, rs.Alg = new(uint32), "" },
+		"other alg":   func(rs *RuntimeState) { rs.MRIndex, rs.Alg = new(uint32), "sha256" },
+		"SHA384":      func(rs *RuntimeState) { rs.MRIndex, rs.Alg = new(uint32), "SHA384" },
+	} {
+		c := *rs
+		mut(&c)
+		st := NewState()
+		st.Machines["m"] = &MachineState{Policy: "none", Runtime: []*RuntimeState{&c}}
+		raw, err := st.Marshal(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ParseState(raw, nil); err == nil {
+			t.Errorf("%s: the state loads", name)
+		}
+	}
+	ok := *rs
+	ok.MRIndex = new(uint32)
+	st := NewState()
+	st.Machines["m"] = &MachineState{Policy: "none", Runtime: []*RuntimeState{&ok}}
+	raw, _ := st.Marshal(nil)
+	if _, err := ParseState(raw, nil); err != nil {
+		t.Errorf("a complete runtime entry is refused: %v", err)
 	}
 }
