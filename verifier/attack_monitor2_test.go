@@ -6,14 +6,18 @@ package verifier
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/ccmr-dev/ccmr/backend/sim"
 	"github.com/ccmr-dev/ccmr/log/ima"
+	"github.com/ccmr-dev/ccmr/log/runtime"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -225,5 +229,104 @@ func TestMonitor2_StateRuntimeWithoutMRIndex(t *testing.T) {
 	raw, _ := st.Marshal(nil)
 	if _, err := ParseState(raw, nil); err != nil {
 		t.Errorf("a complete runtime entry is refused: %v", err)
+	}
+}
+
+// rt2TextGuest is a sim device whose rtmr3 is extended line by line as an
+// aael-text runtime log (INIT zero, then records).
+type rt2TextGuest struct {
+	t    *testing.T
+	dev  *sim.Device
+	key  []byte
+	text []byte
+}
+
+func rt2NewTextGuest(t *testing.T) *rt2TextGuest {
+	ctx := context.Background()
+	dev, err := sim.Open(ctx, filepath.Join(t.TempDir(), "sim"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := dev.PublicKeyPEM(ctx)
+	g := &rt2TextGuest{t: t, dev: dev, key: key}
+	init, _ := runtime.AppendTextInit(nil, mr.Zero(mr.SHA384))
+	g.line(init)
+	return g
+}
+
+// line appends one aael-text line (with LF) and extends rtmr3 with it.
+func (g *rt2TextGuest) line(l []byte) {
+	if err := g.dev.Extend(context.Background(), "rtmr3", mr.SHA384.Sum(bytes.TrimSuffix(l, []byte("\n")))); err != nil {
+		g.t.Fatal(err)
+	}
+	g.text = append(g.text, l...)
+}
+
+func (g *rt2TextGuest) record(s string) {
+	rec, err := runtime.ParseRecord("mr_ctr.a extend sha384/" + hex.EncodeToString(mr.SHA384.Sum([]byte(s)).Bytes))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	l, err := runtime.AppendTextLine(nil, rec)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	g.line(l)
+}
+
+func (g *rt2TextGuest) bundle() *Bundle {
+	ev, err := g.dev.Attest(context.Background(), []byte("n"))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return NewBundle(ev, []Log{{Format: "aael-text", Register: "rtmr3", Alg: "sha384", Data: bytes.Clone(g.text)}}, nil)
+}
+
+func (g *rt2TextGuest) opts(state *MonitorState) Options {
+	return Options{AllowSim: true, SimKeys: [][]byte{g.key}, Nonce: []byte("n"), Monitor: state}
+}
+
+// An aael-text runtime log resumed from a monitor state is read from the
+// state's offset by a TextReader, which takes the first line there as the
+// log's INIT line: every sound continuation of an aael-text log fails
+// ("first line: ... is not `INIT ALG/HEX`"), and with it every later
+// bundle of the machine (a state never resets). Fail-closed, not a false
+// TRUSTED (a forged mid-log INIT line is refused: "INIT entry in a resumed
+// replay"), but the monitor cannot follow aael-text logs at all.
+func TestRedteam2_TextLogResume(t *testing.T) {
+	g := rt2NewTextGuest(t)
+	g.record("a")
+	state := emptyState()
+	monMustTrust(t, g.bundle(), g.opts(state))
+	g.record("b")
+	if rep := verifyT(t, g.bundle(), g.opts(nil)); !rep.Trusted {
+		t.Fatalf("the continued log is not trusted in full:\n%s", reportText(rep))
+	}
+	if rep := verifyT(t, g.bundle(), g.opts(state)); !rep.Trusted {
+		t.Errorf("the sound continuation of an aael-text log is refused with the monitor state:\n%s", reportText(rep))
+	}
+}
+
+// The resumed aael-text log is held to what a full read holds it to: a
+// forged INIT line after the state's offset, or a line hashed with another
+// algorithm than the log's, is refused; the state advances over a sound
+// continuation, twice.
+func TestMonitor2_TextLogResumeRefusesForgery(t *testing.T) {
+	g := rt2NewTextGuest(t)
+	g.record("a")
+	state := emptyState()
+	monMustTrust(t, g.bundle(), g.opts(state))
+	g.record("b")
+	monMustTrust(t, g.bundle(), g.opts(state))
+	g.record("c")
+	monMustTrust(t, g.bundle(), g.opts(state))
+	// An INIT line at the state's offset, the register extended with it.
+	init, _ := runtime.AppendTextInit(nil, mr.Zero(mr.SHA384))
+	g.line(init)
+	if rep := verifyT(t, g.bundle(), g.opts(state)); rep.Trusted {
+		t.Errorf("a mid-log INIT line is trusted with the state:\n%s", reportText(rep))
+	}
+	if rep := verifyT(t, g.bundle(), g.opts(nil)); rep.Trusted {
+		t.Errorf("a mid-log INIT line is trusted in full:\n%s", reportText(rep))
 	}
 }

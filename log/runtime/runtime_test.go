@@ -641,3 +641,30 @@ func TestContinueBinary(t *testing.T) {
 		t.Errorf("an INIT entry mid-log: %v", err)
 	}
 }
+
+// An aael-text log read from the middle (Options.Continue): every line is
+// a record hashed with Alg; an INIT line is refused; no input is no error.
+func TestContinueText(t *testing.T) {
+	rec := must(ExtendRecord("mr_ctr.a", mr.SHA384.Sum([]byte("x"))))
+	tail := must(AppendTextLine(nil, rec))
+	cont := Options{File: "t", Continue: true, Alg: mr.SHA384, MRIndex: 4}
+	e, err := NewTextReader(bytes.NewReader(tail), cont).Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.Init.IsZero() || e.MRIndex != 4 || !e.Digest.Equal(mr.SHA384.Sum(bytes.TrimSuffix(tail, []byte("\n")))) {
+		t.Errorf("entry %+v", e)
+	}
+	if n, err := readAll(NewTextReader(bytes.NewReader(nil), cont)); err != nil || n != 0 {
+		t.Errorf("empty tail: %d, %v", n, err)
+	}
+	init := must(AppendTextInit(nil, mr.Zero(mr.SHA384)))
+	if _, err := readAll(NewTextReader(bytes.NewReader(init), cont)); err == nil || !strings.Contains(err.Error(), "INIT line after the first line") {
+		t.Errorf("an INIT line mid-log: %v", err)
+	}
+	bad := cont
+	bad.Alg = 0
+	if _, err := readAll(NewTextReader(bytes.NewReader(tail), bad)); err == nil {
+		t.Error("an unknown algorithm to continue with is accepted")
+	}
+}
