@@ -192,7 +192,7 @@ func TestAttack16a_ConcurrentUpdatesUnderTheLock(t *testing.T) {
 					if e := st.Machines[name]; i > 1 && (e == nil || e.IMA.Entries != i-1) {
 						return fmt.Errorf("%s round %d: the update of round %d was lost", name, i, i-1)
 					}
-					st.Machines[name] = &MachineState{Policy: "none", IMA: &IMAState{Entries: i, Prefix: prefix}}
+					st.Machines[name] = &MachineState{Policy: "none", IMA: &IMAState{Entries: i, Prefix: prefix, Value: mr.Zero(mr.SHA384)}}
 					return st.Save(p, nil)
 				}()
 				if err != nil {

@@ -140,6 +140,11 @@ func (r *run) imaJudgeable(what string) error {
 		}
 		return fail("%s, but the bundle holds no IMA list to judge", what)
 	}
+	if _, ok := r.virtual[ima.VirtualName]; r.imaResumed() && !ok {
+		// imaLayer refuses this first; the state's entries count only
+		// when this run proves the mr_ima value they continue to.
+		return fail("%s, but the IMA entries after the monitor state's point are proven by no value of mr_ima", what)
+	}
 	if r.proven < 0 || r.imaStart.entries+r.proven == 0 {
 		return fail("%s, but no IMA entry is proven", what)
 	}

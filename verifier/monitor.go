@@ -80,6 +80,13 @@ type RuntimeState struct {
 	// Records is how many entries they hold (for the report).
 	Prefix  string `json:"prefix_sha256"`
 	Records int    `json:"records"`
+	// Alg and MRIndex are the digest algorithm and the MR index of the
+	// segment's entries: the entries after Offset are read by a reader
+	// that starts with them, so that they must use the same, as in a
+	// verification of the whole log. (The aael-text form carries no MR
+	// index: the one its reader reports.)
+	Alg     string  `json:"alg"`
+	MRIndex *uint32 `json:"mr_index"`
 }
 
 // VirtualState is a virtual register's value and record count.
@@ -186,12 +193,24 @@ func (m *MonitorState) validate() error {
 			if rs.Offset < 0 || rs.Records < 0 || !isSHA256Hex(rs.Prefix) {
 				return fmt.Errorf("machine %q: runtime %s: bad offset, record count or prefix hash", name, rs.Register)
 			}
+			if a, err := mr.ParseAlg(rs.Alg); err != nil || a.String() != rs.Alg || a != rs.Value.Alg || rs.MRIndex == nil {
+				return fmt.Errorf("machine %q: runtime %s: no MR index, or no digest algorithm (that of its value) for its entries (a state written before they were kept: start a new file)", name, rs.Register)
+			}
 		}
 		if ms.IMA != nil && (ms.IMA.Entries < 0 || ms.IMA.Offset < 0 || !isSHA256Hex(ms.IMA.Prefix)) {
 			return fmt.Errorf("machine %q: ima: bad entries, offset or prefix hash", name)
 		}
+		if ms.IMA != nil && !validDigest(ms.IMA.Value) {
+			return fmt.Errorf("machine %q: ima: the point's mr_ima value %q is no digest", name, ms.IMA.Value)
+		}
 	}
 	return nil
+}
+
+// validDigest reports whether d is a digest of a known algorithm and size.
+func validDigest(d mr.Digest) bool {
+	_, err := mr.NewDigest(d.Alg, d.Bytes)
+	return err == nil
 }
 
 func isSHA256Hex(s string) bool {
@@ -320,11 +339,17 @@ func (rs *RuntimeState) resume() *runtime.Resume {
 	return res
 }
 
-func (ms *MachineState) setRuntime(reg string, init mr.Digest, off int64, value mr.Digest, virt []mr.Value, counts map[string]int) {
+// entryAlg is the digest algorithm of the entries (validated on load).
+func (rs *RuntimeState) entryAlg() mr.Alg {
+	a, _ := mr.ParseAlg(rs.Alg)
+	return a
+}
+
+func (ms *MachineState) setRuntime(reg string, init mr.Digest, off int64, value mr.Digest, virt []mr.Value, counts map[string]int, alg mr.Alg, mri uint32) {
 	if ms == nil {
 		return
 	}
-	rs := &RuntimeState{Register: reg, SegmentInit: init, Offset: off, Value: value}
+	rs := &RuntimeState{Register: reg, SegmentInit: init, Offset: off, Value: value, Alg: alg.String(), MRIndex: &mri}
 	for _, v := range virt {
 		rs.Virtual = append(rs.Virtual, VirtualState{Name: v.Register.Name, Digest: v.Digest, Count: counts[v.Register.Name]})
 	}

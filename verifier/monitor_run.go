@@ -270,7 +270,7 @@ func (r *run) advanceMonitor() error {
 			return fmt.Errorf("monitor state: runtime log of %s: %w", rs.Register, err)
 		}
 		rs.Prefix = p
-		if rs.Records, err = r.countRecords(last, ph, rs.Offset); err != nil {
+		if rs.Records, err = r.countRecords(last, ph, rs); err != nil {
 			return fmt.Errorf("monitor state: runtime log of %s: %w", rs.Register, err)
 		}
 	}
@@ -299,15 +299,19 @@ func prefixOf(lg *Log, off int64, ph *prefixHash) (string, error) {
 	return hex.EncodeToString(ph.h.Sum(nil)), nil
 }
 
-// countRecords counts the records of a runtime log up to off: the ones
-// the state counted before ph's offset, and the ones after it (already
-// replayed; this reads only the new part).
-func (r *run) countRecords(lg *Log, ph *prefixHash, off int64) (int, error) {
+// countRecords counts the records of a runtime log up to rs.Offset: the
+// ones the state counted before ph's offset, and the ones after it (already
+// replayed; this reads only the new part, as the rest of the log).
+func (r *run) countRecords(lg *Log, ph *prefixHash, rs *RuntimeState) (int, error) {
 	start, n := int64(0), 0
 	if ph != nil {
 		start, n = ph.off, ph.records
 	}
-	rd := segment{name: "runtime log", log: lg}.reader(lg.Data[start:off])
+	sg := segment{name: "runtime log", log: lg}
+	rd := sg.reader(lg.Data[start:rs.Offset])
+	if start > 0 {
+		rd = sg.continueReader(lg.Data[start:rs.Offset], rs)
+	}
 	for {
 		_, err := rd.Next()
 		if err == io.EOF {

@@ -19,10 +19,32 @@ type segment struct {
 }
 
 func (sg segment) reader(data []byte) runtime.EntryReader {
+	return sg.readerWith(data, runtime.Options{File: sg.name})
+}
+
+// continueReader reads a segment's data after the offset a monitor state
+// verified: its entries must use the digest algorithm and MR index of the
+// ones before, as they must when the whole segment is read.
+func (sg segment) continueReader(data []byte, st *RuntimeState) runtime.EntryReader {
+	return sg.readerWith(data, runtime.Options{File: sg.name, Continue: true, Alg: st.entryAlg(), MRIndex: *st.MRIndex})
+}
+
+func (sg segment) readerWith(data []byte, opt runtime.Options) runtime.EntryReader {
 	if sg.log.Format == string(log.FormatAAELText) {
-		return runtime.NewTextReader(bytes.NewReader(data), runtime.Options{File: sg.name})
+		return runtime.NewTextReader(bytes.NewReader(data), opt)
 	}
-	return runtime.NewReader(bytes.NewReader(data), runtime.Options{File: sg.name})
+	return runtime.NewReader(bytes.NewReader(data), opt)
+}
+
+// entryForm is the digest algorithm and MR index of a segment's entries,
+// from its first (the reader holds every later entry to them); ok is false
+// for an empty or unreadable segment.
+func (sg segment) entryForm() (mr.Alg, uint32, bool) {
+	e, err := sg.reader(sg.log.Data).Next()
+	if err != nil {
+		return 0, 0, false
+	}
+	return e.Digest.Alg, e.MRIndex, e.Digest.Alg.Valid()
 }
 
 // initOf returns the INIT value a segment starts with (zero without one).
@@ -75,11 +97,13 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 		if r.b.Platform == mr.PlatformTPM {
 			opt.Name = runtime.PCRName
 		}
+		rd := sg.reader(data)
 		if i == 0 && resume != nil {
 			data = data[skip:]
 			opt.Resume = resume
+			rd = sg.continueReader(data, r.state.runtimeFor(reg))
 		}
-		res, err := runtime.Replay(sg.reader(data), opt)
+		res, err := runtime.Replay(rd, opt)
 		if err != nil {
 			var le *log.Error
 			if errors.As(err, &le) && i == 0 {
@@ -149,8 +173,19 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 	for n, c := range last.Counts {
 		counts[n] = c
 	}
+	// The entries' algorithm and MR index: the state's when the resumed
+	// segment is the last, else those of the last segment's first entry.
+	var alg mr.Alg
+	var mri uint32
+	if st := r.state.runtimeFor(reg); len(segs) == 1 && resume != nil {
+		alg, mri = st.entryAlg(), *st.MRIndex
+	} else if a, m, ok := segs[len(segs)-1].entryForm(); ok {
+		alg, mri = a, m
+	} else {
+		return fail("%s: the runtime log has no entry to take its digest algorithm and MR index from", segs[len(segs)-1].name)
+	}
 	if !r.unjudged {
-		r.next.setRuntime(reg, initOf(segs[len(segs)-1]), end, prevFinal, last.Virtual, counts)
+		r.next.setRuntime(reg, initOf(segs[len(segs)-1]), end, prevFinal, last.Virtual, counts, alg, mri)
 	}
 	return nil
 }

@@ -692,7 +692,17 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 	if err := r.checkIMAEntries(l); err != nil {
 		return err
 	}
-	if recs, ok := r.records[ima.VirtualName]; ok || r.imaStart.entries > 0 {
+	// A monitor state's IMA point is a value of mr_ima: the entries after
+	// it are proven only against mr_ima's value this run proves (a trusted
+	// runtime log carries it). Without one they are proven by nothing, and
+	// a policy would judge none of them: fail, as the same bundle fails
+	// without the state.
+	mrIMA, haveMRIMA := r.virtual[ima.VirtualName]
+	if r.imaResumed() && !haveMRIMA {
+		return &failError{&Failure{Log: name, Record: -1, Register: ima.VirtualName, Expected: r.imaStart.value.String(),
+			Reason: fmt.Sprintf("the monitor state of %s proved %d IMA entries up to an mr_ima value, but this bundle proves no value of mr_ima (no trusted runtime log carries it): the entries after them can be neither proven nor judged", stateTime(r.state), r.imaStart.entries)}}
+	}
+	if recs, ok := r.records[ima.VirtualName]; ok || r.imaResumed() {
 		if recs == nil {
 			recs = []mr.Digest{} // no new record: every new entry is unproven
 		}
@@ -721,7 +731,8 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 			r.ima.unprovenTail = res.Unproven
 			l.NotChecked = append(l.NotChecked, fmt.Sprintf("%d IMA entries after the last mr_ima record are not proven (not judged by policy)", res.Unproven))
 		}
-		if r.next != nil {
+		if r.next != nil && haveMRIMA && mrIMA.Alg.Valid() && len(mrIMA.Bytes) == mrIMA.Alg.Size() {
+			// Never an IMA point without a value of mr_ima.
 			off := int64(len(r.imaLog.Data))
 			if res.Unproven > 0 {
 				rd := r.imaReader()
@@ -732,7 +743,7 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 				}
 				off = r.imaStart.offset + rd.Offset()
 			}
-			r.next.IMA = &IMAState{Entries: r.imaStart.entries + res.Events, Offset: off, Value: r.virtual[ima.VirtualName]}
+			r.next.IMA = &IMAState{Entries: r.imaStart.entries + res.Events, Offset: off, Value: mrIMA}
 		}
 		return r.bootAggregate(l)
 	}
@@ -741,6 +752,9 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 	}
 	return r.bootAggregate(l)
 }
+
+// imaResumed reports whether layer 3 resumes a monitor state's IMA point.
+func (r *run) imaResumed() bool { return r.state != nil && r.state.IMA != nil }
 
 // ---- layer 4: policy -----------------------------------------------------
 

@@ -34,8 +34,18 @@ type Options struct {
 	// algorithm, optionally after one INIT entry.
 	Embedded bool
 	// MRIndex is the MR index the aael-text form (which carries none)
-	// reports in every entry. Ignored by the binary reader.
+	// reports in every entry. The binary reader uses it only with
+	// Continue.
 	MRIndex uint32
+	// Continue reads a log from the middle, after entries read earlier
+	// (a monitor state resuming at the offset it verified): every entry
+	// must use Alg and, in the binary form, MRIndex, as the earlier ones
+	// did, and an INIT entry (or INIT line) is refused there as it is
+	// after a log's first entry. An empty input is then no error.
+	// Ignored with Embedded.
+	Continue bool
+	// Alg is the digest algorithm of the earlier entries (with Continue).
+	Alg mr.Alg
 }
 
 // EntryReader is what Replay consumes: the binary Reader and the TextReader.
@@ -64,7 +74,14 @@ type Reader struct {
 
 // NewReader returns a Reader of r.
 func NewReader(r io.Reader, opt Options) *Reader {
-	return &Reader{br: bufio.NewReaderSize(r, 64<<10), opt: opt}
+	rd := &Reader{br: bufio.NewReaderSize(r, 64<<10), opt: opt}
+	if opt.Continue && !opt.Embedded {
+		rd.seen, rd.alg, rd.mri, rd.sawRec = true, opt.Alg, opt.MRIndex, true
+		if !opt.Alg.Valid() {
+			rd.fail(0, "%w: continuing a log whose digest algorithm %v is unknown", mr.ErrUnsupported, opt.Alg)
+		}
+	}
+	return rd
 }
 
 func (r *Reader) fail(off int64, format string, a ...any) error {

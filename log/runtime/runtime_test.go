@@ -592,3 +592,79 @@ func TestSniff(t *testing.T) {
 	}
 	var _ io.Reader = bytes.NewReader(nil)
 }
+
+// readAll reads every entry of r; it returns the count and the first error.
+func readAll(r EntryReader) (int, error) {
+	n := 0
+	for {
+		_, err := r.Next()
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+}
+
+// A binary log read from the middle (Options.Continue) holds its entries to
+// the algorithm and MR index of the ones before, and refuses an INIT entry.
+func TestContinueBinary(t *testing.T) {
+	tail, _, err := AppendEntry(nil, 4, mr.SHA384, Record{"a", "b", "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cont := Options{File: "t", Continue: true, Alg: mr.SHA384, MRIndex: 4}
+	if n, err := readAll(NewReader(bytes.NewReader(tail), cont)); err != nil || n != 1 {
+		t.Fatalf("sound tail: %d entries, %v", n, err)
+	}
+	if n, err := readAll(NewReader(bytes.NewReader(nil), cont)); err != nil || n != 0 {
+		t.Fatalf("empty tail: %d entries, %v", n, err)
+	}
+	other := cont
+	other.MRIndex = 5
+	if _, err := readAll(NewReader(bytes.NewReader(tail), other)); err == nil || !strings.Contains(err.Error(), "MR index 4, but earlier entries use 5") {
+		t.Errorf("another MR index: %v", err)
+	}
+	other = cont
+	other.Alg = mr.SHA256
+	if _, err := readAll(NewReader(bytes.NewReader(tail), other)); err == nil || !strings.Contains(err.Error(), "digest algorithm sha384, but earlier entries use sha256") {
+		t.Errorf("another algorithm: %v", err)
+	}
+	other.Alg = 0
+	if _, err := readAll(NewReader(bytes.NewReader(tail), other)); err == nil {
+		t.Error("an unknown algorithm to continue with is accepted")
+	}
+	init := must(AppendInit(nil, 4, mr.Zero(mr.SHA384)))
+	if _, err := readAll(NewReader(bytes.NewReader(init), cont)); err == nil || !strings.Contains(err.Error(), "EV_NO_ACTION entry after the first entry") {
+		t.Errorf("an INIT entry mid-log: %v", err)
+	}
+}
+
+// An aael-text log read from the middle (Options.Continue): every line is
+// a record hashed with Alg; an INIT line is refused; no input is no error.
+func TestContinueText(t *testing.T) {
+	rec := must(ExtendRecord("mr_ctr.a", mr.SHA384.Sum([]byte("x"))))
+	tail := must(AppendTextLine(nil, rec))
+	cont := Options{File: "t", Continue: true, Alg: mr.SHA384, MRIndex: 4}
+	e, err := NewTextReader(bytes.NewReader(tail), cont).Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.Init.IsZero() || e.MRIndex != 4 || !e.Digest.Equal(mr.SHA384.Sum(bytes.TrimSuffix(tail, []byte("\n")))) {
+		t.Errorf("entry %+v", e)
+	}
+	if n, err := readAll(NewTextReader(bytes.NewReader(nil), cont)); err != nil || n != 0 {
+		t.Errorf("empty tail: %d, %v", n, err)
+	}
+	init := must(AppendTextInit(nil, mr.Zero(mr.SHA384)))
+	if _, err := readAll(NewTextReader(bytes.NewReader(init), cont)); err == nil || !strings.Contains(err.Error(), "INIT line after the first line") {
+		t.Errorf("an INIT line mid-log: %v", err)
+	}
+	bad := cont
+	bad.Alg = 0
+	if _, err := readAll(NewTextReader(bytes.NewReader(tail), bad)); err == nil {
+		t.Error("an unknown algorithm to continue with is accepted")
+	}
+}

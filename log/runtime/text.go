@@ -26,9 +26,18 @@ type TextReader struct {
 }
 
 // NewTextReader returns a TextReader of r. Options.MRIndex is reported in
-// every entry; Embedded is ignored.
+// every entry; Embedded is ignored. With Options.Continue, r is the rest of
+// a log after lines read earlier: every line is a record hashed with
+// Options.Alg, and an INIT line is refused as after a log's first line.
 func NewTextReader(r io.Reader, opt Options) *TextReader {
-	return &TextReader{br: bufio.NewReaderSize(r, 64<<10), opt: opt}
+	t := &TextReader{br: bufio.NewReaderSize(r, 64<<10), opt: opt}
+	if opt.Continue {
+		t.alg = opt.Alg
+		if !opt.Alg.Valid() {
+			t.fail(0, fmt.Errorf("%w: continuing a log whose digest algorithm %v is unknown", mr.ErrUnsupported, opt.Alg))
+		}
+	}
+	return t
 }
 
 func (t *TextReader) fail(off int64, err error) error {
@@ -75,7 +84,7 @@ func (t *TextReader) Next() (*Entry, error) {
 	start := t.off
 	line, err := t.readLine(start)
 	if err == io.EOF {
-		if t.n == 0 {
+		if t.n == 0 && !t.opt.Continue {
 			return nil, t.fail(0, fmt.Errorf("empty log: no INIT line"))
 		}
 		return nil, io.EOF
@@ -85,7 +94,7 @@ func (t *TextReader) Next() (*Entry, error) {
 	}
 	e := &Entry{Index: t.n, Offset: start, Size: t.off - start, MRIndex: t.opt.MRIndex,
 		Type: EvEventTag, Extended: true, Event: line}
-	if t.n == 0 {
+	if t.n == 0 && !t.opt.Continue {
 		d, err := ParseInit(string(line))
 		if err != nil {
 			return nil, t.fail(start, fmt.Errorf("first line: %w", err))
