@@ -13,6 +13,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -21,20 +23,136 @@ import (
 var ErrUnsafe = errors.New("unsafe state folder")
 
 // CheckDir refuses dir unless it is a folder owned by the caller's effective
-// user that neither its group nor others may write to.
+// user that neither its group nor others may write to, reached from / only
+// through folders and links nobody else controls (the rule of sshd's
+// StrictModes and of secure_path): the absolute, cleaned path is walked
+// from / with Lstat on each component; a symbolic link is accepted only if
+// it belongs to root or the caller, and its target is then walked the same
+// way (so /var/run -> /run works); every folder above dir must belong to
+// root or the caller and be writable by neither its group nor others unless
+// it has the sticky bit (/tmp). A user who can write no ancestor can neither
+// rename dir away after the check nor swap a link on the way, so opening
+// files in dir by name later stays safe.
 func CheckDir(dir string) error {
-	fi, err := os.Stat(dir)
+	if dir == "" {
+		return fmt.Errorf("empty folder name: %w", ErrUnsafe)
+	}
+	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return err
 	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%s is not a folder: %w", dir, ErrUnsafe)
+	uid := os.Geteuid()
+	// cur is the part walked so far: free of links, so ".." is its parent.
+	cur := "/"
+	if err := checkAncestor(cur, dir, uid); err != nil {
+		return err
+	}
+	rest := splitPath(abs)
+	links := 0
+	for len(rest) > 0 {
+		c := rest[0]
+		rest = rest[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			cur = filepath.Dir(cur)
+			continue
+		}
+		next := filepath.Join(cur, c)
+		fi, err := os.Lstat(next)
+		if err != nil {
+			return err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return fmt.Errorf("%s: no owner information: %w", next, ErrUnsafe)
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if st.Uid != 0 && int(st.Uid) != uid {
+				return fmt.Errorf("%s (on the way to %s) is a symbolic link of uid %d, neither root's nor this user's (uid %d): %w", next, dir, st.Uid, uid, ErrUnsafe)
+			}
+			links++
+			if links > 40 {
+				return fmt.Errorf("%s: too many symbolic links: %w", dir, ErrUnsafe)
+			}
+			target, err := os.Readlink(next)
+			if err != nil {
+				return err
+			}
+			if filepath.IsAbs(target) {
+				cur = "/"
+			}
+			rest = append(splitPath(target), rest...)
+			continue
+		}
+		if !more(rest) {
+			return checkFolder(next, fi, st, uid)
+		}
+		if err := checkAncestorInfo(next, dir, fi, st, uid); err != nil {
+			return err
+		}
+		cur = next
+	}
+	// The walk ended on a folder already walked through (/, or one a
+	// link's ".." led back to): it is the folder.
+	fi, err := os.Lstat(cur)
+	if err != nil {
+		return err
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return fmt.Errorf("%s: no owner information: %w", dir, ErrUnsafe)
+		return fmt.Errorf("%s: no owner information: %w", cur, ErrUnsafe)
 	}
-	if uid := os.Geteuid(); int(st.Uid) != uid {
+	return checkFolder(cur, fi, st, uid)
+}
+
+// more reports whether rest names another component to walk into.
+func more(rest []string) bool {
+	for _, c := range rest {
+		if c != "" && c != "." {
+			return true
+		}
+	}
+	return false
+}
+
+func splitPath(p string) []string { return strings.Split(p, "/") }
+
+func checkAncestor(p, dir string, uid int) error {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("%s: no owner information: %w", p, ErrUnsafe)
+	}
+	return checkAncestorInfo(p, dir, fi, st, uid)
+}
+
+// checkAncestorInfo refuses a folder above dir that someone other than root
+// and the caller could rename entries in.
+func checkAncestorInfo(p, dir string, fi fs.FileInfo, st *syscall.Stat_t, uid int) error {
+	if !fi.IsDir() {
+		return fmt.Errorf("%s (on the way to %s) is not a folder: %w", p, dir, ErrUnsafe)
+	}
+	if st.Uid != 0 && int(st.Uid) != uid {
+		return fmt.Errorf("%s (a folder above %s) belongs to uid %d, neither root nor this user (uid %d), who could move the folder away: %w", p, dir, st.Uid, uid, ErrUnsafe)
+	}
+	if m := fi.Mode(); m.Perm()&0o022 != 0 && m&fs.ModeSticky == 0 {
+		return fmt.Errorf("%s (a folder above %s) has mode %04o: group or others may write to it and move the folder away (chmod go-w it, or use another folder): %w", p, dir, m.Perm(), ErrUnsafe)
+	}
+	return nil
+}
+
+// checkFolder is the check of the folder itself: the caller's, and writable
+// by nobody else.
+func checkFolder(dir string, fi fs.FileInfo, st *syscall.Stat_t, uid int) error {
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a folder: %w", dir, ErrUnsafe)
+	}
+	if int(st.Uid) != uid {
 		return fmt.Errorf("%s belongs to uid %d, not to this user (uid %d); use a folder of your own: %w", dir, st.Uid, uid, ErrUnsafe)
 	}
 	if m := fi.Mode().Perm(); m&0o022 != 0 {

@@ -75,3 +75,45 @@ func TestCreateTempReplacesLink(t *testing.T) {
 		t.Fatalf("temporary is not a regular file: %v %v", fi, err)
 	}
 }
+
+func TestCheckDirAncestorsAndLinks(t *testing.T) {
+	dir := t.TempDir()
+	own := filepath.Join(dir, "own")
+	os.Mkdir(own, 0o700)
+	// A link of the caller's, relative, with "..": followed and checked.
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink("x/../own", link); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Join(dir, "x"), 0o755)
+	if err := CheckDir(link); err != nil {
+		t.Errorf("own link to own folder: %v", err)
+	}
+	// A group-writable ancestor without the sticky bit is refused; with it,
+	// accepted.
+	os.Chmod(dir, 0o775)
+	if err := CheckDir(own); !errors.Is(err, ErrUnsafe) {
+		t.Errorf("group-writable parent: %v, want ErrUnsafe", err)
+	}
+	os.Chmod(dir, os.ModeSticky|0o777)
+	if err := CheckDir(own); err != nil {
+		t.Errorf("sticky parent: %v", err)
+	}
+	os.Chmod(dir, 0o755)
+	if os.Geteuid() != 0 {
+		return
+	}
+	// Another user's parent, or another user's link, is refused.
+	other := filepath.Join(dir, "other")
+	os.Mkdir(other, 0o755)
+	sub := filepath.Join(other, "sub")
+	os.Mkdir(sub, 0o700)
+	os.Chown(other, 65534, 65534)
+	if err := CheckDir(sub); !errors.Is(err, ErrUnsafe) {
+		t.Errorf("folder in another user's folder: %v, want ErrUnsafe", err)
+	}
+	os.Lchown(link, 65534, 65534)
+	if err := CheckDir(link); !errors.Is(err, ErrUnsafe) {
+		t.Errorf("another user's link: %v, want ErrUnsafe", err)
+	}
+}
