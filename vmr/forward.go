@@ -136,6 +136,11 @@ func (s *Store) forwardStatePath(reg string) string {
 // forwarded last. Errors count entries and bytes from the list's start.
 func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 	opts.defaults()
+	// The register's name makes the state and lock files' names: a name
+	// with a "/" or ".." would put them outside the log folder.
+	if !mr.IsVirtualName(opts.Register) {
+		return 0, fmt.Errorf("ima forward: %w: virtual register name %q: want mr_ followed by 1 to 60 of [a-z0-9_.-]", mr.ErrUnknownRegister, opts.Register)
+	}
 	// One forwarder per register at a time: two would both see the same
 	// count of records and forward the same entries twice.
 	unlock, err := lockFile(s.forwardStatePath(opts.Register) + ".lock")
