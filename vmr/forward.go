@@ -2,9 +2,12 @@ package vmr
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -65,6 +68,13 @@ type forwardState struct {
 	// no longer reaches Offset, is not the list that was forwarded.
 	LastOffset int64  `json:"last_offset,omitempty"`
 	Last       string `json:"last,omitempty"`
+	// Prefix is the SHA-256 of the list's bytes [0, Offset): the last
+	// entry alone does not tie the hint to the list, as an earlier entry
+	// of the same size may have changed. Hashing the prefix again on
+	// resume is far cheaper than re-folding it (parsing every entry and
+	// taking sha384 of its template data), which the hint exists to spare.
+	// A hint without it is not used.
+	Prefix string `json:"prefix_sha256,omitempty"`
 }
 
 func snapString(d mr.Digest) string {
@@ -133,7 +143,9 @@ func (s *Store) forwardStatePath(reg string) string {
 // another value (a different list, or one shorter than what was forwarded)
 // is refused with ErrInconsistent. The resume hint skips that re-reading
 // only while the list still holds, where the hint says, the entry that was
-// forwarded last. Errors count entries and bytes from the list's start.
+// forwarded last, and its bytes up to there still have the SHA-256 the hint
+// recorded (a list whose earlier entry changed is refused with
+// ErrInconsistent). Errors count entries and bytes from the list's start.
 func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 	opts.defaults()
 	// The register's name makes the state and lock files' names: a name
@@ -176,9 +188,18 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 	// Start from the hint when it is this log's and the list still holds
 	// its last entry; else from the list's start, checking the prefix.
 	start, startIndex := int64(0), 0
-	if hint.List != "" && hint.Records == done && hint.Value == snapString(value) && lastEntryHolds(f, opts.List, hint) {
+	prefixHash := sha256.New() // of the list's bytes [0, hashed)
+	if hint.List != "" && hint.Prefix != "" && hint.Records == done && hint.Value == snapString(value) && lastEntryHolds(f, opts.List, hint) {
+		if err := hashRange(prefixHash, f, 0, hint.Offset); err != nil {
+			return 0, fmt.Errorf("ima forward: reading the first %d bytes of %s: %w", hint.Offset, opts.List, err)
+		}
+		if got := hex.EncodeToString(prefixHash.Sum(nil)); got != hint.Prefix {
+			return 0, fmt.Errorf("ima forward: the first %d bytes of %s (%d entries) are not those forwarded to %s in %s (sha256 %s, was %s): the list does not continue what was forwarded: %w",
+				hint.Offset, opts.List, hint.Records, opts.Register, s.path, got, hint.Prefix, ErrInconsistent)
+		}
 		start, startIndex = hint.Offset, hint.Records
 	}
+	hashed := start
 	if _, err := f.Seek(start, io.SeekStart); err != nil {
 		return 0, fmt.Errorf("ima forward: %w", err)
 	}
@@ -203,9 +224,21 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 		}
 		added += len(batch)
 		batch = batch[:0]
-		return s.writeForwardState(forwardState{List: opts.List, Register: opts.Register, Records: done + added, Offset: start + rd.Offset(),
+		off := start + rd.Offset()
+		// The prefix hash runs on from where it stopped; if the list
+		// cannot be read again, the hint goes without it and is not used.
+		prefix := ""
+		if hashed >= 0 {
+			if err := hashRange(prefixHash, f, hashed, off); err == nil {
+				hashed = off
+				prefix = hex.EncodeToString(prefixHash.Sum(nil))
+			} else {
+				hashed = -1
+			}
+		}
+		return s.writeForwardState(forwardState{List: opts.List, Register: opts.Register, Records: done + added, Offset: off,
 			Snapshot: snapString(snap), SegmentBase: segBase, Value: snapString(vals[len(vals)-1]),
-			LastOffset: lastOff, Last: last.String()})
+			LastOffset: lastOff, Last: last.String(), Prefix: prefix})
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -293,6 +326,22 @@ func lastEntryHolds(f *os.File, list string, hint forwardState) bool {
 	}
 	d, err := ima.VirtualDigest(e)
 	return err == nil && d.Equal(want)
+}
+
+// hashRange adds the list's bytes [from, to) to h, reading them with ReadAt
+// so the list's reader keeps its place; a list shorter than to is an error.
+func hashRange(h hash.Hash, f *os.File, from, to int64) error {
+	if to < from {
+		return fmt.Errorf("offset %d before %d", to, from)
+	}
+	n, err := io.Copy(h, io.NewSectionReader(f, from, to-from))
+	if err != nil {
+		return err
+	}
+	if n != to-from {
+		return fmt.Errorf("%d bytes past byte %d, want %d: %w", n, from, to-from, io.ErrUnexpectedEOF)
+	}
+	return nil
 }
 
 // fromListStart makes the entry number and byte offset of an error of a
