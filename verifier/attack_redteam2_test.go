@@ -5,7 +5,15 @@ package verifier
 // the code before its fix. (The round's other attacks are in
 // attack_history2_test.go and attack_monitor2_test.go.)
 
-import "testing"
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"strings"
+	"testing"
+
+	"github.com/ccmr-dev/ccmr/log/runtime"
+)
 
 // A TPM bundle whose AK is pinned (or certified by --ak-roots), run without
 // --azure-hcl, carries an Azure HCL report and a "TD quote" in
@@ -28,5 +36,43 @@ func TestRedteam2_UnreadHCLReportRidesAlong(t *testing.T) {
 			mod(b)
 			mustRefuse(t, b, o, name)
 		})
+	}
+}
+
+// A chain's later segment in another MR index: the MR index is in no
+// digest, so the replay of segment 2 under another register's name still
+// ends at the quoted value, and the chain was taken for one register's log.
+// Every segment must use the first one's MR index and algorithm.
+func TestRedteam2_SegmentInAnotherMRIndex(t *testing.T) {
+	g := newGuest(t)
+	g.imaUpTo(3)
+	if _, err := g.s.Cut(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	g.imaUpTo(6)
+	b := g.quote(true)
+	if rep := verifyT(t, b, g.opts()); !rep.Trusted {
+		t.Fatalf("the chain of two segments is not trusted:\n%s", reportText(rep))
+	}
+	last := &b.Logs[1]
+	if last.Format != "runtime" {
+		t.Fatalf("logs[1] is %s, want the second runtime segment", last.Format)
+	}
+	data := append([]byte(nil), last.Data...)
+	rd := runtime.NewReader(bytes.NewReader(data), runtime.Options{})
+	for {
+		e, err := rd.Next()
+		if err != nil {
+			break
+		}
+		binary.LittleEndian.PutUint32(data[e.Offset:], e.MRIndex+1)
+	}
+	last.Data = data
+	rep := verifyT(t, b, g.opts())
+	if rep.Trusted {
+		t.Fatalf("a segment in another MR index: %s\n%s", rep.Verdict, reportText(rep))
+	}
+	if f := rep.Layers[LayerLogs].Failure; f == nil || !strings.Contains(f.Reason, "MR index") {
+		t.Fatalf("the failure does not name the MR index:\n%s", reportText(rep))
 	}
 }

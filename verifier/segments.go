@@ -87,7 +87,15 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 	var prevVirt []mr.Value
 	var last *runtime.Result
 	var h history // the chain's start, when no monitor state proves it
+	// Every segment of a chain is a log of the same register: its entries
+	// use the first segment's digest algorithm and MR index (the reader
+	// holds the entries within one segment to them).
+	alg0, mri0, form0 := segs[0].entryForm()
 	for i, sg := range segs {
+		if a, m, ok := sg.entryForm(); i > 0 && form0 && ok && (a != alg0 || m != mri0) {
+			return &failError{&Failure{Log: sg.name, Record: 0, Register: reg,
+				Reason: fmt.Sprintf("segment %d uses %v and MR index %d, but segment 0 of %s uses %v and MR index %d: a chain is one register's log", i, a, m, reg, alg0, mri0)}}
+		}
 		data := sg.log.Data
 		opt := runtime.ReplayOptions{File: sg.name, Backing: reg,
 			OnVirtual: func(v runtime.VirtualRecord) error {
