@@ -34,3 +34,33 @@ func FuzzParsePolicy(f *testing.F) {
 		ParsePolicy(data, t.TempDir())
 	})
 }
+
+// FuzzParseRuntimePolicy: Keylime runtime policies (excludes translated from
+// Python's regular-expression syntax included) parse or fail, never panic;
+// an accepted policy's excludes and digests can be used.
+func FuzzParseRuntimePolicy(f *testing.F) {
+	f.Add([]byte(`{"meta":{"version":1},"release":0,"digests":{"/usr/bin/a":["00ff"]},"excludes":["/tmp/.*","(?i)^/var/log","[[:alpha:]]"],"keyrings":{},"ima":{"ignored_keyrings":[],"log_hash_alg":"sha1"},"ima-buf":{},"verification-keys":""}`))
+	f.Add([]byte(`{"digests":{},"excludes":["(?=x)", "\\d+\\Z"]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rp, err := ParseRuntimePolicy(data)
+		if err != nil {
+			return
+		}
+		rp.Excluded("/tmp/x\n/evil")
+		rp.Allowed("/usr/bin/a", "00ff")
+	})
+}
+
+// FuzzParseState: monitor state files load or fail (exit 2), never panic,
+// with or without a key; what loads saves and loads again the same.
+func FuzzParseState(f *testing.F) {
+	f.Add([]byte(`{"format":"ccmr-monitor-state/v2","machines":{}}`), false)
+	f.Add([]byte(`{"format":"ccmr-monitor-state/v2","machines":{"m":null}}`), true)
+	f.Fuzz(func(t *testing.T, data []byte, keyed bool) {
+		var key []byte
+		if keyed {
+			key = bytes.Repeat([]byte{7}, 32)
+		}
+		ParseState(data, key)
+	})
+}
