@@ -8,12 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/ccmr-dev/ccmr/backend/tpm"
+	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/internal/strictjson"
 	"github.com/ccmr-dev/ccmr/log/runtime"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -258,29 +259,12 @@ func (m *MonitorState) Save(path string, key []byte) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	err = safefs.WriteFile(path, "", 0o600, true, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("monitor state: %w", err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("monitor state: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -402,20 +402,13 @@ func (s *Store) writeForwardState(st forwardState) error {
 		return err
 	}
 	p := s.forwardStatePath(st.Register)
-	tmp := p + ".tmp"
-	f, err := safefs.CreateTemp(tmp, 0o600)
-	if err != nil {
+	if err := safefs.WriteFile(p, p+".tmp", 0o600, false, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	}); err != nil {
 		return fmt.Errorf("ima forward: %w", err)
 	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("ima forward: %w", err)
-	}
-	return os.Rename(tmp, p)
+	return nil
 }
 
 // IMAVirtualAlg is the algorithm of mr_ima.

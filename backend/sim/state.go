@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -238,26 +239,10 @@ func writeState(dir string, st *State) ([]byte, error) {
 // set, and renames it over dir/name; on failure the temporary file is
 // removed and dir/name is untouched.
 func replaceFile(dir, tmp, name string, data []byte, sync bool) error {
-	t := filepath.Join(dir, tmp)
-	// A link planted at the temporary name is removed, not followed.
-	f, err := safefs.CreateTemp(t, 0o600)
-	if err != nil {
+	return safefs.WriteFile(filepath.Join(dir, name), filepath.Join(dir, tmp), 0o600, sync, func(w io.Writer) error {
+		_, err := w.Write(data)
 		return err
-	}
-	_, err = f.Write(data)
-	if err == nil && sync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(t, filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(t)
-	}
-	return err
+	})
 }
 
 // clone returns a deep copy.

@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+
+	"github.com/ccmr-dev/ccmr/internal/safefs"
 )
 
 // writeOutput writes an output file (-O) through a new temporary file in
@@ -13,23 +14,7 @@ import (
 // the file it points to; a rename replaces the link instead, and a file of
 // someone else's in a sticky folder makes it fail rather than be written.
 func writeOutput(path string, perm os.FileMode, write func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	err = f.Chmod(perm)
-	if err == nil {
-		err = write(f)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := safefs.WriteFile(path, "", perm, false, write); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil

@@ -210,3 +210,49 @@ func CreateTemp(name string, perm os.FileMode) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// WriteFile replaces path with what write writes, through a temporary file
+// in the same folder renamed over it: a reader sees the old file or the new
+// one, never part of one, and a link at path is replaced, not followed. tmp
+// names the temporary file (created anew, as CreateTemp does); "" makes a
+// unique one, for writers that may run at once. With sync the file and then
+// its folder are fsynced. On failure the temporary file is removed and path
+// is untouched.
+func WriteFile(path, tmp string, perm os.FileMode, sync bool, write func(io.Writer) error) error {
+	var f *os.File
+	var err error
+	if tmp == "" {
+		if f, err = os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp"); err == nil {
+			err = f.Chmod(perm)
+		}
+	} else {
+		f, err = CreateTemp(tmp, perm)
+	}
+	if f == nil {
+		return err
+	}
+	tmp = f.Name()
+	if err == nil {
+		err = write(f)
+	}
+	if err == nil && sync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if sync {
+		if d, err := os.Open(filepath.Dir(path)); err == nil {
+			d.Sync()
+			d.Close()
+		}
+	}
+	return nil
+}
