@@ -472,22 +472,11 @@ func (d *Device) Extend(ctx context.Context, name string, dg mr.Digest) error {
 // ExtendData extends every allocated bank of PCR name with that bank's hash
 // of data, in one TPM2_PCR_Extend.
 func (d *Device) ExtendData(ctx context.Context, name string, data []byte) error {
-	i, err := extendablePCR(name)
-	if err != nil {
-		return err
-	}
-	return d.op(ctx, func() error {
-		banks, err := d.banksLocked()
-		if err != nil {
-			return err
+	return d.extendBanks(ctx, name, func(banks []mr.Alg) ([]mr.Digest, error) {
+		ds := make([]mr.Digest, len(banks))
+		for i, a := range banks {
+			ds[i] = a.Sum(data)
 		}
-		var dv tpm2.TPMLDigestValues
-		for _, a := range banks {
-			dv.Digests = append(dv.Digests, tpm2.TPMTHA{HashAlg: tpm2.TPMIAlgHash(a), Digest: a.Sum(data).Bytes})
-		}
-		if _, err := (tpm2.PCRExtend{PCRHandle: pcrAuth(i), Digests: dv}).Execute(d.c); err != nil {
-			return fmt.Errorf("tpm: TPM2_PCR_Extend %s: %w", name, err)
-		}
-		return nil
+		return ds, nil
 	})
 }
