@@ -1,7 +1,7 @@
 package verifier
 
 // Coverage attacks found by the red team (branch redteam,
-// verifier/redteam_test.go), copied with their helpers renamed (rt prefix):
+// verifier/redteam_test.go; shared helpers in attack_helpers_test.go):
 // IMA entries a quoted PCR covers but nothing judges, events on registers
 // the evidence does not cover, and quoted registers no log explains. Each
 // asserts the safe outcome.
@@ -9,16 +9,9 @@ package verifier
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/binary"
-	"encoding/hex"
-	"encoding/pem"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
@@ -28,67 +21,6 @@ import (
 	"github.com/ccmr-dev/ccmr/log/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
 )
-
-// rtE2ETPM is the real kernel's TPM bundle of `make e2e` (swtpm quotes of two
-// banks, SeaBIOS's TCG2 log, the ccmr runtime log on pcr14 carrying mr_ima,
-// the kernel's IMA list) with the options that make it TRUSTED, the nonce
-// given (so no weakening is involved).
-func rtE2ETPM(t *testing.T) (*Bundle, Options) {
-	t.Helper()
-	f, err := os.Open("../testdata/e2e/guest/bundle.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b, err := ReadBundle(f, "bundle.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ak, err := os.ReadFile("../testdata/e2e/guest/ak.pem")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nonceHex, _ := os.ReadFile("../testdata/e2e/host/nonce.txt")
-	nonce, err := hex.DecodeString(strings.TrimSpace(string(nonceHex)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := Options{Name: "e2e", TrustedKeys: [][]byte{ak}, Nonce: nonce}
-	if rep := verifyT(t, b, o); !rep.Trusted || len(rep.Weakened) > 0 {
-		t.Fatalf("the unchanged e2e bundle is not plainly trusted:\n%s", reportText(rep))
-	}
-	return b, o
-}
-
-func rtLogIndex(t *testing.T, b *Bundle, format string) int {
-	t.Helper()
-	for i, l := range b.Logs {
-		if l.Format == format {
-			return i
-		}
-	}
-	t.Fatalf("no %s log in the bundle", format)
-	return -1
-}
-
-// rtMustRefuse fails the test when the verdict is a TRUSTED (weakened or
-// not): the attack must be refused.
-func rtMustRefuse(t *testing.T, b *Bundle, o Options, what string) {
-	t.Helper()
-	var buf bytes.Buffer
-	b.Write(&buf)
-	b2, err := ReadBundle(&buf, "b")
-	if err != nil {
-		return // unusable input: safe
-	}
-	rep, err := Verify(context.Background(), b2, o)
-	if err != nil {
-		return // unusable input: safe
-	}
-	if rep.Trusted {
-		t.Fatalf("%s: %s\n%s", what, rep.Verdict, reportText(rep))
-	}
-}
 
 // 1. On a TPM, PCR 10 is quoted and proves every IMA entry the kernel
 // measured, but once the runtime log carries mr_ima records the verifier
@@ -100,7 +32,7 @@ func rtMustRefuse(t *testing.T, b *Bundle, o Options, what string) {
 // appended to the real list (which then does not even replay to the quoted
 // PCR 10).
 func TestRedteam_TPMIMATailUnjudgedDespitePCR10(t *testing.T) {
-	b, o := rtE2ETPM(t)
+	b, o := e2eTrustedTPM(t)
 	pol, err := LoadPolicy("../testdata/e2e/host/policy.json")
 	if err != nil {
 		t.Fatal(err)
@@ -110,80 +42,10 @@ func TestRedteam_TPMIMATailUnjudgedDespitePCR10(t *testing.T) {
 	if rep := verifyT(t, b, o); !rep.Trusted {
 		t.Fatalf("e2e bundle with its policy (no pcr10 pin) not trusted:\n%s", reportText(rep))
 	}
-	i := rtLogIndex(t, b, "ima-binary")
+	i := logIndex(t, b, "ima-binary")
 	evil := imatest.Spec{Template: "ima-ng", FileAlg: "sha256", Name: "/tmp/evil"}
 	b.Logs[i].Data = evil.AppendBinary(append([]byte(nil), b.Logs[i].Data...), binary.LittleEndian)
-	rtMustRefuse(t, b, o, "an IMA entry the runtime policy forbids, on a TPM whose quoted PCR 10 covers it")
-}
-
-// rtTPMQuoteOver signs, with a software ECDSA P-256 key standing in for a
-// pinned TPM AK, a TPMS_ATTEST quoting the given sha256 PCR values with the
-// nonce as qualifying data: what a TPM returns for `tpm2_quote -l
-// sha256:<those PCRs>`. It returns the bundle quote and the AK as PEM.
-func rtTPMQuoteOver(t *testing.T, nonce []byte, pcrs map[int][]byte) (TPMQuote, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	be16 := func(b []byte, v uint16) []byte { return binary.BigEndian.AppendUint16(b, v) }
-	be32 := func(b []byte, v uint32) []byte { return binary.BigEndian.AppendUint32(b, v) }
-	sized := func(b, v []byte) []byte { return append(be16(b, uint16(len(v))), v...) }
-	var sel [3]byte
-	h := sha256.New()
-	for i := 0; i < 24; i++ {
-		if v, ok := pcrs[i]; ok {
-			sel[i/8] |= 1 << (i % 8)
-			h.Write(v)
-		}
-	}
-	a := be32(nil, 0xff544347)
-	a = be16(a, 0x8018)
-	a = sized(a, nil)   // qualifiedSigner
-	a = sized(a, nonce) // extraData
-	a = binary.BigEndian.AppendUint64(a, 1000)
-	a = be32(a, 1)
-	a = be32(a, 0)
-	a = append(a, 1)
-	a = binary.BigEndian.AppendUint64(a, 0x2000)
-	a = be32(a, 1)
-	a = be16(a, 0x000b) // sha256 bank
-	a = append(a, 3)
-	a = append(a, sel[:]...)
-	a = sized(a, h.Sum(nil))
-	dg := sha256.Sum256(a)
-	r, s, err := ecdsa.Sign(rand.Reader, key, dg[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig := be16(nil, 0x0018)
-	sig = be16(sig, 0x000b)
-	sig = sized(sig, r.FillBytes(make([]byte, 32)))
-	sig = sized(sig, s.FillBytes(make([]byte, 32)))
-	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := TPMQuote{Alg: "sha256", Attest: a, Signature: sig, PCRs: map[string]string{}}
-	for i, v := range pcrs {
-		q.PCRs[fmt.Sprint(i)] = hex.EncodeToString(v)
-	}
-	return q, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-}
-
-// rtAppendTCG2Event appends a crypto-agile TCG_PCR_EVENT2 with sha1 and sha256
-// digests of data (the banks of SeaBIOS's log).
-func rtAppendTCG2Event(dst []byte, pcr, typ uint32, data []byte) []byte {
-	le32 := func(b []byte, v uint32) []byte { return binary.LittleEndian.AppendUint32(b, v) }
-	dst = le32(dst, pcr)
-	dst = le32(dst, typ)
-	dst = le32(dst, 2)
-	dst = binary.LittleEndian.AppendUint16(dst, uint16(mr.SHA1))
-	dst = append(dst, mr.SHA1.Sum(data).Bytes...)
-	dst = binary.LittleEndian.AppendUint16(dst, uint16(mr.SHA256))
-	dst = append(dst, mr.SHA256.Sum(data).Bytes...)
-	dst = le32(dst, uint32(len(data)))
-	return append(dst, data...)
+	mustRefuse(t, b, o, "an IMA entry the runtime policy forbids, on a TPM whose quoted PCR 10 covers it")
 }
 
 // 8. Events on registers the evidence does not cover. The guest chooses the
@@ -194,40 +56,26 @@ func rtAppendTCG2Event(dst []byte, pcr, typ uint32, data []byte) []byte {
 // of PCR 0-7 and SeaBIOS's real log. Issue 15 item 13 fails a log that
 // checks no quoted register at all; this one checks eight.
 func TestRedteam_EventsOnUnquotedPCRs(t *testing.T) {
-	b, _ := rtE2ETPM(t)
-	fw := append([]byte(nil), b.Logs[rtLogIndex(t, b, "tcg2")].Data...)
-	l, err := tcg.Parse("fw", fw, "tcg2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := l.Replay()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pcrs := map[int][]byte{}
-	for _, v := range res.Registers {
-		var i int
-		if _, err := fmt.Sscanf(v.Register.Name, "pcr%d", &i); err == nil && v.Digest.Alg == mr.SHA256 && i < 8 {
-			pcrs[i] = v.Digest.Bytes
-		}
-	}
+	b, _ := e2eTrustedTPM(t)
+	fw := append([]byte(nil), b.Logs[logIndex(t, b, "tcg2")].Data...)
+	pcrs := replaySHA256PCRs(t, fw, 8)
 	if len(pcrs) != 8 {
 		t.Fatalf("replay gives %d of PCR 0-7", len(pcrs))
 	}
 	nonce := []byte("redteam nonce")
-	q, ak := rtTPMQuoteOver(t, nonce, pcrs)
-	fw = rtAppendTCG2Event(fw, 8, 0xd, []byte("grub_cmd: linux /vmlinuz root=/dev/vda ro quiet\x00"))
-	fw = rtAppendTCG2Event(fw, 9, 0xd, []byte("/boot/vmlinuz-6.8.0-signed\x00"))
+	q, ak := tpmQuoteOver(t, nonce, pcrs)
+	fw = appendTCG2Event(fw, 8, 0xd, []byte("grub_cmd: linux /vmlinuz root=/dev/vda ro quiet\x00"))
+	fw = appendTCG2Event(fw, 9, 0xd, []byte("/boot/vmlinuz-6.8.0-signed\x00"))
 	nb := &Bundle{Format: Format, Platform: mr.PlatformTPM, Nonce: nonce,
 		Evidence: Evidence{PublicKey: string(ak), TPMQuotes: []TPMQuote{q}},
 		Logs:     []Log{{Format: "tcg2", Source: "firmware", Data: fw}}}
 	o := Options{TrustedKeys: [][]byte{ak}, Nonce: nonce}
-	nb.Logs[0].Data = b.Logs[rtLogIndex(t, b, "tcg2")].Data
+	nb.Logs[0].Data = b.Logs[logIndex(t, b, "tcg2")].Data
 	if rep := verifyT(t, nb, o); !rep.Trusted {
 		t.Fatalf("the quote of PCR 0-7 with the real log is not trusted:\n%s", reportText(rep))
 	}
 	nb.Logs[0].Data = fw
-	rtMustRefuse(t, nb, o, "grub events on PCR 8-9, which the quote does not cover")
+	mustRefuse(t, nb, o, "grub events on PCR 8-9, which the quote does not cover")
 }
 
 // 11. Registers no log explains. A CCEL with every RTMR1 and RTMR2 event
@@ -290,7 +138,7 @@ func TestRedteam_CCELOmitsRegisters(t *testing.T) {
 // list, so the entry after the last mr_ima record is proven and judged,
 // and an appended one is refused.
 func TestCoverage_TPMIMATailWithMonitorState(t *testing.T) {
-	b, o := rtE2ETPM(t)
+	b, o := e2eTrustedTPM(t)
 	pol, err := LoadPolicy("../testdata/e2e/host/policy.json")
 	if err != nil {
 		t.Fatal(err)
@@ -307,17 +155,17 @@ func TestCoverage_TPMIMATailWithMonitorState(t *testing.T) {
 			t.Fatalf("run %d: PCR 10 not replayed:\n%s", i, reportText(rep))
 		}
 	}
-	i := rtLogIndex(t, b, "ima-binary")
+	i := logIndex(t, b, "ima-binary")
 	evil := imatest.Spec{Template: "ima-ng", FileAlg: "sha256", Name: "/tmp/evil"}
 	b.Logs[i].Data = evil.AppendBinary(append([]byte(nil), b.Logs[i].Data...), binary.LittleEndian)
-	rtMustRefuse(t, b, o, "an appended IMA entry, resumed from the monitor state")
+	mustRefuse(t, b, o, "an appended IMA entry, resumed from the monitor state")
 }
 
 // Attack 1, the honest side: the e2e list has one entry after the last
 // mr_ima record (measured after the forwarder's last pass); PCR 10 proves
 // it, and the runtime policy judges it instead of leaving it unproven.
 func TestCoverage_TPMIMATailJudged(t *testing.T) {
-	b, o := rtE2ETPM(t)
+	b, o := e2eTrustedTPM(t)
 	rep := verifyT(t, b, o)
 	if got := strings.Join(rep.Layers[3].Checked, "\n"); !strings.Contains(got, "after the last mr_ima record are proven by the quoted PCRs") {
 		t.Fatalf("the tail is not proven by PCR 10:\n%s", reportText(rep))
@@ -330,26 +178,12 @@ func TestCoverage_TPMIMATailJudged(t *testing.T) {
 // Attack 2: the failure names the uncovered registers; the opt-in makes it
 // a weakened pass that names them too.
 func TestCoverage_UnquotedLogRegistersFlag(t *testing.T) {
-	b, _ := rtE2ETPM(t)
-	fw := append([]byte(nil), b.Logs[rtLogIndex(t, b, "tcg2")].Data...)
-	l, err := tcg.Parse("fw", fw, "tcg2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := l.Replay()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pcrs := map[int][]byte{}
-	for _, v := range res.Registers {
-		var i int
-		if _, err := fmt.Sscanf(v.Register.Name, "pcr%d", &i); err == nil && v.Digest.Alg == mr.SHA256 && i < 6 {
-			pcrs[i] = v.Digest.Bytes
-		}
-	}
+	b, _ := e2eTrustedTPM(t)
+	fw := append([]byte(nil), b.Logs[logIndex(t, b, "tcg2")].Data...)
+	pcrs := replaySHA256PCRs(t, fw, 6)
 	nonce := []byte("coverage nonce")
-	q, ak := rtTPMQuoteOver(t, nonce, pcrs) // PCR 0-5: the log's PCR 6 and 7 events are not covered
-	fw = rtAppendTCG2Event(fw, 8, 0xd, []byte("grub_cmd: linux /vmlinuz ro quiet\x00"))
+	q, ak := tpmQuoteOver(t, nonce, pcrs) // PCR 0-5: the log's PCR 6 and 7 events are not covered
+	fw = appendTCG2Event(fw, 8, 0xd, []byte("grub_cmd: linux /vmlinuz ro quiet\x00"))
 	nb := &Bundle{Format: Format, Platform: mr.PlatformTPM, Nonce: nonce,
 		Evidence: Evidence{PublicKey: string(ak), TPMQuotes: []TPMQuote{q}},
 		Logs:     []Log{{Format: "tcg2", Source: "firmware", Data: fw}}}
@@ -365,7 +199,7 @@ func TestCoverage_UnquotedLogRegistersFlag(t *testing.T) {
 		t.Fatalf("with --allow-unquoted-log-registers:\n%s", reportText(rep))
 	}
 	// The opt-in does not rescue a log that covers no quoted register.
-	q2, ak2 := rtTPMQuoteOver(t, nonce, map[int][]byte{16: make([]byte, 32)})
+	q2, ak2 := tpmQuoteOver(t, nonce, map[int][]byte{16: make([]byte, 32)})
 	nb.Evidence = Evidence{PublicKey: string(ak2), TPMQuotes: []TPMQuote{q2}}
 	o.TrustedKeys = [][]byte{ak2}
 	mustFailLayer1(t, verifyT(t, nb, o), "the log proves nothing")
@@ -375,7 +209,7 @@ func TestCoverage_UnquotedLogRegistersFlag(t *testing.T) {
 // and sha256 digests checks every event in sha256; the sha1 bank is a note,
 // not a failure (the honest shape of `tpm2_quote -l sha256:...`).
 func TestCoverage_OtherBankIsANote(t *testing.T) {
-	b, o := rtE2ETPM(t)
+	b, o := e2eTrustedTPM(t)
 	var keep []TPMQuote
 	for _, q := range b.Evidence.TPMQuotes {
 		if q.Alg == "sha256" {
@@ -413,8 +247,8 @@ func TestCoverage_RegistersExplainedByNoLog(t *testing.T) {
 // Attack 3, the TPM side: a SeaBIOS log with PCR 4's events (the boot
 // loader) taken out, next to the real quote, is incomplete.
 func TestCoverage_TCG2OmitsFirmwarePCR(t *testing.T) {
-	b, o := rtE2ETPM(t)
-	i := rtLogIndex(t, b, "tcg2")
+	b, o := e2eTrustedTPM(t)
+	i := logIndex(t, b, "tcg2")
 	raw := b.Logs[i].Data
 	l, err := tcg.Parse("fw", raw, "tcg2")
 	if err != nil {
@@ -485,7 +319,7 @@ func TestCoverage_MrIMAProvesEntriesOnUnquotedPCR(t *testing.T) {
 			pcrs[i] = make([]byte, 32)
 		}
 		nonce := []byte("pcr11")
-		q, ak := rtTPMQuoteOver(t, nonce, pcrs)
+		q, ak := tpmQuoteOver(t, nonce, pcrs)
 		b := &Bundle{Format: Format, Platform: mr.PlatformTPM, Nonce: nonce,
 			Evidence: Evidence{PublicKey: string(ak), TPMQuotes: []TPMQuote{q}},
 			Logs: []Log{{Format: "runtime", Register: "pcr14", Alg: "sha256", Data: rt},

@@ -2,17 +2,15 @@ package verifier
 
 // Red-team attacks on the firmware logs (branch redteam,
 // verifier/redteam_test.go): TestRedteam_FirmwareEventDataForged and
-// TestRedteam_UnreplayedLogFormat, with their helpers renamed (fw prefix).
-// Each builds a hostile input and asserts the SAFE outcome: not trusted,
+// TestRedteam_UnreplayedLogFormat (shared helpers in
+// attack_helpers_test.go). Each builds a hostile input and asserts the SAFE outcome: not trusted,
 // or unusable input.
 
 import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 
@@ -20,69 +18,6 @@ import (
 	"github.com/ccmr-dev/ccmr/log/runtime"
 	"github.com/ccmr-dev/ccmr/mr"
 )
-
-// fwE2ETPM is the real kernel's TPM bundle of `make e2e` (swtpm quotes of
-// two banks, SeaBIOS's TCG2 log, the ccmr runtime log on pcr14 carrying
-// mr_ima, the kernel's IMA list) with the options that make it TRUSTED,
-// the nonce given (so no weakening is involved).
-func fwE2ETPM(t *testing.T) (*Bundle, Options) {
-	t.Helper()
-	f, err := os.Open("../testdata/e2e/guest/bundle.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b, err := ReadBundle(f, "bundle.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ak, err := os.ReadFile("../testdata/e2e/guest/ak.pem")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nonceHex, _ := os.ReadFile("../testdata/e2e/host/nonce.txt")
-	nonce, err := hex.DecodeString(strings.TrimSpace(string(nonceHex)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := Options{Name: "e2e", TrustedKeys: [][]byte{ak}, Nonce: nonce}
-	if rep := verifyT(t, b, o); !rep.Trusted || len(rep.Weakened) > 0 {
-		t.Fatalf("the unchanged e2e bundle is not plainly trusted:\n%s", reportText(rep))
-	}
-	return b, o
-}
-
-func fwLogIndex(t *testing.T, b *Bundle, format string) int {
-	t.Helper()
-	for i, l := range b.Logs {
-		if l.Format == format {
-			return i
-		}
-	}
-	t.Fatalf("no %s log in the bundle", format)
-	return -1
-}
-
-// fwMustRefuse fails the test when the verdict is a TRUSTED (weakened or
-// not): the attack must be refused. It returns the report (nil when the
-// input was unusable).
-func fwMustRefuse(t *testing.T, b *Bundle, o Options, what string) *Report {
-	t.Helper()
-	var buf bytes.Buffer
-	b.Write(&buf)
-	b2, err := ReadBundle(&buf, "b")
-	if err != nil {
-		return nil // unusable input: safe
-	}
-	rep, err := Verify(context.Background(), b2, o)
-	if err != nil {
-		return nil // unusable input: safe
-	}
-	if rep.Trusted {
-		t.Fatalf("%s: %s\n%s", what, rep.Verdict, reportText(rep))
-	}
-	return rep
-}
 
 // fwAppendNoAction appends a crypto-agile EV_NO_ACTION record (zero
 // digests for sha1 and sha256, as the spec writes them).
@@ -105,15 +40,15 @@ func fwAppendNoAction(dst []byte, pcr uint32, data []byte) []byte {
 // Skip", the digest kept. And an inserted EV_NO_ACTION record, never
 // extended, carries whatever text the attacker likes.
 func TestRedteam_FirmwareEventDataForged(t *testing.T) {
-	b, o := fwE2ETPM(t)
-	i := fwLogIndex(t, b, "tcg2")
+	b, o := e2eTrustedTPM(t)
+	i := logIndex(t, b, "tcg2")
 	d := b.Logs[i].Data
 	if !bytes.Contains(d, []byte("Start Option ROM Scan")) {
 		t.Fatal("SeaBIOS event text not found")
 	}
 	b.Logs[i].Data = bytes.Replace(d, []byte("Start Option ROM Scan"), []byte("Start Option ROM Skip"), 1)
 	t.Run("data", func(t *testing.T) {
-		rep := fwMustRefuse(t, b, o, "a firmware event whose data was rewritten (digest kept)")
+		rep := mustRefuse(t, b, o, "a firmware event whose data was rewritten (digest kept)")
 		f := rep.Layers[LayerLogs].Failure
 		if rep.FailedLayer() != LayerLogs || f == nil || f.Record < 1 || f.Offset <= 0 || !strings.Contains(f.Log, "tcg2") ||
 			!strings.Contains(f.Reason, "does not hash to its") {
@@ -121,11 +56,11 @@ func TestRedteam_FirmwareEventDataForged(t *testing.T) {
 		}
 	})
 
-	b, o = fwE2ETPM(t)
-	i = fwLogIndex(t, b, "tcg2")
+	b, o = e2eTrustedTPM(t)
+	i = logIndex(t, b, "tcg2")
 	b.Logs[i].Data = fwAppendNoAction(append([]byte(nil), b.Logs[i].Data...), 8, []byte("grub_cmd: linux /vmlinuz ro quiet lockdown=integrity\x00"))
 	t.Run("no-action", func(t *testing.T) {
-		rep := fwMustRefuse(t, b, o, "a free-text EV_NO_ACTION record in the firmware log")
+		rep := mustRefuse(t, b, o, "a free-text EV_NO_ACTION record in the firmware log")
 		f := rep.Layers[LayerLogs].Failure
 		if rep.FailedLayer() != LayerLogs || f == nil || f.Record < 1 || !strings.Contains(f.Reason, "EV_NO_ACTION") {
 			t.Fatalf("want layer 1 to name the EV_NO_ACTION record:\n%s", reportText(rep))
@@ -136,7 +71,7 @@ func TestRedteam_FirmwareEventDataForged(t *testing.T) {
 // The honest e2e bundle says which events' data it checked and which it
 // could not.
 func TestFirmwareDataReported(t *testing.T) {
-	b, o := fwE2ETPM(t)
+	b, o := e2eTrustedTPM(t)
 	rep := verifyT(t, b, o)
 	txt := reportText(rep)
 	if !strings.Contains(txt, "events hashes to their digests") || !strings.Contains(txt, "is not checked: their digest is not the hash of their data") {
@@ -150,11 +85,11 @@ func TestFirmwareDataReported(t *testing.T) {
 func TestRedteam_UnreplayedLogFormat(t *testing.T) {
 	for _, format := range []string{"cel-json", "cel-tlv", "CCEL", "TCG2", "", "anything", "auto"} {
 		t.Run(format, func(t *testing.T) {
-			b, o := fwE2ETPM(t)
-			tcg := b.Logs[fwLogIndex(t, b, "tcg2")].Data
+			b, o := e2eTrustedTPM(t)
+			tcg := b.Logs[logIndex(t, b, "tcg2")].Data
 			forged := bytes.Replace(tcg, []byte("Calling INT 19h"), []byte("Booting signed "), 1)
 			b.Logs = append(b.Logs, Log{Format: format, Source: "firmware", Data: forged})
-			fwMustRefuse(t, b, o, "a log in format "+format+" that nothing checks")
+			mustRefuse(t, b, o, "a log in format "+format+" that nothing checks")
 			if format == "cel-json" || format == "cel-tlv" {
 				return
 			}
@@ -176,8 +111,8 @@ func TestRedteam_UnreplayedLogFormat(t *testing.T) {
 // trusted; one that extends a register the evidence does not cover, or
 // replays to another value, is not.
 func TestCELLogReplayed(t *testing.T) {
-	b, o := fwE2ETPM(t)
-	ri := fwLogIndex(t, b, "runtime")
+	b, o := e2eTrustedTPM(t)
+	ri := logIndex(t, b, "runtime")
 	var js bytes.Buffer
 	// The runtime log of pcr14 as CEL-JSON (its mr_ima records are then
 	// opaque): replaces the runtime log, so no virtual register is claimed.
@@ -185,20 +120,7 @@ func TestCELLogReplayed(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Logs[ri] = Log{Format: "cel-json", Source: "cel", Data: js.Bytes()}
-	var regs []Register
-	for _, c := range b.Registers {
-		if !mr.IsVirtualName(c.Name) {
-			regs = append(regs, c)
-		}
-	}
-	b.Registers = regs
-	keep := b.Logs[:0]
-	for _, l := range b.Logs {
-		if !strings.HasPrefix(l.Format, "ima") {
-			keep = append(keep, l)
-		}
-	}
-	b.Logs = keep
+	dropVirtualAndIMA(b)
 	rep := verifyT(t, b, o)
 	if !rep.Trusted || !strings.Contains(reportText(rep), "(cel-json): ") {
 		t.Fatalf("an honest CEL-JSON log is not trusted:\n%s", reportText(rep))
@@ -213,10 +135,10 @@ func TestCELLogReplayed(t *testing.T) {
 	if err := w.Write(rec); err != nil {
 		t.Fatal(err)
 	}
-	i := fwLogIndex(t, b, "cel-json")
+	i := logIndex(t, b, "cel-json")
 	good := b.Logs[i].Data
 	b.Logs[i].Data = append(append([]byte(nil), good...), extra.Bytes()...)
-	fwMustRefuse(t, b, o, "a CEL-JSON record the quote does not cover")
+	mustRefuse(t, b, o, "a CEL-JSON record the quote does not cover")
 
 	// A record on a PCR the quote does not cover.
 	rec.PCR = 23
@@ -224,7 +146,7 @@ func TestCELLogReplayed(t *testing.T) {
 	w = cel.NewWriter(&extra, cel.Seq)
 	w.Write(rec)
 	b.Logs[i].Data = append(append([]byte(nil), good...), extra.Bytes()...)
-	rep = fwMustRefuse(t, b, o, "a CEL-JSON record on an unquoted register")
+	rep = mustRefuse(t, b, o, "a CEL-JSON record on an unquoted register")
 	if rep != nil && !strings.Contains(reportText(rep), "pcr23") {
 		t.Fatalf("the failure does not name pcr23:\n%s", reportText(rep))
 	}
@@ -252,8 +174,8 @@ func fwTLV(dst []byte, recnum uint64, pcr uint32, d mr.Digest, ct uint8, content
 // A CEL-TLV log is replayed too: the e2e runtime log's pcr14 digests as
 // CEL-TLV records replay to the quoted pcr14; a record more does not.
 func TestCELTLVReplayed(t *testing.T) {
-	b, o := fwE2ETPM(t)
-	ri := fwLogIndex(t, b, "runtime")
+	b, o := e2eTrustedTPM(t)
+	ri := logIndex(t, b, "runtime")
 	rd := fwRuntimeReader(b.Logs[ri])
 	var tlv []byte
 	for n := uint64(0); ; n++ {
@@ -270,28 +192,15 @@ func TestCELTLVReplayed(t *testing.T) {
 		t.Fatal("no extended entry in the runtime log")
 	}
 	b.Logs[ri] = Log{Format: "cel-tlv", Source: "cel", Data: tlv}
-	var regs []Register
-	for _, c := range b.Registers {
-		if !mr.IsVirtualName(c.Name) {
-			regs = append(regs, c)
-		}
-	}
-	b.Registers = regs
-	keep := b.Logs[:0]
-	for _, l := range b.Logs {
-		if !strings.HasPrefix(l.Format, "ima") {
-			keep = append(keep, l)
-		}
-	}
-	b.Logs = keep
+	dropVirtualAndIMA(b)
 	rep := verifyT(t, b, o)
 	txt := reportText(rep)
 	if !rep.Trusted || !strings.Contains(txt, "(cel-tlv): ") || !strings.Contains(txt, "content of") {
 		t.Fatalf("an honest CEL-TLV log is not trusted, or its unchecked content not reported:\n%s", txt)
 	}
-	i := fwLogIndex(t, b, "cel-tlv")
+	i := logIndex(t, b, "cel-tlv")
 	b.Logs[i].Data = fwTLV(append([]byte(nil), tlv...), 99, 14, mr.SHA256.Sum([]byte("evil")), 7, []byte("evil"))
-	fwMustRefuse(t, b, o, "a CEL-TLV record the quote does not cover")
+	mustRefuse(t, b, o, "a CEL-TLV record the quote does not cover")
 	b.Logs[i].Data = fwTLV(append([]byte(nil), tlv...), 99, 9, mr.SHA256.Sum([]byte("evil")), cel.TLVCOSEvent, []byte("evil"))
-	fwMustRefuse(t, b, o, "a COS event whose content does not hash to its digest")
+	mustRefuse(t, b, o, "a COS event whose content does not hash to its digest")
 }

@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/log"
-	"github.com/ccmr-dev/ccmr/log/ima"
 	"github.com/ccmr-dev/ccmr/log/runtime"
 	"github.com/ccmr-dev/ccmr/log/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -48,24 +47,7 @@ func rt2CCELOf(t *testing.T, ents [][]byte, typ uint32, data func(i int, ev []by
 func historyInCCEL(t *testing.T, accept bool, mk func(ents [][]byte) []byte) *Report {
 	t.Helper()
 	const n, k = 20, 5
-	g := newGuest(t)
-	g.imaUpTo(n)
-	g.extend("mr_ctr.a", "1")
-	honest := g.quote(false)
-	imaList := imaEntries(t, logOf(honest, "ima-binary").Data)
-	rp := imaPolicy(t, &Bundle{Logs: []Log{{Format: "ima-binary", Data: join(imaList[k:])}}})
-	e1, err := ima.NewBinaryReader(bytes.NewReader(imaList[1]), ima.Options{}).Next()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, listed := rp.Digests[e1.FileName()]; listed {
-		t.Fatalf("%s is measured again after entry %d: pick another entry", e1.FileName(), k)
-	}
-	o := g.opts()
-	o.Policy = &Policy{Runtime: reparse(t, rp)}
-	if rep := verifyT(t, honest, o); rep.Trusted {
-		t.Fatalf("the honest bundle passes the policy the attack needs to evade:\n%s", reportText(rep))
-	}
+	honest, imaList, o := initWithoutHistoryBase(t, n, k)
 	ents := entries(t, logOf(honest, "runtime").Data)
 	forged := *honest
 	forged.Logs = []Log{

@@ -20,7 +20,6 @@ import (
 	"github.com/ccmr-dev/ccmr/backend/sim"
 	"github.com/ccmr-dev/ccmr/log"
 	"github.com/ccmr-dev/ccmr/log/dstack"
-	"github.com/ccmr-dev/ccmr/log/ima"
 	"github.com/ccmr-dev/ccmr/log/runtime"
 	"github.com/ccmr-dev/ccmr/log/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -62,18 +61,6 @@ func withInit(t *testing.T, start mr.Digest, ents [][]byte) []byte {
 	return append(b, join(ents)...)
 }
 
-// onlyReal keeps the claims of real registers: a forger drops the virtual
-// claims its edit changed (layer 2 would compare them).
-func onlyReal(regs []Register) []Register {
-	var out []Register
-	for _, r := range regs {
-		if !mr.IsVirtualName(r.Name) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 // Item 1: the first K records of the runtime log are deleted, an INIT holds
 // the register's value after them, and the matching IMA entries are
 // dropped: the rest replays to the quoted rtmr3 and a runtime policy that
@@ -81,26 +68,7 @@ func onlyReal(regs []Register) []Register {
 // AcceptUnverifiedHistory it passes weakened, naming what was not judged.
 func TestAttack01_InitWithoutHistory(t *testing.T) {
 	const n, k = 20, 5
-	g := newGuest(t)
-	g.imaUpTo(n)
-	g.extend("mr_ctr.a", "1")
-	honest := g.quote(false)
-	imaList := imaEntries(t, logOf(honest, "ima-binary").Data)
-	// A policy that allows the files of entries k..n-1 but not the
-	// (different) digest entry 1 had: it breaks a dropped entry only.
-	rp := imaPolicy(t, &Bundle{Logs: []Log{{Format: "ima-binary", Data: join(imaList[k:])}}})
-	e1, err := ima.NewBinaryReader(bytes.NewReader(imaList[1]), ima.Options{}).Next()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, listed := rp.Digests[e1.FileName()]; listed {
-		t.Fatalf("%s is measured again after entry %d: pick another entry", e1.FileName(), k)
-	}
-	o := g.opts()
-	o.Policy = &Policy{Runtime: reparse(t, rp)}
-	if rep := verifyT(t, honest, o); rep.Trusted {
-		t.Fatalf("the honest bundle passes the policy the attack needs to evade:\n%s", reportText(rep))
-	}
+	honest, imaList, o := initWithoutHistoryBase(t, n, k)
 
 	rl := logOf(honest, "runtime")
 	ents := entries(t, rl.Data)

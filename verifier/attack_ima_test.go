@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -80,43 +79,6 @@ func dropLogs(b *Bundle, format string) {
 		}
 	}
 	b.Logs = keep
-}
-
-// e2eTPM is the real kernel's TPM bundle (testdata/e2e) without its runtime
-// log and virtual register claims, so that its IMA list is replayed against
-// the quoted PCRs; and the options that trust it.
-func e2eTPM(t *testing.T) (*Bundle, Options) {
-	t.Helper()
-	f, err := os.Open("../testdata/e2e/guest/bundle.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b, err := ReadBundle(f, "bundle.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dropLogs(b, "runtime")
-	var regs []Register
-	for _, r := range b.Registers {
-		if !mr.IsVirtualName(r.Name) {
-			regs = append(regs, r)
-		}
-	}
-	b.Registers = regs
-	ak, err := os.ReadFile("../testdata/e2e/guest/ak.pem")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nonceHex, err := os.ReadFile("../testdata/e2e/host/nonce.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nonce, err := hex.DecodeString(strings.TrimSpace(string(nonceHex)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b, Options{Name: "e2e", TrustedKeys: [][]byte{ak}, Nonce: nonce}
 }
 
 // simTPM makes a bundle of a sim device with the TPM layout whose PCRs were

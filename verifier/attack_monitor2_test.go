@@ -9,14 +9,11 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
-	"github.com/ccmr-dev/ccmr/log/ima"
 	"github.com/ccmr-dev/ccmr/log/runtime"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -98,23 +95,7 @@ func TestRedteam2_IMAPointWithoutMRIMAUnderPolicy(t *testing.T) {
 // replaced. It returns the policy and that entry's index.
 func rt2IMAPolicy(t *testing.T, n, from int) (*Policy, int) {
 	t.Helper()
-	data, err := os.ReadFile(realIMA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	es := imaEntries(t, data)[:n]
-	type file struct{ path, digest string }
-	var files []file
-	count := map[string]int{}
-	for _, raw := range es {
-		e, err := ima.NewBinaryReader(bytes.NewReader(raw), ima.Options{}).Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, d, _ := e.FileDigest()
-		files = append(files, file{e.FileName(), hex.EncodeToString(d)})
-		count[e.FileName()]++
-	}
+	files, count := realIMAFiles(t, n)
 	deny := -1
 	for i := from; i < n && deny < 0; i++ {
 		if count[files[i].path] == 1 {
@@ -124,20 +105,7 @@ func rt2IMAPolicy(t *testing.T, n, from int) (*Policy, int) {
 	if deny < 0 {
 		t.Skip("no entry with a unique path among the new ones")
 	}
-	digests := map[string][]string{}
-	for i, f := range files {
-		d := f.digest
-		if i == deny {
-			d = strings.Repeat("ab", len(d)/2)
-		}
-		digests[f.path] = append(digests[f.path], d)
-	}
-	kl, _ := json.Marshal(map[string]any{"digests": digests, "excludes": []string{}})
-	p, err := ParsePolicy([]byte(`{"ima":{"keylime":`+string(kl)+`}}`), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p, deny
+	return allowFilesExcept(t, files, deny), deny
 }
 
 // A state whose IMA point holds no mr_ima value (what the attack above left

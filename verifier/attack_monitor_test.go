@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -230,26 +229,7 @@ func TestAttack16a_ConcurrentUpdatesUnderTheLock(t *testing.T) {
 // once, so that only that entry breaks the policy.
 func monitorIMAPolicy(t *testing.T, n int, wantDeny bool) (*Policy, int) {
 	t.Helper()
-	data, err := os.ReadFile(realIMA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rd := ima.NewBinaryReader(bytes.NewReader(data), ima.Options{})
-	type file struct{ path, digest string }
-	var files []file
-	count := map[string]int{}
-	for i := 0; i < n; i++ {
-		e, err := rd.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, d, _ := e.FileDigest()
-		files = append(files, file{e.FileName(), hex.EncodeToString(d)})
-		count[e.FileName()]++
-	}
+	files, count := realIMAFiles(t, n)
 	deny := -1
 	if wantDeny {
 		for i := 1; i < 10 && deny < 0; i++ {
@@ -261,20 +241,7 @@ func monitorIMAPolicy(t *testing.T, n int, wantDeny bool) (*Policy, int) {
 			t.Fatal("no entry with a unique path among the first 10")
 		}
 	}
-	digests := map[string][]string{}
-	for i, f := range files {
-		d := f.digest
-		if i == deny {
-			d = strings.Repeat("ab", len(d)/2)
-		}
-		digests[f.path] = append(digests[f.path], d)
-	}
-	kl, _ := json.Marshal(map[string]any{"digests": digests, "excludes": []string{}})
-	p, err := ParsePolicy([]byte(`{"ima":{"keylime":`+string(kl)+`}}`), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p, deny
+	return allowFilesExcept(t, files, deny), deny
 }
 
 // A state written by a run without a policy vouched for its entries to a

@@ -32,7 +32,7 @@ func TestRedteam2_UnreadHCLReportRidesAlong(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			b, o := rtE2ETPM(t)
+			b, o := e2eTrustedTPM(t)
 			mod(b)
 			mustRefuse(t, b, o, name)
 		})

@@ -8,16 +8,7 @@ package verifier
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -28,41 +19,11 @@ import (
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 )
 
-func logIndex(t *testing.T, b *Bundle, format string) int {
-	t.Helper()
-	for i, l := range b.Logs {
-		if l.Format == format {
-			return i
-		}
-	}
-	t.Fatalf("no %s log in the bundle", format)
-	return -1
-}
-
-// mustRefuse fails the test when the verdict is a TRUSTED (weakened or
-// not): the attack must be refused.
-func mustRefuse(t *testing.T, b *Bundle, o Options, what string) {
-	t.Helper()
-	var buf bytes.Buffer
-	b.Write(&buf)
-	b2, err := ReadBundle(&buf, "b")
-	if err != nil {
-		return // unusable input: safe
-	}
-	rep, err := Verify(context.Background(), b2, o)
-	if err != nil {
-		return // unusable input: safe
-	}
-	if rep.Trusted {
-		t.Fatalf("%s: %s\n%s", what, rep.Verdict, reportText(rep))
-	}
-}
-
 // 4. A policy register with an empty list of reference values judges
 // nothing, and the report says "pcr0 is a reference value". A generated
 // policy whose list came out empty trusts every value.
 func TestRedteam_EmptyPolicyRegisterList(t *testing.T) {
-	b, o := rtE2ETPM(t)
+	b, o := e2eTrustedTPM(t)
 	pol, err := ParsePolicy([]byte(`{"registers": {"pcr0": [], "pcr4": []}}`), ".")
 	if err != nil {
 		return // refused: safe
@@ -100,9 +61,9 @@ func TestRedteam_PolicyMemberCaseAndRepeat(t *testing.T) {
 // with Sscanf, which also takes "5abc"); which value is used depends on Go's
 // map order, and the bundle shows a value the verifier never checked.
 func TestRedteam_BundleDuplicatePCRKey(t *testing.T) {
-	_, o := rtE2ETPM(t)
+	_, o := e2eTrustedTPM(t)
 	for _, k := range []string{"05", "5abc", "+5"} {
-		b := rtE2ETPMFresh(t)
+		b := readE2EBundle(t)
 		real := b.Evidence.TPMQuotes[1].PCRs["5"]
 		fake := strings.Repeat("ab", len(real)/2)
 		b.Evidence.TPMQuotes[1].PCRs[k] = fake
@@ -118,20 +79,6 @@ func TestRedteam_BundleDuplicatePCRKey(t *testing.T) {
 	}
 }
 
-func rtE2ETPMFresh(t *testing.T) *Bundle {
-	t.Helper()
-	f, err := os.Open("../testdata/e2e/guest/bundle.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b, err := ReadBundle(f, "bundle.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // 7. A runtime log on a firmware PCR. The verifier skips, in the firmware
 // log, every register that has a runtime log (all banks), while the runtime
 // chain checks one bank. A runtime log on pcr4 holding only an INIT with the
@@ -140,7 +87,7 @@ func rtE2ETPMFresh(t *testing.T) *Bundle {
 // anything. Variant of issue 15 items 1 and 14 (which speak of rtmr3 and of
 // logs starting with INIT on the backing register).
 func TestRedteam_RuntimeLogOnFirmwarePCR(t *testing.T) {
-	b, o := rtE2ETPM(t)
+	b, o := e2eTrustedTPM(t)
 	var pcr4 string
 	for _, q := range b.Evidence.TPMQuotes {
 		if q.Alg == "sha256" {
@@ -173,76 +120,6 @@ func TestRedteam_RuntimeLogOnFirmwarePCR(t *testing.T) {
 	mustRefuse(t, b, o, "forged pcr4 firmware events hidden by a runtime log on pcr4")
 }
 
-// tpmQuoteOver signs, with a software ECDSA P-256 key standing in for a
-// pinned TPM AK, a TPMS_ATTEST quoting the given sha256 PCR values with the
-// nonce as qualifying data: what a TPM returns for `tpm2_quote -l
-// sha256:<those PCRs>`. It returns the bundle quote and the AK as PEM.
-func tpmQuoteOver(t *testing.T, nonce []byte, pcrs map[int][]byte) (TPMQuote, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	be16 := func(b []byte, v uint16) []byte { return binary.BigEndian.AppendUint16(b, v) }
-	be32 := func(b []byte, v uint32) []byte { return binary.BigEndian.AppendUint32(b, v) }
-	sized := func(b, v []byte) []byte { return append(be16(b, uint16(len(v))), v...) }
-	var sel [3]byte
-	h := sha256.New()
-	for i := 0; i < 24; i++ {
-		if v, ok := pcrs[i]; ok {
-			sel[i/8] |= 1 << (i % 8)
-			h.Write(v)
-		}
-	}
-	a := be32(nil, 0xff544347)
-	a = be16(a, 0x8018)
-	a = sized(a, nil)   // qualifiedSigner
-	a = sized(a, nonce) // extraData
-	a = binary.BigEndian.AppendUint64(a, 1000)
-	a = be32(a, 1)
-	a = be32(a, 0)
-	a = append(a, 1)
-	a = binary.BigEndian.AppendUint64(a, 0x2000)
-	a = be32(a, 1)
-	a = be16(a, 0x000b) // sha256 bank
-	a = append(a, 3)
-	a = append(a, sel[:]...)
-	a = sized(a, h.Sum(nil))
-	dg := sha256.Sum256(a)
-	r, s, err := ecdsa.Sign(rand.Reader, key, dg[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig := be16(nil, 0x0018)
-	sig = be16(sig, 0x000b)
-	sig = sized(sig, r.FillBytes(make([]byte, 32)))
-	sig = sized(sig, s.FillBytes(make([]byte, 32)))
-	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := TPMQuote{Alg: "sha256", Attest: a, Signature: sig, PCRs: map[string]string{}}
-	for i, v := range pcrs {
-		q.PCRs[fmt.Sprint(i)] = hex.EncodeToString(v)
-	}
-	return q, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-}
-
-// appendTCG2Event appends a crypto-agile TCG_PCR_EVENT2 with sha1 and sha256
-// digests of data (the banks of SeaBIOS's log).
-func appendTCG2Event(dst []byte, pcr, typ uint32, data []byte) []byte {
-	le32 := func(b []byte, v uint32) []byte { return binary.LittleEndian.AppendUint32(b, v) }
-	dst = le32(dst, pcr)
-	dst = le32(dst, typ)
-	dst = le32(dst, 2)
-	dst = binary.LittleEndian.AppendUint16(dst, uint16(mr.SHA1))
-	dst = append(dst, mr.SHA1.Sum(data).Bytes...)
-	dst = binary.LittleEndian.AppendUint16(dst, uint16(mr.SHA256))
-	dst = append(dst, mr.SHA256.Sum(data).Bytes...)
-	dst = le32(dst, uint32(len(data)))
-	return append(dst, data...)
-}
-
 // 9. The bundle's member names are matched case-insensitively by Go, and a
 // repeated member replaces the first. A bundle with "logs" (a forged
 // firmware log) and then "Logs" (the genuine one) verifies the genuine one
@@ -254,7 +131,7 @@ func TestRedteam_BundleCaseFoldedMember(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, o := rtE2ETPM(t)
+	_, o := e2eTrustedTPM(t)
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
 		t.Fatal(err)
@@ -389,14 +266,14 @@ func TestRedteam_MixedPlatformMembers(t *testing.T) {
 		"tpm+report":    func(b *Bundle) { b.Evidence.Report = []byte("a TDX quote, honest") },
 		"tpm+signature": func(b *Bundle) { b.Evidence.Signature = []byte("sim signature") },
 	} {
-		b, o := rtE2ETPM(t)
+		b, o := e2eTrustedTPM(t)
 		mod(b)
 		t.Run(name, func(t *testing.T) { mustRefuse(t, b, o, name) })
 	}
 	g := newGuest(t)
 	g.imaUpTo(5)
 	b := g.quote(false)
-	tb, _ := rtE2ETPM(t)
+	tb, _ := e2eTrustedTPM(t)
 	b.Evidence.TPMQuotes = tb.Evidence.TPMQuotes
 	t.Run("sim+tpm_quotes", func(t *testing.T) { mustRefuse(t, b, g.opts(), "a sim bundle carrying TPM quotes") })
 }
@@ -408,7 +285,7 @@ func TestRedteam_MixedPlatformMembers(t *testing.T) {
 // then. The state keeps the verifier's clock (Options.At), or a time the
 // evidence proves.
 func TestRedteam_MonitorTimeFromBundle(t *testing.T) {
-	b, o := rtE2ETPM(t)
+	b, o := e2eTrustedTPM(t)
 	b.Time = time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)
 	o.Monitor = &MonitorState{Format: StateFormat, Machines: map[string]*MachineState{}}
 	rep := verifyT(t, b, o)

@@ -256,24 +256,8 @@ func TestDuplicateSeparator(t *testing.T) {
 // quotes from swtpm, SeaBIOS's firmware log, the runtime log on pcr14 and the
 // kernel's IMA list, whose boot_aggregate must match the quoted PCRs.
 func TestRealKernelBundle(t *testing.T) {
-	f, err := os.Open("../testdata/e2e/guest/bundle.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b, err := ReadBundle(f, "bundle.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ak, err := os.ReadFile("../testdata/e2e/guest/ak.pem")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nonceHex, _ := os.ReadFile("../testdata/e2e/host/nonce.txt")
-	nonce, err := hex.DecodeString(strings.TrimSpace(string(nonceHex)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readE2EBundle(t)
+	ak, nonce := e2eAKAndNonce(t)
 	rep, err := Verify(context.Background(), b, Options{TrustedKeys: [][]byte{ak}, Nonce: nonce})
 	if err != nil {
 		t.Fatal(err)
