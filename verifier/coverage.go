@@ -241,11 +241,9 @@ func (r *run) imaPCRsQuoted() bool {
 		pcrs = map[int]int{10: 0}
 	}
 	for k := range r.trusted {
-		if s, ok := strings.CutPrefix(k.name, "pcr"); ok {
-			if i, err := strconv.Atoi(s); err == nil {
-				if _, used := pcrs[i]; used {
-					return true
-				}
+		if i, ok := pcrIndex(k.name); ok {
+			if _, used := pcrs[i]; used {
+				return true
 			}
 		}
 	}

@@ -162,9 +162,8 @@ func firmwareCounts(fl *tcg.Log) map[string]int {
 // resetValue is a register's value at reset: zero, but all ones for the
 // D-RTM PCRs 17-22 of a TPM (PC Client TPM profile).
 func (r *run) resetValue(reg string, a mr.Alg) mr.Digest {
-	var i int
 	if r.b.Platform == mr.PlatformTPM {
-		if _, err := fmt.Sscanf(reg, "pcr%d", &i); err == nil && i >= 17 && i <= 22 {
+		if i, ok := pcrIndex(reg); ok && i >= 17 && i <= 22 {
 			return mr.Digest{Alg: a, Bytes: bytes.Repeat([]byte{0xFF}, a.Size())}
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/log/ima"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -65,6 +66,12 @@ func (r *run) checkIMAEntries(l *LayerResult) error {
 	return nil
 }
 
+// pcrIndex is the index of a TPM PCR name ("pcr10" is 10).
+func pcrIndex(name string) (int, bool) {
+	i, err := tpm.ParsePCRName(name)
+	return i, err == nil
+}
+
 // replayPCRs replays the whole IMA list against the quoted PCRs, each entry
 // against the PCR it names (IMA writes to the PCR its policy rule gives,
 // pcr=11 for example). Every PCR the list extends and the evidence quotes,
@@ -79,12 +86,8 @@ func (r *run) replayPCRs(ctx context.Context, l *LayerResult) error {
 	quoted := map[int]int{}
 	var expect []mr.Value
 	for k, v := range r.trusted {
-		s, ok := strings.CutPrefix(k.name, "pcr")
-		if !ok {
-			continue
-		}
-		i, err := strconv.Atoi(s)
-		if _, used := pcrs[i]; err != nil || !used {
+		i, ok := pcrIndex(k.name)
+		if _, used := pcrs[i]; !ok || !used {
 			continue
 		}
 		quoted[i]++
@@ -188,13 +191,11 @@ func (r *run) bootAggregate(l *LayerResult) error {
 	}
 	pcrs := map[mr.Alg]map[int]mr.Digest{}
 	for k, v := range r.trusted {
-		if s, ok := strings.CutPrefix(k.name, "pcr"); ok {
-			if i, err := strconv.Atoi(s); err == nil {
-				if pcrs[k.alg] == nil {
-					pcrs[k.alg] = map[int]mr.Digest{}
-				}
-				pcrs[k.alg][i] = v
+		if i, ok := pcrIndex(k.name); ok {
+			if pcrs[k.alg] == nil {
+				pcrs[k.alg] = map[int]mr.Digest{}
 			}
+			pcrs[k.alg][i] = v
 		}
 	}
 	src := r.imaReader()

@@ -140,11 +140,8 @@ func bootRegister(name string) bool {
 	case "mrtd", "rtmr0", "rtmr1", "rtmr2", "mrconfigid", "mrowner", "mrownerconfig", "measurement", "host_data":
 		return true
 	}
-	var i int
-	if _, err := fmt.Sscanf(name, "pcr%d", &i); err == nil && fmt.Sprintf("pcr%d", i) == name {
-		return i >= 0 && i <= 9
-	}
-	return false
+	i, ok := pcrIndex(name)
+	return ok && i <= 9
 }
 
 // otherBoot compares the boot registers the entry recorded with the ones
@@ -242,7 +239,7 @@ func (r *run) advanceMonitor() error {
 	n.Policy, n.AppLogs = m.policy, m.appLogs
 	n.Weakened = append([]string(nil), m.carried...)
 	for _, w := range r.rep.Weakened {
-		if m.carriedAs[w] || w == noNonce || containsString(n.Weakened, w) {
+		if m.carriedAs[w] || w == noNonce || slices.Contains(n.Weakened, w) {
 			continue
 		}
 		n.Weakened = append(n.Weakened, w)
@@ -322,13 +319,4 @@ func (r *run) countRecords(lg *Log, ph *prefixHash, rs *RuntimeState) (int, erro
 		}
 		n++
 	}
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

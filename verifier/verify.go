@@ -267,7 +267,7 @@ func (r *run) evidence(ctx context.Context, l *LayerResult) error {
 		if r.opts.RequireNonce {
 			return fail("no expected nonce, and one is required (--require-nonce): freshness not proven")
 		}
-		r.weaken(l, "no expected nonce: freshness not proven")
+		r.weaken(l, noNonce)
 	} else if !bytes.Equal(want, r.b.Nonce) {
 		return &failError{&Failure{Record: -1, Reason: "nonce differs from the expected one", Expected: hex.EncodeToString(want), Computed: hex.EncodeToString(r.b.Nonce)}}
 	} else {
