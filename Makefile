@@ -36,8 +36,8 @@ fuzz:
 ## conformance: replay every log of ../shared/testdata/public (or $CCMR_CORPUS)
 ## against its published values; fails when the corpus is missing
 conformance:
-	CCMR_REQUIRE_CORPUS=1 CCMR_CONFORMANCE_DOC=$(CURDIR)/docs/conformance.md $(GO) test -count=1 -run 'Conformance|CorpusNeverCrashes' -v ./log/logfile | grep -E '^(conformance:|--- |ok|FAIL|PASS)'
-	CCMR_REQUIRE_CORPUS=1 $(GO) test -count=1 -run 'Corpus|Conformance' ./log/... ./verifier/...
+	CCMR_REQUIRE_CORPUS=1 CCMR_CONFORMANCE_DOC=$(CURDIR)/docs/conformance.md $(GO) test -count=1 -run 'Conformance|CorpusNeverCrashes' -v ./eventlog/logfile | grep -E '^(conformance:|--- |ok|FAIL|PASS)'
+	CCMR_REQUIRE_CORPUS=1 $(GO) test -count=1 -run 'Corpus|Conformance' ./eventlog/... ./verifier/...
 
 ## e2e: ccmr on a real kernel: Debian cloud kernel under QEMU with swtpm and IMA (docs/e2e.md)
 e2e: build

@@ -10,7 +10,7 @@ ccmr=bin/ccmr
 n=${IMA_ENTRIES:-1000000}
 
 echo "== Go benchmarks"
-go test -run '^$' -bench 'ReplayBinary$|BareHash|ReplayVirtual' -benchtime 3x ./log/ima | tee "$out/ima.txt"
+go test -run '^$' -bench 'ReplayBinary$|BareHash|ReplayVirtual' -benchtime 3x ./eventlog/ima | tee "$out/ima.txt"
 go test -run '^$' -bench . -benchtime 2s ./vmr | tee "$out/vmr.txt"
 go test -run '^$' -bench . -benchtime 1s ./backend/sim ./cmd/ccmr | tee "$out/sim.txt"
 CCMR_BENCH_HISTORY=${HISTORY:-1000000} go test -run '^$' -bench . -benchtime 3x -timeout 30m ./verifier | tee "$out/verifier.txt"

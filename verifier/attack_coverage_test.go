@@ -15,10 +15,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ccmr-dev/ccmr/log/ima"
-	"github.com/ccmr-dev/ccmr/log/ima/imatest"
-	"github.com/ccmr-dev/ccmr/log/runtime"
-	"github.com/ccmr-dev/ccmr/log/tcg"
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
+	"github.com/ccmr-dev/ccmr/internal/imatest"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
+	"github.com/ccmr-dev/ccmr/eventlog/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -303,12 +303,12 @@ func TestCoverage_MrIMAProvesEntriesOnUnquotedPCR(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rec, err := runtime.ExtendRecord(ima.VirtualName, vd)
+			rec, err := aael.ExtendRecord(ima.VirtualName, vd)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var d mr.Digest
-			if rt, d, err = runtime.AppendEntry(rt, 14, mr.SHA256, rec); err != nil {
+			if rt, d, err = aael.AppendEntry(rt, 14, mr.SHA256, rec); err != nil {
 				t.Fatal(err)
 			}
 			h := sha256.Sum256(append(append([]byte(nil), pcr14...), d.Bytes...))

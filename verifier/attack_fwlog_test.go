@@ -14,8 +14,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ccmr-dev/ccmr/log/cel"
-	"github.com/ccmr-dev/ccmr/log/runtime"
+	"github.com/ccmr-dev/ccmr/eventlog/cel"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -152,8 +152,8 @@ func TestCELLogReplayed(t *testing.T) {
 	}
 }
 
-func fwRuntimeReader(l Log) runtime.EntryReader {
-	return runtime.NewReader(bytes.NewReader(l.Data), runtime.Options{File: "runtime log"})
+func fwRuntimeReader(l Log) aael.EntryReader {
+	return aael.NewReader(bytes.NewReader(l.Data), aael.Options{File: "runtime log"})
 }
 
 // fwTLV appends one CEL-TLV record: recnum, PCR index, one digest, and a

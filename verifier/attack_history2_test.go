@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ccmr-dev/ccmr/log"
-	"github.com/ccmr-dev/ccmr/log/runtime"
-	"github.com/ccmr-dev/ccmr/log/tcg"
+	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
+	"github.com/ccmr-dev/ccmr/eventlog/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -22,7 +22,7 @@ import (
 func rt2CCELOf(t *testing.T, ents [][]byte, typ uint32, data func(i int, ev []byte) []byte) []byte {
 	t.Helper()
 	var recs []ccelRecord
-	rd := runtime.NewReader(bytes.NewReader(join(ents)), runtime.Options{})
+	rd := aael.NewReader(bytes.NewReader(join(ents)), aael.Options{})
 	for i := 0; ; i++ {
 		e, err := rd.Next()
 		if err == io.EOF {
@@ -68,7 +68,7 @@ func historyInCCEL(t *testing.T, accept bool, mk func(ents [][]byte) []byte) *Re
 // proven start: plain TRUSTED. No TDX firmware or boot chain measures into
 // RTMR3, so a CCEL with events there proves no runtime log's start.
 func TestRedteam2_HistoryMovedIntoCCEL(t *testing.T) {
-	rep := historyInCCEL(t, false, func(ents [][]byte) []byte { return rt2CCELOf(t, ents, runtime.EvEventTag, nil) })
+	rep := historyInCCEL(t, false, func(ents [][]byte) []byte { return rt2CCELOf(t, ents, aael.EvEventTag, nil) })
 	if rep.Trusted {
 		t.Fatalf("the runtime log's first records moved into a CCEL hide IMA entries from the policy: %s\n%s", rep.Verdict, reportText(rep))
 	}
@@ -87,7 +87,7 @@ func TestRedteam2_HistoryMovedIntoCCELAsIPL(t *testing.T) {
 // --accept-unverified-history makes it a weakened pass that names the
 // register and the CCEL's events on it that were never judged.
 func TestRedteam2_HistoryMovedIntoCCELAccepted(t *testing.T) {
-	rep := historyInCCEL(t, true, func(ents [][]byte) []byte { return rt2CCELOf(t, ents, runtime.EvEventTag, nil) })
+	rep := historyInCCEL(t, true, func(ents [][]byte) []byte { return rt2CCELOf(t, ents, aael.EvEventTag, nil) })
 	if !rep.Trusted || len(rep.Weakened) == 0 || !strings.Contains(reportText(rep), "logs[0] (ccel)'s 5 events on rtmr3 never judged") {
 		t.Fatalf("accepted unverified history is not a weakened pass naming the CCEL's events on rtmr3: %s\n%s", rep.Verdict, reportText(rep))
 	}
@@ -110,25 +110,25 @@ func TestFirmwareStartProblemsTCG2(t *testing.T) {
 		{[]ccelRecord{ipl("MokList")}, 1},
 		{[]ccelRecord{ipl("SbatLevel\x00")}, 1},
 		{[]ccelRecord{ipl("evil\x00"), ipl("MokListX\x00")}, 1},
-		{[]ccelRecord{{index: 14, typ: runtime.EvEventTag, data: []byte("MokList\x00"), digests: []mr.Digest{mr.SHA256.Sum(nil)}}}, 1},
+		{[]ccelRecord{{index: 14, typ: aael.EvEventTag, data: []byte("MokList\x00"), digests: []mr.Digest{mr.SHA256.Sum(nil)}}}, 1},
 		{[]ccelRecord{{index: 7, typ: uint32(tcg.EvIPL), data: []byte("x"), digests: []mr.Digest{mr.SHA256.Sum(nil)}}}, 0},
 	} {
-		fl, err := tcg.Parse("fw", buildCCEL([]mr.Alg{mr.SHA256}, c.recs), log.FormatTCG2)
+		fl, err := tcg.Parse("fw", buildCCEL([]mr.Alg{mr.SHA256}, c.recs), eventlog.FormatTCG2)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := firmwareStartProblems("fw", log.FormatTCG2, fl, regs)
+		got := firmwareStartProblems("fw", eventlog.FormatTCG2, fl, regs)
 		if cs, bad := got["pcr14"]; bad != (c.bad > 0) || (bad && !strings.Contains(cs.unproven, "not shim's")) {
 			t.Errorf("%+v: %+v", c.recs, got)
 		}
 	}
 	// The same records in a CCEL on a register with a runtime log: none
 	// is allowed.
-	fl, err := tcg.Parse("fw", buildCCEL([]mr.Alg{mr.SHA384}, []ccelRecord{{index: 4, typ: uint32(tcg.EvIPL), data: []byte("MokList\x00"), digests: []mr.Digest{mr.SHA384.Sum(nil)}}}), log.FormatCCEL)
+	fl, err := tcg.Parse("fw", buildCCEL([]mr.Alg{mr.SHA384}, []ccelRecord{{index: 4, typ: uint32(tcg.EvIPL), data: []byte("MokList\x00"), digests: []mr.Digest{mr.SHA384.Sum(nil)}}}), eventlog.FormatCCEL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := firmwareStartProblems("fw", log.FormatCCEL, fl, map[regKey]bool{{"rtmr3", mr.SHA384}: true}); got["rtmr3"].unproven == "" {
+	if got := firmwareStartProblems("fw", eventlog.FormatCCEL, fl, map[regKey]bool{{"rtmr3", mr.SHA384}: true}); got["rtmr3"].unproven == "" {
 		t.Errorf("a CCEL event on rtmr3 proves the start: %+v", got)
 	}
 }

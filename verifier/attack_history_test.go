@@ -18,10 +18,10 @@ import (
 	"time"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
-	"github.com/ccmr-dev/ccmr/log"
-	"github.com/ccmr-dev/ccmr/log/dstack"
-	"github.com/ccmr-dev/ccmr/log/runtime"
-	"github.com/ccmr-dev/ccmr/log/tcg"
+	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/eventlog/dstack"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
+	"github.com/ccmr-dev/ccmr/eventlog/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 )
@@ -40,7 +40,7 @@ func mustFailLayer1(t *testing.T, rep *Report, want string) {
 // the backing register's value after them.
 func foldRuntime(t *testing.T, ents [][]byte) mr.Digest {
 	t.Helper()
-	res, err := runtime.Replay(runtime.NewReader(bytes.NewReader(join(ents)), runtime.Options{}), runtime.ReplayOptions{Backing: "rtmr3"})
+	res, err := aael.Replay(aael.NewReader(bytes.NewReader(join(ents)), aael.Options{}), aael.ReplayOptions{Backing: "rtmr3"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,15 +104,15 @@ func TestAttack01_TextInitWithoutHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text, err := runtime.AppendTextInit(nil, vs[0].Digest)
+	text, err := aael.AppendTextInit(nil, vs[0].Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := runtime.ParseRecord("mr_ctr.a extend sha384/" + strings.Repeat("ab", 48))
+	rec, err := aael.ParseRecord("mr_ctr.a extend sha384/" + strings.Repeat("ab", 48))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if text, err = runtime.AppendTextLine(text, rec); err != nil {
+	if text, err = aael.AppendTextLine(text, rec); err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.SplitAfter(strings.TrimSuffix(string(text), "\n"), "\n") {
@@ -134,8 +134,8 @@ func TestAttack01_TextInitWithoutHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text, _ = runtime.AppendTextInit(nil, mr.Zero(mr.SHA384))
-	text, _ = runtime.AppendTextLine(text, rec)
+	text, _ = aael.AppendTextInit(nil, mr.Zero(mr.SHA384))
+	text, _ = aael.AppendTextLine(text, rec)
 	for _, line := range strings.SplitAfter(strings.TrimSuffix(string(text), "\n"), "\n") {
 		if err := dev2.Extend(ctx, "rtmr3", mr.SHA384.Sum([]byte(strings.TrimSuffix(line, "\n")))); err != nil {
 			t.Fatal(err)
@@ -168,13 +168,13 @@ func TestAttack01_SnapshotIntoInit(t *testing.T) {
 	}
 	cur := honest.Logs[1].Data
 	ents := entries(t, cur) // INIT, snapshot, records...
-	rd := runtime.NewReader(bytes.NewReader(cur), runtime.Options{})
+	rd := aael.NewReader(bytes.NewReader(cur), aael.Options{})
 	init, err := rd.Next()
 	if err != nil || init.Init.IsZero() {
 		t.Fatalf("the segment does not start with INIT: %v", err)
 	}
 	snap, err := rd.Next()
-	if err != nil || snap.Record.Operation != runtime.OpSnapshot {
+	if err != nil || snap.Record.Operation != aael.OpSnapshot {
 		t.Fatalf("the segment's first record is not its snapshot: %v", err)
 	}
 	after, err := mr.Extend(init.Init, snap.Digest.Bytes)
@@ -431,7 +431,7 @@ func TestAttack13_LogInAnotherBank(t *testing.T) {
 // fails before that, for its own reason.
 func TestAttack13_ConcatenatedCCELs(t *testing.T) {
 	raw := corpusFile(t, "dstack/ccel.bin")
-	l, err := tcg.Parse("ccel.bin", raw, log.FormatCCEL)
+	l, err := tcg.Parse("ccel.bin", raw, eventlog.FormatCCEL)
 	if err != nil {
 		t.Fatal(err)
 	}

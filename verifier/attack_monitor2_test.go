@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
-	"github.com/ccmr-dev/ccmr/log/runtime"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -217,7 +217,7 @@ func rt2NewTextGuest(t *testing.T) *rt2TextGuest {
 	}
 	key, _ := dev.PublicKeyPEM(ctx)
 	g := &rt2TextGuest{t: t, dev: dev, key: key}
-	init, _ := runtime.AppendTextInit(nil, mr.Zero(mr.SHA384))
+	init, _ := aael.AppendTextInit(nil, mr.Zero(mr.SHA384))
 	g.line(init)
 	return g
 }
@@ -231,11 +231,11 @@ func (g *rt2TextGuest) line(l []byte) {
 }
 
 func (g *rt2TextGuest) record(s string) {
-	rec, err := runtime.ParseRecord("mr_ctr.a extend sha384/" + hex.EncodeToString(mr.SHA384.Sum([]byte(s)).Bytes))
+	rec, err := aael.ParseRecord("mr_ctr.a extend sha384/" + hex.EncodeToString(mr.SHA384.Sum([]byte(s)).Bytes))
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	l, err := runtime.AppendTextLine(nil, rec)
+	l, err := aael.AppendTextLine(nil, rec)
 	if err != nil {
 		g.t.Fatal(err)
 	}
@@ -289,7 +289,7 @@ func TestMonitor2_TextLogResumeRefusesForgery(t *testing.T) {
 	g.record("c")
 	monMustTrust(t, g.bundle(), g.opts(state))
 	// An INIT line at the state's offset, the register extended with it.
-	init, _ := runtime.AppendTextInit(nil, mr.Zero(mr.SHA384))
+	init, _ := aael.AppendTextInit(nil, mr.Zero(mr.SHA384))
 	g.line(init)
 	if rep := verifyT(t, g.bundle(), g.opts(state)); rep.Trusted {
 		t.Errorf("a mid-log INIT line is trusted with the state:\n%s", reportText(rep))

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ccmr-dev/ccmr/log/ima"
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 

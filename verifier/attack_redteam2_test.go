@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ccmr-dev/ccmr/log/runtime"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
 )
 
 // A TPM bundle whose AK is pinned (or certified by --ak-roots), run without
@@ -59,7 +59,7 @@ func TestRedteam2_SegmentInAnotherMRIndex(t *testing.T) {
 		t.Fatalf("logs[1] is %s, want the second runtime segment", last.Format)
 	}
 	data := append([]byte(nil), last.Data...)
-	rd := runtime.NewReader(bytes.NewReader(data), runtime.Options{})
+	rd := aael.NewReader(bytes.NewReader(data), aael.Options{})
 	for {
 		e, err := rd.Next()
 		if err != nil {

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ccmr-dev/ccmr/log/runtime"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 )
@@ -98,7 +98,7 @@ func TestRedteam_RuntimeLogOnFirmwarePCR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	init, err := runtime.AppendInit(nil, 4, v)
+	init, err := aael.AppendInit(nil, 4, v)
 	if err != nil {
 		t.Fatal(err)
 	}

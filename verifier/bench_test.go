@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
-	"github.com/ccmr-dev/ccmr/log/ima/imatest"
+	"github.com/ccmr-dev/ccmr/internal/imatest"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/vmr"
 )

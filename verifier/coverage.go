@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ccmr-dev/ccmr/log"
-	"github.com/ccmr-dev/ccmr/log/ima"
-	"github.com/ccmr-dev/ccmr/log/tcg"
+	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
+	"github.com/ccmr-dev/ccmr/eventlog/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -30,7 +30,7 @@ import (
 //     fails (events removed, or another machine's log).
 //   - Every other quoted register (pcrN, rtmrN) whose value is not its reset
 //     value and that no log of the bundle replays is reported as explained
-//     by no log. Launch values (mrtd, mrconfigid, SNP measurement, ...) are
+//     by no eventlog. Launch values (mrtd, mrconfigid, SNP measurement, ...) are
 //     not extended by any log; a policy judges them.
 
 // explain records that a log replayed the quoted register k.
@@ -95,11 +95,11 @@ func (r *run) coveredInSomeBank(reg string, runtimeRegs map[regKey]bool) bool {
 // firmwareRegisters are the registers a platform's firmware log must
 // account for: TCG2 logs PCR 0-7 (the pre-OS PCRs of the PC Client
 // profile), the CCEL RTMR0-2 (firmware, boot loader and OS).
-func firmwareRegisters(f log.Format) []string {
+func firmwareRegisters(f eventlog.Format) []string {
 	switch f {
-	case log.FormatTCG2:
+	case eventlog.FormatTCG2:
 		return []string{"pcr0", "pcr1", "pcr2", "pcr3", "pcr4", "pcr5", "pcr6", "pcr7"}
-	case log.FormatCCEL:
+	case eventlog.FormatCCEL:
 		return []string{"rtmr0", "rtmr1", "rtmr2"}
 	}
 	return nil
@@ -110,12 +110,12 @@ func firmwareRegisters(f log.Format) []string {
 func (r *run) coverage(l *LayerResult) error {
 	for i := range r.b.Logs {
 		lg := &r.b.Logs[i]
-		regs := firmwareRegisters(log.Format(lg.Format))
+		regs := firmwareRegisters(eventlog.Format(lg.Format))
 		if regs == nil {
 			continue
 		}
 		name := logName(i, lg)
-		fl, err := tcg.Parse(name, lg.Data, log.Format(lg.Format))
+		fl, err := tcg.Parse(name, lg.Data, eventlog.Format(lg.Format))
 		if err != nil {
 			return failFrom(name, err)
 		}
@@ -209,7 +209,7 @@ func regLess(a, b string) bool {
 // wholeIMAReader reads the IMA list from its first entry, whatever a
 // monitor state proved: a PCR holds the whole list since boot.
 func (r *run) wholeIMAReader() *ima.Reader {
-	if r.imaLog.Format == string(log.FormatIMAASCII) {
+	if r.imaLog.Format == string(eventlog.FormatIMAASCII) {
 		return ima.NewASCIIReader(bytes.NewReader(r.imaLog.Data), ima.Options{File: "ima list"})
 	}
 	return ima.NewBinaryReader(bytes.NewReader(r.imaLog.Data), ima.Options{File: "ima list"})
@@ -252,7 +252,7 @@ func (r *run) imaPCRsQuoted() bool {
 
 // imaListPCRs names the PCRs the bundle's IMA list extends (on evidence
 // with PCRs): layer 3 replays them, so layer 1 does not report them as
-// explained by no log.
+// explained by no eventlog.
 func (r *run) imaListPCRs() map[string]bool {
 	out := map[string]bool{}
 	if r.imaLog == nil {

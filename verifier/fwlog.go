@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/ccmr-dev/ccmr/log"
-	"github.com/ccmr-dev/ccmr/log/cel"
-	"github.com/ccmr-dev/ccmr/log/logfile"
-	"github.com/ccmr-dev/ccmr/log/tcg"
+	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/eventlog/cel"
+	"github.com/ccmr-dev/ccmr/eventlog/logfile"
+	"github.com/ccmr-dev/ccmr/eventlog/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -18,12 +18,12 @@ import (
 // each is replayed by the verifier. Any other name, a misspelling ("CCEL"),
 // "auto" or none, is unusable input: a log the verifier does not read must
 // never ride along next to a TRUSTED verdict.
-var bundleLogFormats = map[log.Format]bool{
-	log.FormatTCG2: true, log.FormatCCEL: true,
-	log.FormatRuntime: true, log.FormatAAELText: true,
-	log.FormatIMABinary: true, log.FormatIMAASCII: true,
-	log.FormatDstackJSON: true,
-	log.FormatCELJSON:    true, log.FormatCELTLV: true,
+var bundleLogFormats = map[eventlog.Format]bool{
+	eventlog.FormatTCG2: true, eventlog.FormatCCEL: true,
+	eventlog.FormatRuntime: true, eventlog.FormatAAELText: true,
+	eventlog.FormatIMABinary: true, eventlog.FormatIMAASCII: true,
+	eventlog.FormatDstackJSON: true,
+	eventlog.FormatCELJSON:    true, eventlog.FormatCELTLV: true,
 }
 
 // checkLogFormats refuses a bundle holding a log in a format the bundle
@@ -38,7 +38,7 @@ func checkLogFormats(b *Bundle) error {
 }
 
 func logFormatError(i int, lg *Log) error {
-	if bundleLogFormats[log.Format(lg.Format)] {
+	if bundleLogFormats[eventlog.Format(lg.Format)] {
 		return nil
 	}
 	return fmt.Errorf("%w: logs[%d]: format %q is not a bundle log format (tcg2, ccel, runtime, aael-text, ima-binary, ima-ascii, dstack-json, cel-json, cel-tlv)",
@@ -69,16 +69,16 @@ func (r *run) firmwareData(name string, fl *tcg.Log, l *LayerResult) error {
 	return nil
 }
 
-// celLog replays a CEL-JSON or CEL-TLV log through log/logfile (as `ccmr
+// celLog replays a CEL-JSON or CEL-TLV log through eventlog/logfile (as `ccmr
 // log replay` does) and requires every register it extends to be in the
 // evidence and equal to the replay. Registers with a runtime log are not
 // skipped: a CEL log must hold a register's whole history.
 func (r *run) celLog(ctx context.Context, name string, lg *Log, l *LayerResult) error {
-	f := log.Format(lg.Format)
+	f := eventlog.Format(lg.Format)
 	var banks []mr.Alg
 	unchecked := 0
 	switch f {
-	case log.FormatCELJSON:
+	case eventlog.FormatCELJSON:
 		rd := cel.NewRuntimeReader(bytes.NewReader(lg.Data), name)
 		for {
 			e, err := rd.Next()
@@ -99,7 +99,7 @@ func (r *run) celLog(ctx context.Context, name string, lg *Log, l *LayerResult) 
 				banks = []mr.Alg{e.Digest.Alg}
 			}
 		}
-	case log.FormatCELTLV:
+	case eventlog.FormatCELTLV:
 		rd := cel.NewTLVReader(bytes.NewReader(lg.Data), name)
 		for {
 			rec, err := rd.Next()
@@ -124,7 +124,7 @@ func (r *run) celLog(ctx context.Context, name string, lg *Log, l *LayerResult) 
 	if len(banks) == 0 {
 		return &failError{&Failure{Log: name, Record: -1, Reason: "the CEL log holds no record: it proves nothing"}}
 	}
-	res := &log.Replay{}
+	res := &eventlog.Replay{}
 	for _, a := range banks {
 		one, err := logfile.FromBytes(name, lg.Data, f).Replay(ctx, logfile.Options{Format: f, Banks: []mr.Alg{a}, TPM: r.b.Platform == mr.PlatformTPM})
 		if err != nil {

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ccmr-dev/ccmr/log"
-	"github.com/ccmr-dev/ccmr/log/tcg"
-	"github.com/ccmr-dev/ccmr/log/tcg/corpus"
+	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/eventlog/tcg"
+	"github.com/ccmr-dev/ccmr/internal/corpus"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 )
@@ -133,11 +133,11 @@ func TestRealSNPReport(t *testing.T) {
 // and fails layer 1 naming rtmr1 (it was TRUSTED before the coverage rule:
 // verifier/coverage.go, TestRedteam_CCELOmitsRegisters). The corpus has no
 // complete CCEL of this quote. Changing one CCEL event fails layer 1 at
-// RTMR0 and names the log.
+// RTMR0 and names the eventlog.
 func TestRealTDXQuoteWithCCEL(t *testing.T) {
 	quote := corpusFile(t, "dcap-qvl/quote-from-tappd.bin")
 	raw := corpusFile(t, "dstack/ccel.bin")
-	l, err := tcg.Parse("ccel.bin", raw, log.FormatCCEL)
+	l, err := tcg.Parse("ccel.bin", raw, eventlog.FormatCCEL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestDstackQuoteAndLog(t *testing.T) {
 func TestDuplicateSeparator(t *testing.T) {
 	ctx := context.Background()
 	raw := corpusFile(t, "go-eventlog/ccel/cos-113-intel-tdx-dupe-separator.bin")
-	l, err := tcg.Parse("ccel", raw, log.FormatCCEL)
+	l, err := tcg.Parse("ccel", raw, eventlog.FormatCCEL)
 	if err != nil {
 		t.Fatal(err)
 	}

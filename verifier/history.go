@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"fmt"
 
-	"github.com/ccmr-dev/ccmr/log"
-	"github.com/ccmr-dev/ccmr/log/runtime"
-	"github.com/ccmr-dev/ccmr/log/tcg"
+	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
+	"github.com/ccmr-dev/ccmr/eventlog/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -47,7 +47,7 @@ func (r *run) runtimeRegs() map[regKey]bool {
 	regs := map[regKey]bool{}
 	for i := range r.b.Logs {
 		lg := &r.b.Logs[i]
-		if lg.Format != string(log.FormatRuntime) && lg.Format != string(log.FormatAAELText) {
+		if lg.Format != string(eventlog.FormatRuntime) && lg.Format != string(eventlog.FormatAAELText) {
 			continue
 		}
 		if a, ok := (segment{name: lg.Register, log: lg}).alg(); ok {
@@ -102,14 +102,14 @@ var shimPCR14 = map[string]bool{"MokList": true, "MokListX": true, "MokSBState":
 //   - CCEL (TDX): TDVF and the boot chain map PCR 0 to MRTD, 1 and 7 to
 //     RTMR0, 2-6 to RTMR1 and 8-15 to RTMR2 (UEFI CC measurement protocol,
 //     TDX guest-hypervisor interface); no CCEL event belongs on RTMR3 or
-//     any other register that carries a runtime log.
+//     any other register that carries a runtime eventlog.
 //   - TCG2 (TPM): only shim's EV_IPL events of shimPCR14 on PCR 14, each
 //     name at most once.
 //
 // Anything else is a record the runtime log would have to read as its own
 // (a guest moves the head of its runtime log into a made-up firmware log
 // and starts the runtime log with INIT at the value after it).
-func firmwareStartProblems(name string, f log.Format, fl *tcg.Log, runtimeRegs map[regKey]bool) map[string]chainStart {
+func firmwareStartProblems(name string, f eventlog.Format, fl *tcg.Log, runtimeRegs map[regKey]bool) map[string]chainStart {
 	regs := map[string]bool{}
 	for k := range runtimeRegs {
 		regs[k.name] = true
@@ -126,7 +126,7 @@ func firmwareStartProblems(name string, f log.Format, fl *tcg.Log, runtimeRegs m
 			continue
 		}
 		events[reg]++
-		if f == log.FormatTCG2 && e.Index == 14 && e.Type == tcg.EvIPL && len(e.Data) > 1 && e.Data[len(e.Data)-1] == 0 {
+		if f == eventlog.FormatTCG2 && e.Index == 14 && e.Type == tcg.EvIPL && len(e.Data) > 1 && e.Data[len(e.Data)-1] == 0 {
 			if v := string(e.Data[:len(e.Data)-1]); shimPCR14[v] && !seen[v] {
 				seen[v] = true
 				continue
@@ -137,7 +137,7 @@ func firmwareStartProblems(name string, f log.Format, fl *tcg.Log, runtimeRegs m
 	out := map[string]chainStart{}
 	for reg, n := range foreign {
 		why := fmt.Sprintf("%s has %d events on %s, where TDX firmware and the boot chain measure nothing (they map PCRs to MRTD and RTMR0-2 only)", name, n, reg)
-		if f != log.FormatCCEL {
+		if f != eventlog.FormatCCEL {
 			why = fmt.Sprintf("%s has %d events on %s, %d of them not shim's (EV_IPL MokList, MokListX, MokListTrusted, MokSBState or MokPolicy, each at most once)", name, events[reg], reg, n)
 		}
 		out[reg] = chainStart{unproven: why, events: events[reg]}
@@ -174,7 +174,7 @@ func (r *run) resetValue(reg string, a mr.Alg) mr.Digest {
 // monitor state proves.
 type history struct {
 	start    mr.Digest // the first segment's start (its INIT, else zero)
-	snapshot []runtime.Snapshot
+	snapshot []aael.Snapshot
 	records  int // entries replayed after the start, over all segments
 }
 
@@ -211,7 +211,7 @@ func (r *run) judgeStart(reg string, first segment, h history, l *LayerResult) e
 	return nil
 }
 
-func snapshotNote(s []runtime.Snapshot) string {
+func snapshotNote(s []aael.Snapshot) string {
 	if s == nil {
 		return ""
 	}

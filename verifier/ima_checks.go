@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/ccmr-dev/ccmr/backend/tpm"
-	"github.com/ccmr-dev/ccmr/log/ima"
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 

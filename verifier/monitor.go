@@ -16,7 +16,7 @@ import (
 	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/internal/strictjson"
-	"github.com/ccmr-dev/ccmr/log/runtime"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -314,8 +314,8 @@ func (ms *MachineState) runtimeFor(reg string) *RuntimeState {
 	return nil
 }
 
-func (rs *RuntimeState) resume() *runtime.Resume {
-	res := &runtime.Resume{Backing: rs.Value, Counts: map[string]int{}}
+func (rs *RuntimeState) resume() *aael.Resume {
+	res := &aael.Resume{Backing: rs.Value, Counts: map[string]int{}}
 	for _, v := range rs.Virtual {
 		res.Virtual = append(res.Virtual, mr.Value{Register: mr.Register{Name: v.Name, Alg: v.Digest.Alg}, Digest: v.Digest})
 		res.Counts[v.Name] = v.Count

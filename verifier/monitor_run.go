@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ccmr-dev/ccmr/log"
+	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -176,7 +176,7 @@ func (r *run) otherBoot(e *MachineState) string {
 }
 
 func isRuntimeLog(lg *Log) bool {
-	return lg.Format == string(log.FormatRuntime) || lg.Format == string(log.FormatAAELText)
+	return lg.Format == string(eventlog.FormatRuntime) || lg.Format == string(eventlog.FormatAAELText)
 }
 
 // checkRuntimePrefixes compares, for each runtime log the entry resumes,
@@ -284,7 +284,7 @@ func (r *run) advanceMonitor() error {
 }
 
 // prefixOf is the hex SHA-256 of lg's first off bytes, continuing ph when
-// it hashed a shorter prefix of the same log.
+// it hashed a shorter prefix of the same eventlog.
 func prefixOf(lg *Log, off int64, ph *prefixHash) (string, error) {
 	if lg == nil || off < 0 || off > int64(len(lg.Data)) {
 		return "", errors.New("the verified offset is outside the log")

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/ccmr-dev/ccmr/log"
-	"github.com/ccmr-dev/ccmr/log/runtime"
+	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -18,22 +18,22 @@ type segment struct {
 	log  *Log
 }
 
-func (sg segment) reader(data []byte) runtime.EntryReader {
-	return sg.readerWith(data, runtime.Options{File: sg.name})
+func (sg segment) reader(data []byte) aael.EntryReader {
+	return sg.readerWith(data, aael.Options{File: sg.name})
 }
 
 // continueReader reads a segment's data after the offset a monitor state
 // verified: its entries must use the digest algorithm and MR index of the
 // ones before, as they must when the whole segment is read.
-func (sg segment) continueReader(data []byte, st *RuntimeState) runtime.EntryReader {
-	return sg.readerWith(data, runtime.Options{File: sg.name, Continue: true, Alg: st.entryAlg(), MRIndex: *st.MRIndex})
+func (sg segment) continueReader(data []byte, st *RuntimeState) aael.EntryReader {
+	return sg.readerWith(data, aael.Options{File: sg.name, Continue: true, Alg: st.entryAlg(), MRIndex: *st.MRIndex})
 }
 
-func (sg segment) readerWith(data []byte, opt runtime.Options) runtime.EntryReader {
-	if sg.log.Format == string(log.FormatAAELText) {
-		return runtime.NewTextReader(bytes.NewReader(data), opt)
+func (sg segment) readerWith(data []byte, opt aael.Options) aael.EntryReader {
+	if sg.log.Format == string(eventlog.FormatAAELText) {
+		return aael.NewTextReader(bytes.NewReader(data), opt)
 	}
-	return runtime.NewReader(bytes.NewReader(data), opt)
+	return aael.NewReader(bytes.NewReader(data), opt)
 }
 
 // entryForm is the digest algorithm and MR index of a segment's entries,
@@ -63,7 +63,7 @@ func initOf(sg segment) mr.Digest {
 // from the monitor state when it is the segment the state stopped in; a
 // first segment that starts with a snapshot must be proven by the state.
 func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
-	var resume *runtime.Resume
+	var resume *aael.Resume
 	skip := int64(0)
 	stateCut := false // the first segment starts exactly where the state stopped
 	if st := r.state.runtimeFor(reg); st != nil {
@@ -85,7 +85,7 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 	}
 	var prevFinal mr.Digest
 	var prevVirt []mr.Value
-	var last *runtime.Result
+	var last *aael.Result
 	var h history // the chain's start, when no monitor state proves it
 	// Every segment of a chain is a log of the same register: its entries
 	// use the first segment's digest algorithm and MR index (the reader
@@ -97,13 +97,13 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 				Reason: fmt.Sprintf("segment %d uses %v and MR index %d, but segment 0 of %s uses %v and MR index %d: a chain is one register's log", i, a, m, reg, alg0, mri0)}}
 		}
 		data := sg.log.Data
-		opt := runtime.ReplayOptions{File: sg.name, Backing: reg,
-			OnVirtual: func(v runtime.VirtualRecord) error {
+		opt := aael.ReplayOptions{File: sg.name, Backing: reg,
+			OnVirtual: func(v aael.VirtualRecord) error {
 				r.records[v.Name] = append(r.records[v.Name], v.Digest)
 				return nil
 			}}
 		if r.b.Platform == mr.PlatformTPM {
-			opt.Name = runtime.PCRName
+			opt.Name = aael.PCRName
 		}
 		rd := sg.reader(data)
 		if i == 0 && resume != nil {
@@ -111,13 +111,13 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 			opt.Resume = resume
 			rd = sg.continueReader(data, r.state.runtimeFor(reg))
 		}
-		res, err := runtime.Replay(rd, opt)
+		res, err := aael.Replay(rd, opt)
 		if err != nil {
-			var le *log.Error
+			var le *eventlog.Error
 			if errors.As(err, &le) && i == 0 {
 				le.Offset += skip
 			}
-			var mm *log.Mismatch
+			var mm *eventlog.Mismatch
 			if errors.As(err, &mm) && i == 0 {
 				mm.Offset += skip
 			}
@@ -200,7 +200,7 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 
 // finalValue is the backing register's value after a replay: the replayed
 // value, or the resume value when the resumed part held no entry.
-func finalValue(res *runtime.Result, reg string, resume *runtime.Resume, i int) mr.Digest {
+func finalValue(res *aael.Result, reg string, resume *aael.Resume, i int) mr.Digest {
 	if v, ok := res.Value(reg); ok {
 		return v
 	}
@@ -214,7 +214,7 @@ func finalValue(res *runtime.Result, reg string, resume *runtime.Resume, i int) 
 }
 
 // sameValues checks a snapshot against the virtual values it must repeat.
-func sameValues(name string, snap []runtime.Snapshot, want []mr.Value) error {
+func sameValues(name string, snap []aael.Snapshot, want []mr.Value) error {
 	got := map[string]mr.Digest{}
 	for _, s := range snap {
 		got[s.Name] = s.Value

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
-	"github.com/ccmr-dev/ccmr/log/runtime"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/vmr"
 )
@@ -215,15 +215,15 @@ func TestLyingSnapshot(t *testing.T) {
 	}
 }
 
-func runtimeInit(v mr.Digest) ([]byte, error) { return runtime.AppendInit(nil, 4, v) }
+func runtimeInit(v mr.Digest) ([]byte, error) { return aael.AppendInit(nil, 4, v) }
 
 // entryDigest builds a runtime log entry for rtmr3 and the digest it extends.
 func entryDigest(t *testing.T, rec string) ([]byte, mr.Digest) {
-	r, err := runtime.ParseRecord(rec)
+	r, err := aael.ParseRecord(rec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, d, err := runtime.AppendEntry(nil, 4, mr.SHA384, r)
+	b, d, err := aael.AppendEntry(nil, 4, mr.SHA384, r)
 	if err != nil {
 		t.Fatal(err)
 	}

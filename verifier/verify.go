@@ -17,10 +17,10 @@ import (
 	"github.com/ccmr-dev/ccmr/backend/snp"
 	"github.com/ccmr-dev/ccmr/backend/tdx"
 	"github.com/ccmr-dev/ccmr/backend/tpm"
-	"github.com/ccmr-dev/ccmr/log"
-	"github.com/ccmr-dev/ccmr/log/dstack"
-	"github.com/ccmr-dev/ccmr/log/ima"
-	"github.com/ccmr-dev/ccmr/log/tcg"
+	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/eventlog/dstack"
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
+	"github.com/ccmr-dev/ccmr/eventlog/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier/snpverify"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
@@ -208,8 +208,8 @@ func fail(format string, a ...any) error {
 // failFrom turns a log error or mismatch into a located failure.
 func failFrom(logName string, err error) error {
 	f := &Failure{Log: logName, Record: -1, Reason: err.Error()}
-	var mm *log.Mismatch
-	var le *log.Error
+	var mm *eventlog.Mismatch
+	var le *eventlog.Error
 	switch {
 	case errors.As(err, &mm):
 		f.Record, f.Offset, f.Register = mm.Record, mm.Offset, mm.Register
@@ -415,12 +415,12 @@ func (r *run) logs(ctx context.Context, l *LayerResult) error {
 	for i := range r.b.Logs {
 		lg := &r.b.Logs[i]
 		name := logName(i, lg)
-		switch log.Format(lg.Format) {
-		case log.FormatTCG2, log.FormatCCEL:
+		switch eventlog.Format(lg.Format) {
+		case eventlog.FormatTCG2, eventlog.FormatCCEL:
 			if err := r.firmwareLog(name, lg, runtimeRegs, l); err != nil {
 				return err
 			}
-		case log.FormatRuntime, log.FormatAAELText:
+		case eventlog.FormatRuntime, eventlog.FormatAAELText:
 			if lg.Register == "" {
 				return fail("%s: runtime log names no backing register", name)
 			}
@@ -428,7 +428,7 @@ func (r *run) logs(ctx context.Context, l *LayerResult) error {
 				order = append(order, lg.Register)
 			}
 			chains[lg.Register] = append(chains[lg.Register], segment{name: name, log: lg})
-		case log.FormatDstackJSON:
+		case eventlog.FormatDstackJSON:
 			counts := map[string]int{}
 			boot := 0
 			res, err := dstack.Replay(dstack.NewReader(bytes.NewReader(lg.Data), name), name, func(e *dstack.Event) error {
@@ -449,12 +449,12 @@ func (r *run) logs(ctx context.Context, l *LayerResult) error {
 			if err := r.compareReplay(name, res, counts, runtimeRegs, nil, l); err != nil {
 				return err
 			}
-		case log.FormatIMABinary, log.FormatIMAASCII:
+		case eventlog.FormatIMABinary, eventlog.FormatIMAASCII:
 			if r.imaLog != nil {
 				return fail("the bundle holds two IMA lists")
 			}
 			r.imaLog = lg
-		case log.FormatCELJSON, log.FormatCELTLV:
+		case eventlog.FormatCELJSON, eventlog.FormatCELTLV:
 			if err := r.celLog(ctx, name, lg, l); err != nil {
 				return err
 			}
@@ -482,7 +482,7 @@ func logName(i int, lg *Log) string {
 }
 
 func (r *run) firmwareLog(name string, lg *Log, runtimeRegs map[regKey]bool, l *LayerResult) error {
-	fl, err := tcg.Parse(name, lg.Data, log.Format(lg.Format))
+	fl, err := tcg.Parse(name, lg.Data, eventlog.Format(lg.Format))
 	if err != nil {
 		return failFrom(name, err)
 	}
@@ -518,7 +518,7 @@ func (r *run) firmwareLog(name string, lg *Log, runtimeRegs map[regKey]bool, l *
 	if err != nil {
 		return failFrom(name, err)
 	}
-	return r.compareReplay(name, res, firmwareCounts(fl), runtimeRegs, firmwareStartProblems(name, log.Format(lg.Format), fl, runtimeRegs), l)
+	return r.compareReplay(name, res, firmwareCounts(fl), runtimeRegs, firmwareStartProblems(name, eventlog.Format(lg.Format), fl, runtimeRegs), l)
 }
 
 // compareReplay compares every register a log's replay gives with its
@@ -528,7 +528,7 @@ func (r *run) firmwareLog(name string, lg *Log, runtimeRegs map[regKey]bool, l *
 // checked. unproven marks the registers whose replay does not prove the
 // runtime log's start (firmwareStartProblems). A log whose replay checks
 // no quoted register proves nothing and fails.
-func (r *run) compareReplay(name string, res *log.Replay, counts map[string]int, runtimeRegs map[regKey]bool, unproven map[string]chainStart, l *LayerResult) error {
+func (r *run) compareReplay(name string, res *eventlog.Replay, counts map[string]int, runtimeRegs map[regKey]bool, unproven map[string]chainStart, l *LayerResult) error {
 	n, starts := 0, 0
 	var absent []mr.Value // registers and banks the evidence does not cover
 	for _, v := range res.Registers {
@@ -605,7 +605,7 @@ func (r *run) virtualRegs(ctx context.Context, l *LayerResult) error {
 // start without a state).
 func (r *run) imaReader() *ima.Reader {
 	data := r.imaLog.Data[r.imaStart.offset:]
-	if r.imaLog.Format == string(log.FormatIMAASCII) {
+	if r.imaLog.Format == string(eventlog.FormatIMAASCII) {
 		return ima.NewASCIIReader(bytes.NewReader(data), ima.Options{File: "ima list"})
 	}
 	return ima.NewBinaryReader(bytes.NewReader(data), ima.Options{File: "ima list"})
@@ -613,8 +613,8 @@ func (r *run) imaReader() *ima.Reader {
 
 // shiftIMA turns a failure in the resumed IMA list into whole-list terms.
 func (r *run) shiftIMA(err error) error {
-	var mm *log.Mismatch
-	var le *log.Error
+	var mm *eventlog.Mismatch
+	var le *eventlog.Error
 	if errors.As(err, &mm) && mm.Record >= 0 {
 		mm.Record += r.imaStart.entries
 		if mm.Offset >= 0 {
@@ -795,7 +795,7 @@ func (r *run) policy(ctx context.Context, l *LayerResult) error {
 			return err
 		}
 		src := ima.NewBinaryReader(bytes.NewReader(r.imaLog.Data), ima.Options{File: "ima list"})
-		if r.imaLog.Format == string(log.FormatIMAASCII) {
+		if r.imaLog.Format == string(eventlog.FormatIMAASCII) {
 			src = ima.NewASCIIReader(bytes.NewReader(r.imaLog.Data), ima.Options{File: "ima list"})
 		}
 		got, n, err := ima.Aggregate(ctx, src, r.imaStart.entries+r.proven)

@@ -13,9 +13,9 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
-	"github.com/ccmr-dev/ccmr/log"
-	"github.com/ccmr-dev/ccmr/log/ima"
-	"github.com/ccmr-dev/ccmr/log/runtime"
+	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/vmr"
 )
@@ -108,7 +108,7 @@ func (f *fixture) opts() Options {
 
 // entries splits a runtime log into its entries' bytes.
 func entries(t testing.TB, data []byte) [][]byte {
-	rd := runtime.NewReader(bytes.NewReader(data), runtime.Options{})
+	rd := aael.NewReader(bytes.NewReader(data), aael.Options{})
 	var out [][]byte
 	for {
 		e, err := rd.Next()
@@ -146,11 +146,11 @@ func imaEntries(t testing.TB, data []byte) [][]byte {
 
 // entry builds a runtime log entry for rtmr3 with a correct digest.
 func entry(t testing.TB, rec string) []byte {
-	r, err := runtime.ParseRecord(rec)
+	r, err := aael.ParseRecord(rec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _, err := runtime.AppendEntry(nil, 4, mr.SHA384, r)
+	b, _, err := aael.AppendEntry(nil, 4, mr.SHA384, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestTamper(t *testing.T) {
 			l := logOf(b, "runtime")
 			es := entries(t, l.Data)
 			last := es[len(es)-1]
-			rd := runtime.NewReader(bytes.NewReader(last), runtime.Options{})
+			rd := aael.NewReader(bytes.NewReader(last), aael.Options{})
 			e, _ := rd.Next()
 			_, d, _ := e.Record.Virtual()
 			es[len(es)-1] = entry(t, "mr_ima extend "+d.LogString())
@@ -416,7 +416,7 @@ func TestUnusableInput(t *testing.T) {
 	}
 }
 
-var _ = log.ErrMismatch
+var _ = eventlog.ErrMismatch
 
 // A policy naming the IMA aggregate: the right value passes, another fails
 // at layer 4.

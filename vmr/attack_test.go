@@ -11,8 +11,8 @@ import (
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
-	"github.com/ccmr-dev/ccmr/log"
-	"github.com/ccmr-dev/ccmr/log/ima/imatest"
+	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/internal/imatest"
 )
 
 // Attacks on the guest side (issue 15). Each test failed before its fix.
@@ -279,9 +279,9 @@ func TestAttack24_TornTailOffsets(t *testing.T) {
 	torn := append(append([]byte(nil), whole...), entries[21][:len(entries[21])/2]...)
 	writeFile(t, list, torn)
 	_, err := s.Forward(context.Background(), ForwardOptions{List: list})
-	var le *log.Error
+	var le *eventlog.Error
 	if !errors.As(err, &le) {
-		t.Fatalf("Forward of a torn list: %v, want a *log.Error", err)
+		t.Fatalf("Forward of a torn list: %v, want a *eventlog.Error", err)
 	}
 	if le.Record != 21 || le.Offset != int64(len(whole)) {
 		t.Fatalf("torn entry reported as record %d at byte %d, want record 21 at byte %d (%v)", le.Record, le.Offset, len(whole), err)

@@ -9,16 +9,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ccmr-dev/ccmr/log/ima/imatest"
-	"github.com/ccmr-dev/ccmr/log/runtime"
+	"github.com/ccmr-dev/ccmr/internal/imatest"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
 // BenchmarkBareAppendFsync is the floor: append one encoded virtual-extend
 // entry to a file and fsync it, nothing else.
 func BenchmarkBareAppendFsync(b *testing.B) {
-	rec, _ := runtime.ExtendRecord("mr_ima", digestN("b", 0))
-	entry, _, _ := runtime.AppendEntry(nil, 4, mr.SHA384, rec)
+	rec, _ := aael.ExtendRecord("mr_ima", digestN("b", 0))
+	entry, _, _ := aael.AppendEntry(nil, 4, mr.SHA384, rec)
 	f, err := os.OpenFile(filepath.Join(b.TempDir(), "bare.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		b.Fatal(err)
@@ -133,8 +133,8 @@ func BenchmarkExtendMemDevice(b *testing.B) {
 // extend's throughput as a fraction of the floor's.
 func BenchmarkExtendVsFloor(b *testing.B) {
 	_, s := openSim(b, b.TempDir())
-	rec, _ := runtime.ExtendRecord("mr_ima", digestN("b", 0))
-	entry, _, _ := runtime.AppendEntry(nil, 4, mr.SHA384, rec)
+	rec, _ := aael.ExtendRecord("mr_ima", digestN("b", 0))
+	entry, _, _ := aael.AppendEntry(nil, 4, mr.SHA384, rec)
 	f, err := os.OpenFile(filepath.Join(b.TempDir(), "bare.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		b.Fatal(err)

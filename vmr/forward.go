@@ -17,8 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ccmr-dev/ccmr/internal/safefs"
-	"github.com/ccmr-dev/ccmr/log"
-	"github.com/ccmr-dev/ccmr/log/ima"
+	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -348,7 +348,7 @@ func hashRange(h hash.Hash, f *os.File, from, to int64) error {
 // reader that started at byte start (entry startIndex) count from the
 // list's start.
 func fromListStart(err error, start int64, startIndex int) error {
-	var le *log.Error
+	var le *eventlog.Error
 	if start != 0 && errors.As(err, &le) {
 		c := *le
 		c.Offset += start

@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/ccmr-dev/ccmr/log/ima"
-	"github.com/ccmr-dev/ccmr/log/ima/imatest"
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
+	"github.com/ccmr-dev/ccmr/internal/imatest"
 )
 
 func realList(t *testing.T) []byte {

@@ -8,7 +8,7 @@ import (
 	"sort"
 
 	"github.com/ccmr-dev/ccmr/internal/safefs"
-	"github.com/ccmr-dev/ccmr/log/runtime"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -34,12 +34,12 @@ func (s *Store) Cut(ctx context.Context) (string, error) {
 		if s.view.records == 0 {
 			return fmt.Errorf("vmr: %s has no records since its start: nothing to cut", s.path)
 		}
-		var snap []runtime.Snapshot
+		var snap []aael.Snapshot
 		for name, v := range s.view.virt {
-			snap = append(snap, runtime.Snapshot{Name: name, Value: v})
+			snap = append(snap, aael.Snapshot{Name: name, Value: v})
 		}
 		sort.Slice(snap, func(i, j int) bool { return snap[i].Name < snap[j].Name })
-		rec, err := runtime.SnapshotRecord(snap)
+		rec, err := aael.SnapshotRecord(snap)
 		if err != nil {
 			return fmt.Errorf("vmr: cut: %w", err)
 		}

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ccmr-dev/ccmr/internal/safefs"
-	"github.com/ccmr-dev/ccmr/log/runtime"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -62,7 +62,7 @@ type Store struct {
 }
 
 type pending struct {
-	rec  runtime.Record
+	rec  aael.Record
 	done chan result
 }
 
@@ -235,7 +235,7 @@ func (s *Store) sync(ctx context.Context) error {
 	if size > s.view.off {
 		r := io.NewSectionReader(s.f, s.view.off, size-s.view.off)
 		if err := s.view.replay(r, s.path); err != nil {
-			if !errors.Is(err, runtime.ErrTruncated) {
+			if !errors.Is(err, aael.ErrTruncated) {
 				return err
 			}
 			// A writer died inside its append (a write that crosses a page
@@ -298,7 +298,7 @@ func (s *Store) inconsistent(cur mr.Digest) error {
 	// Fold the log again, noting the last point where the register held
 	// what it holds now.
 	ext, n := mr.NewExtender(mr.Zero(s.backing.Alg)), 0
-	rd := runtime.NewReader(io.NewSectionReader(s.f, 0, s.view.off), runtime.Options{File: s.path})
+	rd := aael.NewReader(io.NewSectionReader(s.f, 0, s.view.off), aael.Options{File: s.path})
 	for {
 		e, err := rd.Next()
 		if err != nil {

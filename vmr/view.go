@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/ccmr-dev/ccmr/log"
-	"github.com/ccmr-dev/ccmr/log/runtime"
+	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -52,14 +52,14 @@ func (v *view) clone() *view {
 }
 
 // replay reads the entries in r, which start at byte v.off of the log, with
-// the runtime log's own replay (runtime.Replay), resumed where the view
+// the runtime log's own replay (aael.Replay), resumed where the view
 // stands. On a truncated last entry the complete ones before it are kept, so
 // that the caller can cut the partial one off.
 func (v *view) replay(r io.Reader, file string) error {
 	base, baseOff := v.entries, v.off
-	opt := runtime.ReplayOptions{File: file, Backing: v.backing.Name, Name: func(uint32) string { return v.backing.Name }}
+	opt := aael.ReplayOptions{File: file, Backing: v.backing.Name, Name: func(uint32) string { return v.backing.Name }}
 	if v.entries > 0 {
-		res := &runtime.Resume{Backing: v.value, Counts: map[string]int{}}
+		res := &aael.Resume{Backing: v.value, Counts: map[string]int{}}
 		for n, d := range v.virt {
 			res.Virtual = append(res.Virtual, mr.Value{Register: mr.Register{Name: n, Alg: d.Alg}, Digest: d})
 			res.Counts[n] = v.count[n]
@@ -68,9 +68,9 @@ func (v *view) replay(r io.Reader, file string) error {
 	}
 	extended := 0
 	var last mr.Digest
-	opt.OnEntry = func(e *runtime.Entry) error {
+	opt.OnEntry = func(e *aael.Entry) error {
 		bad := func(format string, a ...any) error {
-			return &log.Error{File: file, Record: e.Index, Offset: e.Offset, Err: fmt.Errorf("%w: "+format, append([]any{mr.ErrMalformed}, a...)...)}
+			return &eventlog.Error{File: file, Record: e.Index, Offset: e.Offset, Err: fmt.Errorf("%w: "+format, append([]any{mr.ErrMalformed}, a...)...)}
 		}
 		if v.backing.Index >= 0 && e.MRIndex != uint32(v.backing.Index) {
 			return bad("entry for MR index %d in the log of %s (index %d)", e.MRIndex, v.backing.Name, v.backing.Index)
@@ -84,12 +84,12 @@ func (v *view) replay(r io.Reader, file string) error {
 		}
 		return nil
 	}
-	res, err := runtime.Replay(runtime.NewReader(r, runtime.Options{File: file}), opt)
+	res, err := aael.Replay(aael.NewReader(r, aael.Options{File: file}), opt)
 	if err != nil {
 		// The reader counts from the start of r; name the place in the
 		// whole file.
-		var le *log.Error
-		var mm *log.Mismatch
+		var le *eventlog.Error
+		var mm *eventlog.Mismatch
 		if errors.As(err, &le) {
 			le.Offset += baseOff
 			le.Record += base
@@ -97,7 +97,7 @@ func (v *view) replay(r io.Reader, file string) error {
 			mm.Offset += baseOff
 			mm.Record += base
 		}
-		if !errors.Is(err, runtime.ErrTruncated) {
+		if !errors.Is(err, aael.ErrTruncated) {
 			return err
 		}
 	}
@@ -125,8 +125,8 @@ func (v *view) replay(r io.Reader, file string) error {
 }
 
 // applyOwn folds in a record this Store just wrote (its digest computed by
-// runtime.AppendEntry, its entry size bytes), without reading it back.
-func (v *view) applyOwn(rec runtime.Record, d mr.Digest, size int64) error {
+// aael.AppendEntry, its entry size bytes), without reading it back.
+func (v *view) applyOwn(rec aael.Record, d mr.Digest, size int64) error {
 	v.applyVirtual(rec)
 	next, err := mr.Extend(v.value, d.Bytes)
 	if err != nil {
@@ -142,7 +142,7 @@ func (v *view) applyOwn(rec runtime.Record, d mr.Digest, size int64) error {
 
 // checkAlg refuses a record whose algorithm differs from the earlier records
 // of the same virtual register.
-func (v *view) checkAlg(rec runtime.Record) error {
+func (v *view) checkAlg(rec aael.Record) error {
 	if !rec.IsVirtual() {
 		return nil
 	}
@@ -158,8 +158,8 @@ func (v *view) checkAlg(rec runtime.Record) error {
 
 // applyVirtual folds a virtual record this Store writes into the virtual
 // values and returns the register's new value (zero for other records).
-// Records read back from the log go through runtime.Replay instead.
-func (v *view) applyVirtual(rec runtime.Record) mr.Digest {
+// Records read back from the log go through aael.Replay instead.
+func (v *view) applyVirtual(rec aael.Record) mr.Digest {
 	if !rec.IsVirtual() {
 		return mr.Digest{}
 	}
@@ -181,31 +181,31 @@ func (v *view) applyVirtual(rec runtime.Record) mr.Digest {
 }
 
 // newRecord validates a virtual extend and builds its record.
-func newRecord(name string, d mr.Digest) (runtime.Record, error) {
+func newRecord(name string, d mr.Digest) (aael.Record, error) {
 	if !mr.IsVirtualName(name) {
-		return runtime.Record{}, fmt.Errorf("vmr: %w: virtual register name %q: want mr_ followed by 1 to 60 of [a-z0-9_.-]", mr.ErrUnknownRegister, name)
+		return aael.Record{}, fmt.Errorf("vmr: %w: virtual register name %q: want mr_ followed by 1 to 60 of [a-z0-9_.-]", mr.ErrUnknownRegister, name)
 	}
 	if _, err := mr.NewDigest(d.Alg, d.Bytes); err != nil {
-		return runtime.Record{}, fmt.Errorf("vmr: %s: %w", name, err)
+		return aael.Record{}, fmt.Errorf("vmr: %s: %w", name, err)
 	}
-	return runtime.ExtendRecord(name, d)
+	return aael.ExtendRecord(name, d)
 }
 
 // encodeRecord appends rec's entry for the backing register and returns
 // the digest to extend.
-func encodeRecord(dst []byte, backing mr.Register, rec runtime.Record) ([]byte, mr.Digest, error) {
-	return runtime.AppendEntry(dst, uint32(max(backing.Index, 0)), backing.Alg, rec)
+func encodeRecord(dst []byte, backing mr.Register, rec aael.Record) ([]byte, mr.Digest, error) {
+	return aael.AppendEntry(dst, uint32(max(backing.Index, 0)), backing.Alg, rec)
 }
 
 // encodeInit is the INIT entry of a log that starts on a register already
 // holding start.
 func encodeInit(backing mr.Register, start mr.Digest) ([]byte, error) {
-	return runtime.AppendInit(nil, uint32(max(backing.Index, 0)), start)
+	return aael.AppendInit(nil, uint32(max(backing.Index, 0)), start)
 }
 
 // entriesSize is the byte length of the first n entries in buf.
 func entriesSize(buf []byte, n int) (int64, error) {
-	rd := runtime.NewReader(bytes.NewReader(buf), runtime.Options{})
+	rd := aael.NewReader(bytes.NewReader(buf), aael.Options{})
 	var size int64
 	for i := 0; i < n; i++ {
 		e, err := rd.Next()

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
-	"github.com/ccmr-dev/ccmr/log/runtime"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -53,7 +53,7 @@ func replayFile(t testing.TB, path string) (mr.Digest, map[string][]mr.Digest) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	rd := runtime.NewReader(bufio.NewReader(f), runtime.Options{File: path})
+	rd := aael.NewReader(bufio.NewReader(f), aael.Options{File: path})
 	val := mr.Zero(mr.SHA384)
 	recs := map[string][]mr.Digest{}
 	for {
@@ -181,8 +181,8 @@ func TestRecovery(t *testing.T) {
 	path := s.Path()
 
 	// A writer that died after logging: the record is in the log, not in rtmr3.
-	rec, _ := runtime.ExtendRecord("mr_ima", digestN("r", 3))
-	b, _, err := runtime.AppendEntry(nil, 4, mr.SHA384, rec)
+	rec, _ := aael.ExtendRecord("mr_ima", digestN("r", 3))
+	b, _, err := aael.AppendEntry(nil, 4, mr.SHA384, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,9 +195,9 @@ func TestRecovery(t *testing.T) {
 	s2.Close()
 
 	// Two records logged and not extended: not recoverable; nothing written.
-	rec5, _ := runtime.ExtendRecord("mr_ima", digestN("r", 5))
-	b, _, _ = runtime.AppendEntry(b[:0], 4, mr.SHA384, rec)
-	b, _, _ = runtime.AppendEntry(b, 4, mr.SHA384, rec5)
+	rec5, _ := aael.ExtendRecord("mr_ima", digestN("r", 5))
+	b, _, _ = aael.AppendEntry(b[:0], 4, mr.SHA384, rec)
+	b, _, _ = aael.AppendEntry(b, 4, mr.SHA384, rec5)
 	appendFile(t, path, b)
 	before, _ := os.ReadFile(path)
 	regBefore := readRTMR3(t, dev)

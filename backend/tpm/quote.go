@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/ccmr-dev/ccmr/log"
+	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -217,7 +217,7 @@ func (d *Device) Attest(ctx context.Context, nonce []byte) (*mr.Evidence, error)
 		b, err := os.ReadFile(d.cfg.eventLogPath)
 		switch {
 		case err == nil:
-			ev.FirmwareLog, ev.FirmwareLogFormat = b, string(log.FormatTCG2)
+			ev.FirmwareLog, ev.FirmwareLogFormat = b, string(eventlog.FormatTCG2)
 		case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
 			// No log: evidence without it is still evidence.
 		default:

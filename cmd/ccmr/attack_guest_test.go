@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ccmr-dev/ccmr/log/ima/imatest"
+	"github.com/ccmr-dev/ccmr/internal/imatest"
 )
 
 // forged is what an attacker wants a terminal to show: a screen clear, a

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 
-	"github.com/ccmr-dev/ccmr/log"
+	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -40,9 +40,9 @@ func exitCode(err error) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	var le *log.Error
+	var le *eventlog.Error
 	switch {
-	case errors.Is(err, log.ErrMismatch):
+	case errors.Is(err, eventlog.ErrMismatch):
 		return exitFail
 	case errors.As(err, &le),
 		errors.Is(err, mr.ErrUnknownRegister),

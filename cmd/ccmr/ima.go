@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ccmr-dev/ccmr/log/ima"
-	"github.com/ccmr-dev/ccmr/log/logfile"
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
+	"github.com/ccmr-dev/ccmr/eventlog/logfile"
 
 	"github.com/ccmr-dev/ccmr/vmr"
 )

@@ -8,9 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ccmr-dev/ccmr/log"
-	"github.com/ccmr-dev/ccmr/log/ima"
-	"github.com/ccmr-dev/ccmr/log/logfile"
+	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
+	"github.com/ccmr-dev/ccmr/eventlog/logfile"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -65,9 +65,9 @@ func newLogShowCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer file.Close()
-			var events []log.Event
+			var events []eventlog.Event
 			problems := 0
-			err = file.Show(cmd.Context(), opts, func(e log.Event) error {
+			err = file.Show(cmd.Context(), opts, func(e eventlog.Event) error {
 				problems += len(e.Problems)
 				if g.json() {
 					events = append(events, e)
@@ -88,12 +88,12 @@ func newLogShowCmd(g *globals) *cobra.Command {
 			}
 			if g.json() {
 				if events == nil {
-					events = []log.Event{}
+					events = []eventlog.Event{}
 				}
 				return writeJSON(g.stdout, struct {
 					File     string      `json:"file"`
-					Format   log.Format  `json:"format"`
-					Events   []log.Event `json:"events"`
+					Format   eventlog.Format  `json:"format"`
+					Events   []eventlog.Event `json:"events"`
 					Problems int         `json:"problems"`
 				}{file.Name, file.Format, events, problems})
 			}
@@ -142,7 +142,7 @@ func newLogReplayCmd(g *globals) *cobra.Command {
 			defer file.Close()
 			opts.Expect = want
 			res, err := file.Replay(cmd.Context(), opts)
-			var mm *log.Mismatch
+			var mm *eventlog.Mismatch
 			if err != nil && !errors.As(err, &mm) {
 				return err
 			}
@@ -166,7 +166,7 @@ func newLogReplayCmd(g *globals) *cobra.Command {
 			if g.json() {
 				out := struct {
 					File      string      `json:"file"`
-					Format    log.Format  `json:"format"`
+					Format    eventlog.Format  `json:"format"`
 					Events    int         `json:"events"`
 					Registers []jsonValue `json:"registers"`
 					Virtual   []jsonValue `json:"virtual,omitempty"`
@@ -213,7 +213,7 @@ func newLogReplayCmd(g *globals) *cobra.Command {
 // the replay did not compute: the log says nothing about it, so neither
 // "match" nor "mismatch" would be true (pcr99, a PCR the list never extends,
 // a name of another log format).
-func expectsReplayed(res *log.Replay, want []mr.Value) error {
+func expectsReplayed(res *eventlog.Replay, want []mr.Value) error {
 	for _, w := range want {
 		found := false
 		for _, list := range [][]mr.Value{res.Registers, res.Virtual} {
@@ -238,7 +238,7 @@ func newLogExportCmd(g *globals) *cobra.Command {
 		Short: "Convert a runtime log or an IMA list to CEL-JSON (TCG Canonical Event Log, JSON text sequences)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if to != string(log.FormatCELJSON) {
+			if to != string(eventlog.FormatCELJSON) {
 				return usageError("--to %q: only cel-json is supported", to)
 			}
 			file, opts, err := lf.open(args[0])

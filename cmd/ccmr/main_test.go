@@ -13,7 +13,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/ccmr-dev/ccmr/log/tcg/corpus"
+	"github.com/ccmr-dev/ccmr/internal/corpus"
 )
 
 // TestMain lets testscript scripts run "ccmr" as a real subprocess built

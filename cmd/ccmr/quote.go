@@ -14,8 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ccmr-dev/ccmr/internal/safefs"
-	"github.com/ccmr-dev/ccmr/log"
-	"github.com/ccmr-dev/ccmr/log/ima"
+	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier"
 	"github.com/ccmr-dev/ccmr/vmr"
@@ -86,8 +86,8 @@ func readAddLogs(ctx context.Context, opts []string) ([]verifier.Log, error) {
 	var logs []verifier.Log
 	for _, o := range opts {
 		f, file, ok := strings.Cut(o, "=")
-		switch log.Format(f) {
-		case log.FormatDstackJSON, log.FormatCCEL, log.FormatTCG2:
+		switch eventlog.Format(f) {
+		case eventlog.FormatDstackJSON, eventlog.FormatCCEL, eventlog.FormatTCG2:
 		default:
 			ok = false
 		}
@@ -140,9 +140,9 @@ func (g *globals) quote(ctx context.Context, dev mr.Device, nonce []byte, imaLis
 			if err != nil {
 				return nil, err
 			}
-			logs = append(logs, verifier.Log{Format: string(log.FormatRuntime), Register: bk.Name, Alg: bk.Alg.String(), Source: a, Data: b})
+			logs = append(logs, verifier.Log{Format: string(eventlog.FormatRuntime), Register: bk.Name, Alg: bk.Alg.String(), Source: a, Data: b})
 		}
-		logs = append(logs, verifier.Log{Format: string(log.FormatRuntime), Register: bk.Name, Alg: bk.Alg.String(), Source: s.Path(), Data: data})
+		logs = append(logs, verifier.Log{Format: string(eventlog.FormatRuntime), Register: bk.Name, Alg: bk.Alg.String(), Source: s.Path(), Data: data})
 		if virt, err = s.List(ctx); err != nil {
 			return nil, err
 		}
@@ -158,7 +158,7 @@ func (g *globals) quote(ctx context.Context, dev mr.Device, nonce []byte, imaLis
 		if data, err = quotedIMAPrefix(ctx, ev, data); err != nil {
 			return nil, fmt.Errorf("--ima-log: %w", err)
 		}
-		logs = append(logs, verifier.Log{Format: string(log.FormatIMABinary), Source: imaList, Data: data})
+		logs = append(logs, verifier.Log{Format: string(eventlog.FormatIMABinary), Source: imaList, Data: data})
 	case err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission):
 		return nil, fmt.Errorf("--ima-log: %w", err)
 	}

@@ -22,7 +22,7 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/internal/swtpmtest"
-	"github.com/ccmr-dev/ccmr/log/ima/imatest"
+	"github.com/ccmr-dev/ccmr/internal/imatest"
 )
 
 // ccmrRun runs the CLI in-process and returns stdout, stderr and the exit code.

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/backend/tpm"
-	"github.com/ccmr-dev/ccmr/log/tcg/corpus"
+	"github.com/ccmr-dev/ccmr/internal/corpus"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 

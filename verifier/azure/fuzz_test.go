@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/ccmr-dev/ccmr/log/tcg/corpus"
+	"github.com/ccmr-dev/ccmr/internal/corpus"
 )
 
 // FuzzParse: no input panics Parse, ReportData or AKPub; seeded from the

@@ -28,9 +28,9 @@ import (
 	"github.com/ccmr-dev/ccmr/backend/snp"
 	"github.com/ccmr-dev/ccmr/backend/tdx"
 	"github.com/ccmr-dev/ccmr/backend/tpm"
-	"github.com/ccmr-dev/ccmr/log"
-	"github.com/ccmr-dev/ccmr/log/logfile"
-	"github.com/ccmr-dev/ccmr/log/tcg"
+	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/eventlog/logfile"
+	"github.com/ccmr-dev/ccmr/eventlog/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier"
 	"github.com/ccmr-dev/ccmr/verifier/azure"
@@ -70,7 +70,7 @@ type TPMQuote struct {
 	PCRs      *File // serialized PCR file (tpm2_quote -o)
 }
 
-// Log is one measurement log.
+// Log is one measurement eventlog.
 type Log struct {
 	// Format is a --format name ("auto" sniffs it).
 	Format string
@@ -362,7 +362,7 @@ func buildLog(l *Log) (verifier.Log, error) {
 	if err != nil {
 		return verifier.Log{}, partErr(PartLog, &l.File, "%w", err)
 	}
-	if f == log.FormatAuto {
+	if f == eventlog.FormatAuto {
 		var ok bool
 		if f, ok = logfile.Sniff(l.File.Data); !ok {
 			return verifier.Log{}, partErr(PartLog, &l.File, "%w: format not recognised; name it (FORMAT=FILE)", mr.ErrMalformed)
@@ -370,7 +370,7 @@ func buildLog(l *Log) (verifier.Log, error) {
 	}
 	out := verifier.Log{Format: string(f), Source: l.File.Name, Data: l.File.Data}
 	switch f {
-	case log.FormatRuntime, log.FormatAAELText:
+	case eventlog.FormatRuntime, eventlog.FormatAAELText:
 		if l.Register == "" {
 			return out, partErr(PartLog, &l.File, "%w: a runtime log needs its backing register: %s %s:REG=FILE", ErrMissing, PartLog, f)
 		}
@@ -381,14 +381,14 @@ func buildLog(l *Log) (verifier.Log, error) {
 		}
 	}
 	switch f {
-	case log.FormatTCG2, log.FormatCCEL:
+	case eventlog.FormatTCG2, eventlog.FormatCCEL:
 		if _, err := tcg.Parse(l.File.Name, l.File.Data, f); err != nil {
 			return out, partErr(PartLog, &l.File, "not a %s log: %w", f, err)
 		}
-	case log.FormatCELJSON, log.FormatCELTLV:
+	case eventlog.FormatCELJSON, eventlog.FormatCELTLV:
 		// Read whole, as verify will; a record that does not match its
 		// content is left for verify to judge.
-		if _, err := logfile.FromBytes(l.File.Name, l.File.Data, f).Replay(context.Background(), logfile.Options{Format: f}); err != nil && !errors.Is(err, log.ErrMismatch) {
+		if _, err := logfile.FromBytes(l.File.Name, l.File.Data, f).Replay(context.Background(), logfile.Options{Format: f}); err != nil && !errors.Is(err, eventlog.ErrMismatch) {
 			return out, partErr(PartLog, &l.File, "not a %s log: %w", f, err)
 		}
 	}

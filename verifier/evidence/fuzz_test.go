@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/ccmr-dev/ccmr/log/tcg/corpus"
+	"github.com/ccmr-dev/ccmr/internal/corpus"
 )
 
 // FuzzParseAK: no input panics ParseAK; seeded from the real AK files

@@ -15,7 +15,7 @@ import (
 
 	sevabi "github.com/google/go-sev-guest/abi"
 
-	"github.com/ccmr-dev/ccmr/log/tcg/corpus"
+	"github.com/ccmr-dev/ccmr/internal/corpus"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 

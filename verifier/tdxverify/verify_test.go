@@ -14,7 +14,7 @@ import (
 	tdxabi "github.com/google/go-tdx-guest/abi"
 	tdxpb "github.com/google/go-tdx-guest/proto/tdx"
 
-	"github.com/ccmr-dev/ccmr/log/tcg/corpus"
+	"github.com/ccmr-dev/ccmr/internal/corpus"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/ccmr-dev/ccmr/log/ima/imatest"
+	"github.com/ccmr-dev/ccmr/internal/imatest"
 )
 
 func main() {
