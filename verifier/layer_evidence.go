@@ -1,0 +1,267 @@
+package verifier
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/ccmr-dev/ccmr/backend/sim"
+	"github.com/ccmr-dev/ccmr/backend/snp"
+	"github.com/ccmr-dev/ccmr/backend/tdx"
+	"github.com/ccmr-dev/ccmr/backend/tpm"
+	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/snpverify"
+	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
+)
+
+// ---- layer 0: evidence -------------------------------------------------
+
+func (r *run) evidence(ctx context.Context, l *LayerResult) error {
+	ev, err := r.b.mrEvidence()
+	if err != nil {
+		return err
+	}
+	switch r.b.Platform {
+	case mr.PlatformSim:
+		if err := r.simEvidence(ev, l); err != nil {
+			return err
+		}
+	case mr.PlatformTPM:
+		if err := r.tpmEvidence(ev, l); err != nil {
+			return err
+		}
+	case mr.PlatformTDX:
+		if err := r.tdxEvidence(l); err != nil {
+			return err
+		}
+	case mr.PlatformSNP:
+		if err := r.snpEvidence(l); err != nil {
+			return err
+		}
+	default:
+		return fail("%s evidence: verification is not implemented in this build", r.b.Platform)
+	}
+	if err := r.platformSectionsJudged(); err != nil {
+		return err
+	}
+	want := r.opts.Nonce
+	if want == nil && r.opts.Policy != nil {
+		want = r.opts.Policy.Nonce
+	}
+	if want == nil {
+		if r.opts.RequireNonce {
+			return fail("no expected nonce, and one is required (--require-nonce): freshness not proven")
+		}
+		r.weaken(l, noNonce)
+	} else if !bytes.Equal(want, r.b.Nonce) {
+		return &failError{&Failure{Record: -1, Reason: "nonce differs from the expected one", Expected: hex.EncodeToString(want), Computed: hex.EncodeToString(r.b.Nonce)}}
+	} else {
+		l.Checked = append(l.Checked, "nonce matches the expected nonce")
+	}
+	// Claimed values of real registers must be what the evidence proves.
+	for _, c := range r.b.Registers {
+		if mr.IsVirtualName(c.Name) {
+			continue
+		}
+		got, ok := r.trusted[regKey{c.Name, c.Digest.Alg}]
+		if !ok {
+			// A claim the evidence does not cover proves nothing; say so
+			// rather than let a reader of the bundle take it as checked.
+			l.NotChecked = append(l.NotChecked, fmt.Sprintf("claimed value of %s (%v) is not covered by the evidence: not trusted", c.Name, c.Digest.Alg))
+			continue
+		}
+		if !got.Equal(c.Digest) {
+			return &failError{&Failure{Record: -1, Register: c.Name, Reason: "claimed register value differs from the evidence",
+				Expected: got.String(), Computed: c.Digest.String()}}
+		}
+	}
+	return nil
+}
+
+func (r *run) simEvidence(ev *mr.Evidence, l *LayerResult) error {
+	if !r.opts.AllowSim {
+		return fail("sim evidence (a software device) is never trusted without --allow-sim")
+	}
+	if len(r.opts.SimKeys) == 0 {
+		return fail("sim evidence needs a pinned sim key (--trust-sim-key FILE); --trust-ak keys are TPM AKs and never vouch for sim statements")
+	}
+	var st *sim.Statement
+	var lastErr error
+	for _, k := range r.opts.SimKeys {
+		s, err := sim.VerifyEvidence(ev, k)
+		if err == nil {
+			st = s
+			break
+		}
+		lastErr = err
+	}
+	if st == nil {
+		return fail("sim evidence: %v", lastErr)
+	}
+	for _, v := range st.Values {
+		r.trusted[regKey{v.Register.Name, v.Digest.Alg}] = v.Digest
+	}
+	l.Checked = append(l.Checked, "sim statement signature (ECDSA P-384) by the pinned key", fmt.Sprintf("%d register values signed", len(st.Values)))
+	return nil
+}
+
+func (r *run) tpmEvidence(ev *mr.Evidence, l *LayerResult) error {
+	if len(ev.TPMQuotes) == 0 {
+		return fail("tpm evidence holds no quote")
+	}
+	ak, err := tpm.ParseAKPublic(ev.PublicKey)
+	if err != nil {
+		return fail("tpm AK public key: %v", err)
+	}
+	how, err := r.trustAK(ak, ev.Certificates)
+	if err != nil {
+		return err
+	}
+	l.Checked = append(l.Checked, how)
+	if len(ev.TPMQuotes) > 1 {
+		l.Checked = append(l.Checked, fmt.Sprintf("%d quotes, one per bank, of one boot (resetCount, restartCount, firmware version)", len(ev.TPMQuotes)))
+	}
+	if err := sameBoot(ev.TPMQuotes); err != nil {
+		return err
+	}
+	for _, q := range ev.TPMQuotes {
+		if err := tpm.VerifyQuote(ak, q, ev.Nonce); err != nil {
+			return fail("tpm quote of the %v bank: %v", q.Alg, err)
+		}
+		for i, v := range q.PCRs {
+			r.trusted[regKey{fmt.Sprintf("pcr%d", i), q.Alg}] = mr.Digest{Alg: q.Alg, Bytes: v}
+		}
+		l.Checked = append(l.Checked, fmt.Sprintf("TPM2_Quote of %d %v PCRs: signature, nonce as qualifying data, PCR digest", len(q.PCRs), q.Alg))
+	}
+	return nil
+}
+
+// trustAK accepts an AK that is pinned, or certified by a certificate in the
+// bundle that chains to the AK roots.
+func (r *run) trustAK(ak any, certs [][]byte) (string, error) {
+	type equaler interface{ Equal(x crypto.PublicKey) bool }
+	if err := r.notSimKey(ak); err != nil {
+		return "", err
+	}
+	// An HCL report (and the TD quote beside it) is verified whenever the
+	// bundle carries one: left unread next to a TRUSTED verdict, it would be
+	// hardware evidence nobody checked.
+	if len(r.b.Evidence.AzureHCLReport) > 0 {
+		if !r.opts.AzureHCL {
+			return "", fail("AK is not trusted: the bundle's Azure HCL report vouches for it only with --azure-hcl and the launch measurement in the policy, and a bundle that carries one is verified through it (never left unread beside a verdict, even for a pinned AK)")
+		}
+		return r.trustAKByHCL(ak)
+	}
+	for _, k := range r.opts.TrustedKeys {
+		pk, err := tpm.ParseAKPublic(k)
+		if err == nil {
+			if e, ok := pk.(equaler); ok && e.Equal(ak) {
+				return "AK is the pinned key", nil
+			}
+		}
+	}
+	if r.opts.AKRoots != nil {
+		for _, der := range certs {
+			c, err := x509.ParseCertificate(der)
+			if err != nil {
+				continue
+			}
+			if e, ok := c.PublicKey.(equaler); !ok || !e.Equal(ak) {
+				continue
+			}
+			inter := x509.NewCertPool()
+			for _, d2 := range certs {
+				if c2, err := x509.ParseCertificate(d2); err == nil {
+					inter.AddCert(c2)
+				}
+			}
+			if _, err := c.Verify(x509.VerifyOptions{Roots: r.opts.AKRoots, Intermediates: inter, CurrentTime: r.opts.At,
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+				return "", fail("AK certificate does not chain to the AK roots: %v", err)
+			}
+			if err := akProfile(c); err != nil {
+				return "", fail("AK certificate %q chains to the AK roots but is not an AK certificate: %v", c.Subject.CommonName, err)
+			}
+			return "AK certificate chains to the AK roots and has an AK profile (signing key, not a CA, no web usage)", nil
+		}
+	}
+	if len(r.b.Evidence.AzureHCLReport) > 0 {
+		return "", fail("AK is not trusted: the bundle's Azure HCL report vouches for it only with --azure-hcl and the launch measurement in the policy; or pin it with --trust-ak, or give an AK certificate and --ak-roots")
+	}
+	return "", fail("AK is not trusted: pin it with --trust-ak or give an AK certificate and --ak-roots")
+}
+
+// ---- layer 0 for TDX and SNP ----------------------------------------------
+
+// hardwareFailure turns a verification error into a failure of layer 0. A
+// quote that does not parse fails here too: the bundle itself was readable
+// (exit 2 is only for input that cannot be read at all).
+func hardwareFailure(what string, err error, checked, notChecked []string, l *LayerResult) error {
+	l.Checked = append(l.Checked, checked...)
+	l.NotChecked = append(l.NotChecked, notChecked...)
+	return fail("%s: %v", what, err)
+}
+
+func (r *run) tdxEvidence(l *LayerResult) error {
+	coll := r.opts.TDXCollateral
+	if coll == nil && r.b.Collateral != nil {
+		coll = r.b.Collateral.TDX
+	}
+	res, err := tdxverify.Verify(r.b.Evidence.Report, coll, tdxverify.Options{At: r.opts.At, AllowedTCB: r.allowedTCB(), AllowDebug: r.tdxPolicy().AllowDebug})
+	if err != nil {
+		var cc, nc []string
+		if res != nil {
+			cc, nc = res.Checked, res.NotChecked
+		}
+		return hardwareFailure("TDX quote", err, cc, nc, l)
+	}
+	l.Checked = append(l.Checked, res.Checked...)
+	l.NotChecked = append(l.NotChecked, res.NotChecked...)
+	if err := r.needCollateral(coll, l); err != nil {
+		return err
+	}
+	if res.TCBStatus != "" {
+		l.Checked = append(l.Checked, fmt.Sprintf("TCB status %s %v", res.TCBStatus, res.Advisories))
+	}
+	r.tcbStatus(res, l)
+	if err := r.judgeTDX(&res.Body, l, false); err != nil {
+		return err
+	}
+	if want := tdx.ReportData(r.b.Nonce); res.ReportData != want {
+		return &failError{&Failure{Record: -1, Reason: "the quote's REPORTDATA is not the bundle's nonce", Expected: hex.EncodeToString(want[:]), Computed: hex.EncodeToString(res.ReportData[:])}}
+	}
+	l.Checked = append(l.Checked, "REPORTDATA binds the bundle's nonce")
+	for _, v := range res.Registers {
+		r.trusted[regKey{v.Register.Name, v.Digest.Alg}] = v.Digest
+	}
+	return nil
+}
+
+func (r *run) snpEvidence(l *LayerResult) error {
+	res, err := snpverify.Verify(r.b.Evidence.Report, r.b.Evidence.Certificates, snpverify.Options{At: r.opts.At, CRL: r.opts.SNPCRL})
+	if err != nil {
+		var cc, nc []string
+		if res != nil {
+			cc, nc = res.Checked, res.NotChecked
+		}
+		return hardwareFailure("SNP report", err, cc, nc, l)
+	}
+	l.Checked = append(l.Checked, res.Checked...)
+	l.NotChecked = append(l.NotChecked, res.NotChecked...)
+	l.Checked = append(l.Checked, fmt.Sprintf("reported TCB 0x%016x", res.ReportedTCB))
+	r.snpRevocation(res, l)
+	if err := r.judgeSNP(res, l, false); err != nil {
+		return err
+	}
+	if want := snp.ReportData(r.b.Nonce); res.ReportData != want {
+		return &failError{&Failure{Record: -1, Reason: "the report's REPORT_DATA is not the bundle's nonce", Expected: hex.EncodeToString(want[:]), Computed: hex.EncodeToString(res.ReportData[:])}}
+	}
+	l.Checked = append(l.Checked, "REPORT_DATA binds the bundle's nonce")
+	for _, v := range res.Registers {
+		r.trusted[regKey{v.Register.Name, v.Digest.Alg}] = v.Digest
+	}
+	return nil
+}
