@@ -15,10 +15,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ccmr-dev/ccmr/eventlog/ima"
-	"github.com/ccmr-dev/ccmr/internal/imatest"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/eventlog/tcg"
+	"github.com/ccmr-dev/ccmr/internal/imatest"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 

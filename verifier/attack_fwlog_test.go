@@ -14,8 +14,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ccmr-dev/ccmr/eventlog/cel"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
+	"github.com/ccmr-dev/ccmr/eventlog/cel"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 

@@ -19,8 +19,8 @@ import (
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
 	"github.com/ccmr-dev/ccmr/eventlog"
-	"github.com/ccmr-dev/ccmr/eventlog/dstack"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
+	"github.com/ccmr-dev/ccmr/eventlog/dstack"
 	"github.com/ccmr-dev/ccmr/eventlog/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/ccmr-dev/ccmr/backend/tpm"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/internal/strictjson"
-	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 

@@ -14,8 +14,8 @@ import (
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
 	"github.com/ccmr-dev/ccmr/eventlog"
-	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/vmr"
 )

@@ -10,9 +10,9 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
-	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/internal/imatest"
+	"github.com/ccmr-dev/ccmr/internal/safefs"
 )
 
 // Attacks on the guest side (issue 15). Each test failed before its fix.

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ccmr-dev/ccmr/internal/imatest"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
+	"github.com/ccmr-dev/ccmr/internal/imatest"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 

@@ -91,10 +91,10 @@ func newLogShowCmd(g *globals) *cobra.Command {
 					events = []eventlog.Event{}
 				}
 				return writeJSON(g.stdout, struct {
-					File     string      `json:"file"`
+					File     string           `json:"file"`
 					Format   eventlog.Format  `json:"format"`
 					Events   []eventlog.Event `json:"events"`
-					Problems int         `json:"problems"`
+					Problems int              `json:"problems"`
 				}{file.Name, file.Format, events, problems})
 			}
 			if problems > 0 {
@@ -165,14 +165,14 @@ func newLogReplayCmd(g *globals) *cobra.Command {
 			}
 			if g.json() {
 				out := struct {
-					File      string      `json:"file"`
-					Format    eventlog.Format  `json:"format"`
-					Events    int         `json:"events"`
-					Registers []jsonValue `json:"registers"`
-					Virtual   []jsonValue `json:"virtual,omitempty"`
-					Checked   int         `json:"checked"`
-					Match     bool        `json:"match"`
-					Mismatch  string      `json:"mismatch,omitempty"`
+					File      string          `json:"file"`
+					Format    eventlog.Format `json:"format"`
+					Events    int             `json:"events"`
+					Registers []jsonValue     `json:"registers"`
+					Virtual   []jsonValue     `json:"virtual,omitempty"`
+					Checked   int             `json:"checked"`
+					Match     bool            `json:"match"`
+					Mismatch  string          `json:"mismatch,omitempty"`
 				}{File: file.Name, Format: file.Format, Checked: len(want), Match: err == nil}
 				if res != nil {
 					out.Events, out.Registers, out.Virtual = res.Events, toJSONValues(res.Registers), toJSONValues(res.Virtual)

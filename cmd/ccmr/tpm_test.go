@@ -21,8 +21,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ccmr-dev/ccmr/internal/swtpmtest"
 	"github.com/ccmr-dev/ccmr/internal/imatest"
+	"github.com/ccmr-dev/ccmr/internal/swtpmtest"
 )
 
 // ccmrRun runs the CLI in-process and returns stdout, stderr and the exit code.

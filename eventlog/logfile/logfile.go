@@ -16,13 +16,13 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/ccmr-dev/ccmr/internal/termsafe"
 	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/eventlog/cel"
 	"github.com/ccmr-dev/ccmr/eventlog/dstack"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
-	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/eventlog/tcg"
+	"github.com/ccmr-dev/ccmr/internal/termsafe"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 

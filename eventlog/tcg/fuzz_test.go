@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/ccmr-dev/ccmr/internal/modcache"
 	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/internal/modcache"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
