@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/eventlog/tcg"
@@ -66,9 +67,9 @@ func TestRedteam_EventsOnUnquotedPCRs(t *testing.T) {
 	q, ak := tpmQuoteOver(t, nonce, pcrs)
 	fw = appendTCG2Event(fw, 8, 0xd, []byte("grub_cmd: linux /vmlinuz root=/dev/vda ro quiet\x00"))
 	fw = appendTCG2Event(fw, 9, 0xd, []byte("/boot/vmlinuz-6.8.0-signed\x00"))
-	nb := &Bundle{Format: Format, Platform: mr.PlatformTPM, Nonce: nonce,
-		Evidence: Evidence{PublicKey: string(ak), TPMQuotes: []TPMQuote{q}},
-		Logs:     []Log{{Format: "tcg2", Source: "firmware", Data: fw}}}
+	nb := &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTPM, Nonce: nonce,
+		Evidence: bundle.Evidence{PublicKey: string(ak), TPMQuotes: []bundle.TPMQuote{q}},
+		Logs:     []bundle.Log{{Format: "tcg2", Source: "firmware", Data: fw}}}
 	o := Options{TrustedKeys: [][]byte{ak}, Nonce: nonce}
 	nb.Logs[0].Data = b.Logs[logIndex(t, b, "tcg2")].Data
 	if rep := verifyT(t, nb, o); !rep.Trusted {
@@ -118,10 +119,10 @@ func TestRedteam_CCELOmitsRegisters(t *testing.T) {
 	}
 	o := g.opts()
 	o.Nonce = []byte("n")
-	if rep := verifyT(t, NewBundle(ev, []Log{{Format: "ccel", Data: raw}}, nil), o); !rep.Trusted {
+	if rep := verifyT(t, bundle.New(ev, []bundle.Log{{Format: "ccel", Data: raw}}, nil), o); !rep.Trusted {
 		t.Fatalf("the whole CCEL is not trusted:\n%s", reportText(rep))
 	}
-	rep := verifyT(t, NewBundle(ev, []Log{{Format: "ccel", Data: kept}}, nil), o)
+	rep := verifyT(t, bundle.New(ev, []bundle.Log{{Format: "ccel", Data: kept}}, nil), o)
 	if !rep.Trusted {
 		return
 	}
@@ -184,9 +185,9 @@ func TestCoverage_UnquotedLogRegistersFlag(t *testing.T) {
 	nonce := []byte("coverage nonce")
 	q, ak := tpmQuoteOver(t, nonce, pcrs) // PCR 0-5: the log's PCR 6 and 7 events are not covered
 	fw = appendTCG2Event(fw, 8, 0xd, []byte("grub_cmd: linux /vmlinuz ro quiet\x00"))
-	nb := &Bundle{Format: Format, Platform: mr.PlatformTPM, Nonce: nonce,
-		Evidence: Evidence{PublicKey: string(ak), TPMQuotes: []TPMQuote{q}},
-		Logs:     []Log{{Format: "tcg2", Source: "firmware", Data: fw}}}
+	nb := &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTPM, Nonce: nonce,
+		Evidence: bundle.Evidence{PublicKey: string(ak), TPMQuotes: []bundle.TPMQuote{q}},
+		Logs:     []bundle.Log{{Format: "tcg2", Source: "firmware", Data: fw}}}
 	o := Options{TrustedKeys: [][]byte{ak}, Nonce: nonce}
 	rep := verifyT(t, nb, o)
 	mustFailLayer1(t, rep, "events on pcr6, pcr7, pcr8, which the evidence does not cover")
@@ -200,7 +201,7 @@ func TestCoverage_UnquotedLogRegistersFlag(t *testing.T) {
 	}
 	// The opt-in does not rescue a log that covers no quoted register.
 	q2, ak2 := tpmQuoteOver(t, nonce, map[int][]byte{16: make([]byte, 32)})
-	nb.Evidence = Evidence{PublicKey: string(ak2), TPMQuotes: []TPMQuote{q2}}
+	nb.Evidence = bundle.Evidence{PublicKey: string(ak2), TPMQuotes: []bundle.TPMQuote{q2}}
 	o.TrustedKeys = [][]byte{ak2}
 	mustFailLayer1(t, verifyT(t, nb, o), "the log proves nothing")
 }
@@ -210,7 +211,7 @@ func TestCoverage_UnquotedLogRegistersFlag(t *testing.T) {
 // not a failure (the honest shape of `tpm2_quote -l sha256:...`).
 func TestCoverage_OtherBankIsANote(t *testing.T) {
 	b, o := e2eTrustedTPM(t)
-	var keep []TPMQuote
+	var keep []bundle.TPMQuote
 	for _, q := range b.Evidence.TPMQuotes {
 		if q.Alg == "sha256" {
 			keep = append(keep, q)
@@ -237,7 +238,7 @@ func TestCoverage_RegistersExplainedByNoLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep := verifyT(t, NewBundle(ev, nil, nil), g.opts())
+	rep := verifyT(t, bundle.New(ev, nil, nil), g.opts())
 	notes := strings.Join(rep.Layers[1].NotChecked, "\n")
 	if !rep.Trusted || !strings.Contains(notes, "rtmr2 (sha384) is quoted but explained by no log") || strings.Contains(notes, "rtmr1") {
 		t.Fatalf("rtmr2 extended, no log:\n%s", reportText(rep))
@@ -278,7 +279,7 @@ func TestCoverage_MrIMAProvesEntriesOnUnquotedPCR(t *testing.T) {
 	bootAgg := sha256.Sum256(make([]byte, 10*32))
 	specs := []imatest.Spec{{Template: "ima-ng", FileAlg: "sha256", Name: "boot_aggregate", Digest: bootAgg[:]},
 		imatest.NG(1), {Template: "ima-ng", FileAlg: "sha256", Name: "/etc/pcr11", PCR: 11}, imatest.NG(3)}
-	build := func(list []byte, records int) (*Bundle, Options, []byte) {
+	build := func(list []byte, records int) (*bundle.Bundle, Options, []byte) {
 		pcr10 := make([]byte, 32)
 		pcr14 := make([]byte, 32)
 		var rt []byte
@@ -320,9 +321,9 @@ func TestCoverage_MrIMAProvesEntriesOnUnquotedPCR(t *testing.T) {
 		}
 		nonce := []byte("pcr11")
 		q, ak := tpmQuoteOver(t, nonce, pcrs)
-		b := &Bundle{Format: Format, Platform: mr.PlatformTPM, Nonce: nonce,
-			Evidence: Evidence{PublicKey: string(ak), TPMQuotes: []TPMQuote{q}},
-			Logs: []Log{{Format: "runtime", Register: "pcr14", Alg: "sha256", Data: rt},
+		b := &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTPM, Nonce: nonce,
+			Evidence: bundle.Evidence{PublicKey: string(ak), TPMQuotes: []bundle.TPMQuote{q}},
+			Logs: []bundle.Log{{Format: "runtime", Register: "pcr14", Alg: "sha256", Data: rt},
 				{Format: "ima-binary", Data: list}}}
 		return b, Options{TrustedKeys: [][]byte{ak}, Nonce: nonce}, list
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier/snpverify"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
@@ -15,7 +16,7 @@ import (
 // status other than UpToDate that an option allowed.
 
 func newRun(o Options) *run {
-	b := &Bundle{Format: Format, Platform: mr.PlatformSNP}
+	b := &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformSNP}
 	return &run{b: b, opts: o, rep: newReport(b, "t"), trusted: map[regKey]mr.Digest{}}
 }
 

@@ -24,10 +24,11 @@ import (
 	"time"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier"
 	"github.com/ccmr-dev/ccmr/verifier/azure"
-	"github.com/ccmr-dev/ccmr/verifier/evidence"
+	"github.com/ccmr-dev/ccmr/bundle/importer"
 	"github.com/ccmr-dev/ccmr/verifier/snpverify"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 )
@@ -38,7 +39,7 @@ import (
 
 // ---- helpers ---------------------------------------------------------------
 
-func hverify(t *testing.T, b *verifier.Bundle, o verifier.Options) *verifier.Report {
+func hverify(t *testing.T, b *bundle.Bundle, o verifier.Options) *verifier.Report {
 	t.Helper()
 	rep, err := verifier.Verify(context.Background(), b, o)
 	if err != nil {
@@ -72,7 +73,7 @@ func trusted(t *testing.T, rep *verifier.Report) {
 // swQuote is a TPMS_ATTEST quote of one bank over pcrs, made and signed in
 // software by key (ECDSA, TPMT_SIGNATURE with sha256): what anyone holding
 // a key can make.
-func swQuote(t *testing.T, key *ecdsa.PrivateKey, alg mr.Alg, pcrs map[int][]byte, nonce []byte, reset, restart uint32) verifier.TPMQuote {
+func swQuote(t *testing.T, key *ecdsa.PrivateKey, alg mr.Alg, pcrs map[int][]byte, nonce []byte, reset, restart uint32) bundle.TPMQuote {
 	t.Helper()
 	var a []byte
 	a = binary.BigEndian.AppendUint32(a, 0xff544347) // TPM_GENERATED_VALUE
@@ -114,7 +115,7 @@ func swQuote(t *testing.T, key *ecdsa.PrivateKey, alg mr.Alg, pcrs map[int][]byt
 		sig = binary.BigEndian.AppendUint16(sig, uint16(len(n.Bytes())))
 		sig = append(sig, n.Bytes()...)
 	}
-	return verifier.TPMQuote{Alg: alg.String(), Attest: a, Signature: sig, PCRs: out}
+	return bundle.TPMQuote{Alg: alg.String(), Attest: a, Signature: sig, PCRs: out}
 }
 
 func pubPEM(t *testing.T, k crypto.PublicKey) []byte {
@@ -126,9 +127,9 @@ func pubPEM(t *testing.T, k crypto.PublicKey) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }
 
-func tpmBundle(pub []byte, nonce []byte, quotes ...verifier.TPMQuote) *verifier.Bundle {
-	return &verifier.Bundle{Format: verifier.Format, Platform: mr.PlatformTPM, Nonce: nonce,
-		Evidence: verifier.Evidence{PublicKey: string(pub), TPMQuotes: quotes}}
+func tpmBundle(pub []byte, nonce []byte, quotes ...bundle.TPMQuote) *bundle.Bundle {
+	return &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTPM, Nonce: nonce,
+		Evidence: bundle.Evidence{PublicKey: string(pub), TPMQuotes: quotes}}
 }
 
 func pcrVal(alg mr.Alg, b byte) []byte { return bytes.Repeat([]byte{b}, alg.Size()) }
@@ -154,11 +155,11 @@ func TestAttack03_TDXWithoutCollateral(t *testing.T) {
 	}
 	nonce := qr.Body.ReportData[:]
 	at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	b := &verifier.Bundle{Format: verifier.Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: verifier.Evidence{Report: q}}
+	b := &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: bundle.Evidence{Report: q}}
 	refused(t, hverify(t, b, verifier.Options{At: at, Nonce: nonce}), "without TCB collateral")
 	// With its collateral: refused for its TCB.
 	wc := *b
-	wc.Collateral = &verifier.Collateral{TDX: cfile(t, "dcap-qvl/tdx_quote_outdated_collateral.json").Data}
+	wc.Collateral = &bundle.Collateral{TDX: cfile(t, "dcap-qvl/tdx_quote_outdated_collateral.json").Data}
 	refused(t, hverify(t, &wc, verifier.Options{At: at, Nonce: nonce}), "no matching TCB level")
 	// The opt-in: a pass that says what it did not prove.
 	rep := hverify(t, b, verifier.Options{At: at, Nonce: nonce, AllowMissingCollateral: true})
@@ -172,8 +173,8 @@ func TestAttack03_TDXWithoutCollateral(t *testing.T) {
 func TestAttack03_SNPWithoutCRL(t *testing.T) {
 	r := cfile(t, "trustee/snp/test-report.bin").Data
 	v := cfile(t, "trustee/snp/test-vcek.der").Data
-	b := &verifier.Bundle{Format: verifier.Format, Platform: mr.PlatformSNP, Nonce: r[0x50 : 0x50+64],
-		Evidence: verifier.Evidence{Report: r, Certificates: [][]byte{v}}}
+	b := &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformSNP, Nonce: r[0x50 : 0x50+64],
+		Evidence: bundle.Evidence{Report: r, Certificates: [][]byte{v}}}
 	rep := hverify(t, b, verifier.Options{At: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC), Nonce: r[0x50 : 0x50+64]})
 	if !rep.Trusted || !strings.Contains(rep.Verdict, "weakened: no AMD CRL") {
 		t.Fatalf("SNP without a CRL:\n%s", text(rep))
@@ -205,11 +206,11 @@ func selfCRL(t *testing.T) []byte {
 
 // ---- item 4: the Azure HCL chain ------------------------------------------
 
-func azureSNP(t *testing.T) (*verifier.Bundle, []byte) {
+func azureSNP(t *testing.T) (*bundle.Bundle, []byte) {
 	const a = "trustee/az-snp-vtpm/"
 	hcl := cfile(t, a+"hcl-report.bin")
-	b, err := evidence.Build(evidence.Parts{AzureHCLReport: &hcl, VCEK: ptr(cfile(t, a+"vcek.pem")),
-		TPMQuotes: []evidence.TPMQuote{{Attest: cfile(t, a+"tpm-quote.attest"), Signature: cfile(t, a+"tpm-quote.tpmt_signature"), PCRs: ptr(cfile(t, a+"tpm-quote-pcrs.serialized"))}}})
+	b, err := importer.Build(importer.Parts{AzureHCLReport: &hcl, VCEK: ptr(cfile(t, a+"vcek.pem")),
+		TPMQuotes: []importer.TPMQuote{{Attest: cfile(t, a+"tpm-quote.attest"), Signature: cfile(t, a+"tpm-quote.tpmt_signature"), PCRs: ptr(cfile(t, a+"tpm-quote-pcrs.serialized"))}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,8 +257,8 @@ func TestAttack04_AzureHCLTDX(t *testing.T) {
 	const a = "trustee/az-tdx-vtpm/"
 	hcl := cfile(t, a+"hcl-report.bin")
 	td := cfile(t, a+"td-quote.bin")
-	b, err := evidence.Build(evidence.Parts{AzureHCLReport: &hcl, TDXQuote: &td,
-		TPMQuotes: []evidence.TPMQuote{{Attest: cfile(t, a+"tpm-quote.attest"), Signature: cfile(t, a+"tpm-quote.tpmt_signature"), PCRs: ptr(cfile(t, a+"tpm-quote-pcrs.serialized"))}}})
+	b, err := importer.Build(importer.Parts{AzureHCLReport: &hcl, TDXQuote: &td,
+		TPMQuotes: []importer.TPMQuote{{Attest: cfile(t, a+"tpm-quote.attest"), Signature: cfile(t, a+"tpm-quote.tpmt_signature"), PCRs: ptr(cfile(t, a+"tpm-quote-pcrs.serialized"))}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +283,7 @@ func TestAttack04_AzureHCLTDX(t *testing.T) {
 
 // ---- item 6: SNP debug guests and platform fields ---------------------------
 
-func goSevGuest(t *testing.T) (*verifier.Bundle, *snpverify.Result, time.Time) {
+func goSevGuest(t *testing.T) (*bundle.Bundle, *snpverify.Result, time.Time) {
 	report := cfile(t, "go-sev-guest/attestation.bin").Data
 	vcek := cfile(t, "go-sev-guest/vcek.testcer").Data
 	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
@@ -290,8 +291,8 @@ func goSevGuest(t *testing.T) (*verifier.Bundle, *snpverify.Result, time.Time) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &verifier.Bundle{Format: verifier.Format, Platform: mr.PlatformSNP, Nonce: report[0x50 : 0x50+64],
-		Evidence: verifier.Evidence{Report: report, Certificates: [][]byte{vcek}}}, res, at
+	return &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformSNP, Nonce: report[0x50 : 0x50+64],
+		Evidence: bundle.Evidence{Report: report, Certificates: [][]byte{vcek}}}, res, at
 }
 
 // go-sev-guest's report allows debugging (guest policy bit 19) and was
@@ -346,8 +347,8 @@ func TestAttack06_TDXPolicyMembers(t *testing.T) {
 	}
 	bd := qr.Body
 	nonce := bd.ReportData[:]
-	b := &verifier.Bundle{Format: verifier.Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: verifier.Evidence{Report: q},
-		Collateral: &verifier.Collateral{TDX: coll}}
+	b := &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: bundle.Evidence{Report: q},
+		Collateral: &bundle.Collateral{TDX: coll}}
 	at := time.Date(2025, 7, 10, 0, 0, 0, 0, time.UTC)
 	h := func(x []byte) []string { return []string{hex.EncodeToString(x)} }
 	z48, z8 := h(bytes.Repeat([]byte{0xee}, 48)), h(bytes.Repeat([]byte{0xee}, 8))
@@ -437,7 +438,7 @@ func TestAttack07_AKKeySignsSimStatement(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub, _ := dev.PublicKeyPEM(ctx)
-	b := verifier.NewBundle(ev, nil, nil)
+	b := bundle.New(ev, nil, nil)
 	refused(t, hverify(t, b, verifier.Options{Nonce: []byte("n"), AllowSim: true, TrustedKeys: [][]byte{pub}}), "--trust-sim-key")
 	trusted(t, hverify(t, b, verifier.Options{Nonce: []byte("n"), AllowSim: true, SimKeys: [][]byte{pub}}))
 }
@@ -450,9 +451,9 @@ func TestAttack08_CollateralJSON(t *testing.T) {
 	qr, _ := tdxverify.ParseQuote(q)
 	nonce := qr.Body.ReportData[:]
 	at := time.Date(2025, 7, 10, 0, 0, 0, 0, time.UTC)
-	mk := func(c []byte) *verifier.Bundle {
-		return &verifier.Bundle{Format: verifier.Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: verifier.Evidence{Report: q},
-			Collateral: &verifier.Collateral{TDX: c}}
+	mk := func(c []byte) *bundle.Bundle {
+		return &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: bundle.Evidence{Report: q},
+			Collateral: &bundle.Collateral{TDX: c}}
 	}
 	trusted(t, hverify(t, mk(coll), verifier.Options{At: at, Nonce: nonce}))
 	var m map[string]any
@@ -495,7 +496,7 @@ func TestAttack09_UncoveredClaim(t *testing.T) {
 	ak := newAK(t)
 	pub := pubPEM(t, &ak.PublicKey)
 	b := tpmBundle(pub, []byte("n"), swQuote(t, ak, mr.SHA256, map[int][]byte{0: pcrVal(mr.SHA256, 0)}, []byte("n"), 1, 0))
-	b.Registers = []verifier.Register{{Name: "pcr16", Digest: mr.Digest{Alg: mr.SHA256, Bytes: pcrVal(mr.SHA256, 0x16)}}}
+	b.Registers = []bundle.Register{{Name: "pcr16", Digest: mr.Digest{Alg: mr.SHA256, Bytes: pcrVal(mr.SHA256, 0x16)}}}
 	rep := hverify(t, b, verifier.Options{TrustedKeys: [][]byte{pub}, Nonce: []byte("n")})
 	if !strings.Contains(strings.Join(rep.Layers[0].NotChecked, "\n"), "claimed value of pcr16 (sha256) is not covered by the evidence") {
 		t.Fatalf("uncovered claim not reported:\n%s", text(rep))
@@ -580,7 +581,7 @@ func TestAttack11_GCEProfileAccepted(t *testing.T) {
 	}
 	tmpl := &x509.Certificate{KeyUsage: gce.KeyUsage, BasicConstraintsValid: true, UnknownExtKeyUsage: gce.UnknownExtKeyUsage}
 	der, roots := certFor(t, gce.PublicKey, tmpl)
-	b, err := evidence.Build(gceParts(t))
+	b, err := importer.Build(gceParts(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -598,10 +599,10 @@ func TestAttack20_QuotesFromDifferentBoots(t *testing.T) {
 	ak := newAK(t)
 	pub := pubPEM(t, &ak.PublicKey)
 	nonce := []byte("n20")
-	q1 := func(reset, restart uint32) verifier.TPMQuote {
+	q1 := func(reset, restart uint32) bundle.TPMQuote {
 		return swQuote(t, ak, mr.SHA1, map[int][]byte{0: pcrVal(mr.SHA1, 1)}, nonce, reset, restart)
 	}
-	q256 := func(reset, restart uint32) verifier.TPMQuote {
+	q256 := func(reset, restart uint32) bundle.TPMQuote {
 		return swQuote(t, ak, mr.SHA256, map[int][]byte{0: pcrVal(mr.SHA256, 2)}, nonce, reset, restart)
 	}
 	o := verifier.Options{TrustedKeys: [][]byte{pub}, Nonce: nonce}
@@ -652,8 +653,8 @@ func TestAttack06_UnjudgedPlatformSection(t *testing.T) {
 		t.Fatal(err)
 	}
 	nonce := qr.Body.ReportData[:]
-	b := &verifier.Bundle{Format: verifier.Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: verifier.Evidence{Report: q},
-		Collateral: &verifier.Collateral{TDX: cfile(t, "dcap-qvl/tdx_quote_collateral.json").Data}}
+	b := &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: bundle.Evidence{Report: q},
+		Collateral: &bundle.Collateral{TDX: cfile(t, "dcap-qvl/tdx_quote_collateral.json").Data}}
 	at := time.Date(2025, 7, 10, 0, 0, 0, 0, time.UTC)
 	snpPol := &verifier.Policy{SNP: &verifier.SNPPolicy{Measurement: []string{strings.Repeat("00", 48)}}}
 	refused(t, hverify(t, b, verifier.Options{At: at, Nonce: nonce, Policy: snpPol}), "snp section")

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/eventlog/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -29,14 +30,14 @@ import (
 
 // readE2EBundle reads the real kernel's bundle of `make e2e`
 // (testdata/e2e/guest/bundle.json), unchanged.
-func readE2EBundle(t *testing.T) *Bundle {
+func readE2EBundle(t *testing.T) *bundle.Bundle {
 	t.Helper()
 	f, err := os.Open("../testdata/e2e/guest/bundle.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	b, err := ReadBundle(f, "bundle.json")
+	b, err := bundle.Read(f, "bundle.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func e2eAKAndNonce(t *testing.T) (ak, nonce []byte) {
 // mr_ima, the kernel's IMA list) with the options that make it TRUSTED, the
 // nonce given (so no weakening is involved). It fails the test when the
 // unchanged bundle is not plainly trusted.
-func e2eTrustedTPM(t *testing.T) (*Bundle, Options) {
+func e2eTrustedTPM(t *testing.T) (*bundle.Bundle, Options) {
 	t.Helper()
 	b := readE2EBundle(t)
 	ak, nonce := e2eAKAndNonce(t)
@@ -80,7 +81,7 @@ func e2eTrustedTPM(t *testing.T) (*Bundle, Options) {
 // e2eTPM is the real kernel's TPM bundle (testdata/e2e) without its runtime
 // log and virtual register claims, so that its IMA list is replayed against
 // the quoted PCRs; and the options that trust it.
-func e2eTPM(t *testing.T) (*Bundle, Options) {
+func e2eTPM(t *testing.T) (*bundle.Bundle, Options) {
 	t.Helper()
 	b := readE2EBundle(t)
 	dropLogs(b, "runtime")
@@ -91,7 +92,7 @@ func e2eTPM(t *testing.T) (*Bundle, Options) {
 
 // logIndex is the index in b.Logs of the first log of the format; it fails
 // the test when there is none.
-func logIndex(t *testing.T, b *Bundle, format string) int {
+func logIndex(t *testing.T, b *bundle.Bundle, format string) int {
 	t.Helper()
 	for i, l := range b.Logs {
 		if l.Format == format {
@@ -106,11 +107,11 @@ func logIndex(t *testing.T, b *Bundle, format string) int {
 // when the verdict is a TRUSTED (weakened or not): the attack must be
 // refused. It returns the report (nil when the input was unusable, which
 // is safe).
-func mustRefuse(t *testing.T, b *Bundle, o Options, what string) *Report {
+func mustRefuse(t *testing.T, b *bundle.Bundle, o Options, what string) *Report {
 	t.Helper()
 	var buf bytes.Buffer
 	b.Write(&buf)
-	b2, err := ReadBundle(&buf, "b")
+	b2, err := bundle.Read(&buf, "b")
 	if err != nil {
 		return nil // unusable input: safe
 	}
@@ -128,7 +129,7 @@ func mustRefuse(t *testing.T, b *Bundle, o Options, what string) *Report {
 // pinned TPM AK, a TPMS_ATTEST quoting the given sha256 PCR values with the
 // nonce as qualifying data: what a TPM returns for `tpm2_quote -l
 // sha256:<those PCRs>`. It returns the bundle quote and the AK as PEM.
-func tpmQuoteOver(t *testing.T, nonce []byte, pcrs map[int][]byte) (TPMQuote, []byte) {
+func tpmQuoteOver(t *testing.T, nonce []byte, pcrs map[int][]byte) (bundle.TPMQuote, []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -172,7 +173,7 @@ func tpmQuoteOver(t *testing.T, nonce []byte, pcrs map[int][]byte) (TPMQuote, []
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := TPMQuote{Alg: "sha256", Attest: a, Signature: sig, PCRs: map[string]string{}}
+	q := bundle.TPMQuote{Alg: "sha256", Attest: a, Signature: sig, PCRs: map[string]string{}}
 	for i, v := range pcrs {
 		q.PCRs[fmt.Sprint(i)] = hex.EncodeToString(v)
 	}
@@ -200,14 +201,14 @@ func appendTCG2Event(dst []byte, pcr, typ uint32, data []byte) []byte {
 // runtime policy allows the files of entries k..n-1 but not the (different)
 // digest entry 1 had, so that it breaks a dropped entry only. It fails the
 // test when the honest bundle passes that policy.
-func initWithoutHistoryBase(t *testing.T, n, k int) (honest *Bundle, imaList [][]byte, o Options) {
+func initWithoutHistoryBase(t *testing.T, n, k int) (honest *bundle.Bundle, imaList [][]byte, o Options) {
 	t.Helper()
 	g := newGuest(t)
 	g.imaUpTo(n)
 	g.extend("mr_ctr.a", "1")
 	honest = g.quote(false)
 	imaList = imaEntries(t, logOf(honest, "ima-binary").Data)
-	rp := imaPolicy(t, &Bundle{Logs: []Log{{Format: "ima-binary", Data: join(imaList[k:])}}})
+	rp := imaPolicy(t, &bundle.Bundle{Logs: []bundle.Log{{Format: "ima-binary", Data: join(imaList[k:])}}})
 	e1, err := ima.NewBinaryReader(bytes.NewReader(imaList[1]), ima.Options{}).Next()
 	if err != nil {
 		t.Fatal(err)
@@ -275,8 +276,8 @@ func allowFilesExcept(t *testing.T, files []imaFile, deny int) *Policy {
 
 // onlyReal keeps the claims of real registers: a forger drops the virtual
 // claims its edit changed (layer 2 would compare them).
-func onlyReal(regs []Register) []Register {
-	var out []Register
+func onlyReal(regs []bundle.Register) []bundle.Register {
+	var out []bundle.Register
 	for _, r := range regs {
 		if !mr.IsVirtualName(r.Name) {
 			out = append(out, r)
@@ -287,7 +288,7 @@ func onlyReal(regs []Register) []Register {
 
 // dropVirtualAndIMA drops b's virtual register claims and its IMA logs
 // (every format starting "ima"), keeping the order of the rest.
-func dropVirtualAndIMA(b *Bundle) {
+func dropVirtualAndIMA(b *bundle.Bundle) {
 	b.Registers = onlyReal(b.Registers)
 	keep := b.Logs[:0]
 	for _, l := range b.Logs {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/eventlog/tcg"
@@ -50,7 +51,7 @@ func historyInCCEL(t *testing.T, accept bool, mk func(ents [][]byte) []byte) *Re
 	honest, imaList, o := initWithoutHistoryBase(t, n, k)
 	ents := entries(t, logOf(honest, "runtime").Data)
 	forged := *honest
-	forged.Logs = []Log{
+	forged.Logs = []bundle.Log{
 		{Format: "ccel", Data: mk(ents[:k])},
 		{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: withInit(t, foldRuntime(t, ents[:k]), ents[k:])},
 		{Format: "ima-binary", Data: join(imaList[k:])},

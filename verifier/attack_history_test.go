@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/eventlog/dstack"
@@ -73,7 +74,7 @@ func TestAttack01_InitWithoutHistory(t *testing.T) {
 	rl := logOf(honest, "runtime")
 	ents := entries(t, rl.Data)
 	forged := *honest
-	forged.Logs = []Log{
+	forged.Logs = []bundle.Log{
 		{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: withInit(t, foldRuntime(t, ents[:k]), ents[k:])},
 		{Format: "ima-binary", Data: join(imaList[k:])},
 	}
@@ -125,7 +126,7 @@ func TestAttack01_TextInitWithoutHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	key, _ := dev.PublicKeyPEM(ctx)
-	b := NewBundle(ev, []Log{{Format: "aael-text", Register: "rtmr3", Alg: "sha384", Data: text}}, nil)
+	b := bundle.New(ev, []bundle.Log{{Format: "aael-text", Register: "rtmr3", Alg: "sha384", Data: text}}, nil)
 	o := Options{AllowSim: true, SimKeys: [][]byte{key}, Nonce: []byte("n")}
 	mustFailLayer1(t, verifyT(t, b, o), "which nothing proves")
 
@@ -143,7 +144,7 @@ func TestAttack01_TextInitWithoutHistory(t *testing.T) {
 	}
 	ev, _ = dev2.Attest(ctx, []byte("n"))
 	key, _ = dev2.PublicKeyPEM(ctx)
-	b = NewBundle(ev, []Log{{Format: "aael-text", Register: "rtmr3", Alg: "sha384", Data: text}}, nil)
+	b = bundle.New(ev, []bundle.Log{{Format: "aael-text", Register: "rtmr3", Alg: "sha384", Data: text}}, nil)
 	o.SimKeys = [][]byte{key}
 	if rep := verifyT(t, b, o); !rep.Trusted || !strings.Contains(reportText(rep), "starts at the reset value of rtmr3") {
 		t.Fatalf("aael-text log from zero:\n%s", reportText(rep))
@@ -182,7 +183,7 @@ func TestAttack01_SnapshotIntoInit(t *testing.T) {
 		t.Fatal(err)
 	}
 	forged := *honest
-	forged.Logs = []Log{
+	forged.Logs = []bundle.Log{
 		{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: withInit(t, after, ents[2:])},
 		{Format: "ima-binary", Data: join(imaEntries(t, logOf(honest, "ima-binary").Data)[10:])},
 	}
@@ -249,14 +250,14 @@ func tdxOpts(at time.Time, nonce []byte) Options {
 }
 
 // dstackBundle is dstack's simulator quote with the given logs.
-func dstackBundle(t *testing.T, logs ...Log) (*Bundle, Options) {
+func dstackBundle(t *testing.T, logs ...bundle.Log) (*bundle.Bundle, Options) {
 	quote := corpusFile(t, "dstack/simulator-quote.bin")
 	qr, err := tdxverify.ParseQuote(quote)
 	if err != nil {
 		t.Fatal(err)
 	}
 	nonce := qr.Body.ReportData[:]
-	b := &Bundle{Format: Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: Evidence{Report: quote}, Logs: logs}
+	b := &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: bundle.Evidence{Report: quote}, Logs: logs}
 	return b, tdxOpts(time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC), nonce)
 }
 
@@ -301,8 +302,8 @@ func dstackRTMR3(t *testing.T, data []byte) mr.Digest {
 // honest log with the same INIT is trusted.
 func TestAttack14_RuntimeLogHidesDstackEvents(t *testing.T) {
 	real := corpusFile(t, "dstack/simulator-eventlog.json")
-	initOnly := func(v mr.Digest) Log {
-		return Log{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: withInit(t, v, nil)}
+	initOnly := func(v mr.Digest) bundle.Log {
+		return bundle.Log{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: withInit(t, v, nil)}
 	}
 	quoted := dstackRTMR3(t, real)
 
@@ -314,7 +315,7 @@ func TestAttack14_RuntimeLogHidesDstackEvents(t *testing.T) {
 			e["digest"] = dstack.RuntimeDigest(dstack.RuntimeEventType, "compose-hash", payload).Hex()
 		}
 	}
-	b, o := dstackBundle(t, Log{Format: "dstack-json", Data: encodeEvents(t, evs)}, initOnly(quoted))
+	b, o := dstackBundle(t, bundle.Log{Format: "dstack-json", Data: encodeEvents(t, evs)}, initOnly(quoted))
 	mustFailLayer1(t, verifyT(t, b, o), "which nothing proves")
 
 	// dstack's RTMR3 events left out: the runtime log's INIT is then
@@ -325,11 +326,11 @@ func TestAttack14_RuntimeLogHidesDstackEvents(t *testing.T) {
 			boot = append(boot, e)
 		}
 	}
-	b, o = dstackBundle(t, Log{Format: "dstack-json", Data: encodeEvents(t, boot)}, initOnly(quoted))
+	b, o = dstackBundle(t, bundle.Log{Format: "dstack-json", Data: encodeEvents(t, boot)}, initOnly(quoted))
 	mustFailLayer1(t, verifyT(t, b, o), "which nothing proves")
 
 	// The honest log with the same runtime log: trusted.
-	b, o = dstackBundle(t, Log{Format: "dstack-json", Data: real}, initOnly(quoted))
+	b, o = dstackBundle(t, bundle.Log{Format: "dstack-json", Data: real}, initOnly(quoted))
 	rep := verifyT(t, b, o)
 	if !rep.Trusted || !strings.Contains(reportText(rep), "starts at the value logs[0] (dstack-json) replays rtmr3 to") {
 		t.Fatalf("dstack log and a runtime log starting where it ends:\n%s", reportText(rep))
@@ -378,15 +379,15 @@ func buildCCEL(banks []mr.Alg, recs []ccelRecord) []byte {
 
 // tappdBundle is dcap-qvl's quote-from-tappd (a real dstack TDX quote) with
 // the given CCEL.
-func tappdBundle(t *testing.T, ccel []byte) (*Bundle, Options) {
+func tappdBundle(t *testing.T, ccel []byte) (*bundle.Bundle, Options) {
 	quote := corpusFile(t, "dcap-qvl/quote-from-tappd.bin")
 	qr, err := tdxverify.ParseQuote(quote)
 	if err != nil {
 		t.Fatal(err)
 	}
 	nonce := qr.Body.ReportData[:]
-	return &Bundle{Format: Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: Evidence{Report: quote},
-		Logs: []Log{{Format: "ccel", Data: ccel}}}, tdxOpts(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), nonce)
+	return &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: bundle.Evidence{Report: quote},
+		Logs: []bundle.Log{{Format: "ccel", Data: ccel}}}, tdxOpts(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), nonce)
 }
 
 // Item 13: a made-up CCEL ("evil kernel", init=/bin/sh) with one record
@@ -471,13 +472,13 @@ func TestAttack17_DstackEventType(t *testing.T) {
 					e["event_payload"] = hex.EncodeToString([]byte(strings.Repeat("e", 64)))
 				}
 			}
-			b, o := dstackBundle(t, Log{Format: "dstack-json", Data: encodeEvents(t, evs)})
+			b, o := dstackBundle(t, bundle.Log{Format: "dstack-json", Data: encodeEvents(t, evs)})
 			mustFailLayer1(t, verifyT(t, b, o), "compose-hash")
 		})
 	}
 	// The honest log: trusted, and the boot events whose digests cannot be
 	// recomputed from the JSON are reported as not checked.
-	b, o := dstackBundle(t, Log{Format: "dstack-json", Data: corpusFile(t, "dstack/simulator-eventlog.json")})
+	b, o := dstackBundle(t, bundle.Log{Format: "dstack-json", Data: corpusFile(t, "dstack/simulator-eventlog.json")})
 	rep := verifyT(t, b, o)
 	if !rep.Trusted || !strings.Contains(strings.Join(rep.Layers[LayerLogs].NotChecked, "\n"), "20 boot events") {
 		t.Fatalf("dstack's own log:\n%s", reportText(rep))

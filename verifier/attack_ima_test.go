@@ -20,6 +20,7 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/internal/imatest"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -42,7 +43,7 @@ func setTemplate(t *testing.T, list []byte, i int, name string) []byte {
 
 // mustNotTrust verifies b and fails the test when it is trusted; it returns
 // the report's text.
-func mustNotTrust(t *testing.T, b *Bundle, o Options, want string) string {
+func mustNotTrust(t *testing.T, b *bundle.Bundle, o Options, want string) string {
 	t.Helper()
 	rep, err := Verify(context.Background(), b, o)
 	if err != nil {
@@ -58,7 +59,7 @@ func mustNotTrust(t *testing.T, b *Bundle, o Options, want string) string {
 	return text
 }
 
-func mustTrust(t *testing.T, b *Bundle, o Options) string {
+func mustTrust(t *testing.T, b *bundle.Bundle, o Options) string {
 	t.Helper()
 	rep, err := Verify(context.Background(), b, o)
 	if err != nil {
@@ -71,8 +72,8 @@ func mustTrust(t *testing.T, b *Bundle, o Options) string {
 	return text
 }
 
-func dropLogs(b *Bundle, format string) {
-	var keep []Log
+func dropLogs(b *bundle.Bundle, format string) {
+	var keep []bundle.Log
 	for _, l := range b.Logs {
 		if l.Format != format {
 			keep = append(keep, l)
@@ -84,7 +85,7 @@ func dropLogs(b *Bundle, format string) {
 // simTPM makes a bundle of a sim device with the TPM layout whose PCRs were
 // extended by the entries of list (each into the PCR it names, in every
 // bank), with list as the bundle's IMA list.
-func simTPM(t *testing.T, list []byte) (*Bundle, Options) {
+func simTPM(t *testing.T, list []byte) (*bundle.Bundle, Options) {
 	t.Helper()
 	ctx := context.Background()
 	dev, err := sim.Open(ctx, filepath.Join(t.TempDir(), "sim"), sim.WithLayout(sim.LayoutTPM))
@@ -120,7 +121,7 @@ func simTPM(t *testing.T, list []byte) (*Bundle, Options) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := NewBundle(ev, []Log{{Format: "ima-binary", Data: list}}, nil)
+	b := bundle.New(ev, []bundle.Log{{Format: "ima-binary", Data: list}}, nil)
 	return b, Options{Name: "sim-tpm", AllowSim: true, SimKeys: [][]byte{key}, Nonce: nonce}
 }
 
@@ -300,11 +301,11 @@ func TestAttack08_StrictBundle(t *testing.T) {
 		if bytes.Equal(in, f.bundle) {
 			t.Fatalf("%s: no change made", name)
 		}
-		if _, err := ReadBundle(bytes.NewReader(in), name); !errors.Is(err, mr.ErrMalformed) {
+		if _, err := bundle.Read(bytes.NewReader(in), name); !errors.Is(err, mr.ErrMalformed) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	if _, err := ReadBundle(bytes.NewReader(f.bundle), "sound"); err != nil {
+	if _, err := bundle.Read(bytes.NewReader(f.bundle), "sound"); err != nil {
 		t.Errorf("sound bundle: %v", err)
 	}
 }
@@ -363,7 +364,7 @@ func TestAttack09_DecoyBeforeBootAggregate(t *testing.T) {
 // cannot be checked, which was a silent "not checked" and TRUSTED.
 func TestAttack09_BootAggregateBankNotQuoted(t *testing.T) {
 	b, o := e2eTPM(t)
-	var qs []TPMQuote
+	var qs []bundle.TPMQuote
 	for _, q := range b.Evidence.TPMQuotes {
 		if q.Alg == "sha1" {
 			qs = append(qs, q)

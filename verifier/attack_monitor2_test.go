@@ -14,13 +14,14 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
 // rt2DropRuntime removes the bundle's runtime logs.
-func rt2DropRuntime(b *Bundle) {
-	var logs []Log
+func rt2DropRuntime(b *bundle.Bundle) {
+	var logs []bundle.Log
 	for _, lg := range b.Logs {
 		if lg.Format != "runtime" {
 			logs = append(logs, lg)
@@ -126,7 +127,7 @@ func TestMonitor2_StateIMAPointWithoutValue(t *testing.T) {
 // rt2RuntimeTail makes a state at the current end of the guest's runtime
 // log, appends one record, and returns the bundle, the state and the byte
 // offset where the appended entry starts.
-func rt2RuntimeTail(t *testing.T) (*guest, *MonitorState, *Bundle, int64) {
+func rt2RuntimeTail(t *testing.T) (*guest, *MonitorState, *bundle.Bundle, int64) {
 	t.Helper()
 	g := newGuest(t)
 	state := emptyState()
@@ -242,12 +243,12 @@ func (g *rt2TextGuest) record(s string) {
 	g.line(l)
 }
 
-func (g *rt2TextGuest) bundle() *Bundle {
+func (g *rt2TextGuest) bundle() *bundle.Bundle {
 	ev, err := g.dev.Attest(context.Background(), []byte("n"))
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	return NewBundle(ev, []Log{{Format: "aael-text", Register: "rtmr3", Alg: "sha384", Data: bytes.Clone(g.text)}}, nil)
+	return bundle.New(ev, []bundle.Log{{Format: "aael-text", Register: "rtmr3", Alg: "sha384", Data: bytes.Clone(g.text)}}, nil)
 }
 
 func (g *rt2TextGuest) opts(state *MonitorState) Options {

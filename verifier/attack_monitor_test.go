@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -34,7 +35,7 @@ func (g *guest) withState(state *MonitorState) Options {
 }
 
 // monMustTrust verifies b and requires TRUSTED.
-func monMustTrust(t *testing.T, b *Bundle, o Options) *Report {
+func monMustTrust(t *testing.T, b *bundle.Bundle, o Options) *Report {
 	t.Helper()
 	rep := verifyT(t, b, o)
 	if !rep.Trusted {
@@ -45,7 +46,7 @@ func monMustTrust(t *testing.T, b *Bundle, o Options) *Report {
 
 // monMustRefuse verifies b and requires NOT TRUSTED at layer, its report
 // holding want.
-func monMustRefuse(t *testing.T, b *Bundle, o Options, layer int, want string) {
+func monMustRefuse(t *testing.T, b *bundle.Bundle, o Options, layer int, want string) {
 	t.Helper()
 	rep := verifyT(t, b, o)
 	if rep.Trusted || rep.FailedLayer() != layer || !strings.Contains(reportText(rep), want) {
@@ -97,7 +98,7 @@ func TestAttack08_StrictStateFile(t *testing.T) {
 
 // tdxCorpusBundle is the real TDX v4 quote of the corpus with its collateral,
 // trusted at the returned time.
-func tdxCorpusBundle(t *testing.T, rel string) (*Bundle, time.Time) {
+func tdxCorpusBundle(t *testing.T, rel string) (*bundle.Bundle, time.Time) {
 	quote := corpusFile(t, "dcap-qvl/"+rel)
 	coll := corpusFile(t, "dcap-qvl/"+rel+"_collateral.json")
 	var exp map[string]json.RawMessage
@@ -111,8 +112,8 @@ func tdxCorpusBundle(t *testing.T, rel string) (*Bundle, time.Time) {
 		t.Fatal(err)
 	}
 	nonce, _ := hex.DecodeString(e.ReportData)
-	return &Bundle{Format: Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: Evidence{Report: quote},
-		Collateral: &Collateral{TDX: json.RawMessage(coll)}}, time.Date(2025, 7, 10, 0, 0, 0, 0, time.UTC)
+	return &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: bundle.Evidence{Report: quote},
+		Collateral: &bundle.Collateral{TDX: json.RawMessage(coll)}}, time.Date(2025, 7, 10, 0, 0, 0, 0, time.UTC)
 }
 
 // Two TDX machines' bundles through one state: before the fix both went to
@@ -121,7 +122,7 @@ func TestAttack10_TDXMachinesShareOneEntry(t *testing.T) {
 	a, at := tdxCorpusBundle(t, "tdx_quote")
 	b, _ := tdxCorpusBundle(t, "tdx_quote_outdated")
 	state := emptyState()
-	for _, bd := range []*Bundle{a, b} {
+	for _, bd := range []*bundle.Bundle{a, b} {
 		if id := MachineID(bd); id != "" {
 			t.Fatalf("TDX evidence named machine %q: every TDX machine would share it", id)
 		}
@@ -150,7 +151,7 @@ func TestAttack10_TDXMachinesShareOneEntry(t *testing.T) {
 func TestAttack10_SNPGuestsShareTheVCEKEntry(t *testing.T) {
 	report := corpusFile(t, "go-sev-guest/attestation.bin")
 	vcek := corpusFile(t, "go-sev-guest/vcek.testcer")
-	b := &Bundle{Format: Format, Platform: mr.PlatformSNP, Nonce: report[0x50 : 0x50+64], Evidence: Evidence{Report: report, Certificates: [][]byte{vcek}}}
+	b := &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformSNP, Nonce: report[0x50 : 0x50+64], Evidence: bundle.Evidence{Report: report, Certificates: [][]byte{vcek}}}
 	if id := MachineID(b); id != "" {
 		t.Fatalf("SNP evidence named machine %q after the host's VCEK", id)
 	}

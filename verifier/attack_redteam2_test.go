@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
 )
 
@@ -24,9 +25,9 @@ import (
 // see them beside a TRUSTED verdict"). Safe: refused, or the HCL report is
 // verified.
 func TestRedteam2_UnreadHCLReportRidesAlong(t *testing.T) {
-	for name, mod := range map[string]func(b *Bundle){
-		"hcl": func(b *Bundle) { b.Evidence.AzureHCLReport = []byte("an HCL report, honest") },
-		"hcl+report": func(b *Bundle) {
+	for name, mod := range map[string]func(b *bundle.Bundle){
+		"hcl": func(b *bundle.Bundle) { b.Evidence.AzureHCLReport = []byte("an HCL report, honest") },
+		"hcl+report": func(b *bundle.Bundle) {
 			b.Evidence.AzureHCLReport = []byte("HCL")
 			b.Evidence.Report = []byte("a TD quote, honest")
 		},

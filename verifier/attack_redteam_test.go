@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
@@ -116,7 +117,7 @@ func TestRedteam_RuntimeLogOnFirmwarePCR(t *testing.T) {
 	copy(d[start+22:start+22+32], mr.SHA256.Sum([]byte("evil loader")).Bytes)
 	b.Logs[i].Data = d
 	mustRefuse(t, b, o, "forged pcr4 firmware events alone") // sanity: caught without the runtime log
-	b.Logs = append(b.Logs, Log{Format: "runtime", Register: "pcr4", Alg: "sha256", Data: init})
+	b.Logs = append(b.Logs, bundle.Log{Format: "runtime", Register: "pcr4", Alg: "sha256", Data: init})
 	mustRefuse(t, b, o, "forged pcr4 firmware events hidden by a runtime log on pcr4")
 }
 
@@ -146,7 +147,7 @@ func TestRedteam_BundleCaseFoldedMember(t *testing.T) {
 	for _, dup := range []string{"Logs", "LOGS", "logs"} {
 		doc := append(bytes.Clone(bytes.TrimSuffix(bytes.TrimSpace(out), []byte("}"))), []byte(`,"`+dup+`":`)...)
 		doc = append(append(doc, genuine...), '}')
-		b, err := ReadBundle(bytes.NewReader(doc), "dup")
+		b, err := bundle.Read(bytes.NewReader(doc), "dup")
 		if err != nil {
 			continue // refused: safe
 		}
@@ -174,8 +175,8 @@ func TestRedteam_AtInThePastNotWeakened(t *testing.T) {
 		t.Fatal(err)
 	}
 	nonce := q.Body.ReportData[:]
-	b := &Bundle{Format: Format, Platform: mr.PlatformTDX, Nonce: nonce,
-		Evidence: Evidence{Report: quote}, Collateral: &Collateral{TDX: json.RawMessage(coll)}}
+	b := &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTDX, Nonce: nonce,
+		Evidence: bundle.Evidence{Report: quote}, Collateral: &bundle.Collateral{TDX: json.RawMessage(coll)}}
 	if rep, _ := Verify(context.Background(), b, Options{Nonce: nonce}); rep.Trusted {
 		t.Fatal("the expired collateral is accepted now")
 	}
@@ -256,15 +257,15 @@ func TestRedteam_MonitorSlotByPEMText(t *testing.T) {
 	}
 }
 
-// 14. Evidence members the platform does not use are ignored, unread: a TPM
+// 14. bundle.Evidence members the platform does not use are ignored, unread: a TPM
 // bundle carrying a "TDX quote" in evidence.report (no HCL report), a
 // signature, invented certificates, or TPM quotes in a TDX/sim bundle, is a
 // plain TRUSTED, and whoever reads the bundle after ccmr vouched for it
 // sees evidence nothing checked. Mixed-platform bundles are refused.
 func TestRedteam_MixedPlatformMembers(t *testing.T) {
-	for name, mod := range map[string]func(b *Bundle){
-		"tpm+report":    func(b *Bundle) { b.Evidence.Report = []byte("a TDX quote, honest") },
-		"tpm+signature": func(b *Bundle) { b.Evidence.Signature = []byte("sim signature") },
+	for name, mod := range map[string]func(b *bundle.Bundle){
+		"tpm+report":    func(b *bundle.Bundle) { b.Evidence.Report = []byte("a TDX quote, honest") },
+		"tpm+signature": func(b *bundle.Bundle) { b.Evidence.Signature = []byte("sim signature") },
 	} {
 		b, o := e2eTrustedTPM(t)
 		mod(b)

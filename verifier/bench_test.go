@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/internal/imatest"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/vmr"
@@ -47,7 +48,7 @@ func BenchmarkVerify100k(b *testing.B) {
 		b.Fatal(err)
 	}
 	virt, _ := s.List(ctx)
-	bundle := NewBundle(ev, []Log{{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: data}, {Format: "ima-binary", Data: lb.Bytes()}}, virt)
+	bundle := bundle.New(ev, []bundle.Log{{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: data}, {Format: "ima-binary", Data: lb.Bytes()}}, virt)
 	key, _ := dev.PublicKeyPEM(ctx)
 	opts := Options{AllowSim: true, SimKeys: [][]byte{key}, Nonce: nonce}
 	b.SetBytes(int64(lb.Len() + len(data)))
@@ -104,7 +105,7 @@ func BenchmarkMonitor(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	quote := func(e *env) *Bundle {
+	quote := func(e *env) *bundle.Bundle {
 		var ev *mr.Evidence
 		data, err := e.s.Snapshot(ctx, func() error { var err error; ev, err = e.dev.Attest(ctx, []byte("n")); return err })
 		if err != nil {
@@ -112,9 +113,9 @@ func BenchmarkMonitor(b *testing.B) {
 		}
 		list, _ := os.ReadFile(e.list)
 		virt, _ := e.s.List(ctx)
-		return NewBundle(ev, []Log{{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: data}, {Format: "ima-binary", Data: list}}, virt)
+		return bundle.New(ev, []bundle.Log{{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: data}, {Format: "ima-binary", Data: list}}, virt)
 	}
-	verify := func(e *env, bd *Bundle, m *MonitorState) {
+	verify := func(e *env, bd *bundle.Bundle, m *MonitorState) {
 		rep, err := Verify(ctx, bd, Options{AllowSim: true, SimKeys: [][]byte{e.key}, Nonce: []byte("n"), Monitor: m})
 		if err != nil || !rep.Trusted {
 			b.Fatalf("not trusted: %v", err)

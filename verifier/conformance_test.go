@@ -14,17 +14,17 @@ import (
 	"github.com/ccmr-dev/ccmr/internal/corpus"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier"
-	"github.com/ccmr-dev/ccmr/verifier/evidence"
+	"github.com/ccmr-dev/ccmr/bundle/importer"
 )
 
-// Library-level conformance: bundles built by evidence.Build from the
+// Library-level conformance: bundles built by importer.Build from the
 // public corpus (read in place) and judged by verifier.Verify, for what the
 // CLI tests (cmd/ccmr/evidence_test.go) do not reach: which layer fails and
 // why, PCR values that differ from the quote, a firmware log that is not the
 // quoted machine's, and the Azure hardware report's values judged by
 // policy.
 
-func cfile(t *testing.T, rel string) evidence.File {
+func cfile(t *testing.T, rel string) importer.File {
 	t.Helper()
 	dir, err := corpus.Dir()
 	if err != nil {
@@ -35,25 +35,25 @@ func cfile(t *testing.T, rel string) evidence.File {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return evidence.File{Name: p, Data: b}
+	return importer.File{Name: p, Data: b}
 }
 
-func ptr(f evidence.File) *evidence.File { return &f }
+func ptr(f importer.File) *importer.File { return &f }
 
-func gceParts(t *testing.T) evidence.Parts {
+func gceParts(t *testing.T) importer.Parts {
 	const g = "go-tpm-tools/attestations/gce-cos-85-nonce9009/"
-	p := evidence.Parts{AK: ptr(cfile(t, g+"ak_pub.tpmt_public"))}
+	p := importer.Parts{AK: ptr(cfile(t, g+"ak_pub.tpmt_public"))}
 	for _, b := range []string{"sha1", "sha256", "sha384"} {
-		p.TPMQuotes = append(p.TPMQuotes, evidence.TPMQuote{Attest: cfile(t, g+"quote-"+b+".attest"),
+		p.TPMQuotes = append(p.TPMQuotes, importer.TPMQuote{Attest: cfile(t, g+"quote-"+b+".attest"),
 			Signature: cfile(t, g+"quote-"+b+".sig"), PCRs: ptr(cfile(t, g+"pcrs-"+b+".serialized"))})
 	}
-	p.Logs = []evidence.Log{{Format: "auto", File: cfile(t, g+"eventlog.bin")}}
+	p.Logs = []importer.Log{{Format: "auto", File: cfile(t, g+"eventlog.bin")}}
 	return p
 }
 
-func verify(t *testing.T, p evidence.Parts, opts verifier.Options) *verifier.Report {
+func verify(t *testing.T, p importer.Parts, opts verifier.Options) *verifier.Report {
 	t.Helper()
-	b, err := evidence.Build(p)
+	b, err := importer.Build(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestConformanceGCELayers(t *testing.T) {
 	p := gceParts(t)
 	pf := append([]byte(nil), p.TPMQuotes[1].PCRs.Data...)
 	pf[132+4+4+2] ^= 1 // first byte of pcr0's sha256 value (after the selection list, n, count, size)
-	p.TPMQuotes[1].PCRs = &evidence.File{Name: "changed.pcrs", Data: pf}
+	p.TPMQuotes[1].PCRs = &importer.File{Name: "changed.pcrs", Data: pf}
 	rep = verify(t, p, opts)
 	if rep.Trusted || rep.FailedLayer() != 0 || !strings.Contains(failure(rep), "PCR values do not match") {
 		t.Fatalf("changed PCR value: trusted=%v layer %d %q", rep.Trusted, rep.FailedLayer(), failure(rep))
@@ -96,7 +96,7 @@ func TestConformanceGCELayers(t *testing.T) {
 
 	// Another machine's firmware log: layer 0 passes, layer 1 names the PCR.
 	p = gceParts(t)
-	p.Logs = []evidence.Log{{Format: "tcg2", File: cfile(t, "go-tpm-tools/eventlogs/gdc-host.bin")}}
+	p.Logs = []importer.Log{{Format: "tcg2", File: cfile(t, "go-tpm-tools/eventlogs/gdc-host.bin")}}
 	rep = verify(t, p, opts)
 	if rep.Trusted || rep.FailedLayer() != 1 || rep.Layers[1].Failure.Register == "" {
 		t.Fatalf("foreign event log: trusted=%v layer %d %+v", rep.Trusted, rep.FailedLayer(), rep.Layers[1].Failure)
@@ -106,13 +106,13 @@ func TestConformanceGCELayers(t *testing.T) {
 // The AK in its three forms is the same key.
 func TestConformanceAKForms(t *testing.T) {
 	const g = "go-tpm-tools/attestations/gce-cos-85-nonce9009/"
-	want, err := evidence.ParseAK(cfile(t, g+"ak_pub.pem").Data)
+	want, err := importer.ParseAK(cfile(t, g+"ak_pub.pem").Data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	type eq interface{ Equal(crypto.PublicKey) bool }
 	for _, f := range []string{g + "ak_pub.tpm2b_public", g + "ak_pub.tpmt_public", "go-attestation/windows_gcp_shielded_vm/ak_pub.tpmt_public"} {
-		k, err := evidence.ParseAK(cfile(t, f).Data)
+		k, err := importer.ParseAK(cfile(t, f).Data)
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
@@ -120,8 +120,8 @@ func TestConformanceAKForms(t *testing.T) {
 			t.Fatalf("%s is not ak_pub.pem", f)
 		}
 	}
-	win, _ := evidence.ParseAK(cfile(t, "go-attestation/windows_gcp_shielded_vm/ak_pub.tpmt_public").Data)
-	winPEM, err := evidence.ParseAK(cfile(t, "go-attestation/windows_gcp_shielded_vm/ak_pub.pem").Data)
+	win, _ := importer.ParseAK(cfile(t, "go-attestation/windows_gcp_shielded_vm/ak_pub.tpmt_public").Data)
+	winPEM, err := importer.ParseAK(cfile(t, "go-attestation/windows_gcp_shielded_vm/ak_pub.pem").Data)
 	if err != nil || !win.(eq).Equal(winPEM) {
 		t.Fatalf("windows TPMT_PUBLIC is not its PEM: %v", err)
 	}
@@ -129,11 +129,11 @@ func TestConformanceAKForms(t *testing.T) {
 
 // A TPM2B-wrapped TPMS_ATTEST imports and verifies like the bare one.
 func TestConformanceWrappedAttest(t *testing.T) {
-	p := evidence.Parts{AK: ptr(cfile(t, "keylime/ak.pub"))}
+	p := importer.Parts{AK: ptr(cfile(t, "keylime/ak.pub"))}
 	q := cfile(t, "keylime/quote.out")
 	wrapped := binary.BigEndian.AppendUint16(nil, uint16(len(q.Data)))
 	wrapped = append(wrapped, q.Data...)
-	p.TPMQuotes = []evidence.TPMQuote{{Attest: evidence.File{Name: "wrapped", Data: wrapped}, Signature: cfile(t, "keylime/quotesig.out"), PCRs: ptr(cfile(t, "keylime/quotepcr.out"))}}
+	p.TPMQuotes = []importer.TPMQuote{{Attest: importer.File{Name: "wrapped", Data: wrapped}, Signature: cfile(t, "keylime/quotesig.out"), PCRs: ptr(cfile(t, "keylime/quotepcr.out"))}}
 	rep := verify(t, p, verifier.Options{TrustedKeys: [][]byte{cfile(t, "keylime/akpub.pem").Data}})
 	if !rep.Trusted {
 		t.Fatalf("wrapped attest: %s", failure(rep))
@@ -145,8 +145,8 @@ func TestConformanceWrappedAttest(t *testing.T) {
 func TestConformanceAzureSNPPolicy(t *testing.T) {
 	const a = "trustee/az-snp-vtpm/"
 	hcl := cfile(t, a+"hcl-report.bin")
-	p := evidence.Parts{AzureHCLReport: &hcl, VCEK: ptr(cfile(t, a+"vcek.pem")),
-		TPMQuotes: []evidence.TPMQuote{{Attest: cfile(t, a+"tpm-quote.attest"), Signature: cfile(t, a+"tpm-quote.tpmt_signature"), PCRs: ptr(cfile(t, a+"tpm-quote-pcrs.serialized"))}}}
+	p := importer.Parts{AzureHCLReport: &hcl, VCEK: ptr(cfile(t, a+"vcek.pem")),
+		TPMQuotes: []importer.TPMQuote{{Attest: cfile(t, a+"tpm-quote.attest"), Signature: cfile(t, a+"tpm-quote.tpmt_signature"), PCRs: ptr(cfile(t, a+"tpm-quote-pcrs.serialized"))}}}
 	meas := mr.Digest{Alg: mr.SHA384, Bytes: hcl.Data[32+0x90 : 32+0x90+48]}
 	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 	// The HCL path is asked for and the policy names the launch
@@ -163,7 +163,7 @@ func TestConformanceAzureSNPPolicy(t *testing.T) {
 	}
 	// Without the VCEK the chain cannot be checked: import refuses.
 	p.VCEK = nil
-	if _, err := evidence.Build(p); err == nil || !strings.Contains(err.Error(), "--vcek") {
+	if _, err := importer.Build(p); err == nil || !strings.Contains(err.Error(), "--vcek") {
 		t.Fatalf("no VCEK: %v", err)
 	}
 }

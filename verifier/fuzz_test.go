@@ -5,6 +5,8 @@ import (
 	"context"
 	"os"
 	"testing"
+
+	"github.com/ccmr-dev/ccmr/bundle"
 )
 
 // FuzzReadBundle: any bytes either fail to read as a bundle or verify to a
@@ -15,7 +17,7 @@ func FuzzReadBundle(f *testing.F) {
 	}
 	f.Add([]byte(`{"format":"ccmr-evidence/v1","platform":"sim","nonce":"AA==","evidence":{},"logs":[{"format":"runtime","register":"rtmr3","data":"AAAA"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		b, err := ReadBundle(bytes.NewReader(data), "fuzz")
+		b, err := bundle.Read(bytes.NewReader(data), "fuzz")
 		if err != nil {
 			return
 		}

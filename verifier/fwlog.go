@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/cel"
 	"github.com/ccmr-dev/ccmr/eventlog/logfile"
@@ -28,7 +29,7 @@ var bundleLogFormats = map[eventlog.Format]bool{
 
 // checkLogFormats refuses a bundle holding a log in a format the bundle
 // specification does not define.
-func checkLogFormats(b *Bundle) error {
+func checkLogFormats(b *bundle.Bundle) error {
 	for i := range b.Logs {
 		if err := logFormatError(i, &b.Logs[i]); err != nil {
 			return err
@@ -37,7 +38,7 @@ func checkLogFormats(b *Bundle) error {
 	return nil
 }
 
-func logFormatError(i int, lg *Log) error {
+func logFormatError(i int, lg *bundle.Log) error {
 	if bundleLogFormats[eventlog.Format(lg.Format)] {
 		return nil
 	}
@@ -73,7 +74,7 @@ func (r *run) firmwareData(name string, fl *tcg.Log, l *LayerResult) error {
 // log replay` does) and requires every register it extends to be in the
 // evidence and equal to the replay. Registers with a runtime log are not
 // skipped: a CEL log must hold a register's whole history.
-func (r *run) celLog(ctx context.Context, name string, lg *Log, l *LayerResult) error {
+func (r *run) celLog(ctx context.Context, name string, lg *bundle.Log, l *LayerResult) error {
 	f := eventlog.Format(lg.Format)
 	var banks []mr.Alg
 	unchecked := 0

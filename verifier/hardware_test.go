@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/tcg"
 	"github.com/ccmr-dev/ccmr/internal/corpus"
@@ -46,9 +47,9 @@ func TestRealTDXQuote(t *testing.T) {
 		t.Fatal(err)
 	}
 	nonce, _ := hex.DecodeString(e["report_data"].(string))
-	mk := func(q []byte) *Bundle {
-		return &Bundle{Format: Format, Platform: mr.PlatformTDX, Nonce: nonce,
-			Evidence: Evidence{Report: q}, Collateral: &Collateral{TDX: json.RawMessage(coll)}}
+	mk := func(q []byte) *bundle.Bundle {
+		return &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTDX, Nonce: nonce,
+			Evidence: bundle.Evidence{Report: q}, Collateral: &bundle.Collateral{TDX: json.RawMessage(coll)}}
 	}
 	at := time.Date(2025, 7, 10, 0, 0, 0, 0, time.UTC)
 	var want []mr.Value
@@ -98,8 +99,8 @@ func TestRealSNPReport(t *testing.T) {
 	vcek := corpusFile(t, "go-sev-guest/vcek.testcer")
 	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 	rd := report[0x50 : 0x50+64]
-	mk := func(r []byte) *Bundle {
-		return &Bundle{Format: Format, Platform: mr.PlatformSNP, Nonce: rd, Evidence: Evidence{Report: r, Certificates: [][]byte{vcek}}}
+	mk := func(r []byte) *bundle.Bundle {
+		return &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformSNP, Nonce: rd, Evidence: bundle.Evidence{Report: r, Certificates: [][]byte{vcek}}}
 	}
 	// The report's guest policy allows debugging (bit 19): refused by
 	// default, trusted when the policy accepts it (issue 15 item 6).
@@ -119,8 +120,8 @@ func TestRealSNPReport(t *testing.T) {
 	}
 	bad := append([]byte(nil), report...)
 	bad[0x50] ^= 1
-	rep, _ = Verify(context.Background(), &Bundle{Format: Format, Platform: mr.PlatformSNP, Nonce: bad[0x50 : 0x50+64],
-		Evidence: Evidence{Report: bad, Certificates: [][]byte{vcek}}}, Options{At: at, Policy: &Policy{SNP: &SNPPolicy{AllowDebug: true}}})
+	rep, _ = Verify(context.Background(), &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformSNP, Nonce: bad[0x50 : 0x50+64],
+		Evidence: bundle.Evidence{Report: bad, Certificates: [][]byte{vcek}}}, Options{At: at, Policy: &Policy{SNP: &SNPPolicy{AllowDebug: true}}})
 	if rep.Trusted || rep.FailedLayer() != 0 {
 		t.Fatal("SNP report with a changed report_data byte trusted")
 	}
@@ -156,9 +157,9 @@ func TestRealTDXQuoteWithCCEL(t *testing.T) {
 		t.Fatal(err)
 	}
 	nonce := qr.Body.ReportData[:]
-	mk := func(c []byte) *Bundle {
-		return &Bundle{Format: Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: Evidence{Report: quote},
-			Logs: []Log{{Format: "ccel", Data: c}}}
+	mk := func(c []byte) *bundle.Bundle {
+		return &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: bundle.Evidence{Report: quote},
+			Logs: []bundle.Log{{Format: "ccel", Data: c}}}
 	}
 	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	// The corpus has no collateral for this quote: allowed, weakened.
@@ -195,9 +196,9 @@ func TestDstackQuoteAndLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	nonce := qr.Body.ReportData[:]
-	mk := func(l []byte) *Bundle {
-		return &Bundle{Format: Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: Evidence{Report: quote},
-			Logs: []Log{{Format: "dstack-json", Data: l}}}
+	mk := func(l []byte) *bundle.Bundle {
+		return &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTDX, Nonce: nonce, Evidence: bundle.Evidence{Report: quote},
+			Logs: []bundle.Log{{Format: "dstack-json", Data: l}}}
 	}
 	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 	// The corpus has no collateral for this quote: allowed, weakened.
@@ -240,7 +241,7 @@ func TestDuplicateSeparator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := NewBundle(ev, []Log{{Format: "ccel", Data: raw}}, nil)
+	b := bundle.New(ev, []bundle.Log{{Format: "ccel", Data: raw}}, nil)
 	rep := verifyT(t, b, g.opts())
 	if rep.Trusted || rep.FailedLayer() != 1 || !strings.Contains(rep.Layers[1].Failure.Reason, "duplicate EV_SEPARATOR") || rep.Layers[1].Failure.Record < 0 {
 		t.Fatalf("duplicated separator:\n%s", reportText(rep))

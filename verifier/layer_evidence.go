@@ -20,7 +20,7 @@ import (
 // ---- layer 0: evidence -------------------------------------------------
 
 func (r *run) evidence(ctx context.Context, l *LayerResult) error {
-	ev, err := r.b.mrEvidence()
+	ev, err := r.b.MREvidence()
 	if err != nil {
 		return err
 	}

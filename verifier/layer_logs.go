@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/dstack"
 	"github.com/ccmr-dev/ccmr/eventlog/tcg"
@@ -79,7 +80,7 @@ func (r *run) logs(ctx context.Context, l *LayerResult) error {
 	return r.coverage(l)
 }
 
-func logName(i int, lg *Log) string {
+func logName(i int, lg *bundle.Log) string {
 	n := fmt.Sprintf("logs[%d] (%s", i, lg.Format)
 	if lg.Register != "" {
 		n += " on " + lg.Register
@@ -87,7 +88,7 @@ func logName(i int, lg *Log) string {
 	return n + ")"
 }
 
-func (r *run) firmwareLog(name string, lg *Log, runtimeRegs map[regKey]bool, l *LayerResult) error {
+func (r *run) firmwareLog(name string, lg *bundle.Log, runtimeRegs map[regKey]bool, l *LayerResult) error {
 	fl, err := tcg.Parse(name, lg.Data, eventlog.Format(lg.Format))
 	if err != nil {
 		return failFrom(name, err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ccmr-dev/ccmr/backend/tpm"
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/internal/strictjson"
@@ -60,10 +61,10 @@ type MachineState struct {
 	// Weakened are the weakenings of the verdicts that built the entry
 	// (the per-bundle "no expected nonce" excepted): every verdict that
 	// resumes from the entry repeats them.
-	Weakened  []string        `json:"weakened,omitempty"`
-	Registers []Register      `json:"registers"`
-	Runtime   []*RuntimeState `json:"runtime,omitempty"`
-	IMA       *IMAState       `json:"ima,omitempty"`
+	Weakened  []string          `json:"weakened,omitempty"`
+	Registers []bundle.Register `json:"registers"`
+	Runtime   []*RuntimeState   `json:"runtime,omitempty"`
+	IMA       *IMAState         `json:"ima,omitempty"`
 }
 
 // RuntimeState is how far one runtime log was verified.
@@ -274,7 +275,7 @@ func (m *MonitorState) Save(path string, key []byte) error {
 // It is "" when the evidence carries no per-machine identity: a TDX quote
 // is signed by the platform's PCK and an SNP report by the host's VCEK or
 // VLEK, shared by every guest of the host (Options.Machine must name it).
-func MachineID(b *Bundle) string {
+func MachineID(b *bundle.Bundle) string {
 	switch b.Platform {
 	case mr.PlatformTPM, mr.PlatformSim:
 		if b.Evidence.PublicKey == "" {

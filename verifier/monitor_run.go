@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -48,7 +49,7 @@ type monitorRun struct {
 // prefixHash is a SHA-256 over the first off bytes of one log, and for a
 // runtime log the number of records they hold.
 type prefixHash struct {
-	log     *Log
+	log     *bundle.Log
 	off     int64
 	h       hash.Hash
 	records int
@@ -175,7 +176,7 @@ func (r *run) otherBoot(e *MachineState) string {
 	return ""
 }
 
-func isRuntimeLog(lg *Log) bool {
+func isRuntimeLog(lg *bundle.Log) bool {
 	return lg.Format == string(eventlog.FormatRuntime) || lg.Format == string(eventlog.FormatAAELText)
 }
 
@@ -245,14 +246,14 @@ func (r *run) advanceMonitor() error {
 		n.Weakened = append(n.Weakened, w)
 	}
 	for k, v := range r.trusted {
-		n.Registers = append(n.Registers, Register{Name: k.name, Digest: v})
+		n.Registers = append(n.Registers, bundle.Register{Name: k.name, Digest: v})
 	}
 	sort.Slice(n.Registers, func(i, j int) bool {
 		a, c := n.Registers[i], n.Registers[j]
 		return a.Name < c.Name || a.Name == c.Name && a.Digest.Alg < c.Digest.Alg
 	})
 	for _, rs := range n.Runtime {
-		var last *Log
+		var last *bundle.Log
 		for i := range r.b.Logs {
 			if lg := &r.b.Logs[i]; isRuntimeLog(lg) && lg.Register == rs.Register {
 				last = lg
@@ -285,7 +286,7 @@ func (r *run) advanceMonitor() error {
 
 // prefixOf is the hex SHA-256 of lg's first off bytes, continuing ph when
 // it hashed a shorter prefix of the same eventlog.
-func prefixOf(lg *Log, off int64, ph *prefixHash) (string, error) {
+func prefixOf(lg *bundle.Log, off int64, ph *prefixHash) (string, error) {
 	if lg == nil || off < 0 || off > int64(len(lg.Data)) {
 		return "", errors.New("the verified offset is outside the log")
 	}
@@ -299,7 +300,7 @@ func prefixOf(lg *Log, off int64, ph *prefixHash) (string, error) {
 // countRecords counts the records of a runtime log up to rs.Offset: the
 // ones the state counted before ph's offset, and the ones after it (already
 // replayed; this reads only the new part, as the rest of the log).
-func (r *run) countRecords(lg *Log, ph *prefixHash, rs *RuntimeState) (int, error) {
+func (r *run) countRecords(lg *bundle.Log, ph *prefixHash, rs *RuntimeState) (int, error) {
 	start, n := int64(0), 0
 	if ph != nil {
 		start, n = ph.off, ph.records

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ccmr-dev/ccmr/bundle"
 )
 
 // Verifying through a monitor state gives the result of a full
@@ -14,7 +16,7 @@ func TestMonitorState(t *testing.T) {
 	g := newGuest(t)
 	state := &MonitorState{Format: StateFormat, Machines: map[string]*MachineState{}}
 	withState := func() Options { o := g.opts(); o.Monitor = state; return o }
-	full := func(b *Bundle) *MachineState {
+	full := func(b *bundle.Bundle) *MachineState {
 		m := &MonitorState{Format: StateFormat, Machines: map[string]*MachineState{}}
 		o := g.opts()
 		o.Monitor = m
@@ -25,7 +27,7 @@ func TestMonitorState(t *testing.T) {
 	}
 	// same verifies b through the state and the whole history (every
 	// segment) in full, and requires the two to agree.
-	same := func(b *Bundle) {
+	same := func(b *bundle.Bundle) {
 		t.Helper()
 		if rep := verifyT(t, b, withState()); !rep.Trusted {
 			t.Fatalf("with state:\n%s", reportText(rep))

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/internal/termsafe"
 )
 
@@ -70,7 +71,7 @@ type Failure struct {
 	Reason   string `json:"reason"`
 }
 
-func newReport(b *Bundle, name string) *Report {
+func newReport(b *bundle.Bundle, name string) *Report {
 	r := &Report{Format: "ccmr-verify-report/v1", Bundle: name, Platform: string(b.Platform), Verdict: "NOT TRUSTED"}
 	for i, n := range layerNames {
 		r.Layers = append(r.Layers, LayerResult{Layer: i, Name: n, Status: Skip})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -15,7 +16,7 @@ import (
 // make a chain (DESIGN.md, Segments), oldest first.
 type segment struct {
 	name string
-	log  *Log
+	log  *bundle.Log
 }
 
 func (sg segment) reader(data []byte) aael.EntryReader {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/vmr"
@@ -63,7 +64,7 @@ func (g *guest) extend(name, what string) {
 
 // quote makes a bundle with every archived segment (oldest first) and the
 // current one, and the IMA list.
-func (g *guest) quote(withArchives bool) *Bundle {
+func (g *guest) quote(withArchives bool) *bundle.Bundle {
 	ctx := context.Background()
 	var ev *mr.Evidence
 	cur, err := g.s.Snapshot(ctx, func() error {
@@ -74,7 +75,7 @@ func (g *guest) quote(withArchives bool) *Bundle {
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	var logs []Log
+	var logs []bundle.Log
 	if withArchives {
 		arch, _ := g.s.Archives()
 		for _, a := range arch {
@@ -82,27 +83,27 @@ func (g *guest) quote(withArchives bool) *Bundle {
 			if err != nil {
 				g.t.Fatal(err)
 			}
-			logs = append(logs, Log{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: b})
+			logs = append(logs, bundle.Log{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: b})
 		}
 	}
-	logs = append(logs, Log{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: cur})
+	logs = append(logs, bundle.Log{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: cur})
 	if data, err := os.ReadFile(g.list); err == nil {
-		logs = append(logs, Log{Format: "ima-binary", Data: data})
+		logs = append(logs, bundle.Log{Format: "ima-binary", Data: data})
 	}
 	virt, _ := g.s.List(ctx)
-	return NewBundle(ev, logs, virt)
+	return bundle.New(ev, logs, virt)
 }
 
 func (g *guest) opts() Options {
 	return Options{AllowSim: true, SimKeys: [][]byte{g.key}, Nonce: []byte("n")}
 }
 
-func verifyT(t *testing.T, b *Bundle, o Options) *Report {
+func verifyT(t *testing.T, b *bundle.Bundle, o Options) *Report {
 	t.Helper()
 	// Through JSON, as on disk.
 	var buf bytes.Buffer
 	b.Write(&buf)
-	b2, err := ReadBundle(&buf, "b")
+	b2, err := bundle.Read(&buf, "b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,13 +193,13 @@ func TestLyingSnapshot(t *testing.T) {
 	if ev, err = g.dev.Attest(ctx, []byte("n")); err != nil {
 		t.Fatal(err)
 	}
-	b := NewBundle(ev, []Log{
+	b := bundle.New(ev, []bundle.Log{
 		{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: prev},
 		{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: seg},
 	}, nil)
 	// The forged segment does replay to the quoted rtmr3: only the chain
 	// check can catch it.
-	if rep := verifyT(t, &Bundle{Format: b.Format, Platform: b.Platform, Nonce: b.Nonce, Time: b.Time, Evidence: b.Evidence,
+	if rep := verifyT(t, &bundle.Bundle{Format: b.Format, Platform: b.Platform, Nonce: b.Nonce, Time: b.Time, Evidence: b.Evidence,
 		Logs: b.Logs[1:]}, Options{AllowSim: true, SimKeys: [][]byte{g.key}, Nonce: []byte("n"), Monitor: &MonitorState{Format: StateFormat,
 		Machines: map[string]*MachineState{MachineID(b): {Runtime: []*RuntimeState{{Register: "rtmr3", Value: vs[0].Digest}}}}}}); rep.Trusted ||
 		!strings.Contains(rep.Layers[1].Failure.Reason, "snapshot") {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -85,14 +86,14 @@ type regKey struct {
 
 // run carries what one verification learns from layer to layer.
 type run struct {
-	b       *Bundle
+	b       *bundle.Bundle
 	opts    Options
 	rep     *Report
 	trusted map[regKey]mr.Digest
 	virtual map[string]mr.Digest
 	records map[string][]mr.Digest // records of each virtual register
 	proven  int                    // IMA entries proven by layer 3; -1 for none
-	imaLog  *Log
+	imaLog  *bundle.Log
 	ima     imaFacts // what layer 3 learned about the IMA list
 
 	// Monitor state (--state): what was verified before (nil when the
@@ -125,7 +126,12 @@ const atTolerance = 5 * time.Minute
 
 // Verify checks a bundle layer by layer. It returns an error only for input
 // it cannot use at all; every failed check is a verdict in the report.
-func Verify(ctx context.Context, b *Bundle, opts Options) (*Report, error) {
+func Verify(ctx context.Context, b *bundle.Bundle, opts Options) (*Report, error) {
+	// A log in a format the verifier cannot check is unusable input (exit 2),
+	// never a verdict.
+	if err := checkLogFormats(b); err != nil {
+		return nil, fmt.Errorf("%s: %w", opts.Name, err)
+	}
 	now := time.Now()
 	// A verdict judged at another time than now (--at) did not consider
 	// what happened since: revocations, TCB levels gone out of date.

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
@@ -71,7 +72,7 @@ func makeFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := NewBundle(ev, []Log{
+	b := bundle.New(ev, []bundle.Log{
 		{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: data},
 		{Format: "ima-binary", Data: imaData},
 	}, virt)
@@ -94,8 +95,8 @@ func makeFixture(t testing.TB) *fixture {
 	return &fixture{bundle: buf.Bytes(), key: key, other: other, nonce: nonce}
 }
 
-func (f *fixture) decode(t testing.TB) *Bundle {
-	b, err := ReadBundle(bytes.NewReader(f.bundle), "fixture")
+func (f *fixture) decode(t testing.TB) *bundle.Bundle {
+	b, err := bundle.Read(bytes.NewReader(f.bundle), "fixture")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +160,7 @@ func entry(t testing.TB, rec string) []byte {
 
 func join(parts [][]byte) []byte { return bytes.Join(parts, nil) }
 
-func logOf(b *Bundle, format string) *Log {
+func logOf(b *bundle.Bundle, format string) *bundle.Log {
 	for i := range b.Logs {
 		if b.Logs[i].Format == format {
 			return &b.Logs[i]
@@ -188,56 +189,56 @@ func TestTamper(t *testing.T) {
 	f := makeFixture(t)
 	type tc struct {
 		name   string
-		mutate func(t testing.TB, b *Bundle, o *Options)
+		mutate func(t testing.TB, b *bundle.Bundle, o *Options)
 		layer  int
 		record int    // expected Failure.Record; -2 means do not check
 		reason string // substring of the failure reason
 	}
 	rtmr0, _ := mr.ParseDigest("sha384:" + strings.Repeat("11", 48))
 	cases := []tc{
-		{"statement byte", func(t testing.TB, b *Bundle, o *Options) { b.Evidence.Report[40] ^= 1 }, 0, -2, ""},
-		{"signature byte", func(t testing.TB, b *Bundle, o *Options) { b.Evidence.Signature[10] ^= 1 }, 0, -2, ""},
-		{"wrong nonce expected", func(t testing.TB, b *Bundle, o *Options) { o.Nonce = []byte("another nonce") }, 0, -2, "nonce"},
-		{"bundle nonce replaced", func(t testing.TB, b *Bundle, o *Options) { b.Nonce = []byte("another nonce") }, 0, -2, ""},
-		{"other pinned key", func(t testing.TB, b *Bundle, o *Options) { o.SimKeys = [][]byte{f.other} }, 0, -2, ""},
-		{"sim not allowed", func(t testing.TB, b *Bundle, o *Options) { o.AllowSim = false }, 0, -2, "allow-sim"},
+		{"statement byte", func(t testing.TB, b *bundle.Bundle, o *Options) { b.Evidence.Report[40] ^= 1 }, 0, -2, ""},
+		{"signature byte", func(t testing.TB, b *bundle.Bundle, o *Options) { b.Evidence.Signature[10] ^= 1 }, 0, -2, ""},
+		{"wrong nonce expected", func(t testing.TB, b *bundle.Bundle, o *Options) { o.Nonce = []byte("another nonce") }, 0, -2, "nonce"},
+		{"bundle nonce replaced", func(t testing.TB, b *bundle.Bundle, o *Options) { b.Nonce = []byte("another nonce") }, 0, -2, ""},
+		{"other pinned key", func(t testing.TB, b *bundle.Bundle, o *Options) { o.SimKeys = [][]byte{f.other} }, 0, -2, ""},
+		{"sim not allowed", func(t testing.TB, b *bundle.Bundle, o *Options) { o.AllowSim = false }, 0, -2, "allow-sim"},
 		// A sim statement labelled tpm: evidence members tpm does not use
-		// make the bundle unusable input (layer -1: ReadBundle refuses it).
-		{"platform changed", func(t testing.TB, b *Bundle, o *Options) { b.Platform = mr.PlatformTPM }, -1, -2, ""},
-		{"claimed rtmr3 changed", func(t testing.TB, b *Bundle, o *Options) {
+		// make the bundle unusable input (layer -1: bundle.Read refuses it).
+		{"platform changed", func(t testing.TB, b *bundle.Bundle, o *Options) { b.Platform = mr.PlatformTPM }, -1, -2, ""},
+		{"claimed rtmr3 changed", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			for i := range b.Registers {
 				if b.Registers[i].Name == "rtmr3" {
 					b.Registers[i].Digest.Bytes[0] ^= 1
 				}
 			}
 		}, 0, -2, "claimed"},
-		{"runtime record text changed", func(t testing.TB, b *Bundle, o *Options) {
+		{"runtime record text changed", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			l := logOf(b, "runtime")
 			i := bytes.Index(l.Data, []byte("mr_ctr.demo"))
 			l.Data[i+len("mr_ctr.")] = 'x'
 		}, 1, 0, "H(event)"},
-		{"runtime record replaced, digest fixed", func(t testing.TB, b *Bundle, o *Options) {
+		{"runtime record replaced, digest fixed", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			l := logOf(b, "runtime")
 			es := entries(t, l.Data)
 			es[0] = entry(t, "mr_ctr.demo extend sha384/"+strings.Repeat("ab", 48))
 			l.Data = join(es)
 		}, 1, -1, "rtmr3"},
-		{"runtime record dropped", func(t testing.TB, b *Bundle, o *Options) {
+		{"runtime record dropped", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			l := logOf(b, "runtime")
 			es := entries(t, l.Data)
 			l.Data = join(append(es[:5:5], es[6:]...))
 		}, 1, -1, ""},
-		{"runtime records swapped", func(t testing.TB, b *Bundle, o *Options) {
+		{"runtime records swapped", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			l := logOf(b, "runtime")
 			es := entries(t, l.Data)
 			es[3], es[4] = es[4], es[3]
 			l.Data = join(es)
 		}, 1, -1, ""},
-		{"runtime record added", func(t testing.TB, b *Bundle, o *Options) {
+		{"runtime record added", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			l := logOf(b, "runtime")
 			l.Data = append(l.Data, entry(t, "mr_ctr.demo extend sha384/"+strings.Repeat("cd", 48))...)
 		}, 1, -1, ""},
-		{"virtual record moved to another register", func(t testing.TB, b *Bundle, o *Options) {
+		{"virtual record moved to another register", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			l := logOf(b, "runtime")
 			es := entries(t, l.Data)
 			last := es[len(es)-1]
@@ -247,20 +248,20 @@ func TestTamper(t *testing.T) {
 			es[len(es)-1] = entry(t, "mr_ima extend "+d.LogString())
 			l.Data = join(es)
 		}, 1, -1, ""},
-		{"runtime log truncated", func(t testing.TB, b *Bundle, o *Options) {
+		{"runtime log truncated", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			l := logOf(b, "runtime")
 			l.Data = l.Data[:len(l.Data)-7]
 		}, 1, -2, "truncated"},
-		{"runtime log on another register", func(t testing.TB, b *Bundle, o *Options) { logOf(b, "runtime").Register = "rtmr2" }, 1, -2, ""},
-		{"runtime log given twice", func(t testing.TB, b *Bundle, o *Options) { b.Logs = append(b.Logs, *logOf(b, "runtime")) }, 1, 0, "segment 1 does not start"},
-		{"claimed virtual value changed", func(t testing.TB, b *Bundle, o *Options) {
+		{"runtime log on another register", func(t testing.TB, b *bundle.Bundle, o *Options) { logOf(b, "runtime").Register = "rtmr2" }, 1, -2, ""},
+		{"runtime log given twice", func(t testing.TB, b *bundle.Bundle, o *Options) { b.Logs = append(b.Logs, *logOf(b, "runtime")) }, 1, 0, "segment 1 does not start"},
+		{"claimed virtual value changed", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			for i := range b.Registers {
 				if b.Registers[i].Name == "mr_ima" {
 					b.Registers[i].Digest.Bytes[5] ^= 1
 				}
 			}
 		}, 2, -2, "claimed virtual"},
-		{"IMA entry changed", func(t testing.TB, b *Bundle, o *Options) {
+		{"IMA entry changed", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			l := logOf(b, "ima-binary")
 			es := imaEntries(t, l.Data)
 			es[7] = bytes.Clone(es[7])
@@ -270,42 +271,42 @@ func TestTamper(t *testing.T) {
 			es[7][4+20+4+7+4+4+8+3] ^= 1
 			l.Data = join(es)
 		}, 3, 7, "entry 7"},
-		{"IMA entry dropped", func(t testing.TB, b *Bundle, o *Options) {
+		{"IMA entry dropped", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			l := logOf(b, "ima-binary")
 			es := imaEntries(t, l.Data)
 			l.Data = join(append(es[:9:9], es[10:]...))
 		}, 3, 9, "entry 9"},
-		{"IMA entries reordered", func(t testing.TB, b *Bundle, o *Options) {
+		{"IMA entries reordered", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			l := logOf(b, "ima-binary")
 			es := imaEntries(t, l.Data)
 			es[12], es[13] = es[13], es[12]
 			l.Data = join(es)
 		}, 3, 12, "entry 12"},
-		{"IMA list truncated", func(t testing.TB, b *Bundle, o *Options) {
+		{"IMA list truncated", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			l := logOf(b, "ima-binary")
 			l.Data = l.Data[:len(l.Data)-10]
 		}, 3, 31, ""},
-		{"policy register mismatch", func(t testing.TB, b *Bundle, o *Options) {
+		{"policy register mismatch", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			o.Policy = &Policy{Registers: map[string][]mr.Digest{"rtmr0": {rtmr0}}}
 		}, 4, -2, "rtmr0"},
-		{"policy virtual register mismatch", func(t testing.TB, b *Bundle, o *Options) {
+		{"policy virtual register mismatch", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			o.Policy = &Policy{Registers: map[string][]mr.Digest{"mr_ima": {rtmr0}}}
 		}, 4, -2, "mr_ima"},
-		{"policy nonce mismatch", func(t testing.TB, b *Bundle, o *Options) {
+		{"policy nonce mismatch", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			o.Nonce = nil
 			o.Policy = &Policy{Nonce: []byte("policy nonce")}
 		}, 0, -2, "nonce"},
-		{"file digest not a reference", func(t testing.TB, b *Bundle, o *Options) {
+		{"file digest not a reference", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			rp := imaPolicy(t, b)
 			rp.Digests["/bin/busybox"] = []string{strings.Repeat("00", 32)}
 			o.Policy = &Policy{Runtime: reparse(t, rp)}
 		}, 4, 1, "/bin/busybox"},
-		{"file not in policy", func(t testing.TB, b *Bundle, o *Options) {
+		{"file not in policy", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			rp := imaPolicy(t, b)
 			delete(rp.Digests, "/tmp/m/f0")
 			o.Policy = &Policy{Runtime: reparse(t, rp)}
 		}, 4, 2, "not in the runtime policy"},
-		{"exclusion does not cover the bad file", func(t testing.TB, b *Bundle, o *Options) {
+		{"exclusion does not cover the bad file", func(t testing.TB, b *bundle.Bundle, o *Options) {
 			rp := imaPolicy(t, b)
 			delete(rp.Digests, "/tmp/m/f0")
 			rp.Excludes = []string{"^/usr/"}
@@ -325,7 +326,7 @@ func TestTamper(t *testing.T) {
 			if err := b.Write(&buf); err != nil {
 				t.Fatal(err)
 			}
-			b2, err := ReadBundle(&buf, "tampered")
+			b2, err := bundle.Read(&buf, "tampered")
 			if c.layer < 0 {
 				if err == nil {
 					t.Fatal("tampered bundle read as usable input")
@@ -360,7 +361,7 @@ func TestTamper(t *testing.T) {
 
 // imaPolicy makes a runtime policy allowing exactly the files of the
 // bundle's IMA list.
-func imaPolicy(t testing.TB, b *Bundle) *RuntimePolicy {
+func imaPolicy(t testing.TB, b *bundle.Bundle) *RuntimePolicy {
 	rp := &RuntimePolicy{Digests: map[string][]string{}}
 	rd := ima.NewBinaryReader(bytes.NewReader(logOf(b, "ima-binary").Data), ima.Options{})
 	for {
@@ -410,7 +411,7 @@ func TestPolicyPasses(t *testing.T) {
 
 func TestUnusableInput(t *testing.T) {
 	for _, in := range []string{"", "{", `{"format":"other"}`, `{"format":"ccmr-evidence/v1","platform":"vax"}`} {
-		if _, err := ReadBundle(strings.NewReader(in), "x"); !errors.Is(err, mr.ErrMalformed) {
+		if _, err := bundle.Read(strings.NewReader(in), "x"); !errors.Is(err, mr.ErrMalformed) {
 			t.Errorf("%q: %v", in, err)
 		}
 	}

@@ -15,9 +15,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
-	"github.com/ccmr-dev/ccmr/verifier"
 )
 
 // verify --allow-unquoted-log-registers: a quote of PCR 0-5 (the selection
@@ -29,7 +29,7 @@ func TestVerifyUnquotedLogRegisters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e2e, err := verifier.ReadBundle(f, "bundle.json")
+	e2e, err := bundle.Read(f, "bundle.json")
 	f.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -57,9 +57,9 @@ func TestVerifyUnquotedLogRegisters(t *testing.T) {
 	}
 	nonce := []byte("cli coverage")
 	q, ak := softQuote(t, nonce, pcrs)
-	b := &verifier.Bundle{Format: verifier.Format, Platform: mr.PlatformTPM, Nonce: nonce,
-		Evidence: verifier.Evidence{PublicKey: string(ak), TPMQuotes: []verifier.TPMQuote{q}},
-		Logs:     []verifier.Log{{Format: "tcg2", Source: "firmware", Data: fw}}}
+	b := &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTPM, Nonce: nonce,
+		Evidence: bundle.Evidence{PublicKey: string(ak), TPMQuotes: []bundle.TPMQuote{q}},
+		Logs:     []bundle.Log{{Format: "tcg2", Source: "firmware", Data: fw}}}
 	dir := t.TempDir()
 	bundle, akFile := filepath.Join(dir, "b.json"), filepath.Join(dir, "ak.pem")
 	bf, err := os.Create(bundle)
@@ -87,7 +87,7 @@ func TestVerifyUnquotedLogRegisters(t *testing.T) {
 // softQuote signs, with a software ECDSA P-256 key standing in for a pinned
 // TPM AK, a TPMS_ATTEST quoting the given sha256 PCRs with nonce as the
 // qualifying data (what `tpm2_quote -l sha256:<those PCRs>` returns).
-func softQuote(t *testing.T, nonce []byte, pcrs map[int][]byte) (verifier.TPMQuote, []byte) {
+func softQuote(t *testing.T, nonce []byte, pcrs map[int][]byte) (bundle.TPMQuote, []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -131,7 +131,7 @@ func softQuote(t *testing.T, nonce []byte, pcrs map[int][]byte) (verifier.TPMQuo
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := verifier.TPMQuote{Alg: "sha256", Attest: a, Signature: sig, PCRs: map[string]string{}}
+	q := bundle.TPMQuote{Alg: "sha256", Attest: a, Signature: sig, PCRs: map[string]string{}}
 	for i, v := range pcrs {
 		q.PCRs[fmt.Sprint(i)] = hex.EncodeToString(v)
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ccmr-dev/ccmr/verifier/evidence"
+	"github.com/ccmr-dev/ccmr/bundle/importer"
 )
 
 func newEvidenceCmd(g *globals) *cobra.Command {
@@ -26,7 +26,7 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 // readPart reads one part's file, at most maxInput bytes and honouring ctx
 // (a FIFO or /dev/zero given as a part must not hang or exhaust memory); a
 // file that cannot be read is bad input naming the part.
-func readPart(ctx context.Context, part, name string) (*evidence.File, error) {
+func readPart(ctx context.Context, part, name string) (*importer.File, error) {
 	b, err := readInputFile(ctx, name)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -34,7 +34,7 @@ func readPart(ctx context.Context, part, name string) (*evidence.File, error) {
 		}
 		return nil, usageError("%s %s: %w", part, name, err)
 	}
-	return &evidence.File{Name: name, Data: b}, nil
+	return &importer.File{Name: name, Data: b}, nil
 }
 
 func newEvidenceImportCmd(g *globals) *cobra.Command {
@@ -60,7 +60,7 @@ The nonce defaults to what the evidence binds: the quotes' qualifying data, or t
 			if out == "" {
 				return usageError("-O BUNDLE is required")
 			}
-			var p evidence.Parts
+			var p importer.Parts
 			if len(sigs) != len(quotes) {
 				return usageError("%d --tpm-quote and %d --tpm-sig: give them in pairs, in order", len(quotes), len(sigs))
 			}
@@ -68,17 +68,17 @@ The nonce defaults to what the evidence binds: the quotes' qualifying data, or t
 				return usageError("%d --tpm-pcrs for %d --tpm-quote", len(pcrs), len(quotes))
 			}
 			for i := range quotes {
-				a, err := readPart(cmd.Context(), evidence.PartTPMQuote, quotes[i])
+				a, err := readPart(cmd.Context(), importer.PartTPMQuote, quotes[i])
 				if err != nil {
 					return err
 				}
-				s, err := readPart(cmd.Context(), evidence.PartTPMSig, sigs[i])
+				s, err := readPart(cmd.Context(), importer.PartTPMSig, sigs[i])
 				if err != nil {
 					return err
 				}
-				q := evidence.TPMQuote{Attest: *a, Signature: *s}
+				q := importer.TPMQuote{Attest: *a, Signature: *s}
 				if i < len(pcrs) {
-					if q.PCRs, err = readPart(cmd.Context(), evidence.PartTPMPCRs, pcrs[i]); err != nil {
+					if q.PCRs, err = readPart(cmd.Context(), importer.PartTPMPCRs, pcrs[i]); err != nil {
 						return err
 					}
 				}
@@ -86,11 +86,11 @@ The nonce defaults to what the evidence binds: the quotes' qualifying data, or t
 			}
 			single := []struct {
 				part, name string
-				dst        **evidence.File
+				dst        **importer.File
 			}{
-				{evidence.PartAK, ak, &p.AK}, {evidence.PartTDXQuote, tdxQuote, &p.TDXQuote},
-				{evidence.PartCollateral, coll, &p.Collateral}, {evidence.PartSNPReport, snpReport, &p.SNPReport},
-				{evidence.PartVCEK, vcek, &p.VCEK}, {evidence.PartVLEK, vlek, &p.VLEK}, {evidence.PartHCL, hcl, &p.AzureHCLReport},
+				{importer.PartAK, ak, &p.AK}, {importer.PartTDXQuote, tdxQuote, &p.TDXQuote},
+				{importer.PartCollateral, coll, &p.Collateral}, {importer.PartSNPReport, snpReport, &p.SNPReport},
+				{importer.PartVCEK, vcek, &p.VCEK}, {importer.PartVLEK, vlek, &p.VLEK}, {importer.PartHCL, hcl, &p.AzureHCLReport},
 			}
 			for _, s := range single {
 				if s.name == "" {
@@ -103,7 +103,7 @@ The nonce defaults to what the evidence binds: the quotes' qualifying data, or t
 				*s.dst = f
 			}
 			for _, c := range akCerts {
-				f, err := readPart(cmd.Context(), evidence.PartAKCert, c)
+				f, err := readPart(cmd.Context(), importer.PartAKCert, c)
 				if err != nil {
 					return err
 				}
@@ -115,11 +115,11 @@ The nonce defaults to what the evidence binds: the quotes' qualifying data, or t
 					return usageError("--log %q: want FORMAT=FILE (runtime logs: runtime:REG=FILE)", l)
 				}
 				format, reg, _ := strings.Cut(spec, ":")
-				f, err := readPart(cmd.Context(), evidence.PartLog, file)
+				f, err := readPart(cmd.Context(), importer.PartLog, file)
 				if err != nil {
 					return err
 				}
-				p.Logs = append(p.Logs, evidence.Log{Format: format, Register: reg, File: *f})
+				p.Logs = append(p.Logs, importer.Log{Format: format, Register: reg, File: *f})
 			}
 			if cmd.Flags().Changed("nonce") {
 				n, err := hex.DecodeString(nonceHex)
@@ -128,9 +128,9 @@ The nonce defaults to what the evidence binds: the quotes' qualifying data, or t
 				}
 				p.Nonce = n
 			}
-			b, err := evidence.Build(p)
+			b, err := importer.Build(p)
 			if err != nil {
-				var pe *evidence.PartError
+				var pe *importer.PartError
 				if errors.As(err, &pe) {
 					return &exitError{code: exitUsage, err: err}
 				}

@@ -13,11 +13,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ccmr-dev/ccmr/backend/tpm"
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
-	"github.com/ccmr-dev/ccmr/verifier"
 	"github.com/ccmr-dev/ccmr/vmr"
 )
 
@@ -82,8 +83,8 @@ func newQuoteCmd(g *globals) *cobra.Command {
 // readAddLogs reads --add-log FORMAT=FILE options. Only logs of other
 // writers of the registers are accepted: the verifier replays them and
 // compares them with the evidence (or with the start of a runtime log).
-func readAddLogs(ctx context.Context, opts []string) ([]verifier.Log, error) {
-	var logs []verifier.Log
+func readAddLogs(ctx context.Context, opts []string) ([]bundle.Log, error) {
+	var logs []bundle.Log
 	for _, o := range opts {
 		f, file, ok := strings.Cut(o, "=")
 		switch eventlog.Format(f) {
@@ -98,14 +99,14 @@ func readAddLogs(ctx context.Context, opts []string) ([]verifier.Log, error) {
 		if err != nil {
 			return nil, err
 		}
-		logs = append(logs, verifier.Log{Format: f, Source: file, Data: data})
+		logs = append(logs, bundle.Log{Format: f, Source: file, Data: data})
 	}
 	return logs, nil
 }
 
 // quote takes the device's evidence while holding the runtime log's lock,
 // so the log in the bundle is exactly the one the evidence covers.
-func (g *globals) quote(ctx context.Context, dev mr.Device, nonce []byte, imaList string) (*verifier.Bundle, error) {
+func (g *globals) quote(ctx context.Context, dev mr.Device, nonce []byte, imaList string) (*bundle.Bundle, error) {
 	att, ok := dev.(mr.Attester)
 	if !ok {
 		return nil, fmt.Errorf("device %s cannot attest: %w", dev.Kind(), mr.ErrUnsupported)
@@ -116,7 +117,7 @@ func (g *globals) quote(ctx context.Context, dev mr.Device, nonce []byte, imaLis
 		ev, err = att.Attest(ctx, nonce)
 		return err
 	}
-	var logs []verifier.Log
+	var logs []bundle.Log
 	var virt []mr.Value
 	s, err := g.openStore(ctx, dev, false)
 	if err != nil {
@@ -140,9 +141,9 @@ func (g *globals) quote(ctx context.Context, dev mr.Device, nonce []byte, imaLis
 			if err != nil {
 				return nil, err
 			}
-			logs = append(logs, verifier.Log{Format: string(eventlog.FormatRuntime), Register: bk.Name, Alg: bk.Alg.String(), Source: a, Data: b})
+			logs = append(logs, bundle.Log{Format: string(eventlog.FormatRuntime), Register: bk.Name, Alg: bk.Alg.String(), Source: a, Data: b})
 		}
-		logs = append(logs, verifier.Log{Format: string(eventlog.FormatRuntime), Register: bk.Name, Alg: bk.Alg.String(), Source: s.Path(), Data: data})
+		logs = append(logs, bundle.Log{Format: string(eventlog.FormatRuntime), Register: bk.Name, Alg: bk.Alg.String(), Source: s.Path(), Data: data})
 		if virt, err = s.List(ctx); err != nil {
 			return nil, err
 		}
@@ -158,11 +159,16 @@ func (g *globals) quote(ctx context.Context, dev mr.Device, nonce []byte, imaLis
 		if data, err = quotedIMAPrefix(ctx, ev, data); err != nil {
 			return nil, fmt.Errorf("--ima-log: %w", err)
 		}
-		logs = append(logs, verifier.Log{Format: string(eventlog.FormatIMABinary), Source: imaList, Data: data})
+		logs = append(logs, bundle.Log{Format: string(eventlog.FormatIMABinary), Source: imaList, Data: data})
 	case err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission):
 		return nil, fmt.Errorf("--ima-log: %w", err)
 	}
-	return verifier.NewBundle(ev, logs, virt), nil
+	b := bundle.New(ev, logs, virt)
+	for i, q := range ev.TPMQuotes {
+		// Only for tpm2_checkquote -f; left out if it cannot be made.
+		b.Evidence.TPMQuotes[i].PCRFile, _ = tpm.MarshalPCRFile(q)
+	}
+	return b, nil
 }
 
 // quotedIMAPrefix cuts a TPM guest's IMA list to the entries its quote

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ccmr-dev/ccmr/backend/sim"
 	"github.com/ccmr-dev/ccmr/backend/tpm"
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier"
 	"github.com/ccmr-dev/ccmr/verifier/snpverify"
@@ -43,7 +44,7 @@ func newVerifyCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			b, err := verifier.ReadBundle(f, args[0])
+			b, err := bundle.Read(f, args[0])
 			f.Close()
 			if err != nil {
 				return err
@@ -217,7 +218,7 @@ func onePEMKey[K any](b []byte, parse func([]byte) (K, error)) error {
 // state key. Evidence with no per-machine identity (a TDX quote, an SNP
 // report: their keys belong to the platform, shared by its guests) needs
 // --machine, or every such machine would share one entry.
-func monitorArgs(b *verifier.Bundle, machine, keyFile string) ([]byte, error) {
+func monitorArgs(b *bundle.Bundle, machine, keyFile string) ([]byte, error) {
 	if machine == "" && verifier.MachineID(b) == "" {
 		return nil, usageError("--state: %s evidence carries no per-machine identity (every %s machine would share one state entry): name the machine with --machine NAME", b.Platform, b.Platform)
 	}

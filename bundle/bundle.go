@@ -1,4 +1,7 @@
-package verifier
+// Package bundle holds the ccmr-evidence bundle (docs/bundle.md): what a guest
+// sends and a verifier judges. It depends only on the core types in mr, so a
+// guest that produces evidence does not link the verifier.
+package bundle
 
 import (
 	"encoding/json"
@@ -9,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/internal/strictjson"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -94,9 +96,9 @@ type Register struct {
 	Digest mr.Digest `json:"digest"`
 }
 
-// ReadBundle decodes a bundle. A bundle that does not decode is unusable
+// Read decodes a bundle. A bundle that does not decode is unusable
 // input (mr.ErrMalformed), never a verdict.
-func ReadBundle(r io.Reader, name string) (*Bundle, error) {
+func Read(r io.Reader, name string) (*Bundle, error) {
 	var b Bundle
 	// One object of the documented members, each once, and nothing after
 	// it (internal/strictjson): a member the verifier does not know, a
@@ -111,9 +113,6 @@ func ReadBundle(r io.Reader, name string) (*Bundle, error) {
 	}
 	if err := b.checkMembers(); err != nil {
 		return nil, fmt.Errorf("%s: %w: %v", name, mr.ErrMalformed, err)
-	}
-	if err := checkLogFormats(&b); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return &b, nil
 }
@@ -165,10 +164,10 @@ func (b *Bundle) Write(w io.Writer) error {
 	return enc.Encode(b)
 }
 
-// NewBundle makes a bundle from a device's evidence and the logs the guest
+// New makes a bundle from a device's evidence and the logs the guest
 // gathered. Virtual register values may be added to ev.Registers' claims
 // through extra.
-func NewBundle(ev *mr.Evidence, logs []Log, extra []mr.Value) *Bundle {
+func New(ev *mr.Evidence, logs []Log, extra []mr.Value) *Bundle {
 	b := &Bundle{
 		Format:   Format,
 		Platform: ev.Platform,
@@ -186,8 +185,7 @@ func NewBundle(ev *mr.Evidence, logs []Log, extra []mr.Value) *Bundle {
 		for i, v := range q.PCRs {
 			pcrs[fmt.Sprint(i)] = fmt.Sprintf("%x", v)
 		}
-		pf, _ := tpm.MarshalPCRFile(q) // only for tpm2_checkquote; nil if it cannot be made
-		b.Evidence.TPMQuotes = append(b.Evidence.TPMQuotes, TPMQuote{Alg: q.Alg.String(), Attest: q.Attest, Signature: q.Signature, PCRs: pcrs, PCRFile: pf})
+		b.Evidence.TPMQuotes = append(b.Evidence.TPMQuotes, TPMQuote{Alg: q.Alg.String(), Attest: q.Attest, Signature: q.Signature, PCRs: pcrs})
 	}
 	if len(ev.FirmwareLog) > 0 {
 		b.Logs = append(b.Logs, Log{Format: ev.FirmwareLogFormat, Source: "firmware", Data: ev.FirmwareLog})
@@ -200,9 +198,9 @@ func NewBundle(ev *mr.Evidence, logs []Log, extra []mr.Value) *Bundle {
 	return b
 }
 
-// mrEvidence turns the bundle's evidence back into mr.Evidence for the
-// backends' verification functions.
-func (b *Bundle) mrEvidence() (*mr.Evidence, error) {
+// MREvidence turns the bundle's evidence back into mr.Evidence, the form
+// the hardware-evidence checks take.
+func (b *Bundle) MREvidence() (*mr.Evidence, error) {
 	ev := &mr.Evidence{
 		Platform:     b.Platform,
 		Nonce:        b.Nonce,

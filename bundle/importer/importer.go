@@ -1,4 +1,4 @@
-// Package evidence builds a ccmr-evidence/v1 bundle from evidence other
+// Package importer builds a ccmr-evidence/v1 bundle from evidence other
 // tools made: tpm2_quote's files (TPMS_ATTEST, TPMT_SIGNATURE, the
 // "serialized" PCR file), an AK in PEM, TPM2B_PUBLIC or TPMT_PUBLIC form,
 // AK certificates, a TDX quote with Intel PCS collateral, an SEV-SNP report
@@ -8,7 +8,7 @@
 //
 // Every error is a *PartError that names the part (by its `ccmr evidence
 // import` flag) and the file: unusable input, never a verdict.
-package evidence
+package importer
 
 import (
 	"bytes"
@@ -28,11 +28,11 @@ import (
 	"github.com/ccmr-dev/ccmr/backend/snp"
 	"github.com/ccmr-dev/ccmr/backend/tdx"
 	"github.com/ccmr-dev/ccmr/backend/tpm"
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/logfile"
 	"github.com/ccmr-dev/ccmr/eventlog/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
-	"github.com/ccmr-dev/ccmr/verifier"
 	"github.com/ccmr-dev/ccmr/verifier/azure"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 )
@@ -126,8 +126,8 @@ func partErr(part string, f *File, format string, a ...any) error {
 // Build makes a bundle from parts. The platform is tpm when there are TPM
 // quotes (an Azure HCL report then binds the AK; a TDX quote goes with a
 // TDX HCL report), else tdx for a TDX quote, else snp for an SNP report.
-func Build(p Parts) (*verifier.Bundle, error) {
-	b := &verifier.Bundle{Format: verifier.Format}
+func Build(p Parts) (*bundle.Bundle, error) {
+	b := &bundle.Bundle{Format: bundle.Format}
 	var err error
 	switch {
 	case len(p.TPMQuotes) > 0:
@@ -173,7 +173,7 @@ func Build(p Parts) (*verifier.Bundle, error) {
 }
 
 // endorsement adds the VCEK or VLEK (and any chain in the same file).
-func endorsement(b *verifier.Bundle, p *Parts, what string) error {
+func endorsement(b *bundle.Bundle, p *Parts, what string) error {
 	f, part := p.VCEK, PartVCEK
 	if f == nil {
 		f, part = p.VLEK, PartVLEK
@@ -189,7 +189,7 @@ func endorsement(b *verifier.Bundle, p *Parts, what string) error {
 	return nil
 }
 
-func buildTPM(b *verifier.Bundle, p *Parts) error {
+func buildTPM(b *bundle.Bundle, p *Parts) error {
 	b.Platform = mr.PlatformTPM
 	if p.SNPReport != nil {
 		return partErr(PartSNPReport, p.SNPReport, "%w: with a TPM quote, the SNP report comes inside %s", mr.ErrUnsupported, PartHCL)
@@ -236,7 +236,7 @@ func buildTPM(b *verifier.Bundle, p *Parts) error {
 		for k, v := range q.PCRs {
 			pcrs[fmt.Sprint(k)] = hex.EncodeToString(v)
 		}
-		b.Evidence.TPMQuotes = append(b.Evidence.TPMQuotes, verifier.TPMQuote{Alg: q.Alg.String(), Attest: attest, Signature: tq.Signature.Data, PCRs: pcrs, PCRFile: pf})
+		b.Evidence.TPMQuotes = append(b.Evidence.TPMQuotes, bundle.TPMQuote{Alg: q.Alg.String(), Attest: attest, Signature: tq.Signature.Data, PCRs: pcrs, PCRFile: pf})
 	}
 	if p.Nonce != nil && !bytes.Equal(p.Nonce, nonce) {
 		return &PartError{Part: PartNonce, Err: fmt.Errorf("%w: %x is not the quotes' qualifying data %x", mr.ErrMalformed, p.Nonce, nonce)}
@@ -299,18 +299,18 @@ func buildTPM(b *verifier.Bundle, p *Parts) error {
 	return nil
 }
 
-func collateral(b *verifier.Bundle, p *Parts) error {
+func collateral(b *bundle.Bundle, p *Parts) error {
 	if p.Collateral == nil {
 		return nil
 	}
 	if _, err := tdxverify.ParseCollateral(p.Collateral.Data); err != nil {
 		return partErr(PartCollateral, p.Collateral, "not QuoteCollateralV3 JSON: %w", err)
 	}
-	b.Collateral = &verifier.Collateral{TDX: append([]byte(nil), bytes.TrimSpace(p.Collateral.Data)...)}
+	b.Collateral = &bundle.Collateral{TDX: append([]byte(nil), bytes.TrimSpace(p.Collateral.Data)...)}
 	return nil
 }
 
-func buildTDX(b *verifier.Bundle, p *Parts) error {
+func buildTDX(b *bundle.Bundle, p *Parts) error {
 	b.Platform = mr.PlatformTDX
 	q, err := tdxverify.ParseQuote(p.TDXQuote.Data)
 	if err != nil {
@@ -326,7 +326,7 @@ func buildTDX(b *verifier.Bundle, p *Parts) error {
 	return collateral(b, p)
 }
 
-func buildSNP(b *verifier.Bundle, p *Parts) error {
+func buildSNP(b *bundle.Bundle, p *Parts) error {
 	b.Platform = mr.PlatformSNP
 	raw := p.SNPReport.Data
 	if len(raw) < sevabi.ReportSize {
@@ -345,7 +345,7 @@ func buildSNP(b *verifier.Bundle, p *Parts) error {
 	return nonceFromReportData(b, p, rd, snp.ReportData, "the report's REPORT_DATA")
 }
 
-func nonceFromReportData(b *verifier.Bundle, p *Parts, rd [64]byte, bind func([]byte) [64]byte, what string) error {
+func nonceFromReportData(b *bundle.Bundle, p *Parts, rd [64]byte, bind func([]byte) [64]byte, what string) error {
 	if p.Nonce == nil {
 		b.Nonce = append([]byte(nil), rd[:]...)
 		return nil
@@ -357,18 +357,18 @@ func nonceFromReportData(b *verifier.Bundle, p *Parts, rd [64]byte, bind func([]
 	return nil
 }
 
-func buildLog(l *Log) (verifier.Log, error) {
+func buildLog(l *Log) (bundle.Log, error) {
 	f, err := logfile.ParseFormat(l.Format)
 	if err != nil {
-		return verifier.Log{}, partErr(PartLog, &l.File, "%w", err)
+		return bundle.Log{}, partErr(PartLog, &l.File, "%w", err)
 	}
 	if f == eventlog.FormatAuto {
 		var ok bool
 		if f, ok = logfile.Sniff(l.File.Data); !ok {
-			return verifier.Log{}, partErr(PartLog, &l.File, "%w: format not recognised; name it (FORMAT=FILE)", mr.ErrMalformed)
+			return bundle.Log{}, partErr(PartLog, &l.File, "%w: format not recognised; name it (FORMAT=FILE)", mr.ErrMalformed)
 		}
 	}
-	out := verifier.Log{Format: string(f), Source: l.File.Name, Data: l.File.Data}
+	out := bundle.Log{Format: string(f), Source: l.File.Name, Data: l.File.Data}
 	switch f {
 	case eventlog.FormatRuntime, eventlog.FormatAAELText:
 		if l.Register == "" {
