@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ccmr-dev/ccmr/bundle/importer"
 	"github.com/ccmr-dev/ccmr/internal/corpus"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier"
-	"github.com/ccmr-dev/ccmr/bundle/importer"
 )
 
 // Library-level conformance: bundles built by importer.Build from the
