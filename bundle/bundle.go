@@ -4,6 +4,7 @@
 package bundle
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -87,7 +88,58 @@ type Log struct {
 	Alg string `json:"alg,omitempty"`
 	// Source is where the guest read the log (for people).
 	Source string `json:"source,omitempty"`
-	Data   []byte `json:"data"`
+	// Data is the log itself. A log read from a streamed bundle leaves it
+	// nil and keeps its bytes where they are; read a log through Size,
+	// Open and Bytes, which serve both.
+	Data []byte `json:"data"`
+
+	// body, when set, holds the log in place of Data (a member of a
+	// bundle archive); size is its length.
+	body io.ReaderAt
+	size int64
+}
+
+// Size is the length of the log in bytes.
+func (l *Log) Size() int64 {
+	if l.body != nil {
+		return l.size
+	}
+	return int64(len(l.Data))
+}
+
+// Open reads the log from byte off on; every call reads independently of
+// the others, so a verifier may pass over a log several times without
+// holding it in memory.
+func (l *Log) Open(off int64) io.Reader {
+	if off < 0 || off > l.Size() {
+		off = l.Size()
+	}
+	if l.body != nil {
+		return io.NewSectionReader(l.body, off, l.size-off)
+	}
+	return bytes.NewReader(l.Data[off:])
+}
+
+// Bytes is the whole log in memory, for the small logs (firmware event
+// logs) whose parsers take a byte slice.
+func (l *Log) Bytes() ([]byte, error) {
+	if l.body == nil {
+		return l.Data, nil
+	}
+	b := make([]byte, l.size)
+	if _, err := io.ReadFull(io.NewSectionReader(l.body, 0, l.size), b); err != nil {
+		return nil, fmt.Errorf("%w: reading the log: %v", mr.ErrMalformed, err)
+	}
+	return b, nil
+}
+
+// CopyRange writes bytes [from, to) of the log to w.
+func (l *Log) CopyRange(w io.Writer, from, to int64) error {
+	if from < 0 || to < from || to > l.Size() {
+		return fmt.Errorf("%w: range %d-%d of a %d-byte log", mr.ErrMalformed, from, to, l.Size())
+	}
+	_, err := io.CopyN(w, l.Open(from), to-from)
+	return err
 }
 
 // Register is one claimed register value.

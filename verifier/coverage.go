@@ -1,7 +1,6 @@
 package verifier
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"sort"
@@ -115,7 +114,11 @@ func (r *run) coverage(l *LayerResult) error {
 			continue
 		}
 		name := logName(i, lg)
-		fl, err := tcg.Parse(name, lg.Data, eventlog.Format(lg.Format))
+		data, err := lg.Bytes()
+		if err != nil {
+			return failFrom(name, err)
+		}
+		fl, err := tcg.Parse(name, data, eventlog.Format(lg.Format))
 		if err != nil {
 			return failFrom(name, err)
 		}
@@ -210,9 +213,9 @@ func regLess(a, b string) bool {
 // monitor state proved: a PCR holds the whole list since boot.
 func (r *run) wholeIMAReader() *ima.Reader {
 	if r.imaLog.Format == string(eventlog.FormatIMAASCII) {
-		return ima.NewASCIIReader(bytes.NewReader(r.imaLog.Data), ima.Options{File: "ima list"})
+		return ima.NewASCIIReader(r.imaLog.Open(0), ima.Options{File: "ima list"})
 	}
-	return ima.NewBinaryReader(bytes.NewReader(r.imaLog.Data), ima.Options{File: "ima list"})
+	return ima.NewBinaryReader(r.imaLog.Open(0), ima.Options{File: "ima list"})
 }
 
 // wholeIMAPCRs counts the entries of the whole list by the PCR they name

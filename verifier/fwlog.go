@@ -80,7 +80,7 @@ func (r *run) celLog(ctx context.Context, name string, lg *bundle.Log, l *LayerR
 	unchecked := 0
 	switch f {
 	case eventlog.FormatCELJSON:
-		rd := cel.NewRuntimeReader(bytes.NewReader(lg.Data), name)
+		rd := cel.NewRuntimeReader(lg.Open(0), name)
 		for {
 			e, err := rd.Next()
 			if errors.Is(err, io.EOF) {
@@ -101,7 +101,7 @@ func (r *run) celLog(ctx context.Context, name string, lg *bundle.Log, l *LayerR
 			}
 		}
 	case eventlog.FormatCELTLV:
-		rd := cel.NewTLVReader(bytes.NewReader(lg.Data), name)
+		rd := cel.NewTLVReader(lg.Open(0), name)
 		for {
 			rec, err := rd.Next()
 			if errors.Is(err, io.EOF) {
@@ -125,9 +125,13 @@ func (r *run) celLog(ctx context.Context, name string, lg *bundle.Log, l *LayerR
 	if len(banks) == 0 {
 		return &failError{&Failure{Log: name, Record: -1, Reason: "the CEL log holds no record: it proves nothing"}}
 	}
+	data, err := lg.Bytes()
+	if err != nil {
+		return failFrom(name, err)
+	}
 	res := &eventlog.Replay{}
 	for _, a := range banks {
-		one, err := logfile.FromBytes(name, lg.Data, f).Replay(ctx, logfile.Options{Format: f, Banks: []mr.Alg{a}, TPM: r.b.Platform == mr.PlatformTPM})
+		one, err := logfile.FromBytes(name, data, f).Replay(ctx, logfile.Options{Format: f, Banks: []mr.Alg{a}, TPM: r.b.Platform == mr.PlatformTPM})
 		if err != nil {
 			return failFrom(name, err)
 		}

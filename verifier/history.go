@@ -60,7 +60,7 @@ func (r *run) runtimeRegs() map[regKey]bool {
 // alg is the algorithm of a segment's backing register, from its first
 // entry; ok is false for an empty or unreadable segment.
 func (sg segment) alg() (mr.Alg, bool) {
-	e, err := sg.reader(sg.log.Data).Next()
+	e, err := sg.reader(sg.log.Open(0)).Next()
 	if err != nil {
 		return 0, false
 	}

@@ -17,11 +17,11 @@ import (
 // imaReader reads the IMA list from where the monitor state stopped (its
 // start without a state).
 func (r *run) imaReader() *ima.Reader {
-	data := r.imaLog.Data[r.imaStart.offset:]
+	data := r.imaLog.Open(r.imaStart.offset)
 	if r.imaLog.Format == string(eventlog.FormatIMAASCII) {
-		return ima.NewASCIIReader(bytes.NewReader(data), ima.Options{File: "ima list"})
+		return ima.NewASCIIReader(data, ima.Options{File: "ima list"})
 	}
-	return ima.NewBinaryReader(bytes.NewReader(data), ima.Options{File: "ima list"})
+	return ima.NewBinaryReader(data, ima.Options{File: "ima list"})
 }
 
 // shiftIMA turns a failure in the resumed IMA list into whole-list terms.
@@ -99,8 +99,8 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 		return nil
 	}
 	const name = "ima list"
-	if r.imaStart.offset > int64(len(r.imaLog.Data)) {
-		return &failError{&Failure{Log: name, Record: -1, Reason: fmt.Sprintf("the IMA list is %d bytes, shorter than the %d the monitor state proved: rewritten, or a new boot", len(r.imaLog.Data), r.imaStart.offset)}}
+	if r.imaStart.offset > r.imaLog.Size() {
+		return &failError{&Failure{Log: name, Record: -1, Reason: fmt.Sprintf("the IMA list is %d bytes, shorter than the %d the monitor state proved: rewritten, or a new boot", r.imaLog.Size(), r.imaStart.offset)}}
 	}
 	if err := r.checkIMAEntries(l); err != nil {
 		return err
@@ -146,7 +146,7 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 		}
 		if r.next != nil && haveMRIMA && mrIMA.Alg.Valid() && len(mrIMA.Bytes) == mrIMA.Alg.Size() {
 			// Never an IMA point without a value of mr_ima.
-			off := int64(len(r.imaLog.Data))
+			off := r.imaLog.Size()
 			if res.Unproven > 0 {
 				rd := r.imaReader()
 				for i := 0; i < res.Events; i++ {

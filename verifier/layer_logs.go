@@ -89,7 +89,11 @@ func logName(i int, lg *bundle.Log) string {
 }
 
 func (r *run) firmwareLog(name string, lg *bundle.Log, runtimeRegs map[regKey]bool, l *LayerResult) error {
-	fl, err := tcg.Parse(name, lg.Data, eventlog.Format(lg.Format))
+	data, err := lg.Bytes()
+	if err != nil {
+		return failFrom(name, err)
+	}
+	fl, err := tcg.Parse(name, data, eventlog.Format(lg.Format))
 	if err != nil {
 		return failFrom(name, err)
 	}

@@ -1,7 +1,6 @@
 package verifier
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -50,9 +49,9 @@ func (r *run) policy(ctx context.Context, l *LayerResult) error {
 		if err := r.imaJudgeable("the policy names an IMA aggregate"); err != nil {
 			return err
 		}
-		src := ima.NewBinaryReader(bytes.NewReader(r.imaLog.Data), ima.Options{File: "ima list"})
+		src := ima.NewBinaryReader(r.imaLog.Open(0), ima.Options{File: "ima list"})
 		if r.imaLog.Format == string(eventlog.FormatIMAASCII) {
-			src = ima.NewASCIIReader(bytes.NewReader(r.imaLog.Data), ima.Options{File: "ima list"})
+			src = ima.NewASCIIReader(r.imaLog.Open(0), ima.Options{File: "ima list"})
 		}
 		got, n, err := ima.Aggregate(ctx, src, r.imaStart.entries+r.proven)
 		if err != nil {

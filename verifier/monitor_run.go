@@ -194,9 +194,11 @@ func (r *run) checkRuntimePrefixes(l *LayerResult) error {
 			}
 			name := logName(i, lg)
 			init := initOf(segment{name: name, log: lg})
-			if (init.Equal(rs.SegmentInit) || init.IsZero() && rs.SegmentInit.IsZero()) && int64(len(lg.Data)) >= rs.Offset {
+			if (init.Equal(rs.SegmentInit) || init.IsZero() && rs.SegmentInit.IsZero()) && lg.Size() >= rs.Offset {
 				h := sha256.New()
-				h.Write(lg.Data[:rs.Offset])
+				if err := lg.CopyRange(h, 0, rs.Offset); err != nil {
+					return failFrom(name, err)
+				}
 				if hex.EncodeToString(h.Sum(nil)) != rs.Prefix {
 					return &failError{&Failure{Log: name, Record: -1, Register: rs.Register, Expected: "sha256:" + rs.Prefix, Computed: "sha256:" + hex.EncodeToString(h.Sum(nil)),
 						Reason: fmt.Sprintf("the first %d bytes of the runtime log differ from the ones the monitor state of %s verified: history changed after it was judged", rs.Offset, stateTime(r.state))}}
@@ -214,10 +216,12 @@ func (r *run) checkRuntimePrefixes(l *LayerResult) error {
 // proved are not replayed again, so the bundle's copy of them must hash to
 // what was judged; then layer 3 runs.
 func (r *run) resumeAppLogs(ctx context.Context, l *LayerResult) error {
-	if r.state != nil && r.state.IMA != nil && r.imaLog != nil && int64(len(r.imaLog.Data)) >= r.state.IMA.Offset {
+	if r.state != nil && r.state.IMA != nil && r.imaLog != nil && r.imaLog.Size() >= r.state.IMA.Offset {
 		st := r.state.IMA
 		h := sha256.New()
-		h.Write(r.imaLog.Data[:st.Offset])
+		if err := r.imaLog.CopyRange(h, 0, st.Offset); err != nil {
+			return failFrom("ima list", err)
+		}
 		if got := hex.EncodeToString(h.Sum(nil)); got != st.Prefix {
 			return &failError{&Failure{Log: "ima list", Record: -1, Expected: "sha256:" + st.Prefix, Computed: "sha256:" + got,
 				Reason: fmt.Sprintf("the first %d IMA entries differ from the ones the monitor state of %s proved: an entry was changed after it was judged", st.Entries, stateTime(r.state))}}
@@ -287,13 +291,15 @@ func (r *run) advanceMonitor() error {
 // prefixOf is the hex SHA-256 of lg's first off bytes, continuing ph when
 // it hashed a shorter prefix of the same eventlog.
 func prefixOf(lg *bundle.Log, off int64, ph *prefixHash) (string, error) {
-	if lg == nil || off < 0 || off > int64(len(lg.Data)) {
+	if lg == nil || off < 0 || off > lg.Size() {
 		return "", errors.New("the verified offset is outside the log")
 	}
 	if ph == nil || ph.log != lg || ph.off > off {
 		ph = &prefixHash{log: lg, h: sha256.New()}
 	}
-	ph.h.Write(lg.Data[ph.off:off])
+	if err := lg.CopyRange(ph.h, ph.off, off); err != nil {
+		return "", err
+	}
 	return hex.EncodeToString(ph.h.Sum(nil)), nil
 }
 
@@ -306,9 +312,9 @@ func (r *run) countRecords(lg *bundle.Log, ph *prefixHash, rs *RuntimeState) (in
 		start, n = ph.off, ph.records
 	}
 	sg := segment{name: "runtime log", log: lg}
-	rd := sg.reader(lg.Data[start:rs.Offset])
+	rd := sg.reader(io.LimitReader(lg.Open(start), rs.Offset-start))
 	if start > 0 {
-		rd = sg.continueReader(lg.Data[start:rs.Offset], rs)
+		rd = sg.continueReader(io.LimitReader(lg.Open(start), rs.Offset-start), rs)
 	}
 	for {
 		_, err := rd.Next()

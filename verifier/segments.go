@@ -1,9 +1,9 @@
 package verifier
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 
 	"github.com/ccmr-dev/ccmr/bundle"
@@ -19,29 +19,29 @@ type segment struct {
 	log  *bundle.Log
 }
 
-func (sg segment) reader(data []byte) aael.EntryReader {
+func (sg segment) reader(data io.Reader) aael.EntryReader {
 	return sg.readerWith(data, aael.Options{File: sg.name})
 }
 
 // continueReader reads a segment's data after the offset a monitor state
 // verified: its entries must use the digest algorithm and MR index of the
 // ones before, as they must when the whole segment is read.
-func (sg segment) continueReader(data []byte, st *RuntimeState) aael.EntryReader {
+func (sg segment) continueReader(data io.Reader, st *RuntimeState) aael.EntryReader {
 	return sg.readerWith(data, aael.Options{File: sg.name, Continue: true, Alg: st.entryAlg(), MRIndex: *st.MRIndex})
 }
 
-func (sg segment) readerWith(data []byte, opt aael.Options) aael.EntryReader {
+func (sg segment) readerWith(data io.Reader, opt aael.Options) aael.EntryReader {
 	if sg.log.Format == string(eventlog.FormatAAELText) {
-		return aael.NewTextReader(bytes.NewReader(data), opt)
+		return aael.NewTextReader(data, opt)
 	}
-	return aael.NewReader(bytes.NewReader(data), opt)
+	return aael.NewReader(data, opt)
 }
 
 // entryForm is the digest algorithm and MR index of a segment's entries,
 // from its first (the reader holds every later entry to them); ok is false
 // for an empty or unreadable segment.
 func (sg segment) entryForm() (mr.Alg, uint32, bool) {
-	e, err := sg.reader(sg.log.Data).Next()
+	e, err := sg.reader(sg.log.Open(0)).Next()
 	if err != nil {
 		return 0, 0, false
 	}
@@ -50,7 +50,7 @@ func (sg segment) entryForm() (mr.Alg, uint32, bool) {
 
 // initOf returns the INIT value a segment starts with (zero without one).
 func initOf(sg segment) mr.Digest {
-	e, err := sg.reader(sg.log.Data).Next()
+	e, err := sg.reader(sg.log.Open(0)).Next()
 	if err != nil {
 		return mr.Digest{}
 	}
@@ -71,9 +71,9 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 		init0 := initOf(segs[0])
 		switch {
 		case init0.Equal(st.SegmentInit) || (init0.IsZero() && st.SegmentInit.IsZero()):
-			if int64(len(segs[0].log.Data)) < st.Offset {
+			if segs[0].log.Size() < st.Offset {
 				return &failError{&Failure{Log: segs[0].name, Record: -1, Register: reg,
-					Reason: fmt.Sprintf("the runtime log is %d bytes, shorter than the %d the monitor state verified: rewritten, or a new boot (start a new state)", len(segs[0].log.Data), st.Offset)}}
+					Reason: fmt.Sprintf("the runtime log is %d bytes, shorter than the %d the monitor state verified: rewritten, or a new boot (start a new state)", segs[0].log.Size(), st.Offset)}}
 			}
 			resume = st.resume()
 			skip = st.Offset
@@ -97,7 +97,6 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 			return &failError{&Failure{Log: sg.name, Record: 0, Register: reg,
 				Reason: fmt.Sprintf("segment %d uses %v and MR index %d, but segment 0 of %s uses %v and MR index %d: a chain is one register's log", i, a, m, reg, alg0, mri0)}}
 		}
-		data := sg.log.Data
 		opt := aael.ReplayOptions{File: sg.name, Backing: reg,
 			OnVirtual: func(v aael.VirtualRecord) error {
 				r.records[v.Name] = append(r.records[v.Name], v.Digest)
@@ -106,11 +105,10 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 		if r.b.Platform == mr.PlatformTPM {
 			opt.Name = aael.PCRName
 		}
-		rd := sg.reader(data)
+		rd := sg.reader(sg.log.Open(0))
 		if i == 0 && resume != nil {
-			data = data[skip:]
 			opt.Resume = resume
-			rd = sg.continueReader(data, r.state.runtimeFor(reg))
+			rd = sg.continueReader(sg.log.Open(skip), r.state.runtimeFor(reg))
 		}
 		res, err := aael.Replay(rd, opt)
 		if err != nil {
@@ -177,7 +175,7 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 	}
 	l.Checked = append(l.Checked, fmt.Sprintf("the runtime log of %s replays to the quoted value", reg))
 	// What a monitor state will remember.
-	end := int64(len(segs[len(segs)-1].log.Data))
+	end := segs[len(segs)-1].log.Size()
 	counts := map[string]int{}
 	for n, c := range last.Counts {
 		counts[n] = c
