@@ -99,6 +99,13 @@ type Log struct {
 	size int64
 }
 
+// Attach makes r (size bytes: a file, a member of a bundle archive) the
+// log's bytes in place of Data, which is cleared; the log is then read
+// from r on every Open, never held in memory whole.
+func (l *Log) Attach(r io.ReaderAt, size int64) {
+	l.Data, l.body, l.size = nil, r, size
+}
+
 // Size is the length of the log in bytes.
 func (l *Log) Size() int64 {
 	if l.body != nil {
