@@ -192,7 +192,7 @@ func TestTPM2EventlogRealKernel(t *testing.T) {
 // maintainer values there (TestConformance). Logs it crashes on or
 // rejects (agrees = null) are skipped.
 func TestTPM2EventlogCorpus(t *testing.T) {
-	dir := corpusDir(t)
+	dir := corpus.Require(t)
 	cases, err := corpus.EventLogs(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -224,7 +224,7 @@ func TestTPM2EventlogCorpus(t *testing.T) {
 // Our records equal go-eventlog's parse (index, type, data and each bank's
 // digest) for every log it can parse.
 func TestAgainstGoEventlog(t *testing.T) {
-	dir := corpusDir(t)
+	dir := corpus.Require(t)
 	cases, err := corpus.EventLogs(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -356,7 +356,7 @@ func showAll(l *Log) []eventlog.Event {
 
 // Problems the corpus is known to hold are found, at the right record.
 func TestShowProblemsCorpus(t *testing.T) {
-	dir := corpusDir(t)
+	dir := corpus.Require(t)
 	for _, tc := range []struct {
 		file   string
 		format eventlog.Format
@@ -500,7 +500,7 @@ func TestTruncated(t *testing.T) {
 }
 
 func TestACPITable(t *testing.T) {
-	dir := corpusDir(t)
+	dir := corpus.Require(t)
 	for _, tc := range []struct {
 		file       string
 		laml, lasa uint64

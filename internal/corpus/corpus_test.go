@@ -117,6 +117,9 @@ func TestRealCorpus(t *testing.T) {
 	if s := Seeds(t, "dcap-qvl/tdx_quote", "go-sev-guest/attestation.bin"); len(s) != 2 || len(s[0]) == 0 || len(s[1]) == 0 {
 		t.Fatalf("%d seeds", len(s))
 	}
+	if s := Seeds(t, "tpm2-tss/sml-*.bin"); len(s) < 2 {
+		t.Fatalf("tpm2-tss/sml-*.bin: %d seeds", len(s))
+	}
 	names, err := Manifest(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -66,7 +66,9 @@ func Read(tb testing.TB, rel string) []byte {
 	return b
 }
 
-// Seeds returns the bytes of every corpus file rels names, for fuzz seeds.
+// Seeds returns the bytes of every corpus file rels names (a rel may be a
+// filepath.Match pattern, which must match at least one file), for fuzz
+// seeds.
 // A fuzz target must still run on its own seeds without the corpus, so an
 // absent corpus is not a skip: it logs one line and returns nil (it fails
 // when $CCMR_REQUIRE_CORPUS=1). A file missing from a present corpus is
@@ -80,12 +82,21 @@ func Seeds(tb testing.TB, rels ...string) [][]byte {
 	}
 	out := make([][]byte, 0, len(rels))
 	for _, rel := range rels {
-		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
+		files, err := filepath.Glob(filepath.Join(dir, filepath.FromSlash(rel)))
 		if err != nil {
-			missing(tb, fmt.Errorf("seed %s: %w", rel, err))
+			tb.Fatalf("corpus seed %s: %v", rel, err)
+		}
+		if len(files) == 0 {
+			missing(tb, fmt.Errorf("seed %s: no such file in %s", rel, dir))
 			continue
 		}
-		out = append(out, b)
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				tb.Fatalf("corpus seed: %v", err)
+			}
+			out = append(out, b)
+		}
 	}
 	return out
 }
