@@ -273,7 +273,8 @@ func TestAgainstGoEventlog(t *testing.T) {
 }
 
 // The AAEL digest rule: sha384/sha256 of the whole TCG_PCClientTaggedEvent,
-// checked against the attestation agent's published test vector (DESIGN.md).
+// checked against the attestation agent's published test vector
+// (docs/design.md, "The CC runtime log").
 func TestAAELTestVector(t *testing.T) {
 	rec := []byte("domain operation content")
 	ev := make([]byte, 8, 8+len(rec))
