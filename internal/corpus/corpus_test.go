@@ -178,3 +178,25 @@ func TestManifestMalformed(t *testing.T) {
 		t.Errorf("no %s: %v, want ErrNoCorpus", Sums, err)
 	}
 }
+
+// FuzzManifest: no SHA256SUMS panics Manifest; what it accepts lists only
+// non-empty, sorted names.
+func FuzzManifest(f *testing.F) {
+	f.Add([]byte(strings.Repeat("a", 64) + "  ./x/y\n" + strings.Repeat("b", 64) + "  *z\n"))
+	f.Add([]byte("\n\n"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err := os.WriteFile(filepath.Join(dir, Sums), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		names, err := Manifest(dir)
+		if err != nil {
+			return
+		}
+		for i, n := range names {
+			if n == "" || i > 0 && names[i-1] > n {
+				t.Fatalf("names %q", names)
+			}
+		}
+	})
+}

@@ -322,24 +322,9 @@ func nodeID(p string) string {
 // replaced by section. The markers must each appear once, in that order,
 // on lines of their own.
 func Replace(doc []byte, section string) ([]byte, error) {
-	lines := strings.SplitAfter(string(doc), "\n")
-	begin, end := -1, -1
-	for i, l := range lines {
-		switch strings.TrimRight(l, "\r\n") {
-		case Begin:
-			if begin >= 0 {
-				return nil, fmt.Errorf("%w: begin marker twice (lines %d and %d)", ErrMarkers, begin+1, i+1)
-			}
-			begin = i
-		case End:
-			if end >= 0 {
-				return nil, fmt.Errorf("%w: end marker twice (lines %d and %d)", ErrMarkers, end+1, i+1)
-			}
-			end = i
-		}
-	}
-	if begin < 0 || end < 0 || end < begin {
-		return nil, fmt.Errorf("%w: want one line %q, later one line %q", ErrMarkers, Begin, End)
+	lines, begin, end, err := markers(doc)
+	if err != nil {
+		return nil, err
 	}
 	var b strings.Builder
 	for _, l := range lines[:begin] {
@@ -352,13 +337,37 @@ func Replace(doc []byte, section string) ([]byte, error) {
 	return []byte(b.String()), nil
 }
 
-// Section returns the generated section of doc, markers included.
+// Section returns the generated section of doc, markers included, found
+// the way Replace finds it.
 func Section(doc []byte) (string, error) {
-	s := string(doc)
-	i := strings.Index(s, Begin+"\n")
-	j := strings.Index(s, "\n"+End+"\n")
-	if i < 0 || j < i {
-		return "", fmt.Errorf("%w: no section", ErrMarkers)
+	lines, begin, end, err := markers(doc)
+	if err != nil {
+		return "", err
 	}
-	return s[i : j+len(End)+2], nil
+	return strings.Join(lines[begin:end+1], ""), nil
+}
+
+// markers splits doc into lines (each keeping its newline) and finds the
+// one Begin line and the one End line after it.
+func markers(doc []byte) (lines []string, begin, end int, err error) {
+	lines = strings.SplitAfter(string(doc), "\n")
+	begin, end = -1, -1
+	for i, l := range lines {
+		switch strings.TrimRight(l, "\r\n") {
+		case Begin:
+			if begin >= 0 {
+				return nil, 0, 0, fmt.Errorf("%w: begin marker twice (lines %d and %d)", ErrMarkers, begin+1, i+1)
+			}
+			begin = i
+		case End:
+			if end >= 0 {
+				return nil, 0, 0, fmt.Errorf("%w: end marker twice (lines %d and %d)", ErrMarkers, end+1, i+1)
+			}
+			end = i
+		}
+	}
+	if begin < 0 || end < 0 || end < begin {
+		return nil, 0, 0, fmt.Errorf("%w: want one line %q, later one line %q", ErrMarkers, Begin, End)
+	}
+	return lines, begin, end, nil
 }

@@ -134,3 +134,25 @@ func TestReplace(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReplace: no document panics Replace; what it accepts holds the new
+// section exactly once, found again by Section.
+func FuzzReplace(f *testing.F) {
+	f.Add("a\n" + Begin + "\nold\n" + End + "\nb\n")
+	f.Add(Begin + "\n" + End + "\n")
+	f.Add("no markers")
+	f.Add("x" + Begin + "\n" + Begin + "\nold\n" + End + "\n")
+	sec := Begin + "\nnew\n" + End + "\n"
+	f.Fuzz(func(t *testing.T, doc string) {
+		out, err := Replace([]byte(doc), sec)
+		if err != nil {
+			return
+		}
+		if strings.Count(string(out), sec) != 1 {
+			t.Fatalf("section not once in %q", out)
+		}
+		if s, err := Section(out); err != nil || s != sec {
+			t.Fatalf("Section = %q, %v in %q", s, err, out)
+		}
+	})
+}
