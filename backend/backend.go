@@ -36,7 +36,8 @@ func (o Options) getenv(k string) string {
 }
 
 // Open opens the device a --device spec names. For "auto" it tries the
-// hardware backends in DESIGN.md's order and falls back to the software
+// hardware backends in the order of docs/design.md ("Registers and
+// devices", auto-detection) and falls back to the software
 // device with one warning line on opts.Stderr naming its state folder.
 func Open(ctx context.Context, spec string, opts Options) (mr.Device, error) {
 	sp, err := ParseSpec(spec)

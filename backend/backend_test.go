@@ -10,7 +10,8 @@ import (
 )
 
 // Auto-detection picks the right backend on each emulated machine, in
-// DESIGN.md's order, and falls back to sim with one warning line.
+// the order of docs/design.md ("Registers and devices"), and falls back to
+// sim with one warning line.
 func TestAutoDetect(t *testing.T) {
 	ctx := context.Background()
 	state := t.TempDir()

@@ -9,7 +9,8 @@ import (
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
-// probe looks for hardware in DESIGN.md's order: tdx, snp, tpm. It returns
+// probe looks for hardware in the order of docs/design.md ("Registers and
+// devices", auto-detection): tdx, snp, tpm. It returns
 // nil, nil when there is none.
 func probe(ctx context.Context, opts Options) (mr.Device, error) {
 	root := opts.root()

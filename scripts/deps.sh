@@ -6,6 +6,8 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have swtpm || need+=(swtpm swtpm-tools)
 have tpm2_pcrread || need+=(tpm2-tools)
 have evmctl || need+=(ima-evm-utils)
+# setpriv drops root for the tests that need file modes to apply (TestReadOnlyFolder).
+have setpriv || need+=(util-linux)
 dpkg -s libtss2-tcti-swtpm0 >/dev/null 2>&1 || need+=(libtss2-tcti-swtpm0)
 if [ "${CCMR_E2E:-}" = 1 ]; then
 	have qemu-system-x86_64 || need+=(qemu-system-x86)

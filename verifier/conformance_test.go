@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,11 +25,7 @@ import (
 
 func cfile(t *testing.T, rel string) importer.File {
 	t.Helper()
-	dir, err := corpus.Dir()
-	if err != nil {
-		t.Skipf("public corpus absent: %v", err)
-	}
-	p := filepath.Join(dir, rel)
+	p := corpus.Path(t, rel)
 	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)

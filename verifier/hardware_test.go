@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,15 +19,7 @@ import (
 
 func corpusFile(t *testing.T, rel string) []byte {
 	t.Helper()
-	dir, err := corpus.Dir()
-	if err != nil {
-		t.Skipf("public corpus absent: %v", err)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return corpus.Read(t, rel)
 }
 
 // The real TDX v4 quote of the corpus (dcap-qvl) verifies offline with its

@@ -9,7 +9,7 @@ import (
 	"github.com/ccmr-dev/ccmr/internal/termsafe"
 )
 
-// Layer numbers, as DESIGN.md names them.
+// Layer numbers, as docs/design.md ("Verifier layers") names them.
 const (
 	LayerEvidence = 0
 	LayerLogs     = 1

@@ -13,7 +13,7 @@ import (
 )
 
 // segment is one runtime log of a backing register in the bundle; several
-// make a chain (DESIGN.md, Segments), oldest first.
+// make a chain (docs/design.md, "The CC runtime log", Segments), oldest first.
 type segment struct {
 	name string
 	log  *bundle.Log

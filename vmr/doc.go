@@ -1,6 +1,6 @@
 // Package vmr keeps virtual registers (mr_ima, mr_ctr.<id>, …) on top of one
-// real backing register and its CC runtime log (DESIGN.md: the runtime log,
-// the writing protocol).
+// real backing register and its CC runtime log (docs/design.md, "The CC
+// runtime log": the log format, segments, the writing protocol).
 //
 // Every virtual extend is a record "NAME extend ALG/HEX" appended to the
 // runtime log and fsynced before the hash of the record is extended into the

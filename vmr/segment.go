@@ -13,7 +13,7 @@ import (
 )
 
 // Cut archives the current segment of the runtime log and starts a new one
-// (DESIGN.md, Segments): its INIT entry holds the backing register's value at
+// (docs/design.md, "The CC runtime log", Segments): its INIT entry holds the backing register's value at
 // the cut and its first record, `ccmr snapshot mr_x=ALG/HEX,...` (extended
 // like any record), every virtual register's value. The archived segment is
 // what an auditor needs to prove the snapshot; once it has been shipped the

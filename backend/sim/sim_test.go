@@ -496,34 +496,6 @@ func TestContextCancelWhileLocked(t *testing.T) {
 	}
 }
 
-func TestReadOnlyFolder(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("root ignores file modes")
-	}
-	ctx := context.Background()
-	d := openT(t, t.TempDir())
-	if err := d.ExtendData(ctx, "rtmr0", []byte("a")); err != nil {
-		t.Fatal(err)
-	}
-	before := stateBytes(t, d)
-	if err := os.Chmod(filepath.Join(d.Dir(), lockFile), 0o400); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(d.Dir(), 0o500); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Chmod(d.Dir(), 0o700) })
-	if _, err := d.Read(ctx); err != nil {
-		t.Fatalf("read of a read-only folder: %v", err)
-	}
-	if err := d.ExtendData(ctx, "rtmr0", []byte("a")); err == nil {
-		t.Fatal("extend in a read-only folder succeeded")
-	}
-	if !bytes.Equal(before, stateBytes(t, d)) {
-		t.Fatal("state changed")
-	}
-}
-
 // ExtendMany equals Extend called digest by digest.
 func TestExtendMany(t *testing.T) {
 	ctx := context.Background()

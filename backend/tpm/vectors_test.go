@@ -189,6 +189,9 @@ func TestParseErrors(t *testing.T) {
 
 func seeds(f *testing.F, suffix string) {
 	ms, _ := filepath.Glob(filepath.Join("testdata", "tpm2-tools", "*"+suffix))
+	if len(ms) == 0 {
+		f.Fatalf("no seed testdata/tpm2-tools/*%s", suffix)
+	}
 	for _, m := range ms {
 		b, err := os.ReadFile(m)
 		if err != nil {

@@ -1,8 +1,6 @@
 package importer
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/internal/corpus"
@@ -13,12 +11,8 @@ import (
 func FuzzParseAK(f *testing.F) {
 	f.Add(vec(f, "rsa-ak.pem").Data)
 	f.Add(vec(f, "ecc-ak.pem").Data)
-	if dir, err := corpus.Dir(); err == nil {
-		for _, rel := range []string{"keylime/ak.pub", "go-tpm-tools/attestations/gce-cos-85-nonce9009/ak_pub.tpmt_public", "go-attestation/windows_gcp_shielded_vm/ak_pub.tpmt_public"} {
-			if b, err := os.ReadFile(filepath.Join(dir, rel)); err == nil {
-				f.Add(b)
-			}
-		}
+	for _, b := range corpus.Seeds(f, "keylime/ak.pub", "go-tpm-tools/attestations/gce-cos-85-nonce9009/ak_pub.tpmt_public", "go-attestation/windows_gcp_shielded_vm/ak_pub.tpmt_public") {
+		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = ParseAK(b)

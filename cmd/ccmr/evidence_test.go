@@ -25,11 +25,7 @@ import (
 
 func corpusPath(t *testing.T) string {
 	t.Helper()
-	dir, err := corpus.Dir()
-	if err != nil {
-		t.Skipf("public corpus absent: %v", err)
-	}
-	return dir
+	return corpus.Require(t)
 }
 
 // changed writes a copy of file with the byte at off (negative: from the

@@ -9,7 +9,7 @@ import (
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
-// Exit codes, as DESIGN.md fixes them.
+// Exit codes, as docs/design.md fixes them ("Verifier layers" and "CLI").
 const (
 	exitOK    = 0
 	exitFail  = 1 // not trusted, mismatch, device failure

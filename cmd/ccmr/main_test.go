@@ -50,6 +50,10 @@ func TestScripts(t *testing.T) {
 				return false, fmt.Errorf("unknown condition %q", cond)
 			}
 			_, err := corpus.Dir()
+			if err != nil && corpus.Required() {
+				// [!corpus] skip would pass a run meant to check the corpus.
+				return false, fmt.Errorf("%w (%s=1)", err, corpus.EnvRequire)
+			}
 			return err == nil, nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){

@@ -5,7 +5,8 @@
 // failed at the layer each tampering must be caught at.
 //
 // It parses the IMA binary list and the runtime log itself (a few lines
-// each, following the kernel's and DESIGN.md's layouts) on purpose: the
+// each, following the kernel's layout and that of docs/design.md, "The CC
+// runtime log") on purpose: the
 // reference values it derives must not come from the code under test.
 //
 //	e2etool unpack BUNDLE DIR
@@ -341,7 +342,7 @@ func splitFields(d []byte) ([][]byte, error) {
 }
 
 // mrIMA folds v = sha384(v || sha384(template data)) over the first n
-// entries, as DESIGN.md defines mr_ima.
+// entries, as docs/design.md ("The CC runtime log") defines mr_ima.
 func mrIMA(list []byte, n int) ([]byte, error) {
 	es, err := parseIMA(list)
 	if err != nil {
@@ -390,7 +391,8 @@ func flipIMA(list []byte, idx int, rehash bool) error {
 }
 
 // flipRuntime changes one hex digit of the content of runtime log record
-// idx (a TCG_PCR_EVENT2 carrying an AAEL record, DESIGN.md). With rehash it
+// idx (a TCG_PCR_EVENT2 carrying an AAEL record, docs/design.md, "The CC
+// runtime log"). With rehash it
 // also rewrites the record's digests as H(event), so the record is
 // self-consistent and only the quoted backing register can tell.
 func flipRuntime(l []byte, idx int, rehash bool) error {

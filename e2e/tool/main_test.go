@@ -73,7 +73,8 @@ func forwarded(t *testing.T) int {
 }
 
 // The fold computed here must equal what ccmr's vmr computed in the guest
-// and what the bundle claims: two implementations of DESIGN.md's rule.
+// and what the bundle claims: two implementations of the rule of
+// docs/design.md ("The CC runtime log", virtual registers).
 func TestMrIMAMatchesGuest(t *testing.T) {
 	n := forwarded(t)
 	v, err := mrIMA(read(t, "guest/binary_runtime_measurements"), n)

@@ -1,5 +1,5 @@
 // Package aael reads, writes and replays the CC runtime log, the log on
-// which ccmr's virtual registers ride (DESIGN.md, "The CC runtime log";
+// which ccmr's virtual registers ride (docs/design.md, "The CC runtime log";
 // docs/formats/runtime-log.md).
 //
 // Records are AAEL events (the Confidential Containers attestation agent

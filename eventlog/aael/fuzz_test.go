@@ -3,11 +3,10 @@ package aael
 import (
 	"bytes"
 	"crypto/sha512"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/ccmr-dev/ccmr/internal/corpus"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -28,19 +27,10 @@ func seedLog() []byte {
 // trusteeSeed returns the real Trustee CCEL with AAEL entries when the
 // corpus is present.
 func trusteeSeed(f *testing.F) []byte {
-	d := os.Getenv("CCMR_CORPUS")
-	if d == "" {
-		dir, _ := os.Getwd()
-		for dir != filepath.Dir(dir) {
-			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-				break
-			}
-			dir = filepath.Dir(dir)
-		}
-		d = filepath.Join(dir, "..", "shared", "testdata", "public")
+	if s := corpus.Seeds(f, "trustee/eventlog/CCEL_AAEL_alibabacloud"); len(s) == 1 {
+		return s[0]
 	}
-	b, _ := os.ReadFile(filepath.Join(d, "trustee", "eventlog", "CCEL_AAEL_alibabacloud"))
-	return b
+	return nil
 }
 
 func FuzzReader(f *testing.F) {

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/internal/corpus"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -24,30 +25,6 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
-}
-
-// corpus returns the public corpus dir, or skips.
-func corpus(t testing.TB) string {
-	t.Helper()
-	if d := os.Getenv("CCMR_CORPUS"); d != "" {
-		return d
-	}
-	dir := must(os.Getwd())
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			t.Skip("corpus: go.mod not found")
-		}
-		dir = up
-	}
-	d := filepath.Join(dir, "..", "shared", "testdata", "public")
-	if _, err := os.Stat(d); err != nil {
-		t.Skipf("public corpus absent (%s); set CCMR_CORPUS", d)
-	}
-	return d
 }
 
 func TestDesignVector(t *testing.T) {
@@ -91,7 +68,7 @@ func TestDesignVector(t *testing.T) {
 // must write them byte for byte, and read and replay the whole CCEL to the
 // RTMRs Trustee's test data states.
 func TestTrusteeAAEL(t *testing.T) {
-	dir := filepath.Join(corpus(t), "trustee")
+	dir := filepath.Join(corpus.Require(t), "trustee")
 	raw := must(os.ReadFile(filepath.Join(dir, "eventlog", "CCEL_AAEL_alibabacloud")))
 	var exp map[string]json.RawMessage
 	if err := json.Unmarshal(must(os.ReadFile(filepath.Join(dir, "EXPECTED.json"))), &exp); err != nil {

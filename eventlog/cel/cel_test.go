@@ -18,6 +18,7 @@ import (
 
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
+	"github.com/ccmr-dev/ccmr/internal/corpus"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -26,28 +27,6 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
-}
-
-func corpus(t testing.TB) string {
-	t.Helper()
-	if d := os.Getenv("CCMR_CORPUS"); d != "" {
-		return d
-	}
-	dir := must(os.Getwd())
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Skip("corpus: go.mod not found")
-		}
-		dir = filepath.Dir(dir)
-	}
-	d := filepath.Join(dir, "..", "shared", "testdata", "public")
-	if _, err := os.Stat(d); err != nil {
-		t.Skipf("public corpus absent (%s); set CCMR_CORPUS", d)
-	}
-	return d
 }
 
 func runtimeLog(t testing.TB) []byte {
@@ -211,7 +190,7 @@ func TestJSONErrors(t *testing.T) {
 }
 
 func TestTLVConfidentialSpace(t *testing.T) {
-	dir := filepath.Join(corpus(t), "go-tpm-tools")
+	dir := filepath.Join(corpus.Require(t), "go-tpm-tools")
 	raw := must(os.ReadFile(filepath.Join(dir, "cel", "confidential-space-rtmr3.cel.bin")))
 	var exp map[string]json.RawMessage
 	if err := json.Unmarshal(must(os.ReadFile(filepath.Join(dir, "EXPECTED.json"))), &exp); err != nil {

@@ -4,28 +4,12 @@ import (
 	"bytes"
 	"io"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
+	"github.com/ccmr-dev/ccmr/internal/corpus"
 	"github.com/ccmr-dev/ccmr/mr"
 )
-
-func corpusFile(parts ...string) []byte {
-	d := os.Getenv("CCMR_CORPUS")
-	if d == "" {
-		dir, _ := os.Getwd()
-		for dir != filepath.Dir(dir) {
-			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-				break
-			}
-			dir = filepath.Dir(dir)
-		}
-		d = filepath.Join(dir, "..", "shared", "testdata", "public")
-	}
-	b, _ := os.ReadFile(filepath.Join(append([]string{d}, parts...)...))
-	return b
-}
 
 func FuzzJSONReader(f *testing.F) {
 	bin := runtimeLog(f)
@@ -62,7 +46,7 @@ func FuzzJSONReader(f *testing.F) {
 }
 
 func FuzzTLVReader(f *testing.F) {
-	if b := corpusFile("go-tpm-tools", "cel", "confidential-space-rtmr3.cel.bin"); b != nil {
+	for _, b := range corpus.Seeds(f, "go-tpm-tools/cel/confidential-space-rtmr3.cel.bin") {
 		f.Add(b)
 		f.Add(b[:200])
 	}

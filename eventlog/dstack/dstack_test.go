@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,29 +12,21 @@ import (
 )
 
 func corpusLog(t testing.TB) []byte {
-	dir, err := corpus.Dir()
-	if err != nil {
-		t.Skipf("public corpus absent: %v", err)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "dstack/simulator-eventlog.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return corpus.Read(t, "dstack/simulator-eventlog.json")
 }
 
 // The dstack simulator's log replays to the RTMRs of its quote, as
 // EXPECTED.json lists them.
 func TestReplayMatchesQuote(t *testing.T) {
 	data := corpusLog(t)
-	dir, _ := corpus.Dir()
 	var exp map[string]map[string]json.RawMessage
-	b, _ := os.ReadFile(filepath.Join(dir, "dstack/EXPECTED.json"))
-	if err := json.Unmarshal(b, &exp); err != nil {
+	if err := json.Unmarshal(corpus.Read(t, "dstack/EXPECTED.json"), &exp); err != nil {
 		t.Fatal(err)
 	}
 	var q map[string]any
-	json.Unmarshal(exp["simulator-quote.bin + simulator-eventlog.json"]["quote"], &q)
+	if err := json.Unmarshal(exp["simulator-quote.bin + simulator-eventlog.json"]["quote"], &q); err != nil {
+		t.Fatalf("dstack/EXPECTED.json: quote: %v", err)
+	}
 	res, err := Replay(NewReader(bytes.NewReader(data), "log"), "log", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +35,7 @@ func TestReplayMatchesQuote(t *testing.T) {
 		t.Fatalf("%d events, %d registers", res.Events, len(res.Registers))
 	}
 	for _, v := range res.Registers {
-		if want := q[v.Register.Name].(string); v.Digest.Hex() != want {
+		if want, _ := q[v.Register.Name].(string); v.Digest.Hex() != want {
 			t.Errorf("%s = %s, quote has %s", v.Register.Name, v.Digest.Hex(), want)
 		}
 	}
@@ -70,10 +60,8 @@ func TestTamperedRuntimeEvent(t *testing.T) {
 }
 
 func FuzzReader(f *testing.F) {
-	if dir, err := corpus.Dir(); err == nil {
-		if b, err := os.ReadFile(filepath.Join(dir, "dstack/simulator-eventlog.json")); err == nil {
-			f.Add(b)
-		}
+	for _, b := range corpus.Seeds(f, "dstack/simulator-eventlog.json") {
+		f.Add(b)
 	}
 	f.Add([]byte(`[{"imr":3,"event_type":134217729,"digest":"` + strings.Repeat("00", 48) + `","event":"a","event_payload":"00"}]`))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/internal/corpus"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -29,7 +30,7 @@ type expectedList struct {
 // corpusLists returns every IMA list of the corpus's EXPECTED.json files,
 // keyed by path relative to the corpus.
 func corpusLists(t *testing.T) (string, map[string]expectedList) {
-	root := corpus(t)
+	root := corpus.Require(t)
 	out := map[string]expectedList{}
 	files, err := filepath.Glob(filepath.Join(root, "*", "EXPECTED.json"))
 	if err != nil {

@@ -16,7 +16,8 @@
 // and all-ones for a violation (a listed hash of zeros). Replay folds a list
 // into PCR 10 (or whichever PCR each entry names) of any set of banks and
 // compares with expected values; ReplayVirtual folds sha384(template data)
-// per entry into the mr_ima virtual register of DESIGN.md and can check
+// per entry into the mr_ima virtual register (docs/design.md, "The CC
+// runtime log") and can check
 // entry i against mr_ima record i. VerifySignature checks ima-sig and
 // ima-modsig signatures (digsig v2) against RSA, NIST P-curve and secp256k1
 // keys, and CheckBootAggregate checks the boot_aggregate entry under both

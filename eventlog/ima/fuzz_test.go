@@ -11,27 +11,25 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/internal/corpus"
 	"github.com/ccmr-dev/ccmr/internal/imatest"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
-// addSeeds adds the files matching each pattern (relative to dir) as seeds.
+// addSeeds adds the files matching each pattern (relative to dir) as seeds;
+// a pattern that matches nothing fails, so seeds cannot silently vanish.
 func addSeeds(f *testing.F, dir string, patterns ...string) {
 	for _, p := range patterns {
 		m, _ := filepath.Glob(filepath.Join(dir, p))
+		if len(m) == 0 {
+			f.Fatalf("seed %s: no file in %s", p, dir)
+		}
 		for _, file := range m {
 			if b, err := os.ReadFile(file); err == nil {
 				f.Add(b)
 			}
 		}
 	}
-}
-
-func corpusDir() string {
-	if d := os.Getenv("CCMR_CORPUS"); d != "" {
-		return d
-	}
-	return "../../../shared/testdata/public"
 }
 
 // exercise reads every entry of r and checks the reader's contracts.
@@ -75,7 +73,9 @@ func exercise(t *testing.T, r *Reader) {
 
 func FuzzBinaryReader(f *testing.F) {
 	addSeeds(f, filepath.Join("..", "..", "testdata", "real-kernel-ima-sig"), "binary_runtime_measurements")
-	addSeeds(f, corpusDir(), "tpm2-tss/sml-*.bin", "embrave/binary_runtime_measurements")
+	for _, b := range corpus.Seeds(f, "tpm2-tss/sml-*.bin", "embrave/binary_runtime_measurements") {
+		f.Add(b)
+	}
 	specs := make([]imatest.Spec, 14)
 	for i := range specs {
 		specs[i] = imatest.Mixed(i)
@@ -90,7 +90,9 @@ func FuzzBinaryReader(f *testing.F) {
 
 func FuzzASCIIReader(f *testing.F) {
 	addSeeds(f, filepath.Join("..", "..", "testdata", "real-kernel-ima-sig"), "ascii_runtime_measurements")
-	addSeeds(f, corpusDir(), "keylime/*.ascii", "rust-keylime/ima_log.txt", "ima-evm-utils/*ascii*")
+	for _, b := range corpus.Seeds(f, "keylime/*.ascii", "rust-keylime/ima_log.txt", "ima-evm-utils/*ascii*") {
+		f.Add(b)
+	}
 	specs := make([]imatest.Spec, 14)
 	for i := range specs {
 		specs[i] = imatest.Mixed(i)

@@ -104,7 +104,8 @@ func checkTemplateHash(file string, e *Entry, h hasher, buf []byte) error {
 }
 
 // VirtualDigest returns sha384(template data): what the IMA forwarder
-// extends into the mr_ima virtual register for entry e (DESIGN.md), so that
+// extends into the mr_ima virtual register for entry e (docs/design.md,
+// "The CC runtime log"), so that
 // record i of mr_ima is IMA entry i. Violations are no exception: their
 // template data is hashed like any other. It fails with mr.ErrUnsupported
 // when the template data is unknown (an unknown template from an ascii

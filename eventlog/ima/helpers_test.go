@@ -37,19 +37,6 @@ func realDir(t testing.TB) string {
 	return filepath.Join(repoRoot(t), "testdata", "real-kernel-ima-sig")
 }
 
-// corpus returns the public corpus folder, or skips.
-func corpus(t testing.TB) string {
-	t.Helper()
-	d := os.Getenv("CCMR_CORPUS")
-	if d == "" {
-		d = filepath.Join(repoRoot(t), "..", "shared", "testdata", "public")
-	}
-	if _, err := os.Stat(d); err != nil {
-		t.Skipf("public corpus not found at %s (set CCMR_CORPUS)", d)
-	}
-	return d
-}
-
 // readAll reads every entry of a list, cloning each.
 func readAll(t testing.TB, r *Reader) ([]*Entry, error) {
 	t.Helper()

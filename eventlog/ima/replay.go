@@ -214,7 +214,7 @@ type VirtualReplay struct {
 
 // ReplayVirtual folds sha384(template data) of each entry (VirtualDigest)
 // into a virtual register that starts at 48 zero bytes: the value of mr_ima
-// (DESIGN.md). With opts.Records it checks entry i against record i and
+// (docs/design.md, "The CC runtime log"). With opts.Records it checks entry i against record i and
 // returns a *eventlog.Mismatch naming the first entry that differs ("IMA entry 17
 // does not match mr_ima record 17"), or the first record with no entry.
 // Entries whose listed hash does not match their data are reported as in

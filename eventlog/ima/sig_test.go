@@ -20,6 +20,7 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/internal/corpus"
 	"github.com/ccmr-dev/ccmr/internal/imatest"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
@@ -30,7 +31,7 @@ import (
 // OpenPOWER fragment (RSA-2048 keyid f3452d23, secp256k1 keyid 531f4025,
 // as SOURCES.md states), and requires the tampered signature to fail.
 func TestKeylimeSignatures(t *testing.T) {
-	dir := filepath.Join(corpus(t), "keylime")
+	dir := filepath.Join(corpus.Require(t), "keylime")
 	keys, err := LoadKeys(filepath.Join(dir, "ima-key-rsa2048-pub.pem"), filepath.Join(dir, "ima-key-ec-pub.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +232,7 @@ func TestBootAggregate(t *testing.T) {
 		t.Fatalf("changed PCR 4: %v", err)
 	}
 
-	dir := filepath.Join(corpus(t), "ima-evm-utils")
+	dir := filepath.Join(corpus.Require(t), "ima-evm-utils")
 	raw, err := os.ReadFile(filepath.Join(dir, "EXPECTED.json"))
 	if err != nil {
 		t.Fatal(err)

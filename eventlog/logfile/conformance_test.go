@@ -29,13 +29,7 @@ type row struct {
 // compares every register value EXPECTED.json lists. With
 // CCMR_CONFORMANCE_DOC=FILE it writes the table of docs/conformance.md.
 func TestConformance(t *testing.T) {
-	dir, err := corpus.Dir()
-	if err != nil {
-		if os.Getenv("CCMR_REQUIRE_CORPUS") == "1" {
-			t.Fatalf("corpus required: %v", err)
-		}
-		t.Skipf("public corpus absent: %v", err)
-	}
+	dir := corpus.Require(t)
 	var rows []row
 	banks := map[mr.Alg]bool{}
 	values := 0
@@ -72,6 +66,10 @@ func TestConformance(t *testing.T) {
 	lists, err := imaLists(dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(cases) == 0 || len(att) == 0 || len(lists) == 0 {
+		// A loop over nothing would pass: the corpus holds all three kinds.
+		t.Fatalf("%d firmware logs, %d attestation logs, %d IMA lists", len(cases), len(att), len(lists))
 	}
 	for _, l := range lists {
 		r := checkIMA(t, dir, l)
@@ -131,7 +129,10 @@ type imaList struct {
 }
 
 func imaLists(dir string) ([]imaList, error) {
-	files, _ := filepath.Glob(filepath.Join(dir, "*", "EXPECTED.json"))
+	files, err := filepath.Glob(filepath.Join(dir, "*", "EXPECTED.json"))
+	if err != nil {
+		return nil, err
+	}
 	var out []imaList
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -189,7 +190,9 @@ func checkIMA(t *testing.T, dir string, l imaList) row {
 			t.Fatal(rerr)
 		}
 		cut := filepath.Join(t.TempDir(), filepath.Base(path))
-		os.WriteFile(cut, data[:le.Offset], 0o600)
+		if err := os.WriteFile(cut, data[:le.Offset], 0o600); err != nil {
+			t.Fatal(err)
+		}
 		lf2, oerr := logfile.Open(cut, lf.Format)
 		if oerr != nil && l.entries == 0 {
 			r.result = fmt.Sprintf("exit 2 as shipped (partial entry at byte %d); no complete entry", le.Offset)
@@ -253,13 +256,16 @@ func checkIMA(t *testing.T, dir string, l imaList) row {
 }
 
 func expectedCEL(t *testing.T, dir string) (mr.Digest, bool) {
-	b, err := os.ReadFile(filepath.Join(dir, "go-tpm-tools/EXPECTED.json"))
-	if err != nil {
-		return mr.Digest{}, false
+	b := corpus.Read(t, "go-tpm-tools/EXPECTED.json")
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("go-tpm-tools/EXPECTED.json: %v", err)
 	}
-	var m map[string]map[string]any
-	json.Unmarshal(b, &m)
-	h, ok := m["cel/confidential-space-rtmr3.cel.bin"]["replayed_CCMR4(RTMR3)_from_zero"].(string)
+	var e map[string]any
+	if err := json.Unmarshal(m["cel/confidential-space-rtmr3.cel.bin"], &e); err != nil {
+		t.Fatalf("go-tpm-tools/EXPECTED.json: cel/confidential-space-rtmr3.cel.bin: %v", err)
+	}
+	h, ok := e["replayed_CCMR4(RTMR3)_from_zero"].(string)
 	if !ok {
 		t.Error("go-tpm-tools EXPECTED.json: no CEL value")
 		return mr.Digest{}, false
@@ -300,36 +306,170 @@ func writeDoc(t *testing.T, path string, rows []row, values int, banks []string)
 }
 
 // TestCorpusNeverCrashes runs show and replay, format auto, on every file of
-// the corpus (tpm2_eventlog crashes on some of them): errors are fine, a
-// panic is not.
+// the corpus (tpm2_eventlog crashes on some of them). Each file either
+// parses and replays, or fails with a typed error (*eventlog.Error or
+// *eventlog.Mismatch) naming the file, the record and a byte offset inside
+// it; a panic fails the test naming the file. The files walked must be
+// exactly those SHA256SUMS lists, so an empty or partial corpus fails.
 func TestCorpusNeverCrashes(t *testing.T) {
-	dir, err := corpus.Dir()
+	dir := corpus.Require(t)
+	listed, err := corpus.Manifest(dir)
 	if err != nil {
-		t.Skipf("public corpus absent: %v", err)
+		t.Fatal(err)
 	}
-	n := 0
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || strings.HasSuffix(p, ".md") || strings.HasSuffix(p, ".json") {
-			return nil
+	var seen []string
+	formats := map[string]eventlog.Format{}
+	refused, failed := 0, 0
+	err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
 		}
-		n++
-		lf, err := logfile.Open(p, eventlog.FormatAuto)
+		rel, err := filepath.Rel(dir, p)
 		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if rel == corpus.Sums || rel == corpus.Marker {
 			return nil
 		}
-		defer lf.Close()
-		lf.Show(context.Background(), logfile.Options{}, func(eventlog.Event) error { return nil })
-		lf.Replay(context.Background(), logfile.Options{})
+		seen = append(seen, rel)
+		f, err := neverCrashes(t, p)
+		switch {
+		case f == "":
+			refused++
+		case err != nil:
+			failed++
+		}
+		if f != "" {
+			formats[rel] = f
+		}
 		return nil
 	})
-	t.Logf("%d corpus files shown and replayed without a crash", n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) == 0 {
+		t.Fatalf("no file under %s", dir)
+	}
+	sort.Strings(seen)
+	if strings.Join(seen, "\n") != strings.Join(listed, "\n") {
+		t.Errorf("walked %d files, %s lists %d: %s", len(seen), corpus.Sums, len(listed), setDiff(seen, listed))
+	}
+	// Every event log the conformance cases name is recognised by format
+	// auto: a sniffing regression would otherwise only show as "refused".
+	cases, err := corpus.EventLogs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	att, err := corpus.AttestationLogs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range append(cases, att...) {
+		if _, ok := formats[c.Name]; !ok {
+			t.Errorf("%s: format auto does not recognise this %s log", c.Name, c.Format)
+		}
+	}
+	ok := len(formats) - failed
+	if ok == 0 {
+		t.Fatal("no corpus file parsed and replayed")
+	}
+	t.Logf("%d corpus files: %d parsed and replayed, %d failed with a located error, %d refused as no known log format, none crashed",
+		len(seen), ok, failed, refused)
+}
+
+// neverCrashes opens, shows and replays one file. It returns the detected
+// format ("" when Open refuses the file) and the first error of show or
+// replay, after checking every error is typed and located in the file.
+func neverCrashes(t *testing.T, path string) (f eventlog.Format, err error) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != nil {
+			t.Errorf("%s: panic: %v", path, r)
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lf, err := logfile.Open(path, eventlog.FormatAuto)
+	if err != nil {
+		located(t, path, fi.Size(), "open", err)
+		return "", err
+	}
+	defer lf.Close()
+	showErr := lf.Show(context.Background(), logfile.Options{}, func(eventlog.Event) error { return nil })
+	located(t, path, fi.Size(), "show", showErr)
+	_, replayErr := lf.Replay(context.Background(), logfile.Options{})
+	located(t, path, fi.Size(), "replay", replayErr)
+	var le *eventlog.Error
+	if errors.As(showErr, &le) && replayErr == nil {
+		// What show refuses as bad input, replay must not accept.
+		t.Errorf("%s: show refuses it (%v) but replay accepts it", path, showErr)
+	}
+	if showErr != nil {
+		return lf.Format, showErr
+	}
+	return lf.Format, replayErr
+}
+
+// located fails t unless err is nil or a typed error naming path, a record
+// (or -1 for the whole file) and an offset within the file's size.
+func located(t *testing.T, path string, size int64, op string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	var le *eventlog.Error
+	var mm *eventlog.Mismatch
+	var file string
+	var record int
+	var offset int64
+	switch {
+	case errors.As(err, &le):
+		file, record, offset = le.File, le.Record, le.Offset
+	case errors.As(err, &mm):
+		file, record, offset = mm.File, mm.Record, mm.Offset
+	default:
+		t.Errorf("%s: %s: untyped error %T: %v", path, op, err, err)
+		return
+	}
+	if file != path || !strings.Contains(err.Error(), path) || record < -1 || offset < 0 || offset > size {
+		t.Errorf("%s: %s: error does not locate itself in the file (file %q, record %d, offset %d of %d): %v",
+			path, op, file, record, offset, size, err)
+	}
+	if record >= 0 && !strings.Contains(err.Error(), fmt.Sprintf("record %d at byte %d", record, offset)) {
+		t.Errorf("%s: %s: message lacks \"record %d at byte %d\": %v", path, op, record, offset, err)
+	}
+}
+
+// setDiff names what is in one sorted list and not the other.
+func setDiff(a, b []string) string {
+	in := func(xs []string) map[string]bool {
+		m := map[string]bool{}
+		for _, x := range xs {
+			m[x] = true
+		}
+		return m
+	}
+	ma, mb := in(a), in(b)
+	var onlyA, onlyB []string
+	for _, x := range a {
+		if !mb[x] {
+			onlyA = append(onlyA, x)
+		}
+	}
+	for _, x := range b {
+		if !ma[x] {
+			onlyB = append(onlyB, x)
+		}
+	}
+	return fmt.Sprintf("not listed %v, listed but absent %v", onlyA, onlyB)
 }
 
 func expectedDstack(t *testing.T, dir string) []mr.Value {
-	b, err := os.ReadFile(filepath.Join(dir, "dstack/EXPECTED.json"))
-	if err != nil {
-		return nil
-	}
+	b := corpus.Read(t, "dstack/EXPECTED.json")
 	var m map[string]map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
@@ -340,7 +480,8 @@ func expectedDstack(t *testing.T, dir string) []mr.Value {
 	}
 	var out []mr.Value
 	for _, r := range []string{"rtmr0", "rtmr1", "rtmr2", "rtmr3"} {
-		d, err := mr.ParseHex(mr.SHA384, q[r].(string))
+		h, _ := q[r].(string)
+		d, err := mr.ParseHex(mr.SHA384, h)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,21 +11,6 @@ import (
 	"github.com/ccmr-dev/ccmr/internal/corpus"
 )
 
-// corpusDir returns the public corpus folder, or skips the test with one
-// line when it is absent (fails instead when CCMR_REQUIRE_CORPUS=1, as
-// `make conformance` sets).
-func corpusDir(t testing.TB) string {
-	t.Helper()
-	dir, err := corpus.Dir()
-	if err != nil {
-		if os.Getenv("CCMR_REQUIRE_CORPUS") == "1" {
-			t.Fatalf("CCMR_REQUIRE_CORPUS=1: %v", err)
-		}
-		t.Skipf("public corpus absent: %v", err)
-	}
-	return dir
-}
-
 // Logs of the corpus that ccmr refuses as bad input, with the reason.
 var corpusRefused = map[string]string{
 	// tpm2-tools' fixture: the Spec ID event's size (37) excludes the 4
@@ -52,7 +37,7 @@ var corpusCountDiffers = map[string]string{
 // requires every published register value (maintainer, cross-checked and
 // replayed) to match, using Parse and Check as `ccmr log replay` does.
 func TestConformance(t *testing.T) {
-	dir := corpusDir(t)
+	dir := corpus.Require(t)
 	cases, err := corpus.EventLogs(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -24,7 +24,7 @@ var eventDataRefused = map[string]string{
 // CheckEventData (but the listed ones), so the verifier's stricter reading
 // of event data fails no honest eventlog.
 func TestCorpusEventData(t *testing.T) {
-	dir := corpusDir(t)
+	dir := corpus.Require(t)
 	cases, err := corpus.EventLogs(dir)
 	if err != nil {
 		t.Fatal(err)

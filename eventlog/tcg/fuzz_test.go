@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/internal/corpus"
 	"github.com/ccmr-dev/ccmr/internal/modcache"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -86,11 +87,9 @@ func BenchmarkReplay(b *testing.B) {
 		}
 	}
 	b.Run("ubuntu-2404-amd-sevsnp", func(b *testing.B) { run(b, goEventlogFile(b, "ubuntu-2404-amd-sevsnp.bin")) })
-	if dir, err := corpusDirOK(); err == nil {
-		b.Run("corpus-largest", func(b *testing.B) {
-			run(b, filepath.Join(dir, "ima-evm-utils", "sample-binary_bios_measurements-pcrs-8-9"))
-		})
-	}
+	b.Run("corpus-largest", func(b *testing.B) {
+		run(b, corpus.Path(b, "ima-evm-utils/sample-binary_bios_measurements-pcrs-8-9"))
+	})
 }
 
 // goEventlogFiles are go-eventlog's own test logs (testdata/README.md), read

@@ -17,5 +17,3 @@ func toValues(xs []corpus.Expectation) []mr.Value {
 
 // gtcgHash maps a bank to go-eventlog's hash.
 func gtcgHash(a mr.Alg) register.HashAlg { return register.HashAlg(a) }
-
-func corpusDirOK() (string, error) { return corpus.Dir() }

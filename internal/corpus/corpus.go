@@ -27,13 +27,22 @@ var ErrNoCorpus = errors.New("public corpus not found")
 // EnvDir names the environment variable that overrides the corpus folder.
 const EnvDir = "CCMR_CORPUS"
 
+// Marker is the file every copy of the corpus holds at its top; a folder
+// without it (an empty temporary folder, a half-copied one) is not the
+// corpus, so tests skip or fail instead of passing over nothing.
+const Marker = "SOURCES.md"
+
 // Dir returns the corpus folder: $CCMR_CORPUS when set, else
 // ../shared/testdata/public next to the directory holding go.mod (searched
-// upwards from the working directory). It wraps ErrNoCorpus when absent.
+// upwards from the working directory). It wraps ErrNoCorpus when absent or
+// when the folder has no Marker file.
 func Dir() (string, error) {
 	if d := os.Getenv(EnvDir); d != "" {
 		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
 			return "", fmt.Errorf("%w: $%s=%s is not a directory", ErrNoCorpus, EnvDir, d)
+		}
+		if _, err := os.Stat(filepath.Join(d, Marker)); err != nil {
+			return "", fmt.Errorf("%w: $%s=%s holds no %s", ErrNoCorpus, EnvDir, d, Marker)
 		}
 		return d, nil
 	}
@@ -45,6 +54,9 @@ func Dir() (string, error) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
 			c := filepath.Join(d, "..", "shared", "testdata", "public")
 			if fi, err := os.Stat(c); err == nil && fi.IsDir() {
+				if _, err := os.Stat(filepath.Join(c, Marker)); err != nil {
+					return "", fmt.Errorf("%w: %s holds no %s (set $%s)", ErrNoCorpus, filepath.Clean(c), Marker, EnvDir)
+				}
 				return filepath.Clean(c), nil
 			}
 			return "", fmt.Errorf("%w: %s is absent (set $%s)", ErrNoCorpus, filepath.Clean(c), EnvDir)
@@ -149,13 +161,23 @@ func makeCase(dir, folder, key string, e map[string]json.RawMessage, lf string) 
 	if _, err := os.Stat(c.Path); err != nil {
 		return c, err
 	}
-	_ = json.Unmarshal(e["banks"], &c.Banks)
+	// An entry that is present but does not parse is an error: ignoring it
+	// would drop the check it feeds (bank list, record count).
+	if r, ok := e["banks"]; ok {
+		if err := json.Unmarshal(r, &c.Banks); err != nil {
+			return c, fmt.Errorf("banks: %w", err)
+		}
+	}
 	if r, ok := e["events_incl_header_entry"]; ok {
-		_ = json.Unmarshal(r, &c.Records)
+		if err := json.Unmarshal(r, &c.Records); err != nil {
+			return c, fmt.Errorf("events_incl_header_entry: %w", err)
+		}
 	}
 	if r, ok := e["tpm2_eventlog_5.4_agrees"]; ok {
 		var v *bool
-		_ = json.Unmarshal(r, &v)
+		if err := json.Unmarshal(r, &v); err != nil {
+			return c, fmt.Errorf("tpm2_eventlog_5.4_agrees: %w", err)
+		}
 		c.TPM2EventlogAgrees = v
 	}
 	c.Format = eventlog.FormatTCG2
@@ -299,9 +321,15 @@ func AttestationLogs(dir string) ([]Case, error) {
 			}
 			c.Expect = append(c.Expect, xs...)
 		}
-		if len(c.Expect) > 0 {
-			cases = append(cases, c)
+		if len(c.Expect) == 0 {
+			// A folder without its quoted PCRs would drop out of every
+			// conformance test unnoticed.
+			return nil, fmt.Errorf("%s: no pcrs-*.txt value next to it", m)
 		}
+		cases = append(cases, c)
+	}
+	if len(cases) == 0 {
+		return nil, fmt.Errorf("%w: no go-tpm-tools/attestations/*/eventlog.bin under %s", ErrNoCorpus, dir)
 	}
 	return cases, nil
 }
@@ -346,4 +374,31 @@ func readPCRFile(path, from string, keep []int) ([]Expectation, error) {
 		out = append(out, Expectation{Register: fmt.Sprintf("pcr%d", n), Digest: d, Source: SourceCrossChecked, From: from})
 	}
 	return out, sc.Err()
+}
+
+// Sums is the corpus's list of files with their SHA-256 ("HEX  ./PATH"
+// lines, sha256sum's format); it names every file but itself and Marker.
+const Sums = "SHA256SUMS"
+
+// Manifest returns the paths Sums lists, relative to dir, slash-separated
+// and sorted. A line that is not "HEX  PATH" is an error: a manifest that
+// parsed to fewer names would let a test compare against too little.
+func Manifest(dir string) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, Sums))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoCorpus, err)
+	}
+	var out []string
+	for i, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		sum, name, ok := strings.Cut(line, "  ")
+		if !ok || len(sum) != 64 || name == "" {
+			return nil, fmt.Errorf("%s: line %d: not \"SHA256  PATH\": %q", filepath.Join(dir, Sums), i+1, line)
+		}
+		out = append(out, strings.TrimPrefix(strings.TrimPrefix(name, "*"), "./"))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: %s lists no file", ErrNoCorpus, filepath.Join(dir, Sums))
+	}
+	sort.Strings(out)
+	return out, nil
 }

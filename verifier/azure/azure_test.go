@@ -3,8 +3,6 @@ package azure
 import (
 	"crypto/sha256"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -15,15 +13,7 @@ import (
 
 func corpusFile(t testing.TB, rel string) []byte {
 	t.Helper()
-	dir, err := corpus.Dir()
-	if err != nil {
-		t.Skipf("public corpus absent: %v", err)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return corpus.Read(t, rel)
 }
 
 // The real Azure SNP CVM: the HCL report's SNP report verifies with its

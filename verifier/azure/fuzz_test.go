@@ -2,8 +2,6 @@ package azure
 
 import (
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/internal/corpus"
@@ -12,12 +10,8 @@ import (
 // FuzzParse: no input panics Parse, ReportData or AKPub; seeded from the
 // corpus's two real HCL reports when present.
 func FuzzParse(f *testing.F) {
-	if dir, err := corpus.Dir(); err == nil {
-		for _, rel := range []string{"trustee/az-snp-vtpm/hcl-report.bin", "trustee/az-tdx-vtpm/hcl-report.bin"} {
-			if b, err := os.ReadFile(filepath.Join(dir, rel)); err == nil {
-				f.Add(b)
-			}
-		}
+	for _, b := range corpus.Seeds(f, "trustee/az-snp-vtpm/hcl-report.bin", "trustee/az-tdx-vtpm/hcl-report.bin") {
+		f.Add(b)
 	}
 	f.Add([]byte("HCLA"))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -36,14 +30,7 @@ func FuzzParse(f *testing.F) {
 // complements FuzzParse, whose throughput with the 2.6 kB seeds was very
 // low on the shared development machine.
 func TestParseMutations(t *testing.T) {
-	dir, err := corpus.Dir()
-	if err != nil {
-		t.Skipf("public corpus absent: %v", err)
-	}
-	hcl, err := os.ReadFile(filepath.Join(dir, "trustee/az-snp-vtpm/hcl-report.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	hcl := corpus.Read(t, "trustee/az-snp-vtpm/hcl-report.bin")
 	r := rand.New(rand.NewPCG(1, 2))
 	parsed := 0
 	for i := 0; i < 20000; i++ {

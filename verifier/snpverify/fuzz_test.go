@@ -2,8 +2,6 @@ package snpverify
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/internal/corpus"
@@ -13,12 +11,8 @@ import (
 // FuzzVerify: mutated reports and certificates never panic, and every
 // failure is either malformed input or a *CheckError.
 func FuzzVerify(f *testing.F) {
-	if d, err := corpus.Dir(); err == nil {
-		rep, err1 := os.ReadFile(filepath.Join(d, "go-sev-guest/attestation.bin"))
-		cert, err2 := os.ReadFile(filepath.Join(d, "go-sev-guest/vcek.testcer"))
-		if err1 == nil && err2 == nil {
-			f.Add(rep, cert)
-		}
+	if s := corpus.Seeds(f, "go-sev-guest/attestation.bin", "go-sev-guest/vcek.testcer"); len(s) == 2 {
+		f.Add(s[0], s[1])
 	}
 	f.Add(make([]byte, 1184), []byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"))
 	f.Fuzz(func(t *testing.T, rep, cert []byte) {

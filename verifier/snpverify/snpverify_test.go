@@ -8,8 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"math/big"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,15 +19,7 @@ import (
 
 func readCorpus(t testing.TB, rel string) []byte {
 	t.Helper()
-	d, err := corpus.Dir()
-	if err != nil {
-		t.Skipf("public corpus absent: %v", err)
-	}
-	b, err := os.ReadFile(filepath.Join(d, rel))
-	if err != nil {
-		t.Skipf("corpus file %s absent: %v", rel, err)
-	}
-	return b
+	return corpus.Read(t, rel)
 }
 
 var (

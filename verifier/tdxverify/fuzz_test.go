@@ -2,8 +2,6 @@ package tdxverify
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,15 +12,9 @@ import (
 // seedQuotes adds the corpus quotes (v4 and v5) as seeds when the corpus
 // is present.
 func seedQuotes(f *testing.F) {
-	d, err := corpus.Dir()
-	if err != nil {
-		return
-	}
-	for _, rel := range []string{"dcap-qvl/tdx_quote", "dcap-qvl/tdx_quote_outdated", "trustee/tdx/tdx_quote_5.dat",
-		"go-tdx-guest/tdx_prod_quote_SPR_E4.dat"} {
-		if b, err := os.ReadFile(filepath.Join(d, rel)); err == nil {
-			f.Add(b)
-		}
+	for _, b := range corpus.Seeds(f, "dcap-qvl/tdx_quote", "dcap-qvl/tdx_quote_outdated", "trustee/tdx/tdx_quote_5.dat",
+		"go-tdx-guest/tdx_prod_quote_SPR_E4.dat") {
+		f.Add(b)
 	}
 }
 

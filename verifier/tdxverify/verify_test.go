@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,22 +16,9 @@ import (
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
-func corpusDir(t testing.TB) string {
-	t.Helper()
-	d, err := corpus.Dir()
-	if err != nil {
-		t.Skipf("public corpus absent: %v", err)
-	}
-	return d
-}
-
 func readCorpus(t testing.TB, rel string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(corpusDir(t), rel))
-	if err != nil {
-		t.Skipf("corpus file %s absent: %v", rel, err)
-	}
-	return b
+	return corpus.Read(t, rel)
 }
 
 // expected is the per-quote entry of a corpus EXPECTED.json.
