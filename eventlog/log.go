@@ -46,6 +46,11 @@ type Event struct {
 	// Problems lists what is wrong with the record without making the log
 	// unreadable, e.g. event data that does not hash to its digest.
 	Problems []string `json:"problems,omitempty"`
+	// DigestOnly marks a record whose digest is replayed but not
+	// recomputed from what the record shows (a dstack boot event, a CEL
+	// record of a foreign content type): its text is vouched for by
+	// nothing. The verifier reports such records as not checked.
+	DigestOnly bool `json:"-"`
 }
 
 // Replay is the outcome of replaying a log.
