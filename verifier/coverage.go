@@ -9,7 +9,7 @@ import (
 
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
-	"github.com/ccmr-dev/ccmr/eventlog/tcg"
+	"github.com/ccmr-dev/ccmr/eventlog/logfile"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -109,16 +109,13 @@ func firmwareRegisters(f eventlog.Format) []string {
 func (r *run) coverage(l *LayerResult) error {
 	for i := range r.b.Logs {
 		lg := &r.b.Logs[i]
-		regs := firmwareRegisters(eventlog.Format(lg.Format))
-		if regs == nil {
+		c, ok := logfile.Lookup(eventlog.Format(lg.Format))
+		if !ok || c.Role() != logfile.RoleFirmware {
 			continue
 		}
+		regs := firmwareRegisters(c.Format())
 		name := logName(i, lg)
-		data, err := lg.Bytes()
-		if err != nil {
-			return failFrom(name, err)
-		}
-		fl, err := tcg.Parse(name, data, eventlog.Format(lg.Format))
+		fl, err := logfile.ParseFirmware(bundleFile(name, lg))
 		if err != nil {
 			return failFrom(name, err)
 		}
