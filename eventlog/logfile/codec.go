@@ -3,6 +3,7 @@ package logfile
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -133,6 +134,9 @@ func ParseFormat(s string) (eventlog.Format, error) {
 	return "", fmt.Errorf("%w: format %q (want one of auto, %s)", mr.ErrUnsupported, s, FormatList())
 }
 
+// SniffSize is how many bytes of a file Open reads to sniff its format.
+const SniffSize = 64 << 10
+
 // Sniff guesses a log's format from its first bytes: the first codec in
 // registry order whose Detect says yes.
 func Sniff(head []byte) (eventlog.Format, bool) {
@@ -151,8 +155,20 @@ func detectAAEL(head []byte, f eventlog.Format) bool {
 	return ok && got == f
 }
 
+// detectTCG also reads a head that is the start of a larger file (Open
+// reads SniffSize bytes): its last record is then usually cut, which
+// tcg.Sniff takes for a log that is not TCG. The records before the cut
+// one decide; Parse reports any error of the whole file later. (A SHA-1
+// log of more than 64 KiB, go-attestation's option_rom_eventlog, was taken
+// for CEL-TLV: both start 00 00 00 00 08.)
 func detectTCG(head []byte, f eventlog.Format) bool {
 	got, ok := tcg.Sniff(head)
+	if !ok && len(head) >= SniffSize {
+		var le *eventlog.Error
+		if _, err := tcg.Parse("", head, eventlog.FormatTCG2); errors.As(err, &le) && le.Record >= 1 && le.Offset > 0 && le.Offset < int64(len(head)) {
+			got, ok = tcg.Sniff(head[:le.Offset])
+		}
+	}
 	return ok && got == f
 }
 

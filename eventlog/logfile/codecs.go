@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
@@ -31,7 +32,23 @@ func (c tcgCodec) Show(ctx context.Context, lf *File, opts Options, fn func(even
 	if err != nil {
 		return err
 	}
+	// The verifier fails a log on the first record whose event data its
+	// type's rules refute (tcg.Log.CheckEventData: an EV_NO_ACTION record
+	// in no TCG-defined form, data that does not hash to its digest); show
+	// flags that record with the verifier's reason. Replay does not fail on
+	// it: real logs hold such records (go-attestation's option ROM log),
+	// and a replay uses the digests only.
+	var refuted *eventlog.Mismatch
+	if _, err := l.CheckEventData(); !errors.As(err, &refuted) && err != nil {
+		return err
+	}
 	for ev := range l.Show() {
+		if refuted != nil && ev.Index == refuted.Record {
+			p := "the verifier refuses this record: " + refuted.Reason
+			if !slices.Contains(ev.Problems, p) {
+				ev.Problems = append(ev.Problems, p)
+			}
+		}
 		if err := fn(ev); err != nil {
 			return err
 		}

@@ -93,7 +93,7 @@ func Open(path string, format eventlog.Format) (*File, error) {
 	}
 	lf := &File{Name: path, Format: format, f: f, closer: f}
 	if format == "" || format == eventlog.FormatAuto {
-		head := make([]byte, 64<<10)
+		head := make([]byte, SniffSize)
 		n, err := io.ReadFull(f, head)
 		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 			f.Close()
