@@ -209,10 +209,8 @@ func regLess(a, b string) bool {
 // wholeIMAReader reads the IMA list from its first entry, whatever a
 // monitor state proved: a PCR holds the whole list since boot.
 func (r *run) wholeIMAReader() *ima.Reader {
-	if r.imaLog.Format == string(eventlog.FormatIMAASCII) {
-		return ima.NewASCIIReader(r.imaLog.Open(0), ima.Options{File: "ima list"})
-	}
-	return ima.NewBinaryReader(r.imaLog.Open(0), ima.Options{File: "ima list"})
+	rd, _ := logfile.NewIMAReader(eventlog.Format(r.imaLog.Format), r.imaLog.Open(0), ima.Options{File: "ima list"}) // layer 1 took it by its role: an IMA format
+	return rd
 }
 
 // wholeIMAPCRs counts the entries of the whole list by the PCR they name

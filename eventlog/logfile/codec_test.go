@@ -305,3 +305,34 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("an unknown format: %v", err)
 	}
 }
+
+// The readers of logs that start mid-way choose their parser by format as
+// the codecs do, and refuse every other format.
+func TestReadersByFormat(t *testing.T) {
+	js := celJSON(t)
+	rd, err := logfile.NewRuntimeReader(eventlog.FormatCELJSON, bytes.NewReader(js), aael.Options{File: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := rd.Next(); err != nil || e.Index != 0 {
+		t.Fatalf("cel-json entry: %v %v", e, err)
+	}
+	for _, f := range []eventlog.Format{eventlog.FormatRuntime, eventlog.FormatAAELText} {
+		if _, err := logfile.NewRuntimeReader(f, bytes.NewReader(nil), aael.Options{}); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	for _, f := range []eventlog.Format{eventlog.FormatIMABinary, eventlog.FormatIMAASCII} {
+		if _, err := logfile.NewIMAReader(f, bytes.NewReader(nil), ima.Options{}); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+		if _, err := logfile.NewRuntimeReader(f, bytes.NewReader(nil), aael.Options{}); !errors.Is(err, mr.ErrUnsupported) {
+			t.Errorf("runtime reader of %s: %v", f, err)
+		}
+	}
+	for _, f := range []eventlog.Format{eventlog.FormatTCG2, eventlog.FormatRuntime, "ima", ""} {
+		if _, err := logfile.NewIMAReader(f, bytes.NewReader(nil), ima.Options{}); !errors.Is(err, mr.ErrUnsupported) {
+			t.Errorf("IMA reader of %q: %v", f, err)
+		}
+	}
+}

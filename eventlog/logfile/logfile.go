@@ -2,8 +2,9 @@
 // reads (one Codec per format: detect, show, replay) and the opened log
 // (File) every reader goes through: `ccmr log show|replay|export`, the
 // conformance tests, `ccmr evidence import` and the verifier's log layer.
-// There is no other dispatch on a log's format: a format added here is
-// read by all of them.
+// A format added here is read by all of them; NewRuntimeReader and
+// NewIMAReader give the readers of runtime segments and IMA lists that
+// start mid-log (monitor states) the same choice of parser.
 package logfile
 
 import (
@@ -157,20 +158,41 @@ func (lf *File) all() ([]byte, error) {
 }
 
 func (lf *File) runtimeReader(r io.Reader) aael.EntryReader {
-	if lf.Format == eventlog.FormatCELJSON {
-		return cel.NewRuntimeReader(r, lf.Name)
-	}
-	if lf.Format == eventlog.FormatAAELText {
-		return aael.NewTextReader(r, aael.Options{File: lf.Name})
-	}
-	return aael.NewReader(r, aael.Options{File: lf.Name})
+	rd, _ := NewRuntimeReader(lf.Format, r, aael.Options{File: lf.Name}) // the codec's format is one
+	return rd
 }
 
 func (lf *File) imaReader(r io.Reader) *ima.Reader {
-	if lf.Format == eventlog.FormatIMAASCII {
-		return ima.NewASCIIReader(r, ima.Options{File: lf.Name})
+	rd, _ := NewIMAReader(lf.Format, r, ima.Options{File: lf.Name}) // the codec's format is one
+	return rd
+}
+
+// NewRuntimeReader reads the entries of a log of format f from r, which
+// may start anywhere a segment or a monitor state says: the binary runtime
+// log, its text form, or CEL-JSON (which takes only opt.File). Another
+// format is an error wrapping mr.ErrUnsupported.
+func NewRuntimeReader(f eventlog.Format, r io.Reader, opt aael.Options) (aael.EntryReader, error) {
+	switch f {
+	case eventlog.FormatRuntime:
+		return aael.NewReader(r, opt), nil
+	case eventlog.FormatAAELText:
+		return aael.NewTextReader(r, opt), nil
+	case eventlog.FormatCELJSON:
+		return cel.NewRuntimeReader(r, opt.File), nil
 	}
-	return ima.NewBinaryReader(r, ima.Options{File: lf.Name})
+	return nil, fmt.Errorf("%s: %w: format %q is not a runtime log", opt.File, mr.ErrUnsupported, f)
+}
+
+// NewIMAReader reads the entries of an IMA list of format f from r.
+// Another format is an error wrapping mr.ErrUnsupported.
+func NewIMAReader(f eventlog.Format, r io.Reader, opt ima.Options) (*ima.Reader, error) {
+	switch f {
+	case eventlog.FormatIMABinary:
+		return ima.NewBinaryReader(r, opt), nil
+	case eventlog.FormatIMAASCII:
+		return ima.NewASCIIReader(r, opt), nil
+	}
+	return nil, fmt.Errorf("%s: %w: format %q is not an IMA list", opt.File, mr.ErrUnsupported, f)
 }
 
 // Show calls fn for every event of the log in order, through the codec of
