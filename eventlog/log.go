@@ -2,7 +2,8 @@
 // format names of the CLI's --format flag, the event shape `ccmr log show`
 // prints, the result of a replay, and the error that names the file, record
 // and byte offset of bad input. The formats themselves live in eventlog/tcg,
-// eventlog/ima and eventlog/aael.
+// eventlog/ima, eventlog/aael, eventlog/cel and eventlog/dstack; the
+// registry every reader of a log goes through is eventlog/logfile.
 package eventlog
 
 import (
