@@ -2,7 +2,8 @@
 // format names of the CLI's --format flag, the event shape `ccmr log show`
 // prints, the result of a replay, and the error that names the file, record
 // and byte offset of bad input. The formats themselves live in eventlog/tcg,
-// eventlog/ima and eventlog/aael.
+// eventlog/ima, eventlog/aael, eventlog/cel and eventlog/dstack; the
+// registry every reader of a log goes through is eventlog/logfile.
 package eventlog
 
 import (
@@ -46,6 +47,11 @@ type Event struct {
 	// Problems lists what is wrong with the record without making the log
 	// unreadable, e.g. event data that does not hash to its digest.
 	Problems []string `json:"problems,omitempty"`
+	// DigestOnly marks a record whose digest is replayed but not
+	// recomputed from what the record shows (a dstack boot event, a CEL
+	// record of a foreign content type): its text is vouched for by
+	// nothing. The verifier reports such records as not checked.
+	DigestOnly bool `json:"-"`
 }
 
 // Replay is the outcome of replaying a log.

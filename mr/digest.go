@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"strings"
 )
 
@@ -96,6 +97,18 @@ func (d *Digest) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// ExtendInto is the extend of every register in ccmr: it returns
+// H(v || d), computed with h (a hash of the register's algorithm, reset
+// first) and written over v's storage. Extend, Extender and the replays of
+// the log formats all fold through it, so the register math is in one
+// place. The caller has checked that d has the algorithm's size.
+func ExtendInto(h hash.Hash, v, d []byte) []byte {
+	h.Reset()
+	h.Write(v)
+	h.Write(d)
+	return h.Sum(v[:0])
+}
+
 // Extend returns H(old || d), the new value of a register holding old after
 // extending it with d. d must have old's size.
 func Extend(old Digest, d []byte) (Digest, error) {
@@ -106,22 +119,16 @@ func Extend(old Digest, d []byte) (Digest, error) {
 		return Digest{}, fmt.Errorf("%w: extending a %v register needs %d bytes, got %d",
 			ErrDigestSize, old.Alg, old.Alg.Size(), len(d))
 	}
-	h := old.Alg.New()
-	h.Write(old.Bytes)
-	h.Write(d)
-	return Digest{Alg: old.Alg, Bytes: h.Sum(nil)}, nil
+	v := append(make([]byte, 0, 64), old.Bytes...)
+	return Digest{Alg: old.Alg, Bytes: ExtendInto(old.Alg.New(), v, d)}, nil
 }
 
 // Extender folds extends into a register value without allocating per step;
 // log replay uses it on hot paths.
 type Extender struct {
 	alg Alg
-	h   interface {
-		Write([]byte) (int, error)
-		Sum([]byte) []byte
-		Reset()
-	}
-	v []byte
+	h   hash.Hash
+	v   []byte
 }
 
 // NewExtender starts from value start (which is copied).
@@ -134,14 +141,31 @@ func (e *Extender) Extend(d []byte) error {
 	if len(d) != len(e.v) {
 		return fmt.Errorf("%w: extending a %v register needs %d bytes, got %d", ErrDigestSize, e.alg, len(e.v), len(d))
 	}
-	e.h.Reset()
-	e.h.Write(e.v)
-	e.h.Write(d)
-	e.v = e.h.Sum(e.v[:0])
+	e.v = ExtendInto(e.h, e.v, d)
 	return nil
 }
 
 // Value returns a copy of the current value.
 func (e *Extender) Value() Digest {
 	return Digest{Alg: e.alg, Bytes: append([]byte(nil), e.v...)}
+}
+
+// AppendValue appends the current value's bytes to b: a copy without an
+// allocation when b has room (a replay keeping the value before each step).
+func (e *Extender) AppendValue(b []byte) []byte { return append(b, e.v...) }
+
+// TPMExtendable reports whether PCR i of a PC Client TPM can be extended
+// from locality 0, the only one a guest has: PCRs 0..16 and 23. PCRs
+// 17..22 need localities 2..4 (D-RTM).
+func TPMExtendable(i int) bool { return (i >= 0 && i <= 16) || i == 23 }
+
+// TPMResetValue is the value PCR i of a PC Client TPM holds after a TPM
+// reset, in bank a: all ones for the D-RTM PCRs 17..22 (they read zero only
+// after a D-RTM launch), zeros for the others. Every replay of a TPM log
+// starts from it.
+func TPMResetValue(i int, a Alg) Digest {
+	if i >= 17 && i <= 22 {
+		return Digest{Alg: a, Bytes: bytes.Repeat([]byte{0xFF}, a.Size())}
+	}
+	return Zero(a)
 }

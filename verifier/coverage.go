@@ -9,7 +9,7 @@ import (
 
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
-	"github.com/ccmr-dev/ccmr/eventlog/tcg"
+	"github.com/ccmr-dev/ccmr/eventlog/logfile"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -109,16 +109,13 @@ func firmwareRegisters(f eventlog.Format) []string {
 func (r *run) coverage(l *LayerResult) error {
 	for i := range r.b.Logs {
 		lg := &r.b.Logs[i]
-		regs := firmwareRegisters(eventlog.Format(lg.Format))
-		if regs == nil {
+		c, ok := logfile.Lookup(eventlog.Format(lg.Format))
+		if !ok || c.Role() != logfile.RoleFirmware {
 			continue
 		}
+		regs := firmwareRegisters(c.Format())
 		name := logName(i, lg)
-		data, err := lg.Bytes()
-		if err != nil {
-			return failFrom(name, err)
-		}
-		fl, err := tcg.Parse(name, data, eventlog.Format(lg.Format))
+		fl, err := logfile.ParseFirmware(bundleFile(name, lg))
 		if err != nil {
 			return failFrom(name, err)
 		}
@@ -212,10 +209,8 @@ func regLess(a, b string) bool {
 // wholeIMAReader reads the IMA list from its first entry, whatever a
 // monitor state proved: a PCR holds the whole list since boot.
 func (r *run) wholeIMAReader() *ima.Reader {
-	if r.imaLog.Format == string(eventlog.FormatIMAASCII) {
-		return ima.NewASCIIReader(r.imaLog.Open(0), ima.Options{File: "ima list"})
-	}
-	return ima.NewBinaryReader(r.imaLog.Open(0), ima.Options{File: "ima list"})
+	rd, _ := logfile.NewIMAReader(eventlog.Format(r.imaLog.Format), r.imaLog.Open(0), ima.Options{File: "ima list"}) // layer 1 took it by its role: an IMA format
+	return rd
 }
 
 // wholeIMAPCRs counts the entries of the whole list by the PCR they name

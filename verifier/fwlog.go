@@ -15,35 +15,37 @@ import (
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
-// bundleLogFormats are the log formats a bundle may carry (docs/bundle.md):
-// each is replayed by the verifier. Any other name, a misspelling ("CCEL"),
-// "auto" or none, is unusable input: a log the verifier does not read must
-// never ride along next to a TRUSTED verdict.
-var bundleLogFormats = map[eventlog.Format]bool{
-	eventlog.FormatTCG2: true, eventlog.FormatCCEL: true,
-	eventlog.FormatRuntime: true, eventlog.FormatAAELText: true,
-	eventlog.FormatIMABinary: true, eventlog.FormatIMAASCII: true,
-	eventlog.FormatDstackJSON: true,
-	eventlog.FormatCELJSON:    true, eventlog.FormatCELTLV: true,
-}
+// A bundle's logs are read through the registry of eventlog/logfile, the
+// code `ccmr log show|replay` runs: the formats a bundle may carry
+// (docs/bundle.md) are the registry's, and a codec's Role says which layer
+// judges a log. Any other name, a misspelling ("CCEL"), "auto" or none, is
+// unusable input: a log the verifier does not read must never ride along
+// next to a TRUSTED verdict.
 
-// checkLogFormats refuses a bundle holding a log in a format the bundle
-// specification does not define.
+// checkLogFormats refuses a bundle holding a log in a format the registry
+// does not hold.
 func checkLogFormats(b *bundle.Bundle) error {
 	for i := range b.Logs {
-		if err := logFormatError(i, &b.Logs[i]); err != nil {
+		if _, err := logCodec(i, &b.Logs[i]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func logFormatError(i int, lg *bundle.Log) error {
-	if bundleLogFormats[eventlog.Format(lg.Format)] {
-		return nil
+// logCodec returns the codec of a bundle's log, or the error of a format
+// nothing reads.
+func logCodec(i int, lg *bundle.Log) (logfile.Codec, error) {
+	if c, ok := logfile.Lookup(eventlog.Format(lg.Format)); ok {
+		return c, nil
 	}
-	return fmt.Errorf("%w: logs[%d]: format %q is not a bundle log format (tcg2, ccel, runtime, aael-text, ima-binary, ima-ascii, dstack-json, cel-json, cel-tlv)",
-		mr.ErrMalformed, i, lg.Format)
+	return nil, fmt.Errorf("%w: logs[%d]: format %q is not a bundle log format (%s)", mr.ErrMalformed, i, lg.Format, logfile.FormatList())
+}
+
+// bundleFile reads a bundle's log through its format's codec, from the
+// log's own bytes wherever they are (bundle.Log.Open).
+func bundleFile(name string, lg *bundle.Log) *logfile.File {
+	return logfile.FromOpener(name, func() io.Reader { return lg.Open(0) }, eventlog.Format(lg.Format))
 }
 
 // firmwareData checks a TCG2/CCEL log's event data (tcg.CheckEventData):
@@ -70,73 +72,54 @@ func (r *run) firmwareData(name string, fl *tcg.Log, l *LayerResult) error {
 	return nil
 }
 
-// celLog replays a CEL-JSON or CEL-TLV log through eventlog/logfile (as `ccmr
-// log replay` does) and requires every register it extends to be in the
-// evidence and equal to the replay. Registers with a runtime log are not
-// skipped: a CEL log must hold a register's whole history.
-func (r *run) celLog(ctx context.Context, name string, lg *bundle.Log, l *LayerResult) error {
+// wholeLog judges a log the registry replays by itself (RoleWhole:
+// dstack-json, cel-json, cel-tlv). It is replayed through its codec, as
+// `ccmr log replay` replays it, in every bank its first record carries, and
+// every register it extends is compared with the evidence.
+//
+// Verifier-only rules, which need the evidence or judge trust rather than
+// the log's own consistency:
+//   - a CEL log must hold the whole history of every register it extends:
+//     each must be in the evidence, registers with a runtime log are not
+//     skipped, and a CEL-JSON log may not start from an INIT value;
+//   - a dstack log's registers with a runtime log of their own are where
+//     that log starts (dstack's JSON holds rtmr3's events before ccmr's);
+//   - records whose digest is not recomputed from their content
+//     (eventlog.Event.DigestOnly) are reported as not checked.
+func (r *run) wholeLog(ctx context.Context, name string, lg *bundle.Log, runtimeRegs map[regKey]bool, l *LayerResult) error {
 	f := eventlog.Format(lg.Format)
-	var banks []mr.Alg
-	unchecked := 0
-	switch f {
-	case eventlog.FormatCELJSON:
-		rd := cel.NewRuntimeReader(lg.Open(0), name)
-		for {
-			e, err := rd.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return failFrom(name, err)
-			}
-			if e.Index == 0 && !e.Init.IsZero() && len(bytes.Trim(e.Init.Bytes, "\x00")) > 0 {
-				return &failError{&Failure{Log: name, Record: 0, Offset: e.Offset, Computed: e.Init.String(),
-					Reason: "a CEL-JSON log starting from an INIT value: the history before it is proven by nothing (give the runtime log and its segments as format runtime)"}}
-			}
-			if e.Foreign {
-				unchecked++
-			}
-			if len(banks) == 0 {
-				banks = []mr.Alg{e.Digest.Alg}
-			}
+	if f == eventlog.FormatCELJSON {
+		if err := celJSONStart(name, lg); err != nil {
+			return err
 		}
-	case eventlog.FormatCELTLV:
-		rd := cel.NewTLVReader(lg.Open(0), name)
-		for {
-			rec, err := rd.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return failFrom(name, err)
-			}
-			if rec.Index == 0 {
-				for _, d := range rec.Digests {
-					banks = append(banks, d.Alg)
-				}
-			}
-			if rec.ContentType != cel.TLVCOSEvent {
-				unchecked++
-			}
-		}
-	default:
-		return fmt.Errorf("%s: %w: format %q is not a CEL log", name, mr.ErrMalformed, lg.Format)
 	}
-	if len(banks) == 0 {
-		return &failError{&Failure{Log: name, Record: -1, Reason: "the CEL log holds no record: it proves nothing"}}
-	}
-	data, err := lg.Bytes()
+	lf := bundleFile(name, lg)
+	opts := logfile.Options{Format: f, TPM: r.b.Platform == mr.PlatformTPM}
+	sv, err := surveyLog(ctx, lf, opts)
 	if err != nil {
 		return failFrom(name, err)
 	}
+	if len(sv.banks) == 0 {
+		return &failError{&Failure{Log: name, Record: -1, Reason: fmt.Sprintf("the %s log holds no record: it proves nothing", f)}}
+	}
 	res := &eventlog.Replay{}
-	for _, a := range banks {
-		one, err := logfile.FromBytes(name, data, f).Replay(ctx, logfile.Options{Format: f, Banks: []mr.Alg{a}, TPM: r.b.Platform == mr.PlatformTPM})
+	for _, a := range sv.banks {
+		o := opts
+		o.Banks = []mr.Alg{a}
+		one, err := lf.Replay(ctx, o)
 		if err != nil {
 			return failFrom(name, err)
 		}
 		res.Events = one.Events
 		res.Registers = append(res.Registers, one.Registers...)
+	}
+	if f == eventlog.FormatDstackJSON {
+		if sv.digestOnly > 0 {
+			// Their digests are replayed; what the JSON says they
+			// measured is not bound by them.
+			l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: %d boot events on rtmr0-2 are replayed by digest only: their names and payloads are not checked (the firmware log, not dstack's JSON, holds what they hash)", name, sv.digestOnly))
+		}
+		return r.compareReplay(name, res, sv.counts, runtimeRegs, nil, l)
 	}
 	for _, v := range res.Registers {
 		if _, ok := r.trusted[regKey{v.Register.Name, v.Digest.Alg}]; !ok {
@@ -147,8 +130,54 @@ func (r *run) celLog(ctx context.Context, name string, lg *bundle.Log, l *LayerR
 	if err := r.compareReplay(name, res, nil, nil, nil, l); err != nil {
 		return err
 	}
-	if unchecked > 0 {
-		l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: the content of %d records is not checked against their digests", name, unchecked))
+	if sv.digestOnly > 0 {
+		l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: the content of %d records is not checked against their digests", name, sv.digestOnly))
+	}
+	return nil
+}
+
+// logSurvey is what a log's records say before it is replayed.
+type logSurvey struct {
+	banks      []mr.Alg       // the banks of the first record's digests
+	counts     map[string]int // records per register
+	digestOnly int            // records whose content does not give their digest
+}
+
+// surveyLog reads every record of lf through its codec.
+func surveyLog(ctx context.Context, lf *logfile.File, opts logfile.Options) (*logSurvey, error) {
+	sv := &logSurvey{counts: map[string]int{}}
+	first := true
+	err := lf.Show(ctx, opts, func(e eventlog.Event) error {
+		if first {
+			for _, d := range e.Digests {
+				sv.banks = append(sv.banks, d.Alg)
+			}
+			first = false
+		}
+		sv.counts[e.Register]++
+		if e.DigestOnly {
+			sv.digestOnly++
+		}
+		return nil
+	})
+	return sv, err
+}
+
+// celJSONStart refuses a CEL-JSON log whose first record starts from a
+// non-zero INIT value: the history before it is proven by nothing. (A
+// runtime log may start so; its segments and the history rule prove the
+// start. `ccmr log replay` replays such a log, from its INIT.)
+func celJSONStart(name string, lg *bundle.Log) error {
+	e, err := cel.NewRuntimeReader(lg.Open(0), name).Next()
+	if errors.Is(err, io.EOF) {
+		return nil // no record: wholeLog fails it
+	}
+	if err != nil {
+		return failFrom(name, err)
+	}
+	if e.Index == 0 && !e.Init.IsZero() && len(bytes.Trim(e.Init.Bytes, "\x00")) > 0 {
+		return &failError{&Failure{Log: name, Record: 0, Offset: e.Offset, Computed: e.Init.String(),
+			Reason: "a CEL-JSON log starting from an INIT value: the history before it is proven by nothing (give the runtime log and its segments as format runtime)"}}
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package verifier
 
 import (
-	"bytes"
 	"fmt"
 
 	"github.com/ccmr-dev/ccmr/eventlog"
@@ -163,8 +162,8 @@ func firmwareCounts(fl *tcg.Log) map[string]int {
 // D-RTM PCRs 17-22 of a TPM (PC Client TPM profile).
 func (r *run) resetValue(reg string, a mr.Alg) mr.Digest {
 	if r.b.Platform == mr.PlatformTPM {
-		if i, ok := pcrIndex(reg); ok && i >= 17 && i <= 22 {
-			return mr.Digest{Alg: a, Bytes: bytes.Repeat([]byte{0xFF}, a.Size())}
+		if i, ok := pcrIndex(reg); ok {
+			return mr.TPMResetValue(i, a)
 		}
 	}
 	return mr.Zero(a)

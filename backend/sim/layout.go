@@ -68,7 +68,7 @@ func (l Layout) Registers() []mr.Register {
 // TPMExtendable reports whether PCR index i of the TPM layout can be
 // extended: from locality 0 a PC Client TPM extends PCRs 0..16 and 23;
 // PCRs 17..22 need localities 2..4 (DRTM), which a guest does not have.
-func TPMExtendable(i int) bool { return (i >= 0 && i <= 16) || i == 23 }
+func TPMExtendable(i int) bool { return mr.TPMExtendable(i) }
 
 // TPMResettable reports whether PCR index i could be reset from locality 0
 // on a PC Client TPM (PCR 16, the debug PCR, and PCR 23, the application
@@ -81,10 +81,8 @@ func TPMResettable(i int) bool { return i == 16 || i == 23 }
 // all 0xFF at power-on (they read zero only after a DRTM launch).
 func initialValue(r mr.Register) []byte {
 	b := make([]byte, r.Size)
-	if r.Name[:3] == "pcr" && r.Index >= 17 && r.Index <= 22 {
-		for i := range b {
-			b[i] = 0xff
-		}
+	if r.Name[:3] == "pcr" {
+		copy(b, mr.TPMResetValue(r.Index, r.Alg).Bytes)
 	}
 	return b
 }

@@ -266,7 +266,7 @@ func (d *Device) Registers(ctx context.Context) ([]mr.Register, error) {
 
 func pcrRegister(i int, a mr.Alg) mr.Register {
 	f := mr.Readable | mr.Reported
-	if extendable(i) {
+	if mr.TPMExtendable(i) {
 		f |= mr.Extendable
 	}
 	return mr.Register{
@@ -278,18 +278,13 @@ func pcrRegister(i int, a mr.Alg) mr.Register {
 	}
 }
 
-// extendable reports whether software can extend PCR i: PCRs 17..22 are
-// extended only from localities 1..4 (dynamic root of trust), never from
-// locality 0 where the OS runs (PC Client profile).
-func extendable(i int) bool { return i <= 16 || i == 23 }
-
 // extendablePCR parses name and checks it can be extended at locality 0.
 func extendablePCR(name string) (int, error) {
 	i, err := ParsePCRName(name)
 	if err != nil {
 		return 0, err
 	}
-	if !extendable(i) {
+	if !mr.TPMExtendable(i) {
 		return 0, fmt.Errorf("%w: %s is extended only from localities 1..4 (dynamic root of trust), not by software at locality 0", mr.ErrNotExtendable, name)
 	}
 	return i, nil

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"sort"
 
+	"github.com/ccmr-dev/ccmr/internal/bytereader"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -64,95 +65,31 @@ type Signature struct {
 	R, S   *big.Int // ECDSA
 }
 
-// reader reads big-endian TPM fields and remembers the first error with its
-// byte offset.
-type reader struct {
-	b   []byte
-	off int
-	err error
-	// what names the structure in errors.
-	what string
-}
-
-func (r *reader) fail(format string, a ...any) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: %s at byte %d: %s", mr.ErrMalformed, r.what, r.off, fmt.Sprintf(format, a...))
-	}
-}
-
-func (r *reader) take(n int, field string) []byte {
-	if r.err != nil {
-		return nil
-	}
-	if n < 0 || len(r.b)-r.off < n {
-		r.fail("%s needs %d bytes, %d left", field, n, len(r.b)-r.off)
-		return nil
-	}
-	v := r.b[r.off : r.off+n]
-	r.off += n
-	return v
-}
-
-func (r *reader) u8(f string) uint8 {
-	if v := r.take(1, f); v != nil {
-		return v[0]
-	}
-	return 0
-}
-func (r *reader) u16(f string) uint16 {
-	if v := r.take(2, f); v != nil {
-		return binary.BigEndian.Uint16(v)
-	}
-	return 0
-}
-func (r *reader) u32(f string) uint32 {
-	if v := r.take(4, f); v != nil {
-		return binary.BigEndian.Uint32(v)
-	}
-	return 0
-}
-func (r *reader) u64(f string) uint64 {
-	if v := r.take(8, f); v != nil {
-		return binary.BigEndian.Uint64(v)
-	}
-	return 0
-}
-func (r *reader) sized(f string) []byte { return r.take(int(r.u16(f+" size")), f) }
-
-func (r *reader) end() {
-	if r.err == nil && r.off != len(r.b) {
-		r.fail("%d bytes after the end of the structure", len(r.b)-r.off)
-	}
-}
-
 // ParseQuoteInfo parses a marshalled TPMS_ATTEST (what tpm2_quote -m writes)
 // and checks that it is a TPM-generated quote.
 func ParseQuoteInfo(attest []byte) (*QuoteInfo, error) {
-	r := &reader{b: attest, what: "TPMS_ATTEST"}
+	r := bytereader.New(attest, "TPMS_ATTEST", binary.BigEndian)
 	var q QuoteInfo
-	if m := r.u32("magic"); r.err == nil && m != tpmGenerated {
-		r.off -= 4
-		r.fail("magic 0x%08x is not TPM_GENERATED_VALUE", m)
+	if m := r.U32("magic"); r.Err() == nil && m != tpmGenerated {
+		r.FailAt(r.Off()-4, "magic 0x%08x is not TPM_GENERATED_VALUE", m)
 	}
-	if t := r.u16("type"); r.err == nil && t != tpmSTAttestQuote {
-		r.off -= 2
-		r.fail("type 0x%04x is not TPM_ST_ATTEST_QUOTE", t)
+	if t := r.U16("type"); r.Err() == nil && t != tpmSTAttestQuote {
+		r.FailAt(r.Off()-2, "type 0x%04x is not TPM_ST_ATTEST_QUOTE", t)
 	}
-	q.QualifiedSigner = r.sized("qualifiedSigner")
-	q.ExtraData = r.sized("extraData")
-	q.Clock = r.u64("clock")
-	q.ResetCount = r.u32("resetCount")
-	q.RestartCount = r.u32("restartCount")
-	q.Safe = r.u8("safe") != 0
-	q.FirmwareVersion = r.u64("firmwareVersion")
-	n := r.u32("pcrSelect count")
-	if r.err == nil && n > 16 {
-		r.off -= 4
-		r.fail("%d PCR selections (at most 16)", n)
+	q.QualifiedSigner = r.Sized16("qualifiedSigner")
+	q.ExtraData = r.Sized16("extraData")
+	q.Clock = r.U64("clock")
+	q.ResetCount = r.U32("resetCount")
+	q.RestartCount = r.U32("restartCount")
+	q.Safe = r.U8("safe") != 0
+	q.FirmwareVersion = r.U64("firmwareVersion")
+	n := r.U32("pcrSelect count")
+	if r.Err() == nil && n > 16 {
+		r.FailAt(r.Off()-4, "%d PCR selections (at most 16)", n)
 	}
-	for i := 0; r.err == nil && i < int(n); i++ {
-		a := mr.Alg(r.u16("pcrSelect hash"))
-		sel := r.take(int(r.u8("sizeofSelect")), "pcrSelect")
+	for i := 0; r.Err() == nil && i < int(n); i++ {
+		a := mr.Alg(r.U16("pcrSelect hash"))
+		sel := r.Take(int(r.U8("sizeofSelect")), "pcrSelect")
 		s := PCRSelection{Alg: a}
 		for j := 0; j < 8*len(sel); j++ {
 			if sel[j/8]&(1<<(j%8)) != 0 {
@@ -161,10 +98,10 @@ func ParseQuoteInfo(attest []byte) (*QuoteInfo, error) {
 		}
 		q.Selection = append(q.Selection, s)
 	}
-	q.PCRDigest = r.sized("pcrDigest")
-	r.end()
-	if r.err != nil {
-		return nil, r.err
+	q.PCRDigest = r.Sized16("pcrDigest")
+	r.End()
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
 	return &q, nil
 }
@@ -172,24 +109,24 @@ func ParseQuoteInfo(attest []byte) (*QuoteInfo, error) {
 // ParseSignature parses a marshalled TPMT_SIGNATURE (what tpm2_quote -s
 // writes) of scheme RSASSA, RSAPSS or ECDSA.
 func ParseSignature(sig []byte) (*Signature, error) {
-	r := &reader{b: sig, what: "TPMT_SIGNATURE"}
+	r := bytereader.New(sig, "TPMT_SIGNATURE", binary.BigEndian)
 	var s Signature
-	s.Scheme = r.u16("sigAlg")
-	s.Hash = mr.Alg(r.u16("hash"))
+	s.Scheme = r.U16("sigAlg")
+	s.Hash = mr.Alg(r.U16("hash"))
 	switch s.Scheme {
 	case algRSASSA, algRSAPSS:
-		s.RSA = r.sized("signature")
+		s.RSA = r.Sized16("signature")
 	case algECDSA:
-		s.R = new(big.Int).SetBytes(r.sized("signatureR"))
-		s.S = new(big.Int).SetBytes(r.sized("signatureS"))
+		s.R = new(big.Int).SetBytes(r.Sized16("signatureR"))
+		s.S = new(big.Int).SetBytes(r.Sized16("signatureS"))
 	default:
-		if r.err == nil {
+		if r.Err() == nil {
 			return nil, fmt.Errorf("%w: TPMT_SIGNATURE scheme 0x%04x (want RSASSA, RSAPSS or ECDSA)", mr.ErrUnsupported, s.Scheme)
 		}
 	}
-	r.end()
-	if r.err != nil {
-		return nil, r.err
+	r.End()
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
 	if s.Hash.Hash() == 0 {
 		return nil, fmt.Errorf("%w: TPMT_SIGNATURE hash %v", mr.ErrUnsupported, s.Hash)

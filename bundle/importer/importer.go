@@ -31,7 +31,6 @@ import (
 	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/logfile"
-	"github.com/ccmr-dev/ccmr/eventlog/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier/azure"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
@@ -369,28 +368,20 @@ func buildLog(l *Log) (bundle.Log, error) {
 		}
 	}
 	out := bundle.Log{Format: string(f), Source: l.File.Name, Data: l.File.Data}
-	switch f {
-	case eventlog.FormatRuntime, eventlog.FormatAAELText:
+	c, _ := logfile.Lookup(f) // ParseFormat and Sniff give registered formats only
+	if c.Role() == logfile.RoleRuntime {
 		if l.Register == "" {
 			return out, partErr(PartLog, &l.File, "%w: a runtime log needs its backing register: %s %s:REG=FILE", ErrMissing, PartLog, f)
 		}
 		out.Register = l.Register
-	default:
-		if l.Register != "" {
-			return out, partErr(PartLog, &l.File, "%w: only a runtime log has a backing register", mr.ErrUnsupported)
-		}
+	} else if l.Register != "" {
+		return out, partErr(PartLog, &l.File, "%w: only a runtime log has a backing register", mr.ErrUnsupported)
 	}
-	switch f {
-	case eventlog.FormatTCG2, eventlog.FormatCCEL:
-		if _, err := tcg.Parse(l.File.Name, l.File.Data, f); err != nil {
-			return out, partErr(PartLog, &l.File, "not a %s log: %w", f, err)
-		}
-	case eventlog.FormatCELJSON, eventlog.FormatCELTLV:
-		// Read whole, as verify will; a record that does not match its
-		// content is left for verify to judge.
-		if _, err := logfile.FromBytes(l.File.Name, l.File.Data, f).Replay(context.Background(), logfile.Options{Format: f}); err != nil && !errors.Is(err, eventlog.ErrMismatch) {
-			return out, partErr(PartLog, &l.File, "not a %s log: %w", f, err)
-		}
+	// Read whole through the format's codec, as verify will: a log that
+	// does not parse never enters a bundle; a record that does not match
+	// its content is left for verify to judge.
+	if err := logfile.FromBytes(l.File.Name, l.File.Data, f).Check(context.Background(), logfile.Options{Format: f}); err != nil {
+		return out, partErr(PartLog, &l.File, "not a %s log: %w", f, err)
 	}
 	return out, nil
 }

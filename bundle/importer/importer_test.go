@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/backend/tpm"
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -74,5 +76,37 @@ func TestParseLogSpecErrors(t *testing.T) {
 	l, err := buildLog(&Log{Format: "runtime", Register: "rtmr3", File: File{Name: "x"}})
 	if err != nil || l.Register != "rtmr3" || l.Format != "runtime" {
 		t.Fatalf("runtime log: %+v %v", l, err)
+	}
+}
+
+// TestBuildLogChecksEveryFormat: every log goes through its format's codec
+// at import. A log that does not parse is refused, naming the file; a record
+// that does not match its content enters the bundle for verify to judge.
+func TestBuildLogChecksEveryFormat(t *testing.T) {
+	good, _, err := aael.AppendEntry(nil, 4, mr.SHA384, aael.Record{Domain: "coco.com", Operation: "op", Content: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := buildLog(&Log{Format: "runtime", Register: "rtmr3", File: File{Name: "rt", Data: good}}); err != nil {
+		t.Fatalf("a good runtime log: %v", err)
+	}
+	tampered := bytes.Clone(good)
+	tampered[len(tampered)-1] = 'y' // content x becomes y: the record no longer hashes to its digest
+	if _, err := buildLog(&Log{Format: "runtime", Register: "rtmr3", File: File{Name: "rt", Data: tampered}}); err != nil {
+		t.Fatalf("a runtime log with a tampered record is verify's to judge: %v", err)
+	}
+	for _, c := range []struct{ format, reg, data string }{
+		{"runtime", "rtmr3", string(good[:len(good)-3])},
+		{"aael-text", "rtmr3", "INIT sha384/zz\n"},
+		{"ima-ascii", "", "10 zz ima-ng\n"},
+		{"ima-binary", "", "\x0a\x00\x00\x00garbage"},
+		{"dstack-json", "", `[{"imr":0,"event_type":1,"digest":"00"`},
+		{"cel-tlv", "", "\x00\x00\x00\x00\x08\x00"},
+	} {
+		_, err := buildLog(&Log{Format: c.format, Register: c.reg, File: File{Name: "hostile", Data: []byte(c.data)}})
+		var pe *PartError
+		if !errors.As(err, &pe) || pe.Part != PartLog || !strings.Contains(err.Error(), "hostile") || !errors.Is(err, mr.ErrMalformed) {
+			t.Errorf("%s log that does not parse: %v, want a malformed --log error naming the file", c.format, err)
+		}
 	}
 }

@@ -31,7 +31,7 @@ type logFlags struct {
 }
 
 func (lf *logFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&lf.format, "format", "auto", "log format: auto, tcg2, ccel, ima-binary, ima-ascii, runtime, aael-text, cel-json, cel-tlv, dstack-json")
+	cmd.Flags().StringVar(&lf.format, "format", "auto", "log format: auto, "+logfile.FormatList())
 	cmd.Flags().StringSliceVar(&lf.banks, "bank", nil, "IMA PCR banks to compute (default sha1,sha256)")
 	cmd.Flags().BoolVar(&lf.tpm, "tpm", false, "a runtime log's MR indexes are PCR numbers (a log kept on a TPM)")
 }

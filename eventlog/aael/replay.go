@@ -100,39 +100,14 @@ type Result struct {
 type regState struct {
 	name string
 	idx  uint32
-	ext  *folder
+	ext  *mr.Extender
 }
 
 type vState struct {
-	ext *folder
+	ext *mr.Extender
 	alg mr.Alg
 	n   int
 }
-
-// folder is a register value being extended, v = H(v || d), reusing its
-// hash and buffer (mr.Extender without the copy per read).
-type folder struct {
-	alg mr.Alg
-	h   hash.Hash
-	v   []byte
-}
-
-func newFolder(start mr.Digest) *folder {
-	return &folder{alg: start.Alg, h: start.Alg.New(), v: append(make([]byte, 0, 64), start.Bytes...)}
-}
-
-func (f *folder) Extend(d []byte) error {
-	if len(d) != len(f.v) {
-		return fmt.Errorf("%w: extending a %v register needs %d bytes, got %d", mr.ErrDigestSize, f.alg, len(f.v), len(d))
-	}
-	f.h.Reset()
-	f.h.Write(f.v)
-	f.h.Write(d)
-	f.v = f.h.Sum(f.v[:0])
-	return nil
-}
-
-func (f *folder) Value() mr.Digest { return mr.Digest{Alg: f.alg, Bytes: append([]byte(nil), f.v...)} }
 
 // Replay reads every entry of r and replays it: each backing register
 // starts at zero (or at the INIT value) and is extended with each extended
@@ -144,196 +119,248 @@ func (f *folder) Value() mr.Digest { return mr.Digest{Alg: f.alg, Bytes: append(
 // *eventlog.Error. On error the partial Result up to the failing entry is
 // returned too.
 func Replay(r EntryReader, opt ReplayOptions) (*Result, error) {
-	name := opt.Name
-	if name == nil {
-		name = TDXName
-	}
-	res := &Result{Counts: map[string]int{}, Last: -1}
-	regs := map[uint32]*regState{}
-	virt := map[string]*vState{}
-	sawRecord := false
-	if opt.Resume != nil {
-		for _, v := range opt.Resume.Virtual {
-			n := opt.Resume.Counts[v.Register.Name]
-			virt[v.Register.Name] = &vState{alg: v.Digest.Alg, ext: newFolder(v.Digest), n: n}
-			res.Counts[v.Register.Name] = n
-		}
-		sawRecord = true
-	}
-	var last *regState
-	hashers := map[mr.Alg]hash.Hash{}
-	var sum, prev []byte
-	var prevAlg mr.Alg
-	fail := func(e *Entry, format string, a ...any) error {
-		return &eventlog.Error{File: opt.File, Record: e.Index, Offset: e.Offset,
-			Err: fmt.Errorf("%w: %s", mr.ErrMalformed, fmt.Sprintf(format, a...))}
-	}
-	finish := func() {
-		if last != nil {
-			res.Previous = mr.Digest{Alg: prevAlg, Bytes: append([]byte(nil), prev...)}
-		}
-		res.Registers = res.Registers[:0]
-		rs := make([]*regState, 0, len(regs))
-		for _, s := range regs {
-			rs = append(rs, s)
-		}
-		sort.Slice(rs, func(i, j int) bool { return rs[i].idx < rs[j].idx })
-		for _, s := range rs {
-			v := s.ext.Value()
-			res.Registers = append(res.Registers, mr.Value{
-				Register: mr.Register{Name: s.name, Alg: v.Alg, Size: v.Alg.Size(), Index: int(s.idx)},
-				Digest:   v,
-			})
-		}
-		names := make([]string, 0, len(virt))
-		for n := range virt {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		res.Virtual = res.Virtual[:0]
-		for _, n := range names {
-			v := virt[n].ext.Value()
-			res.Virtual = append(res.Virtual, mr.Value{
-				Register: mr.Register{Name: n, Alg: v.Alg, Size: v.Alg.Size(), Flags: mr.Virtual, Index: -1},
-				Digest:   v,
-			})
-		}
-	}
-	reg := func(e *Entry, start mr.Digest) (*regState, error) {
-		s := regs[e.MRIndex]
-		if s != nil {
-			if !start.IsZero() {
-				return nil, fail(e, "INIT entry for MR index %d after entries extending it", e.MRIndex)
-			}
-			return s, nil
-		}
-		if start.IsZero() && opt.Resume != nil && len(regs) == 0 {
-			start = opt.Resume.Backing
-		} else if !start.IsZero() && opt.Resume != nil {
-			return nil, fail(e, "INIT entry in a resumed replay")
-		}
-		if start.IsZero() {
-			start = mr.Zero(e.Digest.Alg)
-		}
-		n := opt.Backing
-		if n == "" || len(regs) > 0 {
-			n = name(e.MRIndex)
-		}
-		s = &regState{name: n, idx: e.MRIndex, ext: newFolder(start)}
-		regs[e.MRIndex] = s
-		return s, nil
-	}
+	p := newReplayer(opt)
 	for {
 		e, err := r.Next()
 		if err == io.EOF {
 			break
 		}
+		if err == nil {
+			err = p.entry(e)
+		}
 		if err != nil {
-			finish()
-			return res, err
-		}
-		res.End = e.Offset + e.Size
-		if !e.Init.IsZero() {
-			if _, err := reg(e, e.Init); err != nil {
-				finish()
-				return res, err
-			}
-			if res.Init.IsZero() {
-				res.Init = e.Init
-			}
-		}
-		if e.Extended {
-			s, err := reg(e, mr.Digest{})
-			if err != nil {
-				finish()
-				return res, err
-			}
-			if !e.Foreign {
-				h := hashers[e.Digest.Alg]
-				if h == nil {
-					h = e.Digest.Alg.New()
-					hashers[e.Digest.Alg] = h
-				}
-				h.Reset()
-				h.Write(e.Event)
-				if sum = h.Sum(sum[:0]); !bytes.Equal(sum, e.Digest.Bytes) {
-					finish()
-					return res, &eventlog.Mismatch{File: opt.File, Register: s.name, Record: e.Index, Offset: e.Offset,
-						Expected: e.Digest, Computed: mr.Digest{Alg: e.Digest.Alg, Bytes: append([]byte(nil), sum...)},
-						Reason: fmt.Sprintf("entry digest is not H(event) of %q", clip(e.Text()))}
-				}
-			}
-			prev = append(prev[:0], s.ext.v...)
-			prevAlg = e.Digest.Alg
-			if err := s.ext.Extend(e.Digest.Bytes); err != nil {
-				finish()
-				return res, fail(e, "%v", err)
-			}
-			res.Last, res.LastOffset, last = e.Index, e.Offset, s
-		}
-		if rec := e.Record; !rec.IsZero() {
-			switch {
-			case rec.IsVirtual():
-				n, d, err := rec.Virtual()
-				if err != nil {
-					finish()
-					return res, fail(e, "%v", err)
-				}
-				v := virt[n]
-				if v == nil {
-					v = &vState{alg: d.Alg, ext: newFolder(mr.Zero(d.Alg))}
-					virt[n] = v
-				}
-				if v.alg != d.Alg {
-					finish()
-					return res, fail(e, "virtual register %s is %v, but record %q extends it with %v",
-						n, v.alg, clip(rec.String()), d.Alg)
-				}
-				if err := v.ext.Extend(d.Bytes); err != nil {
-					finish()
-					return res, fail(e, "virtual register %s: %v", n, err)
-				}
-				res.Counts[n]++
-				if opt.OnVirtual != nil {
-					if err := opt.OnVirtual(VirtualRecord{Name: n, Seq: v.n, Digest: d, Value: v.ext.Value(), Entry: e}); err != nil {
-						finish()
-						return res, err
-					}
-				}
-				v.n++
-			case rec.Domain == DomainCCMR && rec.Operation == OpSnapshot:
-				if sawRecord {
-					finish()
-					return res, fail(e, "snapshot record is not the first record of the log (segment)")
-				}
-				snap, err := ParseSnapshot(rec.Content)
-				if err != nil {
-					finish()
-					return res, fail(e, "%v", err)
-				}
-				for _, s := range snap {
-					virt[s.Name] = &vState{alg: s.Value.Alg, ext: newFolder(s.Value)}
-				}
-				res.Snapshot = snap
-			}
-			sawRecord = true
-		}
-		res.Events++
-		if opt.OnEntry != nil {
-			if err := opt.OnEntry(e); err != nil {
-				finish()
-				return res, err
-			}
+			p.finish()
+			return p.res, err
 		}
 	}
-	if last == nil {
+	if p.last == nil {
 		// Nothing extended: Previous is the start value of the (single) register.
-		for _, s := range regs {
-			res.Previous = s.ext.Value()
+		for _, s := range p.regs {
+			p.res.Previous = s.ext.Value()
 		}
 	}
-	finish()
-	return res, nil
+	p.finish()
+	return p.res, nil
+}
+
+// replayer is the state of one Replay: the backing registers by MR index,
+// the virtual registers by name, and what Result reports.
+type replayer struct {
+	opt       ReplayOptions
+	name      func(uint32) string
+	res       *Result
+	regs      map[uint32]*regState
+	virt      map[string]*vState
+	sawRecord bool      // a record was met: a snapshot may no longer come
+	last      *regState // the register of the last extended entry
+	hashers   map[mr.Alg]hash.Hash
+	sum       []byte
+	prev      []byte // the value of last before its last extend
+	prevAlg   mr.Alg
+}
+
+// newReplayer starts a replay, from opt.Resume when it is set.
+func newReplayer(opt ReplayOptions) *replayer {
+	p := &replayer{opt: opt, name: opt.Name, res: &Result{Counts: map[string]int{}, Last: -1},
+		regs: map[uint32]*regState{}, virt: map[string]*vState{}, hashers: map[mr.Alg]hash.Hash{}}
+	if p.name == nil {
+		p.name = TDXName
+	}
+	if opt.Resume != nil {
+		for _, v := range opt.Resume.Virtual {
+			n := opt.Resume.Counts[v.Register.Name]
+			p.virt[v.Register.Name] = &vState{alg: v.Digest.Alg, ext: mr.NewExtender(v.Digest), n: n}
+			p.res.Counts[v.Register.Name] = n
+		}
+		p.sawRecord = true
+	}
+	return p
+}
+
+// fail is bad input at entry e.
+func (p *replayer) fail(e *Entry, format string, a ...any) error {
+	return &eventlog.Error{File: p.opt.File, Record: e.Index, Offset: e.Offset,
+		Err: fmt.Errorf("%w: %s", mr.ErrMalformed, fmt.Sprintf(format, a...))}
+}
+
+// entry replays one entry: its INIT value, its extend, its record, then
+// the caller's OnEntry.
+func (p *replayer) entry(e *Entry) error {
+	p.res.End = e.Offset + e.Size
+	if !e.Init.IsZero() {
+		if _, err := p.reg(e, e.Init); err != nil {
+			return err
+		}
+		if p.res.Init.IsZero() {
+			p.res.Init = e.Init
+		}
+	}
+	if e.Extended {
+		if err := p.extend(e); err != nil {
+			return err
+		}
+	}
+	if rec := e.Record; !rec.IsZero() {
+		if err := p.record(e, rec); err != nil {
+			return err
+		}
+		p.sawRecord = true
+	}
+	p.res.Events++
+	if p.opt.OnEntry != nil {
+		return p.opt.OnEntry(e)
+	}
+	return nil
+}
+
+// reg returns the backing register of e's MR index, creating it at start
+// (an INIT value), at Resume.Backing, or at zero.
+func (p *replayer) reg(e *Entry, start mr.Digest) (*regState, error) {
+	s := p.regs[e.MRIndex]
+	if s != nil {
+		if !start.IsZero() {
+			return nil, p.fail(e, "INIT entry for MR index %d after entries extending it", e.MRIndex)
+		}
+		return s, nil
+	}
+	if start.IsZero() && p.opt.Resume != nil && len(p.regs) == 0 {
+		start = p.opt.Resume.Backing
+	} else if !start.IsZero() && p.opt.Resume != nil {
+		return nil, p.fail(e, "INIT entry in a resumed replay")
+	}
+	if start.IsZero() {
+		start = mr.Zero(e.Digest.Alg)
+	}
+	n := p.opt.Backing
+	if n == "" || len(p.regs) > 0 {
+		n = p.name(e.MRIndex)
+	}
+	s = &regState{name: n, idx: e.MRIndex, ext: mr.NewExtender(start)}
+	p.regs[e.MRIndex] = s
+	return s, nil
+}
+
+// extend checks that an AAEL entry's digest is H(event) and folds the
+// digest into its backing register.
+func (p *replayer) extend(e *Entry) error {
+	s, err := p.reg(e, mr.Digest{})
+	if err != nil {
+		return err
+	}
+	if !e.Foreign {
+		h := p.hashers[e.Digest.Alg]
+		if h == nil {
+			h = e.Digest.Alg.New()
+			p.hashers[e.Digest.Alg] = h
+		}
+		h.Reset()
+		h.Write(e.Event)
+		if p.sum = h.Sum(p.sum[:0]); !bytes.Equal(p.sum, e.Digest.Bytes) {
+			return &eventlog.Mismatch{File: p.opt.File, Register: s.name, Record: e.Index, Offset: e.Offset,
+				Expected: e.Digest, Computed: mr.Digest{Alg: e.Digest.Alg, Bytes: append([]byte(nil), p.sum...)},
+				Reason: fmt.Sprintf("entry digest is not H(event) of %q", clip(e.Text()))}
+		}
+	}
+	p.prev = s.ext.AppendValue(p.prev[:0])
+	p.prevAlg = e.Digest.Alg
+	if err := s.ext.Extend(e.Digest.Bytes); err != nil {
+		return p.fail(e, "%v", err)
+	}
+	p.res.Last, p.res.LastOffset, p.last = e.Index, e.Offset, s
+	return nil
+}
+
+// record replays the record of entry e: a virtual-register extend or a
+// snapshot; other records change no register.
+func (p *replayer) record(e *Entry, rec Record) error {
+	switch {
+	case rec.IsVirtual():
+		return p.virtual(e, rec)
+	case rec.Domain == DomainCCMR && rec.Operation == OpSnapshot:
+		return p.snapshot(e, rec)
+	}
+	return nil
+}
+
+// virtual folds a virtual-register record into its register (created at
+// zeros of the record's algorithm) and tells OnVirtual.
+func (p *replayer) virtual(e *Entry, rec Record) error {
+	n, d, err := rec.Virtual()
+	if err != nil {
+		return p.fail(e, "%v", err)
+	}
+	v := p.virt[n]
+	if v == nil {
+		v = &vState{alg: d.Alg, ext: mr.NewExtender(mr.Zero(d.Alg))}
+		p.virt[n] = v
+	}
+	if v.alg != d.Alg {
+		return p.fail(e, "virtual register %s is %v, but record %q extends it with %v",
+			n, v.alg, clip(rec.String()), d.Alg)
+	}
+	if err := v.ext.Extend(d.Bytes); err != nil {
+		return p.fail(e, "virtual register %s: %v", n, err)
+	}
+	p.res.Counts[n]++
+	if p.opt.OnVirtual != nil {
+		if err := p.opt.OnVirtual(VirtualRecord{Name: n, Seq: v.n, Digest: d, Value: v.ext.Value(), Entry: e}); err != nil {
+			return err
+		}
+	}
+	v.n++
+	return nil
+}
+
+// snapshot sets the virtual registers a snapshot record holds; it must be
+// the first record of the log (segment).
+func (p *replayer) snapshot(e *Entry, rec Record) error {
+	if p.sawRecord {
+		return p.fail(e, "snapshot record is not the first record of the log (segment)")
+	}
+	snap, err := ParseSnapshot(rec.Content)
+	if err != nil {
+		return p.fail(e, "%v", err)
+	}
+	for _, s := range snap {
+		p.virt[s.Name] = &vState{alg: s.Value.Alg, ext: mr.NewExtender(s.Value)}
+	}
+	p.res.Snapshot = snap
+	return nil
+}
+
+// finish fills the Result's registers from the replay's state, sorted: the
+// backing registers by MR index, the virtual ones by name.
+func (p *replayer) finish() {
+	res := p.res
+	if p.last != nil {
+		res.Previous = mr.Digest{Alg: p.prevAlg, Bytes: append([]byte(nil), p.prev...)}
+	}
+	res.Registers = res.Registers[:0]
+	rs := make([]*regState, 0, len(p.regs))
+	for _, s := range p.regs {
+		rs = append(rs, s)
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].idx < rs[j].idx })
+	for _, s := range rs {
+		v := s.ext.Value()
+		res.Registers = append(res.Registers, mr.Value{
+			Register: mr.Register{Name: s.name, Alg: v.Alg, Size: v.Alg.Size(), Index: int(s.idx)},
+			Digest:   v,
+		})
+	}
+	names := make([]string, 0, len(p.virt))
+	for n := range p.virt {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	res.Virtual = res.Virtual[:0]
+	for _, n := range names {
+		v := p.virt[n].ext.Value()
+		res.Virtual = append(res.Virtual, mr.Value{
+			Register: mr.Register{Name: n, Alg: v.Alg, Size: v.Alg.Size(), Flags: mr.Virtual, Index: -1},
+			Digest:   v,
+		})
+	}
 }
 
 // Records iterates over the records of virtual register name in log order,

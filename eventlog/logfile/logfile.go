@@ -1,7 +1,10 @@
-// Package logfile opens a measurement log of any format ccmr reads and gives
-// the one code path that `ccmr log show`, `ccmr log replay`, the verifier and
-// the conformance tests share: sniff the format, stream the events, replay
-// and compare with expected values.
+// Package logfile holds the registry of the measurement-log formats ccmr
+// reads (one Codec per format: detect, show, replay) and the opened log
+// (File) every reader goes through: `ccmr log show|replay|export`, the
+// conformance tests, `ccmr evidence import` and the verifier's log layer.
+// A format added here is read by all of them; NewRuntimeReader and
+// NewIMAReader give the readers of runtime segments and IMA lists that
+// start mid-log (monitor states) the same choice of parser.
 package logfile
 
 import (
@@ -21,56 +24,9 @@ import (
 	"github.com/ccmr-dev/ccmr/eventlog/cel"
 	"github.com/ccmr-dev/ccmr/eventlog/dstack"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
-	"github.com/ccmr-dev/ccmr/eventlog/tcg"
 	"github.com/ccmr-dev/ccmr/internal/termsafe"
 	"github.com/ccmr-dev/ccmr/mr"
 )
-
-// Formats lists the names --format accepts.
-var formats = []eventlog.Format{eventlog.FormatAuto, eventlog.FormatTCG2, eventlog.FormatCCEL, eventlog.FormatIMABinary, eventlog.FormatIMAASCII,
-	eventlog.FormatRuntime, eventlog.FormatAAELText, eventlog.FormatCELJSON, eventlog.FormatCELTLV, eventlog.FormatDstackJSON}
-
-// ParseFormat checks a --format value.
-func ParseFormat(s string) (eventlog.Format, error) {
-	if s == "" {
-		return eventlog.FormatAuto, nil
-	}
-	for _, f := range formats {
-		if string(f) == s {
-			return f, nil
-		}
-	}
-	return "", fmt.Errorf("%w: format %q (want one of auto, tcg2, ccel, ima-binary, ima-ascii, runtime, aael-text, cel-json, cel-tlv, dstack-json)", mr.ErrUnsupported, s)
-}
-
-// Sniff guesses a log's format from its first bytes.
-func Sniff(head []byte) (eventlog.Format, bool) {
-	if f, ok := aael.Sniff(head); ok {
-		return f, true
-	}
-	if f, ok := tcg.Sniff(head); ok {
-		return f, true
-	}
-	if f, ok := ima.Detect(head); ok {
-		return f, true
-	}
-	if dstack.Sniff(head) {
-		return eventlog.FormatDstackJSON, true
-	}
-	if isCELTLV(head) {
-		return eventlog.FormatCELTLV, true
-	}
-	if t := bytes.TrimLeft(head, " \t\r\n[\x1e"); bytes.HasPrefix(t, []byte("{")) && bytes.Contains(head, []byte(`"content_type"`)) {
-		return eventlog.FormatCELJSON, true
-	}
-	return "", false
-}
-
-// isCELTLV recognises a CEL-TLV log by its first TLV: the recnum (type 0)
-// with an 8-byte big-endian value.
-func isCELTLV(head []byte) bool {
-	return len(head) >= 5 && head[0] == 0 && head[1] == 0 && head[2] == 0 && head[3] == 0 && head[4] == 8
-}
 
 // Options configure Show and Replay.
 type Options struct {
@@ -86,12 +42,16 @@ type Options struct {
 	TPM bool
 }
 
-// File is an opened log: its name, format and the bytes of formats that are
-// parsed whole (firmware logs are small; IMA lists are streamed instead).
+// File is an opened log: its name, its format and a way to read it from
+// its start again (a log is sniffed, then parsed, and some formats are read
+// twice).
 type File struct {
-	Name   string
+	// Name names the log in errors.
+	Name string
+	// Format is the log's format, settled when the File is made.
 	Format eventlog.Format
-	f      io.ReadSeeker
+	f      io.ReadSeeker    // a file or bytes, rewound by Seek
+	open   func() io.Reader // or a source that opens at the start (a bundle's log)
 	closer io.Closer
 }
 
@@ -134,7 +94,7 @@ func Open(path string, format eventlog.Format) (*File, error) {
 	}
 	lf := &File{Name: path, Format: format, f: f, closer: f}
 	if format == "" || format == eventlog.FormatAuto {
-		head := make([]byte, 64<<10)
+		head := make([]byte, SniffSize)
 		n, err := io.ReadFull(f, head)
 		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 			f.Close()
@@ -156,6 +116,14 @@ func FromBytes(name string, data []byte, format eventlog.Format) *File {
 	return &File{Name: name, Format: format, f: bytes.NewReader(data)}
 }
 
+// FromOpener gives a log read through open, which returns a reader at the
+// log's first byte each time (bundle.Log.Open(0): a member of a streamed
+// bundle need not be held in memory), the same code path as Open. format
+// must name the format (no sniffing).
+func FromOpener(name string, open func() io.Reader, format eventlog.Format) *File {
+	return &File{Name: name, Format: format, open: open}
+}
+
 // Close closes the file.
 func (lf *File) Close() error {
 	if lf.closer == nil {
@@ -165,6 +133,9 @@ func (lf *File) Close() error {
 }
 
 func (lf *File) rewind() (io.Reader, error) {
+	if lf.open != nil {
+		return lf.open(), nil
+	}
 	if _, err := lf.f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
@@ -187,209 +158,82 @@ func (lf *File) all() ([]byte, error) {
 }
 
 func (lf *File) runtimeReader(r io.Reader) aael.EntryReader {
-	if lf.Format == eventlog.FormatCELJSON {
-		return cel.NewRuntimeReader(r, lf.Name)
-	}
-	if lf.Format == eventlog.FormatAAELText {
-		return aael.NewTextReader(r, aael.Options{File: lf.Name})
-	}
-	return aael.NewReader(r, aael.Options{File: lf.Name})
+	rd, _ := NewRuntimeReader(lf.Format, r, aael.Options{File: lf.Name}) // the codec's format is one
+	return rd
 }
 
 func (lf *File) imaReader(r io.Reader) *ima.Reader {
-	if lf.Format == eventlog.FormatIMAASCII {
-		return ima.NewASCIIReader(r, ima.Options{File: lf.Name})
-	}
-	return ima.NewBinaryReader(r, ima.Options{File: lf.Name})
+	rd, _ := NewIMAReader(lf.Format, r, ima.Options{File: lf.Name}) // the codec's format is one
+	return rd
 }
 
-// Show calls fn for every event of the log in order.
+// NewRuntimeReader reads the entries of a log of format f from r, which
+// may start anywhere a segment or a monitor state says: the binary runtime
+// log, its text form, or CEL-JSON (which takes only opt.File). Another
+// format is an error wrapping mr.ErrUnsupported.
+func NewRuntimeReader(f eventlog.Format, r io.Reader, opt aael.Options) (aael.EntryReader, error) {
+	switch f {
+	case eventlog.FormatRuntime:
+		return aael.NewReader(r, opt), nil
+	case eventlog.FormatAAELText:
+		return aael.NewTextReader(r, opt), nil
+	case eventlog.FormatCELJSON:
+		return cel.NewRuntimeReader(r, opt.File), nil
+	}
+	return nil, fmt.Errorf("%s: %w: format %q is not a runtime log", opt.File, mr.ErrUnsupported, f)
+}
+
+// NewIMAReader reads the entries of an IMA list of format f from r.
+// Another format is an error wrapping mr.ErrUnsupported.
+func NewIMAReader(f eventlog.Format, r io.Reader, opt ima.Options) (*ima.Reader, error) {
+	switch f {
+	case eventlog.FormatIMABinary:
+		return ima.NewBinaryReader(r, opt), nil
+	case eventlog.FormatIMAASCII:
+		return ima.NewASCIIReader(r, opt), nil
+	}
+	return nil, fmt.Errorf("%s: %w: format %q is not an IMA list", opt.File, mr.ErrUnsupported, f)
+}
+
+// Show calls fn for every event of the log in order, through the codec of
+// its format.
 func (lf *File) Show(ctx context.Context, opts Options, fn func(eventlog.Event) error) error {
-	switch lf.Format {
-	case eventlog.FormatTCG2, eventlog.FormatCCEL:
-		data, err := lf.all()
-		if err != nil {
-			return err
-		}
-		l, err := tcg.Parse(lf.Name, data, lf.Format)
-		if err != nil {
-			return err
-		}
-		for ev := range l.Show() {
-			if err := fn(ev); err != nil {
-				return err
-			}
-		}
-		return nil
-	case eventlog.FormatIMABinary, eventlog.FormatIMAASCII:
-		r, err := lf.rewind()
-		if err != nil {
-			return err
-		}
-		rd := lf.imaReader(r)
-		for {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			e, err := rd.Next()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if err := fn(ima.Event(lf.Name, e, opts.Banks)); err != nil {
-				return err
-			}
-		}
-	case eventlog.FormatDstackJSON:
-		r, err := lf.rewind()
-		if err != nil {
-			return err
-		}
-		_, err = dstack.Replay(dstack.NewReader(r, lf.Name), lf.Name, func(e *dstack.Event) error {
-			ev := eventlog.Event{Index: e.Index, Offset: e.Offset, Register: dstack.Register(e.IMR), Type: fmt.Sprintf("0x%08x", e.EventType),
-				Digests: []mr.Digest{e.Digest}, Text: dstackText(e)}
-			if err := e.Check(lf.Name); err != nil {
-				ev.Problems = append(ev.Problems, err.Error())
-			}
-			return fn(ev)
-		})
-		var mm *eventlog.Mismatch
-		if errors.As(err, &mm) {
-			return nil // shown as a problem of its event
-		}
-		return err
-	case eventlog.FormatCELTLV:
-		alg := lf.tlvAlg(opts)
-		r, err := lf.rewind()
-		if err != nil {
-			return err
-		}
-		_, err = cel.ReplayTLV(cel.NewTLVReader(r, lf.Name), cel.TLVReplayOptions{File: lf.Name, Alg: alg, OnRecord: func(t *cel.TLVRecord) error {
-			return fn(eventlog.Event{Index: t.Index, Offset: t.Offset, Register: cel.DefaultTLVName(t.IndexType, t.Register),
-				Type: fmt.Sprintf("content type %d", t.ContentType), Digests: t.Digests, Text: printable(t.Content)})
-		}})
-		return err
-	case eventlog.FormatRuntime, eventlog.FormatAAELText, eventlog.FormatCELJSON:
-		r, err := lf.rewind()
-		if err != nil {
-			return err
-		}
-		name := aael.TDXName
-		if opts.TPM {
-			name = aael.PCRName
-		}
-		_, err = aael.Replay(lf.runtimeReader(r), aael.ReplayOptions{File: lf.Name, Name: name,
-			OnEntry: func(e *aael.Entry) error {
-				return fn(eventlog.Event{Index: e.Index, Offset: e.Offset, Register: name(e.MRIndex), Type: runtimeType(e),
-					Digests: []mr.Digest{e.Digest}, Text: e.Text()})
-			}})
+	c, err := lf.codec()
+	if err != nil {
 		return err
 	}
-	return fmt.Errorf("%s: %w: format %s cannot be shown yet", lf.Name, mr.ErrUnsupported, lf.Format)
+	return c.Show(ctx, lf, opts, fn)
 }
 
-func runtimeType(e *aael.Entry) string {
-	switch e.Type {
-	case aael.EvNoAction:
-		return "EV_NO_ACTION"
-	case aael.EvEventTag:
-		return "EV_EVENT_TAG"
-	}
-	return fmt.Sprintf("0x%x", e.Type)
-}
-
-// Replay replays the log and compares the result with opts.Expect. The
-// result is returned with a mismatch too.
+// Replay replays the log through the codec of its format and compares the
+// result with opts.Expect. The result is returned with a mismatch too.
 func (lf *File) Replay(ctx context.Context, opts Options) (*eventlog.Replay, error) {
-	switch lf.Format {
-	case eventlog.FormatTCG2, eventlog.FormatCCEL:
-		data, err := lf.all()
-		if err != nil {
-			return nil, err
-		}
-		l, err := tcg.Parse(lf.Name, data, lf.Format)
-		if err != nil {
-			return nil, err
-		}
-		res, err := l.Replay()
-		if err != nil {
-			return res, err
-		}
-		return res, check(lf.Name, res, opts.Expect)
-	case eventlog.FormatIMABinary, eventlog.FormatIMAASCII:
-		return lf.replayIMA(ctx, opts)
-	case eventlog.FormatDstackJSON:
-		r, err := lf.rewind()
-		if err != nil {
-			return nil, err
-		}
-		res, err := dstack.Replay(dstack.NewReader(r, lf.Name), lf.Name, nil)
-		if err != nil {
-			return res, err
-		}
-		return res, check(lf.Name, res, opts.Expect)
-	case eventlog.FormatCELTLV:
-		alg := lf.tlvAlg(opts)
-		r, err := lf.rewind()
-		if err != nil {
-			return nil, err
-		}
-		res, err := cel.ReplayTLV(cel.NewTLVReader(r, lf.Name), cel.TLVReplayOptions{File: lf.Name, Alg: alg})
-		if err != nil {
-			return res, err
-		}
-		return res, check(lf.Name, res, opts.Expect)
-	case eventlog.FormatRuntime, eventlog.FormatAAELText, eventlog.FormatCELJSON:
-		r, err := lf.rewind()
-		if err != nil {
-			return nil, err
-		}
-		ro := aael.ReplayOptions{File: lf.Name}
-		if opts.TPM {
-			ro.Name = aael.PCRName
-		}
-		res, err := aael.Replay(lf.runtimeReader(r), ro)
-		if err != nil {
-			if res != nil {
-				return &res.Replay, err
-			}
-			return nil, err
-		}
-		return &res.Replay, check(lf.Name, &res.Replay, opts.Expect)
-	}
-	return nil, fmt.Errorf("%s: %w: format %s cannot be replayed yet", lf.Name, mr.ErrUnsupported, lf.Format)
-}
-
-// replayIMA replays PCR banks, and the mr_ima fold when Expect names it.
-func (lf *File) replayIMA(ctx context.Context, opts Options) (*eventlog.Replay, error) {
-	var pcrExpect []mr.Value
-	var virt *mr.Value
-	for _, v := range opts.Expect {
-		if v.Register.Name == ima.VirtualName {
-			v := v
-			virt = &v
-		} else {
-			pcrExpect = append(pcrExpect, v)
-		}
-	}
-	r, err := lf.rewind()
+	c, err := lf.codec()
 	if err != nil {
 		return nil, err
 	}
-	res, err := ima.Replay(ctx, lf.imaReader(r), ima.ReplayOptions{File: lf.Name, Banks: opts.Banks, Expect: pcrExpect})
-	if err != nil || virt == nil {
-		return res, err
+	return c.Replay(ctx, lf, opts)
+}
+
+// Check reads every record of the log and replays it without expected
+// values: what `ccmr evidence import` runs before a log enters a bundle.
+// Bad input is an error; a record that contradicts its own content (an
+// *eventlog.Mismatch) is not, so that verify, not import, judges it.
+func (lf *File) Check(ctx context.Context, opts Options) error {
+	opts.Expect = nil
+	_, err := lf.Replay(ctx, opts)
+	if errors.Is(err, eventlog.ErrMismatch) {
+		return nil
 	}
-	if r, err = lf.rewind(); err != nil {
-		return res, err
+	return err
+}
+
+func (lf *File) codec() (Codec, error) {
+	c, ok := Lookup(lf.Format)
+	if !ok {
+		return nil, fmt.Errorf("%s: %w: format %q (want one of %s)", lf.Name, mr.ErrUnsupported, lf.Format, FormatList())
 	}
-	vr, err := ima.ReplayVirtual(ctx, lf.imaReader(r), ima.VirtualOptions{File: lf.Name, Expect: virt.Digest})
-	if vr != nil {
-		res.Virtual = vr.Virtual
-	}
-	return res, err
+	return c, nil
 }
 
 // check compares replayed values with expected ones, in a stable order.

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"fmt"
 
+	"github.com/ccmr-dev/ccmr/internal/bytereader"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -84,35 +85,29 @@ func malformed(off int, format string, a ...any) error {
 	return fmt.Errorf("tdx quote: %w: offset %d: %s", mr.ErrMalformed, off, fmt.Sprintf(format, a...))
 }
 
-// reader walks a byte slice, recording the offset for error messages.
-type reader struct {
-	b   []byte
-	off int
+// reader walks a byte slice (internal/bytereader, little-endian): a short
+// field is an error naming the field and its byte offset, returned at once.
+type reader struct{ *bytereader.Reader }
+
+func newReader(b []byte, off int) *reader {
+	r := &reader{bytereader.New(b, "tdx quote", binary.LittleEndian)}
+	r.Seek(off)
+	return r
 }
 
 func (r *reader) take(n int, what string) ([]byte, error) {
-	if n < 0 || len(r.b)-r.off < n {
-		return nil, malformed(r.off, "%s: need %d bytes, have %d", what, n, len(r.b)-r.off)
-	}
-	s := r.b[r.off : r.off+n : r.off+n]
-	r.off += n
-	return s, nil
+	v := r.Take(n, what)
+	return v, r.Err()
 }
 
 func (r *reader) u16(what string) (uint16, error) {
-	s, err := r.take(2, what)
-	if err != nil {
-		return 0, err
-	}
-	return binary.LittleEndian.Uint16(s), nil
+	v := r.U16(what)
+	return v, r.Err()
 }
 
 func (r *reader) u32(what string) (uint32, error) {
-	s, err := r.take(4, what)
-	if err != nil {
-		return 0, err
-	}
-	return binary.LittleEndian.Uint32(s), nil
+	v := r.U32(what)
+	return v, r.Err()
 }
 
 // ParseQuote parses a TDX quote v4 or v5 with ECDSA P-256 attestation and
@@ -122,7 +117,7 @@ func (r *reader) u32(what string) (uint32, error) {
 // judge (Quote.End). Errors wrap mr.ErrMalformed (or mr.ErrUnsupported for
 // well-formed quotes of another kind) and name the byte offset.
 func ParseQuote(raw []byte) (*Quote, error) {
-	r := &reader{b: raw}
+	r := newReader(raw, 0)
 	q := &Quote{}
 	var err error
 	if q.Version, err = r.u16("header version"); err != nil {
@@ -159,7 +154,7 @@ func ParseQuote(raw []byte) (*Quote, error) {
 	bodySize := TDReport10Size
 	q.BodyType = BodyTypeTD10
 	if q.Version == 5 {
-		off := r.off
+		off := r.Off()
 		if q.BodyType, err = r.u16("body type"); err != nil {
 			return nil, err
 		}
@@ -182,9 +177,9 @@ func ParseQuote(raw []byte) (*Quote, error) {
 		return nil, err
 	}
 	parseBody(body, &q.Body)
-	q.Signed = raw[:r.off:r.off]
+	q.Signed = raw[:r.Off():r.Off()]
 
-	sigLenOff := r.off
+	sigLenOff := r.Off()
 	sigLen, err := r.u32("signature data length")
 	if err != nil {
 		return nil, err
@@ -192,8 +187,8 @@ func ParseQuote(raw []byte) (*Quote, error) {
 	if _, err := r.take(int(min(sigLen, 1<<30)), "signature data"); err != nil {
 		return nil, err
 	}
-	q.End = r.off
-	if err := parseSigData(q, &reader{b: raw[:q.End], off: sigLenOff + 4}); err != nil {
+	q.End = r.Off()
+	if err := parseSigData(q, newReader(raw[:q.End], sigLenOff+4)); err != nil {
 		return nil, err
 	}
 	return q, nil
@@ -235,7 +230,7 @@ func parseSigData(q *Quote, r *reader) error {
 	if q.AttestKey, err = r.take(AttestKeySize, "attestation key"); err != nil {
 		return err
 	}
-	off := r.off
+	off := r.Off()
 	ct, err := r.u16("certification data type")
 	if err != nil {
 		return err
@@ -247,8 +242,8 @@ func parseSigData(q *Quote, r *reader) error {
 	if err != nil {
 		return err
 	}
-	if int64(size) != int64(len(r.b)-r.off) {
-		return malformed(r.off-4, "certification data size %d, signature data leaves %d", size, len(r.b)-r.off)
+	if int64(size) != int64(r.Left()) {
+		return malformed(r.Off()-4, "certification data size %d, signature data leaves %d", size, r.Left())
 	}
 	if q.QEReport, err = r.take(QEReportSize, "QE report"); err != nil {
 		return err
@@ -263,7 +258,7 @@ func parseSigData(q *Quote, r *reader) error {
 	if q.QEAuthData, err = r.take(int(al), "QE auth data"); err != nil {
 		return err
 	}
-	off = r.off
+	off = r.Off()
 	if ct, err = r.u16("PCK certification data type"); err != nil {
 		return err
 	}
@@ -273,10 +268,10 @@ func parseSigData(q *Quote, r *reader) error {
 	if size, err = r.u32("PCK certification data size"); err != nil {
 		return err
 	}
-	if int64(size) != int64(len(r.b)-r.off) {
-		return malformed(r.off-4, "PCK certification data size %d, signature data leaves %d", size, len(r.b)-r.off)
+	if int64(size) != int64(r.Left()) {
+		return malformed(r.Off()-4, "PCK certification data size %d, signature data leaves %d", size, r.Left())
 	}
-	chainOff := r.off
+	chainOff := r.Off()
 	if q.PCKChain, err = r.take(int(size), "PCK certificate chain"); err != nil {
 		return err
 	}
