@@ -141,3 +141,24 @@ func BenchmarkGoTDXGuestTdxQuote(b *testing.B) {
 		}
 	}
 }
+
+// The embedded root is parsed once and shared by Verify; DefaultRoots
+// hands out a copy, so a caller adding to it changes nothing for others.
+func TestDefaultRootsCopy(t *testing.T) {
+	a, err := DefaultRoots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.AddCert(testCert(t, cnRoot, elliptic.P256(), x509.ECDSAWithSHA256))
+	b, err := DefaultRoots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Equal(b) {
+		t.Error("a caller's change to DefaultRoots reached the next call")
+	}
+	shared, _ := defaultRoots()
+	if !b.Equal(shared) {
+		t.Error("DefaultRoots is not the embedded root")
+	}
+}

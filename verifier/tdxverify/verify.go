@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-tdx-guest/pcs"
@@ -133,14 +134,25 @@ func (b *TDReport) registers() []mr.Value {
 	return out
 }
 
-// DefaultRoots returns a pool holding Intel's SGX Root CA.
+// DefaultRoots returns a pool holding Intel's SGX Root CA; the pool is
+// the caller's.
 func DefaultRoots() (*x509.CertPool, error) {
+	p, err := defaultRoots()
+	if err != nil {
+		return nil, err
+	}
+	return p.Clone(), nil
+}
+
+// defaultRoots parses the embedded root once per process, on first use;
+// Verify only reads the pool, so every call shares it.
+var defaultRoots = sync.OnceValues(func() (*x509.CertPool, error) {
 	p := x509.NewCertPool()
 	if !p.AppendCertsFromPEM(IntelSGXRootCAPEM) {
 		return nil, errors.New("tdx: embedded Intel SGX Root CA does not parse")
 	}
 	return p, nil
-}
+})
 
 // Verify checks a TDX quote (v4 or v5) and, when collateral (QuoteCollateralV3
 // JSON) is given, Intel's collateral for it, all offline at opts.At. It
@@ -154,7 +166,7 @@ func Verify(quote []byte, collateral []byte, opts Options) (*Result, error) {
 		opts.At = time.Now()
 	}
 	if opts.Roots == nil {
-		p, err := DefaultRoots()
+		p, err := defaultRoots()
 		if err != nil {
 			return nil, err
 		}
