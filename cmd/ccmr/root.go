@@ -96,6 +96,10 @@ func newRootFor(e env, args []string) *cobra.Command {
 		for _, c := range commands {
 			root.AddCommand(c.build(g))
 		}
+	} else if named {
+		// A named command never reaches cobra's "completion" command, so
+		// cobra need not build it (and its four subcommands) either.
+		root.CompletionOptions.DisableDefaultCmd = true
 	}
 	refuseRepeatedFlags(root)
 	return root

@@ -32,7 +32,7 @@ func TestLazyTreeAnswersAsTheFullTree(t *testing.T) {
 		"-o", "--device", "version --help", "--help version", "-h version", "version -h", "help", "help version",
 		"verion", "version extra", "--bogus version", "--bogus x version", "-x version", "--device version read",
 		"-o version", "log", "log rplay", "log --help", "vmr list --help", "evidence import --help", "verify", "verify --help",
-		"completion bash", "--", "-- version", "-h", "--help", "read --nosuch", "key --help", "version -o yaml", "-o yaml version",
+		"completion bash", "version completion", "completion", "--", "-- version", "-h", "--help", "read --nosuch", "key --help", "version -o yaml", "-o yaml version",
 		"--log-dir=/nonexistent version", "--backing rtmr2 --device=sim:/nonexistent version",
 	} {
 		args := strings.Fields(line)
