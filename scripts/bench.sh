@@ -45,3 +45,6 @@ start=$(date +%s%N)
 for _ in $(seq 200); do $ccmr --device "$dev" read rtmr3 >/dev/null; done
 end=$(date +%s%N)
 echo "ccmr read: $(( (end - start) / 200000 )) us per run (process start included)"
+
+echo "== hardware verification and start-up (scripts/bench-hw.sh)"
+BENCH_OUT="$out" CCMR="$ccmr" bash scripts/bench-hw.sh

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ccmr-dev/ccmr/backend"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -26,7 +27,35 @@ func (g *globals) openDevice(ctx context.Context) (mr.Device, error) {
 
 func (g *globals) json() bool { return g.output == "json" }
 
-func newRoot(e env) *cobra.Command {
+// commands are the top-level commands and their constructors. run builds
+// only the one a command line names: building all of them (flags, help
+// text, closures) was most of the work a short command like `ccmr version`
+// did after Go's start-up.
+var commands = []struct {
+	name  string
+	build func(*globals) *cobra.Command
+}{
+	{"registers", newRegistersCmd},
+	{"read", newReadCmd},
+	{"extend", newExtendCmd},
+	{"version", newVersionCmd},
+	{"vmr", newVMRCmd},
+	{"ima", newIMACmd},
+	{"log", newLogCmd},
+	{"quote", newQuoteCmd},
+	{"verify", newVerifyCmd},
+	{"key", newKeyCmd},
+	{"evidence", newEvidenceCmd},
+}
+
+// newRoot builds the command tree with every command.
+func newRoot(e env) *cobra.Command { return newRootFor(e, nil) }
+
+// newRootFor builds the command tree for a command line: the root and,
+// when args name a top-level command (as cobra will find it), only that
+// command; otherwise (help, completion, no or an unknown command, which
+// lists or suggests commands) every command.
+func newRootFor(e env, args []string) *cobra.Command {
 	g := &globals{env: e}
 	root := &cobra.Command{
 		Use:           "ccmr",
@@ -56,25 +85,60 @@ func newRoot(e env) *cobra.Command {
 	pf.StringVar(&g.logDir, "log-dir", "", "runtime log folder (default /run/ccmr; on the sim device, inside its state folder)")
 	pf.StringVar(&g.backing, "backing", "", "backing register of virtual registers (default rtmr3, or pcr17 on a TPM)")
 
-	root.AddCommand(
-		newRegistersCmd(g),
-		newReadCmd(g),
-		newExtendCmd(g),
-		newVersionCmd(g),
-		newVMRCmd(g),
-		newIMACmd(g),
-		newLogCmd(g),
-		newQuoteCmd(g),
-		newVerifyCmd(g),
-		newKeyCmd(g),
-		newEvidenceCmd(g),
-	)
+	name, named := commandName(args, pf)
+	for _, c := range commands {
+		if !named || c.name == name {
+			root.AddCommand(c.build(g))
+		}
+	}
+	if named && len(root.Commands()) != 1 {
+		// name is not a command: cobra must see them all to say so.
+		for _, c := range commands {
+			root.AddCommand(c.build(g))
+		}
+	} else if named {
+		// A named command never reaches cobra's "completion" command, so
+		// cobra need not build it (and its four subcommands) either.
+		root.CompletionOptions.DisableDefaultCmd = true
+	}
 	refuseRepeatedFlags(root)
 	return root
 }
 
+// commandName returns the first word of args that cobra takes for a
+// command name: it skips flags and, as cobra's own search does
+// (Command.Find, stripFlags), the word after a "--flag" or "-f" written
+// without "=" unless the flag takes no value (cobra adds -h/--help only
+// after its search, so there they take the next word too). named is false
+// when there is no such word before "--".
+func commandName(args []string, flags *pflag.FlagSet) (name string, named bool) {
+	noValue := func(f *pflag.Flag) bool { return f != nil && f.NoOptDefVal != "" }
+	for i := 0; i < len(args); i++ {
+		s := args[i]
+		switch {
+		case s == "--":
+			return "", false
+		case strings.HasPrefix(s, "--") && !strings.Contains(s, "="):
+			if !noValue(flags.Lookup(s[2:])) {
+				i++
+			}
+		case strings.HasPrefix(s, "-") && !strings.Contains(s, "=") && len(s) == 2:
+			if !noValue(flags.ShorthandLookup(s[1:])) {
+				i++
+			}
+		case s != "" && !strings.HasPrefix(s, "-"):
+			return s, true
+		}
+	}
+	return "", false
+}
+
 func run(ctx context.Context, args []string, e env) int {
-	root := newRoot(e)
+	return runTree(ctx, newRootFor(e, args), args, e)
+}
+
+// runTree runs args on a built command tree and returns the exit code.
+func runTree(ctx context.Context, root *cobra.Command, args []string, e env) int {
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err != nil {

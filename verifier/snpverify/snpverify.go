@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	sevabi "github.com/google/go-sev-guest/abi"
@@ -113,33 +114,54 @@ type Result struct {
 }
 
 // DefaultRoots returns go-sev-guest's embedded AMD roots for Milan, Genoa
-// and Turin with both intermediates: ASK (VCEK) and ASVK (VLEK).
+// and Turin with both intermediates: ASK (VCEK) and ASVK (VLEK). The map
+// and its slices are the caller's; the *trust.AMDRootCerts they hold are
+// shared by every call and must not be changed.
 func DefaultRoots() (map[string][]*trust.AMDRootCerts, error) {
-	out := map[string][]*trust.AMDRootCerts{}
-	for _, p := range []struct {
-		line       string
-		vcek, vlek []byte
-	}{
-		{"Milan", trust.AskArkMilanVcekBytes, trust.AskArkMilanVlekBytes},
-		{"Genoa", trust.AskArkGenoaVcekBytes, trust.AskArkGenoaVlekBytes},
-		{"Turin", trust.AskArkTurinVcekBytes, trust.AskArkTurinVlekBytes},
-	} {
-		r := trust.AMDRootCertsProduct(p.line)
-		r.ProductCerts = &trust.ProductCerts{}
-		if err := r.ProductCerts.FromKDSCertBytes(p.vcek); err != nil {
-			return nil, fmt.Errorf("snp: embedded %s ASK/ARK: %w", p.line, err)
-		}
-		ark := r.ProductCerts.Ark
-		if err := r.ProductCerts.FromKDSCertBytes(append(bytes.TrimSpace(p.vlek), '\n')); err != nil {
-			return nil, fmt.Errorf("snp: embedded %s ASVK/ARK: %w", p.line, err)
-		}
-		if !ark.Equal(r.ProductCerts.Ark) {
-			return nil, fmt.Errorf("snp: embedded %s VCEK and VLEK chains have different ARKs", p.line)
-		}
-		out[p.line] = []*trust.AMDRootCerts{r}
+	roots, err := defaultRoots()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]*trust.AMDRootCerts, len(roots))
+	for line, r := range roots {
+		out[line] = []*trust.AMDRootCerts{r}
 	}
 	return out, nil
 }
+
+// defaultRoots builds the default roots once per process, on first use:
+// the ARK and ASK come from go-sev-guest's trust.DefaultRootCerts, which
+// its package initialisation has already parsed from the same embedded
+// bytes, so they are not parsed again; only the ASVK bundles, which
+// go-sev-guest embeds but does not parse, are parsed here, and their ARK
+// must be the one go-sev-guest parsed.
+var defaultRoots = sync.OnceValues(func() (map[string]*trust.AMDRootCerts, error) {
+	out := map[string]*trust.AMDRootCerts{}
+	for _, p := range []struct {
+		line string
+		vlek []byte
+	}{
+		{"Milan", trust.AskArkMilanVlekBytes},
+		{"Genoa", trust.AskArkGenoaVlekBytes},
+		{"Turin", trust.AskArkTurinVlekBytes},
+	} {
+		def := trust.DefaultRootCerts[p.line]
+		if def == nil || def.ProductCerts == nil || def.ProductCerts.Ark == nil || def.ProductCerts.Ask == nil {
+			return nil, fmt.Errorf("snp: go-sev-guest has no embedded %s ASK/ARK", p.line)
+		}
+		vlek := &trust.ProductCerts{}
+		if err := vlek.FromKDSCertBytes(append(bytes.TrimSpace(p.vlek), '\n')); err != nil {
+			return nil, fmt.Errorf("snp: embedded %s ASVK/ARK: %w", p.line, err)
+		}
+		if vlek.Asvk == nil || !def.ProductCerts.Ark.Equal(vlek.Ark) {
+			return nil, fmt.Errorf("snp: embedded %s VCEK and VLEK chains have different ARKs", p.line)
+		}
+		r := trust.AMDRootCertsProduct(p.line)
+		r.ProductCerts = &trust.ProductCerts{Ark: def.ProductCerts.Ark, Ask: def.ProductCerts.Ask, Asvk: vlek.Asvk}
+		out[p.line] = r
+	}
+	return out, nil
+})
 
 // parseCerts reads DER or PEM (one or several blocks) certificates.
 func parseCerts(items [][]byte) ([]*x509.Certificate, error) {

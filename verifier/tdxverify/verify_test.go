@@ -130,7 +130,7 @@ func TestDcapQVLQuoteTrusted(t *testing.T) {
 		t.Errorf("not checked: %v", r.NotChecked)
 	}
 	joined := strings.Join(r.Checked, "\n")
-	for _, w := range []string{"go-tdx-guest", "root CA CRL", "PCK CRL", "TCB info", "QE identity", "TCB status UpToDate"} {
+	for _, w := range []string{"PCK certificate chain", "root CA CRL", "PCK CRL", "TCB info", "QE identity", "TCB status UpToDate"} {
 		if !strings.Contains(joined, w) {
 			t.Errorf("Checked lacks %q:\n%s", w, joined)
 		}
