@@ -17,7 +17,7 @@ import (
 // imaReader reads the IMA list from where the monitor state stopped (its
 // start without a state).
 func (r *run) imaReader() *ima.Reader {
-	data := r.imaLog.Open(r.imaStart.offset)
+	data := r.imaLog.Open(pos(r.imaLog, r.imaStart.offset))
 	if r.imaLog.Format == string(eventlog.FormatIMAASCII) {
 		return ima.NewASCIIReader(data, ima.Options{File: "ima list"})
 	}
@@ -99,8 +99,15 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 		return nil
 	}
 	const name = "ima list"
-	if r.imaStart.offset > r.imaLog.Size() {
-		return &failError{&Failure{Log: name, Record: -1, Reason: fmt.Sprintf("the IMA list is %d bytes, shorter than the %d the monitor state proved: rewritten, or a new boot", r.imaLog.Size(), r.imaStart.offset)}}
+	if r.imaStart.offset > end(r.imaLog) {
+		return &failError{&Failure{Log: name, Record: -1, Reason: fmt.Sprintf("the IMA list is %d bytes, shorter than the %d the monitor state proved: rewritten, or a new boot", end(r.imaLog), r.imaStart.offset)}}
+	}
+	if r.imaLog.Offset != 0 && r.imaPCRsQuoted() {
+		// The PCRs hold the whole list since boot; a tail cannot be
+		// replayed to them, and the entries it lacks would be judged by
+		// nothing.
+		return &failError{&Failure{Log: name, Record: -1, Offset: r.imaLog.Offset,
+			Reason: fmt.Sprintf("the IMA list is a tail from byte %d, but the evidence quotes the PCRs the list extends, which only the whole list replays to: send the whole list", r.imaLog.Offset)}}
 	}
 	if err := r.checkIMAEntries(l); err != nil {
 		return err
@@ -146,7 +153,7 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 		}
 		if r.next != nil && haveMRIMA && mrIMA.Alg.Valid() && len(mrIMA.Bytes) == mrIMA.Alg.Size() {
 			// Never an IMA point without a value of mr_ima.
-			off := r.imaLog.Size()
+			off := end(r.imaLog)
 			if res.Unproven > 0 {
 				rd := r.imaReader()
 				for i := 0; i < res.Events; i++ {
