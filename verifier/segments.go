@@ -12,6 +12,7 @@ import (
 	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -104,7 +105,13 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 		}
 		opt := aael.ReplayOptions{File: sg.name, Backing: reg,
 			OnVirtual: func(v aael.VirtualRecord) error {
-				r.records[v.Name] = append(r.records[v.Name], v.Digest)
+				r.counts[v.Name]++
+				if v.Name == ima.VirtualName {
+					r.feedIMA(v.Digest) // matched with the IMA list as it comes
+				}
+				if _, ok := r.opts.AppLogs[v.Name]; ok {
+					r.records[v.Name] = append(r.records[v.Name], v.Digest)
+				}
 				return nil
 			}}
 		if r.b.Platform == mr.PlatformTPM {
