@@ -30,6 +30,8 @@ import (
 //	CCMR_MEM_DIR=/tmp/m CCMR_MEM_PHASE=state /usr/bin/time -v /tmp/v.test -test.run TestMemoryStreamed
 //	CCMR_MEM_DIR=/tmp/m CCMR_MEM_PHASE=tail  /usr/bin/time -v /tmp/v.test -test.run TestMemoryStreamed
 //
+//	CCMR_MEM_DIR=/tmp/m CCMR_MEM_PHASE=inline go test -run TestMemoryStreamed ./verifier
+//
 // make: a sim guest forwards ENTRIES IMA entries, quotes; the bundle is
 // verified into a state; 1,000 more are forwarded and quoted again, whole
 // (b2) and as tails from the state (b2tail). full verifies b2 without the
@@ -42,6 +44,26 @@ func TestMemoryStreamed(t *testing.T) {
 	ctx := context.Background()
 	if phase == "make" {
 		memMake(t, ctx, dir)
+		return
+	}
+	if phase == "inline" { // the bundles as one JSON file each, for the CLI
+		for _, name := range []string{"b2", "b2tail"} {
+			b := memLoad(t, dir, name)
+			for i := range b.Logs {
+				data, err := b.Logs[i].Bytes()
+				if err != nil {
+					t.Fatal(err)
+				}
+				b.Logs[i] = bundle.Log{Format: b.Logs[i].Format, Register: b.Logs[i].Register, Alg: b.Logs[i].Alg, Offset: b.Logs[i].Offset, Data: data}
+			}
+			var buf bytes.Buffer
+			if err := b.Write(&buf); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, name+"-inline.json"), buf.Bytes(), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
 		return
 	}
 	key, err := os.ReadFile(filepath.Join(dir, "key.pem"))

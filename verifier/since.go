@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -56,6 +57,15 @@ func (m *MonitorState) Since(machine string) (s *Since, ok bool) {
 		s.IMA = &SinceIMA{Offset: e.IMA.Offset}
 	}
 	return s, true
+}
+
+// Marshal encodes s as a since file (ParseSince reads it back).
+func (s *Since) Marshal() ([]byte, error) {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
 }
 
 // ParseSince decodes a since file strictly (one object of the format, no
