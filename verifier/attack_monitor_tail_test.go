@@ -6,10 +6,12 @@ package verifier
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/bundle"
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
 )
 
 // tailGuest is a guest whose state verified a bundle with an archive, a
@@ -214,4 +216,38 @@ func TestAttackTail_ForgedHashState(t *testing.T) {
 	if _, err := ParseState(stateBytes(t, state), nil); err == nil {
 		t.Fatal("a state whose prefix_state is another log's loads")
 	}
+}
+
+// A policy that names the IMA aggregate (over the whole list) with an IMA
+// tail: the aggregate cannot be computed, NOT TRUSTED, never passed over.
+func TestAttackTail_IMAAggregateNeedsWholeList(t *testing.T) {
+	g := newGuest(t)
+	state := emptyState()
+	g.extend("mr_ctr.app", "1")
+	g.imaUpTo(4)
+	list, err := os.ReadFile(g.list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agg, _, err := ima.Aggregate(context.Background(), ima.NewBinaryReader(bytes.NewReader(list), ima.Options{}), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := ParsePolicy([]byte(`{"ima": {"aggregate": "`+agg.String()+`"}}`), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := g.withState(state)
+	o.Policy = pol
+	monMustTrust(t, g.quote(true), o)
+	g.extend("mr_ctr.app", "2")
+	monMustRefuse(t, tails(t, g, state), o, LayerPolicy, "the aggregate needs the whole list")
+}
+
+// A firmware log sent as a tail: only runtime logs and the IMA list resume.
+func TestAttackTail_FirmwareLog(t *testing.T) {
+	g, state := tailGuest(t)
+	b := tails(t, g, state)
+	b.Logs = append(b.Logs, bundle.Log{Format: "ccel", Data: []byte{1, 2, 3, 4}, Offset: 64})
+	monMustRefuse(t, b, g.withState(state), LayerLogs, "only runtime logs and the IMA list may be sent as tails")
 }
