@@ -275,7 +275,7 @@ func (r *run) resumeAppLogs(ctx context.Context, l *LayerResult) error {
 	} else if r.state != nil && r.state.IMA != nil && r.imaLog != nil && r.imaLog.Size() >= r.state.IMA.Offset {
 		st := r.state.IMA
 		h := sha256.New()
-		if err := r.imaLog.CopyRange(h, 0, st.Offset); err != nil {
+		if err := hashRange(h, r.imaLog, 0, st.Offset); err != nil {
 			return failFrom("ima list", err)
 		}
 		if got := hex.EncodeToString(h.Sum(nil)); got != st.Prefix {
@@ -359,7 +359,7 @@ func prefixOf(lg *bundle.Log, off int64, ph *prefixHash) (string, string, error)
 		}
 		ph = &prefixHash{log: lg, h: sha256.New()}
 	}
-	if err := lg.CopyRange(ph.h, ph.off, p); err != nil {
+	if err := hashRange(ph.h, lg, ph.off, p); err != nil {
 		return "", "", err
 	}
 	ph.off = p

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 
 	"github.com/ccmr-dev/ccmr/bundle"
+	"github.com/ccmr-dev/ccmr/mr"
 )
 
 // A log's bytes in the bundle may be a tail of the whole log
@@ -73,3 +75,17 @@ func end(lg *bundle.Log) int64 { return lg.Offset + lg.Size() }
 
 // pos is the position in lg's bytes of byte off of the whole log.
 func pos(lg *bundle.Log, off int64) int64 { return off - lg.Offset }
+
+// hashRange writes bytes [from, to) of lg's bytes to h, in reads of 1 MiB:
+// the prefixes the monitor state hashes are the longest reads of a
+// resumed verification.
+func hashRange(h hash.Hash, lg *bundle.Log, from, to int64) error {
+	if from < 0 || to < from || to > lg.Size() {
+		return fmt.Errorf("%w: range %d-%d of a %d-byte log", mr.ErrMalformed, from, to, lg.Size())
+	}
+	n, err := io.CopyBuffer(h, io.LimitReader(lg.Open(from), to-from), make([]byte, 1<<20))
+	if err == nil && n != to-from {
+		err = fmt.Errorf("%w: the log ended at byte %d of %d", mr.ErrMalformed, from+n, to)
+	}
+	return err
+}

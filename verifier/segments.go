@@ -263,7 +263,7 @@ func (r *run) findAnchor(reg string, segs []segment, st *RuntimeState, l *LayerR
 			continue
 		}
 		h := sha256.New()
-		if err := sg.log.CopyRange(h, 0, st.Offset); err != nil {
+		if err := hashRange(h, sg.log, 0, st.Offset); err != nil {
 			return anchor{}, failFrom(sg.name, err)
 		}
 		if got := hex.EncodeToString(h.Sum(nil)); got != st.Prefix {
@@ -313,7 +313,7 @@ func (r *run) checkArchived(reg string, before []segment, archived []string) err
 	want := archived[len(archived)-len(before):]
 	for i, sg := range before {
 		h := sha256.New()
-		if err := sg.log.CopyRange(h, 0, sg.log.Size()); err != nil {
+		if err := hashRange(h, sg.log, 0, sg.log.Size()); err != nil {
 			return failFrom(sg.name, err)
 		}
 		if got := hex.EncodeToString(h.Sum(nil)); got != want[i] {
@@ -338,7 +338,7 @@ func (r *run) archive(reg string, st *RuntimeState, cut bool, segs []segment) er
 	for i, sg := range segs[:len(segs)-1] {
 		if ph := r.mon.runtime[reg]; i == 0 && ph != nil && ph.log == sg.log {
 			// The resumed segment: continue the state's hash to its end.
-			if err := sg.log.CopyRange(ph.h, ph.off, sg.log.Size()); err != nil {
+			if err := hashRange(ph.h, sg.log, ph.off, sg.log.Size()); err != nil {
 				return failFrom(sg.name, err)
 			}
 			ph.off = sg.log.Size()
@@ -346,7 +346,7 @@ func (r *run) archive(reg string, st *RuntimeState, cut bool, segs []segment) er
 			continue
 		}
 		h := sha256.New()
-		if err := sg.log.CopyRange(h, 0, sg.log.Size()); err != nil {
+		if err := hashRange(h, sg.log, 0, sg.log.Size()); err != nil {
 			return failFrom(sg.name, err)
 		}
 		list = append(list, hex.EncodeToString(h.Sum(nil)))
