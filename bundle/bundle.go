@@ -92,6 +92,10 @@ type Log struct {
 	// nil and keeps its bytes where they are; read a log through Size,
 	// Open and Bytes, which serve both.
 	Data []byte `json:"data"`
+	// Offset is the byte offset in the whole log at which this log's bytes
+	// start: 0 for a whole log; more for a tail, which a verifier accepts
+	// only with a monitor state that verified the log at least that far.
+	Offset int64 `json:"offset,omitempty"`
 
 	// body, when set, holds the log in place of Data (a member of a
 	// bundle archive); size is its length.

@@ -138,7 +138,7 @@ func pcrList(pcrs map[int]int) string {
 // proven: a member that cannot be evaluated fails, never passes by default.
 func (r *run) imaJudgeable(what string) error {
 	if r.imaLog == nil {
-		if n := len(r.records[ima.VirtualName]); n > 0 {
+		if n := r.counts[ima.VirtualName]; n > 0 {
 			return fail("%s, but the bundle holds no IMA list: the %d entries mr_ima records cannot be judged", what, n)
 		}
 		return fail("%s, but the bundle holds no IMA list to judge", what)

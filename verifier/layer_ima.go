@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
+	"strings"
+	"sync"
 
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
@@ -17,7 +20,7 @@ import (
 // imaReader reads the IMA list from where the monitor state stopped (its
 // start without a state).
 func (r *run) imaReader() *ima.Reader {
-	data := r.imaLog.Open(r.imaStart.offset)
+	data := r.imaLog.Open(pos(r.imaLog, r.imaStart.offset))
 	if r.imaLog.Format == string(eventlog.FormatIMAASCII) {
 		return ima.NewASCIIReader(data, ima.Options{File: "ima list"})
 	}
@@ -99,8 +102,15 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 		return nil
 	}
 	const name = "ima list"
-	if r.imaStart.offset > r.imaLog.Size() {
-		return &failError{&Failure{Log: name, Record: -1, Reason: fmt.Sprintf("the IMA list is %d bytes, shorter than the %d the monitor state proved: rewritten, or a new boot", r.imaLog.Size(), r.imaStart.offset)}}
+	if r.imaStart.offset > end(r.imaLog) {
+		return &failError{&Failure{Log: name, Record: -1, Reason: fmt.Sprintf("the IMA list is %d bytes, shorter than the %d the monitor state proved: rewritten, or a new boot", end(r.imaLog), r.imaStart.offset)}}
+	}
+	if r.imaLog.Offset != 0 && r.imaPCRsQuoted() {
+		// The PCRs hold the whole list since boot; a tail cannot be
+		// replayed to them, and the entries it lacks would be judged by
+		// nothing.
+		return &failError{&Failure{Log: name, Record: -1, Offset: r.imaLog.Offset,
+			Reason: fmt.Sprintf("the IMA list is a tail from byte %d, but the evidence quotes the PCRs the list extends, which only the whole list replays to: send the whole list", r.imaLog.Offset)}}
 	}
 	if err := r.checkIMAEntries(l); err != nil {
 		return err
@@ -115,16 +125,14 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 		return &failError{&Failure{Log: name, Record: -1, Register: ima.VirtualName, Expected: r.imaStart.value.String(),
 			Reason: fmt.Sprintf("the monitor state of %s proved %d IMA entries up to an mr_ima value, but this bundle proves no value of mr_ima (no trusted runtime log carries it): the entries after them can be neither proven nor judged", stateTime(r.state), r.imaStart.entries)}}
 	}
-	if recs, ok := r.records[ima.VirtualName]; ok || r.imaResumed() {
-		if recs == nil {
-			recs = []mr.Digest{} // no new record: every new entry is unproven
-		}
-		res, err := ima.ReplayVirtual(ctx, r.imaReader(), ima.VirtualOptions{File: name, Records: recs, Expect: r.virtual[ima.VirtualName], Start: r.imaStart.value})
+	if nrec, ok := r.counts[ima.VirtualName]; ok || r.imaResumed() {
+		// No new record: every new entry is unproven.
+		res, err := r.mrIMAReplay(r.virtual[ima.VirtualName])
 		if err != nil {
 			return failFrom(name, r.shiftIMA(err))
 		}
 		r.proven = res.Events
-		l.Checked = append(l.Checked, fmt.Sprintf("%d IMA entries match the %d records of mr_ima", res.Events, len(recs)))
+		l.Checked = append(l.Checked, fmt.Sprintf("%d IMA entries match the %d records of mr_ima", res.Events, nrec))
 		if r.imaStart.entries > 0 {
 			l.Checked = append(l.Checked, fmt.Sprintf("entries 0..%d were proven by the monitor state", r.imaStart.entries-1))
 		}
@@ -146,7 +154,7 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 		}
 		if r.next != nil && haveMRIMA && mrIMA.Alg.Valid() && len(mrIMA.Bytes) == mrIMA.Alg.Size() {
 			// Never an IMA point without a value of mr_ima.
-			off := r.imaLog.Size()
+			off := end(r.imaLog)
 			if res.Unproven > 0 {
 				rd := r.imaReader()
 				for i := 0; i < res.Events; i++ {
@@ -168,3 +176,153 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 
 // imaResumed reports whether layer 3 resumes a monitor state's IMA point.
 func (r *run) imaResumed() bool { return r.state != nil && r.state.IMA != nil }
+
+// recordChunk is how many mr_ima records a chunk of the feed holds.
+const recordChunk = 4096
+
+// imaFeed replays the IMA list against mr_ima's records while layer 1
+// replays the runtime log that holds them: the records flow in chunks
+// through a channel of a few chunks, so that neither the records nor the
+// list are held whole; layer 3 takes the result (mrIMAReplay). Entry i must
+// give record i; the entries after the last record are unproven.
+type imaFeed struct {
+	ch     chan []mr.Digest
+	buf    []mr.Digest
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+	res    *ima.VirtualReplay
+	err    error
+	cur    mr.Digest // mr_ima after the records replayed so far
+}
+
+// feedIMA passes one record of mr_ima to the feed, starting it with the
+// first; without an IMA list the records are only counted.
+func (r *run) feedIMA(d mr.Digest) {
+	if r.imaLog == nil {
+		return
+	}
+	if r.feed == nil {
+		r.startFeed()
+	}
+	f := r.feed
+	f.buf = append(f.buf, d)
+	if len(f.buf) == recordChunk {
+		f.ch <- f.buf
+		f.buf = make([]mr.Digest, 0, recordChunk)
+	}
+}
+
+// startFeed starts the IMA list's replay from this run's start.
+func (r *run) startFeed() {
+	ctx, cancel := context.WithCancel(r.ctx)
+	f := &imaFeed{ch: make(chan []mr.Digest, 2), buf: make([]mr.Digest, 0, recordChunk), cancel: cancel, done: make(chan struct{}), cur: r.imaStart.value}
+	if f.cur.IsZero() {
+		f.cur = mr.Zero(mr.SHA384) // mr_ima's value at boot
+	}
+	r.feed = f
+	src := r.imaReader()
+	go func() {
+		defer close(f.done)
+		const name = "ima list"
+		events := 0
+		for chunk := range f.ch {
+			if f.err != nil {
+				continue // drain: the first failure is the verdict
+			}
+			res, err := ima.ReplayVirtual(ctx, &limitSource{src: src, n: len(chunk)}, ima.VirtualOptions{File: name, Records: chunk, Start: f.cur})
+			if err != nil {
+				f.err = renumberRecords(err, events)
+				continue
+			}
+			events += res.Events
+			f.cur = res.Virtual[0].Digest
+		}
+		if f.err != nil {
+			return
+		}
+		// The entries after the last record: none is proven.
+		res, err := ima.ReplayVirtual(ctx, src, ima.VirtualOptions{File: name, Records: []mr.Digest{}, Start: f.cur})
+		if err != nil {
+			f.err = renumberRecords(err, events)
+			return
+		}
+		res.Events = events
+		f.res = res
+	}()
+}
+
+// finish ends the feed and waits for its replay.
+func (f *imaFeed) finish() {
+	f.once.Do(func() {
+		if len(f.buf) > 0 {
+			f.ch <- f.buf
+		}
+		close(f.ch)
+	})
+	<-f.done
+}
+
+// stopFeed ends a feed whose result no layer will take.
+func (r *run) stopFeed() {
+	if r.feed != nil {
+		r.feed.cancel()
+		r.feed.finish()
+	}
+}
+
+// mrIMAReplay is the outcome of the feed (started here when layer 1 met no
+// record of mr_ima): the IMA list from this run's start replayed against
+// mr_ima's records; the value after the last record must be expect.
+func (r *run) mrIMAReplay(expect mr.Digest) (*ima.VirtualReplay, error) {
+	if r.feed == nil {
+		r.startFeed()
+	}
+	f := r.feed
+	f.finish()
+	if f.err != nil {
+		return nil, f.err
+	}
+	if !expect.IsZero() && !f.cur.Equal(expect) {
+		return nil, &eventlog.Mismatch{File: "ima list", Register: ima.VirtualName, Record: -1, Expected: expect,
+			Computed: f.cur, Reason: fmt.Sprintf("replay of %d IMA entries does not give the expected value", f.res.Events)}
+	}
+	return f.res, nil
+}
+
+// renumberRecords turns a failure of one chunk of mrIMAReplay, whose
+// records start at base, into the terms of the whole run.
+func renumberRecords(err error, base int) error {
+	var mm *eventlog.Mismatch
+	if base == 0 || !errors.As(err, &mm) || mm.Record < 0 {
+		return err
+	}
+	if mm.Offset >= 0 {
+		// An entry that does not match its record: Record is the entry's
+		// index, counted over the whole run; the reason names the record
+		// counted in the chunk.
+		rel := fmt.Sprintf(" record %d", mm.Record-base)
+		if strings.HasSuffix(mm.Reason, rel) {
+			mm.Reason = strings.TrimSuffix(mm.Reason, rel) + fmt.Sprintf(" record %d", mm.Record)
+		}
+		return err
+	}
+	// A record without an entry: Record counts in the chunk.
+	mm.Record += base
+	mm.Reason = fmt.Sprintf("%s record %d has no IMA entry (the list has %d entries)", mm.Register, mm.Record, mm.Record)
+	return err
+}
+
+// limitSource yields at most n entries of src.
+type limitSource struct {
+	src ima.Source
+	n   int
+}
+
+func (l *limitSource) Next() (*ima.Entry, error) {
+	if l.n <= 0 {
+		return nil, io.EOF
+	}
+	l.n--
+	return l.src.Next()
+}

@@ -49,6 +49,11 @@ func (r *run) policy(ctx context.Context, l *LayerResult) error {
 		if err := r.imaJudgeable("the policy names an IMA aggregate"); err != nil {
 			return err
 		}
+		if r.imaLog.Offset != 0 {
+			// The aggregate is over the distinct measurements of the
+			// whole list: a tail cannot give it.
+			return fail("the policy names an IMA aggregate, but the bundle's IMA list is a tail from byte %d: the aggregate needs the whole list", r.imaLog.Offset)
+		}
 		src := ima.NewBinaryReader(r.imaLog.Open(0), ima.Options{File: "ima list"})
 		if r.imaLog.Format == string(eventlog.FormatIMAASCII) {
 			src = ima.NewASCIIReader(r.imaLog.Open(0), ima.Options{File: "ima list"})

@@ -17,7 +17,7 @@ func (r *run) virtualRegs(ctx context.Context, l *LayerResult) error {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		l.Checked = append(l.Checked, fmt.Sprintf("%s = %v (%d records)", n, r.virtual[n], len(r.records[n])))
+		l.Checked = append(l.Checked, fmt.Sprintf("%s = %v (%d records)", n, r.virtual[n], r.counts[n]))
 	}
 	for _, c := range r.b.Registers {
 		if !mr.IsVirtualName(c.Name) {

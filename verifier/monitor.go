@@ -82,6 +82,16 @@ type RuntimeState struct {
 	// Records is how many entries they hold (for the report).
 	Prefix  string `json:"prefix_sha256"`
 	Records int    `json:"records"`
+	// PrefixState is the SHA-256 state (base64 of its MarshalBinary)
+	// after those Offset bytes: a tail of the segment (bundle.Log.Offset)
+	// continues it over the new bytes, so that the state keeps the hash
+	// of the whole segment without the old bytes being sent again.
+	PrefixState string `json:"prefix_state,omitempty"`
+	// Archived are the SHA-256 (hex) of the chain's segments before this
+	// one, oldest first: the bytes of earlier segments a later bundle
+	// carries must be those (a suffix of the list: a guest may delete
+	// its oldest archives), as they are not replayed again.
+	Archived []string `json:"archived_sha256,omitempty"`
 	// Alg and MRIndex are the digest algorithm and the MR index of the
 	// segment's entries: the entries after Offset are read by a reader
 	// that starts with them, so that they must use the same, as in a
@@ -103,8 +113,10 @@ type IMAState struct {
 	Entries int       `json:"entries"`
 	Offset  int64     `json:"offset"`
 	Value   mr.Digest `json:"value"`
-	// Prefix is the SHA-256 (hex) of the list's first Offset bytes.
-	Prefix string `json:"prefix_sha256"`
+	// Prefix is the SHA-256 (hex) of the list's first Offset bytes;
+	// PrefixState the SHA-256 state after them (RuntimeState.PrefixState).
+	Prefix      string `json:"prefix_sha256"`
+	PrefixState string `json:"prefix_state,omitempty"`
 }
 
 // imaPoint is where layer 3 starts.
@@ -195,12 +207,25 @@ func (m *MonitorState) validate() error {
 			if rs.Offset < 0 || rs.Records < 0 || !isSHA256Hex(rs.Prefix) {
 				return fmt.Errorf("machine %q: runtime %s: bad offset, record count or prefix hash", name, rs.Register)
 			}
+			if err := checkPrefixState(rs.PrefixState, rs.Offset, rs.Prefix); err != nil {
+				return fmt.Errorf("machine %q: runtime %s: %v", name, rs.Register, err)
+			}
+			for _, a := range rs.Archived {
+				if !isSHA256Hex(a) {
+					return fmt.Errorf("machine %q: runtime %s: an archived segment's hash is no SHA-256", name, rs.Register)
+				}
+			}
 			if a, err := mr.ParseAlg(rs.Alg); err != nil || a.String() != rs.Alg || a != rs.Value.Alg || rs.MRIndex == nil {
 				return fmt.Errorf("machine %q: runtime %s: no MR index, or no digest algorithm (that of its value) for its entries (a state written before they were kept: start a new file)", name, rs.Register)
 			}
 		}
 		if ms.IMA != nil && (ms.IMA.Entries < 0 || ms.IMA.Offset < 0 || !isSHA256Hex(ms.IMA.Prefix)) {
 			return fmt.Errorf("machine %q: ima: bad entries, offset or prefix hash", name)
+		}
+		if ms.IMA != nil {
+			if err := checkPrefixState(ms.IMA.PrefixState, ms.IMA.Offset, ms.IMA.Prefix); err != nil {
+				return fmt.Errorf("machine %q: ima: %v", name, err)
+			}
 		}
 		if ms.IMA != nil && !validDigest(ms.IMA.Value) {
 			return fmt.Errorf("machine %q: ima: the point's mr_ima value %q is no digest", name, ms.IMA.Value)

@@ -49,9 +49,12 @@ type monitorRun struct {
 // prefixHash is a SHA-256 over the first off bytes of one log, and for a
 // runtime log the number of records they hold.
 type prefixHash struct {
-	log     *bundle.Log
-	off     int64
-	h       hash.Hash
+	log *bundle.Log
+	off int64 // position in log's bytes hashed so far
+	h   hash.Hash
+	// start is the position in log's bytes of the state's point, where
+	// the state's records (records) end.
+	start   int64
 	records int
 }
 
@@ -93,7 +96,79 @@ func (r *run) resumeLogs(ctx context.Context, l *LayerResult) error {
 			return err
 		}
 	}
+	if err := r.checkTails(); err != nil {
+		return err
+	}
 	return r.logs(ctx, l)
+}
+
+// checkTails refuses every tail (bundle.Log.Offset > 0) the monitor state
+// does not hold the head of. A tail proves nothing alone: its first record
+// extends a value nothing in the bundle proves. It is accepted only as the
+// first log of a runtime log's register or as the IMA list, with an entry
+// of the state in use that verified the log at least as far as the tail's
+// start, and no further than its end (the bytes between the state's point
+// and the tail's start were never judged), and that kept the hash state
+// there (PrefixState).
+func (r *run) checkTails() error {
+	first := map[string]bool{}
+	for i := range r.b.Logs {
+		lg := &r.b.Logs[i]
+		name := logName(i, lg)
+		isFirst := isRuntimeLog(lg) && !first[lg.Register]
+		if isRuntimeLog(lg) {
+			first[lg.Register] = true
+		}
+		if lg.Offset == 0 {
+			continue
+		}
+		tailFail := func(why string) error {
+			return &failError{&Failure{Log: name, Record: -1, Offset: lg.Offset, Register: lg.Register,
+				Reason: fmt.Sprintf("the log is a tail from byte %d: %s", lg.Offset, why)}}
+		}
+		if lg.Offset < 0 {
+			return tailFail("a negative offset")
+		}
+		var off int64
+		var hashState string
+		switch {
+		case isRuntimeLog(lg) && !isFirst:
+			return tailFail("only the first log of a register may be a tail (a later segment is whole)")
+		case isRuntimeLog(lg):
+			st := r.state.runtimeFor(lg.Register)
+			if st == nil {
+				return tailFail(r.noHead("the runtime log of " + lg.Register))
+			}
+			off, hashState = st.Offset, st.PrefixState
+		case lg.Format == string(eventlog.FormatIMABinary) || lg.Format == string(eventlog.FormatIMAASCII):
+			if r.state == nil || r.state.IMA == nil {
+				return tailFail(r.noHead("the IMA list"))
+			}
+			off, hashState = r.state.IMA.Offset, r.state.IMA.PrefixState
+		default:
+			return tailFail("only runtime logs and the IMA list may be sent as tails; a " + lg.Format + " log is replayed whole")
+		}
+		switch {
+		case lg.Offset > off:
+			return tailFail(fmt.Sprintf("the monitor state of %s verified only %d bytes: the bytes between were never judged", stateTime(r.state), off))
+		case end(lg) < off:
+			return tailFail(fmt.Sprintf("it ends at byte %d, before the %d the monitor state of %s verified: rewritten, or a new boot", end(lg), off, stateTime(r.state)))
+		case hashState == "":
+			return tailFail(fmt.Sprintf("the monitor state of %s keeps no hash state at its point (written before tails were accepted): send the whole log once", stateTime(r.state)))
+		}
+	}
+	return nil
+}
+
+// noHead says why no state entry holds the head of a tail.
+func (r *run) noHead(what string) string {
+	switch {
+	case r.mon == nil:
+		return "a tail proves nothing without a monitor state that verified " + what + " up to it (verify with --state, or send the whole log)"
+	case r.state == nil:
+		return fmt.Sprintf("the monitor state of %s is not used for this bundle (see layer 0 and 1), so nothing verified %s up to it: send the whole log", r.mon.machine, what)
+	}
+	return fmt.Sprintf("the monitor state of %s never verified %s: send the whole log", stateTime(r.state), what)
 }
 
 // useEntry uses the machine's entry when it was judged as this run judges
@@ -130,7 +205,7 @@ func (r *run) useEntry(l *LayerResult) error {
 		m.carriedAs[as] = true
 		r.weaken(l, as)
 	}
-	return r.checkRuntimePrefixes(l)
+	return nil
 }
 
 // bootRegister reports whether a register is fixed for a boot: TDX's MRTD,
@@ -180,46 +255,27 @@ func isRuntimeLog(lg *bundle.Log) bool {
 	return lg.Format == string(eventlog.FormatRuntime) || lg.Format == string(eventlog.FormatAAELText)
 }
 
-// checkRuntimePrefixes compares, for each runtime log the entry resumes,
-// the bundle's copy of the bytes the entry verified with their hash: those
-// bytes are not replayed again, so a copy changed after it was judged would
-// otherwise pass unseen. It mirrors runtimeChain: the entry resumes the
-// first segment of a register when that segment starts as the entry's did.
-func (r *run) checkRuntimePrefixes(l *LayerResult) error {
-	for _, rs := range r.state.Runtime {
-		for i := range r.b.Logs {
-			lg := &r.b.Logs[i]
-			if !isRuntimeLog(lg) || lg.Register != rs.Register {
-				continue
-			}
-			name := logName(i, lg)
-			init := initOf(segment{name: name, log: lg})
-			if (init.Equal(rs.SegmentInit) || init.IsZero() && rs.SegmentInit.IsZero()) && lg.Size() >= rs.Offset {
-				h := sha256.New()
-				if err := lg.CopyRange(h, 0, rs.Offset); err != nil {
-					return failFrom(name, err)
-				}
-				if hex.EncodeToString(h.Sum(nil)) != rs.Prefix {
-					return &failError{&Failure{Log: name, Record: -1, Register: rs.Register, Expected: "sha256:" + rs.Prefix, Computed: "sha256:" + hex.EncodeToString(h.Sum(nil)),
-						Reason: fmt.Sprintf("the first %d bytes of the runtime log differ from the ones the monitor state of %s verified: history changed after it was judged", rs.Offset, stateTime(r.state))}}
-				}
-				r.mon.runtime[rs.Register] = &prefixHash{log: lg, off: rs.Offset, h: h, records: rs.Records}
-				l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: %d records (%d bytes) proven by the monitor state of %s, not re-read (their hash is the one verified)", name, rs.Records, rs.Offset, stateTime(r.state)))
-			}
-			break // only the first segment of a register resumes
-		}
-	}
-	return nil
-}
-
 // resumeAppLogs is layer 3 with a monitor state: the IMA entries the state
 // proved are not replayed again, so the bundle's copy of them must hash to
 // what was judged; then layer 3 runs.
 func (r *run) resumeAppLogs(ctx context.Context, l *LayerResult) error {
-	if r.state != nil && r.state.IMA != nil && r.imaLog != nil && r.imaLog.Size() >= r.state.IMA.Offset {
+	if r.state != nil && r.state.IMA != nil && r.imaLog != nil && r.imaLog.Offset > 0 {
+		// A tail (checkTails proved it reaches the state's point): the
+		// state's hash continues over the new bytes.
+		st := r.state.IMA
+		h, err := resumeHash(st.PrefixState)
+		if err != nil {
+			return fail("ima list: monitor state: %v", err)
+		}
+		r.mon.ima = &prefixHash{log: r.imaLog, off: pos(r.imaLog, st.Offset), h: h}
+		l.NotChecked = append(l.NotChecked, fmt.Sprintf("ima list: a tail from byte %d: %d IMA entries (%d bytes) proven by the monitor state of %s, not sent", r.imaLog.Offset, st.Entries, st.Offset, stateTime(r.state)))
+		if st.Offset > r.imaLog.Offset {
+			l.NotChecked = append(l.NotChecked, fmt.Sprintf("ima list: bytes %d-%d were proven before (the state's point is later than the tail's start): not compared, as the state keeps no hash of them alone, and not used", r.imaLog.Offset, st.Offset))
+		}
+	} else if r.state != nil && r.state.IMA != nil && r.imaLog != nil && r.imaLog.Size() >= r.state.IMA.Offset {
 		st := r.state.IMA
 		h := sha256.New()
-		if err := r.imaLog.CopyRange(h, 0, st.Offset); err != nil {
+		if err := hashRange(h, r.imaLog, 0, st.Offset); err != nil {
 			return failFrom("ima list", err)
 		}
 		if got := hex.EncodeToString(h.Sum(nil)); got != st.Prefix {
@@ -267,54 +323,66 @@ func (r *run) advanceMonitor() error {
 		if ph == nil || ph.log != last {
 			ph = nil // another segment: hashed and counted from its start
 		}
-		p, err := prefixOf(last, rs.Offset, ph)
+		p, hs, err := prefixOf(last, rs.Offset, ph)
 		if err != nil {
 			return fmt.Errorf("monitor state: runtime log of %s: %w", rs.Register, err)
 		}
-		rs.Prefix = p
+		rs.Prefix, rs.PrefixState = p, hs
 		if rs.Records, err = r.countRecords(last, ph, rs); err != nil {
 			return fmt.Errorf("monitor state: runtime log of %s: %w", rs.Register, err)
 		}
 	}
 	if n.IMA != nil {
-		p, err := prefixOf(r.imaLog, n.IMA.Offset, m.ima)
+		p, hs, err := prefixOf(r.imaLog, n.IMA.Offset, m.ima)
 		if err != nil {
 			return fmt.Errorf("monitor state: IMA list: %w", err)
 		}
-		n.IMA.Prefix = p
+		n.IMA.Prefix, n.IMA.PrefixState = p, hs
 	}
 	r.opts.Monitor.Machines[m.machine] = n
 	r.rep.Layers[LayerEvidence].Checked = append(r.rep.Layers[LayerEvidence].Checked, "monitor state of "+m.machine+" advanced")
 	return nil
 }
 
-// prefixOf is the hex SHA-256 of lg's first off bytes, continuing ph when
-// it hashed a shorter prefix of the same eventlog.
-func prefixOf(lg *bundle.Log, off int64, ph *prefixHash) (string, error) {
-	if lg == nil || off < 0 || off > lg.Size() {
-		return "", errors.New("the verified offset is outside the log")
+// prefixOf is the hex SHA-256 of the whole log's first off bytes, and the
+// hash state after them, continuing ph when it hashed a shorter prefix of
+// the same log (ph.off is a position in lg's bytes). A tail always comes
+// with ph: the bytes before it are hashed in the state's hash state.
+func prefixOf(lg *bundle.Log, off int64, ph *prefixHash) (string, string, error) {
+	if lg == nil || off < lg.Offset || off > end(lg) {
+		return "", "", errors.New("the verified offset is outside the log")
 	}
-	if ph == nil || ph.log != lg || ph.off > off {
+	p := pos(lg, off)
+	if ph == nil || ph.log != lg || ph.off > p {
+		if lg.Offset != 0 {
+			return "", "", errors.New("a tail without the hash of the bytes before it")
+		}
 		ph = &prefixHash{log: lg, h: sha256.New()}
 	}
-	if err := lg.CopyRange(ph.h, ph.off, off); err != nil {
-		return "", err
+	if err := hashRange(ph.h, lg, ph.off, p); err != nil {
+		return "", "", err
 	}
-	return hex.EncodeToString(ph.h.Sum(nil)), nil
+	ph.off = p
+	hs, err := hashState(ph.h)
+	if err != nil {
+		return "", "", err
+	}
+	return hex.EncodeToString(ph.h.Sum(nil)), hs, nil
 }
 
 // countRecords counts the records of a runtime log up to rs.Offset: the
-// ones the state counted before ph's offset, and the ones after it (already
+// ones the state counted before ph's start, and the ones after it (already
 // replayed; this reads only the new part, as the rest of the log).
 func (r *run) countRecords(lg *bundle.Log, ph *prefixHash, rs *RuntimeState) (int, error) {
 	start, n := int64(0), 0
 	if ph != nil {
-		start, n = ph.off, ph.records
+		start, n = ph.start, ph.records
 	}
+	stop := pos(lg, rs.Offset)
 	sg := segment{name: "runtime log", log: lg}
-	rd := sg.reader(io.LimitReader(lg.Open(start), rs.Offset-start))
-	if start > 0 {
-		rd = sg.continueReader(io.LimitReader(lg.Open(start), rs.Offset-start), rs)
+	rd := sg.reader(io.LimitReader(lg.Open(start), stop-start))
+	if lg.Offset > 0 || start > 0 {
+		rd = sg.continueReader(io.LimitReader(lg.Open(start), stop-start), rs)
 	}
 	for {
 		_, err := rd.Next()

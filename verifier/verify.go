@@ -91,8 +91,16 @@ type run struct {
 	rep     *Report
 	trusted map[regKey]mr.Digest
 	virtual map[string]mr.Digest
-	records map[string][]mr.Digest // records of each virtual register
-	proven  int                    // IMA entries proven by layer 3; -1 for none
+	// records are the records of each virtual register an application
+	// log is checked against (Options.AppLogs); counts the records of
+	// every virtual register this run replayed. mr_ima's records are not
+	// held: they flow, as layer 1 replays them, to the IMA list's replay
+	// (feed), so that memory does not grow with the number of entries.
+	records map[string][]mr.Digest
+	counts  map[string]int
+	feed    *imaFeed
+	ctx     context.Context
+	proven  int // IMA entries proven by layer 3; -1 for none
 	imaLog  *bundle.Log
 	ima     imaFacts // what layer 3 learned about the IMA list
 
@@ -140,7 +148,8 @@ func Verify(ctx context.Context, b *bundle.Bundle, opts Options) (*Report, error
 		opts.At = now
 	}
 	r := &run{b: b, opts: opts, rep: newReport(b, opts.Name), trusted: map[regKey]mr.Digest{},
-		virtual: map[string]mr.Digest{}, records: map[string][]mr.Digest{}, proven: -1, starts: map[regKey]chainStart{}}
+		virtual: map[string]mr.Digest{}, records: map[string][]mr.Digest{}, counts: map[string]int{}, ctx: ctx, proven: -1, starts: map[regKey]chainStart{}}
+	defer r.stopFeed() // a layer failed before layer 3 took its result
 	if opts.Monitor != nil {
 		if err := r.beginMonitor(); err != nil {
 			return nil, err
