@@ -5,6 +5,7 @@ package bundle
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -36,6 +37,9 @@ type Bundle struct {
 	// Registers are the values the guest read when it quoted; the verifier
 	// trusts only what layer 0 proves and reports claims that differ.
 	Registers []Register `json:"registers,omitempty"`
+
+	// closer releases what a bundle read from an archive holds (Close).
+	closer io.Closer
 }
 
 // Evidence is the hardware evidence.
@@ -91,7 +95,10 @@ type Log struct {
 	// Data is the log itself. A log read from a streamed bundle leaves it
 	// nil and keeps its bytes where they are; read a log through Size,
 	// Open and Bytes, which serve both.
-	Data []byte `json:"data"`
+	Data []byte `json:"data,omitempty"`
+	// Member is, in a v2 manifest, the archive member that holds the log
+	// (logs/0, logs/1, ...); a v1 document has none.
+	Member string `json:"member,omitempty"`
 
 	// body, when set, holds the log in place of Data (a member of a
 	// bundle archive); size is its length.
@@ -155,9 +162,17 @@ type Register struct {
 	Digest mr.Digest `json:"digest"`
 }
 
-// Read decodes a bundle. A bundle that does not decode is unusable
-// input (mr.ErrMalformed), never a verdict.
+// Read decodes a bundle, a v1 JSON document or a v2 archive by its
+// content. A v2 archive is copied to a temporary file first (r may be
+// standard input, which cannot be read at random) and its logs are read
+// from there: Close the bundle when done with it. A bundle that does not
+// decode is unusable input (mr.ErrMalformed), never a verdict.
 func Read(r io.Reader, name string) (*Bundle, error) {
+	return ReadContext(context.Background(), r, name)
+}
+
+// readV1 decodes a ccmr-evidence/v1 document.
+func readV1(r io.Reader, name string) (*Bundle, error) {
 	var b Bundle
 	// One object of the documented members, each once, and nothing after
 	// it (internal/strictjson): a member the verifier does not know, a
@@ -172,6 +187,13 @@ func Read(r io.Reader, name string) (*Bundle, error) {
 	}
 	if err := b.checkMembers(); err != nil {
 		return nil, fmt.Errorf("%s: %w: %v", name, mr.ErrMalformed, err)
+	}
+	for i, l := range b.Logs {
+		if l.Member != "" {
+			// A v1 log is its data; a member name would point at
+			// nothing, or at a log some other reader finds.
+			return nil, fmt.Errorf("%s: %w: logs[%d] names member %q: a v1 bundle has none", name, mr.ErrMalformed, i, l.Member)
+		}
 	}
 	return &b, nil
 }
@@ -216,11 +238,28 @@ func (b *Bundle) checkMembers() error {
 	return nil
 }
 
-// Write encodes the bundle as indented JSON.
+// Write encodes the bundle as one ccmr-evidence/v1 JSON document, its logs
+// base64 in it (read into memory if they are attached elsewhere). For
+// large logs, WriteArchive streams them.
 func (b *Bundle) Write(w io.Writer) error {
+	doc := *b
+	if doc.Format == FormatV2 {
+		doc.Format = Format
+	}
+	doc.Logs = make([]Log, len(b.Logs))
+	for i := range b.Logs {
+		l := b.Logs[i]
+		data, err := l.Bytes()
+		if err != nil {
+			return fmt.Errorf("logs[%d]: %w", i, err)
+		}
+		// Every other member is kept as it is.
+		l.Data, l.Member, l.body, l.size = data, "", nil, 0
+		doc.Logs[i] = l
+	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(b)
+	return enc.Encode(&doc)
 }
 
 // New makes a bundle from a device's evidence and the logs the guest
