@@ -52,17 +52,24 @@ const (
 // memberName is the archive member of log i.
 func memberName(i int) string { return "logs/" + strconv.Itoa(i) }
 
-// Close releases what a bundle read from an archive holds: the file its
-// logs are read from (Open) or the temporary copy of standard input
-// (Read). A bundle built in memory has nothing to release.
+// Close releases the files the bundle's logs are read from: the archive
+// (Open), the temporary copy of standard input (Read), the files a
+// collector attached (OnClose). A bundle built in memory has nothing to
+// release. Its attached logs cannot be read after it.
 func (b *Bundle) Close() error {
-	if b.closer == nil {
-		return nil
+	var first error
+	for i := len(b.closers) - 1; i >= 0; i-- {
+		if err := b.closers[i].Close(); err != nil && first == nil {
+			first = err
+		}
 	}
-	c := b.closer
-	b.closer = nil
-	return c.Close()
+	b.closers = nil
+	return first
 }
+
+// OnClose makes Close close c too: a file that a log attached with
+// Log.Attach reads from.
+func (b *Bundle) OnClose(c io.Closer) { b.closers = append(b.closers, c) }
 
 // Open reads the bundle in the file at path, v1 or v2 by its content. A v2
 // bundle's logs stay in the file and are read from it on demand: Close the
@@ -86,7 +93,7 @@ func Open(ctx context.Context, path string) (*Bundle, error) {
 		}
 		return b, nil
 	}
-	b.closer = f
+	b.OnClose(f)
 	return b, nil
 }
 
@@ -119,7 +126,7 @@ func ReadContext(ctx context.Context, r io.Reader, name string) (*Bundle, error)
 		tmp.Close()
 		return nil, err
 	}
-	b.closer = tmp
+	b.OnClose(tmp)
 	return b, nil
 }
 
@@ -414,7 +421,7 @@ func copyContext(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
 // reads is an error, never a member whose CRC does not hold.
 func (b *Bundle) WriteArchive(ctx context.Context, w io.Writer) error {
 	man := *b
-	man.closer = nil
+	man.closers = nil
 	if man.Format == Format || man.Format == "" {
 		man.Format = FormatV2
 	}

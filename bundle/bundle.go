@@ -38,8 +38,8 @@ type Bundle struct {
 	// trusts only what layer 0 proves and reports claims that differ.
 	Registers []Register `json:"registers,omitempty"`
 
-	// closer releases what a bundle read from an archive holds (Close).
-	closer io.Closer
+	// closers release the files the logs are read from (Close).
+	closers []io.Closer
 }
 
 // Evidence is the hardware evidence.

@@ -1,7 +1,6 @@
 package verifier
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -38,7 +37,7 @@ func (r *run) logs(ctx context.Context, l *LayerResult) error {
 		case eventlog.FormatDstackJSON:
 			counts := map[string]int{}
 			boot := 0
-			res, err := dstack.Replay(dstack.NewReader(bytes.NewReader(lg.Data), name), name, func(e *dstack.Event) error {
+			res, err := dstack.Replay(dstack.NewReader(lg.Open(0), name), name, func(e *dstack.Event) error {
 				counts[dstack.Register(e.IMR)]++
 				if !e.Recomputed() {
 					boot++

@@ -7,8 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ccmr-dev/ccmr/backend/sim"
-	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -45,12 +43,11 @@ func newKeyCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// attestationKey is the key a verifier pins for dev's evidence: devices
+// that sign with a key of their own are mr.KeyHolders.
 func attestationKey(ctx context.Context, dev mr.Device) ([]byte, error) {
-	switch d := dev.(type) {
-	case *sim.Device:
-		return d.PublicKeyPEM(ctx)
-	case *tpm.Device:
-		return d.AKPublic(ctx)
+	if k, ok := dev.(mr.KeyHolder); ok {
+		return k.PublicKeyPEM(ctx)
 	}
 	return nil, fmt.Errorf("device %s has no pinnable attestation key (its evidence chains to the vendor's roots): %w", dev.Kind(), mr.ErrUnsupported)
 }
