@@ -229,8 +229,16 @@ func TestArchiveAttacks(t *testing.T) {
 		{"bytes after the end record", append(append([]byte{}, good...), 'x'), "no end of central directory"},
 		{"archive comment", mutate(func(b []byte) []byte { le.PutUint16(b[lay.end+20:], 3); return append(b, "abc"...) }), "no end of central directory"},
 		{"comment length without comment", mutate(func(b []byte) []byte { le.PutUint16(b[lay.end+20:], 3); return b }), "archive comment"},
-		{"zip64 entry count", mutate(func(b []byte) []byte { le.PutUint16(b[lay.end+8:], 0xffff); le.PutUint16(b[lay.end+10:], 0xffff); return b }), "zip64"},
-		{"zip64 member size", mutate(func(b []byte) []byte { le.PutUint32(b[lay.central[2]+20:], 0xffffffff); le.PutUint32(b[lay.central[2]+24:], 0xffffffff); return b }), "zip64"},
+		{"zip64 entry count", mutate(func(b []byte) []byte {
+			le.PutUint16(b[lay.end+8:], 0xffff)
+			le.PutUint16(b[lay.end+10:], 0xffff)
+			return b
+		}), "zip64"},
+		{"zip64 member size", mutate(func(b []byte) []byte {
+			le.PutUint32(b[lay.central[2]+20:], 0xffffffff)
+			le.PutUint32(b[lay.central[2]+24:], 0xffffffff)
+			return b
+		}), "zip64"},
 		{"multi-disk", mutate(func(b []byte) []byte { le.PutUint16(b[lay.end+4:], 1); return b }), "multi-disk"},
 		{"deflate", setBoth16(2, 8, 10, 8), "compression method 8"},
 		{"encryption flag", setBoth16(2, 6, 8, 1), "flags 0x0001"},
@@ -241,7 +249,11 @@ func TestArchiveAttacks(t *testing.T) {
 			return b
 		}), `named "logs/0", want "logs/1"`},
 		{"local name differs from the directory's", mutate(func(b []byte) []byte { copy(b[lay.local[2]+localLen:], "logs/9"); return b }), `local header names "logs/9"`},
-		{"local size differs from the directory's", mutate(func(b []byte) []byte { le.PutUint32(b[lay.local[1]+18:], 1); le.PutUint32(b[lay.local[1]+22:], 1); return b }), "local header sizes"},
+		{"local size differs from the directory's", mutate(func(b []byte) []byte {
+			le.PutUint32(b[lay.local[1]+18:], 1)
+			le.PutUint32(b[lay.local[1]+22:], 1)
+			return b
+		}), "local header sizes"},
 		{"local CRC differs from the directory's", mutate(func(b []byte) []byte { b[lay.local[1]+14] ^= 1; return b }), "local header CRC-32"},
 		{"compressed size differs", mutate(func(b []byte) []byte { le.PutUint32(b[lay.central[2]+20:], 7); return b }), "compressed size"},
 		{"overlapping members", mutate(func(b []byte) []byte { le.PutUint32(b[lay.central[2]+42:], uint32(lay.local[1])); return b }), "local header at"},
@@ -253,9 +265,13 @@ func TestArchiveAttacks(t *testing.T) {
 		{"member the manifest does not name", rawArchive(t, []string{ManifestName, "logs/0", "logs/1", "logs/2"}, [][]byte{manifest(t, func(s string) string { return s }), logs[0], logs[1], []byte("evil")}), "2 logs for 3 log members"},
 		{"member named by the manifest absent", rawArchive(t, []string{ManifestName, "logs/0"}, [][]byte{manifest(t, func(s string) string { return s }), logs[0]}), "2 logs for 1 log members"},
 		{"manifest names a member twice", rawArchive(t, []string{ManifestName, "logs/0", "logs/1"}, [][]byte{manifest(t, func(s string) string { return strings.Replace(s, `"logs/1"`, `"logs/0"`, 1) }), logs[0], logs[1]}), `logs[1] names member "logs/0"`},
-		{"log data in the manifest too", rawArchive(t, []string{ManifestName, "logs/0", "logs/1"}, [][]byte{manifest(t, func(s string) string { return strings.Replace(s, `"member": "logs/1"`, `"member": "logs/1", "data": "ZXZpbA=="`, 1) }), logs[0], logs[1]}), "has data in the manifest"},
+		{"log data in the manifest too", rawArchive(t, []string{ManifestName, "logs/0", "logs/1"}, [][]byte{manifest(t, func(s string) string {
+			return strings.Replace(s, `"member": "logs/1"`, `"member": "logs/1", "data": "ZXZpbA=="`, 1)
+		}), logs[0], logs[1]}), "has data in the manifest"},
 		{"v1 format in a v2 manifest", rawArchive(t, []string{ManifestName, "logs/0", "logs/1"}, [][]byte{manifest(t, func(s string) string { return strings.Replace(s, FormatV2, Format, 1) }), logs[0], logs[1]}), "want \"ccmr-evidence/v2\""},
-		{"unknown manifest member", rawArchive(t, []string{ManifestName, "logs/0", "logs/1"}, [][]byte{manifest(t, func(s string) string { return strings.Replace(s, `"format": "ccmr-evidence/v2"`, `"format": "ccmr-evidence/v2", "Logs": []`, 1) }), logs[0], logs[1]}), `member "bundle.json"`},
+		{"unknown manifest member", rawArchive(t, []string{ManifestName, "logs/0", "logs/1"}, [][]byte{manifest(t, func(s string) string {
+			return strings.Replace(s, `"format": "ccmr-evidence/v2"`, `"format": "ccmr-evidence/v2", "Logs": []`, 1)
+		}), logs[0], logs[1]}), `member "bundle.json"`},
 		{"truncated", good[:len(good)/2], ""},
 		{"empty archive header only", good[:4], ""},
 	}

@@ -70,10 +70,13 @@ func Bundle(ctx context.Context, dev mr.Device, store *vmr.Store, nonce []byte, 
 	var logs []bundle.Log
 	var virt []mr.Value
 	if store != nil {
-		data, err := store.Snapshot(ctx, attest)
+		// The log is read where it is, not held: with a million IMA
+		// records forwarded into mr_ima it is hundreds of megabytes.
+		cur, size, err := store.SnapshotFile(ctx, attest)
 		if err != nil {
 			return nil, err
 		}
+		files = append(files, cur)
 		bk := store.Backing()
 		// Archived segments still present go first, oldest first, so a
 		// verifier without a monitor state can prove the snapshots. They
@@ -96,7 +99,9 @@ func Bundle(ctx context.Context, dev mr.Device, store *vmr.Store, nonce []byte, 
 			l.Attach(f, fi.Size())
 			logs = append(logs, l)
 		}
-		logs = append(logs, bundle.Log{Format: string(eventlog.FormatRuntime), Register: bk.Name, Alg: bk.Alg.String(), Source: store.Path(), Data: data})
+		l := bundle.Log{Format: string(eventlog.FormatRuntime), Register: bk.Name, Alg: bk.Alg.String(), Source: store.Path()}
+		l.Attach(cur, size)
+		logs = append(logs, l)
 		if virt, err = store.List(ctx); err != nil {
 			return nil, err
 		}
