@@ -47,4 +47,3 @@ func (s *Store) SnapshotFile(ctx context.Context, fn func() error) (*os.File, in
 	}
 	return f, n, nil
 }
-
