@@ -61,6 +61,9 @@ func newVerifyCmd(g *globals) *cobra.Command {
 			}
 			defer b.Close()
 			opts.Name = args[0]
+			if args[0] == "-" {
+				opts.Name = "standard input"
+			}
 			if policyFile != "" {
 				if opts.Policy, err = verifier.LoadPolicy(policyFile); err != nil {
 					return &exitError{code: exitUsage, err: err}
