@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -52,7 +54,7 @@ func newVerifyCmd(g *globals) *cobra.Command {
 			var b *bundle.Bundle
 			var err error
 			if args[0] == "-" {
-				b, err = bundle.ReadContext(cmd.Context(), cmd.InOrStdin(), "standard input")
+				b, err = readStdinBundle(cmd.Context(), cmd.InOrStdin())
 			} else {
 				b, err = bundle.Open(cmd.Context(), args[0])
 			}
@@ -247,6 +249,23 @@ func monitorArgs(b *bundle.Bundle, machine, keyFile string) ([]byte, error) {
 		return nil, usageError("--state-key %s: %d bytes, want at least %d secret bytes", keyFile, len(key), minStateKey)
 	}
 	return key, nil
+}
+
+// readStdinBundle reads a bundle from standard input. A read of standard
+// input cannot be interrupted, so streamInput does it on its own goroutine
+// and SIGTERM (ctx) ends the read at once, however long the writer waits.
+func readStdinBundle(ctx context.Context, stdin io.Reader) (*bundle.Bundle, error) {
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(streamInput(ctx, "-", stdin, func(b []byte) error {
+			_, err := pw.Write(b)
+			return err
+		}))
+	}()
+	// Closing the reader ends the copy when the bundle is refused
+	// before its end.
+	defer pr.Close()
+	return bundle.ReadContext(ctx, pr, "standard input")
 }
 
 // minStateKey is the shortest state key accepted: 128 bits.
