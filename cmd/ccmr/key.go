@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ccmr-dev/ccmr/backend/sim"
+	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -42,6 +44,12 @@ func newKeyCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVarP(&out, "out", "O", "", "write the PEM to FILE")
 	return cmd
 }
+
+// The devices whose evidence a pinned key vouches for.
+var (
+	_ mr.KeyHolder = (*sim.Device)(nil)
+	_ mr.KeyHolder = (*tpm.Device)(nil)
+)
 
 // attestationKey is the key a verifier pins for dev's evidence: devices
 // that sign with a key of their own are mr.KeyHolders.
