@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"hash/crc32"
 	"io"
@@ -377,4 +378,38 @@ func FuzzReadArchive(f *testing.F) {
 		}
 		sameLogs(t, again, b)
 	})
+}
+
+// Write streams the logs into the v1 document, which is byte for byte what
+// encoding/json makes of the bundle with its logs in memory.
+func TestWriteV1Streams(t *testing.T) {
+	want := sample()
+	want.Logs = append(want.Logs, Log{Format: "tcg2", Source: "empty"})
+	var ref bytes.Buffer
+	enc := json.NewEncoder(&ref)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(want); err != nil {
+		t.Fatal(err)
+	}
+	// From a v2 archive, the logs attached to its members.
+	att, err := readBytes(archiveBytes(t, want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	att.Format = Format
+	for _, b := range []*Bundle{want, att} {
+		var got bytes.Buffer
+		if err := b.Write(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != ref.String() {
+			t.Fatalf("v1 document differs from encoding/json's:\n%s\nwant\n%s", got.String(), ref.String())
+		}
+	}
+	// A log shorter than its size fails the write.
+	short := sample()
+	short.Logs[1].Attach(bytes.NewReader([]byte("abc")), 10)
+	if err := short.Write(io.Discard); err == nil {
+		t.Fatal("a short log written without error")
+	}
 }

@@ -4,8 +4,11 @@
 package bundle
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -239,27 +242,66 @@ func (b *Bundle) checkMembers() error {
 }
 
 // Write encodes the bundle as one ccmr-evidence/v1 JSON document, its logs
-// base64 in it (read into memory if they are attached elsewhere). For
-// large logs, WriteArchive streams them.
+// base64 in it. The logs are streamed into the document from where they
+// are (Log.Open), not held in memory; the document is otherwise what
+// encoding/json makes of it.
 func (b *Bundle) Write(w io.Writer) error {
 	doc := *b
+	doc.closers = nil
 	if doc.Format == FormatV2 {
 		doc.Format = Format
 	}
+	// Each non-empty log is encoded with a marker in place of its data
+	// (Member sits where Data would, the next field, and Data is
+	// omitted), and the marker is replaced by the streamed base64. The
+	// marker cannot occur elsewhere in the document: in a JSON string,
+	// its quotes would be escaped.
+	var tag [8]byte
+	rand.Read(tag[:])
 	doc.Logs = make([]Log, len(b.Logs))
+	markers := make([]string, len(b.Logs))
 	for i := range b.Logs {
 		l := b.Logs[i]
-		data, err := l.Bytes()
+		l.Data, l.Member, l.body, l.size = nil, "", nil, 0
+		if b.Logs[i].Size() > 0 {
+			l.Member = fmt.Sprintf("ccmr-log-data-%x-%d", tag, i)
+			markers[i] = `"member": "` + l.Member + `"`
+		}
+		doc.Logs[i] = l
+	}
+	var js bytes.Buffer
+	enc := json.NewEncoder(&js)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(&doc); err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 1<<16)
+	rest := js.Bytes()
+	for i, m := range markers {
+		if m == "" {
+			continue
+		}
+		j := bytes.Index(rest, []byte(m))
+		if j < 0 {
+			return fmt.Errorf("logs[%d]: encoding the bundle: marker not found", i)
+		}
+		bw.Write(rest[:j])
+		bw.WriteString(`"data": "`)
+		l := &b.Logs[i]
+		b64 := base64.NewEncoder(base64.StdEncoding, bw)
+		n, err := io.Copy(b64, io.LimitReader(l.Open(0), l.Size()))
+		if err == nil && n != l.Size() {
+			err = fmt.Errorf("%w: %d bytes of a %d-byte log", io.ErrUnexpectedEOF, n, l.Size())
+		}
 		if err != nil {
 			return fmt.Errorf("logs[%d]: %w", i, err)
 		}
-		// Every other member is kept as it is.
-		l.Data, l.Member, l.body, l.size = data, "", nil, 0
-		doc.Logs[i] = l
+		b64.Close()
+		bw.WriteString(`"`)
+		rest = rest[j+len(m):]
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(&doc)
+	bw.Write(rest)
+	return bw.Flush()
 }
 
 // New makes a bundle from a device's evidence and the logs the guest
