@@ -73,7 +73,10 @@ func (b *Bundle) OnClose(c io.Closer) { b.closers = append(b.closers, c) }
 
 // Open reads the bundle in the file at path, v1 or v2 by its content. A v2
 // bundle's logs stay in the file and are read from it on demand: Close the
-// bundle when done with it.
+// bundle when done with it. The verifier reads a log more than once, so
+// the file must not be writable by whoever's evidence is judged while it
+// is used (a bundle received over the network is spooled to a private
+// file first, as Read does); each member's CRC-32 is checked once, here.
 func Open(ctx context.Context, path string) (*Bundle, error) {
 	f, err := os.Open(path)
 	if err != nil {

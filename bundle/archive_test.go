@@ -356,8 +356,9 @@ func TestWriteArchiveContext(t *testing.T) {
 	}
 }
 
-// FuzzReadArchive: any input either is refused as malformed or reads to a
-// bundle that writes back (v1 and v2) and reads again to the same logs.
+// FuzzReadArchive: any input (v2 or v1) either is refused as malformed or
+// reads to a bundle that writes back as v2 and as v1 and reads again to the
+// same logs.
 func FuzzReadArchive(f *testing.F) {
 	f.Add(archiveBytes(f, sample()))
 	var v1 bytes.Buffer
@@ -374,7 +375,15 @@ func FuzzReadArchive(f *testing.F) {
 		}
 		again, err := readBytes(archiveBytes(t, b))
 		if err != nil {
-			t.Fatalf("accepted bundle does not read back: %v", err)
+			t.Fatalf("accepted bundle does not read back as v2: %v", err)
+		}
+		sameLogs(t, again, b)
+		var v1 bytes.Buffer
+		if err := b.Write(&v1); err != nil {
+			t.Fatal(err)
+		}
+		if again, err = Read(&v1, "v1"); err != nil {
+			t.Fatalf("accepted bundle does not read back as v1: %v", err)
 		}
 		sameLogs(t, again, b)
 	})
