@@ -1,6 +1,10 @@
 // Package bundle holds the ccmr-evidence bundle (docs/bundle.md): what a guest
-// sends and a verifier judges. It depends only on the core types in mr, so a
-// guest that produces evidence does not link the verifier.
+// sends and a verifier judges. It comes in two forms, told apart by content:
+// ccmr-evidence/v2, a strict zip archive of a JSON manifest and the logs as
+// members, written (WriteArchive) and read (Open, ReadAt, Read) without
+// holding the logs in memory; and ccmr-evidence/v1, one JSON document with
+// the logs in base64 (Write, Read). It depends only on the core types in mr,
+// so a guest that produces evidence does not link the verifier.
 package bundle
 
 import (
@@ -21,12 +25,15 @@ import (
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
-// Format is the "format" member of every evidence bundle.
+// Format is the "format" member of a v1 bundle, and of a bundle built in
+// memory (New); a v2 manifest says FormatV2.
 const Format = "ccmr-evidence/v1"
 
-// Bundle is a ccmr-evidence/v1 document (docs/bundle.md): the hardware
-// evidence, the logs a verifier replays, and the register values the guest
-// claimed. Binary members are base64 in JSON.
+// Bundle is an evidence bundle (docs/bundle.md): the hardware evidence, the
+// logs a verifier replays, and the register values the guest claimed. Its
+// JSON form is the v1 document and the v2 manifest; binary members are
+// base64 in it. A bundle read from an archive or gathered from files reads
+// its logs from there: Close it when done.
 type Bundle struct {
 	Format   string      `json:"format"`
 	Platform mr.Platform `json:"platform"`
