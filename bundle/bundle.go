@@ -1,10 +1,18 @@
 // Package bundle holds the ccmr-evidence bundle (docs/bundle.md): what a guest
-// sends and a verifier judges. It depends only on the core types in mr, so a
-// guest that produces evidence does not link the verifier.
+// sends and a verifier judges. It comes in two forms, told apart by content:
+// ccmr-evidence/v2, a strict zip archive of a JSON manifest and the logs as
+// members, written (WriteArchive) and read (Open, ReadAt, Read) without
+// holding the logs in memory; and ccmr-evidence/v1, one JSON document with
+// the logs in base64 (Write, Read). It depends only on the core types in mr,
+// so a guest that produces evidence does not link the verifier.
 package bundle
 
 import (
+	"bufio"
 	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,12 +25,15 @@ import (
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
-// Format is the "format" member of every evidence bundle.
+// Format is the "format" member of a v1 bundle, and of a bundle built in
+// memory (New); a v2 manifest says FormatV2.
 const Format = "ccmr-evidence/v1"
 
-// Bundle is a ccmr-evidence/v1 document (docs/bundle.md): the hardware
-// evidence, the logs a verifier replays, and the register values the guest
-// claimed. Binary members are base64 in JSON.
+// Bundle is an evidence bundle (docs/bundle.md): the hardware evidence, the
+// logs a verifier replays, and the register values the guest claimed. Its
+// JSON form is the v1 document and the v2 manifest; binary members are
+// base64 in it. A bundle read from an archive or gathered from files reads
+// its logs from there: Close it when done.
 type Bundle struct {
 	Format   string      `json:"format"`
 	Platform mr.Platform `json:"platform"`
@@ -36,6 +47,9 @@ type Bundle struct {
 	// Registers are the values the guest read when it quoted; the verifier
 	// trusts only what layer 0 proves and reports claims that differ.
 	Registers []Register `json:"registers,omitempty"`
+
+	// closers release the files the logs are read from (Close).
+	closers []io.Closer
 }
 
 // Evidence is the hardware evidence.
@@ -91,11 +105,14 @@ type Log struct {
 	// Data is the log itself. A log read from a streamed bundle leaves it
 	// nil and keeps its bytes where they are; read a log through Size,
 	// Open and Bytes, which serve both.
-	Data []byte `json:"data"`
+	Data []byte `json:"data,omitempty"`
 	// Offset is the byte offset in the whole log at which this log's bytes
 	// start: 0 for a whole log; more for a tail, which a verifier accepts
 	// only with a monitor state that verified the log at least that far.
 	Offset int64 `json:"offset,omitempty"`
+	// Member is, in a v2 manifest, the archive member that holds the log
+	// (logs/0, logs/1, ...); a v1 document has none.
+	Member string `json:"member,omitempty"`
 
 	// body, when set, holds the log in place of Data (a member of a
 	// bundle archive); size is its length.
@@ -159,9 +176,17 @@ type Register struct {
 	Digest mr.Digest `json:"digest"`
 }
 
-// Read decodes a bundle. A bundle that does not decode is unusable
-// input (mr.ErrMalformed), never a verdict.
+// Read decodes a bundle, a v1 JSON document or a v2 archive by its
+// content. A v2 archive is copied to a temporary file first (r may be
+// standard input, which cannot be read at random) and its logs are read
+// from there: Close the bundle when done with it. A bundle that does not
+// decode is unusable input (mr.ErrMalformed), never a verdict.
 func Read(r io.Reader, name string) (*Bundle, error) {
+	return ReadContext(context.Background(), r, name)
+}
+
+// readV1 decodes a ccmr-evidence/v1 document.
+func readV1(r io.Reader, name string) (*Bundle, error) {
 	var b Bundle
 	// One object of the documented members, each once, and nothing after
 	// it (internal/strictjson): a member the verifier does not know, a
@@ -176,6 +201,13 @@ func Read(r io.Reader, name string) (*Bundle, error) {
 	}
 	if err := b.checkMembers(); err != nil {
 		return nil, fmt.Errorf("%s: %w: %v", name, mr.ErrMalformed, err)
+	}
+	for i, l := range b.Logs {
+		if l.Member != "" {
+			// A v1 log is its data; a member name would point at
+			// nothing, or at a log some other reader finds.
+			return nil, fmt.Errorf("%s: %w: logs[%d] names member %q: a v1 bundle has none", name, mr.ErrMalformed, i, l.Member)
+		}
 	}
 	return &b, nil
 }
@@ -220,11 +252,67 @@ func (b *Bundle) checkMembers() error {
 	return nil
 }
 
-// Write encodes the bundle as indented JSON.
+// Write encodes the bundle as one ccmr-evidence/v1 JSON document, its logs
+// base64 in it. The logs are streamed into the document from where they
+// are (Log.Open), not held in memory; the document is otherwise what
+// encoding/json makes of it.
 func (b *Bundle) Write(w io.Writer) error {
-	enc := json.NewEncoder(w)
+	doc := *b
+	doc.closers = nil
+	if doc.Format == FormatV2 {
+		doc.Format = Format
+	}
+	// Each non-empty log is encoded with a marker in place of its data
+	// (Member sits where Data would, the next field, and Data is
+	// omitted), and the marker is replaced by the streamed base64. The
+	// marker cannot occur elsewhere in the document: in a JSON string,
+	// its quotes would be escaped.
+	var tag [8]byte
+	rand.Read(tag[:])
+	doc.Logs = make([]Log, len(b.Logs))
+	markers := make([]string, len(b.Logs))
+	for i := range b.Logs {
+		l := b.Logs[i]
+		l.Data, l.Member, l.body, l.size = nil, "", nil, 0
+		if b.Logs[i].Size() > 0 {
+			l.Member = fmt.Sprintf("ccmr-log-data-%x-%d", tag, i)
+			markers[i] = `"member": "` + l.Member + `"`
+		}
+		doc.Logs[i] = l
+	}
+	var js bytes.Buffer
+	enc := json.NewEncoder(&js)
 	enc.SetIndent("", "  ")
-	return enc.Encode(b)
+	if err := enc.Encode(&doc); err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 1<<16)
+	rest := js.Bytes()
+	for i, m := range markers {
+		if m == "" {
+			continue
+		}
+		j := bytes.Index(rest, []byte(m))
+		if j < 0 {
+			return fmt.Errorf("logs[%d]: encoding the bundle: marker not found", i)
+		}
+		bw.Write(rest[:j])
+		bw.WriteString(`"data": "`)
+		l := &b.Logs[i]
+		b64 := base64.NewEncoder(base64.StdEncoding, bw)
+		n, err := io.Copy(b64, io.LimitReader(l.Open(0), l.Size()))
+		if err == nil && n != l.Size() {
+			err = fmt.Errorf("%w: %d bytes of a %d-byte log", io.ErrUnexpectedEOF, n, l.Size())
+		}
+		if err != nil {
+			return fmt.Errorf("logs[%d]: %w", i, err)
+		}
+		b64.Close()
+		bw.WriteString(`"`)
+		rest = rest[j+len(m):]
+	}
+	bw.Write(rest)
+	return bw.Flush()
 }
 
 // New makes a bundle from a device's evidence and the logs the guest

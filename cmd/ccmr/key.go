@@ -45,12 +45,17 @@ func newKeyCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// The devices whose evidence a pinned key vouches for.
+var (
+	_ mr.KeyHolder = (*sim.Device)(nil)
+	_ mr.KeyHolder = (*tpm.Device)(nil)
+)
+
+// attestationKey is the key a verifier pins for dev's evidence: devices
+// that sign with a key of their own are mr.KeyHolders.
 func attestationKey(ctx context.Context, dev mr.Device) ([]byte, error) {
-	switch d := dev.(type) {
-	case *sim.Device:
-		return d.PublicKeyPEM(ctx)
-	case *tpm.Device:
-		return d.AKPublic(ctx)
+	if k, ok := dev.(mr.KeyHolder); ok {
+		return k.PublicKeyPEM(ctx)
 	}
 	return nil, fmt.Errorf("device %s has no pinnable attestation key (its evidence chains to the vendor's roots): %w", dev.Kind(), mr.ErrUnsupported)
 }

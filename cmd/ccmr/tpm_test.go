@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -13,6 +14,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +23,7 @@ import (
 	"strings"
 	"testing"
 
+	bundlepkg "github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/internal/imatest"
 	"github.com/ccmr-dev/ccmr/internal/swtpmtest"
 )
@@ -221,6 +224,17 @@ func checkquote(t *testing.T, bundle, nonce string, wantOK bool) {
 	raw, err := os.ReadFile(bundle)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A v2 bundle's evidence is in its manifest, read here with the
+	// standard library's zip reader as docs/tpm.md's unzip -p does.
+	if zr, err := zip.NewReader(bytes.NewReader(raw), int64(len(raw))); err == nil {
+		f, err := zr.Open(bundlepkg.ManifestName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if raw, err = io.ReadAll(f); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var b struct {
 		Evidence struct {

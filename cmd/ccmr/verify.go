@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -28,7 +30,7 @@ func newVerifyCmd(g *globals) *cobra.Command {
 	var snpCRL string
 	var opts verifier.Options
 	cmd := &cobra.Command{
-		Use:   "verify BUNDLE",
+		Use:   "verify BUNDLE|-",
 		Short: "Verify an evidence bundle layer by layer; exit 0 trusted, 1 not trusted, 2 unusable input",
 		Args:  cobra.ExactArgs(1),
 		// Every file verify reads whole must be a bounded regular file: a
@@ -37,19 +39,33 @@ func newVerifyCmd(g *globals) *cobra.Command {
 			// Flags other commits add (--snp-crl, --trust-sim-key,
 			// --state-key) are checked once they exist.
 			files := flagFiles(cmd, "policy", "trust-ak", "trust-sim-key", "ak-roots", "snp-crl", "collateral", "state", "state-key")
-			return requireInputFiles(append(files, args[0])...)
+			if err := requireInputFiles(files...); err != nil {
+				return err
+			}
+			// The bundle is not read whole (a v2 bundle's logs stay in
+			// the file), so it has its own bound (bundle.MaxArchive), not
+			// maxInput; standard input ("-") is copied to a temporary file.
+			if args[0] == "-" {
+				return nil
+			}
+			return requireRegular(args[0])
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := os.Open(args[0])
+			var b *bundle.Bundle
+			var err error
+			if args[0] == "-" {
+				b, err = readStdinBundle(cmd.Context(), cmd.InOrStdin())
+			} else {
+				b, err = bundle.Open(cmd.Context(), args[0])
+			}
 			if err != nil {
 				return err
 			}
-			b, err := bundle.Read(f, args[0])
-			f.Close()
-			if err != nil {
-				return err
-			}
+			defer b.Close()
 			opts.Name = args[0]
+			if args[0] == "-" {
+				opts.Name = "standard input"
+			}
 			if policyFile != "" {
 				if opts.Policy, err = verifier.LoadPolicy(policyFile); err != nil {
 					return &exitError{code: exitUsage, err: err}
@@ -233,6 +249,23 @@ func monitorArgs(b *bundle.Bundle, machine, keyFile string) ([]byte, error) {
 		return nil, usageError("--state-key %s: %d bytes, want at least %d secret bytes", keyFile, len(key), minStateKey)
 	}
 	return key, nil
+}
+
+// readStdinBundle reads a bundle from standard input. A read of standard
+// input cannot be interrupted, so streamInput does it on its own goroutine
+// and SIGTERM (ctx) ends the read at once, however long the writer waits.
+func readStdinBundle(ctx context.Context, stdin io.Reader) (*bundle.Bundle, error) {
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(streamInput(ctx, "-", stdin, func(b []byte) error {
+			_, err := pw.Write(b)
+			return err
+		}))
+	}()
+	// Closing the reader ends the copy when the bundle is refused
+	// before its end.
+	defer pr.Close()
+	return bundle.ReadContext(ctx, pr, "standard input")
 }
 
 // minStateKey is the shortest state key accepted: 128 bits.

@@ -1,0 +1,182 @@
+package collect_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha512"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/ccmr-dev/ccmr/backend/sim"
+	"github.com/ccmr-dev/ccmr/bundle"
+	"github.com/ccmr-dev/ccmr/bundle/collect"
+	"github.com/ccmr-dev/ccmr/internal/imatest"
+	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier"
+	"github.com/ccmr-dev/ccmr/vmr"
+)
+
+type guest struct {
+	dir   string
+	dev   *sim.Device
+	store *vmr.Store
+	key   []byte
+}
+
+func newGuest(t *testing.T) *guest {
+	t.Helper()
+	ctx := context.Background()
+	g := &guest{dir: t.TempDir()}
+	var err error
+	if g.dev, err = sim.Open(ctx, filepath.Join(g.dir, "sim")); err != nil {
+		t.Fatal(err)
+	}
+	if g.store, err = vmr.Open(ctx, g.dev, vmr.Options{Dir: filepath.Join(g.dir, "log")}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.store.Close() })
+	if g.key, err = g.dev.PublicKeyPEM(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func (g *guest) extend(t *testing.T, name, data string) {
+	t.Helper()
+	h := sha512.Sum384([]byte(data))
+	if _, err := g.store.Extend(context.Background(), name, mr.Digest{Alg: mr.SHA384, Bytes: h[:]}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// verify writes b as v2, reads it back and verifies it.
+func (g *guest) verify(t *testing.T, b *bundle.Bundle, nonce []byte) *verifier.Report {
+	t.Helper()
+	ctx := context.Background()
+	var buf bytes.Buffer
+	if err := b.WriteArchive(ctx, &buf); err != nil {
+		t.Fatal(err)
+	}
+	back, err := bundle.ReadAt(ctx, bytes.NewReader(buf.Bytes()), int64(buf.Len()), "b.zip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := verifier.Verify(ctx, back, verifier.Options{AllowSim: true, SimKeys: [][]byte{g.key}, Nonce: nonce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// A guest with an archived segment, a current runtime log and an IMA
+// list: every log is attached where it is, in order, and the bundle
+// verifies after a v2 round trip.
+func TestBundle(t *testing.T) {
+	ctx := context.Background()
+	g := newGuest(t)
+	g.extend(t, "mr_app", "v1")
+	if _, err := g.store.Cut(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g.extend(t, "mr_app", "v2")
+	list := filepath.Join(g.dir, "ima.bin")
+	specs := []imatest.Spec{imatest.NG(1), imatest.NG(2)}
+	if err := os.WriteFile(list, imatest.Binary(specs, binary.LittleEndian), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The forwarder puts the list into mr_ima, which proves it.
+	if _, err := g.store.Forward(ctx, vmr.ForwardOptions{List: list}); err != nil {
+		t.Fatal(err)
+	}
+	extra := bundle.Log{Format: "dstack-json", Source: "dstack.json", Data: []byte("[]")}
+	nonce := []byte("nonce")
+	b, err := collect.Bundle(ctx, g.dev, g.store, nonce, collect.Options{IMAList: list, Logs: []bundle.Log{extra}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var formats []string
+	for _, l := range b.Logs {
+		formats = append(formats, l.Format)
+	}
+	if got := strings.Join(formats, " "); got != "runtime runtime ima-binary dstack-json" {
+		t.Fatalf("logs %s, want the archive, the runtime log, the IMA list, the extra log", got)
+	}
+	for i, l := range b.Logs[:3] {
+		if l.Data != nil {
+			t.Errorf("logs[%d] (%s) read into memory", i, l.Format)
+		}
+	}
+	if ima, _ := b.Logs[2].Bytes(); !bytes.Equal(ima, imatest.Binary(specs, binary.LittleEndian)) {
+		t.Error("IMA list differs")
+	}
+	if b.Nonce == nil || !bytes.Equal(b.Nonce, nonce) || len(b.Registers) == 0 {
+		t.Fatalf("evidence: nonce %q, %d registers", b.Nonce, len(b.Registers))
+	}
+	// The extra dstack log is empty, so it proves nothing and fails
+	// nothing; without it the bundle verifies the same.
+	b.Logs = b.Logs[:3]
+	if rep := g.verify(t, b, nonce); !rep.Trusted {
+		t.Fatalf("not trusted: %+v", rep)
+	}
+	// A wrong nonce is caught.
+	if rep := g.verify(t, b, []byte("other")); rep.Trusted {
+		t.Fatal("trusted with another nonce")
+	}
+}
+
+// Without a store the evidence is taken alone; a missing IMA list is left
+// out, not an error.
+func TestBundleNoStore(t *testing.T) {
+	g := newGuest(t)
+	b, err := collect.Bundle(context.Background(), g.dev, nil, []byte("n"), collect.Options{IMAList: filepath.Join(g.dir, "absent")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if len(b.Logs) != 0 {
+		t.Fatalf("%d logs, want none", len(b.Logs))
+	}
+	if rep := g.verify(t, b, []byte("n")); !rep.Trusted {
+		t.Fatalf("not trusted: %+v", rep)
+	}
+}
+
+// An IMA list that is a FIFO (or any non-regular file) is refused at
+// once, not read until SIGTERM.
+func TestBundleIMAListFIFO(t *testing.T) {
+	g := newGuest(t)
+	fifo := filepath.Join(g.dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip(err)
+	}
+	for _, list := range []string{fifo, "/dev/zero"} {
+		_, err := collect.Bundle(context.Background(), g.dev, g.store, []byte("n"), collect.Options{IMAList: list})
+		if !errors.Is(err, mr.ErrMalformed) || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("%s: %v, want not a regular file", list, err)
+		}
+	}
+}
+
+// A cancelled context stops the collection (here, the pass over the IMA
+// list).
+func TestBundleContext(t *testing.T) {
+	g := newGuest(t)
+	list := filepath.Join(g.dir, "ima.bin")
+	if err := os.WriteFile(list, imatest.Binary([]imatest.Spec{imatest.NG(1)}, binary.LittleEndian), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if b, err := collect.Bundle(ctx, g.dev, g.store, []byte("n"), collect.Options{IMAList: list}); !errors.Is(err, context.Canceled) {
+		if b != nil {
+			b.Close()
+		}
+		t.Fatalf("cancelled: %v", err)
+	}
+}
