@@ -14,10 +14,9 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
+	"github.com/ccmr-dev/ccmr/internal/flock"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -89,7 +88,7 @@ func snapString(d mr.Digest) string {
 func (s *Store) segmentState(ctx context.Context, name string) (int, mr.Digest, mr.Digest, error) {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
-	if err := s.locked(func() error { return s.sync(ctx) }); err != nil {
+	if err := s.locked(ctx, func() error { return s.syncLog(ctx) }); err != nil {
 		return 0, mr.Digest{}, mr.Digest{}, err
 	}
 	return s.view.count[name], s.view.snap[name], s.view.virt[name], nil
@@ -155,7 +154,7 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 	}
 	// One forwarder per register at a time: two would both see the same
 	// count of records and forward the same entries twice.
-	unlock, err := lockFile(s.forwardStatePath(opts.Register) + ".lock")
+	unlock, err := lockFile(ctx, s.forwardStatePath(opts.Register)+".lock")
 	if err != nil {
 		return 0, err
 	}
@@ -414,15 +413,18 @@ func (s *Store) writeForwardState(st forwardState) error {
 // IMAVirtualAlg is the algorithm of mr_ima.
 const IMAVirtualAlg = mr.SHA384
 
-// lockFile takes an exclusive flock on path (created if needed).
-func lockFile(path string) (unlock func(), err error) {
+// lockFile takes an exclusive lock on path (created if needed), giving up
+// when ctx ends.
+func lockFile(ctx context.Context, path string) (unlock func(), err error) {
 	f, err := safefs.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("ima forward: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
+	if err := flock.Lock(ctx, f, flock.Exclusive); err != nil {
+		if err != ctx.Err() {
+			f.Close() // else flock owns it
+		}
 		return nil, fmt.Errorf("ima forward: locking %s: %w", path, err)
 	}
-	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+	return func() { flock.Unlock(f); f.Close() }, nil
 }

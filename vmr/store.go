@@ -10,9 +10,8 @@ import (
 	"sort"
 	"sync"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
+	"github.com/ccmr-dev/ccmr/internal/flock"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -59,6 +58,12 @@ type Store struct {
 	checked bool
 	// lockedSize is the log's size when the lock was last taken.
 	lockedSize int64
+	// seeded: the view started from the checkpoint (not from a replay of
+	// the whole log), with seedRecords records; ckptOff is the log size
+	// the checkpoint on disk was written for, as far as this Store knows.
+	seeded      bool
+	seedRecords int
+	ckptOff     int64
 }
 
 type pending struct {
@@ -105,9 +110,17 @@ func Open(ctx context.Context, dev mr.Device, opts Options) (*Store, error) {
 	s.view.reset(reg)
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
-	err = s.locked(func() error { return s.sync(ctx) })
+	err = s.locked(ctx, func() error {
+		// Without a usable checkpoint the log is replayed from its start.
+		_ = s.loadCheckpoint()
+		if err := s.syncLog(ctx); err != nil {
+			return err
+		}
+		s.saveCheckpoint(false)
+		return nil
+	})
 	if err != nil {
-		f.Close()
+		s.f.Close()
 		return nil, err
 	}
 	return s, nil
@@ -159,10 +172,22 @@ func findBacking(ctx context.Context, dev mr.Device, opts Options) (mr.Register,
 	return mr.Register{}, fmt.Errorf("vmr: backing register %s has no %v bank: %w", name, want, mr.ErrUnknownRegister)
 }
 
-// Close releases the log file.
+// Close writes the checkpoint when the log grew since the last one (if the
+// lock is free at once: a busy log has another Store that will write it)
+// and releases the log file.
 func (s *Store) Close() error {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
+	if s.checked && s.view.records > 0 && s.view.off > s.ckptOff {
+		now, cancel := context.WithCancel(context.Background())
+		cancel() // only try the lock
+		_ = s.locked(now, func() error {
+			// The log may have grown; the view is still a prefix of it
+			// that was compared equal with the register.
+			s.saveCheckpoint(true)
+			return nil
+		})
+	}
 	return s.f.Close()
 }
 
@@ -172,33 +197,51 @@ func (s *Store) Path() string { return s.path }
 // Backing is the backing register.
 func (s *Store) Backing() mr.Register { return s.backing }
 
-// locked runs fn holding the exclusive file lock. fileMu must be held.
+// locked runs fn holding the exclusive file lock. fileMu must be held. The
+// lock is taken on a descriptor of its own, opened by name: flock.Lock
+// gives up when ctx ends, and the descriptor it then closes is not the
+// Store's.
 //
 // A cut (Cut, maybe in another process) replaces the log file by a new
 // segment; a Store still holding the old file notices it here, once it has
 // the lock, and reopens the new one and replays it from its start.
-func (s *Store) locked(fn func() error) error {
+func (s *Store) locked(ctx context.Context, fn func() error) error {
+	var lf *os.File
+	var li os.FileInfo
 	for {
-		if err := unix.Flock(int(s.f.Fd()), unix.LOCK_EX); err != nil {
+		var err error
+		lf, err = safefs.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return fmt.Errorf("vmr: opening %s: %w", s.path, err)
+		}
+		if err := flock.Lock(ctx, lf, flock.Exclusive); err != nil {
+			if err != ctx.Err() {
+				lf.Close() // else flock owns it
+			}
 			return fmt.Errorf("vmr: locking %s: %w", s.path, err)
 		}
-		fi, err1 := s.f.Stat()
-		pi, err2 := os.Stat(s.path)
-		if err1 == nil && err2 == nil && os.SameFile(fi, pi) {
-			s.lockedSize = fi.Size()
+		li, err = lf.Stat()
+		pi, err2 := os.Lstat(s.path)
+		if err == nil && err2 == nil && os.SameFile(li, pi) {
 			break
 		}
-		unix.Flock(int(s.f.Fd()), unix.LOCK_UN)
-		f, err := safefs.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o600)
-		if err != nil {
-			return fmt.Errorf("vmr: reopening %s after a cut: %w", s.path, err)
-		}
-		s.f.Close()
-		s.f = f
-		s.view.reset(s.backing)
-		s.checked = false
+		// Renamed over (a cut) between the open and the lock.
+		flock.Unlock(lf)
+		lf.Close()
 	}
-	defer unix.Flock(int(s.f.Fd()), unix.LOCK_UN)
+	defer func() {
+		flock.Unlock(lf)
+		if lf != s.f {
+			lf.Close()
+		}
+	}()
+	if fi, err := s.f.Stat(); err != nil || !os.SameFile(fi, li) {
+		s.f.Close()
+		s.f = lf
+		s.view.reset(s.backing)
+		s.checked, s.seeded, s.ckptOff = false, false, 0
+	}
+	s.lockedSize = li.Size()
 	return fn()
 }
 
@@ -214,6 +257,27 @@ func (s *Store) readBacking(ctx context.Context) (mr.Digest, error) {
 		}
 	}
 	return mr.Digest{}, fmt.Errorf("vmr: reading %s: no %v value: %w", s.backing.Name, s.backing.Alg, mr.ErrUnknownRegister)
+}
+
+// syncLog is sync; when the view came from the checkpoint and sync fails,
+// the log is replayed again from its start (a checkpoint never decides an
+// error nor a repair).
+func (s *Store) syncLog(ctx context.Context) error {
+	err := s.sync(ctx)
+	if err == nil || !s.seeded || ctx.Err() != nil {
+		return err
+	}
+	s.view.reset(s.backing)
+	s.checked, s.seeded = false, false
+	return s.sync(ctx)
+}
+
+// replayAll replays the log from its start (whatever the checkpoint said)
+// and compares it with the register.
+func (s *Store) replayAll(ctx context.Context) error {
+	s.view.reset(s.backing)
+	s.checked, s.seeded = false, false
+	return s.sync(ctx)
 }
 
 // sync brings the view up to the end of the log (other processes may have
@@ -237,6 +301,10 @@ func (s *Store) sync(ctx context.Context) error {
 		if err := s.view.replay(r, s.path); err != nil {
 			if !errors.Is(err, aael.ErrTruncated) {
 				return err
+			}
+			if s.seeded {
+				// Cutting is decided by a replay from the start only.
+				return fmt.Errorf("vmr: %s ends inside an entry after the checkpoint: %w", s.path, errCheckpoint)
 			}
 			// A writer died inside its append (a write that crosses a page
 			// boundary can stop half way when the process is killed). The
@@ -277,7 +345,9 @@ func (s *Store) sync(ctx context.Context) error {
 		s.checked = true
 		return nil
 	}
-	if s.view.records > 0 && cur.Equal(s.view.prev) {
+	if s.view.records > 0 && cur.Equal(s.view.prev) && (!s.seeded || s.view.records > s.seedRecords) {
+		// (A record is rolled forward only when this Store read it from
+		// the log, never on the checkpoint's word.)
 		// Logged, fsynced, not extended: roll forward.
 		if err := s.dev.Extend(ctx, s.backing.Name, s.view.lastDigest); err != nil {
 			return fmt.Errorf("vmr: rolling %s record %d forward into %s: %w", s.path, s.view.records-1, s.backing.Name, err)
@@ -392,8 +462,8 @@ func (s *Store) commit(ctx context.Context, batch []*pending) {
 	defer s.fileMu.Unlock()
 	var values []mr.Digest
 	var n int
-	err := s.locked(func() error {
-		if err := s.sync(ctx); err != nil {
+	err := s.locked(ctx, func() error {
+		if err := s.syncLog(ctx); err != nil {
 			return err
 		}
 		// A record that would give a virtual register a second algorithm
@@ -414,6 +484,9 @@ func (s *Store) commit(ctx context.Context, batch []*pending) {
 		}
 		var err error
 		values, n, err = s.appendAndExtend(ctx, batch)
+		if err == nil {
+			s.saveCheckpoint(false)
+		}
 		return err
 	})
 	for i, p := range batch {
@@ -519,7 +592,7 @@ func (s *Store) Read(ctx context.Context, name string) (mr.Digest, error) {
 func (s *Store) List(ctx context.Context) ([]mr.Value, error) {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
-	if err := s.locked(func() error { return s.sync(ctx) }); err != nil {
+	if err := s.locked(ctx, func() error { return s.syncLog(ctx) }); err != nil {
 		return nil, err
 	}
 	out := make([]mr.Value, 0, len(s.view.virt))
@@ -537,7 +610,7 @@ func (s *Store) List(ctx context.Context) ([]mr.Value, error) {
 func (s *Store) Records(ctx context.Context, name string) (int, error) {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
-	if err := s.locked(func() error { return s.sync(ctx) }); err != nil {
+	if err := s.locked(ctx, func() error { return s.syncLog(ctx) }); err != nil {
 		return 0, err
 	}
 	return s.view.count[name], nil
@@ -559,8 +632,8 @@ func (s *Store) Snapshot(ctx context.Context, fn func() error) ([]byte, error) {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
 	var out []byte
-	err := s.locked(func() error {
-		if err := s.sync(ctx); err != nil {
+	err := s.locked(ctx, func() error {
+		if err := s.syncLog(ctx); err != nil {
 			return err
 		}
 		if err := fn(); err != nil {
