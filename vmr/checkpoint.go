@@ -243,14 +243,14 @@ func (s *Store) loadCheckpoint() error {
 	return nil
 }
 
-// saveCheckpoint writes the checkpoint of the view when the view was
-// compared equal with the register and the log grew by ckptEvery since
+// saveCheckpoint writes the checkpoint of the view when the register was
+// last seen holding (or extended by this Store to) the view's value and the log grew by ckptEvery since
 // the last one (by any amount with force). Called with the lock held. A
 // failure is not reported: without the checkpoint, the next Open replays
 // the whole log, which is slower and as sound.
 func (s *Store) saveCheckpoint(force bool) {
 	v := &s.view
-	if !s.checked || v.records == 0 || v.off <= s.ckptOff || (!force && v.off-s.ckptOff < ckptEvery) {
+	if !s.agreed || v.records == 0 || v.off <= s.ckptOff || (!force && v.off-s.ckptOff < ckptEvery) {
 		return
 	}
 	c := checkpoint{Version: ckptVersion, Backing: s.backing.Name, Index: s.backing.Index,

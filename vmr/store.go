@@ -21,6 +21,11 @@ import (
 // register was extended by someone who did not log it.
 var ErrInconsistent = errors.New("runtime log and backing register disagree")
 
+// DefaultDir is the folder of the runtime logs when none is given (the CLI's
+// --log-dir, the collection library): under /run, a tmpfs, so the logs go
+// with the boot whose registers they explain.
+const DefaultDir = "/run/ccmr"
+
 // Options configure a Store.
 type Options struct {
 	// Dir is the folder of the runtime logs (one file per backing register:
@@ -64,6 +69,9 @@ type Store struct {
 	seeded      bool
 	seedRecords int
 	ckptOff     int64
+	// agreed: the register held the view's value when last compared or
+	// extended by this Store (what a checkpoint may record).
+	agreed bool
 }
 
 type pending struct {
@@ -178,7 +186,7 @@ func findBacking(ctx context.Context, dev mr.Device, opts Options) (mr.Register,
 func (s *Store) Close() error {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
-	if s.checked && s.view.records > 0 && s.view.off > s.ckptOff {
+	if s.agreed && s.view.records > 0 && s.view.off > s.ckptOff {
 		now, cancel := context.WithCancel(context.Background())
 		cancel() // only try the lock
 		_ = s.locked(now, func() error {
@@ -239,7 +247,7 @@ func (s *Store) locked(ctx context.Context, fn func() error) error {
 		s.f.Close()
 		s.f = lf
 		s.view.reset(s.backing)
-		s.checked, s.seeded, s.ckptOff = false, false, 0
+		s.checked, s.agreed, s.seeded, s.ckptOff = false, false, false, 0
 	}
 	s.lockedSize = li.Size()
 	return fn()
@@ -268,7 +276,8 @@ func (s *Store) syncLog(ctx context.Context) error {
 		return err
 	}
 	s.view.reset(s.backing)
-	s.checked, s.seeded = false, false
+	s.checked, s.agreed, s.seeded = false, false, false
+	s.ckptOff = 0 // the checkpoint on disk is to be rewritten
 	return s.sync(ctx)
 }
 
@@ -276,7 +285,7 @@ func (s *Store) syncLog(ctx context.Context) error {
 // and compares it with the register.
 func (s *Store) replayAll(ctx context.Context) error {
 	s.view.reset(s.backing)
-	s.checked, s.seeded = false, false
+	s.checked, s.agreed, s.seeded = false, false, false
 	return s.sync(ctx)
 }
 
@@ -318,7 +327,7 @@ func (s *Store) sync(ctx context.Context) error {
 			}
 		}
 	}
-	s.checked = false
+	s.checked, s.agreed = false, false
 	cur, err := s.readBacking(ctx)
 	if err != nil {
 		return err
@@ -342,7 +351,7 @@ func (s *Store) sync(ctx context.Context) error {
 		return s.view.replay(io.NewSectionReader(s.f, 0, int64(len(b))), s.path)
 	}
 	if cur.Equal(s.view.value) {
-		s.checked = true
+		s.checked, s.agreed = true, true
 		return nil
 	}
 	if s.view.records > 0 && cur.Equal(s.view.prev) && (!s.seeded || s.view.records > s.seedRecords) {
@@ -352,7 +361,7 @@ func (s *Store) sync(ctx context.Context) error {
 		if err := s.dev.Extend(ctx, s.backing.Name, s.view.lastDigest); err != nil {
 			return fmt.Errorf("vmr: rolling %s record %d forward into %s: %w", s.path, s.view.records-1, s.backing.Name, err)
 		}
-		s.checked = true
+		s.checked, s.agreed = true, true
 		return nil
 	}
 	return s.inconsistent(cur)
@@ -554,6 +563,7 @@ func (s *Store) appendAndExtend(ctx context.Context, batch []*pending) ([]mr.Dig
 			return values, len(batch), err
 		}
 	}
+	s.agreed = true
 	return values, len(batch), nil
 }
 

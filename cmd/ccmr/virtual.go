@@ -15,7 +15,7 @@ import (
 )
 
 // runtimeLogDir is --log-dir, else the sim device's state folder/runtime,
-// else /run/ccmr.
+// else vmr.DefaultDir.
 func (g *globals) runtimeLogDir(dev mr.Device) string {
 	if g.logDir != "" {
 		return g.logDir
@@ -23,7 +23,7 @@ func (g *globals) runtimeLogDir(dev mr.Device) string {
 	if s, ok := dev.(*sim.Device); ok {
 		return filepath.Join(s.Dir(), "runtime")
 	}
-	return "/run/ccmr"
+	return vmr.DefaultDir
 }
 
 // openStore opens the virtual registers of dev. With create false it
