@@ -1,0 +1,145 @@
+package vmr
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// replaceFile puts b at p through a rename, so that a reader sees the old
+// list or the new one, never an entry half written (the kernel's list never
+// shows one either).
+func replaceFile(t *testing.T, p string, b []byte) {
+	t.Helper()
+	writeFile(t, p+".new", b)
+	if err := os.Rename(p+".new", p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// followInBackground runs Follow until ctx ends and reports each pass's
+// count and its return value.
+func followInBackground(ctx context.Context, s *Store, list string) (<-chan int, <-chan error) {
+	added := make(chan int, 100)
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Follow(ctx, ForwardOptions{List: list, Batch: 4}, time.Millisecond, func(n int) { added <- n })
+	}()
+	return added, done
+}
+
+// waitForwarded reads pass counts until they add up to want.
+func waitForwarded(t *testing.T, ctx context.Context, added <-chan int, done <-chan error, want int) {
+	t.Helper()
+	for got := 0; got < want; {
+		select {
+		case n := <-added:
+			got += n
+			if got > want {
+				t.Fatalf("forwarded %d entries, want %d", got, want)
+			}
+		case err := <-done:
+			t.Fatalf("Follow returned %v after %d of %d entries", err, got, want)
+		case <-ctx.Done():
+			t.Fatalf("deadline: %d of %d entries forwarded", got, want)
+		}
+	}
+}
+
+// Follow forwards a list that grows while it runs, each entry once, and
+// returns nil when its context is cancelled.
+func TestFollowGrowingList(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	dev, s := openSim(t, dir)
+	list := filepath.Join(dir, "ima.bin")
+	replaceFile(t, list, specList(10, -1))
+	fctx, stop := context.WithCancel(ctx)
+	added, done := followInBackground(fctx, s, list)
+	waitForwarded(t, ctx, added, done, 10)
+	for _, n := range []int{11, 25, 40} {
+		replaceFile(t, list, specList(n, -1))
+		prev := map[int]int{11: 10, 25: 11, 40: 25}[n]
+		waitForwarded(t, ctx, added, done, n-prev)
+	}
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Follow after cancel = %v, want nil", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Follow did not stop on cancel")
+	}
+	select {
+	case n := <-added:
+		t.Fatalf("a pass reported %d more entries", n)
+	default:
+	}
+	checkForwarded(t, s, list, 40)
+	if reg, _ := replayFile(t, s.Path()); !reg.Equal(readRTMR3(t, dev)) {
+		t.Fatalf("log replays to %v, rtmr3 is %v", reg, readRTMR3(t, dev))
+	}
+}
+
+// Follow stops when its deadline passes, having forwarded nothing from a
+// list with nothing new.
+func TestFollowDeadline(t *testing.T) {
+	dir := t.TempDir()
+	_, s := openSim(t, dir)
+	list := filepath.Join(dir, "ima.bin")
+	replaceFile(t, list, specList(3, -1))
+	if n, err := s.Forward(context.Background(), ForwardOptions{List: list}); err != nil || n != 3 {
+		t.Fatalf("Forward = %d, %v", n, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	total := 0
+	err := s.Follow(ctx, ForwardOptions{List: list}, time.Millisecond, func(n int) { total += n })
+	if err != nil || total != 0 {
+		t.Fatalf("Follow = %v after %d entries, want nil after none", err, total)
+	}
+	checkForwarded(t, s, list, 3)
+}
+
+// A list rewritten under Follow (an earlier entry changed, or the list
+// shorter than what was forwarded) stops it with ErrInconsistent, and
+// nothing more is forwarded.
+func TestFollowStopsOnRewrittenList(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		list []byte
+	}{
+		{"earlier entry changed", specList(30, 5)},
+		{"shorter", specList(12, -1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			dir := t.TempDir()
+			_, s := openSim(t, dir)
+			list := filepath.Join(dir, "ima.bin")
+			replaceFile(t, list, specList(20, -1))
+			added, done := followInBackground(ctx, s, list)
+			waitForwarded(t, ctx, added, done, 20)
+			replaceFile(t, list, tc.list)
+			select {
+			case err := <-done:
+				if !errors.Is(err, ErrInconsistent) {
+					t.Fatalf("Follow on a rewritten list = %v, want ErrInconsistent", err)
+				}
+			case n := <-added:
+				t.Fatalf("forwarded %d entries of a rewritten list", n)
+			case <-ctx.Done():
+				t.Fatal("Follow did not stop on a rewritten list")
+			}
+			if n, _ := s.Records(ctx, "mr_ima"); n != 20 {
+				t.Fatalf("mr_ima has %d records, want 20", n)
+			}
+		})
+	}
+}
