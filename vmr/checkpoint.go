@@ -62,8 +62,15 @@ const ckptWindow = 4096
 const ckptMaxSize = 16 << 20
 
 // ckptEvery is how much a Store's log may grow before it writes the
-// checkpoint again while running (it writes one on Close too).
-var ckptEvery int64 = 1 << 20
+// checkpoint again while running; ckptLag is how much on Open (after a
+// replay) and on Close. Below ckptLag a replay costs less than a rename
+// (about a millisecond), so a short-lived Store (one CLI extend) writes a
+// checkpoint only every ckptLag bytes of log, and an Open replays at most
+// ckptLag bytes plus what others appended since they last wrote one.
+var (
+	ckptEvery int64 = 1 << 20
+	ckptLag   int64 = 32 << 10
+)
 
 // errCheckpoint marks a checkpoint that is not used (the log is replayed
 // from its start instead).
@@ -244,13 +251,14 @@ func (s *Store) loadCheckpoint() error {
 }
 
 // saveCheckpoint writes the checkpoint of the view when the register was
-// last seen holding (or extended by this Store to) the view's value and the log grew by ckptEvery since
-// the last one (by any amount with force). Called with the lock held. A
-// failure is not reported: without the checkpoint, the next Open replays
-// the whole log, which is slower and as sound.
-func (s *Store) saveCheckpoint(force bool) {
+// last seen holding (or extended by this Store to) the view's value and
+// the log grew by at least lag (and by something) since the last one.
+// Called with the lock held. A failure is not reported: without the
+// checkpoint, the next Open replays the whole log, which is slower and as
+// sound.
+func (s *Store) saveCheckpoint(lag int64) {
 	v := &s.view
-	if !s.agreed || v.records == 0 || v.off <= s.ckptOff || (!force && v.off-s.ckptOff < ckptEvery) {
+	if !s.agreed || v.records == 0 || v.off <= s.ckptOff || v.off-s.ckptOff < lag {
 		return
 	}
 	c := checkpoint{Version: ckptVersion, Backing: s.backing.Name, Index: s.backing.Index,
@@ -313,7 +321,7 @@ func (s *Store) Verify(ctx context.Context) error {
 		}
 		if diff := viewDiff(held, &s.view); diff != "" {
 			s.ckptOff = 0
-			s.saveCheckpoint(true)
+			s.saveCheckpoint(0)
 			return fmt.Errorf("vmr: the checkpoint of %s disagrees with a replay of the log from its start: %s: %w", s.path, diff, ErrInconsistent)
 		}
 		return nil

@@ -124,6 +124,39 @@ func TestCheckpointOpenReadsOnlyWindowsAndTail(t *testing.T) {
 	}
 }
 
+// A short-lived Store writes the checkpoint when the log grew by ckptLag
+// since the last one: not for a short log, whose replay costs less than
+// the write; then every ckptLag bytes.
+func TestCheckpointLag(t *testing.T) {
+	defer func(l int64) { ckptLag = l }(ckptLag)
+	ckptLag = 32 << 10
+	dir := t.TempDir()
+	dev, s := openSim(t, dir)
+	extendN(t, s, "mr_x", "x", 0, 10)
+	s.Close()
+	if _, err := os.Lstat(s.checkpointPath()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("checkpoint of a %d-record log: %v", 10, err)
+	}
+	n := 10
+	for ; ; n++ {
+		s := openLog(t, dev, dir)
+		extendN(t, s, "mr_x", "x", n, n+1)
+		s.Close()
+		if _, err := os.Lstat(s.checkpointPath()); err == nil {
+			break
+		}
+	}
+	c := readCkpt(t, s)
+	if c.Size < ckptLag || c.Size > ckptLag+1024 || c.Records != n+1 {
+		t.Fatalf("first checkpoint at %d bytes, %d records; want just over %d bytes, %d records", c.Size, c.Records, ckptLag, n+1)
+	}
+	s2 := openLog(t, dev, dir)
+	if !s2.seeded {
+		t.Fatal("checkpoint not used")
+	}
+	checkAgainstLog(t, dev, s2)
+}
+
 // A checkpoint older than the log (other Stores appended since) is used, and
 // only what follows it is replayed; the values are the log's.
 func TestCheckpointStale(t *testing.T) {

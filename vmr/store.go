@@ -124,7 +124,7 @@ func Open(ctx context.Context, dev mr.Device, opts Options) (*Store, error) {
 		if err := s.syncLog(ctx); err != nil {
 			return err
 		}
-		s.saveCheckpoint(false)
+		s.saveCheckpoint(ckptLag)
 		return nil
 	})
 	if err != nil {
@@ -180,19 +180,19 @@ func findBacking(ctx context.Context, dev mr.Device, opts Options) (mr.Register,
 	return mr.Register{}, fmt.Errorf("vmr: backing register %s has no %v bank: %w", name, want, mr.ErrUnknownRegister)
 }
 
-// Close writes the checkpoint when the log grew since the last one (if the
-// lock is free at once: a busy log has another Store that will write it)
-// and releases the log file.
+// Close writes the checkpoint when the log grew by ckptLag since the last
+// one (if the lock is free at once: a busy log has another Store that will
+// write it) and releases the log file.
 func (s *Store) Close() error {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
-	if s.agreed && s.view.records > 0 && s.view.off > s.ckptOff {
+	if s.agreed && s.view.records > 0 && s.view.off-s.ckptOff >= max(ckptLag, 1) {
 		now, cancel := context.WithCancel(context.Background())
 		cancel() // only try the lock
 		_ = s.locked(now, func() error {
 			// The log may have grown; the view is still a prefix of it
 			// that was compared equal with the register.
-			s.saveCheckpoint(true)
+			s.saveCheckpoint(ckptLag)
 			return nil
 		})
 	}
@@ -494,7 +494,7 @@ func (s *Store) commit(ctx context.Context, batch []*pending) {
 		var err error
 		values, n, err = s.appendAndExtend(ctx, batch)
 		if err == nil {
-			s.saveCheckpoint(false)
+			s.saveCheckpoint(ckptEvery)
 		}
 		return err
 	})

@@ -260,6 +260,9 @@ func appendFile(t testing.TB, path string, b []byte) {
 
 // The child side of the multi-process tests: CCMR_VMR_CHILD=MODE:DIR:ARGS.
 func TestMain(m *testing.M) {
+	// Tests use short logs: every Close writes a checkpoint
+	// (TestCheckpointLag tests the real threshold).
+	ckptLag = 1
 	if c := os.Getenv("CCMR_VMR_CHILD"); c != "" {
 		os.Exit(child(c))
 	}
