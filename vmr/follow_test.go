@@ -143,3 +143,70 @@ func TestFollowStopsOnRewrittenList(t *testing.T) {
 		})
 	}
 }
+
+// A pass with nothing new over a list unchanged since its prefix was last
+// checked reads none of the prefix; a list rewritten since (in place, or
+// replaced by another file) is checked again and refused.
+func TestForwardNothingNewReadsNoPrefix(t *testing.T) {
+	defer func(d time.Duration) { listSettle = d }(listSettle)
+	listSettle = 0 // the test's list is a few milliseconds old
+	for _, tc := range []struct {
+		name    string
+		rewrite func(t *testing.T, list string, old os.FileInfo)
+	}{
+		{"in place", func(t *testing.T, list string, old os.FileInfo) {
+			f, err := os.OpenFile(list, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt(specList(20, 5), 0); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			// Times that differ from the recorded ones whatever the
+			// clock's tick (listSettle guards that in real use).
+			then := old.ModTime().Add(-time.Hour)
+			if err := os.Chtimes(list, then, then); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"another file", func(t *testing.T, list string, old os.FileInfo) {
+			replaceFile(t, list, specList(20, 5))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			_, s := openSim(t, dir)
+			list := filepath.Join(dir, "ima.bin")
+			writeFile(t, list, specList(20, -1))
+			opts := ForwardOptions{List: list}
+			if n, err := s.Forward(ctx, opts); err != nil || n != 20 {
+				t.Fatalf("Forward = %d, %v", n, err)
+			}
+			// The first pass with nothing new checks the prefix and
+			// records the file; the next ones read none of it.
+			if n, err := s.Forward(ctx, opts); err != nil || n != 0 {
+				t.Fatalf("Forward = %d, %v", n, err)
+			}
+			before := listBytesHashed.Load()
+			for i := 0; i < 3; i++ {
+				if n, err := s.Forward(ctx, opts); err != nil || n != 0 {
+					t.Fatalf("Forward = %d, %v", n, err)
+				}
+			}
+			if got := listBytesHashed.Load() - before; got != 0 {
+				t.Fatalf("passes with nothing new hashed %d bytes of the list", got)
+			}
+			fi, err := os.Stat(list)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.rewrite(t, list, fi)
+			n, err := s.Forward(ctx, opts)
+			if !errors.Is(err, ErrInconsistent) {
+				t.Fatalf("Forward of a rewritten list = %d, %v; want ErrInconsistent", n, err)
+			}
+		})
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -74,6 +75,54 @@ type forwardState struct {
 	// taking sha384 of its template data), which the hint exists to spare.
 	// A hint without it is not used.
 	Prefix string `json:"prefix_sha256,omitempty"`
+	// Stat identifies the list file as it was when its prefix was last
+	// hashed and found to be Prefix with nothing after Offset: a pass that
+	// finds the same file, unchanged (a write changes its ctime), and
+	// still nothing after Offset has nothing to forward and need not hash
+	// the prefix again.
+	Stat *listStat `json:"stat,omitempty"`
+}
+
+// listStat is what stat(2) says of the list: which file, its size, and when
+// it last changed.
+type listStat struct {
+	Dev   uint64 `json:"dev"`
+	Ino   uint64 `json:"ino"`
+	Size  int64  `json:"size"`
+	Mtime int64  `json:"mtime_ns"`
+	Ctime int64  `json:"ctime_ns"`
+}
+
+// listSettle is how long ago the list must have last changed for its stat
+// to be recorded: file times come from a clock that ticks every few
+// milliseconds, so a change made in the same tick as the one before would
+// not move them; a change made after a stat taken listSettle after the last
+// one does.
+var listSettle = 2 * time.Second
+
+// statList returns the list's stat when it is a settled regular file.
+func statList(f *os.File, now time.Time) *listStat {
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	ls := &listStat{Dev: uint64(st.Dev), Ino: uint64(st.Ino), Size: fi.Size(),
+		Mtime: time.Unix(st.Mtim.Unix()).UnixNano(), Ctime: time.Unix(st.Ctim.Unix()).UnixNano()}
+	if now.UnixNano()-max(ls.Mtime, ls.Ctime) < int64(listSettle) {
+		return nil
+	}
+	return ls
+}
+
+// atEnd reports whether the list has no byte at off.
+func atEnd(f *os.File, off int64) bool {
+	var b [1]byte
+	n, err := f.ReadAt(b[:], off)
+	return n == 0 && errors.Is(err, io.EOF)
 }
 
 func snapString(d mr.Digest) string {
@@ -188,7 +237,15 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 	// its last entry; else from the list's start, checking the prefix.
 	start, startIndex := int64(0), 0
 	prefixHash := sha256.New() // of the list's bytes [0, hashed)
+	// Taken before the prefix is read: a change after it shows in the next
+	// pass's stat.
+	stat := statList(f, time.Now())
 	if hint.List != "" && hint.Prefix != "" && hint.Records == done && hint.Value == snapString(value) && lastEntryHolds(f, opts.List, hint) {
+		if hint.Records > 0 && hint.Stat != nil && stat != nil && *hint.Stat == *stat && stat.Size == hint.Offset && atEnd(f, hint.Offset) {
+			// The file whose prefix was checked, unchanged since, with
+			// nothing new.
+			return 0, nil
+		}
 		if err := hashRange(prefixHash, f, 0, hint.Offset); err != nil {
 			return 0, fmt.Errorf("ima forward: reading the first %d bytes of %s: %w", hint.Offset, opts.List, err)
 		}
@@ -197,6 +254,12 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 				hint.Offset, opts.List, hint.Records, opts.Register, s.path, got, hint.Prefix, ErrInconsistent)
 		}
 		start, startIndex = hint.Offset, hint.Records
+		if hint.Records > 0 && stat != nil && stat.Size == hint.Offset && atEnd(f, hint.Offset) {
+			// Nothing new: record the file's stat so that the next pass
+			// need not hash the prefix again while it stays unchanged.
+			hint.Stat = stat
+			return 0, s.writeForwardState(hint)
+		}
 	}
 	hashed := start
 	if _, err := f.Seek(start, io.SeekStart); err != nil {
@@ -334,6 +397,7 @@ func hashRange(h hash.Hash, f *os.File, from, to int64) error {
 		return fmt.Errorf("offset %d before %d", to, from)
 	}
 	n, err := io.Copy(h, io.NewSectionReader(f, from, to-from))
+	listBytesHashed.Add(n)
 	if err != nil {
 		return err
 	}
@@ -409,6 +473,10 @@ func (s *Store) writeForwardState(st forwardState) error {
 	}
 	return nil
 }
+
+// listBytesHashed counts the list bytes hashRange read (tests check that a
+// pass with nothing new reads none).
+var listBytesHashed atomic.Int64
 
 // IMAVirtualAlg is the algorithm of mr_ima.
 const IMAVirtualAlg = mr.SHA384
