@@ -45,3 +45,5 @@ start=$(date +%s%N)
 for _ in $(seq 200); do $ccmr --device "$dev" read rtmr3 >/dev/null; done
 end=$(date +%s%N)
 echo "ccmr read: $(( (end - start) / 200000 )) us per run (process start included)"
+
+CCMR=$ccmr BENCH_OUT=$out IMA_ENTRIES=$n scripts/bench-vmr.sh
