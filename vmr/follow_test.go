@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/ccmr-dev/ccmr/internal/flock"
 )
 
 // replaceFile puts b at p through a rename, so that a reader sees the old
@@ -206,6 +208,57 @@ func TestForwardNothingNewReadsNoPrefix(t *testing.T) {
 			n, err := s.Forward(ctx, opts)
 			if !errors.Is(err, ErrInconsistent) {
 				t.Fatalf("Forward of a rewritten list = %d, %v; want ErrInconsistent", n, err)
+			}
+		})
+	}
+}
+
+// A Store waiting for the log's lock, or a forwarder for the forwarder's,
+// gives up when its context ends (another process holds the lock), and
+// works again once the lock is free.
+func TestLocksHonourContext(t *testing.T) {
+	dir := t.TempDir()
+	_, s := openSim(t, dir)
+	list := filepath.Join(dir, "ima.bin")
+	writeFile(t, list, specList(3, -1))
+	for _, tc := range []struct {
+		name string
+		path string
+		op   func(ctx context.Context) error
+	}{
+		{"log", s.Path(), func(ctx context.Context) error {
+			_, err := s.Extend(ctx, "mr_x", digestN("x", 0))
+			if err == nil {
+				_, err = s.Read(ctx, "mr_x")
+			}
+			return err
+		}},
+		{"forwarder", s.forwardStatePath("mr_ima") + ".lock", func(ctx context.Context) error {
+			_, err := s.Forward(ctx, ForwardOptions{List: list})
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			holder, err := os.OpenFile(tc.path, os.O_RDWR|os.O_CREATE, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer holder.Close()
+			if err := flock.Lock(context.Background(), holder, flock.Exclusive); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			defer cancel()
+			before, _ := os.ReadFile(s.Path())
+			if err := tc.op(ctx); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("with the lock held elsewhere: %v, want the deadline", err)
+			}
+			if after, _ := os.ReadFile(s.Path()); string(after) != string(before) {
+				t.Fatal("the log changed while its lock was held elsewhere")
+			}
+			flock.Unlock(holder)
+			if err := tc.op(context.Background()); err != nil {
+				t.Fatalf("after the lock was freed: %v", err)
 			}
 		})
 	}

@@ -77,6 +77,8 @@ type Store struct {
 type pending struct {
 	rec  aael.Record
 	done chan result
+	// owner tells the records of one ExtendMany call from the others.
+	owner *byte
 }
 
 type result struct {
@@ -420,12 +422,13 @@ type Item struct {
 // items that failed.
 func (s *Store) ExtendMany(ctx context.Context, items []Item) ([]mr.Digest, error) {
 	ps := make([]*pending, len(items))
+	owner := new(byte)
 	for i, it := range items {
 		rec, err := newRecord(it.Name, it.Digest)
 		if err != nil {
 			return nil, err
 		}
-		ps[i] = &pending{rec: rec, done: make(chan result, 1)}
+		ps[i] = &pending{rec: rec, done: make(chan result, 1), owner: owner}
 	}
 	s.mu.Lock()
 	s.queue = append(s.queue, ps...)
@@ -433,7 +436,7 @@ func (s *Store) ExtendMany(ctx context.Context, items []Item) ([]mr.Digest, erro
 	s.leading = true
 	s.mu.Unlock()
 	if lead {
-		s.lead(ctx)
+		s.lead(ctx, owner)
 	}
 	out := make([]mr.Digest, len(ps))
 	for i, p := range ps {
@@ -447,10 +450,12 @@ func (s *Store) ExtendMany(ctx context.Context, items []Item) ([]mr.Digest, erro
 }
 
 // lead commits queued records batch by batch until the queue is empty. A
-// batch holds other goroutines' records too, so the leader's cancellation
-// does not stop one once started (devices bound their own commands).
-func (s *Store) lead(ctx context.Context) {
-	ctx = context.WithoutCancel(ctx)
+// batch that holds other goroutines' records does not stop for the
+// leader's cancellation (devices bound their own commands); one of the
+// leader's records alone (owner) gives up waiting for the log's lock when
+// ctx ends, with nothing written.
+func (s *Store) lead(ctx context.Context, owner *byte) {
+	keep := context.WithoutCancel(ctx)
 	for {
 		s.mu.Lock()
 		batch := s.queue
@@ -461,17 +466,25 @@ func (s *Store) lead(ctx context.Context) {
 			return
 		}
 		s.mu.Unlock()
-		s.commit(ctx, batch)
+		lockCtx := ctx
+		for _, p := range batch {
+			if p.owner != owner {
+				lockCtx = keep
+				break
+			}
+		}
+		s.commit(lockCtx, keep, batch)
 	}
 }
 
-// commit logs and extends one batch and answers every pending record.
-func (s *Store) commit(ctx context.Context, batch []*pending) {
+// commit logs and extends one batch and answers every pending record;
+// lockCtx bounds the wait for the log's lock.
+func (s *Store) commit(lockCtx, ctx context.Context, batch []*pending) {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
 	var values []mr.Digest
 	var n int
-	err := s.locked(ctx, func() error {
+	err := s.locked(lockCtx, func() error {
 		if err := s.syncLog(ctx); err != nil {
 			return err
 		}
