@@ -357,9 +357,8 @@ func (s *Store) sync(ctx context.Context) error {
 		return nil
 	}
 	if s.view.records > 0 && cur.Equal(s.view.prev) && (!s.seeded || s.view.records > s.seedRecords) {
-		// (A record is rolled forward only when this Store read it from
-		// the log, never on the checkpoint's word.)
-		// Logged, fsynced, not extended: roll forward.
+		// Logged, fsynced, not extended: roll forward (only a record this
+		// Store read from the log, never one on the checkpoint's word).
 		if err := s.dev.Extend(ctx, s.backing.Name, s.view.lastDigest); err != nil {
 			return fmt.Errorf("vmr: rolling %s record %d forward into %s: %w", s.path, s.view.records-1, s.backing.Name, err)
 		}
