@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/internal/flock"
@@ -102,16 +104,12 @@ var listSettle = 2 * time.Second
 
 // statList returns the list's stat when it is a settled regular file.
 func statList(f *os.File, now time.Time) *listStat {
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return nil
-	}
-	ls := &listStat{Dev: uint64(st.Dev), Ino: uint64(st.Ino), Size: fi.Size(),
-		Mtime: time.Unix(st.Mtim.Unix()).UnixNano(), Ctime: time.Unix(st.Ctim.Unix()).UnixNano()}
+	ls := &listStat{Dev: uint64(st.Dev), Ino: uint64(st.Ino), Size: st.Size,
+		Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}
 	if now.UnixNano()-max(ls.Mtime, ls.Ctime) < int64(listSettle) {
 		return nil
 	}
