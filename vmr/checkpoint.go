@@ -68,7 +68,7 @@ const ckptMaxSize = 16 << 20
 // checkpoint only every ckptLag bytes of log, and an Open replays at most
 // ckptLag bytes plus what others appended since they last wrote one.
 var (
-	ckptEvery int64 = 1 << 20
+	ckptEvery int64 = 256 << 10
 	ckptLag   int64 = 32 << 10
 )
 
