@@ -48,3 +48,7 @@ echo "ccmr read: $(( (end - start) / 200000 )) us per run (process start include
 
 echo "== hardware verification and start-up (scripts/bench-hw.sh)"
 BENCH_OUT="$out" CCMR="$ccmr" bash scripts/bench-hw.sh
+
+echo "== the virtual-register store at 1M records (scripts/bench-vmr.sh)"
+CCMR=$ccmr BENCH_OUT=$out IMA_ENTRIES=$n bash scripts/bench-vmr.sh
+

@@ -15,4 +15,15 @@
 // extended now: it was never reported as done, and extending it makes the log
 // true). Anything else is ErrInconsistent naming the register, the log and the
 // last record that agrees, and nothing is written.
+//
+// Open is O(1) in the log's history: it starts from the checkpoint beside the
+// log (REGISTER.ckpt: the log's size, the register's value, every virtual
+// register's value and count), used only while it is bound to the log's
+// first and last bytes, its last entry and the register's current value, and
+// replays only what was appended after it; any disagreement means a replay
+// from the log's start, as before (checkpoint.go says what is checked and
+// why). Verify and Cut replay the whole log.
+//
+// Locks are internal/flock locks, so a wait for the log's lock (or the
+// forwarder's) ends with the caller's context.
 package vmr

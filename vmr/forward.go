@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
+	"github.com/ccmr-dev/ccmr/internal/flock"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -75,6 +77,50 @@ type forwardState struct {
 	// taking sha384 of its template data), which the hint exists to spare.
 	// A hint without it is not used.
 	Prefix string `json:"prefix_sha256,omitempty"`
+	// Stat identifies the list file as it was when its prefix was last
+	// hashed and found to be Prefix with nothing after Offset: a pass that
+	// finds the same file, unchanged (a write changes its ctime), and
+	// still nothing after Offset has nothing to forward and need not hash
+	// the prefix again.
+	Stat *listStat `json:"stat,omitempty"`
+}
+
+// listStat is what stat(2) says of the list: which file, its size, and when
+// it last changed.
+type listStat struct {
+	Dev   uint64 `json:"dev"`
+	Ino   uint64 `json:"ino"`
+	Size  int64  `json:"size"`
+	Mtime int64  `json:"mtime_ns"`
+	Ctime int64  `json:"ctime_ns"`
+}
+
+// listSettle is how long ago the list must have last changed for its stat
+// to be recorded: file times come from a clock that ticks every few
+// milliseconds, so a change made in the same tick as the one before would
+// not move them; a change made after a stat taken listSettle after the last
+// one does.
+var listSettle = 2 * time.Second
+
+// statList returns the list's stat when it is a settled regular file.
+func statList(f *os.File, now time.Time) *listStat {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil
+	}
+	ls := &listStat{Dev: uint64(st.Dev), Ino: uint64(st.Ino), Size: st.Size,
+		Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}
+	if now.UnixNano()-max(ls.Mtime, ls.Ctime) < int64(listSettle) {
+		return nil
+	}
+	return ls
+}
+
+// atEnd reports whether the list has no byte at off.
+func atEnd(f *os.File, off int64) bool {
+	var b [1]byte
+	n, err := f.ReadAt(b[:], off)
+	return n == 0 && errors.Is(err, io.EOF)
 }
 
 func snapString(d mr.Digest) string {
@@ -89,7 +135,7 @@ func snapString(d mr.Digest) string {
 func (s *Store) segmentState(ctx context.Context, name string) (int, mr.Digest, mr.Digest, error) {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
-	if err := s.locked(func() error { return s.sync(ctx) }); err != nil {
+	if err := s.locked(ctx, func() error { return s.syncLog(ctx) }); err != nil {
 		return 0, mr.Digest{}, mr.Digest{}, err
 	}
 	return s.view.count[name], s.view.snap[name], s.view.virt[name], nil
@@ -155,7 +201,7 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 	}
 	// One forwarder per register at a time: two would both see the same
 	// count of records and forward the same entries twice.
-	unlock, err := lockFile(s.forwardStatePath(opts.Register) + ".lock")
+	unlock, err := lockFile(ctx, s.forwardStatePath(opts.Register)+".lock")
 	if err != nil {
 		return 0, err
 	}
@@ -189,7 +235,15 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 	// its last entry; else from the list's start, checking the prefix.
 	start, startIndex := int64(0), 0
 	prefixHash := sha256.New() // of the list's bytes [0, hashed)
+	// Taken before the prefix is read: a change after it shows in the next
+	// pass's stat.
+	stat := statList(f, time.Now())
 	if hint.List != "" && hint.Prefix != "" && hint.Records == done && hint.Value == snapString(value) && lastEntryHolds(f, opts.List, hint) {
+		if hint.Records > 0 && hint.Stat != nil && stat != nil && *hint.Stat == *stat && stat.Size == hint.Offset && atEnd(f, hint.Offset) {
+			// The file whose prefix was checked, unchanged since, with
+			// nothing new.
+			return 0, nil
+		}
 		if err := hashRange(prefixHash, f, 0, hint.Offset); err != nil {
 			return 0, fmt.Errorf("ima forward: reading the first %d bytes of %s: %w", hint.Offset, opts.List, err)
 		}
@@ -198,6 +252,12 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 				hint.Offset, opts.List, hint.Records, opts.Register, s.path, got, hint.Prefix, ErrInconsistent)
 		}
 		start, startIndex = hint.Offset, hint.Records
+		if hint.Records > 0 && stat != nil && stat.Size == hint.Offset && atEnd(f, hint.Offset) {
+			// Nothing new: record the file's stat so that the next pass
+			// need not hash the prefix again while it stays unchanged.
+			hint.Stat = stat
+			return 0, s.writeForwardState(hint)
+		}
 	}
 	hashed := start
 	if _, err := f.Seek(start, io.SeekStart); err != nil {
@@ -335,6 +395,7 @@ func hashRange(h hash.Hash, f *os.File, from, to int64) error {
 		return fmt.Errorf("offset %d before %d", to, from)
 	}
 	n, err := io.Copy(h, io.NewSectionReader(f, from, to-from))
+	listBytesHashed.Add(n)
 	if err != nil {
 		return err
 	}
@@ -411,18 +472,25 @@ func (s *Store) writeForwardState(st forwardState) error {
 	return nil
 }
 
+// listBytesHashed counts the list bytes hashRange read (tests check that a
+// pass with nothing new reads none).
+var listBytesHashed atomic.Int64
+
 // IMAVirtualAlg is the algorithm of mr_ima.
 const IMAVirtualAlg = mr.SHA384
 
-// lockFile takes an exclusive flock on path (created if needed).
-func lockFile(path string) (unlock func(), err error) {
+// lockFile takes an exclusive lock on path (created if needed), giving up
+// when ctx ends.
+func lockFile(ctx context.Context, path string) (unlock func(), err error) {
 	f, err := safefs.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("ima forward: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
+	if err := flock.Lock(ctx, f, flock.Exclusive); err != nil {
+		if err != ctx.Err() {
+			f.Close() // else flock owns it
+		}
 		return nil, fmt.Errorf("ima forward: locking %s: %w", path, err)
 	}
-	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+	return func() { flock.Unlock(f); f.Close() }, nil
 }

@@ -27,8 +27,11 @@ func (s *Store) Cut(ctx context.Context) (string, error) {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
 	var archive string
-	err := s.locked(func() error {
-		if err := s.sync(ctx); err != nil {
+	err := s.locked(ctx, func() error {
+		// The snapshot is made from a replay of the whole segment, not
+		// from the checkpoint: it is extended into the register, and
+		// the archive must prove it.
+		if err := s.replayAll(ctx); err != nil {
 			return err
 		}
 		if s.view.records == 0 {

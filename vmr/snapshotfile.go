@@ -19,7 +19,7 @@ func (s *Store) SnapshotFile(ctx context.Context, fn func() error) (*os.File, in
 	defer s.fileMu.Unlock()
 	var f *os.File
 	var n int64
-	err := s.locked(func() error {
+	err := s.locked(ctx, func() error {
 		if err := s.sync(ctx); err != nil {
 			return err
 		}

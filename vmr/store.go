@@ -10,9 +10,8 @@ import (
 	"sort"
 	"sync"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
+	"github.com/ccmr-dev/ccmr/internal/flock"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -21,6 +20,11 @@ import (
 // a way recovery must not repair: the log was edited, truncated, or the
 // register was extended by someone who did not log it.
 var ErrInconsistent = errors.New("runtime log and backing register disagree")
+
+// DefaultDir is the folder of the runtime logs when none is given (the CLI's
+// --log-dir, the collection library): under /run, a tmpfs, so the logs go
+// with the boot whose registers they explain.
+const DefaultDir = "/run/ccmr"
 
 // Options configure a Store.
 type Options struct {
@@ -59,11 +63,22 @@ type Store struct {
 	checked bool
 	// lockedSize is the log's size when the lock was last taken.
 	lockedSize int64
+	// seeded: the view started from the checkpoint (not from a replay of
+	// the whole log), with seedRecords records; ckptOff is the log size
+	// the checkpoint on disk was written for, as far as this Store knows.
+	seeded      bool
+	seedRecords int
+	ckptOff     int64
+	// agreed: the register held the view's value when last compared or
+	// extended by this Store (what a checkpoint may record).
+	agreed bool
 }
 
 type pending struct {
 	rec  aael.Record
 	done chan result
+	// owner tells the records of one ExtendMany call from the others.
+	owner *byte
 }
 
 type result struct {
@@ -105,9 +120,17 @@ func Open(ctx context.Context, dev mr.Device, opts Options) (*Store, error) {
 	s.view.reset(reg)
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
-	err = s.locked(func() error { return s.sync(ctx) })
+	err = s.locked(ctx, func() error {
+		// Without a usable checkpoint the log is replayed from its start.
+		_ = s.loadCheckpoint()
+		if err := s.syncLog(ctx); err != nil {
+			return err
+		}
+		s.saveCheckpoint(ckptLag)
+		return nil
+	})
 	if err != nil {
-		f.Close()
+		s.f.Close()
 		return nil, err
 	}
 	return s, nil
@@ -159,10 +182,22 @@ func findBacking(ctx context.Context, dev mr.Device, opts Options) (mr.Register,
 	return mr.Register{}, fmt.Errorf("vmr: backing register %s has no %v bank: %w", name, want, mr.ErrUnknownRegister)
 }
 
-// Close releases the log file.
+// Close writes the checkpoint when the log grew by ckptLag since the last
+// one (if the lock is free at once: a busy log has another Store that will
+// write it) and releases the log file.
 func (s *Store) Close() error {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
+	if s.agreed && s.view.records > 0 && s.view.off-s.ckptOff >= max(ckptLag, 1) {
+		now, cancel := context.WithCancel(context.Background())
+		cancel() // only try the lock
+		_ = s.locked(now, func() error {
+			// The log may have grown; the view is still a prefix of it
+			// that was compared equal with the register.
+			s.saveCheckpoint(ckptLag)
+			return nil
+		})
+	}
 	return s.f.Close()
 }
 
@@ -172,33 +207,51 @@ func (s *Store) Path() string { return s.path }
 // Backing is the backing register.
 func (s *Store) Backing() mr.Register { return s.backing }
 
-// locked runs fn holding the exclusive file lock. fileMu must be held.
+// locked runs fn holding the exclusive file lock. fileMu must be held. The
+// lock is taken on a descriptor of its own, opened by name: flock.Lock
+// gives up when ctx ends, and the descriptor it then closes is not the
+// Store's.
 //
 // A cut (Cut, maybe in another process) replaces the log file by a new
 // segment; a Store still holding the old file notices it here, once it has
 // the lock, and reopens the new one and replays it from its start.
-func (s *Store) locked(fn func() error) error {
+func (s *Store) locked(ctx context.Context, fn func() error) error {
+	var lf *os.File
+	var li os.FileInfo
 	for {
-		if err := unix.Flock(int(s.f.Fd()), unix.LOCK_EX); err != nil {
+		var err error
+		lf, err = safefs.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return fmt.Errorf("vmr: opening %s: %w", s.path, err)
+		}
+		if err := flock.Lock(ctx, lf, flock.Exclusive); err != nil {
+			if err != ctx.Err() {
+				lf.Close() // else flock owns it
+			}
 			return fmt.Errorf("vmr: locking %s: %w", s.path, err)
 		}
-		fi, err1 := s.f.Stat()
-		pi, err2 := os.Stat(s.path)
-		if err1 == nil && err2 == nil && os.SameFile(fi, pi) {
-			s.lockedSize = fi.Size()
+		li, err = lf.Stat()
+		pi, err2 := os.Lstat(s.path)
+		if err == nil && err2 == nil && os.SameFile(li, pi) {
 			break
 		}
-		unix.Flock(int(s.f.Fd()), unix.LOCK_UN)
-		f, err := safefs.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o600)
-		if err != nil {
-			return fmt.Errorf("vmr: reopening %s after a cut: %w", s.path, err)
-		}
-		s.f.Close()
-		s.f = f
-		s.view.reset(s.backing)
-		s.checked = false
+		// Renamed over (a cut) between the open and the lock.
+		flock.Unlock(lf)
+		lf.Close()
 	}
-	defer unix.Flock(int(s.f.Fd()), unix.LOCK_UN)
+	defer func() {
+		flock.Unlock(lf)
+		if lf != s.f {
+			lf.Close()
+		}
+	}()
+	if fi, err := s.f.Stat(); err != nil || !os.SameFile(fi, li) {
+		s.f.Close()
+		s.f = lf
+		s.view.reset(s.backing)
+		s.checked, s.agreed, s.seeded, s.ckptOff = false, false, false, 0
+	}
+	s.lockedSize = li.Size()
 	return fn()
 }
 
@@ -214,6 +267,28 @@ func (s *Store) readBacking(ctx context.Context) (mr.Digest, error) {
 		}
 	}
 	return mr.Digest{}, fmt.Errorf("vmr: reading %s: no %v value: %w", s.backing.Name, s.backing.Alg, mr.ErrUnknownRegister)
+}
+
+// syncLog is sync; when the view came from the checkpoint and sync fails,
+// the log is replayed again from its start (a checkpoint never decides an
+// error nor a repair).
+func (s *Store) syncLog(ctx context.Context) error {
+	err := s.sync(ctx)
+	if err == nil || !s.seeded || ctx.Err() != nil {
+		return err
+	}
+	s.view.reset(s.backing)
+	s.checked, s.agreed, s.seeded = false, false, false
+	s.ckptOff = 0 // the checkpoint on disk is to be rewritten
+	return s.sync(ctx)
+}
+
+// replayAll replays the log from its start (whatever the checkpoint said)
+// and compares it with the register.
+func (s *Store) replayAll(ctx context.Context) error {
+	s.view.reset(s.backing)
+	s.checked, s.agreed, s.seeded = false, false, false
+	return s.sync(ctx)
 }
 
 // sync brings the view up to the end of the log (other processes may have
@@ -238,6 +313,10 @@ func (s *Store) sync(ctx context.Context) error {
 			if !errors.Is(err, aael.ErrTruncated) {
 				return err
 			}
+			if s.seeded {
+				// Cutting is decided by a replay from the start only.
+				return fmt.Errorf("vmr: %s ends inside an entry after the checkpoint: %w", s.path, errCheckpoint)
+			}
 			// A writer died inside its append (a write that crosses a page
 			// boundary can stop half way when the process is killed). The
 			// partial entry was never fsynced as a whole nor extended, and
@@ -250,7 +329,7 @@ func (s *Store) sync(ctx context.Context) error {
 			}
 		}
 	}
-	s.checked = false
+	s.checked, s.agreed = false, false
 	cur, err := s.readBacking(ctx)
 	if err != nil {
 		return err
@@ -274,15 +353,16 @@ func (s *Store) sync(ctx context.Context) error {
 		return s.view.replay(io.NewSectionReader(s.f, 0, int64(len(b))), s.path)
 	}
 	if cur.Equal(s.view.value) {
-		s.checked = true
+		s.checked, s.agreed = true, true
 		return nil
 	}
-	if s.view.records > 0 && cur.Equal(s.view.prev) {
-		// Logged, fsynced, not extended: roll forward.
+	if s.view.records > 0 && cur.Equal(s.view.prev) && (!s.seeded || s.view.records > s.seedRecords) {
+		// Logged, fsynced, not extended: roll forward (only a record this
+		// Store read from the log, never one on the checkpoint's word).
 		if err := s.dev.Extend(ctx, s.backing.Name, s.view.lastDigest); err != nil {
 			return fmt.Errorf("vmr: rolling %s record %d forward into %s: %w", s.path, s.view.records-1, s.backing.Name, err)
 		}
-		s.checked = true
+		s.checked, s.agreed = true, true
 		return nil
 	}
 	return s.inconsistent(cur)
@@ -341,12 +421,13 @@ type Item struct {
 // items that failed.
 func (s *Store) ExtendMany(ctx context.Context, items []Item) ([]mr.Digest, error) {
 	ps := make([]*pending, len(items))
+	owner := new(byte)
 	for i, it := range items {
 		rec, err := newRecord(it.Name, it.Digest)
 		if err != nil {
 			return nil, err
 		}
-		ps[i] = &pending{rec: rec, done: make(chan result, 1)}
+		ps[i] = &pending{rec: rec, done: make(chan result, 1), owner: owner}
 	}
 	s.mu.Lock()
 	s.queue = append(s.queue, ps...)
@@ -354,7 +435,7 @@ func (s *Store) ExtendMany(ctx context.Context, items []Item) ([]mr.Digest, erro
 	s.leading = true
 	s.mu.Unlock()
 	if lead {
-		s.lead(ctx)
+		s.lead(ctx, owner)
 	}
 	out := make([]mr.Digest, len(ps))
 	for i, p := range ps {
@@ -368,10 +449,12 @@ func (s *Store) ExtendMany(ctx context.Context, items []Item) ([]mr.Digest, erro
 }
 
 // lead commits queued records batch by batch until the queue is empty. A
-// batch holds other goroutines' records too, so the leader's cancellation
-// does not stop one once started (devices bound their own commands).
-func (s *Store) lead(ctx context.Context) {
-	ctx = context.WithoutCancel(ctx)
+// batch that holds other goroutines' records does not stop for the
+// leader's cancellation (devices bound their own commands); one of the
+// leader's records alone (owner) gives up waiting for the log's lock when
+// ctx ends, with nothing written.
+func (s *Store) lead(ctx context.Context, owner *byte) {
+	keep := context.WithoutCancel(ctx)
 	for {
 		s.mu.Lock()
 		batch := s.queue
@@ -382,18 +465,26 @@ func (s *Store) lead(ctx context.Context) {
 			return
 		}
 		s.mu.Unlock()
-		s.commit(ctx, batch)
+		lockCtx := ctx
+		for _, p := range batch {
+			if p.owner != owner {
+				lockCtx = keep
+				break
+			}
+		}
+		s.commit(lockCtx, keep, batch)
 	}
 }
 
-// commit logs and extends one batch and answers every pending record.
-func (s *Store) commit(ctx context.Context, batch []*pending) {
+// commit logs and extends one batch and answers every pending record;
+// lockCtx bounds the wait for the log's lock.
+func (s *Store) commit(lockCtx, ctx context.Context, batch []*pending) {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
 	var values []mr.Digest
 	var n int
-	err := s.locked(func() error {
-		if err := s.sync(ctx); err != nil {
+	err := s.locked(lockCtx, func() error {
+		if err := s.syncLog(ctx); err != nil {
 			return err
 		}
 		// A record that would give a virtual register a second algorithm
@@ -414,6 +505,9 @@ func (s *Store) commit(ctx context.Context, batch []*pending) {
 		}
 		var err error
 		values, n, err = s.appendAndExtend(ctx, batch)
+		if err == nil {
+			s.saveCheckpoint(ckptEvery)
+		}
 		return err
 	})
 	for i, p := range batch {
@@ -481,6 +575,7 @@ func (s *Store) appendAndExtend(ctx context.Context, batch []*pending) ([]mr.Dig
 			return values, len(batch), err
 		}
 	}
+	s.agreed = true
 	return values, len(batch), nil
 }
 
@@ -519,7 +614,7 @@ func (s *Store) Read(ctx context.Context, name string) (mr.Digest, error) {
 func (s *Store) List(ctx context.Context) ([]mr.Value, error) {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
-	if err := s.locked(func() error { return s.sync(ctx) }); err != nil {
+	if err := s.locked(ctx, func() error { return s.syncLog(ctx) }); err != nil {
 		return nil, err
 	}
 	out := make([]mr.Value, 0, len(s.view.virt))
@@ -537,7 +632,7 @@ func (s *Store) List(ctx context.Context) ([]mr.Value, error) {
 func (s *Store) Records(ctx context.Context, name string) (int, error) {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
-	if err := s.locked(func() error { return s.sync(ctx) }); err != nil {
+	if err := s.locked(ctx, func() error { return s.syncLog(ctx) }); err != nil {
 		return 0, err
 	}
 	return s.view.count[name], nil
@@ -559,8 +654,8 @@ func (s *Store) Snapshot(ctx context.Context, fn func() error) ([]byte, error) {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
 	var out []byte
-	err := s.locked(func() error {
-		if err := s.sync(ctx); err != nil {
+	err := s.locked(ctx, func() error {
+		if err := s.syncLog(ctx); err != nil {
 			return err
 		}
 		if err := fn(); err != nil {

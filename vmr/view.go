@@ -21,6 +21,7 @@ type view struct {
 	value      mr.Digest
 	prev       mr.Digest // value before the last extended record
 	lastDigest mr.Digest
+	lastOff    int64 // where the last extended entry starts
 	virt       map[string]mr.Digest
 	count      map[string]int
 	// snap holds the values the segment's snapshot record set.
@@ -68,6 +69,7 @@ func (v *view) replay(r io.Reader, file string) error {
 	}
 	extended := 0
 	var last mr.Digest
+	var lastOff int64
 	opt.OnEntry = func(e *aael.Entry) error {
 		bad := func(format string, a ...any) error {
 			return &eventlog.Error{File: file, Record: e.Index, Offset: e.Offset, Err: fmt.Errorf("%w: "+format, append([]any{mr.ErrMalformed}, a...)...)}
@@ -81,6 +83,7 @@ func (v *view) replay(r io.Reader, file string) error {
 		if e.Extended {
 			extended++
 			last = mr.Digest{Alg: e.Digest.Alg, Bytes: append([]byte(nil), e.Digest.Bytes...)}
+			lastOff = baseOff + e.Offset
 		}
 		return nil
 	}
@@ -106,7 +109,7 @@ func (v *view) replay(r io.Reader, file string) error {
 			v.value = val
 		}
 		if extended > 0 {
-			v.prev, v.lastDigest = res.Previous, last
+			v.prev, v.lastDigest, v.lastOff = res.Previous, last, lastOff
 		}
 		for _, x := range res.Virtual {
 			v.virt[x.Register.Name] = x.Digest
@@ -133,7 +136,7 @@ func (v *view) applyOwn(rec aael.Record, d mr.Digest, size int64) error {
 		return err
 	}
 	v.prev, v.value = v.value, next
-	v.lastDigest = d
+	v.lastDigest, v.lastOff = d, v.off
 	v.records++
 	v.entries++
 	v.off += size

@@ -260,6 +260,9 @@ func appendFile(t testing.TB, path string, b []byte) {
 
 // The child side of the multi-process tests: CCMR_VMR_CHILD=MODE:DIR:ARGS.
 func TestMain(m *testing.M) {
+	// Tests use short logs: every Close writes a checkpoint
+	// (TestCheckpointLag tests the real threshold).
+	ckptLag = 1
 	if c := os.Getenv("CCMR_VMR_CHILD"); c != "" {
 		os.Exit(child(c))
 	}
@@ -269,6 +272,9 @@ func TestMain(m *testing.M) {
 func child(spec string) int {
 	parts := strings.Split(spec, ":")
 	ctx := context.Background()
+	if n, err := strconv.ParseInt(os.Getenv("CCMR_VMR_CKPT_EVERY"), 10, 64); err == nil {
+		ckptEvery = n
+	}
 	dev, err := sim.Open(ctx, filepath.Join(parts[1], "sim"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -352,7 +358,17 @@ func TestConcurrentProcesses(t *testing.T) {
 // reopening recovers, the log replays to rtmr3, and every extend reported
 // as done is in the log.
 func TestCrashSafety(t *testing.T) {
-	trials := 200
+	crashTrials(t, 200, "")
+}
+
+// The same with the checkpoint written after every extend, so that kills
+// fall before, inside and after its write: each reopen (which starts from
+// the checkpoint) gives the values of a replay of the whole log.
+func TestCrashSafetyCheckpoint(t *testing.T) {
+	crashTrials(t, 100, "CCMR_VMR_CKPT_EVERY=1")
+}
+
+func crashTrials(t *testing.T, trials int, env string) {
 	if testing.Short() {
 		trials = 20
 	}
@@ -361,9 +377,10 @@ func TestCrashSafety(t *testing.T) {
 	s0.Close()
 	rng := rand.New(rand.NewPCG(1, 2))
 	confirmed := -1
+	seeded := 0
 	for trial := 0; trial < trials; trial++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "CCMR_VMR_CHILD=crash:"+dir)
+		cmd.Env = append(os.Environ(), "CCMR_VMR_CHILD=crash:"+dir, env)
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -397,7 +414,9 @@ func TestCrashSafety(t *testing.T) {
 		if err != nil {
 			t.Fatalf("trial %d: reopen: %v", trial, err)
 		}
-		s.Close()
+		if s.seeded {
+			seeded++
+		}
 		reg, recs := replayFile(t, s.Path())
 		if !reg.Equal(readRTMR3(t, dev)) {
 			t.Fatalf("trial %d: log replays to %v, rtmr3 is %v", trial, reg, readRTMR3(t, dev))
@@ -411,8 +430,21 @@ func TestCrashSafety(t *testing.T) {
 				t.Fatalf("trial %d: record %d is %v, want digest %d", trial, i, d, i)
 			}
 		}
+		if len(got) > 0 {
+			// The reopened Store's values (from the checkpoint, if it
+			// was used) are the whole log's.
+			v, err := s.Read(context.Background(), "mr_crash")
+			n, _ := s.Records(context.Background(), "mr_crash")
+			if err != nil || !v.Equal(fold(got)) || n != len(got) {
+				t.Fatalf("trial %d: mr_crash = %v after %d records (%v), the log gives %v after %d", trial, v, n, err, fold(got), len(got))
+			}
+			if err := s.Verify(context.Background()); err != nil {
+				t.Fatalf("trial %d: %v", trial, err)
+			}
+		}
+		s.Close()
 	}
-	t.Logf("%d trials, %d extends confirmed", trials, confirmed+1)
+	t.Logf("%d trials, %d extends confirmed, %d reopens from the checkpoint", trials, confirmed+1, seeded)
 }
 
 // Goroutines extending at once share a batch; one that gives a register a

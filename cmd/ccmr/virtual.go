@@ -15,7 +15,7 @@ import (
 )
 
 // runtimeLogDir is --log-dir, else the sim device's state folder/runtime,
-// else /run/ccmr.
+// else vmr.DefaultDir.
 func (g *globals) runtimeLogDir(dev mr.Device) string {
 	if g.logDir != "" {
 		return g.logDir
