@@ -53,6 +53,19 @@ type ReplayOptions struct {
 // mismatches satisfy errors.Is(err, eventlog.ErrMismatch). The registers are
 // returned with either mismatch.
 func Replay(ctx context.Context, src Source, opts ReplayOptions) (*eventlog.Replay, error) {
+	banks, err := replayBanks(opts)
+	if err != nil {
+		return nil, err
+	}
+	if runtime.GOMAXPROCS(0) > 1 {
+		return replayParallel(ctx, src, opts, banks)
+	}
+	return replaySeq(ctx, src, opts, banks)
+}
+
+// replayBanks returns the banks a replay computes: opts.Banks (default sha1
+// and sha256) and those of opts.Expect, sorted.
+func replayBanks(opts ReplayOptions) ([]mr.Alg, error) {
 	banks := slices.Clone(opts.Banks)
 	if len(banks) == 0 {
 		banks = []mr.Alg{mr.SHA1, mr.SHA256}
@@ -71,11 +84,11 @@ func Replay(ctx context.Context, src Source, opts ReplayOptions) (*eventlog.Repl
 		}
 	}
 	slices.Sort(banks)
-	banks = slices.Compact(banks)
+	return slices.Compact(banks), nil
+}
 
-	if len(banks) > 1 && runtime.GOMAXPROCS(0) > 1 && !opts.SHA1Padded {
-		return replayParallel(ctx, src, opts, banks)
-	}
+// replaySeq is Replay on one core.
+func replaySeq(ctx context.Context, src Source, opts ReplayOptions, banks []mr.Alg) (*eventlog.Replay, error) {
 	type pcrState struct {
 		ext []*mr.Extender // one per bank
 	}
