@@ -309,3 +309,29 @@ func TestEmptyTemplateData(t *testing.T) {
 		t.Fatalf("replay: %v, %v", res, err)
 	}
 }
+
+// The pipeline's memory does not grow with the list: four times the entries
+// allocate no more than a few blocks more (the bytes a replay allocates are
+// its pool of blocks, not a copy per entry).
+func TestPipelineMemoryFlat(t *testing.T) {
+	alloc := func(n int) uint64 {
+		list := make([]byte, 0, n*130)
+		for i := range n {
+			list = imatest.NG(i).AppendBinary(list, binary.LittleEndian)
+		}
+		return withProcs(2, func() uint64 {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			res, err := Replay(context.Background(), NewBinaryReader(bytes.NewReader(list), Options{}), ReplayOptions{})
+			runtime.ReadMemStats(&after)
+			if err != nil || res.Events != n {
+				t.Fatalf("%d entries: %v", n, err)
+			}
+			return after.TotalAlloc - before.TotalAlloc
+		})
+	}
+	small, big := alloc(40000), alloc(160000)
+	if big > small+uint64(2*blockSize) {
+		t.Fatalf("a replay of 160000 entries allocates %d bytes, of 40000 entries %d", big, small)
+	}
+}

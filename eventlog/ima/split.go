@@ -166,12 +166,13 @@ func (s *binarySplit) detect(b []byte) bool {
 }
 
 // fill reads into c.buf until it holds want bytes or the list ends. The
-// buffer grows as bytes arrive, so a corrupt length in a short file costs
-// no more memory than the file holds.
+// buffer grows as bytes arrive, from 64 KiB, so that neither a short list
+// nor a corrupt length in a short file costs more memory than the file
+// holds.
 func (s *binarySplit) fill(c *chunk, want int) {
 	for len(c.buf) < want && !s.eof && s.rerr == nil {
 		if cap(c.buf) == len(c.buf) {
-			c.buf = append(c.buf, make([]byte, min(want, max(blockSize, 2*cap(c.buf)))-len(c.buf))...)[:len(c.buf)]
+			c.buf = append(c.buf, make([]byte, min(want, max(64<<10, 2*cap(c.buf)))-len(c.buf))...)[:len(c.buf)]
 		}
 		n, err := io.ReadFull(s.r.br, c.buf[len(c.buf):min(want, cap(c.buf))])
 		c.buf = c.buf[:len(c.buf)+n]
