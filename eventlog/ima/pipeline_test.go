@@ -121,6 +121,15 @@ func TestPipelineEqualsSequential(t *testing.T) {
 			}
 			return NewASCIIReader(strings.NewReader(imatest.ASCIIList(specs)), Options{})
 		}, banks},
+		{"after 5 entries read", func() Source {
+			r := NewBinaryReader(bytes.NewReader(le), Options{})
+			for range 5 {
+				if _, err := r.Next(); err != nil {
+					panic(err)
+				}
+			}
+			return r
+		}, banks},
 		{"expected value", binList(le), ReplayOptions{Expect: []mr.Value{{Register: mr.Register{Name: "pcr10", Alg: mr.SHA256}, Digest: mr.Zero(mr.SHA256)}}}},
 	}
 	for _, c := range cases {

@@ -52,6 +52,10 @@ type ReplayOptions struct {
 // (a PCR holds only the end of the chain, so no entry can be blamed). Both
 // mismatches satisfy errors.Is(err, eventlog.ErrMismatch). The registers are
 // returned with either mismatch.
+//
+// With more than one core (GOMAXPROCS) the work is spread over all of them
+// (see parallel.go); the result and the error are the same. Replay reads src
+// to its end (or to its first error).
 func Replay(ctx context.Context, src Source, opts ReplayOptions) (*eventlog.Replay, error) {
 	banks, err := replayBanks(opts)
 	if err != nil {
