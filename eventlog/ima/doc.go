@@ -20,8 +20,10 @@
 // runtime log") and can check
 // entry i against mr_ima record i. VerifySignature checks ima-sig and
 // ima-modsig signatures (digsig v2) against RSA, NIST P-curve and secp256k1
-// keys, and CheckBootAggregate checks the boot_aggregate entry under both
-// kernel rules (PCR 0-9 and the older PCR 0-7).
+// keys (CheckSignatures checks a whole list, ReplaySigned does it while
+// replaying; both on every core), and CheckBootAggregate checks the
+// boot_aggregate entry under both kernel rules (PCR 0-9 and the older PCR
+// 0-7).
 //
 // Why hand-written: go-eventlog, the maintained Go event-log library ccmr
 // uses for TCG2 logs and the CCEL, has no IMA parser, and no maintained Go

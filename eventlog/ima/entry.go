@@ -299,11 +299,17 @@ func (e *Entry) parseFields(order binary.ByteOrder) error {
 			// d-ngv2, never the other: the template name is not hashed,
 			// so this keeps ima-ng and ima-ngv2 (ima-sig, ima-sigv2)
 			// entries from passing as each other.
-			typ, _, _, _ := splitDigestField(f.Data)
-			if f.ID == FieldDigestNG && typ != "" {
+			// (Bytes, not splitDigestField's strings: this runs for every
+			// entry of a replay and must not allocate.)
+			prefix := f.Data[:bytes.IndexByte(f.Data, 0)-1]
+			var typ []byte
+			if j := bytes.IndexByte(prefix, ':'); j >= 0 {
+				typ = prefix[:j]
+			}
+			if f.ID == FieldDigestNG && len(typ) > 0 {
 				return fmt.Errorf("%w: %s field has a digest type %q (a d-ngv2 field?)", errTemplate, f.ID, typ)
 			}
-			if f.ID == FieldDigestNGv2 && typ != "ima" && typ != "verity" {
+			if f.ID == FieldDigestNGv2 && string(typ) != "ima" && string(typ) != "verity" {
 				return fmt.Errorf("%w: %s field has digest type %q, want ima or verity", errTemplate, f.ID, typ)
 			}
 		}

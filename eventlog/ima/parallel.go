@@ -2,213 +2,196 @@ package ima
 
 import (
 	"context"
-	"crypto/sha1"
-	"fmt"
-	"io"
 	"sync"
 
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
-// A replay of several banks is spread over the cores: the reading goroutine
-// parses each entry, checks its listed SHA-1 against sha1(template data)
-// and folds the sha1 bank (which extends the listed hash, so costs no more
-// hashing), while one goroutine per other bank hashes the template data and
-// folds that bank. The banks are independent chains, so the result is the
-// sequential one; only the hashing runs in parallel.
+// A parallel replay is a pipeline of three steps, so that no goroutine
+// touches every byte of the list on the critical path:
+//
+//   - the splitter (the caller's goroutine) reads the list in large blocks
+//     and finds the entry boundaries from the length fields alone, without
+//     copying an entry (split.go);
+//   - workers, one per core, take whole blocks, parse their entries, check
+//     each listed SHA-1, hash the template data for every bank and verify
+//     signatures (work.go);
+//   - one folder per bank folds the blocks' digests into its chain in list
+//     order (the fold is a chain, so it is the only sequential part, and it
+//     costs one or two compressions per entry).
+//
+// Blocks come from a fixed pool and go back to it once hashed and folded, so
+// memory does not grow with the list. Every step records its first problem
+// with the entry's number, and the outcome keeps, of each kind, the one with
+// the lowest number: the result and the error are those of the sequential
+// replay, whatever the scheduling.
 
-const parallelBatch = 512
-
-// pbatch is a run of entries handed to the bank workers: the template data
-// of each (nil for a violation) in one reused buffer.
-type pbatch struct {
-	pcr  []int
-	data [][]byte
-	buf  []byte
-	left sync.WaitGroup // workers still reading the batch
+// pipeOptions say what a pipeline computes.
+type pipeOptions struct {
+	file       string
+	banks      []mr.Alg
+	sha1Padded bool
+	checkHash  bool // check each listed SHA-1 against the template data
+	sigs       bool // verify signatures against keys
+	keys       []Key
+	requireAll bool // an unsigned entry is a signature failure
+	limit      int  // entries to read; < 0: all
 }
 
-func (b *pbatch) reset() {
-	b.pcr, b.data, b.buf = b.pcr[:0], b.data[:0], b.buf[:0]
-}
-
+// replayParallel is Replay spread over the cores.
 func replayParallel(ctx context.Context, src Source, opts ReplayOptions, banks []mr.Alg) (*eventlog.Replay, error) {
-	// Worker w folds bank others[w]; the sha1 bank, if asked, is folded here.
-	sha1Bank := -1
-	var others []int
-	for i, a := range banks {
-		if a == mr.SHA1 {
-			sha1Bank = i
-		} else {
-			others = append(others, i)
-		}
+	res, _, err := runPipeline(ctx, src, pipeOptions{file: opts.File, banks: banks, sha1Padded: opts.SHA1Padded, checkHash: true, limit: -1})
+	if err != nil {
+		return nil, err
 	}
-	pcrs := map[int][]*mr.Extender{}
-	ext := func(p, i int) *mr.Extender {
-		e := pcrs[p]
-		if e == nil {
-			e = make([]*mr.Extender, len(banks))
-			for j, a := range banks {
-				e[j] = mr.NewExtender(mr.Zero(a))
-			}
-			pcrs[p] = e
-		}
-		return e[i]
+	if res.parseErr != nil {
+		return nil, res.parseErr
 	}
-	// Workers keep their own per-PCR extenders, merged at the end.
-	type wstate struct {
-		pcrs map[int]*mr.Extender
-		err  error
-	}
-	ws := make([]wstate, len(others))
-	chans := make([]chan *pbatch, len(others))
-	free := make(chan *pbatch, 4)
-	for i := 0; i < 4; i++ {
-		free <- &pbatch{}
-	}
-	var wg sync.WaitGroup
-	for w, bi := range others {
-		chans[w] = make(chan *pbatch, 4)
-		ws[w].pcrs = map[int]*mr.Extender{}
-		wg.Add(1)
-		go func(w int, a mr.Alg) {
-			defer wg.Done()
-			h := a.New()
-			var sum [64]byte
-			ones := make([]byte, a.Size())
-			for i := range ones {
-				ones[i] = 0xff
-			}
-			for b := range chans[w] {
-				for k, d := range b.data {
-					e := ws[w].pcrs[b.pcr[k]]
-					if e == nil {
-						e = mr.NewExtender(mr.Zero(a))
-						ws[w].pcrs[b.pcr[k]] = e
-					}
-					dg := ones
-					if d != nil {
-						h.Reset()
-						h.Write(d)
-						dg = h.Sum(sum[:0])
-					}
-					if err := e.Extend(dg); err != nil && ws[w].err == nil {
-						ws[w].err = err
-					}
-				}
-				b.left.Done()
-			}
-		}(w, banks[bi])
-	}
-	var pending *pbatch
-	send := func() {
-		if pending == nil || len(pending.data) == 0 {
-			return
-		}
-		pending.left.Add(len(chans))
-		b := pending
-		for _, c := range chans {
-			c <- b
-		}
-		// Recycle the batch once every worker is done with it.
-		go func() { b.left.Wait(); b.reset(); free <- b }()
-		pending = nil
-	}
-	stop := func() {
-		send()
-		for _, c := range chans {
-			close(c)
-		}
-		wg.Wait()
-	}
-	sha := sha1.New()
-	var sum [20]byte
-	var firstBad error
-	n := 0
-	for {
-		if n&1023 == 0 {
-			if err := ctx.Err(); err != nil {
-				stop()
-				return nil, err
-			}
-		}
-		e, err := src.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			stop()
-			return nil, err
-		}
-		n++
-		if firstBad == nil {
-			firstBad = checkTemplateHash(opts.File, e, sha, sum[:0])
-		}
-		if sha1Bank >= 0 {
-			d, err := appendTemplateHash(sum[:0], e, mr.SHA1, false, nil)
-			if err == nil {
-				err = ext(e.PCR, sha1Bank).Extend(d)
-			}
-			if err != nil {
-				stop()
-				return nil, &eventlog.Error{File: opts.File, Record: e.Index, Offset: e.Offset, Err: err}
-			}
-		} else {
-			ext(e.PCR, 0) // the PCR exists in the result even without a sha1 bank
-		}
-		if !e.IsViolation() && e.TemplateData == nil {
-			stop()
-			return nil, &eventlog.Error{File: opts.File, Record: e.Index, Offset: e.Offset,
-				Err: fmt.Errorf("%w: %v template hash of a %s entry read from an ascii list (template data unknown)",
-					mr.ErrUnsupported, banks[others[0]], e.TemplateName)}
-		}
-		if pending == nil {
-			pending = <-free
-		}
-		pending.pcr = append(pending.pcr, e.PCR)
-		if e.IsViolation() {
-			pending.data = append(pending.data, nil)
-		} else {
-			// Keep offsets valid across buffer growth: record the data
-			// after appending, re-slicing at the end of the batch.
-			start := len(pending.buf)
-			pending.buf = append(pending.buf, e.TemplateData...)
-			pending.data = append(pending.data, pending.buf[start:len(pending.buf):len(pending.buf)])
-		}
-		if len(pending.data) == parallelBatch {
-			fixSlices(pending)
-			send()
-		}
-	}
-	if pending != nil {
-		fixSlices(pending)
-	}
-	stop()
-	for w, bi := range others {
-		if ws[w].err != nil {
-			return nil, ws[w].err
-		}
-		for p, e := range ws[w].pcrs {
-			if pcrs[p] == nil {
-				ext(p, bi)
-			}
-			pcrs[p][bi] = e
-		}
-	}
-	return finishReplay(opts, banks, n, pcrs, firstBad)
+	return finishReplay(opts, banks, res.entries, res.pcrs, res.bad.err)
 }
 
-// fixSlices re-points each entry's data into the batch buffer: appends may
-// have moved the buffer while the batch filled up.
-func fixSlices(b *pbatch) {
-	off := 0
-	for k, d := range b.data {
-		if d == nil {
-			continue
-		}
-		l := len(d)
-		b.data[k] = b.buf[off : off+l : off+l]
-		off += l
+// ReplaySigned is Replay that also verifies, in the same pass and on every
+// core, the signature of each entry against keys as CheckSignatures does.
+// The replay's error comes first (an entry that cannot be read, then a
+// listed hash that does not match, then an expected value that differs);
+// without one, the error is CheckSignatures' for the list. The report
+// counts the entries before the first signature failure.
+func ReplaySigned(ctx context.Context, src Source, opts ReplayOptions, keys []Key, requireAll bool) (*eventlog.Replay, SignatureReport, error) {
+	banks, err := replayBanks(opts)
+	if err != nil {
+		return nil, SignatureReport{}, err
 	}
+	o, rep, err := runPipeline(ctx, src, pipeOptions{file: opts.File, banks: banks, sha1Padded: opts.SHA1Padded,
+		checkHash: true, sigs: true, keys: keys, requireAll: requireAll, limit: -1})
+	if err != nil {
+		return nil, rep, err
+	}
+	if o.parse.err != nil {
+		return nil, rep, o.parse.err
+	}
+	res, err := finishReplay(opts, banks, o.entries, o.pcrs, o.bad.err)
+	if err == nil {
+		err = o.sig.err
+	}
+	return res, rep, err
+}
+
+// runPipeline runs the splitter, the workers and the folders over src and
+// returns what they found. err is an error of the pipeline itself (a
+// cancelled context); problems of the list are in the outcome.
+func runPipeline(ctx context.Context, src Source, po pipeOptions) (*outcome, SignatureReport, error) {
+	p := newPipeline(po)
+	p.start()
+	err := p.split(ctx, src)
+	p.stop()
+	if err != nil {
+		return nil, SignatureReport{}, err
+	}
+	return p.collect()
+}
+
+// pipeline holds the shared state of one parallel pass.
+type pipeline struct {
+	po      pipeOptions
+	workers int
+	free    chan *chunk   // the block pool
+	todo    chan *chunk   // blocks waiting for a worker
+	fold    []chan *chunk // per bank, blocks in list order
+	folded  []map[int]*mr.Extender
+	wg      sync.WaitGroup
+
+	// Written by the splitter only.
+	entries  int    // entries split so far
+	readFile string // the Reader's name for the list, for errors of reading
+
+	mu  sync.Mutex
+	out outcome
+}
+
+// start launches the workers and the folders.
+func (p *pipeline) start() {
+	for range p.workers {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			w := newWorker(p)
+			for c := range p.todo {
+				w.hash(c)
+				p.merge(c)
+				close(c.hashed)
+				c.release(p.free)
+			}
+		}()
+	}
+	for b := range p.po.banks {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.folded[b] = foldBank(p.fold[b], b, p.po.banks[b], p.stride(), p.bankOffset(b), p.free)
+		}()
+	}
+}
+
+// stop tells the workers and folders that no block follows and waits for
+// them.
+func (p *pipeline) stop() {
+	close(p.todo)
+	for _, c := range p.fold {
+		close(c)
+	}
+	p.wg.Wait()
+}
+
+// emit hands a split block to the workers and, in order, to the folders.
+func (p *pipeline) emit(c *chunk) {
+	c.refs.Store(int32(1 + len(p.fold)))
+	for _, f := range p.fold {
+		f <- c
+	}
+	p.todo <- c
+}
+
+// foldBank folds bank alg of every block it receives, in order, into one
+// extender per PCR. A block's entries from the first that could not be
+// parsed on are not folded (the replay fails there anyway).
+func foldBank(in <-chan *chunk, bank int, alg mr.Alg, stride, off int, free chan<- *chunk) map[int]*mr.Extender {
+	pcrs := map[int]*mr.Extender{}
+	lastPCR, last := -1, (*mr.Extender)(nil)
+	size := alg.Size()
+	for c := range in {
+		<-c.hashed
+		for k := range c.good {
+			ref := &c.ents[k]
+			if int(ref.pcr) != lastPCR {
+				lastPCR = int(ref.pcr)
+				if last = pcrs[lastPCR]; last == nil {
+					last = mr.NewExtender(mr.Zero(alg))
+					pcrs[lastPCR] = last
+				}
+			}
+			at := k*stride + off
+			// The digest has the bank's size: it cannot fail.
+			_ = last.Extend(c.digests[at : at+size])
+		}
+		c.release(free)
+	}
+	return pcrs
+}
+
+// collect turns the merged outcome into the replay's extenders and the
+// signature report.
+func (p *pipeline) collect() (*outcome, SignatureReport, error) {
+	o := &p.out
+	o.entries = p.entries
+	o.pcrs = map[int][]*mr.Extender{}
+	for b, m := range p.folded {
+		for pcr, e := range m {
+			if o.pcrs[pcr] == nil {
+				o.pcrs[pcr] = make([]*mr.Extender, len(p.po.banks))
+			}
+			o.pcrs[pcr][b] = e
+		}
+	}
+	return o, o.signatureReport(), nil
 }

@@ -200,6 +200,11 @@ func (r *Reader) nextBinary() error {
 // as bytes arrive so that a corrupt length in a short file costs no more
 // memory than the file holds.
 func (r *Reader) readData(n int) error {
+	if r.data == nil {
+		// Empty template data is data, not unknown data (nil): even in
+		// the first entry, before the buffer exists.
+		r.data = make([]byte, 0, 512)
+	}
 	if n <= cap(r.data) {
 		r.data = r.data[:n]
 		return r.readFull(r.data, "template data")

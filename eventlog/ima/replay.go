@@ -52,7 +52,24 @@ type ReplayOptions struct {
 // (a PCR holds only the end of the chain, so no entry can be blamed). Both
 // mismatches satisfy errors.Is(err, eventlog.ErrMismatch). The registers are
 // returned with either mismatch.
+//
+// With more than one core (GOMAXPROCS) the work is spread over all of them
+// (see parallel.go); the result and the error are the same. Replay reads src
+// to its end (or to its first error).
 func Replay(ctx context.Context, src Source, opts ReplayOptions) (*eventlog.Replay, error) {
+	banks, err := replayBanks(opts)
+	if err != nil {
+		return nil, err
+	}
+	if runtime.GOMAXPROCS(0) > 1 {
+		return replayParallel(ctx, src, opts, banks)
+	}
+	return replaySeq(ctx, src, opts, banks)
+}
+
+// replayBanks returns the banks a replay computes: opts.Banks (default sha1
+// and sha256) and those of opts.Expect, sorted.
+func replayBanks(opts ReplayOptions) ([]mr.Alg, error) {
 	banks := slices.Clone(opts.Banks)
 	if len(banks) == 0 {
 		banks = []mr.Alg{mr.SHA1, mr.SHA256}
@@ -71,11 +88,11 @@ func Replay(ctx context.Context, src Source, opts ReplayOptions) (*eventlog.Repl
 		}
 	}
 	slices.Sort(banks)
-	banks = slices.Compact(banks)
+	return slices.Compact(banks), nil
+}
 
-	if len(banks) > 1 && runtime.GOMAXPROCS(0) > 1 && !opts.SHA1Padded {
-		return replayParallel(ctx, src, opts, banks)
-	}
+// replaySeq is Replay on one core.
+func replaySeq(ctx context.Context, src Source, opts ReplayOptions, banks []mr.Alg) (*eventlog.Replay, error) {
 	type pcrState struct {
 		ext []*mr.Extender // one per bank
 	}

@@ -2,6 +2,7 @@ package ima
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
@@ -15,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -293,8 +295,23 @@ type SignatureReport struct {
 // 0). The first entry whose signature does not verify, or whose key is not
 // given, is a *eventlog.Mismatch naming it; a signature that does not parse is a
 // *eventlog.Error. With requireAll, an unsigned entry (other than a violation or
-// the boot_aggregate) is a mismatch too.
+// the boot_aggregate) is a mismatch too. The report counts the entries
+// before the first failure. With more than one core the signatures are
+// verified on all of them; the result is the same. src is consumed.
 func CheckSignatures(src Source, file string, keys []Key, limit int, requireAll bool) (SignatureReport, error) {
+	if runtime.GOMAXPROCS(0) == 1 {
+		return checkSignaturesSeq(src, file, keys, limit, requireAll)
+	}
+	o, rep, err := runPipeline(context.Background(), src, pipeOptions{file: file, sigs: true, keys: keys, requireAll: requireAll, limit: limit})
+	if err != nil {
+		return rep, err
+	}
+	_, first := o.stopAt()
+	return rep, first
+}
+
+// checkSignaturesSeq is CheckSignatures on one core.
+func checkSignaturesSeq(src Source, file string, keys []Key, limit int, requireAll bool) (SignatureReport, error) {
 	var rep SignatureReport
 	for n := 0; limit < 0 || n < limit; n++ {
 		e, err := src.Next()
@@ -304,22 +321,31 @@ func CheckSignatures(src Source, file string, keys []Key, limit int, requireAll 
 		if err != nil {
 			return rep, err
 		}
-		err = VerifySignature(e, keys)
-		switch {
-		case err == nil:
-			rep.Verified++
-		case errors.Is(err, ErrNoSignature):
-			rep.Unsigned++
-			if requireAll && !e.IsViolation() && e.FileName() != "boot_aggregate" {
-				return rep, &eventlog.Mismatch{File: file, Register: "pcr10", Record: e.Index, Offset: e.Offset,
-					Reason: fmt.Sprintf("IMA entry %d (%q) carries no signature", e.Index, e.FileName())}
-			}
-		case errors.Is(err, ErrBadSignature), errors.Is(err, ErrUnknownKey):
-			return rep, &eventlog.Mismatch{File: file, Register: "pcr10", Record: e.Index, Offset: e.Offset,
-				Reason: fmt.Sprintf("IMA entry %d (%q): %v", e.Index, e.FileName(), err)}
-		default:
-			return rep, &eventlog.Error{File: file, Record: e.Index, Offset: e.Offset, Err: err}
+		if err := judgeSignature(file, e, keys, requireAll, &rep); err != nil {
+			return rep, err
 		}
 	}
 	return rep, nil
+}
+
+// judgeSignature verifies e's signature, counts it in rep, and returns the
+// failure CheckSignatures reports for it.
+func judgeSignature(file string, e *Entry, keys []Key, requireAll bool, rep *SignatureReport) error {
+	err := VerifySignature(e, keys)
+	switch {
+	case err == nil:
+		rep.Verified++
+	case errors.Is(err, ErrNoSignature):
+		rep.Unsigned++
+		if requireAll && !e.IsViolation() && e.FileName() != "boot_aggregate" {
+			return &eventlog.Mismatch{File: file, Register: "pcr10", Record: e.Index, Offset: e.Offset,
+				Reason: fmt.Sprintf("IMA entry %d (%q) carries no signature", e.Index, e.FileName())}
+		}
+	case errors.Is(err, ErrBadSignature), errors.Is(err, ErrUnknownKey):
+		return &eventlog.Mismatch{File: file, Register: "pcr10", Record: e.Index, Offset: e.Offset,
+			Reason: fmt.Sprintf("IMA entry %d (%q): %v", e.Index, e.FileName(), err)}
+	default:
+		return &eventlog.Error{File: file, Record: e.Index, Offset: e.Offset, Err: err}
+	}
+	return nil
 }

@@ -9,11 +9,14 @@ package imatest
 import (
 	"bufio"
 	"crypto"
-	_ "crypto/sha1" // hashes for crypto.Hash.New
-	_ "crypto/sha256"
-	_ "crypto/sha512"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/sha256"
+	_ "crypto/sha512" // hashes for crypto.Hash.New
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"strings"
@@ -327,4 +330,55 @@ func appendU32(order binary.ByteOrder, dst []byte, v uint32) []byte {
 	var b [4]byte
 	order.PutUint32(b[:], v)
 	return append(dst, b[:]...)
+}
+
+// RSASigner makes ima-sig entries signed (digsig v2, PKCS#1 v1.5 over the
+// sha256 file digest) with an RSA key, as evmctl ima_sign writes them.
+// Signing is slow, so entry i measures file i%Distinct: a list of any length
+// costs Distinct signatures to build, and each entry's signature is still
+// verified on its own.
+type RSASigner struct {
+	Key   *rsa.PrivateKey
+	KeyID uint32 // evmctl's key ID: the last 4 bytes of sha1(RSAPublicKey DER)
+	sigs  [][]byte
+	dgsts [][]byte
+}
+
+// NewRSASigner signs distinct file digests with key.
+func NewRSASigner(key *rsa.PrivateKey, distinct int) (*RSASigner, error) {
+	id := sha1.Sum(x509.MarshalPKCS1PublicKey(&key.PublicKey))
+	s := &RSASigner{Key: key, KeyID: binary.BigEndian.Uint32(id[16:])}
+	for i := range distinct {
+		d := sha256.Sum256([]byte(fmt.Sprintf("content of signed file %d", i)))
+		sig, err := rsa.SignPKCS1v15(nil, key, crypto.SHA256, d[:])
+		if err != nil {
+			return nil, err
+		}
+		hdr := []byte{3, 2, 4, 0, 0, 0, 0, 0, 0} // digsig v2, sha256 (hash_algo 4)
+		binary.BigEndian.PutUint32(hdr[3:], s.KeyID)
+		binary.BigEndian.PutUint16(hdr[7:], uint16(len(sig)))
+		s.sigs = append(s.sigs, append(hdr, sig...))
+		s.dgsts = append(s.dgsts, d[:])
+	}
+	return s, nil
+}
+
+// Sig returns entry i: an ima-sig entry whose signature verifies with the
+// signer's key (entry 0 is the unsigned boot_aggregate).
+func (s *RSASigner) Sig(i int) Spec {
+	if i == 0 {
+		return Spec{Template: "ima-sig", FileAlg: "sha256", Name: "boot_aggregate"}
+	}
+	k := i % len(s.sigs)
+	return Spec{Template: "ima-sig", FileAlg: "sha256", Digest: s.dgsts[k], Sig: s.sigs[k],
+		Name: fmt.Sprintf("/usr/lib/x86_64-linux-gnu/signed%07d.so.1", i)}
+}
+
+// PublicPEM returns the signer's public key as a PEM "PUBLIC KEY" block.
+func (s *RSASigner) PublicPEM() ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(&s.Key.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }
