@@ -41,6 +41,7 @@ const (
 	CheckChipID       = "chip ID"
 	CheckStructure    = "report structure"
 	CheckRevocation   = "revocation"
+	CheckProductLine  = "product line"
 )
 
 // Errors callers may tell apart (wrapped in a *CheckError).
@@ -88,7 +89,8 @@ type Result struct {
 	Version int
 	// Signer is "VCEK" or "VLEK".
 	Signer string
-	// ProductLine is the product line whose roots verified the chain.
+	// ProductLine is the product line whose roots verified the chain
+	// (Milan, Genoa or Turin); Checked says how it was chosen.
 	ProductLine string
 	// Registers: measurement (sha384), host_data (sha256), report_data
 	// (sha512-sized), as backend/snp names them.
@@ -96,9 +98,12 @@ type Result struct {
 	Measurement [48]byte
 	HostData    [32]byte
 	ReportData  [64]byte
-	// ReportedTCB is REPORTED_TCB, ReportedTCBParts its SPLs.
+	// ReportedTCB is REPORTED_TCB, ReportedTCBParts its SPLs (bootloader,
+	// TEE, SNP and microcode read in the product line's layout; Turin
+	// adds ReportedFMCSPL).
 	ReportedTCB      uint64
 	ReportedTCBParts kds.TCBParts
+	ReportedFMCSPL   uint8
 	// Policy is the guest policy; DebugAllowed its DEBUG bit (19).
 	Policy       uint64
 	DebugAllowed bool
@@ -273,32 +278,70 @@ func Verify(report []byte, certs [][]byte, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	att := &spb.Attestation{Report: pr, CertificateChain: chain}
-	if err := sevverify.SnpAttestation(att, &sevverify.Options{DisableCertFetching: true, Now: opts.At, TrustedRoots: roots}); err != nil {
-		return res, &CheckError{CheckSignature, err}
-	}
-	exts, err := kds.CertificateExtensions(ek, info.SigningKey)
+	exts, err := parseKDSExtensions(ek)
 	if err != nil {
-		return res, &CheckError{CheckCertificates, err}
+		return res, &CheckError{CheckCertificates, fmt.Errorf("%s: %w", res.Signer, err)}
 	}
-	line := ""
-	if fms := pr.GetCpuid1EaxFms(); fms != 0 {
-		line = kds.ProductLineFromFms(fms)
-	} else if p, err := kds.ParseProductName(exts.ProductName, info.SigningKey); err == nil {
-		line = kds.ProductLine(p)
+	line, how, err := productLine(raw, res.Version, exts.ProductName, res.Signer)
+	if err != nil {
+		return res, &CheckError{CheckProductLine, err}
+	}
+	if line != "" {
+		if _, err := verifyChain(ek, exts, info.SigningKey, line, roots[line], opts.At); err != nil {
+			return res, &CheckError{CheckSignature, err}
+		}
+	} else {
+		// Neither the report nor the certificate names a line: each known
+		// line is tried, and only a chain that verifies in full is taken.
+		var errs []error
+		for _, l := range ProductLines {
+			if _, err := verifyChain(ek, exts, info.SigningKey, l, roots[l], opts.At); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", l, err))
+				continue
+			}
+			line = l
+			break
+		}
+		if line == "" {
+			return res, &CheckError{CheckSignature, fmt.Errorf("%w: neither the report nor the %s names a product line, and the %s chains to none of %s: %w",
+				ErrProductLine, res.Signer, res.Signer, strings.Join(ProductLines, ", "), errors.Join(errs...))}
+		}
+		how = fmt.Sprintf("no line named by report or %s; the only one of %s whose chain verifies", res.Signer, strings.Join(ProductLines, ", "))
 	}
 	res.ProductLine = line
-	checked("report v%d signed (ECDSA P-384) by the %s; %s chain to AMD's %s ARK valid at %s (go-sev-guest verify, no network)",
-		res.Version, res.Signer, res.Signer, line, opts.At.UTC().Format(time.RFC3339))
-	if uint64(exts.TCBVersion) != pr.GetReportedTcb() {
-		return res, &CheckError{CheckTCB, fmt.Errorf("%w: report %016x, %s %016x", ErrTCBMismatch, pr.GetReportedTcb(), res.Signer, uint64(exts.TCBVersion))}
+	checked("product line %s (%s)", line, how)
+	chainTo := "ASK"
+	if info.SigningKey == sevabi.VlekReportSigner {
+		chainTo = "ASVK"
+	}
+	checked("%s chain %s → AMD %s %s → AMD %s ARK valid at %s (AMD roots embedded in go-sev-guest or given, no network)",
+		res.Signer, res.Signer, line, chainTo, line, opts.At.UTC().Format(time.RFC3339))
+	if err := sevverify.SnpReportSignature(raw, ek); err != nil {
+		return res, &CheckError{CheckSignature, err}
+	}
+	checked("report v%d signed (ECDSA P-384) by the %s", res.Version, res.Signer)
+	certTCB, err := exts.tcb(line)
+	if err != nil {
+		return res, &CheckError{CheckTCB, err}
+	}
+	if line == "Turin" {
+		t := pr.GetReportedTcb()
+		res.ReportedFMCSPL = uint8(t)
+		res.ReportedTCBParts = kds.TCBParts{BlSpl: uint8(t >> 8), TeeSpl: uint8(t >> 16), SnpSpl: uint8(t >> 24), UcodeSpl: uint8(t >> 56)}
+	}
+	if certTCB != pr.GetReportedTcb() {
+		return res, &CheckError{CheckTCB, fmt.Errorf("%w: report %016x, %s %016x (%s layout)", ErrTCBMismatch, pr.GetReportedTcb(), res.Signer, certTCB, line)}
 	}
 	p := res.ReportedTCBParts
-	checked("reported TCB %016x (bootloader %d, TEE %d, SNP %d, microcode %d) is the %s's TCB", res.ReportedTCB, p.BlSpl, p.TeeSpl, p.SnpSpl, p.UcodeSpl, res.Signer)
+	fmc := ""
+	if line == "Turin" {
+		fmc = fmt.Sprintf("FMC %d, ", res.ReportedFMCSPL)
+	}
+	checked("reported TCB %016x (%sbootloader %d, TEE %d, SNP %d, microcode %d) is the %s's TCB", res.ReportedTCB, fmc, p.BlSpl, p.TeeSpl, p.SnpSpl, p.UcodeSpl, res.Signer)
 	if info.SigningKey == sevabi.VcekReportSigner {
 		if chip := pr.GetChipId(); bytes.Equal(chip, make([]byte, len(chip))) {
 			res.NotChecked = append(res.NotChecked, "CHIP_ID: masked (zero) in the report, not compared with the VCEK's HWID")
-		} else if !bytes.Equal(chip, exts.HWID) {
+		} else if !hwidMatches(line, exts.HWID, chip) {
 			return res, &CheckError{CheckChipID, fmt.Errorf("CHIP_ID %s is not the VCEK's HWID %s", hex.EncodeToString(chip), hex.EncodeToString(exts.HWID))}
 		} else {
 			checked("CHIP_ID is the VCEK's HWID")
