@@ -1,8 +1,17 @@
-// Package snpverify verifies AMD SEV-SNP attestation reports offline with
-// go-sev-guest: the report signature (ECDSA P-384) by the VCEK or VLEK, and
-// that certificate's chain to AMD's ARK through the ASK (VCEK) or ASVK
-// (VLEK) embedded in go-sev-guest for Milan, Genoa and Turin. Certificate
-// fetching from AMD's KDS is disabled; nothing goes over the network.
+// Package snpverify verifies AMD SEV-SNP attestation reports offline: the
+// report signature (ECDSA P-384) by the VCEK or VLEK, and that
+// certificate's chain to AMD's ARK through the ASK (VCEK) or ASVK (VLEK)
+// of one product line, Milan, Genoa or Turin, with the roots
+// go-sev-guest embeds. Certificate fetching from AMD's KDS is disabled;
+// nothing goes over the network.
+//
+// The product line is chosen here rather than by go-sev-guest's
+// verify.SnpAttestation, which takes it from the report's CPUID alone and
+// knows one model per line: a Genoa-class part of model A0h gets no roots
+// there ("Last error: <nil>"), and its kds package cannot read a Turin
+// VCEK (8-byte HWID). The line comes from the VCEK/VLEK's product name,
+// cross-checked with the report's CPUID family and model (productline.go);
+// the Result's Checked lines name it and the chain used.
 //
 // go-sev-guest's embedded default roots carry only the VCEK chain (ASK); the
 // VLEK chain (ASVK) is embedded too but not wired into its defaults, so
@@ -205,7 +214,8 @@ func parseCerts(items [][]byte) ([]*x509.Certificate, error) {
 // Verify checks an SNP attestation report (v2 or v3; a longer buffer is
 // accepted when the extra bytes are zero) against the VCEK or VLEK among
 // certs (DER or PEM; ASK/ASVK/ARK may be given too but are not trusted:
-// the chain must reach the embedded or given roots). It returns
+// the chain must reach the embedded or given roots of the report's
+// product line). It returns
 // mr.ErrMalformed for input that does not parse, a *CheckError for a check
 // that fails (with the Result filled as far as it got) and nil when the
 // report is trusted.
