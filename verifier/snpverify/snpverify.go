@@ -34,7 +34,6 @@ import (
 
 	sevabi "github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/kds"
-	spb "github.com/google/go-sev-guest/proto/sevsnp"
 	sevverify "github.com/google/go-sev-guest/verify"
 	"github.com/google/go-sev-guest/verify/trust"
 
@@ -253,22 +252,15 @@ func Verify(report []byte, certs [][]byte, opts Options) (*Result, error) {
 	copy(res.ImageID[:], pr.GetImageId())
 	checked := func(f string, a ...any) { res.Checked = append(res.Checked, fmt.Sprintf(f, a...)) }
 
-	chain := &spb.CertificateChain{Extras: map[string][]byte{}}
+	// The first VCEK (or VLEK) matching the report's signing key is the
+	// endorsement key; an ASK, ASVK or ARK given alongside is not used:
+	// the chain must reach the trusted roots of the report's line.
+	want := map[sevabi.ReportSigner]string{sevabi.VcekReportSigner: "SEV-VCEK", sevabi.VlekReportSigner: "SEV-VLEK"}[info.SigningKey]
 	var ek *x509.Certificate
 	for _, c := range cs {
-		switch cn := c.Subject.CommonName; {
-		case cn == "SEV-VCEK":
-			if info.SigningKey == sevabi.VcekReportSigner && ek == nil {
-				ek, chain.VcekCert = c, c.Raw
-			}
-		case cn == "SEV-VLEK":
-			if info.SigningKey == sevabi.VlekReportSigner && ek == nil {
-				ek, chain.VlekCert = c, c.Raw
-			}
-		case strings.HasPrefix(cn, "ARK-"):
-			chain.ArkCert = c.Raw
-		case strings.HasPrefix(cn, "SEV-"):
-			chain.AskCert = c.Raw
+		if want != "" && c.Subject.CommonName == want {
+			ek = c
+			break
 		}
 	}
 	switch info.SigningKey {
