@@ -310,3 +310,57 @@ func TestKDSExtensionsAgree(t *testing.T) {
 		}
 	}
 }
+
+// virtee/sev's test files: a Milan v2 report with its VCEK (their
+// milan_report test verifies it; milan_report_invalid flips bit 7 of byte
+// 21) and a second real Turin VCEK (their turin_ca_stack test chains it
+// to the Turin ASK/ARK).
+func TestVirteeFiles(t *testing.T) {
+	read := func(name string) []byte {
+		b, err := os.ReadFile("testdata/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	rep, vcek := read("virtee-milan-report.bin"), read("virtee-milan-vcek.der")
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	r, err := Verify(rep, [][]byte{vcek}, Options{At: at})
+	if err != nil {
+		t.Fatalf("virtee Milan report: %v", err)
+	}
+	if r.ProductLine != "Milan" || r.Version != 2 || !checkedHas(r, `VCEK product name "Milan-B0"; the v2 report has no CPUID`) {
+		t.Errorf("line %s version %d checked %q", r.ProductLine, r.Version, r.Checked)
+	}
+	bad := bytes.Clone(rep)
+	bad[21] ^= 0x80
+	if _, err := Verify(bad, [][]byte{vcek}, Options{At: at}); err == nil {
+		t.Error("virtee milan_report_invalid change accepted")
+	}
+	c, err := x509.ParseCertificate(read("virtee-turin-vcek.der"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := parseKDSExtensions(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, err := DefaultRoots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line, _ := lineFromProductName(e.ProductName); line != "Turin" || len(e.HWID) != 8 {
+		t.Errorf("product name %q HWID %x", e.ProductName, e.HWID)
+	}
+	if _, err := verifyChain(c, e, sevabi.VcekReportSigner, "Turin", roots["Turin"], at); err != nil {
+		t.Errorf("virtee Turin VCEK: %v", err)
+	}
+	if _, err := verifyChain(c, e, sevabi.VcekReportSigner, "Genoa", roots["Genoa"], at); err == nil {
+		t.Error("virtee Turin VCEK verified as Genoa")
+	}
+	// From the certificate: structVersion 1, HWID 1e550a8ee5cf9f4d, all
+	// SPLs 0 but microcode 9.
+	if tcb, err := e.tcb("Turin"); err != nil || tcb != 0x0900000000000000 || hex.EncodeToString(e.HWID) != "1e550a8ee5cf9f4d" || e.StructVersion != 1 {
+		t.Errorf("virtee Turin VCEK: TCB %016x (%v), HWID %x, struct version %d", tcb, err, e.HWID, e.StructVersion)
+	}
+}
