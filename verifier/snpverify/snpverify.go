@@ -1,8 +1,17 @@
-// Package snpverify verifies AMD SEV-SNP attestation reports offline with
-// go-sev-guest: the report signature (ECDSA P-384) by the VCEK or VLEK, and
-// that certificate's chain to AMD's ARK through the ASK (VCEK) or ASVK
-// (VLEK) embedded in go-sev-guest for Milan, Genoa and Turin. Certificate
-// fetching from AMD's KDS is disabled; nothing goes over the network.
+// Package snpverify verifies AMD SEV-SNP attestation reports offline: the
+// report signature (ECDSA P-384) by the VCEK or VLEK, and that
+// certificate's chain to AMD's ARK through the ASK (VCEK) or ASVK (VLEK)
+// of one product line, Milan, Genoa or Turin, with the roots
+// go-sev-guest embeds. Certificate fetching from AMD's KDS is disabled;
+// nothing goes over the network.
+//
+// The product line is chosen here rather than by go-sev-guest's
+// verify.SnpAttestation, which takes it from the report's CPUID alone and
+// knows one model per line: a Genoa-class part of model A0h gets no roots
+// there ("Last error: <nil>"), and its kds package cannot read a Turin
+// VCEK (8-byte HWID). The line comes from the VCEK/VLEK's product name,
+// cross-checked with the report's CPUID family and model (productline.go);
+// the Result's Checked lines name it and the chain used.
 //
 // go-sev-guest's embedded default roots carry only the VCEK chain (ASK); the
 // VLEK chain (ASVK) is embedded too but not wired into its defaults, so
@@ -25,7 +34,6 @@ import (
 
 	sevabi "github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/kds"
-	spb "github.com/google/go-sev-guest/proto/sevsnp"
 	sevverify "github.com/google/go-sev-guest/verify"
 	"github.com/google/go-sev-guest/verify/trust"
 
@@ -41,6 +49,7 @@ const (
 	CheckChipID       = "chip ID"
 	CheckStructure    = "report structure"
 	CheckRevocation   = "revocation"
+	CheckProductLine  = "product line"
 )
 
 // Errors callers may tell apart (wrapped in a *CheckError).
@@ -88,7 +97,8 @@ type Result struct {
 	Version int
 	// Signer is "VCEK" or "VLEK".
 	Signer string
-	// ProductLine is the product line whose roots verified the chain.
+	// ProductLine is the product line whose roots verified the chain
+	// (Milan, Genoa or Turin); Checked says how it was chosen.
 	ProductLine string
 	// Registers: measurement (sha384), host_data (sha256), report_data
 	// (sha512-sized), as backend/snp names them.
@@ -96,9 +106,12 @@ type Result struct {
 	Measurement [48]byte
 	HostData    [32]byte
 	ReportData  [64]byte
-	// ReportedTCB is REPORTED_TCB, ReportedTCBParts its SPLs.
+	// ReportedTCB is REPORTED_TCB, ReportedTCBParts its SPLs (bootloader,
+	// TEE, SNP and microcode read in the product line's layout; Turin
+	// adds ReportedFMCSPL).
 	ReportedTCB      uint64
 	ReportedTCBParts kds.TCBParts
+	ReportedFMCSPL   uint8
 	// Policy is the guest policy; DebugAllowed its DEBUG bit (19).
 	Policy       uint64
 	DebugAllowed bool
@@ -200,7 +213,8 @@ func parseCerts(items [][]byte) ([]*x509.Certificate, error) {
 // Verify checks an SNP attestation report (v2 or v3; a longer buffer is
 // accepted when the extra bytes are zero) against the VCEK or VLEK among
 // certs (DER or PEM; ASK/ASVK/ARK may be given too but are not trusted:
-// the chain must reach the embedded or given roots). It returns
+// the chain must reach the embedded or given roots of the report's
+// product line). It returns
 // mr.ErrMalformed for input that does not parse, a *CheckError for a check
 // that fails (with the Result filled as far as it got) and nil when the
 // report is trusted.
@@ -238,22 +252,15 @@ func Verify(report []byte, certs [][]byte, opts Options) (*Result, error) {
 	copy(res.ImageID[:], pr.GetImageId())
 	checked := func(f string, a ...any) { res.Checked = append(res.Checked, fmt.Sprintf(f, a...)) }
 
-	chain := &spb.CertificateChain{Extras: map[string][]byte{}}
+	// The first VCEK (or VLEK) matching the report's signing key is the
+	// endorsement key; an ASK, ASVK or ARK given alongside is not used:
+	// the chain must reach the trusted roots of the report's line.
+	want := map[sevabi.ReportSigner]string{sevabi.VcekReportSigner: "SEV-VCEK", sevabi.VlekReportSigner: "SEV-VLEK"}[info.SigningKey]
 	var ek *x509.Certificate
 	for _, c := range cs {
-		switch cn := c.Subject.CommonName; {
-		case cn == "SEV-VCEK":
-			if info.SigningKey == sevabi.VcekReportSigner && ek == nil {
-				ek, chain.VcekCert = c, c.Raw
-			}
-		case cn == "SEV-VLEK":
-			if info.SigningKey == sevabi.VlekReportSigner && ek == nil {
-				ek, chain.VlekCert = c, c.Raw
-			}
-		case strings.HasPrefix(cn, "ARK-"):
-			chain.ArkCert = c.Raw
-		case strings.HasPrefix(cn, "SEV-"):
-			chain.AskCert = c.Raw
+		if want != "" && c.Subject.CommonName == want {
+			ek = c
+			break
 		}
 	}
 	switch info.SigningKey {
@@ -273,32 +280,70 @@ func Verify(report []byte, certs [][]byte, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	att := &spb.Attestation{Report: pr, CertificateChain: chain}
-	if err := sevverify.SnpAttestation(att, &sevverify.Options{DisableCertFetching: true, Now: opts.At, TrustedRoots: roots}); err != nil {
-		return res, &CheckError{CheckSignature, err}
-	}
-	exts, err := kds.CertificateExtensions(ek, info.SigningKey)
+	exts, err := parseKDSExtensions(ek)
 	if err != nil {
-		return res, &CheckError{CheckCertificates, err}
+		return res, &CheckError{CheckCertificates, fmt.Errorf("%s: %w", res.Signer, err)}
 	}
-	line := ""
-	if fms := pr.GetCpuid1EaxFms(); fms != 0 {
-		line = kds.ProductLineFromFms(fms)
-	} else if p, err := kds.ParseProductName(exts.ProductName, info.SigningKey); err == nil {
-		line = kds.ProductLine(p)
+	line, how, err := productLine(raw, res.Version, exts.ProductName, res.Signer)
+	if err != nil {
+		return res, &CheckError{CheckProductLine, err}
+	}
+	if line != "" {
+		if _, err := verifyChain(ek, exts, info.SigningKey, line, roots[line], opts.At); err != nil {
+			return res, &CheckError{CheckSignature, err}
+		}
+	} else {
+		// Neither the report nor the certificate names a line: each known
+		// line is tried, and only a chain that verifies in full is taken.
+		var errs []error
+		for _, l := range ProductLines {
+			if _, err := verifyChain(ek, exts, info.SigningKey, l, roots[l], opts.At); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", l, err))
+				continue
+			}
+			line = l
+			break
+		}
+		if line == "" {
+			return res, &CheckError{CheckSignature, fmt.Errorf("%w: neither the report nor the %s names a product line, and the %s chains to none of %s: %w",
+				ErrProductLine, res.Signer, res.Signer, strings.Join(ProductLines, ", "), errors.Join(errs...))}
+		}
+		how = fmt.Sprintf("no line named by report or %s; the only one of %s whose chain verifies", res.Signer, strings.Join(ProductLines, ", "))
 	}
 	res.ProductLine = line
-	checked("report v%d signed (ECDSA P-384) by the %s; %s chain to AMD's %s ARK valid at %s (go-sev-guest verify, no network)",
-		res.Version, res.Signer, res.Signer, line, opts.At.UTC().Format(time.RFC3339))
-	if uint64(exts.TCBVersion) != pr.GetReportedTcb() {
-		return res, &CheckError{CheckTCB, fmt.Errorf("%w: report %016x, %s %016x", ErrTCBMismatch, pr.GetReportedTcb(), res.Signer, uint64(exts.TCBVersion))}
+	checked("product line %s (%s)", line, how)
+	chainTo := "ASK"
+	if info.SigningKey == sevabi.VlekReportSigner {
+		chainTo = "ASVK"
+	}
+	checked("%s chain %s → AMD %s %s → AMD %s ARK valid at %s (AMD roots embedded in go-sev-guest or given, no network)",
+		res.Signer, res.Signer, line, chainTo, line, opts.At.UTC().Format(time.RFC3339))
+	if err := sevverify.SnpReportSignature(raw, ek); err != nil {
+		return res, &CheckError{CheckSignature, err}
+	}
+	checked("report v%d signed (ECDSA P-384) by the %s", res.Version, res.Signer)
+	certTCB, err := exts.tcb(line)
+	if err != nil {
+		return res, &CheckError{CheckTCB, err}
+	}
+	if line == "Turin" {
+		t := pr.GetReportedTcb()
+		res.ReportedFMCSPL = uint8(t)
+		res.ReportedTCBParts = kds.TCBParts{BlSpl: uint8(t >> 8), TeeSpl: uint8(t >> 16), SnpSpl: uint8(t >> 24), UcodeSpl: uint8(t >> 56)}
+	}
+	if certTCB != pr.GetReportedTcb() {
+		return res, &CheckError{CheckTCB, fmt.Errorf("%w: report %016x, %s %016x (%s layout)", ErrTCBMismatch, pr.GetReportedTcb(), res.Signer, certTCB, line)}
 	}
 	p := res.ReportedTCBParts
-	checked("reported TCB %016x (bootloader %d, TEE %d, SNP %d, microcode %d) is the %s's TCB", res.ReportedTCB, p.BlSpl, p.TeeSpl, p.SnpSpl, p.UcodeSpl, res.Signer)
+	fmc := ""
+	if line == "Turin" {
+		fmc = fmt.Sprintf("FMC %d, ", res.ReportedFMCSPL)
+	}
+	checked("reported TCB %016x (%sbootloader %d, TEE %d, SNP %d, microcode %d) is the %s's TCB", res.ReportedTCB, fmc, p.BlSpl, p.TeeSpl, p.SnpSpl, p.UcodeSpl, res.Signer)
 	if info.SigningKey == sevabi.VcekReportSigner {
 		if chip := pr.GetChipId(); bytes.Equal(chip, make([]byte, len(chip))) {
 			res.NotChecked = append(res.NotChecked, "CHIP_ID: masked (zero) in the report, not compared with the VCEK's HWID")
-		} else if !bytes.Equal(chip, exts.HWID) {
+		} else if !hwidMatches(line, exts.HWID, chip) {
 			return res, &CheckError{CheckChipID, fmt.Errorf("CHIP_ID %s is not the VCEK's HWID %s", hex.EncodeToString(chip), hex.EncodeToString(exts.HWID))}
 		} else {
 			checked("CHIP_ID is the VCEK's HWID")
