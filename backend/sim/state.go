@@ -15,6 +15,7 @@ import (
 
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/simverify"
 )
 
 // File names inside the state folder.
@@ -44,16 +45,10 @@ type State struct {
 }
 
 type stateJSON struct {
-	Format    string          `json:"format"`
-	Layout    string          `json:"layout"`
-	Seq       uint64          `json:"seq"`
-	Registers []stateRegister `json:"registers"`
-}
-
-type stateRegister struct {
-	Name  string `json:"name"`
-	Alg   string `json:"alg"`
-	Value string `json:"value"`
+	Format    string                `json:"format"`
+	Layout    string                `json:"layout"`
+	Seq       uint64                `json:"seq"`
+	Registers []simverify.ValueJSON `json:"registers"`
 }
 
 // newState returns the initial state of layout l.
@@ -69,9 +64,9 @@ func newState(l Layout) *State {
 // trailing newline, registers in layout order.
 func (st *State) Marshal() []byte {
 	j := stateJSON{Format: StateFormat, Layout: string(st.Layout), Seq: st.Seq,
-		Registers: make([]stateRegister, len(st.Values))}
+		Registers: make([]simverify.ValueJSON, len(st.Values))}
 	for i, v := range st.Values {
-		j.Registers[i] = stateRegister{Name: v.Register.Name, Alg: v.Register.Alg.String(), Value: hex.EncodeToString(v.Digest.Bytes)}
+		j.Registers[i] = simverify.ValueJSON{Name: v.Register.Name, Alg: v.Register.Alg.String(), Value: hex.EncodeToString(v.Digest.Bytes)}
 	}
 	b, err := json.Marshal(j)
 	if err != nil { // cannot happen: only strings and integers
@@ -104,38 +99,11 @@ func ParseState(b []byte) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: state: %v", mr.ErrMalformed, err)
 	}
-	vals, err := parseValues(l.Registers(), j.Registers)
+	vals, err := simverify.ParseValues(l.Registers(), j.Registers)
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	return &State{Layout: l, Seq: j.Seq, Values: vals}, nil
-}
-
-// parseValues checks that got lists exactly the registers of want, in order,
-// and decodes their values.
-func parseValues(want []mr.Register, got []stateRegister) ([]mr.Value, error) {
-	if len(got) != len(want) {
-		return nil, fmt.Errorf("%w: %d registers, want %d", mr.ErrMalformed, len(got), len(want))
-	}
-	vals := make([]mr.Value, len(want))
-	for i, r := range want {
-		g := got[i]
-		if g.Name != r.Name || g.Alg != r.Alg.String() {
-			return nil, fmt.Errorf("%w: register %d is %s/%s, want %s/%v", mr.ErrMalformed, i, g.Name, g.Alg, r.Name, r.Alg)
-		}
-		if len(g.Value) != 2*r.Size {
-			return nil, fmt.Errorf("%w: register %s/%v: value has %d hex digits, want %d", mr.ErrMalformed, r.Name, r.Alg, len(g.Value), 2*r.Size)
-		}
-		v, err := hex.DecodeString(g.Value)
-		if err != nil {
-			return nil, fmt.Errorf("%w: register %s/%v: %v", mr.ErrMalformed, r.Name, r.Alg, err)
-		}
-		if hex.EncodeToString(v) != g.Value {
-			return nil, fmt.Errorf("%w: register %s/%v: hex must be lowercase", mr.ErrMalformed, r.Name, r.Alg)
-		}
-		vals[i] = mr.Value{Register: r, Digest: mr.Digest{Alg: r.Alg, Bytes: v}}
-	}
-	return vals, nil
 }
 
 // lockHow is syscall.LOCK_SH or syscall.LOCK_EX.

@@ -1,4 +1,9 @@
-package tpm
+// Package tpmverify checks TPM 2.0 quotes without a TPM: TPMS_ATTEST and
+// TPMT_SIGNATURE parsing (through go-tpm's tpm2.Unmarshal, held to the
+// canonical encoding), AK public keys, the PCR digest, and the serialized
+// PCR file of tpm2-tools. It touches no device, so the offline verifier
+// builds on every system; backend/tpm imports it, never the reverse.
+package tpmverify
 
 import (
 	"bytes"
@@ -12,6 +17,8 @@ import (
 	"fmt"
 	"math/big"
 	"sort"
+
+	"github.com/google/go-tpm/tpm2"
 
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -64,107 +71,79 @@ type Signature struct {
 	R, S   *big.Int // ECDSA
 }
 
-// reader reads big-endian TPM fields and remembers the first error with its
-// byte offset.
-type reader struct {
-	b   []byte
-	off int
-	err error
-	// what names the structure in errors.
-	what string
-}
-
-func (r *reader) fail(format string, a ...any) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: %s at byte %d: %s", mr.ErrMalformed, r.what, r.off, fmt.Sprintf(format, a...))
+// unmarshal decodes b as one T with go-tpm and refuses every input that is
+// not exactly the canonical encoding of what it decodes to: bytes after the
+// structure, and the encodings go-tpm tolerates (a size field cut short),
+// would otherwise pass unnoticed. what names the structure in errors.
+func unmarshal[T tpm2.Marshallable, P interface {
+	*T
+	tpm2.Unmarshallable
+}](b []byte, what string) (*T, error) {
+	v, err := tpm2.Unmarshal[T, P](b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s of %d bytes: %v", mr.ErrMalformed, what, len(b), err)
 	}
-}
-
-func (r *reader) take(n int, field string) []byte {
-	if r.err != nil {
-		return nil
+	re := tpm2.Marshal(*v)
+	switch {
+	case len(re) < len(b) && bytes.Equal(re, b[:len(re)]):
+		return nil, fmt.Errorf("%w: %s at byte %d: %d bytes after the end of the structure", mr.ErrMalformed, what, len(re), len(b)-len(re))
+	case !bytes.Equal(re, b):
+		n := 0
+		for n < len(re) && n < len(b) && re[n] == b[n] {
+			n++
+		}
+		return nil, fmt.Errorf("%w: %s at byte %d: not the canonical encoding of a %s (%d bytes, it re-encodes to %d)", mr.ErrMalformed, what, n, what, len(b), len(re))
 	}
-	if n < 0 || len(r.b)-r.off < n {
-		r.fail("%s needs %d bytes, %d left", field, n, len(r.b)-r.off)
-		return nil
-	}
-	v := r.b[r.off : r.off+n]
-	r.off += n
-	return v
-}
-
-func (r *reader) u8(f string) uint8 {
-	if v := r.take(1, f); v != nil {
-		return v[0]
-	}
-	return 0
-}
-func (r *reader) u16(f string) uint16 {
-	if v := r.take(2, f); v != nil {
-		return binary.BigEndian.Uint16(v)
-	}
-	return 0
-}
-func (r *reader) u32(f string) uint32 {
-	if v := r.take(4, f); v != nil {
-		return binary.BigEndian.Uint32(v)
-	}
-	return 0
-}
-func (r *reader) u64(f string) uint64 {
-	if v := r.take(8, f); v != nil {
-		return binary.BigEndian.Uint64(v)
-	}
-	return 0
-}
-func (r *reader) sized(f string) []byte { return r.take(int(r.u16(f+" size")), f) }
-
-func (r *reader) end() {
-	if r.err == nil && r.off != len(r.b) {
-		r.fail("%d bytes after the end of the structure", len(r.b)-r.off)
-	}
+	return v, nil
 }
 
 // ParseQuoteInfo parses a marshalled TPMS_ATTEST (what tpm2_quote -m writes)
 // and checks that it is a TPM-generated quote.
 func ParseQuoteInfo(attest []byte) (*QuoteInfo, error) {
-	r := &reader{b: attest, what: "TPMS_ATTEST"}
-	var q QuoteInfo
-	if m := r.u32("magic"); r.err == nil && m != tpmGenerated {
-		r.off -= 4
-		r.fail("magic 0x%08x is not TPM_GENERATED_VALUE", m)
+	// The magic and the type come first: checked before go-tpm decodes the
+	// rest, so that an error names them rather than what follows.
+	if len(attest) >= 4 {
+		if m := binary.BigEndian.Uint32(attest); m != tpmGenerated {
+			return nil, fmt.Errorf("%w: TPMS_ATTEST at byte 0: magic 0x%08x is not TPM_GENERATED_VALUE", mr.ErrMalformed, m)
+		}
 	}
-	if t := r.u16("type"); r.err == nil && t != tpmSTAttestQuote {
-		r.off -= 2
-		r.fail("type 0x%04x is not TPM_ST_ATTEST_QUOTE", t)
+	if len(attest) >= 6 {
+		if t := binary.BigEndian.Uint16(attest[4:]); t != tpmSTAttestQuote {
+			return nil, fmt.Errorf("%w: TPMS_ATTEST at byte 4: type 0x%04x is not TPM_ST_ATTEST_QUOTE", mr.ErrMalformed, t)
+		}
 	}
-	q.QualifiedSigner = r.sized("qualifiedSigner")
-	q.ExtraData = r.sized("extraData")
-	q.Clock = r.u64("clock")
-	q.ResetCount = r.u32("resetCount")
-	q.RestartCount = r.u32("restartCount")
-	q.Safe = r.u8("safe") != 0
-	q.FirmwareVersion = r.u64("firmwareVersion")
-	n := r.u32("pcrSelect count")
-	if r.err == nil && n > 16 {
-		r.off -= 4
-		r.fail("%d PCR selections (at most 16)", n)
+	a, err := unmarshal[tpm2.TPMSAttest](attest, "TPMS_ATTEST")
+	if err != nil {
+		return nil, err
 	}
-	for i := 0; r.err == nil && i < int(n); i++ {
-		a := mr.Alg(r.u16("pcrSelect hash"))
-		sel := r.take(int(r.u8("sizeofSelect")), "pcrSelect")
-		s := PCRSelection{Alg: a}
-		for j := 0; j < 8*len(sel); j++ {
-			if sel[j/8]&(1<<(j%8)) != 0 {
+	qi, err := a.Attested.Quote()
+	if err != nil || a.Magic != tpmGenerated || a.Type != tpm2.TPMSTAttestQuote {
+		return nil, fmt.Errorf("%w: TPMS_ATTEST is not a TPM-generated quote", mr.ErrMalformed)
+	}
+	sels := qi.PCRSelect.PCRSelections
+	if len(sels) > 16 {
+		// Offset of the count: magic, type, two TPM2Bs, clock info, firmware.
+		off := 4 + 2 + 2 + len(a.QualifiedSigner.Buffer) + 2 + len(a.ExtraData.Buffer) + 17 + 8
+		return nil, fmt.Errorf("%w: TPMS_ATTEST at byte %d: %d PCR selections (at most 16)", mr.ErrMalformed, off, len(sels))
+	}
+	q := QuoteInfo{
+		QualifiedSigner: a.QualifiedSigner.Buffer,
+		ExtraData:       a.ExtraData.Buffer,
+		Clock:           a.ClockInfo.Clock,
+		ResetCount:      a.ClockInfo.ResetCount,
+		RestartCount:    a.ClockInfo.RestartCount,
+		Safe:            bool(a.ClockInfo.Safe),
+		FirmwareVersion: a.FirmwareVersion,
+		PCRDigest:       qi.PCRDigest.Buffer,
+	}
+	for _, sel := range sels {
+		s := PCRSelection{Alg: mr.Alg(sel.Hash)}
+		for j := 0; j < 8*len(sel.PCRSelect); j++ {
+			if sel.PCRSelect[j/8]&(1<<(j%8)) != 0 {
 				s.PCRs = append(s.PCRs, j)
 			}
 		}
 		q.Selection = append(q.Selection, s)
-	}
-	q.PCRDigest = r.sized("pcrDigest")
-	r.end()
-	if r.err != nil {
-		return nil, r.err
 	}
 	return &q, nil
 }
@@ -172,24 +151,42 @@ func ParseQuoteInfo(attest []byte) (*QuoteInfo, error) {
 // ParseSignature parses a marshalled TPMT_SIGNATURE (what tpm2_quote -s
 // writes) of scheme RSASSA, RSAPSS or ECDSA.
 func ParseSignature(sig []byte) (*Signature, error) {
-	r := &reader{b: sig, what: "TPMT_SIGNATURE"}
-	var s Signature
-	s.Scheme = r.u16("sigAlg")
-	s.Hash = mr.Alg(r.u16("hash"))
-	switch s.Scheme {
-	case algRSASSA, algRSAPSS:
-		s.RSA = r.sized("signature")
-	case algECDSA:
-		s.R = new(big.Int).SetBytes(r.sized("signatureR"))
-		s.S = new(big.Int).SetBytes(r.sized("signatureS"))
-	default:
-		if r.err == nil {
-			return nil, fmt.Errorf("%w: TPMT_SIGNATURE scheme 0x%04x (want RSASSA, RSAPSS or ECDSA)", mr.ErrUnsupported, s.Scheme)
+	// The scheme is read first so that a signature of another scheme is
+	// reported as unsupported, not as malformed.
+	if len(sig) >= 4 {
+		switch sc := binary.BigEndian.Uint16(sig); sc {
+		case algRSASSA, algRSAPSS, algECDSA:
+		default:
+			return nil, fmt.Errorf("%w: TPMT_SIGNATURE scheme 0x%04x (want RSASSA, RSAPSS or ECDSA)", mr.ErrUnsupported, sc)
 		}
 	}
-	r.end()
-	if r.err != nil {
-		return nil, r.err
+	t, err := unmarshal[tpm2.TPMTSignature](sig, "TPMT_SIGNATURE")
+	if err != nil {
+		return nil, err
+	}
+	s := Signature{Scheme: uint16(t.SigAlg)}
+	switch s.Scheme {
+	case algRSASSA, algRSAPSS:
+		var r *tpm2.TPMSSignatureRSA
+		if s.Scheme == algRSASSA {
+			r, err = t.Signature.RSASSA()
+		} else {
+			r, err = t.Signature.RSAPSS()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: TPMT_SIGNATURE: %v", mr.ErrMalformed, err)
+		}
+		s.Hash, s.RSA = mr.Alg(r.Hash), r.Sig.Buffer
+	case algECDSA:
+		e, err := t.Signature.ECDSA()
+		if err != nil {
+			return nil, fmt.Errorf("%w: TPMT_SIGNATURE: %v", mr.ErrMalformed, err)
+		}
+		s.Hash = mr.Alg(e.Hash)
+		s.R = new(big.Int).SetBytes(e.SignatureR.Buffer)
+		s.S = new(big.Int).SetBytes(e.SignatureS.Buffer)
+	default: // a signature under 4 bytes that go-tpm still decoded (TPM_ALG_NULL)
+		return nil, fmt.Errorf("%w: TPMT_SIGNATURE scheme 0x%04x (want RSASSA, RSAPSS or ECDSA)", mr.ErrUnsupported, s.Scheme)
 	}
 	if s.Hash.Hash() == 0 {
 		return nil, fmt.Errorf("%w: TPMT_SIGNATURE hash %v", mr.ErrUnsupported, s.Hash)
@@ -215,7 +212,7 @@ func ParseAKPublic(pemBytes []byte) (crypto.PublicKey, error) {
 func MarshalAKPublic(k crypto.PublicKey) ([]byte, error) {
 	der, err := x509.MarshalPKIXPublicKey(k)
 	if err != nil {
-		return nil, fmt.Errorf("tpm: AK public key: %w", err)
+		return nil, fmt.Errorf("tpmverify: AK public key: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }
