@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"path/filepath"
 
+	"github.com/ccmr-dev/ccmr/internal/flock"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier/simverify"
@@ -84,7 +85,7 @@ func (d *Device) key(ctx context.Context) (*ecdsa.PrivateKey, error) {
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return k, err
 	}
-	lk, err := flock(ctx, filepath.Join(d.dir, lockFile), lockExclusive)
+	lk, err := openLock(ctx, filepath.Join(d.dir, lockFile), flock.Exclusive)
 	if err != nil {
 		return nil, err
 	}

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 )
 
 // The tpm2-tools vectors of backend/tpm (made with tpm2_quote on swtpm, see
@@ -37,12 +37,12 @@ func TestBuildTPMVectors(t *testing.T) {
 		q := b.Evidence.TPMQuotes[0]
 		a, _ := mr.ParseAlg(q.Alg)
 		mq := mr.TPMQuote{Alg: a, Attest: q.Attest, Signature: q.Signature, PCRs: map[int][]byte{}}
-		vals, err := tpm.ParsePCRFile(pcrs.Data)
+		vals, err := tpmverify.ParsePCRFile(pcrs.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
 		mq.PCRs = vals[a]
-		if err := tpm.VerifyQuotePEM([]byte(b.Evidence.PublicKey), mq, b.Nonce); err != nil {
+		if err := tpmverify.VerifyQuotePEM([]byte(b.Evidence.PublicKey), mq, b.Nonce); err != nil {
 			t.Fatalf("%s: the imported quote does not verify: %v", k, err)
 		}
 	}

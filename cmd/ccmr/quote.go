@@ -13,12 +13,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 	"github.com/ccmr-dev/ccmr/vmr"
 )
 
@@ -166,7 +166,7 @@ func (g *globals) quote(ctx context.Context, dev mr.Device, nonce []byte, imaLis
 	b := bundle.New(ev, logs, virt)
 	for i, q := range ev.TPMQuotes {
 		// Only for tpm2_checkquote -f; left out if it cannot be made.
-		b.Evidence.TPMQuotes[i].PCRFile, _ = tpm.MarshalPCRFile(q)
+		b.Evidence.TPMQuotes[i].PCRFile, _ = tpmverify.MarshalPCRFile(q)
 	}
 	return b, nil
 }

@@ -32,4 +32,3 @@ func BenchmarkParsePCRFile(b *testing.B) {
 		}
 	}
 }
-

@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 )
 
 // Vectors made by tpm2-tools against swtpm (testdata/tpm2-tools/README.md);
