@@ -39,6 +39,10 @@ const (
 	Provider = "sev_guest"
 )
 
+// ErrNeedsLinux: the SEV-SNP guest interfaces are Linux kernel ABIs; on
+// another system Open fails with it (the offline verifier needs none of them).
+var ErrNeedsLinux = errors.New("snp: the SEV-SNP guest device needs Linux")
+
 // ErrNoReport: neither configfs-tsm nor /dev/sev-guest produced a report.
 var ErrNoReport = errors.New("snp: no report interface (configfs-tsm report or /dev/sev-guest)")
 
@@ -96,6 +100,9 @@ func Open(ctx context.Context, root string, opts ...Option) (*Device, error) {
 		o(d)
 	}
 	if d.fs == nil {
+		if errHost != nil { // this machine's files, on a system without the guest ABI
+			return nil, errHost
+		}
 		d.fs = OSFS(root)
 	}
 	if err := ctx.Err(); err != nil {
@@ -201,11 +208,11 @@ func (d *Device) report(ctx context.Context, rd []byte) ([]byte, []byte, error) 
 	}
 	dev := d.rdev
 	if dev == nil && d.exists(DevicePath) {
-		ld := &client.LinuxDevice{}
-		if err := ld.Open(filepath.Join(d.root, DevicePath)); err != nil {
+		ld, closeFn, err := openDeviceNode(filepath.Join(d.root, DevicePath))
+		if err != nil {
 			errs = append(errs, err)
 		} else {
-			defer ld.Close()
+			defer closeFn()
 			dev = ld
 		}
 	}

@@ -51,6 +51,10 @@ const (
 	FirmwareLogFormat = "ccel"
 )
 
+// ErrNeedsLinux: the TDX guest interfaces are Linux kernel ABIs; on
+// another system Open fails with it (the offline verifier needs none of them).
+var ErrNeedsLinux = errors.New("tdx: the TDX guest device needs Linux")
+
 // ErrNoQuote: neither configfs-tsm nor /dev/tdx_guest could produce a quote.
 var ErrNoQuote = errors.New("tdx: no quote interface (configfs-tsm report or /dev/tdx_guest)")
 
@@ -123,6 +127,9 @@ func Open(ctx context.Context, root string, opts ...Option) (*Device, error) {
 		o(d)
 	}
 	if d.fs == nil {
+		if errHost != nil { // this machine's files, on a system without the guest ABI
+			return nil, errHost
+		}
 		d.fs = OSFS(root)
 	}
 	if err := ctx.Err(); err != nil {
@@ -300,11 +307,11 @@ func (d *Device) quote(ctx context.Context, rd []byte) ([]byte, error) {
 	}
 	dev := d.qdev
 	if dev == nil && d.exists(DevicePath) {
-		ld := &client.LinuxDevice{}
-		if err := ld.Open(filepath.Join(d.root, DevicePath)); err != nil {
+		ld, closeFn, err := openDeviceNode(filepath.Join(d.root, DevicePath))
+		if err != nil {
 			errs = append(errs, err)
 		} else {
-			defer ld.Close()
+			defer closeFn()
 			dev = ld
 		}
 	}

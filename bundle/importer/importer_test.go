@@ -15,7 +15,7 @@ import (
 // its testdata/README.md) build a bundle whose quote verifies with the AK.
 func vec(t testing.TB, name string) File {
 	t.Helper()
-	p := filepath.Join("..", "..", "backend", "tpm", "testdata", "tpm2-tools", name)
+	p := filepath.Join("..", "..", "verifier", "tpmverify", "testdata", "tpm2-tools", name)
 	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
