@@ -27,14 +27,25 @@ test: deps
 
 ## cross: the verifier side (verify, log, evidence, policy) builds and type-checks,
 ## tests included, for the systems security engineers verify on; device backends
-## say "needs Linux" there. go build and go vet only: no test runs, no downloads.
+## say "needs Linux" there. go build and go vet only: no test runs.
+## CROSS_BLOCKED_windows lists what cannot build for Windows yet, printed on each
+## run: vmr (the runtime-log store, imported by cmd/ccmr and by the verifier's
+## tests) uses Unix-only calls. Empty it once vmr builds there.
 CROSS_TARGETS ?= darwin/amd64 darwin/arm64 windows/amd64 linux/arm64
 CROSS_PKGS    := ./verifier/... ./bundle/... ./eventlog/... ./mr/... ./cmd/ccmr
+CROSS_BLOCKED_windows := ./cmd/ccmr ./verifier
 cross:
 	@set -e; for t in $(CROSS_TARGETS); do \
-		echo "cross: $$t"; \
-		GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -o /dev/null ./cmd/ccmr; \
-		GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) vet $(CROSS_PKGS); \
+		os=$${t%/*}; arch=$${t#*/}; pkgs="$(CROSS_PKGS)"; \
+		if [ "$$os" = windows ] && [ -n "$(CROSS_BLOCKED_windows)" ]; then \
+			echo "cross: $$t: NOT CHECKED: $(CROSS_BLOCKED_windows) (vmr builds only on Unix); non-test build of the rest"; \
+			GOOS=$$os GOARCH=$$arch $(GO) build $(filter-out ./cmd/ccmr,$(CROSS_PKGS)); \
+			pkgs=$$($(GO) list $(CROSS_PKGS) | grep -vxF "$$(cd . && $(GO) list $(CROSS_BLOCKED_windows))"); \
+		else \
+			echo "cross: $$t"; \
+			GOOS=$$os GOARCH=$$arch $(GO) build -o /dev/null ./cmd/ccmr; \
+		fi; \
+		GOOS=$$os GOARCH=$$arch $(GO) vet $$pkgs; \
 	done
 	@echo "cross: darwin/arm64 backends (their needs-Linux paths and tests)"
 	GOOS=darwin GOARCH=arm64 $(GO) vet ./backend/...
