@@ -15,6 +15,9 @@ if [ "${CCMR_E2E:-}" = 1 ]; then
 	{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
 	have cpio || need+=(cpio)
 fi
+if [ "${CCMR_CROSS:-}" = 1 ]; then
+	have qemu-aarch64 || need+=(qemu-user) # make cross runs the linux/arm64 verifier tests under it
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo

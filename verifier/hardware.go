@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/ccmr-dev/ccmr/backend/sim"
-	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/simverify"
 	"github.com/ccmr-dev/ccmr/verifier/snpverify"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
+	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 )
 
 // Layer-0 checks shared by the TPM path: which keys may vouch for a TPM
@@ -29,7 +29,7 @@ func (r *run) notSimKey(ak crypto.PublicKey) error {
 		return nil
 	}
 	for _, k := range r.opts.SimKeys {
-		if sk, err := sim.ParsePublicKey(k); err == nil && e.Equal(sk) {
+		if sk, err := simverify.ParsePublicKey(k); err == nil && e.Equal(sk) {
 			return fail("the TPM quote's AK is a pinned sim key: a software key never vouches for a TPM quote")
 		}
 	}
@@ -77,14 +77,14 @@ func akProfile(c *x509.Certificate) error {
 // sha256 quote of the next, same AK and nonce, would make one verdict over
 // registers that never held together.
 func sameBoot(quotes []mr.TPMQuote) error {
-	var first *tpm.QuoteInfo
+	var first *tpmverify.QuoteInfo
 	banks := map[mr.Alg]bool{}
 	for _, q := range quotes {
 		if banks[q.Alg] {
 			return fail("two TPM quotes of the %v bank: one quote per bank", q.Alg)
 		}
 		banks[q.Alg] = true
-		info, err := tpm.ParseQuoteInfo(q.Attest)
+		info, err := tpmverify.ParseQuoteInfo(q.Attest)
 		if err != nil {
 			return fail("tpm quote of the %v bank: %v", q.Alg, err)
 		}

@@ -11,9 +11,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 )
 
 // imaFacts is what layer 3 learns about the IMA list for layer 4.
@@ -68,7 +68,7 @@ func (r *run) checkIMAEntries(l *LayerResult) error {
 
 // pcrIndex is the index of a TPM PCR name ("pcr10" is 10).
 func pcrIndex(name string) (int, bool) {
-	i, err := tpm.ParsePCRName(name)
+	i, err := tpmverify.ParsePCRName(name)
 	return i, err == nil
 }
 

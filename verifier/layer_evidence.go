@@ -8,13 +8,12 @@ import (
 	"encoding/hex"
 	"fmt"
 
-	"github.com/ccmr-dev/ccmr/backend/sim"
-	"github.com/ccmr-dev/ccmr/backend/snp"
-	"github.com/ccmr-dev/ccmr/backend/tdx"
-	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/cvmreport"
+	"github.com/ccmr-dev/ccmr/verifier/simverify"
 	"github.com/ccmr-dev/ccmr/verifier/snpverify"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
+	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 )
 
 // ---- layer 0: evidence -------------------------------------------------
@@ -88,10 +87,10 @@ func (r *run) simEvidence(ev *mr.Evidence, l *LayerResult) error {
 	if len(r.opts.SimKeys) == 0 {
 		return fail("sim evidence needs a pinned sim key (--trust-sim-key FILE); --trust-ak keys are TPM AKs and never vouch for sim statements")
 	}
-	var st *sim.Statement
+	var st *simverify.Statement
 	var lastErr error
 	for _, k := range r.opts.SimKeys {
-		s, err := sim.VerifyEvidence(ev, k)
+		s, err := simverify.VerifyEvidence(ev, k)
 		if err == nil {
 			st = s
 			break
@@ -112,7 +111,7 @@ func (r *run) tpmEvidence(ev *mr.Evidence, l *LayerResult) error {
 	if len(ev.TPMQuotes) == 0 {
 		return fail("tpm evidence holds no quote")
 	}
-	ak, err := tpm.ParseAKPublic(ev.PublicKey)
+	ak, err := tpmverify.ParseAKPublic(ev.PublicKey)
 	if err != nil {
 		return fail("tpm AK public key: %v", err)
 	}
@@ -128,7 +127,7 @@ func (r *run) tpmEvidence(ev *mr.Evidence, l *LayerResult) error {
 		return err
 	}
 	for _, q := range ev.TPMQuotes {
-		if err := tpm.VerifyQuote(ak, q, ev.Nonce); err != nil {
+		if err := tpmverify.VerifyQuote(ak, q, ev.Nonce); err != nil {
 			return fail("tpm quote of the %v bank: %v", q.Alg, err)
 		}
 		for i, v := range q.PCRs {
@@ -156,7 +155,7 @@ func (r *run) trustAK(ak any, certs [][]byte) (string, error) {
 		return r.trustAKByHCL(ak)
 	}
 	for _, k := range r.opts.TrustedKeys {
-		pk, err := tpm.ParseAKPublic(k)
+		pk, err := tpmverify.ParseAKPublic(k)
 		if err == nil {
 			if e, ok := pk.(equaler); ok && e.Equal(ak) {
 				return "AK is the pinned key", nil
@@ -230,7 +229,7 @@ func (r *run) tdxEvidence(l *LayerResult) error {
 	if err := r.judgeTDX(&res.Body, l, false); err != nil {
 		return err
 	}
-	if want := tdx.ReportData(r.b.Nonce); res.ReportData != want {
+	if want := cvmreport.ReportData(r.b.Nonce); res.ReportData != want {
 		return &failError{&Failure{Record: -1, Reason: "the quote's REPORTDATA is not the bundle's nonce", Expected: hex.EncodeToString(want[:]), Computed: hex.EncodeToString(res.ReportData[:])}}
 	}
 	l.Checked = append(l.Checked, "REPORTDATA binds the bundle's nonce")
@@ -256,7 +255,7 @@ func (r *run) snpEvidence(l *LayerResult) error {
 	if err := r.judgeSNP(res, l, false); err != nil {
 		return err
 	}
-	if want := snp.ReportData(r.b.Nonce); res.ReportData != want {
+	if want := cvmreport.ReportData(r.b.Nonce); res.ReportData != want {
 		return &failError{&Failure{Record: -1, Reason: "the report's REPORT_DATA is not the bundle's nonce", Expected: hex.EncodeToString(want[:]), Computed: hex.EncodeToString(res.ReportData[:])}}
 	}
 	l.Checked = append(l.Checked, "REPORT_DATA binds the bundle's nonce")

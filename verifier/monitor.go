@@ -13,12 +13,12 @@ import (
 	"os"
 	"time"
 
-	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/internal/strictjson"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 )
 
 // StateFormat is the "format" member of a monitor state file. Version 2
@@ -317,7 +317,7 @@ func MachineID(b *bundle.Bundle) string {
 // headers names the same machine. A key that does not parse is taken as
 // written (its evidence fails layer 0 anyway).
 func canonicalKey(key string) []byte {
-	pk, err := tpm.ParseAKPublic([]byte(key))
+	pk, err := tpmverify.ParseAKPublic([]byte(key))
 	if err != nil {
 		return []byte(key)
 	}

@@ -24,7 +24,7 @@
 // The folder (mode 0700) holds:
 //
 //	state.json       {"format":"ccmr-sim-state/v1","layout":..,"seq":N,"registers":[{"name","alg","value"}..]}
-//	lock             flock(2) target; shared for reads, exclusive for read-modify-write
+//	lock             internal/flock target; shared for reads, exclusive for read-modify-write
 //	attest-key.pem   ECDSA P-384 private key, PKCS#8 PEM, mode 0600, made on first Attest
 //
 // Every update takes the exclusive lock, reads the state, changes it, writes
@@ -39,6 +39,6 @@
 //
 // No maintained library offers a multi-process, file-backed register store
 // with these semantics; the pieces (flock, rename, crypto/ecdsa) are in the
-// standard library. The lock uses syscall.Flock, so the package builds on
-// Linux and the BSDs (including macOS), not on Windows.
+// standard library and internal/flock (flock(2) on Unix, LockFileEx on
+// Windows), so the package builds on every system ccmr supports.
 package sim

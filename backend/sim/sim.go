@@ -10,9 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/ccmr-dev/ccmr/internal/flock"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -48,20 +48,23 @@ type Device struct {
 }
 
 // lock takes the state folder's lock for this Device; release drops it.
-func (d *Device) lock(ctx context.Context, how lockHow) (release func(), err error) {
+func (d *Device) lock(ctx context.Context, how flock.Mode) (release func(), err error) {
 	d.lockMu.Lock()
 	if d.lockF == nil {
-		if d.lockF, err = flock(ctx, filepath.Join(d.dir, lockFile), how); err != nil {
+		if d.lockF, err = openLock(ctx, filepath.Join(d.dir, lockFile), how); err != nil {
 			d.lockF = nil
 			d.lockMu.Unlock()
 			return nil, err
 		}
-	} else if err := flockFD(ctx, d.lockF, filepath.Join(d.dir, lockFile), how); err != nil {
+	} else if err := lockFD(ctx, d.lockF, how); err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			d.lockF = nil // flock.Lock closes it once the abandoned wait returns
+		}
 		d.lockMu.Unlock()
 		return nil, err
 	}
 	return func() {
-		syscall.Flock(int(d.lockF.Fd()), syscall.LOCK_UN)
+		flock.Unlock(d.lockF)
 		d.lockMu.Unlock()
 	}, nil
 }
@@ -228,7 +231,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Device, error) {
 // exclusive lock when it is missing.
 func loadOrCreate(ctx context.Context, dir string, l Layout) (*State, error) {
 	lockPath := filepath.Join(dir, lockFile)
-	lk, err := flock(ctx, lockPath, lockShared)
+	lk, err := openLock(ctx, lockPath, flock.Shared)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +240,7 @@ func loadOrCreate(ctx context.Context, dir string, l Layout) (*State, error) {
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return st, err
 	}
-	lk, err = flock(ctx, lockPath, lockExclusive)
+	lk, err = openLock(ctx, lockPath, flock.Exclusive)
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +295,7 @@ func (d *Device) Registers(ctx context.Context) ([]mr.Register, error) {
 // State reads the whole state (layout, update counter, every value) under a
 // shared lock.
 func (d *Device) State(ctx context.Context) (*State, error) {
-	release, err := d.lock(ctx, lockShared)
+	release, err := d.lock(ctx, flock.Shared)
 	if err != nil {
 		return nil, err
 	}
@@ -480,7 +483,7 @@ func (d *Device) ExtendData(ctx context.Context, name string, data []byte) error
 // result atomically, returning the new update counter. When fn fails nothing
 // is written.
 func (d *Device) update(ctx context.Context, fn func(*State) error) (uint64, error) {
-	release, err := d.lock(ctx, lockExclusive)
+	release, err := d.lock(ctx, flock.Exclusive)
 	if err != nil {
 		return 0, err
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ccmr-dev/ccmr/internal/flock"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -474,7 +475,7 @@ func TestDefaultDir(t *testing.T) {
 
 func TestContextCancelWhileLocked(t *testing.T) {
 	d := openT(t, t.TempDir())
-	lk, err := flock(context.Background(), filepath.Join(d.Dir(), lockFile), lockExclusive)
+	lk, err := openLock(context.Background(), filepath.Join(d.Dir(), lockFile), flock.Exclusive)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,10 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/ccmr-dev/ccmr/internal/flock"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/simverify"
 )
 
 // File names inside the state folder.
@@ -44,16 +46,10 @@ type State struct {
 }
 
 type stateJSON struct {
-	Format    string          `json:"format"`
-	Layout    string          `json:"layout"`
-	Seq       uint64          `json:"seq"`
-	Registers []stateRegister `json:"registers"`
-}
-
-type stateRegister struct {
-	Name  string `json:"name"`
-	Alg   string `json:"alg"`
-	Value string `json:"value"`
+	Format    string                `json:"format"`
+	Layout    string                `json:"layout"`
+	Seq       uint64                `json:"seq"`
+	Registers []simverify.ValueJSON `json:"registers"`
 }
 
 // newState returns the initial state of layout l.
@@ -69,9 +65,9 @@ func newState(l Layout) *State {
 // trailing newline, registers in layout order.
 func (st *State) Marshal() []byte {
 	j := stateJSON{Format: StateFormat, Layout: string(st.Layout), Seq: st.Seq,
-		Registers: make([]stateRegister, len(st.Values))}
+		Registers: make([]simverify.ValueJSON, len(st.Values))}
 	for i, v := range st.Values {
-		j.Registers[i] = stateRegister{Name: v.Register.Name, Alg: v.Register.Alg.String(), Value: hex.EncodeToString(v.Digest.Bytes)}
+		j.Registers[i] = simverify.ValueJSON{Name: v.Register.Name, Alg: v.Register.Alg.String(), Value: hex.EncodeToString(v.Digest.Bytes)}
 	}
 	b, err := json.Marshal(j)
 	if err != nil { // cannot happen: only strings and integers
@@ -104,106 +100,44 @@ func ParseState(b []byte) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: state: %v", mr.ErrMalformed, err)
 	}
-	vals, err := parseValues(l.Registers(), j.Registers)
+	vals, err := simverify.ParseValues(l.Registers(), j.Registers)
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	return &State{Layout: l, Seq: j.Seq, Values: vals}, nil
 }
 
-// parseValues checks that got lists exactly the registers of want, in order,
-// and decodes their values.
-func parseValues(want []mr.Register, got []stateRegister) ([]mr.Value, error) {
-	if len(got) != len(want) {
-		return nil, fmt.Errorf("%w: %d registers, want %d", mr.ErrMalformed, len(got), len(want))
-	}
-	vals := make([]mr.Value, len(want))
-	for i, r := range want {
-		g := got[i]
-		if g.Name != r.Name || g.Alg != r.Alg.String() {
-			return nil, fmt.Errorf("%w: register %d is %s/%s, want %s/%v", mr.ErrMalformed, i, g.Name, g.Alg, r.Name, r.Alg)
-		}
-		if len(g.Value) != 2*r.Size {
-			return nil, fmt.Errorf("%w: register %s/%v: value has %d hex digits, want %d", mr.ErrMalformed, r.Name, r.Alg, len(g.Value), 2*r.Size)
-		}
-		v, err := hex.DecodeString(g.Value)
-		if err != nil {
-			return nil, fmt.Errorf("%w: register %s/%v: %v", mr.ErrMalformed, r.Name, r.Alg, err)
-		}
-		if hex.EncodeToString(v) != g.Value {
-			return nil, fmt.Errorf("%w: register %s/%v: hex must be lowercase", mr.ErrMalformed, r.Name, r.Alg)
-		}
-		vals[i] = mr.Value{Register: r, Digest: mr.Digest{Alg: r.Alg, Bytes: v}}
-	}
-	return vals, nil
-}
-
-// lockHow is syscall.LOCK_SH or syscall.LOCK_EX.
-type lockHow int
-
-const (
-	lockShared    lockHow = syscall.LOCK_SH
-	lockExclusive lockHow = syscall.LOCK_EX
-)
-
-// flock opens the lock file and takes a shared or exclusive flock on it,
-// giving up when ctx ends. Closing the returned file releases the lock. Each
-// call opens its own file description, so locks taken by one process for
-// different operations also exclude each other.
-func flock(ctx context.Context, path string, how lockHow) (*os.File, error) {
+// openLock opens the lock file and takes a shared or exclusive lock on it
+// (internal/flock), giving up when ctx ends. Closing the returned file
+// releases the lock. Each call opens its own file description, so locks
+// taken by one process for different operations also exclude each other.
+func openLock(ctx context.Context, path string, how flock.Mode) (*os.File, error) {
 	f, err := safefs.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil && how == lockShared && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) {
+	if err != nil && how == flock.Shared && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) {
 		f, err = safefs.Open(path) // reading a folder we may not write: a shared lock needs no write access
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sim: lock: %w", err)
 	}
-	if err := flockFD(ctx, f, path, how); err != nil {
-		f.Close()
+	if err := lockFD(ctx, f, how); err != nil {
+		if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+			f.Close() // flock.Lock closes f itself only when ctx ended
+		}
 		return nil, err
 	}
 	return f, nil
 }
 
-// flockFD takes a flock on f, giving up when ctx ends.
-func flockFD(ctx context.Context, f *os.File, path string, how lockHow) error {
-	fd := int(f.Fd())
-	err := retryEINTR(func() error { return syscall.Flock(fd, int(how)|syscall.LOCK_NB) })
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, syscall.EWOULDBLOCK) {
-		return fmt.Errorf("sim: lock %s: %w", path, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	// Block in the kernel (fair, no polling); if ctx ends first, a goroutine
-	// waits for the lock and drops it at once.
-	done := make(chan error, 1)
-	go func() { done <- retryEINTR(func() error { return syscall.Flock(fd, int(how)) }) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("sim: lock %s: %w", path, err)
-		}
-		return nil
-	case <-ctx.Done():
-		go func() {
-			if <-done == nil {
-				syscall.Flock(fd, syscall.LOCK_UN)
-			}
-		}()
-		return ctx.Err()
-	}
-}
-
-func retryEINTR(fn func() error) error {
-	for {
-		if err := fn(); !errors.Is(err, syscall.EINTR) {
+// lockFD takes a lock on the open lock file f, giving up when ctx ends
+// (then f is closed, or will be: see flock.Lock).
+func lockFD(ctx context.Context, f *os.File, how flock.Mode) error {
+	if err := flock.Lock(ctx, f, how); err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return err
 		}
+		return fmt.Errorf("sim: %w", err)
 	}
+	return nil
 }
 
 // readState reads and parses the state file in dir; the caller holds a lock.

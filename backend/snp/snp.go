@@ -12,7 +12,6 @@ package snp
 import (
 	"bytes"
 	"context"
-	"crypto/sha512"
 	"errors"
 	"fmt"
 	"path"
@@ -25,10 +24,10 @@ import (
 	"github.com/google/go-configfs-tsm/report"
 	sevabi "github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/client"
-	"github.com/google/uuid"
 
 	"github.com/ccmr-dev/ccmr/internal/kernfs"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/cvmreport"
 )
 
 // Kernel paths, relative to the root given to Open.
@@ -39,6 +38,10 @@ const (
 	// Provider is the configfs-tsm provider name of the SEV guest driver.
 	Provider = "sev_guest"
 )
+
+// ErrNeedsLinux: the SEV-SNP guest interfaces are Linux kernel ABIs; on
+// another system Open fails with it (the offline verifier needs none of them).
+var ErrNeedsLinux = errors.New("snp: the SEV-SNP guest device needs Linux")
 
 // ErrNoReport: neither configfs-tsm nor /dev/sev-guest produced a report.
 var ErrNoReport = errors.New("snp: no report interface (configfs-tsm report or /dev/sev-guest)")
@@ -73,11 +76,7 @@ type Device struct {
 	last []byte // most recent raw report
 }
 
-var registers = []mr.Register{
-	{Name: "measurement", Alg: mr.SHA384, Size: sevabi.MeasurementSize, Flags: mr.Readable | mr.Reported, Index: -1},
-	{Name: "host_data", Alg: mr.SHA256, Size: sevabi.HostDataSize, Flags: mr.Readable | mr.Reported, Index: -1},
-	{Name: "report_data", Alg: mr.SHA512, Size: sevabi.ReportDataSize, Flags: mr.Readable | mr.Reported, Index: -1},
-}
+var registers = cvmreport.SNPRegisters
 
 // Probe reports whether root looks like an SEV-SNP guest: the sev-guest
 // misc device in sysfs or its device node.
@@ -101,6 +100,9 @@ func Open(ctx context.Context, root string, opts ...Option) (*Device, error) {
 		o(d)
 	}
 	if d.fs == nil {
+		if errHost != nil { // this machine's files, on a system without the guest ABI
+			return nil, errHost
+		}
 		d.fs = OSFS(root)
 	}
 	if err := ctx.Err(); err != nil {
@@ -145,7 +147,7 @@ func (d *Device) Read(ctx context.Context, names ...string) ([]mr.Value, error) 
 			return nil, err
 		}
 	}
-	all, err := ReportRegisters(d.last)
+	all, err := cvmreport.SNPReportRegisters(d.last)
 	if err != nil {
 		return nil, err
 	}
@@ -182,23 +184,10 @@ func (d *Device) ExtendData(ctx context.Context, name string, data []byte) error
 	return notExtendable(name)
 }
 
-// ReportData maps a nonce to the 64-byte REPORT_DATA: a nonce of at most 64
-// bytes is copied and zero-padded on the right, a longer one is replaced by
-// its SHA-512.
-func ReportData(nonce []byte) [64]byte {
-	var rd [64]byte
-	if len(nonce) <= 64 {
-		copy(rd[:], nonce)
-	} else {
-		rd = sha512.Sum512(nonce)
-	}
-	return rd
-}
-
-// Report returns a raw attestation report over ReportData(nonce) and the
+// Report returns a raw attestation report over cvmreport.ReportData(nonce) and the
 // certificate table (GUID table) that came with it, if any.
 func (d *Device) Report(ctx context.Context, nonce []byte) (raw, certs []byte, err error) {
-	rd := ReportData(nonce)
+	rd := cvmreport.ReportData(nonce)
 	return d.report(ctx, rd[:])
 }
 
@@ -219,11 +208,11 @@ func (d *Device) report(ctx context.Context, rd []byte) ([]byte, []byte, error) 
 	}
 	dev := d.rdev
 	if dev == nil && d.exists(DevicePath) {
-		ld := &client.LinuxDevice{}
-		if err := ld.Open(filepath.Join(d.root, DevicePath)); err != nil {
+		ld, closeFn, err := openDeviceNode(filepath.Join(d.root, DevicePath))
+		if err != nil {
 			errs = append(errs, err)
 		} else {
-			defer ld.Close()
+			defer closeFn()
 			dev = ld
 		}
 	}
@@ -250,56 +239,18 @@ func (d *Device) keep(raw, certs []byte) ([]byte, []byte, error) {
 	return raw, certs, nil
 }
 
-// ReportRegisters returns measurement, host_data and report_data of a raw
-// report.
-func ReportRegisters(raw []byte) ([]mr.Value, error) {
-	r, err := sevabi.ReportToProto(raw)
-	if err != nil {
-		return nil, fmt.Errorf("snp: report: %w: %w", mr.ErrMalformed, err)
-	}
-	vals := [][]byte{r.GetMeasurement(), r.GetHostData(), r.GetReportData()}
-	out := make([]mr.Value, len(registers))
-	for i, reg := range registers {
-		out[i] = mr.Value{Register: reg, Digest: mr.Digest{Alg: reg.Alg, Bytes: slices.Clone(vals[i])}}
-	}
-	return out, nil
-}
-
-// Certificates returns the DER certificates of an SNP certificate table
-// (the configfs auxblob or the extended-report certificate buffer): the
-// VCEK or VLEK first, then ASK, ARK and any others, in table order.
-func Certificates(table []byte) ([][]byte, error) {
-	if len(table) == 0 {
-		return nil, nil
-	}
-	var ct sevabi.CertTable
-	if err := ct.Unmarshal(table); err != nil {
-		return nil, fmt.Errorf("snp: certificate table: %w: %w", mr.ErrMalformed, err)
-	}
-	signer := []uuid.UUID{uuid.MustParse(sevabi.VcekGUID), uuid.MustParse(sevabi.VlekGUID)}
-	var first, rest [][]byte
-	for _, e := range ct.Entries {
-		if slices.Contains(signer, e.GUID) {
-			first = append(first, e.RawCert)
-		} else {
-			rest = append(rest, e.RawCert)
-		}
-	}
-	return append(first, rest...), nil
-}
-
-// Attest returns a report over ReportData(nonce), with the certificates that
+// Attest returns a report over cvmreport.ReportData(nonce), with the certificates that
 // came with it and the report's own measurement, host_data and report_data.
 func (d *Device) Attest(ctx context.Context, nonce []byte) (*mr.Evidence, error) {
 	raw, certs, err := d.Report(ctx, nonce)
 	if err != nil {
 		return nil, err
 	}
-	vals, err := ReportRegisters(raw)
+	vals, err := cvmreport.SNPReportRegisters(raw)
 	if err != nil {
 		return nil, err
 	}
-	cs, err := Certificates(certs)
+	cs, err := cvmreport.SNPCertificates(certs)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/ccmr-dev/ccmr/internal/modcache"
 	"github.com/ccmr-dev/ccmr/internal/tsmfake"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/cvmreport"
 )
 
 // inModCache are the real artifacts these tests read from the dependency
@@ -124,7 +125,7 @@ func TestAttest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rd := snp.ReportData(nonce)
+	rd := cvmreport.ReportData(nonce)
 	if ev.Platform != mr.PlatformSNP || !bytes.Equal(r.ReportData, rd[:]) {
 		t.Fatalf("report data %x", r.ReportData)
 	}
@@ -175,7 +176,7 @@ func TestRealReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := readTestdata(t, "attestation.bin")
-	vals, err := snp.ReportRegisters(raw)
+	vals, err := cvmreport.SNPReportRegisters(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,26 +207,6 @@ func TestRealReport(t *testing.T) {
 	}
 }
 
-func FuzzReportRegisters(f *testing.F) {
-	f.Add(readTestdata(f, "attestation.bin"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if v, err := snp.ReportRegisters(b); err == nil && len(v) != 3 {
-			t.Fatal(len(v))
-		}
-	})
-}
-
-func FuzzCertificates(f *testing.F) {
-	m := newMachine(f, tsmfake.SNPOptions{})
-	d := open(f, m)
-	_, certs, err := d.Report(context.Background(), nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(certs)
-	f.Fuzz(func(t *testing.T, b []byte) { _, _ = snp.Certificates(b) })
-}
-
 // Without configfs-tsm the report comes from /dev/sev-guest, here
 // go-sev-guest's own mock device answering with its test reports: the
 // evidence holds the device's report for our report data, and the report's
@@ -253,7 +234,7 @@ func TestSevGuestDeviceFallback(t *testing.T) {
 		if len(ev.Report) != sevabi.ReportSize || !bytes.Equal(ev.Report[:0x2a0], tc.Output[:0x2a0]) { // the mock signs the report: compare the signed part
 			t.Fatalf("%s: the evidence is not the device's report", tc.Name)
 		}
-		vals, err := snp.ReportRegisters(ev.Report)
+		vals, err := cvmreport.SNPReportRegisters(ev.Report)
 		if err != nil {
 			t.Fatal(err)
 		}

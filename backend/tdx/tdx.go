@@ -29,12 +29,11 @@ import (
 	"github.com/google/go-configfs-tsm/configfs/configfsi"
 	"github.com/google/go-configfs-tsm/report"
 	"github.com/google/go-configfs-tsm/rtmr"
-	tdxabi "github.com/google/go-tdx-guest/abi"
 	"github.com/google/go-tdx-guest/client"
-	tdxpb "github.com/google/go-tdx-guest/proto/tdx"
 
 	"github.com/ccmr-dev/ccmr/internal/kernfs"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/cvmreport"
 )
 
 // Kernel paths, relative to the root given to Open.
@@ -51,6 +50,10 @@ const (
 	// FirmwareLogFormat names the CCEL in mr.Evidence.
 	FirmwareLogFormat = "ccel"
 )
+
+// ErrNeedsLinux: the TDX guest interfaces are Linux kernel ABIs; on
+// another system Open fails with it (the offline verifier needs none of them).
+var ErrNeedsLinux = errors.New("tdx: the TDX guest device needs Linux")
 
 // ErrNoQuote: neither configfs-tsm nor /dev/tdx_guest could produce a quote.
 var ErrNoQuote = errors.New("tdx: no quote interface (configfs-tsm report or /dev/tdx_guest)")
@@ -124,6 +127,9 @@ func Open(ctx context.Context, root string, opts ...Option) (*Device, error) {
 		o(d)
 	}
 	if d.fs == nil {
+		if errHost != nil { // this machine's files, on a system without the guest ABI
+			return nil, errHost
+		}
 		d.fs = OSFS(root)
 	}
 	if err := ctx.Err(); err != nil {
@@ -211,7 +217,7 @@ func (d *Device) Read(ctx context.Context, names ...string) ([]mr.Value, error) 
 	if err != nil {
 		return nil, fmt.Errorf("tdx: no %s (kernel older than 6.16?) and no quote: %w", MeasurementsDir, err)
 	}
-	all, err := QuoteRegisters(q)
+	all, err := cvmreport.TDXQuoteRegisters(q)
 	if err != nil {
 		return nil, err
 	}
@@ -278,22 +284,9 @@ func (d *Device) ExtendData(ctx context.Context, name string, data []byte) error
 	return d.Extend(ctx, name, mr.Digest{Alg: mr.SHA384, Bytes: s[:]})
 }
 
-// ReportData maps a nonce to the 64-byte TDREPORT REPORTDATA: a nonce of at
-// most 64 bytes is copied and zero-padded on the right; a longer one is
-// replaced by its SHA-512. A verifier recomputes it from the nonce.
-func ReportData(nonce []byte) [64]byte {
-	var rd [64]byte
-	if len(nonce) <= 64 {
-		copy(rd[:], nonce)
-	} else {
-		rd = sha512.Sum512(nonce)
-	}
-	return rd
-}
-
-// Quote returns a raw TDX quote whose REPORTDATA is ReportData(nonce).
+// Quote returns a raw TDX quote whose REPORTDATA is cvmreport.ReportData(nonce).
 func (d *Device) Quote(ctx context.Context, nonce []byte) ([]byte, error) {
-	rd := ReportData(nonce)
+	rd := cvmreport.ReportData(nonce)
 	return d.quote(ctx, rd[:])
 }
 
@@ -314,11 +307,11 @@ func (d *Device) quote(ctx context.Context, rd []byte) ([]byte, error) {
 	}
 	dev := d.qdev
 	if dev == nil && d.exists(DevicePath) {
-		ld := &client.LinuxDevice{}
-		if err := ld.Open(filepath.Join(d.root, DevicePath)); err != nil {
+		ld, closeFn, err := openDeviceNode(filepath.Join(d.root, DevicePath))
+		if err != nil {
 			errs = append(errs, err)
 		} else {
-			defer ld.Close()
+			defer closeFn()
 			dev = ld
 		}
 	}
@@ -332,32 +325,6 @@ func (d *Device) quote(ctx context.Context, rd []byte) ([]byte, error) {
 		errs = append(errs, fmt.Errorf("%s: %w", DevicePath, err))
 	}
 	return nil, fmt.Errorf("%w: %w", ErrNoQuote, errors.Join(errs...))
-}
-
-// QuoteRegisters returns mrtd, rtmr0..3, mrconfigid, mrowner, mrownerconfig
-// (in Registers order) as a quote carries them.
-func QuoteRegisters(quote []byte) ([]mr.Value, error) {
-	q, err := quoteToProto(quote)
-	if err != nil {
-		return nil, fmt.Errorf("tdx: quote: %w: %w", mr.ErrMalformed, err)
-	}
-	v4, ok := q.(*tdxpb.QuoteV4)
-	if !ok {
-		return nil, fmt.Errorf("tdx: quote: %w: unsupported quote type %T", mr.ErrUnsupported, q)
-	}
-	b := v4.GetTdQuoteBody()
-	if len(b.GetRtmrs()) != 4 {
-		return nil, fmt.Errorf("tdx: quote: %w: %d RTMRs", mr.ErrMalformed, len(b.GetRtmrs()))
-	}
-	vals := [][]byte{b.GetMrTd(), b.Rtmrs[0], b.Rtmrs[1], b.Rtmrs[2], b.Rtmrs[3], b.GetMrConfigId(), b.GetMrOwner(), b.GetMrOwnerConfig()}
-	out := make([]mr.Value, len(registers))
-	for i, r := range registers {
-		out[i] = mr.Value{
-			Register: mr.Register{Name: r.name, Alg: mr.SHA384, Size: 48, Flags: mr.Reported, Index: r.index},
-			Digest:   mr.Digest{Alg: mr.SHA384, Bytes: slices.Clone(vals[i])},
-		}
-	}
-	return out, nil
 }
 
 // CCEL returns the CC event log ACPI table and the log area, as the kernel
@@ -380,7 +347,7 @@ func (d *Device) CCEL(ctx context.Context) (table, data []byte, err error) {
 	return table, data, err
 }
 
-// Attest reads every register, then asks for a quote over ReportData(nonce),
+// Attest reads every register, then asks for a quote over cvmreport.ReportData(nonce),
 // and returns the quote with the CCEL and the values read just before.
 // Evidence.FirmwareLog holds the CCEL log area (data/CCEL); the 56-byte ACPI
 // table, which mr.Evidence has no field for, is available from CCEL.
@@ -415,15 +382,3 @@ var (
 	_ mr.Device   = (*Device)(nil)
 	_ mr.Attester = (*Device)(nil)
 )
-
-// quoteToProto is go-tdx-guest's abi.QuoteToProto, which panics on some
-// malformed quotes (a certification data length past the end: found by
-// FuzzQuoteRegisters); the panic becomes mr.ErrMalformed.
-func quoteToProto(quote []byte) (q any, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			q, err = nil, fmt.Errorf("%w: go-tdx-guest could not parse the quote: %v", mr.ErrMalformed, r)
-		}
-	}()
-	return tdxabi.QuoteToProto(quote)
-}

@@ -28,6 +28,7 @@ import (
 	"github.com/ccmr-dev/ccmr/internal/modcache"
 	"github.com/ccmr-dev/ccmr/internal/tsmfake"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/cvmreport"
 )
 
 // inModCache are the real artifacts these tests read from the dependency
@@ -267,16 +268,16 @@ func TestAttestQuoteMatchesRegisters(t *testing.T) {
 }
 
 func TestReportData(t *testing.T) {
-	short := tdx.ReportData([]byte{1, 2, 3})
+	short := cvmreport.ReportData([]byte{1, 2, 3})
 	if short[0] != 1 || short[2] != 3 || !bytes.Equal(short[3:], make([]byte, 61)) {
 		t.Errorf("short nonce: %x", short)
 	}
 	n64 := bytes.Repeat([]byte{5}, 64)
-	if r := tdx.ReportData(n64); !bytes.Equal(r[:], n64) {
+	if r := cvmreport.ReportData(n64); !bytes.Equal(r[:], n64) {
 		t.Error("64-byte nonce must be used as is")
 	}
 	long := bytes.Repeat([]byte{5}, 65)
-	if r := tdx.ReportData(long); r != sha512.Sum512(long) {
+	if r := cvmreport.ReportData(long); r != sha512.Sum512(long) {
 		t.Error("65-byte nonce must be replaced by its SHA-512")
 	}
 }
@@ -423,7 +424,7 @@ func TestDeviceFallback(t *testing.T) {
 func TestRealQuote(t *testing.T) {
 	want := expected(t, "tdx_prod_quote_SPR_E4.expected.json")
 	raw := readTestdata(t, "tdx_prod_quote_SPR_E4.dat")
-	vals, err := tdx.QuoteRegisters(raw)
+	vals, err := cvmreport.TDXQuoteRegisters(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,17 +460,6 @@ func TestRealCCEL(t *testing.T) {
 	if _, err := ccel.ReplayAndExtract(table, data, bank, extract.Opts{Loader: extract.GRUB}); err == nil {
 		t.Fatal("replay accepted a wrong RTMR1")
 	}
-}
-
-func FuzzQuoteRegisters(f *testing.F) {
-	f.Add(readTestdata(f, "tdx_prod_quote_SPR_E4.dat"))
-	f.Add([]byte{4, 0, 2, 0})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		vals, err := tdx.QuoteRegisters(b)
-		if err == nil && len(vals) != 8 {
-			t.Fatalf("%d values", len(vals))
-		}
-	})
 }
 
 func BenchmarkExtendSysfs(b *testing.B) {

@@ -56,31 +56,6 @@ func BenchmarkAttest(b *testing.B) {
 	}
 }
 
-func BenchmarkVerifyQuoteECC(b *testing.B) {
-	q, err := tpm.NewQuote(vec(b, "ecc-sha256.attest"), vec(b, "ecc-sha256.sig"), vec(b, "ecc-sha256.pcrs"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ak, err := tpm.ParseAKPublic(vec(b, "ecc-ak.pem"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for b.Loop() {
-		if err := tpm.VerifyQuote(ak, q, vectorNonce); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkParsePCRFile(b *testing.B) {
-	p := vec(b, "ecc-sha256.pcrs")
-	for b.Loop() {
-		if _, err := tpm.ParsePCRFile(p); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 // BenchmarkReadOne reads one PCR of every bank: one TPM2_PCR_Read.
 func BenchmarkReadOne(b *testing.B) {
 	d := benchTPM(b)

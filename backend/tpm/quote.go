@@ -15,6 +15,7 @@ import (
 
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 )
 
 // NV indices of the EK certificates (TCG EK Credential Profile 2.0, 2.2.1.4).
@@ -142,7 +143,7 @@ func (d *Device) AKPublic(ctx context.Context) ([]byte, error) {
 			return err
 		}
 		defer d.flush(a)
-		out, err = MarshalAKPublic(a.pub)
+		out, err = tpmverify.MarshalAKPublic(a.pub)
 		return err
 	})
 	return out, err
@@ -169,7 +170,7 @@ func (d *Device) Attest(ctx context.Context, nonce []byte) (*mr.Evidence, error)
 			return err
 		}
 		defer d.flush(a)
-		if ev.PublicKey, err = MarshalAKPublic(a.pub); err != nil {
+		if ev.PublicKey, err = tpmverify.MarshalAKPublic(a.pub); err != nil {
 			return err
 		}
 		all := make([]int, NumPCRs)
@@ -183,7 +184,7 @@ func (d *Device) Attest(ctx context.Context, nonce []byte) (*mr.Evidence, error)
 				return err
 			}
 			quotes, err := d.quoteLocked(a, banks, vals, nonce)
-			if errors.Is(err, ErrPCRMismatch) && attempt+1 < attempts {
+			if errors.Is(err, tpmverify.ErrPCRMismatch) && attempt+1 < attempts {
 				continue // a PCR changed between read and quote
 			}
 			if err != nil {
@@ -251,8 +252,8 @@ func (d *Device) quoteLocked(a *ak, banks []mr.Alg, vals pcrValues, nonce []byte
 			q.PCRs[i] = vals[b][i]
 		}
 		// Our own check: signature, nonce and PCR digest.
-		if err := VerifyQuote(a.pub, q, nonce); err != nil {
-			if errors.Is(err, ErrPCRMismatch) {
+		if err := tpmverify.VerifyQuote(a.pub, q, nonce); err != nil {
+			if errors.Is(err, tpmverify.ErrPCRMismatch) {
 				return nil, err
 			}
 			return nil, fmt.Errorf("tpm: the TPM's own quote does not verify: %w", err)

@@ -16,10 +16,11 @@ import (
 	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/internal/swtpmtest"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 )
 
 // checkquote runs tpm2_checkquote on one bank's files (it needs no TPM).
-func checkquote(t *testing.T, ak string, f tpm.QuoteFiles, nonce []byte) error {
+func checkquote(t *testing.T, ak string, f tpmverify.QuoteFiles, nonce []byte) error {
 	t.Helper()
 	swtpmtest.Need(t, "tpm2_checkquote")
 	cmd := exec.Command("tpm2_checkquote", "-u", ak, "-m", f.Attest, "-s", f.Sig, "-f", f.PCRs,
@@ -82,10 +83,10 @@ func testQuote(t *testing.T, alg tpm.AKAlg) {
 		}
 	}
 	for _, q := range ev.TPMQuotes {
-		if err := tpm.VerifyQuotePEM(ev.PublicKey, q, nonce); err != nil {
+		if err := tpmverify.VerifyQuotePEM(ev.PublicKey, q, nonce); err != nil {
 			t.Errorf("VerifyQuote %v: %v", q.Alg, err)
 		}
-		if err := tpm.VerifyQuotePEM(ev.PublicKey, q, nonce[1:]); !errors.Is(err, tpm.ErrNonceMismatch) {
+		if err := tpmverify.VerifyQuotePEM(ev.PublicKey, q, nonce[1:]); !errors.Is(err, tpmverify.ErrNonceMismatch) {
 			t.Errorf("VerifyQuote %v with another nonce: %v", q.Alg, err)
 		}
 	}
@@ -100,7 +101,7 @@ func testQuote(t *testing.T, alg tpm.AKAlg) {
 
 	// tpm2-tools' independent check.
 	dir := t.TempDir()
-	akFile, files, err := tpm.WriteQuoteFiles(dir, ev)
+	akFile, files, err := tpmverify.WriteQuoteFiles(dir, ev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,12 +135,12 @@ func testQuote(t *testing.T, alg tpm.AKAlg) {
 			}
 		}
 		late.TPMQuotes = append(late.TPMQuotes, q2)
-		if err := tpm.VerifyQuotePEM(ev.PublicKey, q2, nonce); !errors.Is(err, tpm.ErrPCRMismatch) {
+		if err := tpmverify.VerifyQuotePEM(ev.PublicKey, q2, nonce); !errors.Is(err, tpmverify.ErrPCRMismatch) {
 			t.Errorf("VerifyQuote %v with values after an extend: %v", q.Alg, err)
 		}
 	}
 	dir2 := t.TempDir()
-	akFile, files, err = tpm.WriteQuoteFiles(dir2, &late)
+	akFile, files, err = tpmverify.WriteQuoteFiles(dir2, &late)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,14 +161,14 @@ func testQuote(t *testing.T, alg tpm.AKAlg) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ours, err := tpm.MarshalPCRFile(q)
+		ours, err := tpmverify.MarshalPCRFile(q)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(ours, theirs) {
 			t.Errorf("%v: our PCR file (%d bytes) differs from tpm2_pcrread's (%d bytes)", q.Alg, len(ours), len(theirs))
 		}
-		back, err := tpm.ParsePCRFile(theirs)
+		back, err := tpmverify.ParsePCRFile(theirs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -221,30 +222,30 @@ func TestPersistentAKAndToolQuote(t *testing.T) {
 		return b
 	}
 	akPEM := rd("ak.pem")
-	q, err := tpm.NewQuote(rd("q.attest"), rd("q.sig"), rd("q.pcrs"))
+	q, err := tpmverify.NewQuote(rd("q.attest"), rd("q.sig"), rd("q.pcrs"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if q.Alg != mr.SHA256 || len(q.PCRs) != 3 {
 		t.Fatalf("NewQuote: %v with %d PCRs", q.Alg, len(q.PCRs))
 	}
-	if err := tpm.VerifyQuotePEM(akPEM, q, nonce); err != nil {
+	if err := tpmverify.VerifyQuotePEM(akPEM, q, nonce); err != nil {
 		t.Errorf("tpm2_quote's quote fails our check: %v", err)
 	}
 	q.PCRs[4] = bytes.Repeat([]byte{1}, 32)
-	if err := tpm.VerifyQuotePEM(akPEM, q, nonce); !errors.Is(err, tpm.ErrPCRMismatch) {
+	if err := tpmverify.VerifyQuotePEM(akPEM, q, nonce); !errors.Is(err, tpmverify.ErrPCRMismatch) {
 		t.Errorf("changed PCR: %v", err)
 	}
 	sig := rd("q.sig")
 	sig[len(sig)-1] ^= 1
-	q, _ = tpm.NewQuote(rd("q.attest"), sig, rd("q.pcrs"))
-	if err := tpm.VerifyQuotePEM(akPEM, q, nonce); !errors.Is(err, tpm.ErrBadSignature) {
+	q, _ = tpmverify.NewQuote(rd("q.attest"), sig, rd("q.pcrs"))
+	if err := tpmverify.VerifyQuotePEM(akPEM, q, nonce); !errors.Is(err, tpmverify.ErrBadSignature) {
 		t.Errorf("flipped signature bit: %v", err)
 	}
-	if _, err := tpm.NewQuote(rd("q2.attest"), rd("q2.sig"), rd("q2.pcrs")); !errors.Is(err, mr.ErrUnsupported) {
+	if _, err := tpmverify.NewQuote(rd("q2.attest"), rd("q2.sig"), rd("q2.pcrs")); !errors.Is(err, mr.ErrUnsupported) {
 		t.Errorf("two-bank quote: %v", err)
 	}
-	if v, err := tpm.ParsePCRFile(rd("q2.pcrs")); err != nil || len(v[mr.SHA1]) != 1 || len(v[mr.SHA256]) != 1 {
+	if v, err := tpmverify.ParsePCRFile(rd("q2.pcrs")); err != nil || len(v[mr.SHA1]) != 1 || len(v[mr.SHA256]) != 1 {
 		t.Errorf("two-bank PCR file: %v %v", v, err)
 	}
 
@@ -258,7 +259,7 @@ func TestPersistentAKAndToolQuote(t *testing.T) {
 	if !bytes.Equal(ev.PublicKey, akPEM) {
 		t.Errorf("evidence AK:\n%s\ntpm2_readpublic:\n%s", ev.PublicKey, akPEM)
 	}
-	_, files, err := tpm.WriteQuoteFiles(t.TempDir(), ev)
+	_, files, err := tpmverify.WriteQuoteFiles(t.TempDir(), ev)
 	if err != nil {
 		t.Fatal(err)
 	}

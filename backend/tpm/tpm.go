@@ -35,10 +35,11 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 )
 
 // NumPCRs is the number of PCRs per bank ccmr exposes (PC Client profile).
-const NumPCRs = 24
+const NumPCRs = tpmverify.NumPCRs
 
 // ResettablePCRs are the PCRs a guest can reset at locality 0 (PC Client
 // profile): never use them to back a virtual register.
@@ -280,7 +281,7 @@ func pcrRegister(i int, a mr.Alg) mr.Register {
 
 // extendablePCR parses name and checks it can be extended at locality 0.
 func extendablePCR(name string) (int, error) {
-	i, err := ParsePCRName(name)
+	i, err := tpmverify.ParsePCRName(name)
 	if err != nil {
 		return 0, err
 	}
@@ -288,17 +289,6 @@ func extendablePCR(name string) (int, error) {
 		return 0, fmt.Errorf("%w: %s is extended only from localities 1..4 (dynamic root of trust), not by software at locality 0", mr.ErrNotExtendable, name)
 	}
 	return i, nil
-}
-
-// ParsePCRName returns the index of "pcr0".."pcr23".
-func ParsePCRName(name string) (int, error) {
-	s, ok := strings.CutPrefix(name, "pcr")
-	if ok && s != "" && (s == "0" || s[0] != '0') && len(s) <= 2 {
-		if i, err := strconv.Atoi(s); err == nil && i >= 0 && i < NumPCRs {
-			return i, nil
-		}
-	}
-	return 0, fmt.Errorf("%w: %q (a TPM has pcr0..pcr23)", mr.ErrUnknownRegister, name)
 }
 
 // Read returns the named PCRs (every allocated bank of each, banks in the
@@ -314,7 +304,7 @@ func (d *Device) Read(ctx context.Context, names ...string) ([]mr.Value, error) 
 		}
 	}
 	for _, n := range names {
-		i, err := ParsePCRName(n)
+		i, err := tpmverify.ParsePCRName(n)
 		if err != nil {
 			return nil, err
 		}

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // DefaultDevice is the TPM opened when the spec names none: the kernel's
@@ -26,6 +24,10 @@ const DefaultTimeout = 30 * time.Second
 // maxResponse is the largest TPM response accepted (TPM responses are a few
 // KiB; the PC Client profile's maximum buffer is 4 KiB).
 const maxResponse = 1 << 16
+
+// ErrNeedsLinux: a TPM device node is opened through the Linux driver only;
+// on another system use a simulator at tcp://HOST:PORT or unix:PATH.
+var ErrNeedsLinux = errors.New("a TPM device node needs Linux (a simulator at tcp://HOST:PORT or unix:PATH works anywhere)")
 
 // ErrTimeout is returned (wrapped, together with os.ErrDeadlineExceeded or
 // context.DeadlineExceeded) when the TPM does not answer a command in time.
@@ -102,17 +104,11 @@ func dial(ctx context.Context, spec string, timeout time.Duration) (*conn, error
 		if fi.Mode()&os.ModeDevice == 0 {
 			return nil, fmt.Errorf("tpm: %s is not a device (mode %v); for a simulator use tcp://HOST:PORT or unix:PATH", spec, fi.Mode())
 		}
-		// Open the device blocking, outside Go's poller: os.OpenFile would
-		// set O_NONBLOCK on a character device, and then the TPM driver
-		// runs the command asynchronously and read() returns 0 bytes while
-		// the answer is not ready, which Go takes for end of file (seen on
-		// a real kernel under QEMU: reads failed at random). Timeouts then
-		// come from sendAbandon, as the file has no deadlines.
-		fd, err := unix.Open(spec, unix.O_RDWR|unix.O_CLOEXEC, 0)
+		f, err := openDeviceNode(spec)
 		if err != nil {
 			return nil, fmt.Errorf("tpm: %s: %w", spec, err)
 		}
-		c.s = os.NewFile(uintptr(fd), spec)
+		c.s = f
 		c.deadlineOK = false
 	}
 	return c, nil

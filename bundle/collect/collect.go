@@ -16,12 +16,12 @@ import (
 	"os"
 	"syscall"
 
-	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 	"github.com/ccmr-dev/ccmr/vmr"
 )
 
@@ -128,7 +128,7 @@ func Bundle(ctx context.Context, dev mr.Device, store *vmr.Store, nonce []byte, 
 	b := bundle.New(ev, logs, virt)
 	for i, q := range ev.TPMQuotes {
 		// Only for tpm2_checkquote -f; left out if it cannot be made.
-		b.Evidence.TPMQuotes[i].PCRFile, _ = tpm.MarshalPCRFile(q)
+		b.Evidence.TPMQuotes[i].PCRFile, _ = tpmverify.MarshalPCRFile(q)
 	}
 	for _, f := range files {
 		b.OnClose(f)

@@ -25,15 +25,14 @@ import (
 	sevabi "github.com/google/go-sev-guest/abi"
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/ccmr-dev/ccmr/backend/snp"
-	"github.com/ccmr-dev/ccmr/backend/tdx"
-	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/logfile"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier/azure"
+	"github.com/ccmr-dev/ccmr/verifier/cvmreport"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
+	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 )
 
 // Part names, as `ccmr evidence import` spells its flags.
@@ -198,21 +197,21 @@ func buildTPM(b *bundle.Bundle, p *Parts) error {
 	for i := range p.TPMQuotes {
 		tq := &p.TPMQuotes[i]
 		attest := UnwrapAttest(tq.Attest.Data)
-		info, err := tpm.ParseQuoteInfo(attest)
+		info, err := tpmverify.ParseQuoteInfo(attest)
 		if err != nil {
 			return partErr(PartTPMQuote, &tq.Attest, "not a TPMS_ATTEST quote: %w", err)
 		}
-		if _, err := tpm.ParseSignature(tq.Signature.Data); err != nil {
+		if _, err := tpmverify.ParseSignature(tq.Signature.Data); err != nil {
 			return partErr(PartTPMSig, &tq.Signature, "not a TPMT_SIGNATURE: %w", err)
 		}
 		if tq.PCRs == nil {
 			return partErr(PartTPMQuote, &tq.Attest, "%w: no %s for this quote: the quoted PCR values are needed to check its PCR digest (an event log replay alone proves nothing)", ErrMissing, PartTPMPCRs)
 		}
-		if _, err := tpm.ParsePCRFile(tq.PCRs.Data); err != nil {
+		if _, err := tpmverify.ParsePCRFile(tq.PCRs.Data); err != nil {
 			return partErr(PartTPMPCRs, tq.PCRs, "not a serialized PCR file: %w", err)
 		}
-		q, err := tpm.NewQuote(attest, tq.Signature.Data, tq.PCRs.Data)
-		if errors.Is(err, tpm.ErrPCRMismatch) {
+		q, err := tpmverify.NewQuote(attest, tq.Signature.Data, tq.PCRs.Data)
+		if errors.Is(err, tpmverify.ErrPCRMismatch) {
 			return partErr(PartTPMPCRs, tq.PCRs, "%w: %w", mr.ErrMalformed, err)
 		}
 		if err != nil {
@@ -230,7 +229,7 @@ func buildTPM(b *bundle.Bundle, p *Parts) error {
 		} else if !bytes.Equal(nonce, info.ExtraData) {
 			return partErr(PartTPMQuote, &tq.Attest, "%w: qualifying data %x differs from the first quote's %x", mr.ErrMalformed, info.ExtraData, nonce)
 		}
-		pf, _ := tpm.MarshalPCRFile(q)
+		pf, _ := tpmverify.MarshalPCRFile(q)
 		pcrs := map[string]string{}
 		for k, v := range q.PCRs {
 			pcrs[fmt.Sprint(k)] = hex.EncodeToString(v)
@@ -279,7 +278,7 @@ func buildTPM(b *bundle.Bundle, p *Parts) error {
 		if err != nil {
 			return partErr(PartHCL, p.AzureHCLReport, "no %s given and %w", PartAK, err)
 		}
-		pemb, err := tpm.MarshalAKPublic(k)
+		pemb, err := tpmverify.MarshalAKPublic(k)
 		if err != nil {
 			return partErr(PartHCL, p.AzureHCLReport, "%w: HCLAkPub: %v", mr.ErrMalformed, err)
 		}
@@ -290,7 +289,7 @@ func buildTPM(b *bundle.Bundle, p *Parts) error {
 	if err != nil {
 		return partErr(PartAK, p.AK, "%w", err)
 	}
-	pemb, err := tpm.MarshalAKPublic(k)
+	pemb, err := tpmverify.MarshalAKPublic(k)
 	if err != nil {
 		return partErr(PartAK, p.AK, "%w: %v", mr.ErrUnsupported, err)
 	}
@@ -319,7 +318,7 @@ func buildTDX(b *bundle.Bundle, p *Parts) error {
 		return &PartError{Part: PartVCEK, Err: fmt.Errorf("%w: a VCEK/VLEK goes with an SNP report", mr.ErrUnsupported)}
 	}
 	b.Evidence.Report = p.TDXQuote.Data
-	if err := nonceFromReportData(b, p, q.Body.ReportData, tdx.ReportData, "the quote's REPORTDATA"); err != nil {
+	if err := nonceFromReportData(b, p, q.Body.ReportData, cvmreport.ReportData, "the quote's REPORTDATA"); err != nil {
 		return err
 	}
 	return collateral(b, p)
@@ -341,7 +340,7 @@ func buildSNP(b *bundle.Bundle, p *Parts) error {
 	}
 	var rd [64]byte
 	copy(rd[:], pr.GetReportData())
-	return nonceFromReportData(b, p, rd, snp.ReportData, "the report's REPORT_DATA")
+	return nonceFromReportData(b, p, rd, cvmreport.ReportData, "the report's REPORT_DATA")
 }
 
 func nonceFromReportData(b *bundle.Bundle, p *Parts, rd [64]byte, bind func([]byte) [64]byte, what string) error {
@@ -388,7 +387,7 @@ func buildLog(l *Log) (bundle.Log, error) {
 
 // sameSelection checks that the PCR values given are exactly the PCRs the
 // quote covers.
-func sameSelection(info *tpm.QuoteInfo, q mr.TPMQuote) error {
+func sameSelection(info *tpmverify.QuoteInfo, q mr.TPMQuote) error {
 	var want []int
 	for _, s := range info.Selection {
 		want = append(want, s.PCRs...)
@@ -418,7 +417,7 @@ func UnwrapAttest(b []byte) []byte {
 // TPM2B_PUBLIC (tpm2_createak -u) or a bare TPMT_PUBLIC.
 func ParseAK(b []byte) (crypto.PublicKey, error) {
 	if bytes.Contains(b, []byte("-----BEGIN")) {
-		k, err := tpm.ParseAKPublic(b)
+		k, err := tpmverify.ParseAKPublic(b)
 		if err != nil {
 			return nil, fmt.Errorf("not a PEM public key: %w", err)
 		}

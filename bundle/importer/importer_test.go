@@ -8,16 +8,16 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 )
 
 // The tpm2-tools vectors of backend/tpm (made with tpm2_quote on swtpm, see
 // its testdata/README.md) build a bundle whose quote verifies with the AK.
 func vec(t testing.TB, name string) File {
 	t.Helper()
-	p := filepath.Join("..", "..", "backend", "tpm", "testdata", "tpm2-tools", name)
+	p := filepath.Join("..", "..", "verifier", "tpmverify", "testdata", "tpm2-tools", name)
 	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
@@ -39,12 +39,12 @@ func TestBuildTPMVectors(t *testing.T) {
 		q := b.Evidence.TPMQuotes[0]
 		a, _ := mr.ParseAlg(q.Alg)
 		mq := mr.TPMQuote{Alg: a, Attest: q.Attest, Signature: q.Signature, PCRs: map[int][]byte{}}
-		vals, err := tpm.ParsePCRFile(pcrs.Data)
+		vals, err := tpmverify.ParsePCRFile(pcrs.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
 		mq.PCRs = vals[a]
-		if err := tpm.VerifyQuotePEM([]byte(b.Evidence.PublicKey), mq, b.Nonce); err != nil {
+		if err := tpmverify.VerifyQuotePEM([]byte(b.Evidence.PublicKey), mq, b.Nonce); err != nil {
 			t.Fatalf("%s: the imported quote does not verify: %v", k, err)
 		}
 	}

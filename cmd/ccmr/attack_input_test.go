@@ -1,3 +1,8 @@
+//go:build unix
+
+// Hostile inputs (fifos, endless streams, memory peaks through rusage):
+// Unix process semantics.
+
 package main
 
 import (

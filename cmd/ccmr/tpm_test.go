@@ -1,9 +1,14 @@
+//go:build linux
+
+// The TPM commands against swtpm: a device test, and swtpm and its test
+// helper (internal/swtpmtest, which stops the process with SIGSTOP) are
+// Linux only.
+
 package main
 
 import (
 	"archive/zip"
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -27,18 +32,6 @@ import (
 	"github.com/ccmr-dev/ccmr/internal/imatest"
 	"github.com/ccmr-dev/ccmr/internal/swtpmtest"
 )
-
-// ccmrRun runs the CLI in-process and returns stdout, stderr and the exit code.
-func ccmrRun(t *testing.T, env map[string]string, args ...string) (string, string, int) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := run(context.Background(), args, env2(&out, &errb, env))
-	return out.String(), errb.String(), code
-}
-
-func env2(out, errb *bytes.Buffer, vars map[string]string) env {
-	return env{stdin: strings.NewReader(""), stdout: out, stderr: errb, getenv: func(k string) string { return vars[k] }}
-}
 
 // pcrreadValues runs tpm2_pcrread on the swtpm and returns "bank:index HEX" lines.
 func pcrreadValues(t *testing.T, tp *swtpmtest.TPM, sel string) []string {

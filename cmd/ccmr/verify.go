@@ -14,13 +14,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ccmr-dev/ccmr/backend/sim"
-	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier"
+	"github.com/ccmr-dev/ccmr/verifier/simverify"
 	"github.com/ccmr-dev/ccmr/verifier/snpverify"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
+	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 )
 
 func newVerifyCmd(g *globals) *cobra.Command {
@@ -88,7 +88,7 @@ func newVerifyCmd(g *globals) *cobra.Command {
 				}
 				// A file that holds no key would pin nothing: refuse it
 				// rather than verify without the pin the caller meant.
-				if err := onePEMKey(pem, tpm.ParseAKPublic); err != nil {
+				if err := onePEMKey(pem, tpmverify.ParseAKPublic); err != nil {
 					return usageError("--trust-ak %s: %v", k, err)
 				}
 				opts.TrustedKeys = append(opts.TrustedKeys, pem)
@@ -98,7 +98,7 @@ func newVerifyCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return &exitError{code: exitUsage, err: err}
 				}
-				if err := onePEMKey(pem, func(b []byte) (any, error) { return sim.ParsePublicKey(b) }); err != nil {
+				if err := onePEMKey(pem, func(b []byte) (any, error) { return simverify.ParsePublicKey(b) }); err != nil {
 					return usageError("--trust-sim-key %s: %v", k, err)
 				}
 				opts.SimKeys = append(opts.SimKeys, pem)

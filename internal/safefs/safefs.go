@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 )
 
 // ErrUnsafe marks a folder or file that others could have planted or can
@@ -64,13 +63,13 @@ func CheckDir(dir string) error {
 		if err != nil {
 			return err
 		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
+		stUID, ok := owner(fi)
 		if !ok {
 			return fmt.Errorf("%s: no owner information: %w", next, ErrUnsafe)
 		}
 		if fi.Mode()&fs.ModeSymlink != 0 {
-			if st.Uid != 0 && int(st.Uid) != uid {
-				return fmt.Errorf("%s (on the way to %s) is a symbolic link of uid %d, neither root's nor this user's (uid %d): %w", next, dir, st.Uid, uid, ErrUnsafe)
+			if stUID != 0 && int(stUID) != uid {
+				return fmt.Errorf("%s (on the way to %s) is a symbolic link of uid %d, neither root's nor this user's (uid %d): %w", next, dir, stUID, uid, ErrUnsafe)
 			}
 			links++
 			if links > 40 {
@@ -87,9 +86,9 @@ func CheckDir(dir string) error {
 			continue
 		}
 		if !more(rest) {
-			return checkFolder(next, fi, st, uid)
+			return checkFolder(next, fi, stUID, uid)
 		}
-		if err := checkAncestorInfo(next, dir, fi, st, uid); err != nil {
+		if err := checkAncestorInfo(next, dir, fi, stUID, uid); err != nil {
 			return err
 		}
 		cur = next
@@ -100,11 +99,11 @@ func CheckDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
+	stUID, ok := owner(fi)
 	if !ok {
 		return fmt.Errorf("%s: no owner information: %w", cur, ErrUnsafe)
 	}
-	return checkFolder(cur, fi, st, uid)
+	return checkFolder(cur, fi, stUID, uid)
 }
 
 // more reports whether rest names another component to walk into.
@@ -124,21 +123,21 @@ func checkAncestor(p, dir string, uid int) error {
 	if err != nil {
 		return err
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
+	stUID, ok := owner(fi)
 	if !ok {
 		return fmt.Errorf("%s: no owner information: %w", p, ErrUnsafe)
 	}
-	return checkAncestorInfo(p, dir, fi, st, uid)
+	return checkAncestorInfo(p, dir, fi, stUID, uid)
 }
 
 // checkAncestorInfo refuses a folder above dir that someone other than root
 // and the caller could rename entries in.
-func checkAncestorInfo(p, dir string, fi fs.FileInfo, st *syscall.Stat_t, uid int) error {
+func checkAncestorInfo(p, dir string, fi fs.FileInfo, owner uint32, uid int) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("%s (on the way to %s) is not a folder: %w", p, dir, ErrUnsafe)
 	}
-	if st.Uid != 0 && int(st.Uid) != uid {
-		return fmt.Errorf("%s (a folder above %s) belongs to uid %d, neither root nor this user (uid %d), who could move the folder away: %w", p, dir, st.Uid, uid, ErrUnsafe)
+	if owner != 0 && int(owner) != uid {
+		return fmt.Errorf("%s (a folder above %s) belongs to uid %d, neither root nor this user (uid %d), who could move the folder away: %w", p, dir, owner, uid, ErrUnsafe)
 	}
 	if m := fi.Mode(); m.Perm()&0o022 != 0 && m&fs.ModeSticky == 0 {
 		return fmt.Errorf("%s (a folder above %s) has mode %04o: group or others may write to it and move the folder away (chmod go-w it, or use another folder): %w", p, dir, m.Perm(), ErrUnsafe)
@@ -148,12 +147,12 @@ func checkAncestorInfo(p, dir string, fi fs.FileInfo, st *syscall.Stat_t, uid in
 
 // checkFolder is the check of the folder itself: the caller's, and writable
 // by nobody else.
-func checkFolder(dir string, fi fs.FileInfo, st *syscall.Stat_t, uid int) error {
+func checkFolder(dir string, fi fs.FileInfo, owner uint32, uid int) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("%s is not a folder: %w", dir, ErrUnsafe)
 	}
-	if int(st.Uid) != uid {
-		return fmt.Errorf("%s belongs to uid %d, not to this user (uid %d); use a folder of your own: %w", dir, st.Uid, uid, ErrUnsafe)
+	if int(owner) != uid {
+		return fmt.Errorf("%s belongs to uid %d, not to this user (uid %d); use a folder of your own: %w", dir, owner, uid, ErrUnsafe)
 	}
 	if m := fi.Mode().Perm(); m&0o022 != 0 {
 		return fmt.Errorf("%s has mode %04o: group or others may write to it (chmod go-w it): %w", dir, m, ErrUnsafe)
@@ -164,11 +163,18 @@ func checkFolder(dir string, fi fs.FileInfo, st *syscall.Stat_t, uid int) error 
 // OpenFile is os.OpenFile that refuses to follow a symbolic link at name
 // and refuses anything but a regular file.
 func OpenFile(name string, flag int, perm os.FileMode) (*os.File, error) {
-	f, err := os.OpenFile(name, flag|syscall.O_NOFOLLOW, perm)
+	if err := refuseLink(name); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(name, flag|oNoFollow, perm)
 	if err != nil {
-		if errors.Is(err, syscall.ELOOP) {
-			return nil, fmt.Errorf("%s is a symbolic link, refused: %w", name, ErrUnsafe)
+		if isLoop(err) {
+			return nil, errLink(name)
 		}
+		return nil, err
+	}
+	if err := noFollowCheck(name, f); err != nil {
+		f.Close()
 		return nil, err
 	}
 	fi, err := f.Stat()
@@ -181,6 +187,11 @@ func OpenFile(name string, flag int, perm os.FileMode) (*os.File, error) {
 		return nil, fmt.Errorf("%s is not a regular file (%v): %w", name, fi.Mode().Type(), ErrUnsafe)
 	}
 	return f, nil
+}
+
+// errLink is the refusal of a symbolic link at name.
+func errLink(name string) error {
+	return fmt.Errorf("%s is a symbolic link, refused: %w", name, ErrUnsafe)
 }
 
 // Open opens name for reading like OpenFile.
@@ -204,7 +215,7 @@ func CreateTemp(name string, perm os.FileMode) (*os.File, error) {
 	if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, perm)
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|oNoFollow, perm)
 	if err != nil {
 		return nil, err
 	}

@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/internal/corpus"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 )
 
 func corpusFile(t testing.TB, rel string) []byte {
@@ -23,7 +23,7 @@ func corpusFile(t testing.TB, rel string) []byte {
 func TestAzureSNPChain(t *testing.T) {
 	hcl := corpusFile(t, "trustee/az-snp-vtpm/hcl-report.bin")
 	vcek := corpusFile(t, "trustee/az-snp-vtpm/vcek.pem")
-	ak, err := tpm.ParseAKPublic(corpusFile(t, "trustee/az-snp-vtpm/hcl-akpub.pem"))
+	ak, err := tpmverify.ParseAKPublic(corpusFile(t, "trustee/az-snp-vtpm/hcl-akpub.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestAzureSNPChain(t *testing.T) {
 		t.Fatalf("changed SNP report: %v", err)
 	}
 	// Another AK: named.
-	other, _ := tpm.ParseAKPublic(corpusFile(t, "keylime/akpub.pem"))
+	other, _ := tpmverify.ParseAKPublic(corpusFile(t, "keylime/akpub.pem"))
 	if _, err := Verify(hcl, other, Options{Certificates: [][]byte{vcek}}); !errors.Is(err, ErrAKMismatch) {
 		t.Fatalf("other AK: %v", err)
 	}
@@ -76,7 +76,7 @@ func TestAzureSNPChain(t *testing.T) {
 func TestAzureTDXChain(t *testing.T) {
 	hcl := corpusFile(t, "trustee/az-tdx-vtpm/hcl-report.bin")
 	q := corpusFile(t, "trustee/az-tdx-vtpm/td-quote.bin")
-	ak, err := tpm.ParseAKPublic(corpusFile(t, "trustee/az-tdx-vtpm/hcl-akpub.pem"))
+	ak, err := tpmverify.ParseAKPublic(corpusFile(t, "trustee/az-tdx-vtpm/hcl-akpub.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestAzureTDXChain(t *testing.T) {
 func BenchmarkVerifySNPChain(b *testing.B) {
 	hcl := corpusFile(b, "trustee/az-snp-vtpm/hcl-report.bin")
 	vcek := corpusFile(b, "trustee/az-snp-vtpm/vcek.pem")
-	ak, err := tpm.ParseAKPublic(corpusFile(b, "trustee/az-snp-vtpm/hcl-akpub.pem"))
+	ak, err := tpmverify.ParseAKPublic(corpusFile(b, "trustee/az-snp-vtpm/hcl-akpub.pem"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -37,8 +37,8 @@ import (
 	sevverify "github.com/google/go-sev-guest/verify"
 	"github.com/google/go-sev-guest/verify/trust"
 
-	"github.com/ccmr-dev/ccmr/backend/snp"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/cvmreport"
 )
 
 // Check names, as CheckError.Check carries them.
@@ -238,7 +238,7 @@ func Verify(report []byte, certs [][]byte, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	regs, err := snp.ReportRegisters(raw)
+	regs, err := cvmreport.SNPReportRegisters(raw)
 	if err != nil {
 		return nil, err
 	}

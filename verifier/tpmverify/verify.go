@@ -1,4 +1,9 @@
-package tpm
+// Package tpmverify checks TPM 2.0 quotes without a TPM: TPMS_ATTEST and
+// TPMT_SIGNATURE parsing (through go-tpm's tpm2.Unmarshal, held to the
+// canonical encoding), AK public keys, the PCR digest, and the serialized
+// PCR file of tpm2-tools. It touches no device, so the offline verifier
+// builds on every system; backend/tpm imports it, never the reverse.
+package tpmverify
 
 import (
 	"bytes"
@@ -13,7 +18,8 @@ import (
 	"math/big"
 	"sort"
 
-	"github.com/ccmr-dev/ccmr/internal/bytereader"
+	"github.com/google/go-tpm/tpm2"
+
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -65,43 +71,79 @@ type Signature struct {
 	R, S   *big.Int // ECDSA
 }
 
+// unmarshal decodes b as one T with go-tpm and refuses every input that is
+// not exactly the canonical encoding of what it decodes to: bytes after the
+// structure, and the encodings go-tpm tolerates (a size field cut short),
+// would otherwise pass unnoticed. what names the structure in errors.
+func unmarshal[T tpm2.Marshallable, P interface {
+	*T
+	tpm2.Unmarshallable
+}](b []byte, what string) (*T, error) {
+	v, err := tpm2.Unmarshal[T, P](b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s of %d bytes: %v", mr.ErrMalformed, what, len(b), err)
+	}
+	re := tpm2.Marshal(*v)
+	switch {
+	case len(re) < len(b) && bytes.Equal(re, b[:len(re)]):
+		return nil, fmt.Errorf("%w: %s at byte %d: %d bytes after the end of the structure", mr.ErrMalformed, what, len(re), len(b)-len(re))
+	case !bytes.Equal(re, b):
+		n := 0
+		for n < len(re) && n < len(b) && re[n] == b[n] {
+			n++
+		}
+		return nil, fmt.Errorf("%w: %s at byte %d: not the canonical encoding of a %s (%d bytes, it re-encodes to %d)", mr.ErrMalformed, what, n, what, len(b), len(re))
+	}
+	return v, nil
+}
+
 // ParseQuoteInfo parses a marshalled TPMS_ATTEST (what tpm2_quote -m writes)
 // and checks that it is a TPM-generated quote.
 func ParseQuoteInfo(attest []byte) (*QuoteInfo, error) {
-	r := bytereader.New(attest, "TPMS_ATTEST", binary.BigEndian)
-	var q QuoteInfo
-	if m := r.U32("magic"); r.Err() == nil && m != tpmGenerated {
-		r.FailAt(r.Off()-4, "magic 0x%08x is not TPM_GENERATED_VALUE", m)
+	// The magic and the type come first: checked before go-tpm decodes the
+	// rest, so that an error names them rather than what follows.
+	if len(attest) >= 4 {
+		if m := binary.BigEndian.Uint32(attest); m != tpmGenerated {
+			return nil, fmt.Errorf("%w: TPMS_ATTEST at byte 0: magic 0x%08x is not TPM_GENERATED_VALUE", mr.ErrMalformed, m)
+		}
 	}
-	if t := r.U16("type"); r.Err() == nil && t != tpmSTAttestQuote {
-		r.FailAt(r.Off()-2, "type 0x%04x is not TPM_ST_ATTEST_QUOTE", t)
+	if len(attest) >= 6 {
+		if t := binary.BigEndian.Uint16(attest[4:]); t != tpmSTAttestQuote {
+			return nil, fmt.Errorf("%w: TPMS_ATTEST at byte 4: type 0x%04x is not TPM_ST_ATTEST_QUOTE", mr.ErrMalformed, t)
+		}
 	}
-	q.QualifiedSigner = r.Sized16("qualifiedSigner")
-	q.ExtraData = r.Sized16("extraData")
-	q.Clock = r.U64("clock")
-	q.ResetCount = r.U32("resetCount")
-	q.RestartCount = r.U32("restartCount")
-	q.Safe = r.U8("safe") != 0
-	q.FirmwareVersion = r.U64("firmwareVersion")
-	n := r.U32("pcrSelect count")
-	if r.Err() == nil && n > 16 {
-		r.FailAt(r.Off()-4, "%d PCR selections (at most 16)", n)
+	a, err := unmarshal[tpm2.TPMSAttest](attest, "TPMS_ATTEST")
+	if err != nil {
+		return nil, err
 	}
-	for i := 0; r.Err() == nil && i < int(n); i++ {
-		a := mr.Alg(r.U16("pcrSelect hash"))
-		sel := r.Take(int(r.U8("sizeofSelect")), "pcrSelect")
-		s := PCRSelection{Alg: a}
-		for j := 0; j < 8*len(sel); j++ {
-			if sel[j/8]&(1<<(j%8)) != 0 {
+	qi, err := a.Attested.Quote()
+	if err != nil || a.Magic != tpmGenerated || a.Type != tpm2.TPMSTAttestQuote {
+		return nil, fmt.Errorf("%w: TPMS_ATTEST is not a TPM-generated quote", mr.ErrMalformed)
+	}
+	sels := qi.PCRSelect.PCRSelections
+	if len(sels) > 16 {
+		// Offset of the count: magic, type, two TPM2Bs, clock info, firmware.
+		off := 4 + 2 + 2 + len(a.QualifiedSigner.Buffer) + 2 + len(a.ExtraData.Buffer) + 17 + 8
+		return nil, fmt.Errorf("%w: TPMS_ATTEST at byte %d: %d PCR selections (at most 16)", mr.ErrMalformed, off, len(sels))
+	}
+	q := QuoteInfo{
+		QualifiedSigner: a.QualifiedSigner.Buffer,
+		ExtraData:       a.ExtraData.Buffer,
+		Clock:           a.ClockInfo.Clock,
+		ResetCount:      a.ClockInfo.ResetCount,
+		RestartCount:    a.ClockInfo.RestartCount,
+		Safe:            bool(a.ClockInfo.Safe),
+		FirmwareVersion: a.FirmwareVersion,
+		PCRDigest:       qi.PCRDigest.Buffer,
+	}
+	for _, sel := range sels {
+		s := PCRSelection{Alg: mr.Alg(sel.Hash)}
+		for j := 0; j < 8*len(sel.PCRSelect); j++ {
+			if sel.PCRSelect[j/8]&(1<<(j%8)) != 0 {
 				s.PCRs = append(s.PCRs, j)
 			}
 		}
 		q.Selection = append(q.Selection, s)
-	}
-	q.PCRDigest = r.Sized16("pcrDigest")
-	r.End()
-	if r.Err() != nil {
-		return nil, r.Err()
 	}
 	return &q, nil
 }
@@ -109,24 +151,42 @@ func ParseQuoteInfo(attest []byte) (*QuoteInfo, error) {
 // ParseSignature parses a marshalled TPMT_SIGNATURE (what tpm2_quote -s
 // writes) of scheme RSASSA, RSAPSS or ECDSA.
 func ParseSignature(sig []byte) (*Signature, error) {
-	r := bytereader.New(sig, "TPMT_SIGNATURE", binary.BigEndian)
-	var s Signature
-	s.Scheme = r.U16("sigAlg")
-	s.Hash = mr.Alg(r.U16("hash"))
-	switch s.Scheme {
-	case algRSASSA, algRSAPSS:
-		s.RSA = r.Sized16("signature")
-	case algECDSA:
-		s.R = new(big.Int).SetBytes(r.Sized16("signatureR"))
-		s.S = new(big.Int).SetBytes(r.Sized16("signatureS"))
-	default:
-		if r.Err() == nil {
-			return nil, fmt.Errorf("%w: TPMT_SIGNATURE scheme 0x%04x (want RSASSA, RSAPSS or ECDSA)", mr.ErrUnsupported, s.Scheme)
+	// The scheme is read first so that a signature of another scheme is
+	// reported as unsupported, not as malformed.
+	if len(sig) >= 4 {
+		switch sc := binary.BigEndian.Uint16(sig); sc {
+		case algRSASSA, algRSAPSS, algECDSA:
+		default:
+			return nil, fmt.Errorf("%w: TPMT_SIGNATURE scheme 0x%04x (want RSASSA, RSAPSS or ECDSA)", mr.ErrUnsupported, sc)
 		}
 	}
-	r.End()
-	if r.Err() != nil {
-		return nil, r.Err()
+	t, err := unmarshal[tpm2.TPMTSignature](sig, "TPMT_SIGNATURE")
+	if err != nil {
+		return nil, err
+	}
+	s := Signature{Scheme: uint16(t.SigAlg)}
+	switch s.Scheme {
+	case algRSASSA, algRSAPSS:
+		var r *tpm2.TPMSSignatureRSA
+		if s.Scheme == algRSASSA {
+			r, err = t.Signature.RSASSA()
+		} else {
+			r, err = t.Signature.RSAPSS()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: TPMT_SIGNATURE: %v", mr.ErrMalformed, err)
+		}
+		s.Hash, s.RSA = mr.Alg(r.Hash), r.Sig.Buffer
+	case algECDSA:
+		e, err := t.Signature.ECDSA()
+		if err != nil {
+			return nil, fmt.Errorf("%w: TPMT_SIGNATURE: %v", mr.ErrMalformed, err)
+		}
+		s.Hash = mr.Alg(e.Hash)
+		s.R = new(big.Int).SetBytes(e.SignatureR.Buffer)
+		s.S = new(big.Int).SetBytes(e.SignatureS.Buffer)
+	default: // a signature under 4 bytes that go-tpm still decoded (TPM_ALG_NULL)
+		return nil, fmt.Errorf("%w: TPMT_SIGNATURE scheme 0x%04x (want RSASSA, RSAPSS or ECDSA)", mr.ErrUnsupported, s.Scheme)
 	}
 	if s.Hash.Hash() == 0 {
 		return nil, fmt.Errorf("%w: TPMT_SIGNATURE hash %v", mr.ErrUnsupported, s.Hash)
@@ -152,7 +212,7 @@ func ParseAKPublic(pemBytes []byte) (crypto.PublicKey, error) {
 func MarshalAKPublic(k crypto.PublicKey) ([]byte, error) {
 	der, err := x509.MarshalPKIXPublicKey(k)
 	if err != nil {
-		return nil, fmt.Errorf("tpm: AK public key: %w", err)
+		return nil, fmt.Errorf("tpmverify: AK public key: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }

@@ -1,4 +1,4 @@
-package tpm
+package tpmverify
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package tpm_test
+package tpmverify_test
 
 import (
 	"bytes"
@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 )
 
 // Vectors made by tpm2-tools against swtpm (testdata/tpm2-tools/README.md);
@@ -49,7 +49,7 @@ func TestVectors(t *testing.T) {
 		n       int
 	}{{"ecc-sha256", "ecc-ak.pem", mr.SHA256, 24}, {"rsa-sha1", "rsa-ak.pem", mr.SHA1, 8}} {
 		t.Run(c.set, func(t *testing.T) {
-			q, err := tpm.NewQuote(vec(t, c.set+".attest"), vec(t, c.set+".sig"), vec(t, c.set+".pcrs"))
+			q, err := tpmverify.NewQuote(vec(t, c.set+".attest"), vec(t, c.set+".sig"), vec(t, c.set+".pcrs"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -62,14 +62,14 @@ func TestVectors(t *testing.T) {
 				}
 			}
 			ak := vec(t, c.ak)
-			if err := tpm.VerifyQuotePEM(ak, q, vectorNonce); err != nil {
+			if err := tpmverify.VerifyQuotePEM(ak, q, vectorNonce); err != nil {
 				t.Fatalf("VerifyQuote: %v", err)
 			}
-			if err := tpm.VerifyQuotePEM(ak, q, vectorNonce[:7]); !errors.Is(err, tpm.ErrNonceMismatch) {
+			if err := tpmverify.VerifyQuotePEM(ak, q, vectorNonce[:7]); !errors.Is(err, tpmverify.ErrNonceMismatch) {
 				t.Errorf("short nonce: %v", err)
 			}
 			// Round trip of the PCR file: our writer gives tpm2_quote's bytes.
-			pf, err := tpm.MarshalPCRFile(q)
+			pf, err := tpmverify.MarshalPCRFile(q)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,13 +81,13 @@ func TestVectors(t *testing.T) {
 			if c.ak == "rsa-ak.pem" {
 				other = vec(t, "ecc-ak.pem")
 			}
-			if err := tpm.VerifyQuotePEM(other, q, vectorNonce); !errors.Is(err, tpm.ErrBadSignature) {
+			if err := tpmverify.VerifyQuotePEM(other, q, vectorNonce); !errors.Is(err, tpmverify.ErrBadSignature) {
 				t.Errorf("other AK: %v", err)
 			}
 			bad := q
 			bad.Attest = append([]byte(nil), q.Attest...)
 			bad.Attest[len(bad.Attest)-1] ^= 1
-			if err := tpm.VerifyQuotePEM(ak, bad, vectorNonce); !errors.Is(err, tpm.ErrBadSignature) {
+			if err := tpmverify.VerifyQuotePEM(ak, bad, vectorNonce); !errors.Is(err, tpmverify.ErrBadSignature) {
 				t.Errorf("changed attest: %v", err)
 			}
 			bad = q
@@ -96,7 +96,7 @@ func TestVectors(t *testing.T) {
 				bad.PCRs[i] = v
 			}
 			delete(bad.PCRs, 3)
-			if err := tpm.VerifyQuotePEM(ak, bad, vectorNonce); !errors.Is(err, tpm.ErrPCRMismatch) {
+			if err := tpmverify.VerifyQuotePEM(ak, bad, vectorNonce); !errors.Is(err, tpmverify.ErrPCRMismatch) {
 				t.Errorf("missing PCR: %v", err)
 			}
 			bad.PCRs[3] = q.PCRs[3]
@@ -105,7 +105,7 @@ func TestVectors(t *testing.T) {
 			} else {
 				bad.Alg = mr.SHA1 // values claimed for a bank the quote does not cover
 			}
-			if err := tpm.VerifyQuotePEM(ak, bad, vectorNonce); !errors.Is(err, tpm.ErrPCRMismatch) {
+			if err := tpmverify.VerifyQuotePEM(ak, bad, vectorNonce); !errors.Is(err, tpmverify.ErrPCRMismatch) {
 				t.Errorf("claim outside the quote: %v", err)
 			}
 		})
@@ -114,21 +114,21 @@ func TestVectors(t *testing.T) {
 
 func TestVectorTwoBanks(t *testing.T) {
 	attest, sig := vec(t, "rsa-twobank.attest"), vec(t, "rsa-twobank.sig")
-	ak, err := tpm.ParseAKPublic(vec(t, "rsa-ak.pem"))
+	ak, err := tpmverify.ParseAKPublic(vec(t, "rsa-ak.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tpm.VerifySignature(ak, attest, sig); err != nil {
+	if err := tpmverify.VerifySignature(ak, attest, sig); err != nil {
 		t.Fatal(err)
 	}
-	info, err := tpm.ParseQuoteInfo(attest)
+	info, err := tpmverify.ParseQuoteInfo(attest)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(info.ExtraData, vectorNonce) || len(info.Selection) != 2 {
 		t.Fatalf("quote info: %+v", info)
 	}
-	vals, err := tpm.ParsePCRFile(vec(t, "rsa-twobank.pcrs"))
+	vals, err := tpmverify.ParsePCRFile(vec(t, "rsa-twobank.pcrs"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,14 +139,14 @@ func TestVectorTwoBanks(t *testing.T) {
 			}
 		}
 	}
-	d, err := tpm.PCRDigest(mr.SHA256, info.Selection, vals)
+	d, err := tpmverify.PCRDigest(mr.SHA256, info.Selection, vals)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(d, info.PCRDigest) {
 		t.Errorf("PCR digest %x, quote has %x", d, info.PCRDigest)
 	}
-	pf, err := tpm.MarshalPCRValues(vals)
+	pf, err := tpmverify.MarshalPCRValues(vals)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,31 +158,31 @@ func TestVectorTwoBanks(t *testing.T) {
 func TestParseErrors(t *testing.T) {
 	attest := vec(t, "ecc-sha256.attest")
 	for n := 0; n < len(attest); n++ {
-		if _, err := tpm.ParseQuoteInfo(attest[:n]); !errors.Is(err, mr.ErrMalformed) {
+		if _, err := tpmverify.ParseQuoteInfo(attest[:n]); !errors.Is(err, mr.ErrMalformed) {
 			t.Fatalf("attest cut at %d: %v", n, err)
 		}
 	}
-	if _, err := tpm.ParseQuoteInfo(append(attest, 0)); !errors.Is(err, mr.ErrMalformed) {
+	if _, err := tpmverify.ParseQuoteInfo(append(attest, 0)); !errors.Is(err, mr.ErrMalformed) {
 		t.Errorf("trailing byte: %v", err)
 	}
 	m := append([]byte(nil), attest...)
 	m[0] = 0
-	if _, err := tpm.ParseQuoteInfo(m); !errors.Is(err, mr.ErrMalformed) {
+	if _, err := tpmverify.ParseQuoteInfo(m); !errors.Is(err, mr.ErrMalformed) {
 		t.Errorf("bad magic: %v", err)
 	}
 	sig := vec(t, "ecc-sha256.sig")
 	for n := 0; n < len(sig); n++ {
-		if _, err := tpm.ParseSignature(sig[:n]); err == nil {
+		if _, err := tpmverify.ParseSignature(sig[:n]); err == nil {
 			t.Fatalf("signature cut at %d parses", n)
 		}
 	}
 	pcrs := vec(t, "ecc-sha256.pcrs")
 	for _, n := range []int{0, 10, 135, 136, 137, len(pcrs) - 1} {
-		if _, err := tpm.ParsePCRFile(pcrs[:n]); !errors.Is(err, mr.ErrMalformed) {
+		if _, err := tpmverify.ParsePCRFile(pcrs[:n]); !errors.Is(err, mr.ErrMalformed) {
 			t.Errorf("PCR file cut at %d: %v", n, err)
 		}
 	}
-	if _, err := tpm.ParseAKPublic([]byte("nope")); !errors.Is(err, mr.ErrMalformed) {
+	if _, err := tpmverify.ParseAKPublic([]byte("nope")); !errors.Is(err, mr.ErrMalformed) {
 		t.Errorf("bad PEM: %v", err)
 	}
 }
@@ -204,7 +204,7 @@ func seeds(f *testing.F, suffix string) {
 func FuzzParseQuoteInfo(f *testing.F) {
 	seeds(f, ".attest")
 	f.Fuzz(func(t *testing.T, b []byte) {
-		q, err := tpm.ParseQuoteInfo(b)
+		q, err := tpmverify.ParseQuoteInfo(b)
 		if err == nil && q == nil {
 			t.Fatal("nil without error")
 		}
@@ -214,7 +214,7 @@ func FuzzParseQuoteInfo(f *testing.F) {
 func FuzzParseSignature(f *testing.F) {
 	seeds(f, ".sig")
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, err := tpm.ParseSignature(b)
+		s, err := tpmverify.ParseSignature(b)
 		if err == nil && s == nil {
 			t.Fatal("nil without error")
 		}
@@ -224,16 +224,16 @@ func FuzzParseSignature(f *testing.F) {
 func FuzzParsePCRFile(f *testing.F) {
 	seeds(f, ".pcrs")
 	f.Fuzz(func(t *testing.T, b []byte) {
-		v, err := tpm.ParsePCRFile(b)
+		v, err := tpmverify.ParsePCRFile(b)
 		if err != nil {
 			return
 		}
 		// What parses marshals and parses back to the same values.
-		out, err := tpm.MarshalPCRValues(v)
+		out, err := tpmverify.MarshalPCRValues(v)
 		if err != nil {
 			return // e.g. a bank of an unknown algorithm
 		}
-		v2, err := tpm.ParsePCRFile(out)
+		v2, err := tpmverify.ParsePCRFile(out)
 		if err != nil {
 			t.Fatalf("re-parse: %v", err)
 		}
@@ -252,12 +252,12 @@ func FuzzVerifyQuote(f *testing.F) {
 	f.Add(vec(f, "rsa-sha1.attest"), vec(f, "rsa-sha1.sig"), vec(f, "rsa-sha1.pcrs"))
 	eccAK, rsaAK := vec(f, "ecc-ak.pem"), vec(f, "rsa-ak.pem")
 	f.Fuzz(func(t *testing.T, attest, sig, pcrs []byte) {
-		q, err := tpm.NewQuote(attest, sig, pcrs)
+		q, err := tpmverify.NewQuote(attest, sig, pcrs)
 		if err != nil {
 			return
 		}
 		for _, ak := range [][]byte{eccAK, rsaAK} {
-			tpm.VerifyQuotePEM(ak, q, vectorNonce)
+			tpmverify.VerifyQuotePEM(ak, q, vectorNonce)
 		}
 	})
 }
