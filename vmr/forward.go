@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/internal/flock"
@@ -101,20 +99,6 @@ type listStat struct {
 // not move them; a change made after a stat taken listSettle after the last
 // one does.
 var listSettle = 2 * time.Second
-
-// statList returns the list's stat when it is a settled regular file.
-func statList(f *os.File, now time.Time) *listStat {
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil
-	}
-	ls := &listStat{Dev: uint64(st.Dev), Ino: uint64(st.Ino), Size: st.Size,
-		Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}
-	if now.UnixNano()-max(ls.Mtime, ls.Ctime) < int64(listSettle) {
-		return nil
-	}
-	return ls
-}
 
 // atEnd reports whether the list has no byte at off.
 func atEnd(f *os.File, off int64) bool {
