@@ -16,6 +16,7 @@ import (
 	"github.com/ccmr-dev/ccmr/backend/tpm"
 	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/internal/strictjson"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -117,6 +118,11 @@ type IMAState struct {
 	// PrefixState the SHA-256 state after them (RuntimeState.PrefixState).
 	Prefix      string `json:"prefix_sha256"`
 	PrefixState string `json:"prefix_state,omitempty"`
+	// PCRs are the PCRs the list's entries up to Offset name, ascending: a
+	// later tail lacks those entries, and its own bytes before the point
+	// are compared with nothing, so only the state can say which PCRs hold
+	// the list (a tail is refused when the evidence quotes one of them).
+	PCRs []int `json:"pcrs,omitempty"`
 }
 
 // imaPoint is where layer 3 starts.
@@ -225,6 +231,13 @@ func (m *MonitorState) validate() error {
 		if ms.IMA != nil {
 			if err := checkPrefixState(ms.IMA.PrefixState, ms.IMA.Offset, ms.IMA.Prefix); err != nil {
 				return fmt.Errorf("machine %q: ima: %v", name, err)
+			}
+		}
+		if ms.IMA != nil {
+			for i, p := range ms.IMA.PCRs {
+				if p < 0 || p > ima.MaxPCR || i > 0 && p <= ms.IMA.PCRs[i-1] {
+					return fmt.Errorf("machine %q: ima: pcrs must be PCR indexes (0-%d) in ascending order, each once", name, ima.MaxPCR)
+				}
 			}
 		}
 		if ms.IMA != nil && !validDigest(ms.IMA.Value) {
