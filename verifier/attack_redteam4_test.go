@@ -7,10 +7,13 @@ package verifier
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/bundle"
+	"github.com/ccmr-dev/ccmr/eventlog/dstack"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -101,5 +104,95 @@ func TestRedteam4_StateIMAPCRsStrict(t *testing.T) {
 	raw, _ := st.Marshal(nil)
 	if _, err := ParseState(raw, nil); err != nil {
 		t.Fatalf("a sound state does not load: %v", err)
+	}
+}
+
+// rt4SHA256Only is the e2e bundle quoted in the sha256 bank only (the
+// honest shape of `tpm2_quote -l sha256:...`).
+func rt4SHA256Only(t *testing.T, b *bundle.Bundle) {
+	var keep []bundle.TPMQuote
+	for _, q := range b.Evidence.TPMQuotes {
+		if q.Alg == "sha256" {
+			keep = append(keep, q)
+		}
+	}
+	b.Evidence.TPMQuotes = keep
+}
+
+// rt4FirmwareEvent is the e2e bundle (sha256 quote only) with one more
+// event on PCR 14, the runtime log's register, in its firmware log.
+func rt4FirmwareEvent(t *testing.T, data string) *bundle.Bundle {
+	b := readE2EBundle(t)
+	rt4SHA256Only(t, b)
+	i := logIndex(t, b, "tcg2")
+	b.Logs[i].Data = appendTCG2Event(bytes.Clone(b.Logs[i].Data), 14, 0xd, []byte(data+"\x00"))
+	return b
+}
+
+// A runtime log that resumes a monitor state is not replayed from its
+// start, so the firmware log's replay of its register, which a whole
+// verification compares with the runtime log's start, was compared with
+// nothing: a made-up event on PCR 14 (here EV_IPL "evil"; on TDX a dstack
+// compose-hash event on RTMR3 alike) was TRUSTED with the state, reported
+// as replaying "to the start of 1 runtime logs", and refused without it.
+// Rule: the state keeps the chain's proven start (RuntimeState.Start); a
+// resumed chain's firmware or dstack replay must give it, by events that
+// may start a runtime log (resumedStart).
+func TestRedteam4_ResumedChainFirmwareEventOnRuntimeRegister(t *testing.T) {
+	b, o := e2eTrustedTPM(t)
+	rt4SHA256Only(t, b)
+	state := emptyState()
+	o.Monitor = state
+	monMustTrust(t, b, o)
+	st := state.Machines[MachineID(b)].Runtime[0]
+	if st.Start == nil || !st.Start.Equal(mr.Zero(mr.SHA256)) {
+		t.Fatalf("the state keeps the runtime log's start as %v, want the reset value", st.Start)
+	}
+	full := o
+	full.Monitor = nil
+	monMustRefuse(t, rt4FirmwareEvent(t, "evil"), full, LayerLogs, "proves no runtime log's start")
+	monMustRefuse(t, rt4FirmwareEvent(t, "evil"), o, LayerLogs, "is no runtime log's start")
+	// An event shim makes there (EV_IPL MokList) starts a runtime log, but
+	// not at the start this boot's state proved.
+	monMustRefuse(t, rt4FirmwareEvent(t, "MokList"), o, LayerLogs, "another value than the start of its runtime log")
+	// The honest bundle still resumes.
+	b = readE2EBundle(t)
+	rt4SHA256Only(t, b)
+	monMustTrust(t, b, o)
+	// A state written before it kept the start cannot judge those events.
+	state.Machines[MachineID(b)].Runtime[0].Start = nil
+	monMustRefuse(t, rt4FirmwareEvent(t, "MokList"), o, LayerLogs, "keeps no start of its runtime log")
+}
+
+// The same on TDX with dstack: dstack's compose-hash event on RTMR3 (what
+// a relying party of a dstack app judges) rewritten with a self-consistent
+// digest was TRUSTED once a monitor state had verified the runtime log that
+// starts where dstack's log ends (TestAttack14 refuses it without a state).
+// Rule: resumedStart, as above.
+func TestRedteam4_ResumedChainForgedDstackComposeHash(t *testing.T) {
+	real := corpusFile(t, "dstack/simulator-eventlog.json")
+	quoted := dstackRTMR3(t, real)
+	runtime := bundle.Log{Format: "runtime", Register: "rtmr3", Alg: "sha384", Data: withInit(t, quoted, nil)}
+	state := emptyState()
+	b, o := dstackBundle(t, bundle.Log{Format: "dstack-json", Data: real}, runtime)
+	o.Monitor, o.Machine = state, "dstack-sim"
+	monMustTrust(t, b, o)
+
+	evs := dstackEvents(t)
+	for _, e := range evs {
+		if e["event"] == "compose-hash" {
+			payload := []byte(strings.Repeat("e", 64))
+			e["event_payload"] = hex.EncodeToString(payload)
+			e["digest"] = dstack.RuntimeDigest(dstack.RuntimeEventType, "compose-hash", payload).Hex()
+		}
+	}
+	forged, _ := dstackBundle(t, bundle.Log{Format: "dstack-json", Data: encodeEvents(t, evs)}, runtime)
+	monMustRefuse(t, forged, o, LayerLogs, "another value than the start of its runtime log")
+
+	// The honest bundle resumes, the dstack replay compared.
+	b, _ = dstackBundle(t, bundle.Log{Format: "dstack-json", Data: real}, runtime)
+	rep := monMustTrust(t, b, o)
+	if !strings.Contains(reportText(rep), "replays rtmr3 to the start of its runtime log the monitor state proved") {
+		t.Fatalf("the report does not say dstack's replay was compared:\n%s", reportText(rep))
 	}
 }

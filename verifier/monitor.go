@@ -100,6 +100,15 @@ type RuntimeState struct {
 	// index: the one its reader reports.)
 	Alg     string  `json:"alg"`
 	MRIndex *uint32 `json:"mr_index"`
+	// Start is the value the chain's first segment started at in this
+	// boot, proven when the state was first written (the register's reset
+	// value, or a firmware or dstack log's replay of it). A later bundle's
+	// firmware or dstack log must replay the register to it: the chain is
+	// resumed, not replayed from its start, so nothing else would judge
+	// that log's events on the register. Nil in a state written before it
+	// was kept: such a state cannot judge them, and a bundle whose logs
+	// have events there is refused.
+	Start *mr.Digest `json:"start,omitempty"`
 }
 
 // VirtualState is a virtual register's value and record count.
@@ -220,6 +229,9 @@ func (m *MonitorState) validate() error {
 				if !isSHA256Hex(a) {
 					return fmt.Errorf("machine %q: runtime %s: an archived segment's hash is no SHA-256", name, rs.Register)
 				}
+			}
+			if rs.Start != nil && (!validDigest(*rs.Start) || rs.Start.Alg != rs.Value.Alg) {
+				return fmt.Errorf("machine %q: runtime %s: the start is no digest of the value's algorithm", name, rs.Register)
 			}
 			if a, err := mr.ParseAlg(rs.Alg); err != nil || a.String() != rs.Alg || a != rs.Value.Alg || rs.MRIndex == nil {
 				return fmt.Errorf("machine %q: runtime %s: no MR index, or no digest algorithm (that of its value) for its entries (a state written before they were kept: start a new file)", name, rs.Register)
@@ -368,11 +380,11 @@ func (rs *RuntimeState) entryAlg() mr.Alg {
 	return a
 }
 
-func (ms *MachineState) setRuntime(reg string, init mr.Digest, off int64, value mr.Digest, virt []mr.Value, counts map[string]int, alg mr.Alg, mri uint32) {
+func (ms *MachineState) setRuntime(reg string, init mr.Digest, off int64, value mr.Digest, virt []mr.Value, counts map[string]int, alg mr.Alg, mri uint32, start *mr.Digest) {
 	if ms == nil {
 		return
 	}
-	rs := &RuntimeState{Register: reg, SegmentInit: init, Offset: off, Value: value, Alg: alg.String(), MRIndex: &mri}
+	rs := &RuntimeState{Register: reg, SegmentInit: init, Offset: off, Value: value, Alg: alg.String(), MRIndex: &mri, Start: start}
 	for _, v := range virt {
 		rs.Virtual = append(rs.Virtual, VirtualState{Name: v.Register.Name, Digest: v.Digest, Count: counts[v.Register.Name]})
 	}
