@@ -214,8 +214,13 @@ func (r *run) wholeIMAReader() *ima.Reader {
 }
 
 // wholeIMAPCRs counts the entries of the whole list by the PCR they name
-// (checkIMAEntries counts them from where a monitor state stopped).
+// (checkIMAEntries counts them from where a monitor state stopped). For a
+// tail it is tailIMAPCRs: the tail's bytes before the state's point are
+// compared with nothing, so they never say which PCRs hold the list.
 func (r *run) wholeIMAPCRs() map[int]int {
+	if r.imaLog.Offset != 0 {
+		return r.tailIMAPCRs()
+	}
 	if r.imaStart.entries == 0 {
 		return r.ima.perPCR
 	}
@@ -225,6 +230,41 @@ func (r *run) wholeIMAPCRs() map[int]int {
 		e, err := src.Next()
 		if err != nil {
 			return pcrs // io.EOF; a bad entry fails the replay that follows
+		}
+		pcrs[e.PCR]++
+	}
+}
+
+// tailIMAPCRs are the PCRs of an IMA list sent as a tail: the ones the
+// monitor state recorded for the entries it proved (IMAState.PCRs), and
+// those of the entries after its point, the only ones read. A state that
+// recorded none (written before it kept them) gives PCR 10, and every
+// quoted PCR when the state proved entries on evidence with PCRs: the
+// entries a tail lacks may be on any of them (send the whole list once).
+func (r *run) tailIMAPCRs() map[int]int {
+	pcrs := map[int]int{}
+	var recorded []int
+	if r.state != nil && r.state.IMA != nil {
+		recorded = r.state.IMA.PCRs
+	}
+	for _, p := range recorded {
+		pcrs[p] = 0
+	}
+	if len(recorded) == 0 {
+		pcrs[10] = 0
+		if r.imaStart.entries > 0 {
+			for k := range r.trusted {
+				if i, ok := pcrIndex(k.name); ok {
+					pcrs[i] = 0
+				}
+			}
+		}
+	}
+	src := r.imaReader()
+	for {
+		e, err := src.Next()
+		if err != nil {
+			return pcrs // io.EOF; a bad entry fails checkIMAEntries
 		}
 		pcrs[e.PCR]++
 	}
@@ -254,6 +294,12 @@ func (r *run) imaPCRsQuoted() bool {
 func (r *run) imaListPCRs() map[string]bool {
 	out := map[string]bool{}
 	if r.imaLog == nil {
+		return out
+	}
+	if r.imaLog.Offset != 0 {
+		for p := range r.tailIMAPCRs() {
+			out["pcr"+strconv.Itoa(p)] = true
+		}
 		return out
 	}
 	src := r.wholeIMAReader()

@@ -164,7 +164,7 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 				}
 				off = r.imaStart.offset + rd.Offset()
 			}
-			r.next.IMA = &IMAState{Entries: r.imaStart.entries + res.Events, Offset: off, Value: mrIMA}
+			r.next.IMA = &IMAState{Entries: r.imaStart.entries + res.Events, Offset: off, Value: mrIMA, PCRs: sortedPCRs(r.wholeIMAPCRs())}
 		}
 		return r.bootAggregate(l)
 	}
@@ -172,6 +172,18 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 		return err
 	}
 	return r.bootAggregate(l)
+}
+
+// sortedPCRs are the PCRs of a count per PCR, ascending (IMAState.PCRs):
+// every PCR the entries read name, those after the point too, so that a
+// later tail is refused rather than let through.
+func sortedPCRs(m map[int]int) []int {
+	out := make([]int, 0, len(m))
+	for p := range m {
+		out = append(out, p)
+	}
+	sort.Ints(out)
+	return out
 }
 
 // imaResumed reports whether layer 3 resumes a monitor state's IMA point.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/internal/strictjson"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -99,6 +100,15 @@ type RuntimeState struct {
 	// index: the one its reader reports.)
 	Alg     string  `json:"alg"`
 	MRIndex *uint32 `json:"mr_index"`
+	// Start is the value the chain's first segment started at in this
+	// boot, proven when the state was first written (the register's reset
+	// value, or a firmware or dstack log's replay of it). A later bundle's
+	// firmware or dstack log must replay the register to it: the chain is
+	// resumed, not replayed from its start, so nothing else would judge
+	// that log's events on the register. Nil in a state written before it
+	// was kept: such a state cannot judge them, and a bundle whose logs
+	// have events there is refused.
+	Start *mr.Digest `json:"start,omitempty"`
 }
 
 // VirtualState is a virtual register's value and record count.
@@ -117,6 +127,11 @@ type IMAState struct {
 	// PrefixState the SHA-256 state after them (RuntimeState.PrefixState).
 	Prefix      string `json:"prefix_sha256"`
 	PrefixState string `json:"prefix_state,omitempty"`
+	// PCRs are the PCRs the list's entries up to Offset name, ascending: a
+	// later tail lacks those entries, and its own bytes before the point
+	// are compared with nothing, so only the state can say which PCRs hold
+	// the list (a tail is refused when the evidence quotes one of them).
+	PCRs []int `json:"pcrs,omitempty"`
 }
 
 // imaPoint is where layer 3 starts.
@@ -215,6 +230,9 @@ func (m *MonitorState) validate() error {
 					return fmt.Errorf("machine %q: runtime %s: an archived segment's hash is no SHA-256", name, rs.Register)
 				}
 			}
+			if rs.Start != nil && (!validDigest(*rs.Start) || rs.Start.Alg != rs.Value.Alg) {
+				return fmt.Errorf("machine %q: runtime %s: the start is no digest of the value's algorithm", name, rs.Register)
+			}
 			if a, err := mr.ParseAlg(rs.Alg); err != nil || a.String() != rs.Alg || a != rs.Value.Alg || rs.MRIndex == nil {
 				return fmt.Errorf("machine %q: runtime %s: no MR index, or no digest algorithm (that of its value) for its entries (a state written before they were kept: start a new file)", name, rs.Register)
 			}
@@ -225,6 +243,13 @@ func (m *MonitorState) validate() error {
 		if ms.IMA != nil {
 			if err := checkPrefixState(ms.IMA.PrefixState, ms.IMA.Offset, ms.IMA.Prefix); err != nil {
 				return fmt.Errorf("machine %q: ima: %v", name, err)
+			}
+		}
+		if ms.IMA != nil {
+			for i, p := range ms.IMA.PCRs {
+				if p < 0 || p > ima.MaxPCR || i > 0 && p <= ms.IMA.PCRs[i-1] {
+					return fmt.Errorf("machine %q: ima: pcrs must be PCR indexes (0-%d) in ascending order, each once", name, ima.MaxPCR)
+				}
 			}
 		}
 		if ms.IMA != nil && !validDigest(ms.IMA.Value) {
@@ -355,11 +380,11 @@ func (rs *RuntimeState) entryAlg() mr.Alg {
 	return a
 }
 
-func (ms *MachineState) setRuntime(reg string, init mr.Digest, off int64, value mr.Digest, virt []mr.Value, counts map[string]int, alg mr.Alg, mri uint32) {
+func (ms *MachineState) setRuntime(reg string, init mr.Digest, off int64, value mr.Digest, virt []mr.Value, counts map[string]int, alg mr.Alg, mri uint32, start *mr.Digest) {
 	if ms == nil {
 		return
 	}
-	rs := &RuntimeState{Register: reg, SegmentInit: init, Offset: off, Value: value, Alg: alg.String(), MRIndex: &mri}
+	rs := &RuntimeState{Register: reg, SegmentInit: init, Offset: off, Value: value, Alg: alg.String(), MRIndex: &mri, Start: start}
 	for _, v := range virt {
 		rs.Virtual = append(rs.Virtual, VirtualState{Name: v.Register.Name, Digest: v.Digest, Count: counts[v.Register.Name]})
 	}

@@ -83,6 +83,9 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 			resume, skip = st.resume(), a.skip
 		}
 		segs = segs[base:]
+		if err := r.resumedStart(reg, st, segs[0].name, l); err != nil {
+			return err
+		}
 	} else if segs[0].log.Offset != 0 {
 		// checkTails refuses this first; never replay a tail as a whole log.
 		return fail("%s: a tail of the runtime log of %s without a monitor state that verified its head", segs[0].name, reg)
@@ -168,6 +171,10 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 		return &failError{&Failure{Log: segs[len(segs)-1].name, Record: -1, Register: reg, Expected: want.String(), Computed: prevFinal.String(),
 			Reason: fmt.Sprintf("replay of the runtime log does not give the quoted %s", reg)}}
 	}
+	var start *mr.Digest // what a monitor state keeps as the chain's start
+	if st != nil {
+		start = st.Start
+	}
 	if resume == nil && !stateCut {
 		if h.start.IsZero() {
 			h.start = mr.Zero(prevFinal.Alg) // no INIT: the replay started at zero
@@ -175,6 +182,7 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 		if err := r.judgeStart(reg, segs[0], h, l); err != nil {
 			return err
 		}
+		start = &h.start
 	}
 	if len(segs) > 1 {
 		l.Checked = append(l.Checked, fmt.Sprintf("%d segments of %s chain: each starts where the one before ended, each snapshot proven", len(segs), reg))
@@ -209,13 +217,41 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 		if len(segs) == 1 && resume != nil {
 			init = st.SegmentInit // a tail's first bytes are no INIT
 		}
-		r.next.setRuntime(reg, init, end, prevFinal, last.Virtual, counts, alg, mri)
+		r.next.setRuntime(reg, init, end, prevFinal, last.Virtual, counts, alg, mri, start)
 		if r.mon != nil {
 			if err := r.archive(reg, st, stateCut, segs); err != nil {
 				return err
 			}
 		}
 	}
+	return nil
+}
+
+// resumedStart judges, for a chain that resumes a monitor state, the
+// firmware or dstack log's replay of its register: the chain is not
+// replayed from its start, so judgeStart does not run, and without this
+// the log's events there (a made-up EV_IPL on PCR 14, a dstack
+// compose-hash event on RTMR3) would be judged by nothing. The replay must
+// give the start the state proved when it was first written, and by events
+// that may start a runtime log (firmwareStartProblems), as in a
+// verification of the whole chain.
+func (r *run) resumedStart(reg string, st *RuntimeState, name string, l *LayerResult) error {
+	cs, ok := r.starts[regKey{reg, st.Value.Alg}]
+	if !ok {
+		return nil // no log of the bundle replays the register
+	}
+	switch {
+	case cs.unproven != "":
+		return &failError{&Failure{Log: cs.from, Record: -1, Register: reg, Computed: cs.value.String(),
+			Reason: fmt.Sprintf("%s, so its replay of %s is no runtime log's start, and those events are judged by nothing (the runtime log of %s resumes the monitor state of %s)", cs.unproven, reg, reg, stateTime(r.state))}}
+	case st.Start == nil:
+		return &failError{&Failure{Log: cs.from, Record: -1, Register: reg, Computed: cs.value.String(),
+			Reason: fmt.Sprintf("%s replays %s, but the monitor state of %s keeps no start of its runtime log to compare it with (written before it kept one): its events there would be judged by nothing; start a new state", cs.from, reg, stateTime(r.state))}}
+	case !cs.value.Equal(*st.Start):
+		return &failError{&Failure{Log: cs.from, Record: -1, Register: reg, Expected: st.Start.String(), Computed: cs.value.String(),
+			Reason: fmt.Sprintf("%s replays %s to another value than the start of its runtime log the monitor state of %s proved: its events there changed", cs.from, reg, stateTime(r.state))}}
+	}
+	l.Checked = append(l.Checked, fmt.Sprintf("%s: %s replays %s to the start of its runtime log the monitor state proved", name, cs.from, reg))
 	return nil
 }
 

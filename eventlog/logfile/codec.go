@@ -156,19 +156,28 @@ func detectAAEL(head []byte, f eventlog.Format) bool {
 }
 
 // detectTCG also reads a head that is the start of a larger file (Open
-// reads SniffSize bytes): its last record is then usually cut, which
-// tcg.Sniff takes for a log that is not TCG. The records before the cut
-// one decide; Parse reports any error of the whole file later. (A SHA-1
-// log of more than 64 KiB, go-attestation's option_rom_eventlog, was taken
-// for CEL-TLV: both start 00 00 00 00 08.)
+// reads SniffSize bytes): its last record is then usually cut. The records
+// before the cut one decide, whatever tcg.Sniff makes of the whole head;
+// Parse reports any error of the whole file later. (A SHA-1 log of more
+// than 64 KiB, go-attestation's option_rom_eventlog, was taken for
+// CEL-TLV: both start 00 00 00 00 08; an unpadded CCEL of more than 64 KiB
+// was taken for TCG2, as tcg.Sniff names any crypto-agile log it cannot
+// read to its end TCG2, and then read with PCR names.) A cut head is a
+// guess: it yields to the IMA and dstack formats, registered after TCG,
+// that recognise the head by their own rules (a head of 01 00 00 00
+// repeated is an IMA list to ima.Detect and was taken for TCG2), never to
+// CEL-TLV, whose five-byte signature a SHA-1 record shares.
 func detectTCG(head []byte, f eventlog.Format) bool {
-	got, ok := tcg.Sniff(head)
-	if !ok && len(head) >= SniffSize {
+	if len(head) >= SniffSize {
 		var le *eventlog.Error
 		if _, err := tcg.Parse("", head, eventlog.FormatTCG2); errors.As(err, &le) && le.Record >= 1 && le.Offset > 0 && le.Offset < int64(len(head)) {
-			got, ok = tcg.Sniff(head[:le.Offset])
+			if _, isIMA := ima.Detect(head); isIMA || dstack.Sniff(head) {
+				return false
+			}
+			head = head[:le.Offset]
 		}
 	}
+	got, ok := tcg.Sniff(head)
 	return ok && got == f
 }
 
