@@ -87,8 +87,8 @@ func TestSystemdReaderRefuses(t *testing.T) {
 	good := sdRecord(`"pcr":11,`, s256, "")
 	for _, c := range []struct {
 		name, in, want string
-		rec         int
-		off         int64
+		rec            int
+		off            int64
 	}{
 		{"cut mid-write", good + strings.TrimSuffix(good, "\n"), "not ended by LF", 1, int64(len(good))},
 		{"cut mid-object", good[:40], "not ended by LF", 0, 0},
