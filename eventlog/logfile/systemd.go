@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/ccmr-dev/ccmr/eventlog"
@@ -37,19 +38,43 @@ func detectSystemd(head []byte) bool {
 	return err == nil
 }
 
+// Show shows every record, a record without a digest of a bank the first
+// PCR record carries flagged (replay refuses it).
 func (systemdCodec) Show(ctx context.Context, lf *File, opts Options, fn func(eventlog.Event) error) error {
 	r, err := lf.rewind()
 	if err != nil {
 		return err
 	}
-	_, err = cel.ReplaySystemd(cel.NewSystemdReader(r, lf.Name), cel.SystemdReplayOptions{File: lf.Name, Banks: opts.Banks,
-		OnRecord: func(rec *cel.SystemdRecord) error {
-			if err := ctx.Err(); err != nil {
-				return err
+	rd := cel.NewSystemdReader(r, lf.Name)
+	var banks []mr.Alg
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rec, err := rd.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ev := SystemdEvent(rec)
+		if !rec.IsNV {
+			if banks == nil {
+				for _, d := range rec.Digests {
+					banks = append(banks, d.Alg)
+				}
 			}
-			return fn(SystemdEvent(rec))
-		}})
-	return err
+			for _, a := range banks {
+				if _, ok := rec.Digest(a); !ok {
+					ev.Problems = append(ev.Problems, fmt.Sprintf("no %v digest (the first record has one): %s %v cannot be replayed", a, rec.Register(), a))
+				}
+			}
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
 }
 
 // SystemdEvent is how `ccmr log show` and the verifier see a record of
