@@ -15,6 +15,8 @@ if [ "${CCMR_E2E:-}" = 1 ]; then
 	{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
 	have cpio || need+=(cpio)
 fi
+# Debian trixie's systemd-pcrextend for the systemd log tests, in .cache (installs nothing).
+[ "${CCMR_SYSTEMD:-}" = 1 ] && bash "$(dirname "$0")/systemd-trixie.sh" >/dev/null
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
