@@ -240,10 +240,21 @@ func (sr *SystemdReader) decode(b []byte, off int64) (*SystemdRecord, error) {
 	if j.Content == nil {
 		return nil, sr.fail(off, "record without content")
 	}
-	// Content members systemd adds later are allowed; the known ones must
-	// have their types.
-	if err := json.Unmarshal(*j.Content, &rec.Content); err != nil {
-		return nil, sr.fail(off, "content: %v", err)
+	// Content members systemd adds later are allowed; the known ones are
+	// matched by their exact names (encoding/json would fill String from
+	// "STRING", which systemd-pcrlock does not read) and must have their
+	// types. strictjson already refused duplicate members in it.
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(*j.Content, &members); err != nil || members == nil {
+		return nil, sr.fail(off, "content is not an object")
+	}
+	for name, dst := range map[string]any{"string": &rec.Content.String, "bootId": &rec.Content.BootID,
+		"timestamp": &rec.Content.Timestamp, "eventType": &rec.Content.EventType} {
+		if v, ok := members[name]; ok {
+			if err := json.Unmarshal(v, dst); err != nil {
+				return nil, sr.fail(off, "content.%s: %v", name, err)
+			}
+		}
 	}
 	return rec, nil
 }

@@ -303,3 +303,22 @@ func FuzzSystemdReader(f *testing.F) {
 		}
 	})
 }
+
+// Content members are read by their exact names only.
+func TestSystemdContentExactNames(t *testing.T) {
+	in := sdRecord(`"pcr":11,`, sdDigest("sha256", 32), "")
+	in = strings.Replace(in, `"string":"x"`, `"STRING":"x"`, 1)
+	var got *SystemdRecord
+	if _, err := ReplaySystemd(NewSystemdReader(strings.NewReader(in), "f"), SystemdReplayOptions{OnRecord: func(r *SystemdRecord) error { got = r; return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	if got.Content.String != nil {
+		t.Errorf("\"STRING\" read as the string: %q", *got.Content.String)
+	}
+	for _, bad := range []string{`"content":[]`, `"content":null`, `"content":"x"`} {
+		rec := strings.Replace(in, `"content":{"STRING":"x"}`, bad, 1)
+		if _, err := NewSystemdReader(strings.NewReader(rec), "f").Next(); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
