@@ -28,6 +28,7 @@ const (
 	FormatCELJSON    Format = "cel-json"
 	FormatCELTLV     Format = "cel-tlv"
 	FormatDstackJSON Format = "dstack-json"
+	FormatSystemd    Format = "systemd" // systemd's tpm2-measure.log (CEL-JSON)
 )
 
 // Event is one record of a log, as `ccmr log show` prints it.

@@ -18,6 +18,8 @@ fi
 if [ "${CCMR_CROSS:-}" = 1 ]; then
 	have qemu-aarch64 || need+=(qemu-user) # make cross runs the linux/arm64 verifier tests under it
 fi
+# Debian trixie's systemd-pcrextend for the systemd log tests, in .cache (installs nothing).
+[ "${CCMR_SYSTEMD:-}" = 1 ] && bash "$(dirname "$0")/systemd-trixie.sh" >/dev/null
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"sort"
+	"strings"
 
 	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
@@ -119,7 +122,7 @@ func (r *run) wholeLog(ctx context.Context, name string, lg *bundle.Log, runtime
 			// measured is not bound by them.
 			l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: %d boot events on rtmr0-2 are replayed by digest only: their names and payloads are not checked (the firmware log, not dstack's JSON, holds what they hash)", name, sv.digestOnly))
 		}
-		return r.compareReplay(name, res, sv.counts, runtimeRegs, nil, l)
+		return r.compareReplay(name, res, sv.counts, runtimeRegs, nil, nil, l)
 	}
 	for _, v := range res.Registers {
 		if _, ok := r.trusted[regKey{v.Register.Name, v.Digest.Alg}]; !ok {
@@ -127,7 +130,7 @@ func (r *run) wholeLog(ctx context.Context, name string, lg *bundle.Log, runtime
 				Reason: fmt.Sprintf("the CEL log extends %s (%v), which the evidence does not cover: its events are proven by nothing", v.Register.Name, v.Digest.Alg)}}
 		}
 	}
-	if err := r.compareReplay(name, res, nil, nil, nil, l); err != nil {
+	if err := r.compareReplay(name, res, nil, nil, nil, nil, l); err != nil {
 		return err
 	}
 	if sv.digestOnly > 0 {
@@ -178,6 +181,206 @@ func celJSONStart(name string, lg *bundle.Log) error {
 	if e.Index == 0 && !e.Init.IsZero() && len(bytes.Trim(e.Init.Bytes, "\x00")) > 0 {
 		return &failError{&Failure{Log: name, Record: 0, Offset: e.Offset, Computed: e.Init.String(),
 			Reason: "a CEL-JSON log starting from an INIT value: the history before it is proven by nothing (give the runtime log and its segments as format runtime)"}}
+	}
+	return nil
+}
+
+// ---- systemd's userspace log: the joint replay -------------------------
+
+// userspaceJoin is systemd's userspace measurement log of a bundle (format
+// systemd, docs/formats/systemd.md) and what the firmware logs hand it. On a
+// TPM machine booted with systemd, PCR 11 gets systemd-stub's events from
+// the firmware (in the TCG2 log) and then systemd-pcrphase's from
+// userspace (in systemd's log), and PCR 15 gets systemd's machine-id,
+// file-system and volume-key measurements. Neither log alone replays to
+// the quoted PCR: the firmware log's end value of a PCR the userspace log
+// also extends is where the userspace records start (systemd writes after
+// boot), and the joint result must equal the quote. PCRs only the
+// userspace log extends start at their reset value.
+type userspaceJoin struct {
+	name  string
+	log   *bundle.Log
+	regs  map[string]int // records per PCR (pcrN)
+	first map[string]int // the first record on each PCR
+	offs  map[int]int64  // record offsets, by record
+	banks []mr.Alg       // the banks replayed: the first PCR record's
+	start []mr.Value     // the firmware logs' end values of regs
+	from  map[string]string
+}
+
+// newUserspaceJoin reads the bundle's systemd log, if any, before the
+// firmware logs are replayed (they hand its PCRs over instead of comparing
+// them with the quote). Two such logs, a tail of one, a log on a platform
+// other than a TPM and a log extending a runtime log's backing register
+// fail.
+func (r *run) newUserspaceJoin(ctx context.Context, runtimeRegs map[regKey]bool) (*userspaceJoin, error) {
+	var us *userspaceJoin
+	for i := range r.b.Logs {
+		lg := &r.b.Logs[i]
+		if c, ok := logfile.Lookup(eventlog.Format(lg.Format)); !ok || c.Role() != logfile.RoleUserspace {
+			continue
+		}
+		name := logName(i, lg)
+		if us != nil {
+			return nil, fail("the bundle holds two systemd logs (%s and %s)", us.name, name)
+		}
+		if r.b.Platform != mr.PlatformTPM {
+			return nil, &failError{&Failure{Log: name, Record: -1, Reason: fmt.Sprintf("%s: systemd's log records TPM PCR extends, but the evidence is %s", name, r.b.Platform)}}
+		}
+		if lg.Offset != 0 {
+			return nil, &failError{&Failure{Log: name, Record: -1, Offset: lg.Offset,
+				Reason: fmt.Sprintf("%s is a tail (from byte %d): systemd's log is replayed whole from boot", name, lg.Offset)}}
+		}
+		us = &userspaceJoin{name: name, log: lg, regs: map[string]int{}, first: map[string]int{}, offs: map[int]int64{}, from: map[string]string{}}
+		rd := cel.NewSystemdReader(lg.Open(0), name)
+		for {
+			rec, err := rd.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return nil, failFrom(name, err)
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			us.offs[rec.Index] = rec.Offset
+			if rec.IsNV {
+				continue
+			}
+			if us.banks == nil {
+				for _, d := range rec.Digests {
+					us.banks = append(us.banks, d.Alg)
+				}
+			}
+			reg := rec.Register()
+			if us.regs[reg] == 0 {
+				us.first[reg] = rec.Index
+			}
+			us.regs[reg]++
+		}
+		for k := range runtimeRegs {
+			if n := us.regs[k.name]; n > 0 {
+				return nil, &failError{&Failure{Log: name, Record: us.first[k.name], Offset: us.offs[us.first[k.name]], Register: k.name,
+					Reason: fmt.Sprintf("%s extends %s, the backing register of a runtime log: one register cannot carry both logs", name, k.name)}}
+			}
+		}
+	}
+	return us, nil
+}
+
+// handsOver reports whether the firmware log's value v of a register is
+// the start of the userspace log's records there (a register and bank the
+// userspace log replays); it records it if so. In a bank systemd did not
+// extend, the firmware log's value is the register's, compared as usual.
+func (us *userspaceJoin) handsOver(from string, v mr.Value) bool {
+	if us == nil || us.regs[v.Register.Name] == 0 || !slices.Contains(us.banks, v.Digest.Alg) {
+		return false
+	}
+	us.start = append(us.start, v)
+	us.from[v.Register.Name] = from
+	return true
+}
+
+// finished fails a userspace record on a PCR the firmware log closed with
+// an EV_SEPARATOR (PCR 0-7: the pre-OS phase is over; what follows there
+// is the boot loader's, in the firmware log, never systemd's): such a
+// record is a firmware event moved out of the log that checks its data, or
+// one made up to match a quote.
+func (us *userspaceJoin) finished(name string, fl *tcg.Log) error {
+	if us == nil {
+		return nil
+	}
+	for i := range fl.Events {
+		e := &fl.Events[i]
+		if e.Type != tcg.EvSeparator {
+			continue
+		}
+		reg, _ := tcg.RegisterName(fl.Format, e.Index)
+		if us.regs[reg] > 0 {
+			rec := us.first[reg]
+			return &failError{&Failure{Log: us.name, Record: rec, Offset: us.offs[rec], Register: reg,
+				Reason: fmt.Sprintf("%s has a record on %s, which %s closed with an EV_SEPARATOR (record %d): userspace does not measure there", us.name, reg, name, e.Num)}}
+		}
+	}
+	return nil
+}
+
+// replay replays the userspace log from the firmware logs' end values (or
+// the reset values) and compares every PCR it extends with the quote. A PCR
+// the evidence does not hold in any bank fails (its records are proven by
+// nothing); NV index records are reported as not checked.
+func (us *userspaceJoin) replay(ctx context.Context, r *run, l *LayerResult) error {
+	lf := bundleFile(us.name, us.log)
+	res, err := logfile.ReplaySystemd(ctx, lf, logfile.Options{Banks: us.banks}, us.start)
+	if err != nil {
+		return failFrom(us.name, err)
+	}
+	if len(res.Registers) == 0 {
+		return &failError{&Failure{Log: us.name, Record: -1,
+			Reason: fmt.Sprintf("%s: its %d records extend no PCR: the log proves nothing", us.name, res.Events)}}
+	}
+	checked := map[string]bool{}
+	var notInBank []string
+	for _, v := range res.Registers {
+		k := regKey{v.Register.Name, v.Digest.Alg}
+		want, ok := r.trusted[k]
+		if !ok {
+			notInBank = append(notInBank, fmt.Sprintf("%s %v", k.name, k.alg))
+			continue
+		}
+		what := fmt.Sprintf("replay of %s from the reset value", us.name)
+		if fw := us.from[k.name]; fw != "" {
+			what = fmt.Sprintf("replay of %s after %s", us.name, fw)
+		}
+		if !want.Equal(v.Digest) {
+			return &failError{&Failure{Log: us.name, Record: -1, Register: k.name, Expected: want.String(), Computed: v.Digest.String(),
+				Reason: fmt.Sprintf("%s does not give the quoted %s", what, k.name)}}
+		}
+		checked[k.name] = true
+		r.explain(k, us.name)
+	}
+	for reg, n := range us.regs {
+		if !checked[reg] {
+			rec := us.first[reg]
+			return &failError{&Failure{Log: us.name, Record: rec, Offset: us.offs[rec], Register: reg,
+				Reason: fmt.Sprintf("%s has %d records on %s, which the evidence does not cover in any bank they carry: they are proven by nothing", us.name, n, reg)}}
+		}
+	}
+	regs := make([]string, 0, len(checked))
+	for reg := range checked {
+		regs = append(regs, reg)
+	}
+	sort.Strings(regs)
+	msg := fmt.Sprintf("%s: %d records replay to the quoted %s", us.name, res.Events-res.NV, strings.Join(regs, ", "))
+	if len(us.from) > 0 {
+		var from []string
+		for _, reg := range regs {
+			if fw := us.from[reg]; fw != "" {
+				from = append(from, reg+" after "+fw)
+			}
+		}
+		msg += " (" + strings.Join(from, "; ") + ")"
+	}
+	l.Checked = append(l.Checked, msg)
+	if len(notInBank) > 0 {
+		sort.Strings(notInBank)
+		l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: %s not in the evidence: checked in the banks the evidence holds", us.name, strings.Join(notInBank, ", ")))
+	}
+	if res.NV > 0 {
+		l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: %d records of NV indexes are not checked (a quote of PCRs does not cover NV indexes)", us.name, res.NV))
+	}
+	digestOnly := 0
+	if err := lf.Show(ctx, logfile.Options{}, func(e eventlog.Event) error {
+		if e.DigestOnly && !strings.HasPrefix(e.Register, "nv:") {
+			digestOnly++
+		}
+		return nil
+	}); err != nil {
+		return failFrom(us.name, err)
+	}
+	if digestOnly > 0 {
+		l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: the content of %d records is not checked against their digests (not the hash of their string: an HMAC, or no string)", us.name, digestOnly))
 	}
 	return nil
 }

@@ -15,6 +15,10 @@ import (
 
 func (r *run) logs(ctx context.Context, l *LayerResult) error {
 	runtimeRegs := r.runtimeRegs()
+	us, err := r.newUserspaceJoin(ctx, runtimeRegs)
+	if err != nil {
+		return err
+	}
 	chains := map[string][]segment{}
 	var order []string
 	for i := range r.b.Logs {
@@ -26,7 +30,7 @@ func (r *run) logs(ctx context.Context, l *LayerResult) error {
 		}
 		switch c.Role() {
 		case logfile.RoleFirmware:
-			if err := r.firmwareLog(name, lg, runtimeRegs, l); err != nil {
+			if err := r.firmwareLog(name, lg, runtimeRegs, us, l); err != nil {
 				return err
 			}
 		case logfile.RoleRuntime:
@@ -42,12 +46,20 @@ func (r *run) logs(ctx context.Context, l *LayerResult) error {
 				return fail("the bundle holds two IMA lists")
 			}
 			r.imaLog = lg
+		case logfile.RoleUserspace:
+			// replayed after every firmware log (us.replay), from where
+			// they leave the registers both extend
 		case logfile.RoleWhole:
 			if err := r.wholeLog(ctx, name, lg, runtimeRegs, l); err != nil {
 				return err
 			}
 		default:
 			return fail("%s: format %s has role %d, which the verifier does not judge", name, lg.Format, c.Role())
+		}
+	}
+	if us != nil {
+		if err := us.replay(ctx, r, l); err != nil {
+			return err
 		}
 	}
 	for _, reg := range order {
@@ -69,10 +81,13 @@ func logName(i int, lg *bundle.Log) string {
 	return n + ")"
 }
 
-func (r *run) firmwareLog(name string, lg *bundle.Log, runtimeRegs map[regKey]bool, l *LayerResult) error {
+func (r *run) firmwareLog(name string, lg *bundle.Log, runtimeRegs map[regKey]bool, us *userspaceJoin, l *LayerResult) error {
 	fl, err := logfile.ParseFirmware(bundleFile(name, lg))
 	if err != nil {
 		return failFrom(name, err)
+	}
+	if err := us.finished(name, fl); err != nil {
+		return err
 	}
 	// A record without a digest for a declared bank makes Replay leave the
 	// bank out: refuse the log rather than compare what remains. This rule
@@ -109,7 +124,7 @@ func (r *run) firmwareLog(name string, lg *bundle.Log, runtimeRegs map[regKey]bo
 	if err != nil {
 		return failFrom(name, err)
 	}
-	return r.compareReplay(name, res, firmwareCounts(fl), runtimeRegs, firmwareStartProblems(name, eventlog.Format(lg.Format), fl, runtimeRegs), l)
+	return r.compareReplay(name, res, firmwareCounts(fl), runtimeRegs, firmwareStartProblems(name, eventlog.Format(lg.Format), fl, runtimeRegs), us, l)
 }
 
 // compareReplay compares every register a log's replay gives with its
@@ -117,13 +132,19 @@ func (r *run) firmwareLog(name string, lg *bundle.Log, runtimeRegs map[regKey]bo
 // that log) is where the runtime log must start: runtimeChain compares it.
 // counts are the log's events per register, for the report of what is not
 // checked. unproven marks the registers whose replay does not prove the
-// runtime log's start (firmwareStartProblems). A log whose replay checks
-// no quoted register proves nothing and fails.
-func (r *run) compareReplay(name string, res *eventlog.Replay, counts map[string]int, runtimeRegs map[regKey]bool, unproven map[string]chainStart, l *LayerResult) error {
+// runtime log's start (firmwareStartProblems). A register systemd's log
+// also extends is handed over to it (us: the joint replay compares it). A
+// log whose replay checks no quoted register proves nothing and fails.
+func (r *run) compareReplay(name string, res *eventlog.Replay, counts map[string]int, runtimeRegs map[regKey]bool, unproven map[string]chainStart, us *userspaceJoin, l *LayerResult) error {
 	n, starts := 0, 0
 	var absent []mr.Value // registers and banks the evidence does not cover
+	handed := 0
 	for _, v := range res.Registers {
 		k := regKey{v.Register.Name, v.Digest.Alg}
+		if us.handsOver(name, v) {
+			handed++
+			continue
+		}
 		if runtimeRegs[k] {
 			cs := unproven[k.name]
 			cs.value, cs.from = v.Digest, name
@@ -146,7 +167,7 @@ func (r *run) compareReplay(name string, res *eventlog.Replay, counts map[string
 		r.explain(k, name)
 		n++
 	}
-	if n+starts == 0 {
+	if n+starts+handed == 0 {
 		return &failError{&Failure{Log: name, Record: -1,
 			Reason: fmt.Sprintf("%s: its %d events replay to no quoted register value: the log proves nothing", name, res.Events)}}
 	}
@@ -156,6 +177,9 @@ func (r *run) compareReplay(name string, res *eventlog.Replay, counts map[string
 	msg := fmt.Sprintf("%s: %d events replay to %d quoted register values", name, res.Events, n)
 	if starts > 0 {
 		msg += fmt.Sprintf(" and to the start of %d runtime logs", starts)
+	}
+	if handed > 0 {
+		msg += fmt.Sprintf(" and to where %s starts on %d register values", us.name, handed)
 	}
 	l.Checked = append(l.Checked, msg)
 	return nil

@@ -57,7 +57,7 @@ func TestEveryRegisteredFormatIsJudged(t *testing.T) {
 			t.Fatalf("%s: %v", f, err)
 		}
 		switch c.Role() {
-		case logfile.RoleFirmware, logfile.RoleRuntime, logfile.RoleIMA, logfile.RoleWhole:
+		case logfile.RoleFirmware, logfile.RoleRuntime, logfile.RoleIMA, logfile.RoleWhole, logfile.RoleUserspace:
 		default:
 			t.Errorf("%s: role %d, which layer 1 does not judge", f, c.Role())
 		}

@@ -76,6 +76,10 @@ const (
 	// whole history of every register it extends (dstack-json, cel-json,
 	// cel-tlv).
 	RoleWhole
+	// RoleUserspace is systemd's userspace measurement log: its records
+	// follow the firmware log's on the PCRs both extend, so it is replayed
+	// from the firmware log's end (verifier: the joint replay).
+	RoleUserspace
 )
 
 // registry lists the formats in detection order: Sniff asks them in this
@@ -91,6 +95,7 @@ var registry = []Codec{
 	imaCodec{eventlog.FormatIMAASCII},
 	dstackCodec{},
 	celTLVCodec{},
+	systemdCodec{}, // before cel-json, which would take it for a runtime export
 	runtimeCodec{eventlog.FormatCELJSON},
 }
 

@@ -24,7 +24,7 @@ import (
 
 // allFormats are the format constants of package eventlog but auto.
 var allFormats = []eventlog.Format{eventlog.FormatTCG2, eventlog.FormatCCEL, eventlog.FormatIMABinary, eventlog.FormatIMAASCII,
-	eventlog.FormatRuntime, eventlog.FormatAAELText, eventlog.FormatCELJSON, eventlog.FormatCELTLV, eventlog.FormatDstackJSON}
+	eventlog.FormatRuntime, eventlog.FormatAAELText, eventlog.FormatCELJSON, eventlog.FormatCELTLV, eventlog.FormatDstackJSON, eventlog.FormatSystemd}
 
 func TestRegistryHoldsEveryFormat(t *testing.T) {
 	roles := map[eventlog.Format]logfile.Role{
@@ -32,6 +32,7 @@ func TestRegistryHoldsEveryFormat(t *testing.T) {
 		eventlog.FormatIMABinary: logfile.RoleIMA, eventlog.FormatIMAASCII: logfile.RoleIMA,
 		eventlog.FormatRuntime: logfile.RoleRuntime, eventlog.FormatAAELText: logfile.RoleRuntime,
 		eventlog.FormatCELJSON: logfile.RoleWhole, eventlog.FormatCELTLV: logfile.RoleWhole, eventlog.FormatDstackJSON: logfile.RoleWhole,
+		eventlog.FormatSystemd: logfile.RoleUserspace,
 	}
 	if got := len(logfile.Formats()); got != len(allFormats) {
 		t.Errorf("registry holds %d formats, want %d: %v", got, len(allFormats), logfile.Formats())
@@ -82,6 +83,17 @@ func chainSniff(head []byte) (eventlog.Format, bool) {
 	}
 	if len(head) >= 5 && head[0] == 0 && head[1] == 0 && head[2] == 0 && head[3] == 0 && head[4] == 8 {
 		return eventlog.FormatCELTLV, true
+	}
+	// systemd's log: RS and a first record SystemdReader reads (before
+	// CEL-JSON, which would take it for a runtime export it refuses).
+	if len(head) > 0 && head[0] == 0x1e {
+		rec := head
+		if i := bytes.IndexByte(head[1:], 0x1e); i >= 0 {
+			rec = head[:i+1]
+		}
+		if _, err := cel.NewSystemdReader(bytes.NewReader(rec), "").Next(); err == nil {
+			return eventlog.FormatSystemd, true
+		}
 	}
 	if t := bytes.TrimLeft(head, " \t\r\n[\x1e"); bytes.HasPrefix(t, []byte("{")) && bytes.Contains(head, []byte(`"content_type"`)) {
 		return eventlog.FormatCELJSON, true
