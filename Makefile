@@ -17,7 +17,7 @@ build:
 
 ## deps: install the Debian packages the tests use (idempotent)
 deps:
-	bash scripts/deps.sh
+	CCMR_SYSTEMD=1 bash scripts/deps.sh
 
 ## test: every test; external tools are required, not skipped
 test: deps
