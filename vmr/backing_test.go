@@ -244,3 +244,27 @@ func TestBackingDRTMResetValue(t *testing.T) {
 		t.Fatalf("replay of pcr17 = %v, want %v", v.value, want.Value())
 	}
 }
+
+// FuzzParseBacking: a backing file parses only as one valid register name
+// and a newline, and every refusal names the file and a byte offset within
+// it.
+func FuzzParseBacking(f *testing.F) {
+	for _, s := range []string{"pcr14\n", "rtmr3\n", "pcr14", "pcr14\n\n", "", "\n", "../x\n", "mr_ima\n", "PCR1\n", "p\x00\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		name, err := parseBacking("F", b)
+		if err != nil {
+			if !errors.Is(err, mr.ErrMalformed) || !strings.Contains(err.Error(), "F: ") {
+				t.Fatalf("error %v", err)
+			}
+			if len(b) <= maxBackingFile && !strings.Contains(err.Error(), "byte ") {
+				t.Fatalf("error without an offset: %v", err)
+			}
+			return
+		}
+		if !validBackingName(name) || string(b) != name+"\n" {
+			t.Fatalf("accepted %q as %q", b, name)
+		}
+	})
+}
