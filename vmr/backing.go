@@ -88,21 +88,8 @@ func readBackingFile(path string) (string, error) {
 		return "", fmt.Errorf("vmr: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("vmr: %w", err)
-	}
-	// The folder is ours (CheckDir), but a file in it may still have been
-	// made by another user before it became so, or be writable by others.
-	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() {
-		uid := -1
-		if ok {
-			uid = int(st.Uid)
-		}
-		return "", fmt.Errorf("vmr: %s belongs to uid %d, not to this user (uid %d): refused: %w", path, uid, os.Geteuid(), safefs.ErrUnsafe)
-	}
-	if m := fi.Mode().Perm(); m&0o022 != 0 {
-		return "", fmt.Errorf("vmr: %s has mode %04o: group or others may write to it: refused: %w", path, m, safefs.ErrUnsafe)
+	if err := checkOwned(f, path); err != nil {
+		return "", err
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxBackingFile+1))
 	if err != nil {
@@ -187,6 +174,29 @@ func recordBacking(dir, name string) error {
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
+	}
+	return nil
+}
+
+// checkOwned refuses an open file of the log folder that belongs to another
+// user or that its group or others may write: the folder is ours
+// (safefs.CheckDir), but a file in it may have been made by another user
+// before it became so (a stale log of another user's run), and such a file
+// would choose what root extends.
+func checkOwned(f *os.File, path string) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("vmr: %w", err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() {
+		uid := -1
+		if ok {
+			uid = int(st.Uid)
+		}
+		return fmt.Errorf("vmr: %s belongs to uid %d, not to this user (uid %d): refused: %w", path, uid, os.Geteuid(), safefs.ErrUnsafe)
+	}
+	if m := fi.Mode().Perm(); m&0o022 != 0 {
+		return fmt.Errorf("vmr: %s has mode %04o: group or others may write to it: refused: %w", path, m, safefs.ErrUnsafe)
 	}
 	return nil
 }

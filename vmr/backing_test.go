@@ -268,3 +268,28 @@ func FuzzParseBacking(f *testing.F) {
 		}
 	})
 }
+
+// A stale log of another user in the folder (its backing file ours) is
+// refused before anything is read from it or written to it.
+func TestStaleLogOfAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a file away")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	dev := openTPMSim(t, dir)
+	logDir := filepath.Join(dir, "log")
+	os.Mkdir(logDir, 0o700)
+	stale := filepath.Join(logDir, "pcr14.log")
+	os.WriteFile(stale, nil, 0o600)
+	if err := os.Chown(stale, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(ctx, dev, Options{Dir: logDir})
+	if !errors.Is(err, safefs.ErrUnsafe) || !strings.Contains(err.Error(), stale) || !strings.Contains(err.Error(), "uid 4242") {
+		t.Fatalf("Open over another user's log: %v", err)
+	}
+	if v, _ := dev.Read(ctx, "pcr14"); !bytes.Equal(v[0].Digest.Bytes, make([]byte, len(v[0].Digest.Bytes))) {
+		t.Fatalf("pcr14 changed: %v", v)
+	}
+}

@@ -145,6 +145,10 @@ func Open(ctx context.Context, dev mr.Device, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vmr: %w", err)
 	}
+	if err := checkOwned(f, path); err != nil {
+		f.Close()
+		return nil, err
+	}
 	s := &Store{dev: dev, backing: reg, path: path, f: f}
 	s.view.reset(reg)
 	s.fileMu.Lock()
