@@ -33,6 +33,11 @@ const TPMDefaultBacking = "pcr14"
 // one the runtime-log folder records.
 var ErrBackingMismatch = errors.New("backing register differs from the one the runtime-log folder records")
 
+// ErrUnrecorded means a folder from before the backing file holds the logs
+// of several registers: the caller must name one (Options.Backing), which
+// is then used without being recorded.
+var ErrUnrecorded = errors.New("several runtime logs and no backing file")
+
 // maxBackingFile bounds what is read of a backing file: a name and a newline.
 const maxBackingFile = 64
 
@@ -74,7 +79,7 @@ func RecordedBacking(dir string) (string, error) {
 	for i := range logs {
 		logs[i] = filepath.Base(logs[i])
 	}
-	return "", fmt.Errorf("vmr: %s holds runtime logs %s and no %s file: name the backing register (--backing): %w", dir, strings.Join(logs, ", "), BackingFile, ErrBackingMismatch)
+	return "", fmt.Errorf("vmr: %s holds runtime logs %s and no %s file: name the backing register (--backing): %w", dir, strings.Join(logs, ", "), BackingFile, ErrUnrecorded)
 }
 
 // readBackingFile reads and checks a backing file; a missing file is an

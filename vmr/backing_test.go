@@ -98,8 +98,21 @@ func TestBackingFromLogName(t *testing.T) {
 		t.Fatalf("RecordedBacking = %q, %v", got, err)
 	}
 	os.WriteFile(filepath.Join(logDir, "pcr14.log"), nil, 0o600)
-	if _, err := RecordedBacking(logDir); !errors.Is(err, ErrBackingMismatch) || !strings.Contains(err.Error(), "pcr14.log, pcr15.log") {
+	if _, err := RecordedBacking(logDir); !errors.Is(err, ErrUnrecorded) || !strings.Contains(err.Error(), "pcr14.log, pcr15.log") {
 		t.Fatalf("two logs, no backing file: %v", err)
+	}
+	// Open needs a name there, and records nothing.
+	dev := openTPMSim(t, dir)
+	if _, err := Open(context.Background(), dev, Options{Dir: logDir}); !errors.Is(err, ErrUnrecorded) {
+		t.Fatalf("Open without a name: %v", err)
+	}
+	s, err := Open(context.Background(), dev, Options{Dir: logDir, Backing: "pcr15"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := os.Stat(filepath.Join(logDir, BackingFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("an ambiguous folder got a backing file: %v", err)
 	}
 }
 

@@ -107,7 +107,8 @@ func Open(ctx context.Context, dev mr.Device, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("vmr: runtime log folder: %w", err)
 	}
 	recorded, err := RecordedBacking(opts.Dir)
-	if err != nil {
+	unrecorded := errors.Is(err, ErrUnrecorded) && opts.Backing != ""
+	if err != nil && !unrecorded {
 		return nil, err
 	}
 	if opts.Backing != "" && recorded != "" && opts.Backing != recorded {
@@ -135,7 +136,7 @@ func Open(ctx context.Context, dev mr.Device, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("vmr: backing register %s (%v): %w%s", reg.Name, reg.Alg, mr.ErrNotExtendable, hint)
 	}
-	if recorded == "" {
+	if recorded == "" && !unrecorded {
 		if err := recordBacking(opts.Dir, reg.Name); err != nil {
 			return nil, err
 		}

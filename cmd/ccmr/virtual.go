@@ -35,6 +35,9 @@ func (g *globals) openStore(ctx context.Context, dev mr.Device, create bool) (*v
 	dir := g.runtimeLogDir(dev)
 	if !create {
 		recorded, err := vmr.RecordedBacking(dir)
+		if errors.Is(err, vmr.ErrUnrecorded) && g.backing != "" {
+			recorded, err = g.backing, nil // an old folder; vmr.Open opens the named log
+		}
 		if err != nil {
 			return nil, g.storeError(err)
 		}
@@ -51,7 +54,7 @@ func (g *globals) storeError(err error) error {
 	switch {
 	case errors.Is(err, fs.ErrPermission):
 		return fmt.Errorf("%w (use --log-dir to put runtime logs elsewhere)", err)
-	case errors.Is(err, vmr.ErrBackingMismatch):
+	case errors.Is(err, vmr.ErrBackingMismatch), errors.Is(err, vmr.ErrUnrecorded):
 		return &exitError{code: exitUsage, err: err}
 	}
 	return err
