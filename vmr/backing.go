@@ -49,13 +49,19 @@ const maxBackingFile = 64
 // file would choose the register root extends), or a backing file that is
 // not one register name and a newline.
 func RecordedBacking(dir string) (string, error) {
-	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
-		return "", nil
+	path := filepath.Join(dir, BackingFile)
+	// Nothing to read (no folder, an empty one, or one this user cannot
+	// look into): no runtime log, as before the backing file existed, so
+	// that reading real registers never fails on someone else's folder.
+	// Anything found is used only once the folder is proven ours.
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+		if logs, _ := filepath.Glob(filepath.Join(dir, "*.log")); len(logs) == 0 {
+			return "", nil
+		}
 	}
 	if err := safefs.CheckDir(dir); err != nil {
 		return "", fmt.Errorf("vmr: runtime log folder: %w", err)
 	}
-	path := filepath.Join(dir, BackingFile)
 	name, err := readBackingFile(path)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return name, err

@@ -306,3 +306,28 @@ func TestStaleLogOfAnotherUser(t *testing.T) {
 		t.Fatalf("pcr14 changed: %v", v)
 	}
 }
+
+// A folder of another user with a backing file in it is refused; one with
+// nothing in it reads as no runtime log (reading real registers must not
+// fail on it), and Open refuses it.
+func TestBackingFolderOfAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a folder away")
+	}
+	dir := t.TempDir()
+	logDir := filepath.Join(dir, "log")
+	os.Mkdir(logDir, 0o700)
+	if err := os.Chown(logDir, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := RecordedBacking(logDir); err != nil || got != "" {
+		t.Fatalf("empty folder of another user: %q, %v", got, err)
+	}
+	if _, err := Open(context.Background(), openTPMSim(t, dir), Options{Dir: logDir}); !errors.Is(err, safefs.ErrUnsafe) {
+		t.Fatalf("Open in another user's folder: %v", err)
+	}
+	os.WriteFile(filepath.Join(logDir, BackingFile), []byte("pcr14\n"), 0o600)
+	if _, err := RecordedBacking(logDir); !errors.Is(err, safefs.ErrUnsafe) || !strings.Contains(err.Error(), "uid 4242") {
+		t.Fatalf("backing file in another user's folder: %v", err)
+	}
+}
