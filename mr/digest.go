@@ -169,3 +169,40 @@ func TPMResetValue(i int, a Alg) Digest {
 	}
 	return Zero(a)
 }
+
+// PCRNumber returns N for a TPM PCR name "pcrN" (0..23, no leading zeros);
+// ok is false for any other name.
+func PCRNumber(name string) (n int, ok bool) {
+	s, found := strings.CutPrefix(name, "pcr")
+	if !found || s == "" || len(s) > 2 || (len(s) == 2 && s[0] == '0') {
+		return 0, false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, n <= 23
+}
+
+// ResetValue is the value register name holds at reset in bank a: what a
+// replay of a log of that register starts from when the log carries no
+// INIT value. It is TPMResetValue for a TPM PCR ("pcr17" starts at all
+// ones) and zeros for every other register (RTMRs, virtual registers).
+func ResetValue(name string, a Alg) Digest {
+	if i, ok := PCRNumber(name); ok {
+		return TPMResetValue(i, a)
+	}
+	return Zero(a)
+}
+
+// GuestResettable reports whether software in the guest can reset register
+// name to its reset value at any time: TPM PCRs 16 (debug) and 23
+// (application) are resettable from locality 0 (PC Client platform TPM
+// profile). Such a register proves nothing about what happened before its
+// last reset, so a log on it has no provable start.
+func GuestResettable(name string) bool {
+	i, ok := PCRNumber(name)
+	return ok && (i == 16 || i == 23)
+}

@@ -159,14 +159,11 @@ func firmwareCounts(fl *tcg.Log) map[string]int {
 }
 
 // resetValue is a register's value at reset: zero, but all ones for the
-// D-RTM PCRs 17-22 of a TPM (PC Client TPM profile).
+// D-RTM PCRs 17-22 of a TPM (PC Client TPM profile), by name as every
+// replay (aael, vmr) starts them, so that a sim device with the TPM layout
+// agrees too.
 func (r *run) resetValue(reg string, a mr.Alg) mr.Digest {
-	if r.b.Platform == mr.PlatformTPM {
-		if i, ok := pcrIndex(reg); ok {
-			return mr.TPMResetValue(i, a)
-		}
-	}
-	return mr.Zero(a)
+	return mr.ResetValue(reg, a)
 }
 
 // history is what runtimeChain learns about the start of a chain that no
@@ -175,6 +172,26 @@ type history struct {
 	start    mr.Digest // the first segment's start (its INIT, else zero)
 	snapshot []aael.Snapshot
 	records  int // entries replayed after the start, over all segments
+}
+
+// judgeResettable fails a runtime log on a register the guest can reset
+// (TPM PCR 16, 23), unless Options.AcceptUnverifiedHistory makes it a
+// weakened pass. The guest can reset such a register at any time and
+// extend it again with the records it keeps: a log that drops any of them
+// (before or after what a monitor state saw) still replays to the quoted
+// value, so nothing proves the log is whole. A weakened run does not
+// advance the monitor state.
+func (r *run) judgeResettable(reg string, first segment, l *LayerResult) error {
+	if !mr.GuestResettable(reg) {
+		return nil
+	}
+	if !r.opts.AcceptUnverifiedHistory {
+		return &failError{&Failure{Log: first.name, Record: 0, Register: reg,
+			Reason: fmt.Sprintf("the runtime log is on %s, which the guest can reset (TPM PCR 16 and 23): records dropped after a reset leave a log that still replays to the quoted value (--accept-unverified-history accepts it, weakened)", reg)}}
+	}
+	r.unjudged = true
+	r.weaken(l, fmt.Sprintf("%s: resettable by the guest (TPM PCR 16 and 23): records dropped with a reset are never seen; the log is judged only as far as it goes", reg))
+	return nil
 }
 
 // judgeStart decides whether the first segment of reg's runtime log starts

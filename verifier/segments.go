@@ -68,6 +68,9 @@ func initOf(sg segment) mr.Digest {
 // from the monitor state when it is the segment the state stopped in; a
 // first segment that starts with a snapshot must be proven by the state.
 func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
+	if err := r.judgeResettable(reg, segs[0], l); err != nil {
+		return err
+	}
 	var resume *aael.Resume
 	skip := int64(0)
 	stateCut := false // the anchor segment starts exactly where the state stopped
@@ -177,7 +180,7 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 	}
 	if resume == nil && !stateCut {
 		if h.start.IsZero() {
-			h.start = mr.Zero(prevFinal.Alg) // no INIT: the replay started at zero
+			h.start = r.resetValue(reg, prevFinal.Alg) // no INIT: the replay started at the reset value
 		}
 		if err := r.judgeStart(reg, segs[0], h, l); err != nil {
 			return err

@@ -24,6 +24,15 @@
 // from the log's start, as before (checkpoint.go says what is checked and
 // why). Verify and Cut replay the whole log.
 //
+// The folder records its backing register in the file BackingFile, written
+// before its first log, so that later Opens (other commands, other
+// processes) use that register without being told and refuse another one
+// (ErrBackingMismatch). On a TPM the default is PCR 14 (TPMDefaultBacking);
+// registers the guest can reset (PCR 16, 23) need Options.AllowResettable.
+// The folder, the backing file and the log must belong to the caller and be
+// writable by nobody else. Replays start at the register's reset value
+// (mr.ResetValue: all ones on PCRs 17-22).
+//
 // Locks are internal/flock locks, so a wait for the log's lock (or the
 // forwarder's) ends with the caller's context.
 package vmr

@@ -31,10 +31,16 @@ type Options struct {
 	// Dir is the folder of the runtime logs (one file per backing register:
 	// DIR/REGISTER.log). Required.
 	Dir string
-	// Backing names the backing register. Default: rtmr3 when the device has
-	// it, else pcr17 (AAEL's default; a TPM lets the OS extend it only on
-	// some platforms, so name another non-resettable PCR such as pcr14 there).
+	// Backing names the backing register. Default: the one the folder
+	// records (RecordedBacking), else rtmr3 when the device has it, else
+	// TPMDefaultBacking (pcr14). A name that disagrees with the folder's
+	// record is an error naming both (ErrBackingMismatch).
 	Backing string
+	// AllowResettable accepts a backing register the guest can reset (TPM
+	// PCR 16 or 23), which Open refuses otherwise: a verifier can then
+	// never tell a whole log from one whose records were dropped with a
+	// reset, and says so in every report (weakened).
+	AllowResettable bool
 	// BackingAlg selects the bank of a TPM PCR. Default: sha384 when the
 	// device has that bank for Backing, else sha256.
 	BackingAlg mr.Alg
@@ -92,17 +98,6 @@ func Open(ctx context.Context, dev mr.Device, opts Options) (*Store, error) {
 	if opts.Dir == "" {
 		return nil, fmt.Errorf("vmr: no log folder given")
 	}
-	reg, err := findBacking(ctx, dev, opts)
-	if err != nil {
-		return nil, err
-	}
-	if reg.Flags&mr.Extendable == 0 {
-		hint := ""
-		if opts.Backing == "" && reg.Name == "pcr17" {
-			hint = " (PCR 17 needs a locality the OS lacks on most TPMs: name another non-resettable PCR, e.g. --backing pcr14)"
-		}
-		return nil, fmt.Errorf("vmr: backing register %s (%v): %w%s", reg.Name, reg.Alg, mr.ErrNotExtendable, hint)
-	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("vmr: %w", err)
 	}
@@ -111,10 +106,49 @@ func Open(ctx context.Context, dev mr.Device, opts Options) (*Store, error) {
 	if err := safefs.CheckDir(opts.Dir); err != nil {
 		return nil, fmt.Errorf("vmr: runtime log folder: %w", err)
 	}
+	recorded, err := RecordedBacking(opts.Dir)
+	unrecorded := errors.Is(err, ErrUnrecorded) && opts.Backing != ""
+	if err != nil && !unrecorded {
+		return nil, err
+	}
+	if opts.Backing != "" && recorded != "" && opts.Backing != recorded {
+		return nil, fmt.Errorf("vmr: backing register %s given, but %s records %s (its logs extend %s; use another --log-dir for %s): %w",
+			opts.Backing, opts.Dir, recorded, recorded, opts.Backing, ErrBackingMismatch)
+	}
+	if opts.Backing == "" {
+		opts.Backing = recorded
+	}
+	reg, err := findBacking(ctx, dev, opts)
+	if err != nil {
+		return nil, err
+	}
+	if mr.GuestResettable(reg.Name) && !opts.AllowResettable {
+		from := ""
+		if recorded != "" {
+			from = fmt.Sprintf(" (recorded in %s)", filepath.Join(opts.Dir, BackingFile))
+		}
+		return nil, fmt.Errorf("vmr: backing register %s%s can be reset from the guest: a verifier cannot prove its log whole and will report it weakened; acknowledge this to use it (--accept-resettable-backing): %w", reg.Name, from, mr.ErrNotExtendable)
+	}
+	if reg.Flags&mr.Extendable == 0 {
+		hint := ""
+		if n, ok := mr.PCRNumber(reg.Name); ok && n >= 17 && n <= 22 {
+			hint = fmt.Sprintf(" (PCRs 17-22 need a locality the OS lacks: use a folder recording another register, e.g. --backing %s)", TPMDefaultBacking)
+		}
+		return nil, fmt.Errorf("vmr: backing register %s (%v): %w%s", reg.Name, reg.Alg, mr.ErrNotExtendable, hint)
+	}
+	if recorded == "" && !unrecorded {
+		if err := recordBacking(opts.Dir, reg.Name); err != nil {
+			return nil, err
+		}
+	}
 	path := filepath.Join(opts.Dir, reg.Name+".log")
 	f, err := safefs.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("vmr: %w", err)
+	}
+	if err := checkOwned(f, path); err != nil {
+		f.Close()
+		return nil, err
 	}
 	s := &Store{dev: dev, backing: reg, path: path, f: f}
 	s.view.reset(reg)
@@ -143,15 +177,12 @@ func findBacking(ctx context.Context, dev mr.Device, opts Options) (mr.Register,
 	}
 	name := opts.Backing
 	if name == "" {
-		name = "pcr17"
+		name = TPMDefaultBacking
 		for _, r := range regs {
 			if r.Name == "rtmr3" {
 				name = "rtmr3"
 			}
 		}
-	}
-	if name == "pcr16" || name == "pcr23" {
-		return mr.Register{}, fmt.Errorf("vmr: %s can be reset from the guest and must not back virtual registers: %w", name, mr.ErrNotExtendable)
 	}
 	var banks []mr.Register
 	for _, r := range regs {
@@ -335,7 +366,9 @@ func (s *Store) sync(ctx context.Context) error {
 		return err
 	}
 	if s.view.off == 0 {
-		if isZero(cur.Bytes) {
+		if cur.Equal(mr.ResetValue(s.backing.Name, s.backing.Alg)) {
+			// The register holds its reset value (all ones on PCRs
+			// 17-22): the log starts there without an INIT entry.
 			return nil
 		}
 		// A fresh log on a register already extended by others: start it
@@ -372,12 +405,13 @@ func (s *Store) sync(ctx context.Context) error {
 // which the register held its current value, for the error message.
 func (s *Store) inconsistent(cur mr.Digest) error {
 	where := "no prefix of the log"
-	if cur.Equal(mr.Zero(s.backing.Alg)) {
+	reset := mr.ResetValue(s.backing.Name, s.backing.Alg)
+	if cur.Equal(reset) {
 		where = "the empty log"
 	}
 	// Fold the log again, noting the last point where the register held
 	// what it holds now.
-	ext, n := mr.NewExtender(mr.Zero(s.backing.Alg)), 0
+	ext, n := mr.NewExtender(reset), 0
 	rd := aael.NewReader(io.NewSectionReader(s.f, 0, s.view.off), aael.Options{File: s.path})
 	for {
 		e, err := rd.Next()
@@ -636,15 +670,6 @@ func (s *Store) Records(ctx context.Context, name string) (int, error) {
 		return 0, err
 	}
 	return s.view.count[name], nil
-}
-
-func isZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // Snapshot runs fn (a quote) while holding the log's lock, so no virtual

@@ -31,7 +31,7 @@ type view struct {
 func (v *view) reset(backing mr.Register) {
 	*v = view{
 		backing: backing,
-		value:   mr.Zero(backing.Alg),
+		value:   mr.ResetValue(backing.Name, backing.Alg),
 		virt:    map[string]mr.Digest{},
 		count:   map[string]int{},
 		snap:    map[string]mr.Digest{},

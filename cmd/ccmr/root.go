@@ -18,6 +18,8 @@ type globals struct {
 	output  string
 	logDir  string
 	backing string
+	// resettable acknowledges a backing register the guest can reset.
+	resettable bool
 }
 
 // openDevice opens the --device spec.
@@ -83,7 +85,8 @@ func newRootFor(e env, args []string) *cobra.Command {
 	pf.StringVar(&g.device, "device", dev, "device: auto, sim[:DIR][?layout=tpm], tpm[:DEV|tcp://H:P|unix:PATH], tdx[:ROOT], snp (env CCMR_DEVICE)")
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	pf.StringVar(&g.logDir, "log-dir", "", "runtime log folder (default /run/ccmr; on the sim device, inside its state folder)")
-	pf.StringVar(&g.backing, "backing", "", "backing register of virtual registers (default rtmr3, or pcr17 on a TPM)")
+	pf.StringVar(&g.backing, "backing", e.getenv("CCMR_BACKING"), "backing register of virtual registers, recorded in the runtime log folder by its first log (default: the recorded one, else rtmr3, or pcr14 on a TPM; env CCMR_BACKING)")
+	pf.BoolVar(&g.resettable, "accept-resettable-backing", false, "accept a backing register the guest can reset (TPM PCR 16, 23): every verification of its log is then weakened")
 
 	name, named := commandName(args, pf)
 	for _, c := range commands {

@@ -131,7 +131,7 @@ func TestTPMEndToEnd(t *testing.T) {
 	if _, errs, code := ccmrRun(t, vars, append(vdev, "ima", "forward", "--once", "--ima-log", imaList)...); code != 0 {
 		t.Fatal(errs)
 	}
-	if _, errs, code := ccmrRun(t, vars, append(vdev, "extend", "mr_ctr.a", "--backing", "pcr16", "--data", "main.go")...); code != 2 {
+	if _, errs, code := ccmrRun(t, vars, append(dev, "--log-dir", filepath.Join(dir, "run16"), "extend", "mr_ctr.a", "--backing", "pcr16", "--data", "main.go")...); code != 2 || !strings.Contains(errs, "can be reset from the guest") {
 		t.Fatalf("pcr16 as backing register: exit %d, want 2 (%s)", code, errs)
 	}
 

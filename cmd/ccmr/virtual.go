@@ -26,22 +26,38 @@ func (g *globals) runtimeLogDir(dev mr.Device) string {
 	return vmr.DefaultDir
 }
 
-// openStore opens the virtual registers of dev. With create false it
-// returns nil, nil when no runtime log exists yet, so that reading never
-// creates files.
+// openStore opens the virtual registers of dev, on the backing register the
+// log folder records (vmr.RecordedBacking) unless --backing (CCMR_BACKING)
+// names one; a disagreement is a usage error naming both. With create false
+// it returns nil, nil when the folder holds no runtime log yet, so that
+// reading never creates files.
 func (g *globals) openStore(ctx context.Context, dev mr.Device, create bool) (*vmr.Store, error) {
 	dir := g.runtimeLogDir(dev)
 	if !create {
-		logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
-		if len(logs) == 0 {
+		recorded, err := vmr.RecordedBacking(dir)
+		if errors.Is(err, vmr.ErrUnrecorded) && g.backing != "" {
+			recorded, err = g.backing, nil // an old folder; vmr.Open opens the named log
+		}
+		if err != nil {
+			return nil, g.storeError(err)
+		}
+		if recorded == "" {
 			return nil, nil
 		}
 	}
-	s, err := vmr.Open(ctx, dev, vmr.Options{Dir: dir, Backing: g.backing})
-	if errors.Is(err, fs.ErrPermission) {
-		return nil, fmt.Errorf("%w (use --log-dir to put runtime logs elsewhere)", err)
+	s, err := vmr.Open(ctx, dev, vmr.Options{Dir: dir, Backing: g.backing, AllowResettable: g.resettable})
+	return s, g.storeError(err)
+}
+
+// storeError adds what the user can do to vmr's errors.
+func (g *globals) storeError(err error) error {
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%w (use --log-dir to put runtime logs elsewhere)", err)
+	case errors.Is(err, vmr.ErrBackingMismatch), errors.Is(err, vmr.ErrUnrecorded):
+		return &exitError{code: exitUsage, err: err}
 	}
-	return s, err
+	return err
 }
 
 func (g *globals) virtualRegisters(ctx context.Context, dev mr.Device) ([]mr.Register, error) {

@@ -228,12 +228,13 @@ func (p *replayer) reg(e *Entry, start mr.Digest) (*regState, error) {
 	} else if !start.IsZero() && p.opt.Resume != nil {
 		return nil, p.fail(e, "INIT entry in a resumed replay")
 	}
-	if start.IsZero() {
-		start = mr.Zero(e.Digest.Alg)
-	}
 	n := p.opt.Backing
 	if n == "" || len(p.regs) > 0 {
 		n = p.name(e.MRIndex)
+	}
+	if start.IsZero() {
+		// The register's reset value: all ones on TPM PCRs 17-22.
+		start = mr.ResetValue(n, e.Digest.Alg)
 	}
 	s = &regState{name: n, idx: e.MRIndex, ext: mr.NewExtender(start)}
 	p.regs[e.MRIndex] = s

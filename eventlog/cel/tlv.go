@@ -278,7 +278,11 @@ func ReplayTLV(r *TLVReader, opt TLVReplayOptions) (*eventlog.Replay, error) {
 		}
 		e := regs[k]
 		if e == nil {
-			e = mr.NewExtender(mr.Zero(opt.Alg))
+			start := mr.Zero(opt.Alg)
+			if k.t == TLVPCR && k.i <= 23 {
+				start = mr.TPMResetValue(int(k.i), opt.Alg) // all ones on PCRs 17-22
+			}
+			e = mr.NewExtender(start)
 			regs[k] = e
 		}
 		if err := e.Extend(d.Bytes); err != nil {
