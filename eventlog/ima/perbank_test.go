@@ -403,3 +403,34 @@ func FuzzPerBank(f *testing.F) {
 		}
 	})
 }
+
+// The per-bank lists in testdata/perbank, which other packages' tests read
+// (logfile, the verifier, the CLI), are the real kernel's entries written
+// as the per-bank lists of a 6.10+ kernel with sha256, sha384 and sm3 banks:
+// CCMR_UPDATE_PERBANK=1 rewrites them; otherwise they must be what toBank
+// writes, so they cannot drift from the tested encoding.
+func TestPerBankTestdata(t *testing.T) {
+	bin, ascii := realLists(t)
+	want := map[string][]byte{}
+	for _, bank := range []mr.Alg{mr.SHA1, mr.SHA256, mr.SHA384, mr.SM3256} {
+		want["binary_runtime_measurements_"+kernelBankName(bank)] = toBank(t, bin, bank, binary.LittleEndian)
+		want["ascii_runtime_measurements_"+kernelBankName(bank)] = toBankASCII(t, ascii, bank)
+	}
+	for name, b := range want {
+		p := filepath.Join("testdata", "perbank", name)
+		if os.Getenv("CCMR_UPDATE_PERBANK") == "1" {
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		got, err := os.ReadFile(p)
+		if err != nil || !bytes.Equal(got, b) {
+			t.Errorf("%s differs from the real list written per bank (%v): CCMR_UPDATE_PERBANK=1 rewrites it", p, err)
+		}
+	}
+	// The sha1 per-bank list is the SHA-1 list itself.
+	if !bytes.Equal(want["binary_runtime_measurements_sha1"], bin) || !bytes.Equal(want["ascii_runtime_measurements_sha1"], ascii) {
+		t.Error("the sha1 per-bank list differs from the SHA-1 list")
+	}
+}
