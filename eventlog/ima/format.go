@@ -241,3 +241,14 @@ func firstChecks(head []byte, ascii bool, bank mr.Alg) bool {
 		return CheckTemplateHash("", e) == nil
 	}
 }
+
+// ListFileName returns the kernel's name of bank's list under
+// /sys/kernel/security/ima: binary_runtime_measurements_sha384,
+// ascii_runtime_measurements_sm3, ...
+func ListFileName(ascii bool, bank mr.Alg) string {
+	kind := "binary"
+	if ascii {
+		kind = "ascii"
+	}
+	return kind + "_runtime_measurements_" + kernelBankName(bank)
+}
