@@ -10,8 +10,10 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
+	"github.com/ccmr-dev/ccmr/eventlog/logfile"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -21,10 +23,80 @@ import (
 // start without a state).
 func (r *run) imaReader() *ima.Reader {
 	data := r.imaLog.Open(pos(r.imaLog, r.imaStart.offset))
-	if r.imaLog.Format == string(eventlog.FormatIMAASCII) {
-		return ima.NewASCIIReader(data, ima.Options{File: "ima list"})
+	rd, _ := logfile.NewIMAReader(eventlog.Format(r.imaLog.Format), data, ima.Options{File: "ima list"}) // layer 1 took it by its role: an IMA format
+	return rd
+}
+
+// addIMALog takes an IMA list of the bundle (layer 1). A bundle may carry
+// one list per bank (the per-bank lists of Linux 6.10 and later); two of
+// one bank are refused. The list layer 3 judges (r.imaLog) is the first
+// whose bank has a trusted PCR 10, else the first; every other is replayed
+// against its own bank's PCRs (otherIMALists).
+func (r *run) addIMALog(lg *bundle.Log) error {
+	_, bank, _ := ima.FormatBank(eventlog.Format(lg.Format))
+	for _, o := range append(r.otherIMA, r.imaLog) {
+		if o == nil {
+			continue
+		}
+		if _, b, _ := ima.FormatBank(eventlog.Format(o.Format)); b == bank {
+			return fail("the bundle holds two IMA lists of the %v bank", bank)
+		}
 	}
-	return ima.NewBinaryReader(data, ima.Options{File: "ima list"})
+	_, quoted := r.trusted[regKey{"pcr10", bank}]
+	switch {
+	case r.imaLog == nil:
+		r.imaLog = lg
+	case quoted && !r.imaQuotedBank():
+		r.otherIMA = append(r.otherIMA, r.imaLog)
+		r.imaLog = lg
+	default:
+		r.otherIMA = append(r.otherIMA, lg)
+	}
+	return nil
+}
+
+// imaQuotedBank reports whether the judged list's bank has a trusted PCR 10.
+func (r *run) imaQuotedBank() bool {
+	_, bank, _ := ima.FormatBank(eventlog.Format(r.imaLog.Format))
+	_, ok := r.trusted[regKey{"pcr10", bank}]
+	return ok
+}
+
+// otherIMALists replays each IMA list other than the judged one, whole,
+// against the trusted PCRs of its own bank: every PCR it extends must be
+// trusted in that bank and equal its replay. A list nothing can prove
+// fails: it must not ride along unchecked.
+func (r *run) otherIMALists(ctx context.Context, l *LayerResult) error {
+	for _, lg := range r.otherIMA {
+		_, bank, _ := ima.FormatBank(eventlog.Format(lg.Format))
+		name := fmt.Sprintf("ima list (%s)", lg.Format)
+		if lg.Offset != 0 {
+			return fail("%s: a tail from byte %d: only the whole list replays to its bank's PCRs", name, lg.Offset)
+		}
+		rd, err := logfile.NewIMAReader(eventlog.Format(lg.Format), lg.Open(0), ima.Options{File: name})
+		if err != nil {
+			return failFrom(name, err)
+		}
+		res, err := ima.Replay(ctx, rd, ima.ReplayOptions{File: name, Banks: []mr.Alg{bank}})
+		if err != nil {
+			return failFrom(name, err)
+		}
+		if len(res.Registers) == 0 {
+			res.Registers = []mr.Value{{Register: mr.Register{Name: "pcr10", Alg: bank}, Digest: mr.Zero(bank)}}
+		}
+		for _, v := range res.Registers {
+			want, ok := r.trusted[regKey{v.Register.Name, bank}]
+			if !ok {
+				return fail("%s: no trusted %s of the %v bank to replay the list against", name, v.Register.Name, bank)
+			}
+			if !want.Equal(v.Digest) {
+				return &failError{&Failure{Log: name, Record: -1, Register: v.Register.Name, Expected: want.String(), Computed: v.Digest.String(),
+					Reason: fmt.Sprintf("replay of %d IMA entries does not give the quoted %s of the %v bank", res.Events, v.Register.Name, bank)}}
+			}
+		}
+		l.Checked = append(l.Checked, fmt.Sprintf("%s: %d IMA entries replay to the quoted %v PCRs", name, res.Events, bank))
+	}
+	return nil
 }
 
 // shiftIMA turns a failure in the resumed IMA list into whole-list terms.
@@ -102,6 +174,9 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 		return nil
 	}
 	const name = "ima list"
+	if err := r.otherIMALists(ctx, l); err != nil {
+		return err
+	}
 	if r.imaStart.offset > end(r.imaLog) {
 		return &failError{&Failure{Log: name, Record: -1, Reason: fmt.Sprintf("the IMA list is %d bytes, shorter than the %d the monitor state proved: rewritten, or a new boot", end(r.imaLog), r.imaStart.offset)}}
 	}

@@ -42,10 +42,9 @@ func (r *run) logs(ctx context.Context, l *LayerResult) error {
 			}
 			chains[lg.Register] = append(chains[lg.Register], segment{name: name, log: lg})
 		case logfile.RoleIMA:
-			if r.imaLog != nil {
-				return fail("the bundle holds two IMA lists")
+			if err := r.addIMALog(lg); err != nil {
+				return err
 			}
-			r.imaLog = lg
 		case logfile.RoleUserspace:
 			// replayed after every firmware log (us.replay), from where
 			// they leave the registers both extend

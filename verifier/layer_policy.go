@@ -8,6 +8,7 @@ import (
 
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
+	"github.com/ccmr-dev/ccmr/eventlog/logfile"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -54,10 +55,7 @@ func (r *run) policy(ctx context.Context, l *LayerResult) error {
 			// whole list: a tail cannot give it.
 			return fail("the policy names an IMA aggregate, but the bundle's IMA list is a tail from byte %d: the aggregate needs the whole list", r.imaLog.Offset)
 		}
-		src := ima.NewBinaryReader(r.imaLog.Open(0), ima.Options{File: "ima list"})
-		if r.imaLog.Format == string(eventlog.FormatIMAASCII) {
-			src = ima.NewASCIIReader(r.imaLog.Open(0), ima.Options{File: "ima list"})
-		}
+		src, _ := logfile.NewIMAReader(eventlog.Format(r.imaLog.Format), r.imaLog.Open(0), ima.Options{File: "ima list"}) // layer 1 took it by its role
 		got, n, err := ima.Aggregate(ctx, src, r.imaStart.entries+r.proven)
 		if err != nil {
 			return failFrom("ima list", err)

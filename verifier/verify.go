@@ -102,7 +102,9 @@ type run struct {
 	ctx     context.Context
 	proven  int // IMA entries proven by layer 3; -1 for none
 	imaLog  *bundle.Log
-	ima     imaFacts // what layer 3 learned about the IMA list
+	// otherIMA are the bundle's other per-bank IMA lists (addIMALog).
+	otherIMA []*bundle.Log
+	ima      imaFacts // what layer 3 learned about the IMA list
 
 	// Monitor state (--state): what was verified before (nil when the
 	// machine's entry is not used), and what this verification adds,

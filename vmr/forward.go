@@ -25,9 +25,18 @@ import (
 // DefaultIMAList is the kernel's binary IMA measurement list.
 const DefaultIMAList = "/sys/kernel/security/ima/binary_runtime_measurements"
 
+// DefaultIMALists are the lists the forwarder reads when none is given, the
+// first that exists: mr_ima folds sha384(template data), which the sha384
+// per-bank list of Linux 6.10 and later lists as each entry's template
+// hash; then the sha256 list; the SHA-1 list of older kernels last. From a
+// per-bank list, forwarding does not depend on sha1.
+var DefaultIMALists = []string{DefaultIMAList + "_sha384", DefaultIMAList + "_sha256", DefaultIMAList}
+
 // ForwardOptions configure the IMA forwarder.
 type ForwardOptions struct {
-	// List is the binary IMA list to read (default DefaultIMAList).
+	// List is the binary IMA list to read (default: the first of
+	// DefaultIMALists that exists). A per-bank list is read as its file
+	// name says (binary_runtime_measurements_sha384).
 	List string
 	// Register is the virtual register to extend (default mr_ima).
 	Register string
@@ -38,6 +47,12 @@ type ForwardOptions struct {
 func (o *ForwardOptions) defaults() {
 	if o.List == "" {
 		o.List = DefaultIMAList
+		for _, p := range DefaultIMALists {
+			if _, err := os.Stat(p); err == nil {
+				o.List = p
+				break
+			}
+		}
 	}
 	if o.Register == "" {
 		o.Register = "mr_ima"
@@ -133,7 +148,7 @@ func entriesUpTo(ctx context.Context, list string, want mr.Digest) (int, error) 
 		return 0, err
 	}
 	defer f.Close()
-	rd := ima.NewBinaryReader(f, ima.Options{File: list})
+	rd := listReader(f, list)
 	ext := mr.NewExtender(mr.Zero(IMAVirtualAlg))
 	for n := 0; ; n++ {
 		if ext.Value().Equal(want) {
@@ -247,7 +262,7 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 	if _, err := f.Seek(start, io.SeekStart); err != nil {
 		return 0, fmt.Errorf("ima forward: %w", err)
 	}
-	rd := ima.NewBinaryReader(f, ima.Options{File: opts.List})
+	rd := listReader(f, opts.List)
 	prefix := mr.NewExtender(mr.Zero(IMAVirtualAlg))
 	skip := done - startIndex
 	if skip == 0 && startIndex == 0 && !value.IsZero() {
@@ -330,6 +345,18 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 	return added, flush()
 }
 
+// listReader reads the binary list, of the bank its file name says
+// (binary_runtime_measurements_sha384 is the sha384 list), sha1 otherwise.
+func listReader(r io.Reader, list string) *ima.Reader {
+	opts := ima.Options{File: list}
+	if f, ok := ima.FileNameFormat(list); ok {
+		if ascii, bank, _ := ima.FormatBank(f); !ascii {
+			opts.Bank = bank
+		}
+	}
+	return ima.NewBinaryReader(r, opts)
+}
+
 // openList opens the IMA list, which must be a regular file (the kernel's
 // securityfs file is one): opened with O_NONBLOCK, a FIFO without a writer
 // is refused at once instead of blocking the forwarder beyond SIGTERM.
@@ -363,7 +390,7 @@ func lastEntryHolds(f *os.File, list string, hint forwardState) bool {
 	if err != nil {
 		return false
 	}
-	rd := ima.NewBinaryReader(io.NewSectionReader(f, hint.LastOffset, hint.Offset-hint.LastOffset), ima.Options{File: list})
+	rd := listReader(io.NewSectionReader(f, hint.LastOffset, hint.Offset-hint.LastOffset), list)
 	e, err := rd.Next()
 	if err != nil || rd.Offset() != hint.Offset-hint.LastOffset {
 		return false

@@ -14,6 +14,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 
 	"github.com/ccmr-dev/ccmr/bundle"
@@ -142,6 +143,7 @@ func Bundle(ctx context.Context, dev mr.Device, store *vmr.Store, nonce []byte, 
 // not a regular file (a FIFO, a device) is an error: opened with
 // O_NONBLOCK, it is refused at once instead of blocking beyond SIGTERM.
 func imaLog(ctx context.Context, ev *mr.Evidence, path string) (*bundle.Log, io.Closer, error) {
+	path = bankList(ev, path)
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 		return nil, nil, nil
@@ -164,11 +166,51 @@ func imaLog(ctx context.Context, ev *mr.Evidence, path string) (*bundle.Log, io.
 		}
 		return nil, nil, nil
 	}
-	l := &bundle.Log{Format: string(eventlog.FormatIMABinary), Source: path}
+	l := &bundle.Log{Format: string(listFormat(path)), Source: path}
 	// The kernel only appends to the list: the first size bytes stay as
 	// they were measured while it grows.
 	l.Attach(f, size)
 	return l, f, nil
+}
+
+// bankList chooses the list of the bank the evidence needs. Given the
+// kernel's SHA-1 list (binary_runtime_measurements), it takes the per-bank
+// list of Linux 6.10 and later next to it when there is one: of the quoted
+// bank on a TPM (the bank quotedIMAPrefix cuts by, sha256 when quoted), of
+// sha384 elsewhere (mr_ima folds sha384(template data), that list's own
+// hashes). Any other path is kept as given.
+func bankList(ev *mr.Evidence, path string) string {
+	if filepath.Base(path) != "binary_runtime_measurements" {
+		return path
+	}
+	bank := mr.SHA384
+	if ev.Platform == mr.PlatformTPM && len(ev.TPMQuotes) > 0 {
+		bank = ev.TPMQuotes[0].Alg
+		for _, c := range ev.TPMQuotes {
+			if c.Alg == mr.SHA256 {
+				bank = c.Alg
+			}
+		}
+	}
+	if bank == mr.SHA1 {
+		return path
+	}
+	p := filepath.Join(filepath.Dir(path), ima.ListFileName(false, bank))
+	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+		return p
+	}
+	return path
+}
+
+// listFormat is the format of the binary list at path: the per-bank format
+// its kernel file name says, ima-binary otherwise.
+func listFormat(path string) eventlog.Format {
+	if f, ok := ima.FileNameFormat(path); ok {
+		if ascii, _, _ := ima.FormatBank(f); !ascii {
+			return f
+		}
+	}
+	return eventlog.FormatIMABinary
 }
 
 // quotedIMAPrefix is the byte length of the part of a TPM guest's IMA list
@@ -192,11 +234,15 @@ func quotedIMAPrefix(ctx context.Context, ev *mr.Evidence, f io.ReaderAt, path s
 			quoted[i] = mr.Digest{Alg: q.Alg, Bytes: v}
 		}
 		for _, padded := range []bool{false, true} {
-			if padded && q.Alg == mr.SHA1 {
-				break
+			if padded && (q.Alg == mr.SHA1 || listFormat(path) != eventlog.FormatIMABinary) {
+				break // padded banks are of kernels before 5.8: SHA-1 lists only
 			}
 			list.Seek(0, io.SeekStart)
-			_, off, ok, err := ima.QuotedPrefix(ctx, ima.NewBinaryReader(list, ima.Options{File: path}), q.Alg, quoted, padded)
+			rd, err := ima.NewFormatReader(listFormat(path), list, ima.Options{File: path})
+			if err != nil {
+				return 0, err
+			}
+			_, off, ok, err := ima.QuotedPrefix(ctx, rd, q.Alg, quoted, padded)
 			if err != nil {
 				return 0, err
 			}

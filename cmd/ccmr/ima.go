@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -61,7 +62,7 @@ list until SIGTERM or SIGINT.`,
 	}
 	f := fwd.Flags()
 	f.BoolVar(&once, "once", false, "forward what is there and stop")
-	f.StringVar(&opts.List, "ima-log", vmr.DefaultIMAList, "binary IMA list")
+	f.StringVar(&opts.List, "ima-log", "", "binary IMA list (default: the first of "+strings.Join(vmr.DefaultIMALists, ", ")+" that exists; a per-bank list is read as its name says)")
 	f.StringVar(&opts.Register, "register", "mr_ima", "virtual register to extend")
 	f.DurationVar(&interval, "interval", 2*time.Second, "how often to look for new entries when following")
 	cmd.AddCommand(fwd, newIMAAggregateCmd(g))
@@ -98,6 +99,6 @@ func newIMAAggregateCmd(g *globals) *cobra.Command {
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "auto", "ima-binary, ima-ascii or auto")
+	cmd.Flags().StringVar(&format, "format", "auto", "ima-binary, ima-ascii, a per-bank format (ima-binary-sha256, ima-ascii-sha384, ...) or auto")
 	return cmd
 }

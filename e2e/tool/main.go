@@ -23,6 +23,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -39,6 +40,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	ccmrbundle "github.com/ccmr-dev/ccmr/bundle"
 )
 
 func main() {
@@ -153,6 +156,14 @@ func readBundle(path string) (bundle, error) {
 	if err != nil {
 		return nil, err
 	}
+	if bytes.HasPrefix(b, []byte("PK")) {
+		// A ccmr-evidence/v2 archive (what ccmr quote writes): its v1
+		// form, the same evidence and logs, is what the tool edits; ccmr
+		// verify reads either.
+		if b, err = v1Of(path); err != nil {
+			return nil, err
+		}
+	}
 	var m bundle
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
@@ -163,6 +174,20 @@ func readBundle(path string) (bundle, error) {
 		return nil, fmt.Errorf("%s: format %v, want ccmr-evidence/v1", path, m["format"])
 	}
 	return m, nil
+}
+
+// v1Of reads the bundle at path and encodes it as ccmr-evidence/v1.
+func v1Of(path string) ([]byte, error) {
+	bb, err := ccmrbundle.Open(context.Background(), path)
+	if err != nil {
+		return nil, err
+	}
+	defer bb.Close()
+	var out bytes.Buffer
+	if err := bb.Write(&out); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return out.Bytes(), nil
 }
 
 func (b bundle) write(path string) error {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/ccmr-dev/ccmr/mr"
 )
 
 // Template names the kernel knows.
@@ -107,9 +109,13 @@ type Entry struct {
 	Offset int64
 	// PCR is the PCR the kernel extended (10 unless configured otherwise).
 	PCR int
-	// TemplateHash is the listed SHA-1 template hash, 20 bytes; all zero
-	// for a violation.
+	// TemplateHash is the listed template hash: the SHA-1, 20 bytes, in
+	// binary_runtime_measurements; bank Bank's digest of the template
+	// data in a per-bank list. All zero for a violation.
 	TemplateHash []byte
+	// Bank is the bank of TemplateHash: mr.SHA1 for the SHA-1 list (zero
+	// is read as mr.SHA1), the list's bank for a per-bank list.
+	Bank mr.Alg
 	// TemplateName is the template: ima, ima-ng, ima-sig, ima-buf, ...
 	TemplateName string
 	// TemplateData is the template data exactly as the kernel hashed it:
@@ -146,6 +152,15 @@ func (e *Entry) Clone() *Entry {
 		c.Fields = nil
 	}
 	return &c
+}
+
+// ListBank returns the bank of the listed template hash, e.Bank or mr.SHA1
+// when it is zero.
+func (e *Entry) ListBank() mr.Alg {
+	if e.Bank == 0 {
+		return mr.SHA1
+	}
+	return e.Bank
 }
 
 // IsViolation reports whether the listed template hash is all zero: the

@@ -53,7 +53,7 @@ func exercise(t *testing.T, r *Reader) {
 			}
 			return
 		}
-		if e.Index != i || e.Offset <= last || len(e.TemplateHash) != 20 || e.PCR < 0 || e.PCR > MaxPCR {
+		if e.Index != i || e.Offset <= last || len(e.TemplateHash) != r.hsize || e.ListBank() != r.bank || e.PCR < 0 || e.PCR > MaxPCR {
 			t.Fatalf("entry %d: %+v", i, e)
 		}
 		last = e.Offset

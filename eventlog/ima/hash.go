@@ -11,16 +11,18 @@ import (
 )
 
 // TemplateHash returns the digest entry e extends into the bank alg of its
-// PCR: for sha1, the listed template hash; for any other bank,
-// alg(template data), as kernels since 5.8 compute it (for the legacy ima
-// template, over the same padded form the SHA-1 covers). A violation (a
+// PCR: for the bank of the list (sha1 for binary_runtime_measurements, the
+// list's bank for a per-bank list), the listed template hash; for any other
+// bank, alg(template data), as kernels since 5.8 compute it (for the legacy
+// ima template, over the same padded form the SHA-1 covers). A violation (a
 // listed hash of zeros) extends all-ones of the bank's size. With
 // sha1Padded, non-sha1 banks get the SHA-1 zero-padded to the bank's size
-// instead, as kernels before 5.8 extended them.
+// instead, as kernels before 5.8 extended them (only the SHA-1 list can be
+// of such a kernel: with a per-bank entry sha1Padded is an error).
 //
 // It fails with mr.ErrUnsupported when alg is unknown, or when the template
 // data is not known (an unknown template read from an ascii list) and the
-// bank is not sha1.
+// bank is not the list's.
 func TemplateHash(e *Entry, alg mr.Alg, sha1Padded bool) (mr.Digest, error) {
 	b, err := appendTemplateHash(nil, e, alg, sha1Padded, nil)
 	if err != nil {
@@ -48,10 +50,13 @@ func appendTemplateHash(dst []byte, e *Entry, alg mr.Alg, sha1Padded bool, h has
 		}
 		return dst, nil
 	}
-	if alg == mr.SHA1 {
+	if alg == e.ListBank() {
 		return append(dst, e.TemplateHash...), nil
 	}
 	if sha1Padded {
+		if e.ListBank() != mr.SHA1 {
+			return nil, fmt.Errorf("%w: SHA-1-padded banks (kernels before 5.8) from a %v list: only the SHA-1 list is of such a kernel", mr.ErrUnsupported, e.ListBank())
+		}
 		dst = append(dst, e.TemplateHash...)
 		for range size - len(e.TemplateHash) {
 			dst = append(dst, 0)
@@ -70,22 +75,45 @@ func appendTemplateHash(dst []byte, e *Entry, alg mr.Alg, sha1Padded bool, h has
 	return h.Sum(dst), nil
 }
 
-// CheckTemplateHash checks that a non-violation entry's listed SHA-1 equals
-// sha1(template data). It returns nil for violations and for entries whose
-// template data is unknown (nothing to check), and a *eventlog.Mismatch naming
-// the entry otherwise (errors.Is(err, eventlog.ErrMismatch)).
+// CheckTemplateHash checks that a non-violation entry's listed template
+// hash equals the hash of its template data in the list's bank (sha1 for
+// binary_runtime_measurements, sha256 for binary_runtime_measurements_sha256,
+// ...). It returns nil for violations and for entries whose template data is
+// unknown (nothing to check), and a *eventlog.Mismatch naming the entry
+// otherwise (errors.Is(err, eventlog.ErrMismatch)).
 func CheckTemplateHash(file string, e *Entry) error {
-	var sum [20]byte
-	return checkTemplateHash(file, e, nil, sum[:0])
+	var sum [64]byte
+	return checkTemplateHash(file, e, &listHasher{}, sum[:0])
 }
 
-func checkTemplateHash(file string, e *Entry, h hasher, buf []byte) error {
+// listHasher keeps the hasher of the list's bank, made once: every entry of
+// a list has the same bank, so checking one allocates nothing.
+type listHasher struct {
+	alg mr.Alg
+	h   hasher
+}
+
+func (l *listHasher) get(a mr.Alg) hasher {
+	if l.h == nil || l.alg != a {
+		l.alg = a
+		if a == mr.SHA1 {
+			l.h = sha1.New()
+		} else {
+			l.h = a.New()
+		}
+	}
+	return l.h
+}
+
+func checkTemplateHash(file string, e *Entry, lh *listHasher, buf []byte) error {
 	if e.TemplateData == nil || e.IsViolation() {
 		return nil
 	}
-	if h == nil {
-		h = sha1.New()
+	bank := e.ListBank()
+	if !bank.Valid() {
+		return &eventlog.Error{File: file, Record: e.Index, Offset: e.Offset, Err: fmt.Errorf("%w: bank %v", mr.ErrUnsupported, bank)}
 	}
+	h := lh.get(bank)
 	h.Reset()
 	h.Write(e.TemplateData)
 	got := h.Sum(buf[:0])
@@ -97,9 +125,9 @@ func checkTemplateHash(file string, e *Entry, h hasher, buf []byte) error {
 		Register: pcrName(e.PCR),
 		Record:   e.Index,
 		Offset:   e.Offset,
-		Expected: mr.Digest{Alg: mr.SHA1, Bytes: append([]byte(nil), e.TemplateHash...)},
-		Computed: mr.Digest{Alg: mr.SHA1, Bytes: append([]byte(nil), got...)},
-		Reason:   fmt.Sprintf("IMA entry %d (%s %q): listed template hash does not match the template data", e.Index, e.TemplateName, e.FileName()),
+		Expected: mr.Digest{Alg: bank, Bytes: append([]byte(nil), e.TemplateHash...)},
+		Computed: mr.Digest{Alg: bank, Bytes: append([]byte(nil), got...)},
+		Reason:   fmt.Sprintf("IMA entry %d (%s %q): listed %v template hash does not match the template data", e.Index, e.TemplateName, e.FileName(), bank),
 	}
 }
 
@@ -118,11 +146,11 @@ func VirtualDigest(e *Entry) (mr.Digest, error) {
 }
 
 // Event describes e as `ccmr log show` prints it, with the template hash of
-// each bank in banks (the sha1 bank when banks is empty). A listed hash that
+// each bank in banks (the list's own bank when banks is empty). A listed hash that
 // does not match the template data is reported in Problems.
 func Event(file string, e *Entry, banks []mr.Alg) eventlog.Event {
 	if len(banks) == 0 {
-		banks = []mr.Alg{mr.SHA1}
+		banks = []mr.Alg{e.ListBank()}
 	}
 	ev := eventlog.Event{Index: e.Index, Offset: e.Offset, Register: pcrName(e.PCR), Type: e.TemplateName}
 	for _, a := range banks {

@@ -58,7 +58,7 @@ func replayParallel(ctx context.Context, src Source, opts ReplayOptions, banks [
 // without one, the error is CheckSignatures' for the list. The report
 // counts the entries before the first signature failure.
 func ReplaySigned(ctx context.Context, src Source, opts ReplayOptions, keys []Key, requireAll bool) (*eventlog.Replay, SignatureReport, error) {
-	banks, err := replayBanks(opts)
+	banks, err := replayBanks(opts, src)
 	if err != nil {
 		return nil, SignatureReport{}, err
 	}

@@ -280,7 +280,7 @@ func FuzzPipeline(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, bs uint16) {
 		withBlock(t, 1+int(bs))
 		opts := ReplayOptions{Banks: []mr.Alg{mr.SHA1, mr.SHA256}}
-		banks, _ := replayBanks(opts)
+		banks, _ := replayBanks(opts, nil)
 		src := func() Source { return NewBinaryReader(bytes.NewReader(data), Options{File: "fuzz"}) }
 		// The two paths are called directly: switching GOMAXPROCS per input
 		// slows the fuzzer to a crawl.

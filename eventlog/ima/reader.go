@@ -40,6 +40,24 @@ type Options struct {
 	// the order used to rebuild the template data's field lengths (nil:
 	// little-endian, as ima_canonical_fmt and little-endian kernels write).
 	ByteOrder binary.ByteOrder
+	// Bank is the PCR bank whose template hash the list holds: zero or
+	// mr.SHA1 for binary_runtime_measurements (the SHA-1 list every
+	// kernel writes), another bank for the per-bank lists of Linux 6.10
+	// and later (binary_runtime_measurements_sha256, ...), whose template
+	// hash is that bank's digest of the template data, 20 to 64 bytes.
+	Bank mr.Alg
+}
+
+// listBank returns the bank of a list's template hashes: bank, or sha1
+// when bank is zero. An unknown bank is an error.
+func listBank(bank mr.Alg) (mr.Alg, error) {
+	if bank == 0 {
+		return mr.SHA1, nil
+	}
+	if !bank.Valid() {
+		return 0, fmt.Errorf("%w: bank %v", mr.ErrUnsupported, bank)
+	}
+	return bank, nil
 }
 
 // Reader streams the entries of an IMA list, binary or ascii, in constant
@@ -52,27 +70,47 @@ type Reader struct {
 	off    int64
 	index  int
 	e      Entry
-	hash   [20]byte
+	bank   mr.Alg // the bank of the listed template hashes
+	hsize  int    // its digest size: the template hash's length
+	hash   [64]byte
 	data   []byte // template data buffer, reused
 	name   []byte
 	line   []byte
-	hdr    [28]byte
+	hdr    [8 + 64]byte
 	failed error
 }
 
-// NewBinaryReader reads a binary list (binary_runtime_measurements).
-func NewBinaryReader(r io.Reader, opts Options) *Reader {
-	return &Reader{br: bufio.NewReaderSize(r, 64<<10), file: opts.File, order: opts.ByteOrder}
+// newReader makes a Reader; an unknown opts.Bank makes every Next fail.
+func newReader(r io.Reader, opts Options, ascii bool, order binary.ByteOrder) *Reader {
+	rd := &Reader{br: bufio.NewReaderSize(r, 64<<10), ascii: ascii, file: opts.File, order: order}
+	bank, err := listBank(opts.Bank)
+	if err != nil {
+		rd.failed = &eventlog.Error{File: opts.File, Record: 0, Err: err}
+		bank = mr.SHA1
+	}
+	rd.bank, rd.hsize = bank, bank.Size()
+	return rd
 }
 
-// NewASCIIReader reads an ascii list (ascii_runtime_measurements).
+// NewBinaryReader reads a binary list (binary_runtime_measurements, or a
+// per-bank list binary_runtime_measurements_BANK when opts.Bank says so).
+func NewBinaryReader(r io.Reader, opts Options) *Reader {
+	return newReader(r, opts, false, opts.ByteOrder)
+}
+
+// NewASCIIReader reads an ascii list (ascii_runtime_measurements, or a
+// per-bank list ascii_runtime_measurements_BANK when opts.Bank says so).
 func NewASCIIReader(r io.Reader, opts Options) *Reader {
 	o := opts.ByteOrder
 	if o == nil {
 		o = binary.LittleEndian
 	}
-	return &Reader{br: bufio.NewReaderSize(r, 64<<10), ascii: true, file: opts.File, order: o}
+	return newReader(r, opts, true, o)
 }
+
+// Bank returns the bank of the list's template hashes (mr.SHA1 for
+// binary_runtime_measurements).
+func (r *Reader) Bank() mr.Alg { return r.bank }
 
 // Offset returns the byte offset just past the last entry read: the length
 // of the list's well-formed prefix after Next returned an error.
@@ -117,15 +155,16 @@ func (r *Reader) readFull(b []byte, what string) error {
 }
 
 func (r *Reader) nextBinary() error {
-	// pcr (4) + template hash (20) + template name length (4)
-	h := r.hdr[:28]
+	// pcr (4) + template hash (the bank's size) + template name length (4)
+	hs := r.hsize
+	h := r.hdr[:8+hs]
 	n, err := io.ReadFull(r.br, h)
 	if n == 0 && err == io.EOF {
 		return io.EOF
 	}
 	if err != nil {
 		if err == io.ErrUnexpectedEOF {
-			return fmt.Errorf("%w (%d of the 28 header bytes)", ErrTruncated, n)
+			return fmt.Errorf("%w (%d of the %d header bytes)", ErrTruncated, n, len(h))
 		}
 		return err
 	}
@@ -144,8 +183,8 @@ func (r *Reader) nextBinary() error {
 	if pcr > MaxPCR {
 		return fmt.Errorf("%w: PCR %d", mr.ErrMalformed, pcr)
 	}
-	copy(r.hash[:], h[4:24])
-	nameLen := o.Uint32(h[24:])
+	copy(r.hash[:], h[4:4+hs])
+	nameLen := o.Uint32(h[4+hs:])
 	if nameLen == 0 || nameLen > MaxTemplateName {
 		return fmt.Errorf("%w: template name length %d", mr.ErrMalformed, nameLen)
 	}
@@ -154,9 +193,9 @@ func (r *Reader) nextBinary() error {
 		return err
 	}
 	e := &r.e
-	*e = Entry{Index: r.index, Offset: r.off, PCR: int(pcr), TemplateHash: r.hash[:],
+	*e = Entry{Index: r.index, Offset: r.off, PCR: int(pcr), TemplateHash: r.hash[:hs], Bank: r.bank,
 		TemplateName: internTemplate(r.name), Fields: e.Fields[:0], BigEndian: o == binary.BigEndian}
-	size := int64(28 + nameLen)
+	size := int64(8+hs) + int64(nameLen)
 	if e.TemplateName == TemplateIMA {
 		// digest[20], u32 name length, name: no template data length.
 		b := r.hdr[:24] // the header is consumed: reuse it
@@ -290,10 +329,10 @@ func (r *Reader) parseASCII(line []byte) error {
 		return fmt.Errorf("PCR %q", pcrS)
 	}
 	hashS, rest, ok := cut(rest)
-	if !ok || len(hashS) != 40 {
-		return fmt.Errorf("template hash %q is not 40 hex digits", hashS)
+	if !ok || len(hashS) != 2*r.hsize {
+		return fmt.Errorf("template hash %q is not %d hex digits (a %v list)", hashS, 2*r.hsize, r.bank)
 	}
-	if _, err := hex.Decode(r.hash[:], hashS); err != nil {
+	if _, err := hex.Decode(r.hash[:r.hsize], hashS); err != nil {
 		return fmt.Errorf("template hash: %v", err)
 	}
 	nameS, rest, ok := cut(rest)
@@ -301,7 +340,7 @@ func (r *Reader) parseASCII(line []byte) error {
 		return fmt.Errorf("template name %q", nameS)
 	}
 	e := &r.e
-	*e = Entry{Index: r.index, Offset: r.off, PCR: int(pcr), TemplateHash: r.hash[:],
+	*e = Entry{Index: r.index, Offset: r.off, PCR: int(pcr), TemplateHash: r.hash[:r.hsize], Bank: r.bank,
 		TemplateName: internTemplate(nameS), Fields: e.Fields[:0], BigEndian: r.order == binary.BigEndian}
 	if !ok {
 		return fmt.Errorf("template %s has no fields", e.TemplateName)

@@ -4,12 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha1"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -29,8 +26,9 @@ type Source interface {
 type ReplayOptions struct {
 	// File names the list in errors.
 	File string
-	// Banks are the PCR banks to compute. Empty means sha1 and sha256;
-	// the banks of Expect are always added.
+	// Banks are the PCR banks to compute. Empty means sha1 and sha256, and
+	// the list's own bank when src is a Reader of a per-bank list; the
+	// banks of Expect are always added.
 	Banks []mr.Alg
 	// Expect holds expected register values (Register.Name "pcr10",
 	// Register.Alg the bank). A register no entry extends is compared as
@@ -57,7 +55,7 @@ type ReplayOptions struct {
 // (see parallel.go); the result and the error are the same. Replay reads src
 // to its end (or to its first error).
 func Replay(ctx context.Context, src Source, opts ReplayOptions) (*eventlog.Replay, error) {
-	banks, err := replayBanks(opts)
+	banks, err := replayBanks(opts, src)
 	if err != nil {
 		return nil, err
 	}
@@ -68,11 +66,15 @@ func Replay(ctx context.Context, src Source, opts ReplayOptions) (*eventlog.Repl
 }
 
 // replayBanks returns the banks a replay computes: opts.Banks (default sha1
-// and sha256) and those of opts.Expect, sorted.
-func replayBanks(opts ReplayOptions) ([]mr.Alg, error) {
+// and sha256, and the bank of a per-bank list src) and those of
+// opts.Expect, sorted.
+func replayBanks(opts ReplayOptions, src Source) ([]mr.Alg, error) {
 	banks := slices.Clone(opts.Banks)
 	if len(banks) == 0 {
 		banks = []mr.Alg{mr.SHA1, mr.SHA256}
+		if r, ok := src.(*Reader); ok && !slices.Contains(banks, r.bank) {
+			banks = append(banks, r.bank)
+		}
 	}
 	for _, v := range opts.Expect {
 		if _, err := parsePCRName(v.Register.Name); err != nil {
@@ -101,7 +103,7 @@ func replaySeq(ctx context.Context, src Source, opts ReplayOptions, banks []mr.A
 	for i, a := range banks {
 		hashers[i] = a.New()
 	}
-	sha := sha1.New()
+	var lh listHasher
 	var sum [64]byte
 	var firstBad error
 	lastPCR, last := -1, (*pcrState)(nil)
@@ -121,7 +123,7 @@ func replaySeq(ctx context.Context, src Source, opts ReplayOptions, banks []mr.A
 		}
 		n++
 		if firstBad == nil {
-			firstBad = checkTemplateHash(opts.File, e, sha, sum[:0])
+			firstBad = checkTemplateHash(opts.File, e, &lh, sum[:0])
 		}
 		st := last
 		if e.PCR != lastPCR {
@@ -258,9 +260,9 @@ func ReplayVirtual(ctx context.Context, src Source, opts VirtualOptions) (*Virtu
 	}
 	ext := mr.NewExtender(start)
 	h := mr.SHA384.New()
-	sha := sha1.New()
+	var lh listHasher
 	var sum [48]byte
-	var sha1sum [20]byte
+	var listSum [64]byte
 	var firstBad error
 	res := &VirtualReplay{}
 	n := 0
@@ -296,7 +298,7 @@ func ReplayVirtual(ctx context.Context, src Source, opts VirtualOptions) (*Virtu
 			}
 		}
 		if firstBad == nil {
-			firstBad = checkTemplateHash(opts.File, e, sha, sha1sum[:0])
+			firstBad = checkTemplateHash(opts.File, e, &lh, listSum[:0])
 		}
 		if err := ext.Extend(d); err != nil {
 			return nil, err
@@ -321,29 +323,10 @@ func ReplayVirtual(ctx context.Context, src Source, opts VirtualOptions) (*Virtu
 	return res, nil
 }
 
-var asciiLine = regexp.MustCompile(`^[0-9]{1,3} [0-9a-fA-F]{40} [^ \n]+ `)
-
-// Detect guesses the encoding of a list from its first bytes: ima-ascii
-// when the first line looks like "PCR HASH TEMPLATE ...", ima-binary when the
-// first 4 bytes are a PCR index in either byte order followed by a sane
-// template name length. ok is false when it is neither.
-func Detect(head []byte) (f eventlog.Format, ok bool) {
-	if asciiLine.Match(head) {
-		return eventlog.FormatIMAASCII, true
-	}
-	if len(head) >= 28 {
-		r := NewBinaryReader(bytes.NewReader(head), Options{})
-		_, err := r.Next()
-		if err == nil || errors.Is(err, ErrTruncated) {
-			return eventlog.FormatIMABinary, true
-		}
-	}
-	return "", false
-}
-
-// OpenFile opens an IMA list. format is eventlog.FormatIMABinary,
-// eventlog.FormatIMAASCII, or eventlog.FormatAuto (or "") to detect it. The caller
-// closes the returned file.
+// OpenFile opens an IMA list. format is an IMA format (ima-binary,
+// ima-ascii, or a per-bank one such as ima-binary-sha256), or
+// eventlog.FormatAuto (or "") to detect it from the contents and the file
+// name (DetectNamed). The caller closes the returned file.
 func OpenFile(path string, format eventlog.Format, opts Options) (*Reader, io.Closer, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -359,24 +342,40 @@ func OpenFile(path string, format eventlog.Format, opts Options) (*Reader, io.Cl
 			f.Close()
 			return nil, nil, err
 		}
-		var ok bool
-		if format, ok = Detect(head[:n]); !ok {
+		if format, err = DetectNamed(head[:n], path); err != nil {
 			f.Close()
-			return nil, nil, &eventlog.Error{File: path, Record: -1, Err: fmt.Errorf("%w: not an IMA list (ascii or binary)", mr.ErrMalformed)}
+			return nil, nil, &eventlog.Error{File: path, Record: -1, Err: err}
 		}
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			f.Close()
 			return nil, nil, err
 		}
 	}
-	switch format {
-	case eventlog.FormatIMABinary:
-		return NewBinaryReader(f, opts), f, nil
-	case eventlog.FormatIMAASCII:
-		return NewASCIIReader(f, opts), f, nil
+	rd, err := NewFormatReader(format, f, opts)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
 	}
-	f.Close()
-	return nil, nil, fmt.Errorf("%w: format %q is not an IMA list format", mr.ErrUnsupported, format)
+	return rd, f, nil
+}
+
+// NewFormatReader reads a list of IMA format f: ima-binary, ima-ascii or a
+// per-bank format (BankFormat), whose bank it sets in opts. A format that
+// is no IMA list, or an opts.Bank other than the format's, is an error
+// wrapping mr.ErrUnsupported.
+func NewFormatReader(f eventlog.Format, r io.Reader, opts Options) (*Reader, error) {
+	ascii, bank, ok := FormatBank(f)
+	if !ok {
+		return nil, fmt.Errorf("%w: format %q is not an IMA list format", mr.ErrUnsupported, f)
+	}
+	if opts.Bank != 0 && opts.Bank != bank {
+		return nil, fmt.Errorf("%w: format %s holds %v template hashes, not %v", mr.ErrUnsupported, f, bank, opts.Bank)
+	}
+	opts.Bank = bank
+	if ascii {
+		return NewASCIIReader(r, opts), nil
+	}
+	return NewBinaryReader(r, opts), nil
 }
 
 // ParsePCRFile reads PCR values in the sysfs/evmctl form, one "PCR-NN: HEX"

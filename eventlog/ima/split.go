@@ -7,6 +7,8 @@ import (
 	"encoding/binary"
 	"io"
 	"sync/atomic"
+
+	"github.com/ccmr-dev/ccmr/mr"
 )
 
 // entryRef locates one entry inside a block, for the workers.
@@ -16,8 +18,9 @@ type entryRef struct {
 	pcr    int32
 	hash   int // the listed template hash: buf[hash:hash+hlen]
 	hlen   int
-	data   int // template data; for the legacy ima template, the file digest
-	dlen   int // template data length (legacy: the file name's); -1: unknown
+	bank   mr.Alg // the bank of the listed hash
+	data   int    // template data; for the legacy ima template, the file digest
+	dlen   int    // template data length (legacy: the file name's); -1: unknown
 	name   string
 	legacy bool // the legacy ima template, whose data is rebuilt (padded)
 	big    bool
@@ -130,7 +133,7 @@ func (p *pipeline) cut(s *binarySplit, c *chunk) (pos int, handOver bool) {
 		if s.order == nil && !s.detect(c.buf) {
 			return pos, true
 		}
-		size, need := scanEntry(c, pos, s.order, s.index, s.off)
+		size, need := scanEntry(c, pos, s.order, s.r.bank, s.index, s.off)
 		switch {
 		case size > 0:
 			pos += size
@@ -195,7 +198,8 @@ func (s *binarySplit) reader() *Reader {
 	case !s.eof:
 		rest = io.MultiReader(rest, s.r.br)
 	}
-	return &Reader{br: bufio.NewReaderSize(rest, 64<<10), file: s.r.file, order: s.order, off: s.off, index: s.index}
+	return &Reader{br: bufio.NewReaderSize(rest, 64<<10), file: s.r.file, order: s.order, off: s.off, index: s.index,
+		bank: s.r.bank, hsize: s.r.hsize}
 }
 
 type errReader struct{ err error }
@@ -206,22 +210,24 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 // whole and its lengths are those the Reader accepts, appends its ref and
 // returns its size. Otherwise size is 0 and need is the bytes the entry
 // needs from pos (0: the lengths are wrong, the Reader will say how).
-func scanEntry(c *chunk, pos int, o binary.ByteOrder, index int, off int64) (size, need int) {
+func scanEntry(c *chunk, pos int, o binary.ByteOrder, bank mr.Alg, index int, off int64) (size, need int) {
 	b := c.buf[pos:]
-	if len(b) < 28 {
-		return 0, 28
+	hs := bank.Size() // the list's template hash size: 20 to 64 bytes
+	top := 8 + hs     // pcr, template hash, template name length
+	if len(b) < top {
+		return 0, top
 	}
 	pcr := o.Uint32(b)
-	nl := o.Uint32(b[24:])
+	nl := o.Uint32(b[4+hs:])
 	if pcr > MaxPCR || nl == 0 || nl > MaxTemplateName {
 		return 0, 0
 	}
-	h := 28 + int(nl)
+	h := top + int(nl)
 	if len(b) < h+4 {
 		return 0, h + 4
 	}
-	ref := entryRef{offset: off, index: index, pcr: int32(pcr), hash: pos + 4, hlen: 20, big: o == binary.BigEndian}
-	if string(b[28:h]) == TemplateIMA {
+	ref := entryRef{offset: off, index: index, pcr: int32(pcr), hash: pos + 4, hlen: hs, bank: bank, big: o == binary.BigEndian}
+	if string(b[top:h]) == TemplateIMA {
 		if len(b) < h+24 {
 			return 0, h + 24
 		}
@@ -237,7 +243,7 @@ func scanEntry(c *chunk, pos int, o binary.ByteOrder, index int, off int64) (siz
 			return 0, 0
 		}
 		size = h + 4 + int(dl)
-		ref.name, ref.data, ref.dlen = internTemplate(b[28:h]), pos+h+4, int(dl)
+		ref.name, ref.data, ref.dlen = internTemplate(b[top:h]), pos+h+4, int(dl)
 	}
 	if len(b) < size {
 		return 0, size
@@ -304,7 +310,7 @@ func (p *pipeline) splitEntries(ctx context.Context, src Source, seq, index int)
 
 // copyEntry copies e's hash and template data into the block.
 func copyEntry(c *chunk, e *Entry) entryRef {
-	ref := entryRef{offset: e.Offset, index: e.Index, pcr: int32(e.PCR), hash: len(c.buf), hlen: len(e.TemplateHash), dlen: -1,
+	ref := entryRef{offset: e.Offset, index: e.Index, pcr: int32(e.PCR), hash: len(c.buf), hlen: len(e.TemplateHash), bank: e.Bank, dlen: -1,
 		name: e.TemplateName, big: e.BigEndian, parsed: true}
 	c.buf = append(c.buf, e.TemplateHash...)
 	if e.TemplateData != nil {

@@ -1,7 +1,6 @@
 package ima
 
 import (
-	"crypto/sha1"
 	"encoding/binary"
 	"fmt"
 
@@ -17,15 +16,15 @@ type worker struct {
 	p       *pipeline
 	e       Entry
 	legacy  [20 + legacyNameSize]byte // a legacy ima entry's padded data
-	sha1    hasher
-	sum     [20]byte
+	list    listHasher                // the hasher of the list's bank
+	sum     [64]byte
 	hashers []hasher
 	offs    []int // bank b's digest starts offs[b] bytes into an entry's
 	stride  int
 }
 
 func newWorker(p *pipeline) *worker {
-	w := &worker{p: p, sha1: sha1.New(), stride: p.stride()}
+	w := &worker{p: p, stride: p.stride()}
 	for b, a := range p.po.banks {
 		w.hashers = append(w.hashers, a.New())
 		w.offs = append(w.offs, p.bankOffset(b))
@@ -53,7 +52,7 @@ func (w *worker) hash(c *chunk) {
 			return
 		}
 		if po.checkHash && c.bad.err == nil {
-			if err := checkTemplateHash(po.file, e, w.sha1, w.sum[:0]); err != nil {
+			if err := checkTemplateHash(po.file, e, &w.list, w.sum[:0]); err != nil {
 				c.bad = problem{err, e.Index, c.seq}
 			}
 		}
@@ -70,7 +69,7 @@ func (w *worker) hash(c *chunk) {
 func (w *worker) entry(c *chunk, ref *entryRef) (*Entry, error) {
 	e := &w.e
 	*e = Entry{Index: ref.index, Offset: ref.offset, PCR: int(ref.pcr), TemplateHash: c.buf[ref.hash : ref.hash+ref.hlen],
-		TemplateName: ref.name, Fields: e.Fields[:0], BigEndian: ref.big}
+		Bank: ref.bank, TemplateName: ref.name, Fields: e.Fields[:0], BigEndian: ref.big}
 	switch {
 	case ref.dlen < 0:
 	case ref.legacy:

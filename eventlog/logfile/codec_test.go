@@ -24,7 +24,9 @@ import (
 
 // allFormats are the format constants of package eventlog but auto.
 var allFormats = []eventlog.Format{eventlog.FormatTCG2, eventlog.FormatCCEL, eventlog.FormatIMABinary, eventlog.FormatIMAASCII,
-	eventlog.FormatRuntime, eventlog.FormatAAELText, eventlog.FormatCELJSON, eventlog.FormatCELTLV, eventlog.FormatDstackJSON, eventlog.FormatSystemd}
+	eventlog.FormatRuntime, eventlog.FormatAAELText, eventlog.FormatCELJSON, eventlog.FormatCELTLV, eventlog.FormatDstackJSON, eventlog.FormatSystemd,
+	"ima-binary-sha256", "ima-binary-sha384", "ima-binary-sha512", "ima-binary-sm3",
+	"ima-ascii-sha256", "ima-ascii-sha384", "ima-ascii-sha512", "ima-ascii-sm3"}
 
 func TestRegistryHoldsEveryFormat(t *testing.T) {
 	roles := map[eventlog.Format]logfile.Role{
@@ -33,6 +35,11 @@ func TestRegistryHoldsEveryFormat(t *testing.T) {
 		eventlog.FormatRuntime: logfile.RoleRuntime, eventlog.FormatAAELText: logfile.RoleRuntime,
 		eventlog.FormatCELJSON: logfile.RoleWhole, eventlog.FormatCELTLV: logfile.RoleWhole, eventlog.FormatDstackJSON: logfile.RoleWhole,
 		eventlog.FormatSystemd: logfile.RoleUserspace,
+	}
+	for _, f := range allFormats {
+		if strings.HasPrefix(string(f), "ima-") {
+			roles[f] = logfile.RoleIMA
+		}
 	}
 	if got := len(logfile.Formats()); got != len(allFormats) {
 		t.Errorf("registry holds %d formats, want %d: %v", got, len(allFormats), logfile.Formats())

@@ -84,7 +84,8 @@ func ParseFirmware(lf *File) (*tcg.Log, error) {
 // ---- IMA measurement lists -------------------------------------------------
 
 // imaCodec streams an IMA list (binary_runtime_measurements or the ASCII
-// form), which may be large.
+// form, or a per-bank list of Linux 6.10 and later:
+// binary_runtime_measurements_sha256, ...), which may be large.
 type imaCodec struct{ f eventlog.Format }
 
 func (c imaCodec) Format() eventlog.Format { return c.f }

@@ -101,6 +101,16 @@ func Open(path string, format eventlog.Format) (*File, error) {
 			return nil, err
 		}
 		ff, ok := Sniff(head[:n])
+		if _, named := ima.FileNameFormat(path); named && (!ok || imaFormat(ff)) {
+			// An IMA list's file name says its bank
+			// (binary_runtime_measurements_sha384): it settles sha256
+			// against sm3, and a name the contents contradict is refused.
+			if ff, err = ima.DetectNamed(head[:n], path); err != nil {
+				f.Close()
+				return nil, &eventlog.Error{File: path, Record: -1, Err: err}
+			}
+			ok = true
+		}
 		if !ok {
 			f.Close()
 			return nil, &eventlog.Error{File: path, Record: -1, Err: fmt.Errorf("%w: unknown log format (give --format)", mr.ErrMalformed)}
@@ -183,16 +193,22 @@ func NewRuntimeReader(f eventlog.Format, r io.Reader, opt aael.Options) (aael.En
 	return nil, fmt.Errorf("%s: %w: format %q is not a runtime log", opt.File, mr.ErrUnsupported, f)
 }
 
-// NewIMAReader reads the entries of an IMA list of format f from r.
-// Another format is an error wrapping mr.ErrUnsupported.
+// NewIMAReader reads the entries of an IMA list of format f from r: the
+// SHA-1 list (ima-binary, ima-ascii) or a per-bank list of Linux 6.10 and
+// later (ima-binary-sha256, ima-ascii-sha384, ...; see ima.BankFormat),
+// whose bank it sets. Another format is an error wrapping
+// mr.ErrUnsupported.
 func NewIMAReader(f eventlog.Format, r io.Reader, opt ima.Options) (*ima.Reader, error) {
-	switch f {
-	case eventlog.FormatIMABinary:
-		return ima.NewBinaryReader(r, opt), nil
-	case eventlog.FormatIMAASCII:
-		return ima.NewASCIIReader(r, opt), nil
+	if !imaFormat(f) {
+		return nil, fmt.Errorf("%s: %w: format %q is not an IMA list", opt.File, mr.ErrUnsupported, f)
 	}
-	return nil, fmt.Errorf("%s: %w: format %q is not an IMA list", opt.File, mr.ErrUnsupported, f)
+	return ima.NewFormatReader(f, r, opt)
+}
+
+// imaFormat reports whether f is an IMA list format, of any bank.
+func imaFormat(f eventlog.Format) bool {
+	_, _, ok := ima.FormatBank(f)
+	return ok
 }
 
 // Show calls fn for every event of the log in order, through the codec of
@@ -306,10 +322,10 @@ func (lf *File) ExportCELJSON(ctx context.Context, w io.Writer, opts Options) (i
 	if err != nil {
 		return 0, err
 	}
-	switch lf.Format {
-	case eventlog.FormatRuntime, eventlog.FormatAAELText, eventlog.FormatCELJSON:
+	switch {
+	case lf.Format == eventlog.FormatRuntime || lf.Format == eventlog.FormatAAELText || lf.Format == eventlog.FormatCELJSON:
 		return cel.ExportRuntime(w, lf.runtimeReader(r), cel.Seq)
-	case eventlog.FormatIMABinary, eventlog.FormatIMAASCII:
+	case imaFormat(lf.Format):
 		banks := opts.Banks
 		if len(banks) == 0 {
 			banks = []mr.Alg{mr.SHA1, mr.SHA256}
@@ -352,7 +368,7 @@ func (lf *File) ExportCELJSON(ctx context.Context, w io.Writer, opts Options) (i
 // CheckIMASignatures verifies the signature of every signed entry of an IMA
 // list against keys (`ccmr log replay --ima-keys`).
 func (lf *File) CheckIMASignatures(keys []ima.Key, requireAll bool) (ima.SignatureReport, error) {
-	if lf.Format != eventlog.FormatIMABinary && lf.Format != eventlog.FormatIMAASCII {
+	if !imaFormat(lf.Format) {
 		return ima.SignatureReport{}, fmt.Errorf("%s: %w: --ima-keys needs an IMA list, not %s", lf.Name, mr.ErrUnsupported, lf.Format)
 	}
 	r, err := lf.rewind()
