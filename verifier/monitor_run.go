@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ccmr-dev/ccmr/bundle"
+	"github.com/ccmr-dev/ccmr/bundle/tail"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -251,9 +252,7 @@ func (r *run) otherBoot(e *MachineState) string {
 	return ""
 }
 
-func isRuntimeLog(lg *bundle.Log) bool {
-	return lg.Format == string(eventlog.FormatRuntime) || lg.Format == string(eventlog.FormatAAELText)
-}
+func isRuntimeLog(lg *bundle.Log) bool { return tail.IsRuntime(lg) }
 
 // resumeAppLogs is layer 3 with a monitor state: the IMA entries the state
 // proved are not replayed again, so the bundle's copy of them must hash to
