@@ -3,6 +3,7 @@ package verifier
 import (
 	"fmt"
 	"io"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -213,27 +214,119 @@ func (r *run) wholeIMAReader() *ima.Reader {
 	return rd
 }
 
-// wholeIMAPCRs counts the entries of the whole list by the PCR they name
-// (checkIMAEntries counts them from where a monitor state stopped).
-func (r *run) wholeIMAPCRs() map[int]int {
-	if r.imaStart.entries == 0 {
+// newIMAPCRs counts the entries from where this run starts (a monitor
+// state's point, else the list's first entry) by the PCR they name: what
+// checkIMAEntries counted, or before it ran (layer 1's coverage, the tail
+// check of layer 3) a read of those entries alone. A bad entry ends the
+// count: the replay that follows fails on it.
+func (r *run) newIMAPCRs() map[int]int {
+	if r.ima.perPCR != nil {
 		return r.ima.perPCR
 	}
-	pcrs := map[int]int{}
 	src := r.wholeIMAReader()
-	for {
+	if pos(r.imaLog, r.imaStart.offset) >= 0 {
+		src = r.imaReader()
+	}
+	return countPCRs(src, -1)
+}
+
+// countPCRs counts up to n entries of src (all when n < 0) by PCR; it
+// stops at the first that does not read.
+func countPCRs(src *ima.Reader, n int) map[int]int {
+	pcrs := map[int]int{}
+	for ; n != 0; n-- {
 		e, err := src.Next()
 		if err != nil {
 			return pcrs // io.EOF; a bad entry fails the replay that follows
 		}
 		pcrs[e.PCR]++
 	}
+	return pcrs
+}
+
+// wholeIMAPCRs counts the entries of the whole list by the PCR they name.
+// A PCR holds the whole list since boot, so the entries a monitor state
+// proved count too: from the state's counts (IMAState.PCRs, bound to the
+// bytes by the prefix hash the run checks) and the new entries alone, else
+// from a read of the whole list.
+func (r *run) wholeIMAPCRs() map[int]int {
+	if r.imaStart.entries == 0 {
+		return r.newIMAPCRs()
+	}
+	if r.imaStart.pcrs != nil {
+		all := maps.Clone(r.imaStart.pcrs)
+		for p, n := range r.newIMAPCRs() {
+			all[p] += n
+		}
+		return all
+	}
+	return countPCRs(r.wholeIMAReader(), -1)
+}
+
+// nextIMAPCRs counts the first imaStart.entries+events entries of the list
+// by PCR, for the next state's IMA point. nil when the entries before this
+// run's start cannot be counted (a tail under a state that kept no counts):
+// the next run under it reads the whole list for them.
+func (r *run) nextIMAPCRs(events int) map[int]int {
+	var all map[int]int
+	switch {
+	case r.imaStart.entries == 0:
+		all = map[int]int{}
+	case r.imaStart.pcrs != nil:
+		all = maps.Clone(r.imaStart.pcrs)
+	case r.imaLog.Offset == 0:
+		// A state written before the counts were kept: counted once.
+		all = countPCRs(r.wholeIMAReader(), r.imaStart.entries)
+	default:
+		return nil
+	}
+	counted := r.ima.perPCR
+	if sumCounts(counted) != events || counted == nil {
+		counted = countPCRs(r.imaReader(), events)
+	}
+	for p, n := range counted {
+		all[p] += n
+	}
+	if sumCounts(all) != r.imaStart.entries+events {
+		return nil // an entry did not read: keep no counts
+	}
+	return all
+}
+
+// validPCRCounts reports whether a state's per-PCR counts (absent, or
+// positive counts of PCRs as IMA entries name them) add up to its entries.
+func validPCRCounts(pcrs map[int]int, entries int) bool {
+	if pcrs == nil {
+		return true
+	}
+	sum := 0
+	for p, n := range pcrs {
+		if p < 0 || n <= 0 || n > entries {
+			return false
+		}
+		sum += n
+	}
+	return sum == entries
+}
+
+// quotesPCRs reports whether the evidence holds a TPM PCR.
+func (r *run) quotesPCRs() bool {
+	for k := range r.trusted {
+		if _, ok := pcrIndex(k.name); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // imaPCRsQuoted reports whether the evidence quotes a PCR the IMA list
 // extends (PCR 10 for an empty list): then the PCRs prove the whole list,
-// not only what mr_ima records.
+// not only what mr_ima records. Evidence without PCRs is answered without
+// reading the list.
 func (r *run) imaPCRsQuoted() bool {
+	if !r.quotesPCRs() {
+		return false
+	}
 	pcrs := r.wholeIMAPCRs()
 	if len(pcrs) == 0 {
 		pcrs = map[int]int{10: 0}
@@ -250,19 +343,16 @@ func (r *run) imaPCRsQuoted() bool {
 
 // imaListPCRs names the PCRs the bundle's IMA list extends (on evidence
 // with PCRs): layer 3 replays them, so layer 1 does not report them as
-// explained by no eventlog.
+// explained by no eventlog. Only PCR names are looked up in it, so evidence
+// without PCRs reads nothing, and a resumed run reads only the new entries
+// (wholeIMAPCRs).
 func (r *run) imaListPCRs() map[string]bool {
 	out := map[string]bool{}
-	if r.imaLog == nil {
+	if r.imaLog == nil || !r.quotesPCRs() {
 		return out
 	}
-	src := r.wholeIMAReader()
-	for {
-		e, err := src.Next()
-		if err == io.EOF || err != nil {
-			break
-		}
-		out["pcr"+strconv.Itoa(e.PCR)] = true
+	for p := range r.wholeIMAPCRs() {
+		out["pcr"+strconv.Itoa(p)] = true
 	}
 	if len(out) == 0 {
 		out["pcr10"] = true // an empty list: layer 3 compares PCR 10 with zero

@@ -117,6 +117,12 @@ type IMAState struct {
 	// PrefixState the SHA-256 state after them (RuntimeState.PrefixState).
 	Prefix      string `json:"prefix_sha256"`
 	PrefixState string `json:"prefix_state,omitempty"`
+	// PCRs counts the first Entries entries by the PCR they name, so a
+	// resumed run knows which PCRs the whole list extends from the new
+	// entries alone (the prefix hash binds the bytes they were counted
+	// in). Absent in states written before it was kept: then the list is
+	// read from its start.
+	PCRs map[int]int `json:"pcrs,omitempty"`
 }
 
 // imaPoint is where layer 3 starts.
@@ -124,6 +130,9 @@ type imaPoint struct {
 	entries int
 	offset  int64
 	value   mr.Digest
+	// pcrs counts the entries before the point by PCR (IMAState.PCRs);
+	// nil when the state did not keep them.
+	pcrs map[int]int
 }
 
 // ErrStateKey is returned for a state file whose authentication does not

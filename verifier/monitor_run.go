@@ -198,6 +198,11 @@ func (r *run) useEntry(l *LayerResult) error {
 	r.state = e
 	if e.IMA != nil {
 		r.imaStart = imaPoint{entries: e.IMA.Entries, offset: e.IMA.Offset, value: e.IMA.Value}
+		if validPCRCounts(e.IMA.PCRs, e.IMA.Entries) {
+			// Counts that do not add up are not used: the whole list
+			// is read for them, as for a state that kept none.
+			r.imaStart.pcrs = e.IMA.PCRs
+		}
 	}
 	m.carriedAs = map[string]bool{}
 	for _, w := range e.Weakened {
