@@ -76,11 +76,23 @@ func newQuoteCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			if out != "" && out != "-" {
-				err = writeOutput(out, 0o644, func(w io.Writer) error { return write(b, w) })
-			} else {
-				err = write(b, g.stdout)
+			var total int64
+			for i := range b.Logs {
+				total += b.Logs[i].Size()
 			}
+			m, show := g.meter("quote (logs written)", total)
+			metered := func(w io.Writer) io.Writer {
+				if show {
+					return meterWriter{w: w, m: m}
+				}
+				return w
+			}
+			if out != "" && out != "-" {
+				err = writeOutput(out, 0o644, func(w io.Writer) error { return write(b, metered(w)) })
+			} else {
+				err = write(b, metered(g.stdout))
+			}
+			m.Done()
 			if err != nil {
 				return err
 			}

@@ -170,7 +170,12 @@ func newVerifyCmd(g *globals) *cobra.Command {
 			} else if stateKeyFile != "" || opts.Machine != "" || printSince != "" {
 				return usageError("--state-key, --machine and --print-since need --state FILE")
 			}
+			m, show := g.meter("verify (logs read)", attachedBytes(b))
+			if show {
+				meterLogs(b, m)
+			}
 			rep, err := verifier.Verify(cmd.Context(), b, opts)
+			m.Done()
 			if err != nil {
 				return err
 			}
