@@ -183,11 +183,6 @@ func newVerifyCmd(g *globals) *cobra.Command {
 				if err := opts.Monitor.Save(stateFile, stateKey); err != nil {
 					return err
 				}
-				if printSince != "" {
-					if err := writeSince(printSince, opts.Monitor, opts.Machine, b); err != nil {
-						return err
-					}
-				}
 			}
 			if g.json() {
 				err = writeJSON(g.stdout, rep)
@@ -199,6 +194,11 @@ func newVerifyCmd(g *globals) *cobra.Command {
 			}
 			if !rep.Trusted {
 				return &exitError{code: exitFail, err: fmt.Errorf("%s: not trusted (layer %d failed)", args[0], rep.FailedLayer())}
+			}
+			if printSince != "" {
+				// After the report, so a since file that cannot be
+				// written (exit 1) does not hide the verdict.
+				return writeSince(printSince, opts.Monitor, opts.Machine, b)
 			}
 			return nil
 		},
