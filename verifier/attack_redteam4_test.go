@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
-	"slices"
 	"strings"
 	"testing"
 
@@ -73,8 +72,8 @@ func TestRedteam4_IMATailHidesQuotedPCRs(t *testing.T) {
 func TestRedteam4_IMATailStateWithoutPCRs(t *testing.T) {
 	state, o := rt4TPMState(t)
 	e := state.Machines[MachineID(readE2EBundle(t))]
-	if !slices.Equal(e.IMA.PCRs, []int{10}) {
-		t.Fatalf("the state records the IMA list's PCRs as %v, want [10]", e.IMA.PCRs)
+	if len(e.IMA.PCRs) != 1 || e.IMA.PCRs[10] != e.IMA.Entries {
+		t.Fatalf("the state counts the IMA list's entries per PCR as %v, want all %d on PCR 10", e.IMA.PCRs, e.IMA.Entries)
 	}
 	e.IMA.PCRs = nil
 	point := e.IMA.Offset
@@ -84,9 +83,10 @@ func TestRedteam4_IMATailStateWithoutPCRs(t *testing.T) {
 	monMustRefuse(t, rt4IMATail(t, point-int64(len(forged)), forged), o, LayerApp, "quotes the PCRs the list extends")
 }
 
-// A state whose IMA PCRs are no PCR indexes, or not ascending, does not load.
+// A state whose per-PCR IMA counts name no PCR index, count nothing, or do
+// not add up to its entries does not load.
 func TestRedteam4_StateIMAPCRsStrict(t *testing.T) {
-	for _, pcrs := range [][]int{{-1}, {256}, {10, 10}, {11, 10}} {
+	for _, pcrs := range []map[int]int{{-1: 1}, {10: 0}, {10: 2}, {10: 1, 11: 1}, {10: -1, 11: 2}} {
 		st := NewState()
 		st.Machines["m"] = &MachineState{Policy: "none", IMA: &IMAState{Entries: 1, Offset: 0, Prefix: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
 			Value: mr.SHA384.Sum(nil), PCRs: pcrs}}
@@ -100,7 +100,7 @@ func TestRedteam4_StateIMAPCRsStrict(t *testing.T) {
 	}
 	st := NewState()
 	st.Machines["m"] = &MachineState{Policy: "none", IMA: &IMAState{Entries: 1, Offset: 0, Prefix: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-		Value: mr.SHA384.Sum(nil), PCRs: []int{10, 11}}}
+		Value: mr.SHA384.Sum(nil), PCRs: map[int]int{11: 1}}}
 	raw, _ := st.Marshal(nil)
 	if _, err := ParseState(raw, nil); err != nil {
 		t.Fatalf("a sound state does not load: %v", err)

@@ -3,6 +3,7 @@ package verifier
 import (
 	"fmt"
 	"io"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -213,67 +214,144 @@ func (r *run) wholeIMAReader() *ima.Reader {
 	return rd
 }
 
-// wholeIMAPCRs counts the entries of the whole list by the PCR they name
-// (checkIMAEntries counts them from where a monitor state stopped). For a
-// tail it is tailIMAPCRs: the tail's bytes before the state's point are
-// compared with nothing, so they never say which PCRs hold the list.
-func (r *run) wholeIMAPCRs() map[int]int {
-	if r.imaLog.Offset != 0 {
-		return r.tailIMAPCRs()
-	}
-	if r.imaStart.entries == 0 {
+// newIMAPCRs counts the entries from where this run starts (a monitor
+// state's point, else the list's first entry) by the PCR they name: what
+// checkIMAEntries counted, or before it ran (layer 1's coverage, the tail
+// check of layer 3) a read of those entries alone. A bad entry ends the
+// count: the replay that follows fails on it.
+func (r *run) newIMAPCRs() map[int]int {
+	if r.ima.perPCR != nil {
 		return r.ima.perPCR
 	}
-	pcrs := map[int]int{}
 	src := r.wholeIMAReader()
-	for {
+	if pos(r.imaLog, r.imaStart.offset) >= 0 {
+		src = r.imaReader()
+	}
+	return countPCRs(src, -1)
+}
+
+// countPCRs counts up to n entries of src (all when n < 0) by PCR; it
+// stops at the first that does not read.
+func countPCRs(src *ima.Reader, n int) map[int]int {
+	pcrs := map[int]int{}
+	for ; n != 0; n-- {
 		e, err := src.Next()
 		if err != nil {
 			return pcrs // io.EOF; a bad entry fails the replay that follows
 		}
 		pcrs[e.PCR]++
 	}
+	return pcrs
 }
 
-// tailIMAPCRs are the PCRs of an IMA list sent as a tail: the ones the
-// monitor state recorded for the entries it proved (IMAState.PCRs), and
-// those of the entries after its point, the only ones read. A state that
-// recorded none (written before it kept them) gives PCR 10, and every
-// quoted PCR when the state proved entries on evidence with PCRs: the
-// entries a tail lacks may be on any of them (send the whole list once).
+// wholeIMAPCRs counts the entries of the whole list by the PCR they name.
+// A PCR holds the whole list since boot, so the entries a monitor state
+// proved count too: from the state's counts (IMAState.PCRs, bound to the
+// bytes by the prefix hash the run checks) and the new entries alone, else
+// from a read of the whole list.
+func (r *run) wholeIMAPCRs() map[int]int {
+	if r.imaStart.entries == 0 {
+		return r.newIMAPCRs()
+	}
+	if r.imaStart.pcrs != nil {
+		all := maps.Clone(r.imaStart.pcrs)
+		for p, n := range r.newIMAPCRs() {
+			all[p] += n
+		}
+		return all
+	}
+	if r.imaLog.Offset != 0 {
+		return r.tailIMAPCRs()
+	}
+	return countPCRs(r.wholeIMAReader(), -1)
+}
+
+// nextIMAPCRs counts the first imaStart.entries+events entries of the list
+// by PCR, for the next state's IMA point. nil when the entries before this
+// run's start cannot be counted (a tail under a state that kept no counts):
+// the next run under it reads the whole list for them.
+func (r *run) nextIMAPCRs(events int) map[int]int {
+	var all map[int]int
+	switch {
+	case r.imaStart.entries == 0:
+		all = map[int]int{}
+	case r.imaStart.pcrs != nil:
+		all = maps.Clone(r.imaStart.pcrs)
+	case r.imaLog.Offset == 0:
+		// A state written before the counts were kept: counted once.
+		all = countPCRs(r.wholeIMAReader(), r.imaStart.entries)
+	default:
+		return nil
+	}
+	counted := r.ima.perPCR
+	if sumCounts(counted) != events || counted == nil {
+		counted = countPCRs(r.imaReader(), events)
+	}
+	for p, n := range counted {
+		all[p] += n
+	}
+	if sumCounts(all) != r.imaStart.entries+events {
+		return nil // an entry did not read: keep no counts
+	}
+	return all
+}
+
+// validPCRCounts reports whether a state's per-PCR counts (absent, or
+// positive counts of PCRs as IMA entries name them) add up to its entries.
+func validPCRCounts(pcrs map[int]int, entries int) bool {
+	if pcrs == nil {
+		return true
+	}
+	sum := 0
+	for p, n := range pcrs {
+		if p < 0 || n <= 0 || n > entries {
+			return false
+		}
+		sum += n
+	}
+	return sum == entries
+}
+
+// quotesPCRs reports whether the evidence holds a TPM PCR.
+func (r *run) quotesPCRs() bool {
+	for k := range r.trusted {
+		if _, ok := pcrIndex(k.name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// tailIMAPCRs are the PCRs of an IMA list sent as a tail under a monitor
+// state that kept no per-PCR counts (written before it kept them): the
+// tail's bytes before the state's point are compared with nothing, so they
+// never say which PCRs hold the list. The entries the tail lacks may be on
+// PCR 10 or, when the state proved entries on evidence with PCRs, on any
+// quoted PCR; with those, the PCRs of the entries after the point, the
+// only ones read (send the whole list once to get counts).
 func (r *run) tailIMAPCRs() map[int]int {
-	pcrs := map[int]int{}
-	var recorded []int
-	if r.state != nil && r.state.IMA != nil {
-		recorded = r.state.IMA.PCRs
-	}
-	for _, p := range recorded {
-		pcrs[p] = 0
-	}
-	if len(recorded) == 0 {
-		pcrs[10] = 0
-		if r.imaStart.entries > 0 {
-			for k := range r.trusted {
-				if i, ok := pcrIndex(k.name); ok {
-					pcrs[i] = 0
-				}
+	pcrs := map[int]int{10: 0}
+	if r.imaStart.entries > 0 {
+		for k := range r.trusted {
+			if i, ok := pcrIndex(k.name); ok {
+				pcrs[i] = 0
 			}
 		}
 	}
-	src := r.imaReader()
-	for {
-		e, err := src.Next()
-		if err != nil {
-			return pcrs // io.EOF; a bad entry fails checkIMAEntries
-		}
-		pcrs[e.PCR]++
+	for p, n := range countPCRs(r.imaReader(), -1) {
+		pcrs[p] += n
 	}
+	return pcrs
 }
 
 // imaPCRsQuoted reports whether the evidence quotes a PCR the IMA list
 // extends (PCR 10 for an empty list): then the PCRs prove the whole list,
-// not only what mr_ima records.
+// not only what mr_ima records. Evidence without PCRs is answered without
+// reading the list.
 func (r *run) imaPCRsQuoted() bool {
+	if !r.quotesPCRs() {
+		return false
+	}
 	pcrs := r.wholeIMAPCRs()
 	if len(pcrs) == 0 {
 		pcrs = map[int]int{10: 0}
@@ -290,25 +368,16 @@ func (r *run) imaPCRsQuoted() bool {
 
 // imaListPCRs names the PCRs the bundle's IMA list extends (on evidence
 // with PCRs): layer 3 replays them, so layer 1 does not report them as
-// explained by no eventlog.
+// explained by no eventlog. Only PCR names are looked up in it, so evidence
+// without PCRs reads nothing, and a resumed run reads only the new entries
+// (wholeIMAPCRs).
 func (r *run) imaListPCRs() map[string]bool {
 	out := map[string]bool{}
-	if r.imaLog == nil {
+	if r.imaLog == nil || !r.quotesPCRs() {
 		return out
 	}
-	if r.imaLog.Offset != 0 {
-		for p := range r.tailIMAPCRs() {
-			out["pcr"+strconv.Itoa(p)] = true
-		}
-		return out
-	}
-	src := r.wholeIMAReader()
-	for {
-		e, err := src.Next()
-		if err == io.EOF || err != nil {
-			break
-		}
-		out["pcr"+strconv.Itoa(e.PCR)] = true
+	for p := range r.wholeIMAPCRs() {
+		out["pcr"+strconv.Itoa(p)] = true
 	}
 	if len(out) == 0 {
 		out["pcr10"] = true // an empty list: layer 3 compares PCR 10 with zero

@@ -239,7 +239,7 @@ func (r *run) imaLayer(ctx context.Context, l *LayerResult) error {
 				}
 				off = r.imaStart.offset + rd.Offset()
 			}
-			r.next.IMA = &IMAState{Entries: r.imaStart.entries + res.Events, Offset: off, Value: mrIMA, PCRs: sortedPCRs(r.wholeIMAPCRs())}
+			r.next.IMA = &IMAState{Entries: r.imaStart.entries + res.Events, Offset: off, Value: mrIMA, PCRs: r.nextIMAPCRs(res.Events)}
 		}
 		return r.bootAggregate(l)
 	}

@@ -127,11 +127,12 @@ type IMAState struct {
 	// PrefixState the SHA-256 state after them (RuntimeState.PrefixState).
 	Prefix      string `json:"prefix_sha256"`
 	PrefixState string `json:"prefix_state,omitempty"`
-	// PCRs are the PCRs the list's entries up to Offset name, ascending: a
-	// later tail lacks those entries, and its own bytes before the point
-	// are compared with nothing, so only the state can say which PCRs hold
-	// the list (a tail is refused when the evidence quotes one of them).
-	PCRs []int `json:"pcrs,omitempty"`
+	// PCRs counts the first Entries entries by the PCR they name, so a
+	// resumed run knows which PCRs the whole list extends from the new
+	// entries alone (the prefix hash binds the bytes they were counted
+	// in). Absent in states written before it was kept: then the list is
+	// read from its start.
+	PCRs map[int]int `json:"pcrs,omitempty"`
 }
 
 // imaPoint is where layer 3 starts.
@@ -139,6 +140,9 @@ type imaPoint struct {
 	entries int
 	offset  int64
 	value   mr.Digest
+	// pcrs counts the entries before the point by PCR (IMAState.PCRs);
+	// nil when the state did not keep them.
+	pcrs map[int]int
 }
 
 // ErrStateKey is returned for a state file whose authentication does not
@@ -179,9 +183,6 @@ func ParseState(b []byte, key []byte) (*MonitorState, error) {
 	if m.Format != StateFormat {
 		return nil, fmt.Errorf("%w: monitor state: format %q, want %q (a v1 state binds no policy, boot or verified bytes: start a new file)", mr.ErrMalformed, m.Format, StateFormat)
 	}
-	if err := m.validate(); err != nil {
-		return nil, fmt.Errorf("%w: monitor state: %v", mr.ErrMalformed, err)
-	}
 	switch {
 	case key == nil && m.MAC != "":
 		return nil, fmt.Errorf("%w: the state carries a MAC: give its key (--state-key)", ErrStateKey)
@@ -195,6 +196,11 @@ func ParseState(b []byte, key []byte) (*MonitorState, error) {
 		if !hmac.Equal([]byte(want), []byte(m.MAC)) {
 			return nil, fmt.Errorf("%w: the MAC does not verify under the key (the file was changed, or another key)", ErrStateKey)
 		}
+	}
+	// After the MAC: a changed file under a key is ErrStateKey, whatever
+	// the change.
+	if err := m.validate(); err != nil {
+		return nil, fmt.Errorf("%w: monitor state: %v", mr.ErrMalformed, err)
 	}
 	return &m, nil
 }
@@ -246,10 +252,13 @@ func (m *MonitorState) validate() error {
 			}
 		}
 		if ms.IMA != nil {
-			for i, p := range ms.IMA.PCRs {
-				if p < 0 || p > ima.MaxPCR || i > 0 && p <= ms.IMA.PCRs[i-1] {
-					return fmt.Errorf("machine %q: ima: pcrs must be PCR indexes (0-%d) in ascending order, each once", name, ima.MaxPCR)
+			for p := range ms.IMA.PCRs {
+				if p > ima.MaxPCR {
+					return fmt.Errorf("machine %q: ima: pcrs must count entries by PCR index (0-%d)", name, ima.MaxPCR)
 				}
+			}
+			if !validPCRCounts(ms.IMA.PCRs, ms.IMA.Entries) {
+				return fmt.Errorf("machine %q: ima: pcrs must count each of the %d entries once, by PCR index", name, ms.IMA.Entries)
 			}
 		}
 		if ms.IMA != nil && !validDigest(ms.IMA.Value) {

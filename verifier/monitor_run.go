@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ccmr-dev/ccmr/bundle"
+	"github.com/ccmr-dev/ccmr/bundle/tail"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/mr"
 )
@@ -197,6 +198,11 @@ func (r *run) useEntry(l *LayerResult) error {
 	r.state = e
 	if e.IMA != nil {
 		r.imaStart = imaPoint{entries: e.IMA.Entries, offset: e.IMA.Offset, value: e.IMA.Value}
+		if validPCRCounts(e.IMA.PCRs, e.IMA.Entries) {
+			// Counts that do not add up are not used: the whole list
+			// is read for them, as for a state that kept none.
+			r.imaStart.pcrs = e.IMA.PCRs
+		}
 	}
 	m.carriedAs = map[string]bool{}
 	for _, w := range e.Weakened {
@@ -251,9 +257,7 @@ func (r *run) otherBoot(e *MachineState) string {
 	return ""
 }
 
-func isRuntimeLog(lg *bundle.Log) bool {
-	return lg.Format == string(eventlog.FormatRuntime) || lg.Format == string(eventlog.FormatAAELText)
-}
+func isRuntimeLog(lg *bundle.Log) bool { return tail.IsRuntime(lg) }
 
 // resumeAppLogs is layer 3 with a monitor state: the IMA entries the state
 // proved are not replayed again, so the bundle's copy of them must hash to

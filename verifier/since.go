@@ -1,46 +1,24 @@
 package verifier
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-
 	"github.com/ccmr-dev/ccmr/bundle"
-	"github.com/ccmr-dev/ccmr/internal/strictjson"
-	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/bundle/tail"
 )
 
-// SinceFormat is the "format" member of a since file: how far a monitor
-// state verified one machine's logs, what a guest needs to send only what
-// is new (TailLogs).
-const SinceFormat = "ccmr-since/v1"
+// The since file's types live in bundle/tail, beside the bundle, so a guest
+// that cuts its logs to tails does not link the verifier; these names stay
+// for the verifier's callers.
+type (
+	// Since is tail.Since: how far a monitor state verified one machine's logs.
+	Since = tail.Since
+	// SinceRuntime is tail.SinceRuntime.
+	SinceRuntime = tail.SinceRuntime
+	// SinceIMA is tail.SinceIMA.
+	SinceIMA = tail.SinceIMA
+)
 
-// Since is how far a monitor state verified one machine's logs. It holds no
-// secret and proves nothing: a guest that lies in it sends tails the
-// verifier refuses (or whole logs it verifies in full).
-type Since struct {
-	Format  string         `json:"format"`
-	Machine string         `json:"machine"`
-	Runtime []SinceRuntime `json:"runtime,omitempty"`
-	IMA     *SinceIMA      `json:"ima,omitempty"`
-}
-
-// SinceRuntime is how far the runtime log of one backing register was
-// verified: Offset bytes of the segment that starts at SegmentInit (zero:
-// the log's first segment, which has no INIT), up to the register value
-// Value (a segment cut at that point starts at it).
-type SinceRuntime struct {
-	Register    string    `json:"register"`
-	SegmentInit mr.Digest `json:"segment_init"`
-	Offset      int64     `json:"offset"`
-	Value       mr.Digest `json:"value"`
-}
-
-// SinceIMA is how far the IMA list was verified.
-type SinceIMA struct {
-	Offset int64 `json:"offset"`
-}
+// SinceFormat is tail.SinceFormat, the since file's format.
+const SinceFormat = tail.SinceFormat
 
 // Since returns how far the state verified a machine's logs; ok is false
 // when it holds no entry for the machine.
@@ -59,148 +37,8 @@ func (m *MonitorState) Since(machine string) (s *Since, ok bool) {
 	return s, true
 }
 
-// Marshal encodes s as a since file (ParseSince reads it back).
-func (s *Since) Marshal() ([]byte, error) {
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return append(b, '\n'), nil
-}
+// ParseSince is tail.ParseSince: a since file decoded strictly.
+func ParseSince(b []byte) (*Since, error) { return tail.ParseSince(b) }
 
-// ParseSince decodes a since file strictly (one object of the format, no
-// unknown member, no negative offset).
-func ParseSince(b []byte) (*Since, error) {
-	var s Since
-	if err := strictjson.Decode(b, &s); err != nil {
-		return nil, fmt.Errorf("%w: since file: %v", mr.ErrMalformed, err)
-	}
-	if s.Format != SinceFormat {
-		return nil, fmt.Errorf("%w: since file: format %q, want %q", mr.ErrMalformed, s.Format, SinceFormat)
-	}
-	seen := map[string]bool{}
-	for _, r := range s.Runtime {
-		if r.Register == "" || seen[r.Register] || r.Offset < 0 {
-			return nil, fmt.Errorf("%w: since file: a runtime entry names no register, repeats one, or has a negative offset", mr.ErrMalformed)
-		}
-		seen[r.Register] = true
-	}
-	if s.IMA != nil && s.IMA.Offset < 0 {
-		return nil, fmt.Errorf("%w: since file: negative IMA offset", mr.ErrMalformed)
-	}
-	return &s, nil
-}
-
-// TailLogs returns the logs a bundle needs to carry for a verifier whose
-// monitor state verified them as far as s says: for each runtime log named
-// in s, the segments before the one s stopped in are left out, that one is
-// cut to its tail from s's offset (bundle.Log.Offset), and the later ones
-// are whole; when no segment starts as s's did, the chain starts at the
-// first segment that starts (INIT) at s's value, else it is whole. The IMA
-// list is cut to its tail from s's offset when it is that long. Every other
-// log is kept whole. It reads nothing but the first entry of each runtime
-// segment, and a tail of an attached log stays attached (no copy).
-func TailLogs(logs []bundle.Log, s *Since) ([]bundle.Log, error) {
-	if s == nil {
-		return logs, nil
-	}
-	points := map[string]SinceRuntime{}
-	for _, p := range s.Runtime {
-		points[p.Register] = p
-	}
-	chains := map[string][]int{}
-	for i := range logs {
-		lg := &logs[i]
-		if lg.Offset != 0 {
-			return nil, fmt.Errorf("logs[%d] is already a tail (offset %d)", i, lg.Offset)
-		}
-		if isRuntimeLog(lg) {
-			chains[lg.Register] = append(chains[lg.Register], i)
-		}
-	}
-	// drop[i] leaves log i out; cut[i] is where its tail starts.
-	drop, cut := map[int]bool{}, map[int]int64{}
-	for reg, idx := range chains {
-		p, ok := points[reg]
-		if !ok {
-			continue
-		}
-		k := -1
-		for j, i := range idx {
-			init := initOf(segment{name: reg, log: &logs[i]})
-			if (init.Equal(p.SegmentInit) || init.IsZero() && p.SegmentInit.IsZero()) && logs[i].Size() >= p.Offset {
-				k = j
-				cut[i] = p.Offset
-				break
-			}
-		}
-		if k < 0 {
-			for j, i := range idx {
-				if initOf(segment{name: reg, log: &logs[i]}).Equal(p.Value) {
-					k = j
-					break
-				}
-			}
-		}
-		for _, i := range idx[:max(k, 0)] {
-			drop[i] = true
-		}
-	}
-	for i := range logs {
-		lg := &logs[i]
-		if s.IMA != nil && (lg.Format == "ima-binary" || lg.Format == "ima-ascii") && lg.Size() >= s.IMA.Offset {
-			cut[i] = s.IMA.Offset
-		}
-	}
-	out := make([]bundle.Log, 0, len(logs))
-	for i := range logs {
-		if drop[i] {
-			continue
-		}
-		off, ok := cut[i]
-		if !ok || off == 0 {
-			out = append(out, logs[i])
-			continue
-		}
-		t, err := tailOf(&logs[i], off)
-		if err != nil {
-			return nil, fmt.Errorf("logs[%d]: %w", i, err)
-		}
-		out = append(out, t)
-	}
-	return out, nil
-}
-
-// tailOf is lg from byte off on, as a tail.
-func tailOf(lg *bundle.Log, off int64) (bundle.Log, error) {
-	if off < 0 || off > lg.Size() {
-		return bundle.Log{}, errors.New("the offset is outside the log")
-	}
-	t := bundle.Log{Format: lg.Format, Register: lg.Register, Alg: lg.Alg, Source: lg.Source, Offset: off}
-	if lg.Data != nil || lg.Size() == 0 {
-		t.Data = lg.Data[off:]
-		return t, nil
-	}
-	t.Attach(logReaderAt{lg: lg, off: off}, lg.Size()-off)
-	return t, nil
-}
-
-// logReaderAt reads an attached log from byte off on.
-type logReaderAt struct {
-	lg  *bundle.Log
-	off int64
-}
-
-func (r logReaderAt) ReadAt(p []byte, at int64) (int, error) {
-	if at < 0 {
-		return 0, errors.New("negative offset")
-	}
-	if r.off+at >= r.lg.Size() {
-		return 0, io.EOF
-	}
-	n, err := io.ReadFull(r.lg.Open(r.off+at), p)
-	if err == io.ErrUnexpectedEOF {
-		err = io.EOF
-	}
-	return n, err
-}
+// TailLogs is tail.Logs: the logs cut to what a state with s has not seen.
+func TailLogs(logs []bundle.Log, s *Since) ([]bundle.Log, error) { return tail.Logs(logs, s) }

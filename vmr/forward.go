@@ -42,6 +42,22 @@ type ForwardOptions struct {
 	Register string
 	// Batch is how many entries share one log write and fsync (default 1024).
 	Batch int
+	// Progress, when set, is told how many more bytes of the list were
+	// read (a progress meter's Add), so a long first pass can show that it
+	// moves.
+	Progress func(n int64)
+}
+
+// countingReader tells progress of every read.
+type countingReader struct {
+	r        io.Reader
+	progress func(n int64)
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.progress(int64(n))
+	return n, err
 }
 
 func (o *ForwardOptions) defaults() {
@@ -262,7 +278,11 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 	if _, err := f.Seek(start, io.SeekStart); err != nil {
 		return 0, fmt.Errorf("ima forward: %w", err)
 	}
-	rd := listReader(f, opts.List)
+	var src io.Reader = f
+	if opts.Progress != nil {
+		src = countingReader{r: f, progress: opts.Progress}
+	}
+	rd := listReader(src, opts.List)
 	prefix := mr.NewExtender(mr.Zero(IMAVirtualAlg))
 	skip := done - startIndex
 	if skip == 0 && startIndex == 0 && !value.IsZero() {

@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/ccmr-dev/ccmr/bundle"
+	"github.com/ccmr-dev/ccmr/bundle/tail"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
@@ -43,6 +44,10 @@ type Options struct {
 	// of shared registers (dstack-json, ccel, tcg2), which prove where a
 	// runtime log starts.
 	Logs []bundle.Log
+	// Since, when set, cuts the logs to what a verifier's monitor state
+	// has not seen (tail.Logs): the runtime log and the IMA list from its
+	// offsets on. The verifier refuses such tails without that state.
+	Since *tail.Since
 }
 
 // Bundle takes dev's evidence for nonce and gathers the logs a verifier
@@ -126,6 +131,9 @@ func Bundle(ctx context.Context, dev mr.Device, store *vmr.Store, nonce []byte, 
 		}
 	}
 	logs = append(logs, opts.Logs...)
+	if logs, err = tail.Logs(logs, opts.Since); err != nil {
+		return nil, fmt.Errorf("since: %w", err)
+	}
 	b := bundle.New(ev, logs, virt)
 	for i, q := range ev.TPMQuotes {
 		// Only for tpm2_checkquote -f; left out if it cannot be made.

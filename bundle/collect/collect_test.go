@@ -182,3 +182,60 @@ func TestBundleContext(t *testing.T) {
 		t.Fatalf("cancelled: %v", err)
 	}
 }
+
+// With a since file from a monitor state, the bundle carries only the
+// tails past the state's point, attached (not read), and they verify with
+// that state; the same tails without the state are not trusted.
+func TestBundleSince(t *testing.T) {
+	ctx := context.Background()
+	g := newGuest(t)
+	g.extend(t, "mr_app", "v1")
+	list := filepath.Join(g.dir, "ima.bin")
+	specs := []imatest.Spec{imatest.NG(1), imatest.NG(2)}
+	if err := os.WriteFile(list, imatest.Binary(specs, binary.LittleEndian), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.store.Forward(ctx, vmr.ForwardOptions{List: list}); err != nil {
+		t.Fatal(err)
+	}
+	opts := verifier.Options{AllowSim: true, SimKeys: [][]byte{g.key}, Monitor: verifier.NewState()}
+	b1, err := collect.Bundle(ctx, g.dev, g.store, nil, collect.Options{IMAList: list})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b1.Close()
+	if rep, err := verifier.Verify(ctx, b1, opts); err != nil || !rep.Trusted {
+		t.Fatalf("first: %v %+v", err, rep)
+	}
+	since, ok := opts.Monitor.Since(verifier.MachineID(b1))
+	if !ok {
+		t.Fatal("no since")
+	}
+	g.extend(t, "mr_app", "v2")
+	specs = append(specs, imatest.NG(3))
+	if err := os.WriteFile(list, imatest.Binary(specs, binary.LittleEndian), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.store.Forward(ctx, vmr.ForwardOptions{List: list}); err != nil {
+		t.Fatal(err)
+	}
+	b2, err := collect.Bundle(ctx, g.dev, g.store, nil, collect.Options{IMAList: list, Since: since})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	if len(b2.Logs) != 2 {
+		t.Fatalf("%d logs", len(b2.Logs))
+	}
+	for i, l := range b2.Logs {
+		if l.Offset == 0 || l.Data != nil {
+			t.Fatalf("logs[%d] (%s): offset %d, in memory %v: want an attached tail", i, l.Format, l.Offset, l.Data != nil)
+		}
+	}
+	if rep := g.verify(t, b2, nil); rep.Trusted {
+		t.Fatal("tails trusted without the state")
+	}
+	if rep, err := verifier.Verify(ctx, b2, opts); err != nil || !rep.Trusted {
+		t.Fatalf("tails with the state: %v %+v", err, rep)
+	}
+}

@@ -50,7 +50,13 @@ list until SIGTERM or SIGINT.`,
 				tprintf(g.stdout, "forwarded %d entries to %s\n", n, opts.Register)
 			}
 			if once {
+				// Following shows no meter: it runs until stopped.
+				m, show := g.meter("ima forward (list read)", 0)
+				if show {
+					opts.Progress = m.Add
+				}
 				n, err := s.Forward(ctx, opts)
+				m.Done()
 				if err != nil {
 					return err
 				}

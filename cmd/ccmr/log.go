@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -141,7 +142,16 @@ func newLogReplayCmd(g *globals) *cobra.Command {
 			}
 			defer file.Close()
 			opts.Expect = want
+			var size int64
+			if fi, err := os.Stat(args[0]); err == nil {
+				size = fi.Size()
+			}
+			m, show := g.meter("log replay", size)
+			if show {
+				file.Meter(m.Reader)
+			}
 			res, err := file.Replay(cmd.Context(), opts)
+			m.Done()
 			var mm *eventlog.Mismatch
 			if err != nil && !errors.As(err, &mm) {
 				return err

@@ -12,12 +12,13 @@ import (
 
 	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/bundle/collect"
+	"github.com/ccmr-dev/ccmr/bundle/tail"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/vmr"
 )
 
 func newQuoteCmd(g *globals) *cobra.Command {
-	var nonceHex, out, imaList, format string
+	var nonceHex, out, imaList, format, sinceFile string
 	var addLogs []string
 	cmd := &cobra.Command{
 		Use:   "quote [--nonce HEX] [-O FILE]",
@@ -48,6 +49,16 @@ func newQuoteCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var since *tail.Since
+			if sinceFile != "" {
+				b, err := readInputFile(ctx, sinceFile) // bounded, and SIGTERM ends it
+				if err != nil {
+					return err
+				}
+				if since, err = tail.ParseSince(b); err != nil {
+					return fmt.Errorf("--since %s: %w", sinceFile, err)
+				}
+			}
 			dev, err := g.openDevice(ctx)
 			if err != nil {
 				return err
@@ -60,16 +71,28 @@ func newQuoteCmd(g *globals) *cobra.Command {
 			if s != nil {
 				defer s.Close()
 			}
-			b, err := collect.Bundle(ctx, dev, s, nonce, collect.Options{IMAList: imaList, NoIMA: imaList == "", Logs: extra})
+			b, err := collect.Bundle(ctx, dev, s, nonce, collect.Options{IMAList: imaList, NoIMA: imaList == "", Logs: extra, Since: since})
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			if out != "" && out != "-" {
-				err = writeOutput(out, 0o644, func(w io.Writer) error { return write(b, w) })
-			} else {
-				err = write(b, g.stdout)
+			var total int64
+			for i := range b.Logs {
+				total += b.Logs[i].Size()
 			}
+			m, show := g.meter("quote (logs written)", total)
+			metered := func(w io.Writer) io.Writer {
+				if show {
+					return meterWriter{w: w, m: m}
+				}
+				return w
+			}
+			if out != "" && out != "-" {
+				err = writeOutput(out, 0o644, func(w io.Writer) error { return write(b, metered(w)) })
+			} else {
+				err = write(b, metered(g.stdout))
+			}
+			m.Done()
 			if err != nil {
 				return err
 			}
@@ -87,6 +110,7 @@ func newQuoteCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVarP(&out, "out", "O", "", "write the bundle to FILE (default standard output)")
 	cmd.Flags().StringVar(&imaList, "ima-log", vmr.DefaultIMAList, "binary IMA list to include when readable (\"\" for none)")
 	cmd.Flags().StringVar(&format, "bundle-format", "v2", "v2: a zip archive whose logs are members beside a JSON manifest, written and read without holding them; v1: one JSON document, logs in base64 (docs/bundle.md)")
+	cmd.Flags().StringVar(&sinceFile, "since", "", "a since file (ccmr-since/v1, from verify --print-since): carry only the logs' tails past the verifier's monitor state, which alone can verify them")
 	cmd.Flags().StringArrayVar(&addLogs, "add-log", nil, "another writer's log of a register, FORMAT=FILE (dstack-json, ccel, tcg2), to include: it proves where a shared register's runtime log starts (repeatable)")
 	return cmd
 }

@@ -24,7 +24,7 @@ import (
 )
 
 func newVerifyCmd(g *globals) *cobra.Command {
-	var policyFile, nonceHex, at, roots, collateral, stateFile, stateKeyFile string
+	var policyFile, nonceHex, at, roots, collateral, stateFile, stateKeyFile, printSince string
 	var allowTCB, appLogs []string
 	var trustKeys, simKeys []string
 	var snpCRL string
@@ -167,10 +167,15 @@ func newVerifyCmd(g *globals) *cobra.Command {
 				if opts.Monitor, err = verifier.LoadState(stateFile, stateKey); err != nil {
 					return &exitError{code: exitUsage, err: err}
 				}
-			} else if stateKeyFile != "" || opts.Machine != "" {
-				return usageError("--state-key and --machine need --state FILE")
+			} else if stateKeyFile != "" || opts.Machine != "" || printSince != "" {
+				return usageError("--state-key, --machine and --print-since need --state FILE")
+			}
+			m, show := g.meter("verify (logs read)", attachedBytes(b))
+			if show {
+				meterLogs(b, m)
 			}
 			rep, err := verifier.Verify(cmd.Context(), b, opts)
+			m.Done()
 			if err != nil {
 				return err
 			}
@@ -190,6 +195,11 @@ func newVerifyCmd(g *globals) *cobra.Command {
 			if !rep.Trusted {
 				return &exitError{code: exitFail, err: fmt.Errorf("%s: not trusted (layer %d failed)", args[0], rep.FailedLayer())}
 			}
+			if printSince != "" {
+				// After the report, so a since file that cannot be
+				// written (exit 1) does not hide the verdict.
+				return writeSince(printSince, opts.Monitor, opts.Machine, b)
+			}
 			return nil
 		},
 	}
@@ -208,6 +218,7 @@ func newVerifyCmd(g *globals) *cobra.Command {
 	fl.StringArrayVar(&appLogs, "app-log", nil, "application log mr_NAME=FILE checked against its virtual register: record i = sha384(line i with its LF) (repeatable)")
 	fl.StringVar(&stateFile, "state", "", "monitor state file: verify from where this machine's last trusted bundle stopped, and advance it")
 	fl.StringVar(&opts.Machine, "machine", "", "machine name in the monitor state (default: from the TPM AK or sim key; required for TDX and SNP)")
+	fl.StringVar(&printSince, "print-since", "", "with --state, after a TRUSTED verdict: write the machine's since file (ccmr-since/v1) to FILE, for quote --since")
 	fl.StringVar(&stateKeyFile, "state-key", "", "secret key file (at least 16 bytes): the monitor state carries an HMAC-SHA256 under it, checked on load")
 	fl.StringVar(&collateral, "collateral", "", "TDX collateral (Intel PCS, QuoteCollateralV3 JSON) instead of the bundle's")
 	fl.StringSliceVar(&allowTCB, "allow-tcb", nil, "TDX TCB statuses to trust besides UpToDate (e.g. SWHardeningNeeded)")
@@ -266,6 +277,28 @@ func readStdinBundle(ctx context.Context, stdin io.Reader) (*bundle.Bundle, erro
 	// before its end.
 	defer pr.Close()
 	return bundle.ReadContext(ctx, pr, "standard input")
+}
+
+// writeSince writes how far the state now covers the machine's logs (the
+// machine verify advanced: --machine, else the bundle's identity) as a since
+// file; no entry for it is an error, not an empty file (a guest sending
+// whole logs would pass, but the caller asked for a point).
+func writeSince(path string, st *verifier.MonitorState, machine string, b *bundle.Bundle) error {
+	if machine == "" {
+		machine = verifier.MachineID(b)
+	}
+	s, ok := st.Since(machine)
+	if !ok {
+		return fmt.Errorf("--print-since: the monitor state holds no entry for %s", machine)
+	}
+	data, err := s.Marshal()
+	if err != nil {
+		return err
+	}
+	return writeOutput(path, 0o644, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
 }
 
 // minStateKey is the shortest state key accepted: 128 bits.

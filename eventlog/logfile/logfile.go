@@ -53,7 +53,12 @@ type File struct {
 	f      io.ReadSeeker    // a file or bytes, rewound by Seek
 	open   func() io.Reader // or a source that opens at the start (a bundle's log)
 	closer io.Closer
+	wrap   func(io.Reader) io.Reader
 }
+
+// Meter makes every later read of the log go through wrap (a progress
+// meter's Reader), so a caller can show how far a long read has come.
+func (lf *File) Meter(wrap func(io.Reader) io.Reader) { lf.wrap = wrap }
 
 // fileKind names what a non-regular file is, for errors.
 func fileKind(m os.FileMode) string {
@@ -143,13 +148,19 @@ func (lf *File) Close() error {
 }
 
 func (lf *File) rewind() (io.Reader, error) {
+	var r io.Reader
 	if lf.open != nil {
-		return lf.open(), nil
+		r = lf.open()
+	} else {
+		if _, err := lf.f.Seek(0, io.SeekStart); err != nil {
+			return nil, err
+		}
+		r = lf.f
 	}
-	if _, err := lf.f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
+	if lf.wrap != nil {
+		r = lf.wrap(r)
 	}
-	return lf.f, nil
+	return r, nil
 }
 
 func (lf *File) all() ([]byte, error) {
