@@ -32,11 +32,17 @@ func (k *Key) Algorithm() string { return string(k.alg) }
 func (k *Key) Public() crypto.PublicKey { return k.priv.Public() }
 
 // ParseKey reads a private key from PEM: one "PRIVATE KEY" (PKCS #8) or
-// "EC PRIVATE KEY" (SEC 1) block and nothing after it. Other key types and
+// "EC PRIVATE KEY" (SEC 1) block, after an optional "EC PARAMETERS" block,
+// and nothing after it. Other key types and
 // curves are refused, naming what was found: a result signed with a key a
 // relying party does not expect is no result.
 func ParseKey(data []byte) (*Key, error) {
 	blk, rest := pem.Decode(data)
+	if blk != nil && blk.Type == "EC PARAMETERS" {
+		// openssl ecparam -genkey writes the curve's OID before the key;
+		// the key names its curve itself.
+		blk, rest = pem.Decode(rest)
+	}
 	if blk == nil {
 		return nil, fmt.Errorf("%w: no PEM block", mr.ErrMalformed)
 	}
