@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ccmr-dev/ccmr/verifier/ear"
@@ -271,5 +272,82 @@ func TestVerifyEARNodeJose(t *testing.T) {
 		if out, err := exec.Command("node", script, joseDir, tokFile, pubFile, tc.alg).CombinedOutput(); err == nil || !strings.Contains(string(out), "signature verification failed") {
 			t.Fatalf("%s: node jose on a tampered signature: %v %s", tc.alg, err, out)
 		}
+	}
+}
+
+// Veraison's own EAR verifier, arc (github.com/veraison/ear's command),
+// verifies the token and re-reads its claims with Veraison's library (which
+// checks the profile, the status, the vector's values, eat_nonce's length),
+// for each verdict; a payload changed under the same signature is refused.
+// It runs where CCMR_ARC names an arc binary (docs/interop.md), and is
+// skipped elsewhere: the module proxy does not serve Veraison's module.
+func TestVerifyEARArc(t *testing.T) {
+	arc := os.Getenv("CCMR_ARC")
+	if arc == "" {
+		t.Skip("CCMR_ARC not set: no Veraison arc to verify with")
+	}
+	env, dir := earSetup(t)
+	b := filepath.Join(dir, "b.ccmr")
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key := filepath.Join(dir, "ear.pem")
+	writeKey(t, key, p256)
+	jwk, err := (&jose.JSONWebKey{Key: &p256.PublicKey}).MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkey := filepath.Join(dir, "pkey.json")
+	if err := os.WriteFile(pkey, jwk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other.pem")
+	if _, stderr, code := ccmrRun(t, map[string]string{"CCMR_DEVICE": "sim:" + filepath.Join(dir, "sim2")}, "key", "-O", other); code != 0 {
+		t.Fatal(stderr)
+	}
+	nonce := "000102030405060708090a0b0c0d0e0f"
+	if _, stderr, code := ccmrRun(t, env, "quote", "--nonce", nonce, "-O", b); code != 0 {
+		t.Fatal(stderr)
+	}
+	for _, tc := range []struct {
+		bundle, simKey, nonce, status string
+		code                          int
+	}{
+		{b, "sim.pem", nonce, "affirming", 0},
+		{filepath.Join(dir, "nononce.ccmr"), "sim.pem", "", "warning", 0},
+		{b, "other.pem", nonce, "contraindicated", 1},
+	} {
+		tok := filepath.Join(dir, tc.status+".jwt")
+		args := []string{"verify", tc.bundle, "--allow-sim", "--trust-sim-key", filepath.Join(dir, tc.simKey), "--ear-key", key, "--ear-out", tok}
+		if tc.nonce != "" {
+			args = append(args, "--nonce", tc.nonce)
+		}
+		if _, stderr, code := ccmrRun(t, env, args...); code != tc.code {
+			t.Fatalf("%s: exit %d: %s", tc.status, code, stderr)
+		}
+		out, err := exec.Command(arc, "verify", "-p", pkey, "-a", "ES256", tok).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "signature successfully verified") || !strings.Contains(string(out), `"ear.status": "`+tc.status+`"`) {
+			t.Fatalf("%s: arc: %v\n%s", tc.status, err, out)
+		}
+		// The nonce is stated only where layer 0 proved it.
+		if want := tc.code == 0 && tc.nonce != ""; strings.Contains(string(out), `"eat_nonce": "AAECAwQFBgcICQoLDA0ODw"`) != want {
+			t.Fatalf("%s: arc shows eat_nonce: %v, want %v:\n%s", tc.status, !want, want, out)
+		}
+	}
+	// The affirming token's payload made to say warning.
+	raw, err := os.ReadFile(filepath.Join(dir, "affirming.jwt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(strings.TrimSpace(string(raw)), ".")
+	pl, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(pl), `"ear.status":"affirming"`, `"ear.status":"warning"`, 1)
+	bad := filepath.Join(dir, "bad.jwt")
+	if err := os.WriteFile(bad, []byte(parts[0]+"."+base64.RawURLEncoding.EncodeToString([]byte(changed))+"."+parts[2]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(arc, "verify", "-p", pkey, "-a", "ES256", bad).CombinedOutput(); err == nil || !strings.Contains(string(out), "signature verification failed") {
+		t.Fatalf("arc on a changed payload: %v\n%s", err, out)
 	}
 }

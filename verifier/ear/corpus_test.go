@@ -2,6 +2,7 @@ package ear_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"testing"
@@ -58,7 +59,7 @@ func TestRealTDXQuote(t *testing.T) {
 	if a.Status != ear.StatusWarning || a.TrustVector != want {
 		t.Fatalf("status %q vector %+v, want warning %+v", a.Status, a.TrustVector, want)
 	}
-	if res.Nonce != hex.EncodeToString(nonce) {
+	if res.Nonce != base64.RawURLEncoding.EncodeToString(nonce) || len(nonce) != 64 {
 		t.Fatalf("eat_nonce %q", res.Nonce)
 	}
 

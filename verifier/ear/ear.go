@@ -10,7 +10,7 @@
 package ear
 
 import (
-	"encoding/hex"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"time"
@@ -96,8 +96,9 @@ type Result struct {
 	Profile    string     `json:"eat_profile"`
 	IssuedAt   int64      `json:"iat"`
 	VerifierID VerifierID `json:"ear.verifier-id"`
-	// Nonce is the verified nonce in hex, present only when layer 0
-	// proved the evidence binds it.
+	// Nonce is the verified nonce, base64url without padding, present
+	// only when layer 0 proved the evidence binds it and it has EAT's 8
+	// to 64 bytes.
 	Nonce   string                `json:"eat_nonce,omitempty"`
 	Submods map[string]*Appraisal `json:"submods"`
 }
@@ -128,8 +129,11 @@ func New(b *bundle.Bundle, rep *verifier.Report, opts verifier.Options, build st
 		Submods:    map[string]*Appraisal{submod(rep.Platform): a},
 	}
 	if rep.Layers[verifier.LayerEvidence].Status == verifier.Pass {
-		if n := nonce(opts); len(n) > 0 {
-			res.Nonce = hex.EncodeToString(n)
+		// EAT's nonce is 8 to 64 bytes, base64url in JSON; one outside
+		// those bounds is not stated (Veraison's library refuses the
+		// token), and the relying party that sent it must not find it.
+		if n := nonce(opts); len(n) >= 8 && len(n) <= 64 {
+			res.Nonce = base64.RawURLEncoding.EncodeToString(n)
 		}
 	}
 	return res, nil
