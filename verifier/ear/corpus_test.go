@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ccmr-dev/ccmr/bundle"
+	"github.com/ccmr-dev/ccmr/bundle/importer"
 	"github.com/ccmr-dev/ccmr/internal/corpus"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier"
@@ -76,5 +77,78 @@ func TestRealTDXQuote(t *testing.T) {
 	res, a = appraisal(t, b, rep, opts)
 	if want := (ear.TrustVector{Hardware: ear.CryptoFailed}); a.Status != ear.StatusContraindicated || a.TrustVector != want || res.Nonce != "" {
 		t.Fatalf("changed quote: status %q vector %+v nonce %q", a.Status, a.TrustVector, res.Nonce)
+	}
+}
+
+func cfile(t *testing.T, rel string) importer.File {
+	t.Helper()
+	return importer.File{Name: rel, Data: corpus.Read(t, rel)}
+}
+
+func importAndVerify(t *testing.T, p importer.Parts, opts verifier.Options) (*bundle.Bundle, *verifier.Report) {
+	t.Helper()
+	b, err := importer.Build(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := verifier.Verify(context.Background(), b, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, rep
+}
+
+// Trustee's az-snp-vtpm evidence (a TPM quote whose AK an Azure HCL report
+// from an SNP guest vouches for): a recognized instance, genuine hardware,
+// encrypted memory, an approved configuration (the policy's snp section),
+// an approved boot (the policy pins the launch measurement only), and a
+// warning (judged at a given time, no AMD CRL). With another measurement
+// in the policy: contraindicated executables.
+func TestRealAzureSNP(t *testing.T) {
+	const a = "trustee/az-snp-vtpm/"
+	hcl := cfile(t, a+"hcl-report.bin")
+	vcek, pcrs := cfile(t, a+"vcek.pem"), cfile(t, a+"tpm-quote-pcrs.serialized")
+	p := importer.Parts{AzureHCLReport: &hcl, VCEK: &vcek,
+		TPMQuotes: []importer.TPMQuote{{Attest: cfile(t, a+"tpm-quote.attest"), Signature: cfile(t, a+"tpm-quote.tpmt_signature"), PCRs: &pcrs}}}
+	meas := mr.Digest{Alg: mr.SHA384, Bytes: hcl.Data[32+0x90 : 32+0x90+48]}
+	snp := &verifier.SNPPolicy{Measurement: []string{hex.EncodeToString(meas.Bytes)}}
+	opts := verifier.Options{At: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC), AzureHCL: true,
+		Policy: &verifier.Policy{SNP: snp, Registers: map[string][]mr.Digest{"measurement": {meas}}}}
+	b, rep := importAndVerify(t, p, opts)
+	if !rep.Trusted || rep.Platform != "tpm" {
+		t.Fatalf("verdict %q platform %s", rep.Verdict, rep.Platform)
+	}
+	_, ap := appraisal(t, b, rep, opts)
+	want := ear.TrustVector{InstanceIdentity: ear.Affirming, Hardware: ear.Affirming, RuntimeOpaque: ear.Affirming,
+		Configuration: ear.Affirming, Executables: ear.ApprovedBoot}
+	if ap.Status != ear.StatusWarning || ap.TrustVector != want {
+		t.Fatalf("status %q vector %+v, want warning %+v", ap.Status, ap.TrustVector, want)
+	}
+
+	opts.Policy = &verifier.Policy{SNP: snp, Registers: map[string][]mr.Digest{"measurement": {{Alg: mr.SHA384, Bytes: make([]byte, 48)}}}}
+	b, rep = importAndVerify(t, p, opts)
+	if rep.Trusted || rep.FailedLayer() != verifier.LayerPolicy {
+		t.Fatalf("another measurement: %q, failed layer %d", rep.Verdict, rep.FailedLayer())
+	}
+	_, ap = appraisal(t, b, rep, opts)
+	if ap.Status != ear.StatusContraindicated || ap.TrustVector.Executables != ear.Contraindicated || ap.TrustVector.Hardware != ear.Affirming {
+		t.Fatalf("another measurement: status %q vector %+v", ap.Status, ap.TrustVector)
+	}
+}
+
+// Keylime's TPM quote with its pinned AK: a recognized instance and no
+// hardware or memory claim (a TPM alone proves neither).
+func TestRealTPMQuote(t *testing.T) {
+	pcrs := cfile(t, "keylime/quotepcr.out")
+	ak := cfile(t, "keylime/ak.pub")
+	p := importer.Parts{AK: &ak, TPMQuotes: []importer.TPMQuote{{Attest: cfile(t, "keylime/quote.out"), Signature: cfile(t, "keylime/quotesig.out"), PCRs: &pcrs}}}
+	opts := verifier.Options{TrustedKeys: [][]byte{corpus.Read(t, "keylime/akpub.pem")}}
+	b, rep := importAndVerify(t, p, opts)
+	if !rep.Trusted {
+		t.Fatalf("verdict %q", rep.Verdict)
+	}
+	_, ap := appraisal(t, b, rep, opts)
+	if want := (ear.TrustVector{InstanceIdentity: ear.Affirming}); ap.TrustVector != want {
+		t.Fatalf("vector %+v, want %+v", ap.TrustVector, want)
 	}
 }
