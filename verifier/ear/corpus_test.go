@@ -63,6 +63,14 @@ func TestRealTDXQuote(t *testing.T) {
 	if res.Nonce != base64.RawURLEncoding.EncodeToString(nonce) || len(nonce) != 64 {
 		t.Fatalf("eat_nonce %q", res.Nonce)
 	}
+	// The same verdict had a TCB status below UpToDate been allowed (the
+	// line verifier/hardware.go's tcbStatus adds; no corpus quote has
+	// such a status): genuine hardware with known vulnerabilities.
+	allowed := *rep
+	allowed.Weakened = append(append([]string(nil), rep.Weakened...), "TDX TCB status OutOfDate allowed (--allow-tcb or the policy), advisories INTEL-SA-00837")
+	if _, a := appraisal(t, b, &allowed, opts); a.Status != ear.StatusWarning || a.TrustVector.Hardware != ear.UnsafeHardware {
+		t.Fatalf("allowed TCB status: %q %+v", a.Status, a.TrustVector)
+	}
 
 	bad := append([]byte(nil), quote...)
 	bad[48+200] ^= 1
