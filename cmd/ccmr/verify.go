@@ -29,6 +29,7 @@ func newVerifyCmd(g *globals) *cobra.Command {
 	var trustKeys, simKeys []string
 	var snpCRL string
 	var opts verifier.Options
+	var earOut earOutput
 	cmd := &cobra.Command{
 		Use:   "verify BUNDLE|-",
 		Short: "Verify an evidence bundle layer by layer; exit 0 trusted, 1 not trusted, 2 unusable input",
@@ -38,7 +39,7 @@ func newVerifyCmd(g *globals) *cobra.Command {
 		PreRunE: func(cmd *cobra.Command, args []string) error {
 			// Flags other commits add (--snp-crl, --trust-sim-key,
 			// --state-key) are checked once they exist.
-			files := flagFiles(cmd, "policy", "trust-ak", "trust-sim-key", "ak-roots", "snp-crl", "collateral", "state", "state-key")
+			files := flagFiles(cmd, "policy", "trust-ak", "trust-sim-key", "ak-roots", "snp-crl", "collateral", "state", "state-key", "ear-key")
 			if err := requireInputFiles(files...); err != nil {
 				return err
 			}
@@ -51,6 +52,9 @@ func newVerifyCmd(g *globals) *cobra.Command {
 			return requireRegular(args[0])
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := earOut.load(cmd.Context(), g); err != nil {
+				return err
+			}
 			var b *bundle.Bundle
 			var err error
 			if args[0] == "-" {
@@ -184,10 +188,13 @@ func newVerifyCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			if g.json() {
-				err = writeJSON(g.stdout, rep)
-			} else {
-				err = rep.WriteText(g.stdout)
+			err = earOut.write(g, b, rep, opts)
+			if err == nil && !earOut.replacesReport() {
+				if g.json() {
+					err = writeJSON(g.stdout, rep)
+				} else {
+					err = rep.WriteText(g.stdout)
+				}
 			}
 			if err != nil {
 				return err
@@ -223,6 +230,7 @@ func newVerifyCmd(g *globals) *cobra.Command {
 	fl.StringVar(&collateral, "collateral", "", "TDX collateral (Intel PCS, QuoteCollateralV3 JSON) instead of the bundle's")
 	fl.StringSliceVar(&allowTCB, "allow-tcb", nil, "TDX TCB statuses to trust besides UpToDate (e.g. SWHardeningNeeded)")
 	fl.BoolVar(&opts.AcceptUnverifiedHistory, "accept-unverified-history", false, "accept a runtime log that starts (INIT or snapshot) at a value nothing proves; the verdict says TRUSTED (weakened: ...) naming the history never judged")
+	earOut.register(fl)
 	fl.BoolVar(&opts.AllowUnquotedLogRegisters, "allow-unquoted-log-registers", false, "accept firmware/CC log events on registers the evidence does not cover (a TPM quote of some PCRs); the verdict says TRUSTED (weakened: ...) naming them")
 	return cmd
 }
