@@ -185,6 +185,13 @@ func (r *run) trustAK(ak any, certs [][]byte) (string, error) {
 			if e, ok := c.PublicKey.(equaler); !ok || !e.Equal(ak) {
 				continue
 			}
+			// The TCG profile's critical SAN (GCE's AK certificates) is
+			// one x509 cannot read; it is accepted in that form only, and
+			// any other unhandled critical extension still refuses.
+			tpmID, err := tpmverify.AcceptTCGSubjectAltName(c)
+			if err != nil {
+				return "", fail("AK certificate %q: %v", c.Subject.CommonName, err)
+			}
 			inter := x509.NewCertPool()
 			for _, d2 := range certs {
 				if c2, err := x509.ParseCertificate(d2); err == nil {
@@ -198,7 +205,11 @@ func (r *run) trustAK(ak any, certs [][]byte) (string, error) {
 			if err := akProfile(c); err != nil {
 				return "", fail("AK certificate %q chains to the AK roots but is not an AK certificate: %v", c.Subject.CommonName, err)
 			}
-			return "AK certificate chains to the AK roots and has an AK profile (signing key, not a CA, no web usage)", nil
+			how := "AK certificate chains to the AK roots and has an AK profile (signing key, not a CA, no web usage)"
+			if tpmID != nil {
+				how += "; its critical TCG subject alternative name names " + tpmID.String()
+			}
+			return how, nil
 		}
 	}
 	if len(r.b.Evidence.AzureHCLReport) > 0 {
