@@ -23,21 +23,33 @@ func (r *run) evidence(ctx context.Context, l *LayerResult) error {
 	if err != nil {
 		return err
 	}
+	// The expected nonce is checked against what the hardware signed (a
+	// quote's qualifying data, a report's REPORTDATA), never against the
+	// bundle's own nonce field: that field is the importer's reading of
+	// the evidence, and only reports (see checkBundleNonce).
+	want := r.opts.Nonce
+	if want == nil && r.opts.Policy != nil {
+		want = r.opts.Policy.Nonce
+	}
 	switch r.b.Platform {
 	case mr.PlatformSim:
 		if err := r.simEvidence(ev, l); err != nil {
 			return err
 		}
+		// The sim statement signs the bundle's nonce.
+		if want != nil && !bytes.Equal(want, r.b.Nonce) {
+			return &failError{&Failure{Record: -1, Reason: "nonce differs from the expected one", Expected: hex.EncodeToString(want), Computed: hex.EncodeToString(r.b.Nonce)}}
+		}
 	case mr.PlatformTPM:
-		if err := r.tpmEvidence(ev, l); err != nil {
+		if err := r.tpmEvidence(ev, l, want); err != nil {
 			return err
 		}
 	case mr.PlatformTDX:
-		if err := r.tdxEvidence(l); err != nil {
+		if err := r.tdxEvidence(l, want); err != nil {
 			return err
 		}
 	case mr.PlatformSNP:
-		if err := r.snpEvidence(l); err != nil {
+		if err := r.snpEvidence(l, want); err != nil {
 			return err
 		}
 	default:
@@ -46,17 +58,11 @@ func (r *run) evidence(ctx context.Context, l *LayerResult) error {
 	if err := r.platformSectionsJudged(); err != nil {
 		return err
 	}
-	want := r.opts.Nonce
-	if want == nil && r.opts.Policy != nil {
-		want = r.opts.Policy.Nonce
-	}
 	if want == nil {
 		if r.opts.RequireNonce {
 			return fail("no expected nonce, and one is required (--require-nonce): freshness not proven")
 		}
 		r.weaken(l, noNonce)
-	} else if !bytes.Equal(want, r.b.Nonce) {
-		return &failError{&Failure{Record: -1, Reason: "nonce differs from the expected one", Expected: hex.EncodeToString(want), Computed: hex.EncodeToString(r.b.Nonce)}}
 	} else {
 		l.Checked = append(l.Checked, "nonce matches the expected nonce")
 	}
@@ -107,7 +113,7 @@ func (r *run) simEvidence(ev *mr.Evidence, l *LayerResult) error {
 	return nil
 }
 
-func (r *run) tpmEvidence(ev *mr.Evidence, l *LayerResult) error {
+func (r *run) tpmEvidence(ev *mr.Evidence, l *LayerResult, want []byte) error {
 	if len(ev.TPMQuotes) == 0 {
 		return fail("tpm evidence holds no quote")
 	}
@@ -127,8 +133,16 @@ func (r *run) tpmEvidence(ev *mr.Evidence, l *LayerResult) error {
 		return err
 	}
 	for _, q := range ev.TPMQuotes {
+		// Every quote must carry the bundle's nonce as qualifying data (a
+		// bundle whose nonce field disagrees with what the TPM signed is
+		// refused), and the expected nonce when one is given: the
+		// documented rule is qualifying data = n.
 		if err := tpmverify.VerifyQuote(ak, q, ev.Nonce); err != nil {
 			return fail("tpm quote of the %v bank: %v", q.Alg, err)
+		}
+		if want != nil && !bytes.Equal(want, ev.Nonce) {
+			return &failError{&Failure{Record: -1, Reason: fmt.Sprintf("nonce differs from the expected one: the %v quote's qualifying data is not the expected nonce", q.Alg),
+				Expected: hex.EncodeToString(want), Computed: hex.EncodeToString(ev.Nonce)}}
 		}
 		for i, v := range q.PCRs {
 			r.trusted[regKey{fmt.Sprintf("pcr%d", i), q.Alg}] = mr.Digest{Alg: q.Alg, Bytes: v}
@@ -171,6 +185,13 @@ func (r *run) trustAK(ak any, certs [][]byte) (string, error) {
 			if e, ok := c.PublicKey.(equaler); !ok || !e.Equal(ak) {
 				continue
 			}
+			// The TCG profile's critical SAN (GCE's AK certificates) is
+			// one x509 cannot read; it is accepted in that form only, and
+			// any other unhandled critical extension still refuses.
+			tpmID, err := tpmverify.AcceptTCGSubjectAltName(c)
+			if err != nil {
+				return "", fail("AK certificate %q: %v", c.Subject.CommonName, err)
+			}
 			inter := x509.NewCertPool()
 			for _, d2 := range certs {
 				if c2, err := x509.ParseCertificate(d2); err == nil {
@@ -184,7 +205,11 @@ func (r *run) trustAK(ak any, certs [][]byte) (string, error) {
 			if err := akProfile(c); err != nil {
 				return "", fail("AK certificate %q chains to the AK roots but is not an AK certificate: %v", c.Subject.CommonName, err)
 			}
-			return "AK certificate chains to the AK roots and has an AK profile (signing key, not a CA, no web usage)", nil
+			how := "AK certificate chains to the AK roots and has an AK profile (signing key, not a CA, no web usage)"
+			if tpmID != nil {
+				how += "; its critical TCG subject alternative name names " + tpmID.String()
+			}
+			return how, nil
 		}
 	}
 	if len(r.b.Evidence.AzureHCLReport) > 0 {
@@ -204,7 +229,7 @@ func hardwareFailure(what string, err error, checked, notChecked []string, l *La
 	return fail("%s: %v", what, err)
 }
 
-func (r *run) tdxEvidence(l *LayerResult) error {
+func (r *run) tdxEvidence(l *LayerResult, want []byte) error {
 	coll := r.opts.TDXCollateral
 	if coll == nil && r.b.Collateral != nil {
 		coll = r.b.Collateral.TDX
@@ -229,17 +254,16 @@ func (r *run) tdxEvidence(l *LayerResult) error {
 	if err := r.judgeTDX(&res.Body, l, false); err != nil {
 		return err
 	}
-	if want := cvmreport.ReportData(r.b.Nonce); res.ReportData != want {
-		return &failError{&Failure{Record: -1, Reason: "the quote's REPORTDATA is not the bundle's nonce", Expected: hex.EncodeToString(want[:]), Computed: hex.EncodeToString(res.ReportData[:])}}
+	if err := r.reportNonce("the quote's REPORTDATA", res.ReportData, want, l); err != nil {
+		return err
 	}
-	l.Checked = append(l.Checked, "REPORTDATA binds the bundle's nonce")
 	for _, v := range res.Registers {
 		r.trusted[regKey{v.Register.Name, v.Digest.Alg}] = v.Digest
 	}
 	return nil
 }
 
-func (r *run) snpEvidence(l *LayerResult) error {
+func (r *run) snpEvidence(l *LayerResult, want []byte) error {
 	res, err := snpverify.Verify(r.b.Evidence.Report, r.b.Evidence.Certificates, snpverify.Options{At: r.opts.At, CRL: r.opts.SNPCRL})
 	if err != nil {
 		var cc, nc []string
@@ -255,12 +279,42 @@ func (r *run) snpEvidence(l *LayerResult) error {
 	if err := r.judgeSNP(res, l, false); err != nil {
 		return err
 	}
-	if want := cvmreport.ReportData(r.b.Nonce); res.ReportData != want {
-		return &failError{&Failure{Record: -1, Reason: "the report's REPORT_DATA is not the bundle's nonce", Expected: hex.EncodeToString(want[:]), Computed: hex.EncodeToString(res.ReportData[:])}}
+	if err := r.reportNonce("the report's REPORT_DATA", res.ReportData, want, l); err != nil {
+		return err
 	}
-	l.Checked = append(l.Checked, "REPORT_DATA binds the bundle's nonce")
 	for _, v := range res.Registers {
 		r.trusted[regKey{v.Register.Name, v.Digest.Alg}] = v.Digest
+	}
+	return nil
+}
+
+// reportNonce applies the documented nonce rule of TDX and SEV-SNP
+// (docs/tdx-snp-verification.md): the expected nonce n is proven fresh when
+// the signed report data is cvmreport.ReportData(n), n zero-padded to 64
+// bytes (sha512 of a longer n), whatever nonce the bundle stored. The
+// bundle's nonce only reports; one that is present and is not what the
+// report data binds is refused: a bundle that misstates its own evidence
+// is not read further (fail closed), and a verifier that trusted the field
+// would take a copied report with a rewritten nonce as fresh.
+func (r *run) reportNonce(what string, rd [64]byte, want []byte, l *LayerResult) error {
+	if len(r.b.Nonce) > 0 {
+		if b := cvmreport.ReportData(r.b.Nonce); b != rd {
+			return &failError{&Failure{Record: -1, Reason: fmt.Sprintf("the bundle's nonce is not what %s binds (bundle nonce zero-padded to 64 bytes, or its sha512)", what),
+				Expected: hex.EncodeToString(b[:]), Computed: hex.EncodeToString(rd[:])}}
+		}
+		l.Checked = append(l.Checked, what+" binds the bundle's nonce")
+	}
+	if want == nil {
+		return nil
+	}
+	if w := cvmreport.ReportData(want); w != rd {
+		return &failError{&Failure{Record: -1, Reason: fmt.Sprintf("nonce differs from the expected one: %s is not the expected nonce zero-padded to 64 bytes (or its sha512 when longer)", what),
+			Expected: hex.EncodeToString(w[:]), Computed: hex.EncodeToString(rd[:])}}
+	}
+	if len(want) > 64 {
+		l.Checked = append(l.Checked, what+" is the sha512 of the expected nonce")
+	} else {
+		l.Checked = append(l.Checked, what+" is the expected nonce zero-padded to 64 bytes")
 	}
 	return nil
 }

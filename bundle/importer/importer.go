@@ -1,6 +1,6 @@
 // Package importer builds a ccmr-evidence/v1 bundle from evidence other
-// tools made: tpm2_quote's files (TPMS_ATTEST, TPMT_SIGNATURE, the
-// "serialized" PCR file), an AK in PEM, TPM2B_PUBLIC or TPMT_PUBLIC form,
+// tools made: tpm2_quote's files (TPMS_ATTEST; TPMT_SIGNATURE or -f plain;
+// the "serialized" PCR file or -F values), an AK in PEM, TPM2B_PUBLIC or TPMT_PUBLIC form,
 // AK certificates, a TDX quote with Intel PCS collateral, an SEV-SNP report
 // with its VCEK or VLEK, the HCL report of an Azure confidential VM, and
 // measurement logs. It checks that every part parses and that the parts
@@ -194,6 +194,12 @@ func buildTPM(b *bundle.Bundle, p *Parts) error {
 	}
 	var nonce []byte
 	banks := map[mr.Alg]string{}
+	// The AK names the scheme of a plain signature (tpm2_quote -f plain);
+	// a --ak that does not parse is reported below, after the quotes.
+	var akKey crypto.PublicKey
+	if p.AK != nil {
+		akKey, _ = ParseAK(p.AK.Data)
+	}
 	for i := range p.TPMQuotes {
 		tq := &p.TPMQuotes[i]
 		attest := UnwrapAttest(tq.Attest.Data)
@@ -201,16 +207,18 @@ func buildTPM(b *bundle.Bundle, p *Parts) error {
 		if err != nil {
 			return partErr(PartTPMQuote, &tq.Attest, "not a TPMS_ATTEST quote: %w", err)
 		}
-		if _, err := tpmverify.ParseSignature(tq.Signature.Data); err != nil {
-			return partErr(PartTPMSig, &tq.Signature, "not a TPMT_SIGNATURE: %w", err)
+		sig, err := signatureFor(info, attest, tq.Signature.Data, akKey)
+		if err != nil {
+			return partErr(PartTPMSig, &tq.Signature, "%w", err)
 		}
 		if tq.PCRs == nil {
 			return partErr(PartTPMQuote, &tq.Attest, "%w: no %s for this quote: the quoted PCR values are needed to check its PCR digest (an event log replay alone proves nothing)", ErrMissing, PartTPMPCRs)
 		}
-		if _, err := tpmverify.ParsePCRFile(tq.PCRs.Data); err != nil {
-			return partErr(PartTPMPCRs, tq.PCRs, "not a serialized PCR file: %w", err)
+		pcrFile, err := pcrFileFor(info, tq.PCRs.Data)
+		if err != nil {
+			return partErr(PartTPMPCRs, tq.PCRs, "%w", err)
 		}
-		q, err := tpmverify.NewQuote(attest, tq.Signature.Data, tq.PCRs.Data)
+		q, err := tpmverify.NewQuote(attest, sig, pcrFile)
 		if errors.Is(err, tpmverify.ErrPCRMismatch) {
 			return partErr(PartTPMPCRs, tq.PCRs, "%w: %w", mr.ErrMalformed, err)
 		}
@@ -234,7 +242,7 @@ func buildTPM(b *bundle.Bundle, p *Parts) error {
 		for k, v := range q.PCRs {
 			pcrs[fmt.Sprint(k)] = hex.EncodeToString(v)
 		}
-		b.Evidence.TPMQuotes = append(b.Evidence.TPMQuotes, bundle.TPMQuote{Alg: q.Alg.String(), Attest: attest, Signature: tq.Signature.Data, PCRs: pcrs, PCRFile: pf})
+		b.Evidence.TPMQuotes = append(b.Evidence.TPMQuotes, bundle.TPMQuote{Alg: q.Alg.String(), Attest: attest, Signature: sig, PCRs: pcrs, PCRFile: pf})
 	}
 	if p.Nonce != nil && !bytes.Equal(p.Nonce, nonce) {
 		return &PartError{Part: PartNonce, Err: fmt.Errorf("%w: %x is not the quotes' qualifying data %x", mr.ErrMalformed, p.Nonce, nonce)}
@@ -330,7 +338,15 @@ func buildSNP(b *bundle.Bundle, p *Parts) error {
 	if len(raw) < sevabi.ReportSize {
 		return partErr(PartSNPReport, p.SNPReport, "not an SNP report: %w: %d bytes, want %d", mr.ErrMalformed, len(raw), sevabi.ReportSize)
 	}
-	pr, err := sevabi.ReportToProto(raw[:sevabi.ReportSize])
+	if len(raw) > sevabi.ReportSize {
+		// No producer writes more (snpguest serializes the 1184-byte
+		// struct; the kernel's ioctl and configfs-tsm give the report
+		// alone): bytes after it are another file's or a damaged one's,
+		// refused here rather than left for verify to fail on.
+		return partErr(PartSNPReport, p.SNPReport, "%w: at byte %d: %d bytes after the %d-byte SNP report; give the report alone (the certificates of an extended report go in %s/%s)",
+			mr.ErrMalformed, sevabi.ReportSize, len(raw)-sevabi.ReportSize, sevabi.ReportSize, PartVCEK, PartVLEK)
+	}
+	pr, err := sevabi.ReportToProto(raw)
 	if err != nil {
 		return partErr(PartSNPReport, p.SNPReport, "not an SNP report: %w: %v", mr.ErrMalformed, err)
 	}

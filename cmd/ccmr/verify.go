@@ -122,7 +122,12 @@ func newVerifyCmd(g *globals) *cobra.Command {
 				}
 				opts.AKRoots = x509.NewCertPool()
 				if !opts.AKRoots.AppendCertsFromPEM(pem) {
-					return usageError("--ak-roots %s: no PEM certificate", roots)
+					// Google publishes its EK/AK CA certificates as DER.
+					c, err := x509.ParseCertificate(pem)
+					if err != nil {
+						return usageError("--ak-roots %s: no PEM certificate, nor one DER certificate: %v", roots, err)
+					}
+					opts.AKRoots.AddCert(c)
 				}
 			}
 			if collateral != "" {
