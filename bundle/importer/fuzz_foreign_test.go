@@ -24,7 +24,7 @@ func FuzzGoTPM(f *testing.F) {
 // seeded from every Trustee evidence file of the corpus.
 func FuzzTrustee(f *testing.F) {
 	for _, b := range corpus.Seeds(f, "trustee/az-snp-vtpm/evidence-v0.json", "trustee/az-snp-vtpm/evidence-v1.json",
-		"trustee/az-snp-vtpm/evidence-v2.json", "trustee/az-tdx-vtpm/evidence-v0.json", "trustee/az-tdx-vtpm/evidence-v1.json") {
+		"trustee/az-snp-vtpm/evidence-v2.json", "trustee/az-tdx-vtpm/evidence-v0.json", "trustee/az-tdx-vtpm/evidence-v1.json", "trustee/tpm/tpm_evidence.json") {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"quote":"AAAA","cc_eventlog":null,"aa_eventlog":"INIT sha384/00"}`))

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"slices"
@@ -25,6 +26,7 @@ const (
 	TrusteeAzSNPv2    = "az-snp-vtpm/v2"
 	TrusteeAzTDXv0    = "az-tdx-vtpm/v0"
 	TrusteeAzTDXv1    = "az-tdx-vtpm/v1"
+	TrusteeTPM        = "tpm"
 	trusteeAARegister = "rtmr3" // the attestation agent extends RTMR3 (CC MR index 4)
 )
 
@@ -60,6 +62,15 @@ type trusteeTPMQuote struct {
 	PCRs      []string `json:"pcrs"`
 }
 
+// trusteeTPM is guest-components' TPM attester Evidence: the AK as
+// base64 of its DER SubjectPublicKeyInfo, and one sha256 quote with
+// base64 members (the signature a whole TPMT_SIGNATURE) and hex PCR
+// values.
+type trusteeTPM struct {
+	TPMQuote trusteeTPMQuote `json:"tpm_quote"`
+	AKPublic string          `json:"ak_public"`
+}
+
 type trusteeAzSNPv0 struct {
 	Quote  trusteeVTPMQuoteV0 `json:"quote"`
 	Report []uint8            `json:"report"`
@@ -87,7 +98,7 @@ type trusteeAzTDXv1 struct {
 }
 
 // Trustee reads the evidence JSON a Trustee (KBS) attester sends for
-// `tdx`, `az-snp-vtpm` (v0, v1, v2) and `az-tdx-vtpm` (v0, v1) and
+// `tdx`, `az-snp-vtpm` (v0, v1, v2), `az-tdx-vtpm` (v0, v1) and `tpm` and
 // returns its parts for Build, and the kind it found (TrusteeTDX, ...).
 // The kind is told by the members, as Trustee's untagged serde enum
 // does; every member must be one that kind defines, present once, of
@@ -129,6 +140,8 @@ func Trustee(f File) (Parts, string, error) {
 		return trusteeAzSNP0(f)
 	case has("tpm_quote", "hcl_report", "td_quote"):
 		return trusteeAzTDX0(f)
+	case has("tpm_quote", "ak_public"):
+		return trusteeTPMEvidence(f)
 	case has("quote"):
 		return trusteeTDXEvidence(f)
 	case has("attestation_report"):
@@ -338,12 +351,27 @@ func vtpmQuoteHex(f File, q trusteeTPMQuote) (TPMQuote, error) {
 // TPMS_ATTEST, the bare RSASSA-SHA256 signature as a TPMT_SIGNATURE, and
 // the sha256 values paired in order with the PCRs the quote selects.
 func vtpmQuote(f File, m string, msg, sig []byte, vals [][]byte) (TPMQuote, error) {
+	if len(sig) == 0 || len(sig) > 0xffff {
+		return TPMQuote{}, trusteeErr(f, m+".signature", "%w: %d bytes", mr.ErrMalformed, len(sig))
+	}
+	// TPMT_SIGNATURE: sigAlg TPM_ALG_RSASSA, hash TPM_ALG_SHA256, then the
+	// TPM2B_PUBLIC_KEY_RSA.
+	tsig := binary.BigEndian.AppendUint16(nil, 0x0014)
+	tsig = binary.BigEndian.AppendUint16(tsig, uint16(mr.SHA256))
+	tsig = binary.BigEndian.AppendUint16(tsig, uint16(len(sig)))
+	tsig = append(tsig, sig...)
+	return selectedQuote(f, m, msg, tsig, vals)
+}
+
+// selectedQuote makes the tpm2_quote parts of a quote whose sha256 values
+// are given in the order of the PCRs it selects.
+func selectedQuote(f File, m string, msg, tsig []byte, vals [][]byte) (TPMQuote, error) {
 	info, err := tpmverify.ParseQuoteInfo(msg)
 	if err != nil {
 		return TPMQuote{}, trusteeErr(f, m+".message", "not a TPMS_ATTEST quote: %w", err)
 	}
 	if len(info.Selection) != 1 || info.Selection[0].Alg != mr.SHA256 {
-		return TPMQuote{}, trusteeErr(f, m+".message", "%w: the quote selects %d banks, want the one sha256 bank an Azure vTPM quote covers", mr.ErrUnsupported, len(info.Selection))
+		return TPMQuote{}, trusteeErr(f, m+".message", "%w: the quote selects %d banks, want the one sha256 bank whose values the file gives", mr.ErrUnsupported, len(info.Selection))
 	}
 	sel := info.Selection[0].PCRs
 	if len(vals) != len(sel) {
@@ -356,15 +384,6 @@ func vtpmQuote(f File, m string, msg, sig []byte, vals [][]byte) (TPMQuote, erro
 		}
 		pcrs[idx] = vals[i]
 	}
-	if len(sig) == 0 || len(sig) > 0xffff {
-		return TPMQuote{}, trusteeErr(f, m+".signature", "%w: %d bytes", mr.ErrMalformed, len(sig))
-	}
-	// TPMT_SIGNATURE: sigAlg TPM_ALG_RSASSA, hash TPM_ALG_SHA256, then the
-	// TPM2B_PUBLIC_KEY_RSA.
-	tsig := binary.BigEndian.AppendUint16(nil, 0x0014)
-	tsig = binary.BigEndian.AppendUint16(tsig, uint16(mr.SHA256))
-	tsig = binary.BigEndian.AppendUint16(tsig, uint16(len(sig)))
-	tsig = append(tsig, sig...)
 	pf, err := tpmverify.MarshalPCRFile(mr.TPMQuote{Alg: mr.SHA256, Attest: msg, PCRs: pcrs})
 	if err != nil {
 		return TPMQuote{}, trusteeErr(f, m+".pcrs", "%w: %v", mr.ErrMalformed, err)
@@ -374,4 +393,58 @@ func vtpmQuote(f File, m string, msg, sig []byte, vals [][]byte) (TPMQuote, erro
 		Signature: File{Name: member(f, m+".signature"), Data: tsig},
 		PCRs:      &File{Name: member(f, m+".pcrs"), Data: pf},
 	}, nil
+}
+
+func trusteeTPMEvidence(f File) (Parts, string, error) {
+	var e trusteeTPM
+	if err := decodeStrict(f, TrusteeTPM, &e); err != nil {
+		return Parts{}, "", err
+	}
+	der, err := b64(f, "ak_public", e.AKPublic, false)
+	if err != nil {
+		return Parts{}, "", err
+	}
+	akPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	if _, err := ParseAK(akPEM); err != nil {
+		return Parts{}, "", trusteeErr(f, "ak_public", "%w", err)
+	}
+	msg, err := b64(f, "tpm_quote.message", e.TPMQuote.Message, false)
+	if err != nil {
+		return Parts{}, "", err
+	}
+	sig, err := b64(f, "tpm_quote.signature", e.TPMQuote.Signature, false)
+	if err != nil {
+		return Parts{}, "", err
+	}
+	if _, err := tpmverify.ParseSignature(sig); err != nil {
+		return Parts{}, "", trusteeErr(f, "tpm_quote.signature", "not a TPMT_SIGNATURE: %w", err)
+	}
+	vals := make([][]byte, len(e.TPMQuote.PCRs))
+	for i, s := range e.TPMQuote.PCRs {
+		if vals[i], err = unhex(f, fmt.Sprintf("tpm_quote.pcrs[%d]", i), s); err != nil {
+			return Parts{}, "", err
+		}
+	}
+	info, err := tpmverify.ParseQuoteInfo(msg)
+	if err != nil {
+		return Parts{}, "", trusteeErr(f, "tpm_quote.message", "not a TPMS_ATTEST quote: %w", err)
+	}
+	// The attester sends all 24 sha256 PCRs; the quote may select fewer.
+	// Values for exactly the selected PCRs pair in order; 24 values of a
+	// quote over fewer pair by index.
+	if len(info.Selection) == 1 && len(vals) == 24 && len(info.Selection[0].PCRs) < 24 {
+		picked := make([][]byte, 0, len(info.Selection[0].PCRs))
+		for _, idx := range info.Selection[0].PCRs {
+			if idx >= 24 {
+				return Parts{}, "", trusteeErr(f, "tpm_quote.message", "%w: the quote selects PCR %d", mr.ErrMalformed, idx)
+			}
+			picked = append(picked, vals[idx])
+		}
+		vals = picked
+	}
+	tq, err := selectedQuote(f, "tpm_quote", msg, sig, vals)
+	if err != nil {
+		return Parts{}, "", err
+	}
+	return Parts{TPMQuotes: []TPMQuote{tq}, AK: &File{Name: member(f, "ak_public"), Data: akPEM}}, TrusteeTPM, nil
 }

@@ -193,3 +193,39 @@ func TestTrusteeTDX(t *testing.T) {
 	wantTrusteeErr(t, "duplicate quote", []byte(`{"quote":"`+std(q)+`","quote":"`+std(q)+`"}`), "duplicate member", mr.ErrMalformed)
 	wantTrusteeErr(t, "quote a number", []byte(`{"quote":5}`), "tdx evidence", mr.ErrMalformed)
 }
+
+// Trustee TPM evidence (guest-components' TPM attester) imports into the
+// bundle of the parts the corpus extracted from it.
+func TestTrusteeTPMEqualsSplitParts(t *testing.T) {
+	d := "trustee/tpm/"
+	pcrs, ak := corpusFile(t, d+"pcrs.serialized"), corpusFile(t, d+"ak_pub.pem")
+	split, err := Build(Parts{AK: &ak, TPMQuotes: []TPMQuote{{Attest: corpusFile(t, d+"quote.attest"), Signature: corpusFile(t, d+"quote.tpmt_signature"), PCRs: &pcrs}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, kind, err := Trustee(corpusFile(t, d+"tpm_evidence.json"))
+	if err != nil || kind != TrusteeTPM {
+		t.Fatalf("%s %v", kind, err)
+	}
+	b, err := Build(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(bundleJSON(t, b), bundleJSON(t, split)) {
+		t.Error("the whole file's bundle differs from the split parts' bundle")
+	}
+	// Hostile: a key that is not one, a bare signature, a PCR too few.
+	wantTrusteeErr(t, "bad ak_public", editJSON(t, d+"tpm_evidence.json", func(m map[string]any) { m["ak_public"] = "AAAA" }),
+		"member ak_public: ", mr.ErrMalformed)
+	wantTrusteeErr(t, "bare signature", editJSON(t, d+"tpm_evidence.json", func(m map[string]any) {
+		q := m["tpm_quote"].(map[string]any)
+		sig, _ := base64.StdEncoding.DecodeString(q["signature"].(string))
+		q["signature"] = base64.StdEncoding.EncodeToString(sig[6:])
+	}), "member tpm_quote.signature: not a TPMT_SIGNATURE", mr.ErrUnsupported)
+	wantTrusteeErr(t, "23 PCRs", editJSON(t, d+"tpm_evidence.json", func(m map[string]any) {
+		q := m["tpm_quote"].(map[string]any)
+		q["pcrs"] = q["pcrs"].([]any)[1:]
+	}), "member tpm_quote.pcrs: ", mr.ErrMalformed)
+	wantTrusteeErr(t, "unknown member", editJSON(t, d+"tpm_evidence.json", func(m map[string]any) { m["eventlog"] = "" }),
+		"unknown member", mr.ErrMalformed)
+}

@@ -275,3 +275,25 @@ func TestForeignTrusteeTDX(t *testing.T) {
 		wantContains: []string{"quote v4 (body type 2) signed", "TCB status UpToDate is allowed"},
 	})
 }
+
+// Trustee TPM evidence (a swtpm quote, all PCRs zero) verifies as the
+// parts the corpus extracted from it do.
+func TestForeignTrusteeTPM(t *testing.T) {
+	d := filepath.Join(corpusPath(t), "trustee/tpm")
+	attest, err := os.ReadFile(filepath.Join(d, "quote.attest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := tpmverify.ParseQuoteInfo(attest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := hex.EncodeToString(info.ExtraData)
+	split := []string{"--ak", filepath.Join(d, "ak_pub.pem"), "--tpm-quote", filepath.Join(d, "quote.attest"),
+		"--tpm-sig", filepath.Join(d, "quote.tpmt_signature"), "--tpm-pcrs", filepath.Join(d, "pcrs.serialized")}
+	whole := []string{"--trustee", filepath.Join(d, "tpm_evidence.json")}
+	runForeign(t, foreignCase{whole: whole, split: split, verify: []string{"--trust-ak", filepath.Join(d, "ak_pub.pem"), "--nonce", nonce},
+		wantContains: []string{"TRUSTED (platform tpm)", "TPM2_Quote of 24 sha256 PCRs"}})
+	runForeign(t, foreignCase{whole: whole, split: split, verify: []string{"--trust-ak", filepath.Join(d, "ak_pub.pem"), "--nonce", "00" + nonce[2:]},
+		wantCode: 1, wantContains: []string{"nonce differs"}})
+}
