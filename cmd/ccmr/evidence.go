@@ -38,7 +38,7 @@ func readPart(ctx context.Context, part, name string) (*importer.File, error) {
 }
 
 func newEvidenceImportCmd(g *globals) *cobra.Command {
-	var out, nonceHex, ak, tdxQuote, coll, snpReport, vcek, vlek, hcl string
+	var out, nonceHex, ak, tdxQuote, coll, snpReport, vcek, vlek, hcl, gotpm, trustee string
 	var quotes, sigs, pcrs, akCerts, logs []string
 	cmd := &cobra.Command{
 		Use:   "import -O BUNDLE [parts]",
@@ -53,6 +53,10 @@ Azure CVM: add --azure-hcl-report (vTPM NV index 0x01400001) with --vcek (SNP) o
 TDX: --tdx-quote [--collateral]. SNP: --snp-report with --vcek or --vlek.
 Logs: --log FORMAT=FILE (tcg2, ccel, ima-binary, ..., auto); a runtime log names its
 backing register: --log runtime:rtmr3=FILE.
+Whole files of other tools, one flag each: --gotpm FILE (go-tpm-tools' Attestation
+protobuf: AK, certificates, quotes per bank, event logs) and --trustee FILE (Trustee
+attester evidence JSON: tdx, az-snp-vtpm, az-tdx-vtpm, tpm). Other flags may add what the
+file lacks (--collateral, --log, --ak-cert, --nonce), never replace what it holds.
 The nonce defaults to what the evidence binds: the quotes' qualifying data, or the
 64-byte report data of a TDX quote or SNP report; --nonce must agree with it.`,
 		Args: cobra.NoArgs,
@@ -61,6 +65,13 @@ The nonce defaults to what the evidence binds: the quotes' qualifying data, or t
 				return usageError("-O BUNDLE is required")
 			}
 			var p importer.Parts
+			whole, kind, err := readWhole(cmd.Context(), gotpm, trustee, &p)
+			if err != nil {
+				return err
+			}
+			if whole != "" && len(quotes) > 0 {
+				return usageError("%s: the TPM quotes come from %s", importer.PartTPMQuote, whole)
+			}
 			if len(sigs) != len(quotes) {
 				return usageError("%d --tpm-quote and %d --tpm-sig: give them in pairs, in order", len(quotes), len(sigs))
 			}
@@ -95,6 +106,9 @@ The nonce defaults to what the evidence binds: the quotes' qualifying data, or t
 			for _, s := range single {
 				if s.name == "" {
 					continue
+				}
+				if *s.dst != nil {
+					return usageError("%s %s: %s already gives it", s.part, s.name, whole)
 				}
 				f, err := readPart(cmd.Context(), s.part, s.name)
 				if err != nil {
@@ -152,6 +166,9 @@ The nonce defaults to what the evidence binds: the quotes' qualifying data, or t
 			}
 			sum := map[string]any{"bundle": out, "platform": b.Platform, "nonce": hex.EncodeToString(b.Nonce),
 				"tpm_quotes": len(b.Evidence.TPMQuotes), "logs": len(b.Logs), "azure_hcl_report": len(b.Evidence.AzureHCLReport) > 0}
+			if kind != "" {
+				sum["from"] = kind
+			}
 			if g.json() {
 				return writeJSON(g.stdout, sum)
 			}
@@ -165,6 +182,9 @@ The nonce defaults to what the evidence binds: the quotes' qualifying data, or t
 			}
 			if len(b.Evidence.AzureHCLReport) > 0 {
 				fmt.Fprint(g.stdout, ", Azure HCL report")
+			}
+			if kind != "" {
+				tprintf(g.stdout, ", from %s", kind)
 			}
 			for _, l := range b.Logs {
 				tprintf(g.stdout, ", log %s", string(l.Format))
@@ -190,6 +210,42 @@ The nonce defaults to what the evidence binds: the quotes' qualifying data, or t
 	fl.StringVar(&vlek, "vlek", "", "VLEK certificate (PEM or DER)")
 	fl.StringVar(&hcl, "azure-hcl-report", "", "Azure CVM HCL report (vTPM NV index 0x01400001)")
 	fl.StringArrayVar(&logs, "log", nil, "log FORMAT=FILE, runtime logs runtime:REG=FILE (repeatable)")
+	fl.StringVar(&gotpm, "gotpm", "", "go-tpm-tools Attestation protobuf (gotpm attest, GCE agents): every part it holds")
+	fl.StringVar(&trustee, "trustee", "", "Trustee attester evidence JSON (tdx, az-snp-vtpm, az-tdx-vtpm, tpm): every part it holds")
 	fl.StringVar(&nonceHex, "nonce", "", "nonce the evidence binds (hex; default: taken from the evidence)")
 	return cmd
+}
+
+// readWhole reads the whole-file part, --gotpm or --trustee (at most one),
+// into p. It returns the flag and file for messages ("--gotpm a.pb") and
+// what the file was ("go-tpm-tools Attestation", "Trustee az-snp-vtpm/v1
+// evidence"); both are empty when neither flag is given. A file that does
+// not parse is exit 2 naming the file and the member.
+func readWhole(ctx context.Context, gotpm, trustee string, p *importer.Parts) (whole, kind string, err error) {
+	if gotpm != "" && trustee != "" {
+		return "", "", usageError("give %s or %s, not both", importer.PartGoTPM, importer.PartTrustee)
+	}
+	part, name := importer.PartGoTPM, gotpm
+	if trustee != "" {
+		part, name = importer.PartTrustee, trustee
+	}
+	if name == "" {
+		return "", "", nil
+	}
+	f, err := readPart(ctx, part, name)
+	if err != nil {
+		return "", "", err
+	}
+	if part == importer.PartGoTPM {
+		*p, err = importer.GoTPM(*f)
+		kind = "go-tpm-tools Attestation"
+	} else {
+		var k string
+		*p, k, err = importer.Trustee(*f)
+		kind = "Trustee " + k + " evidence"
+	}
+	if err != nil {
+		return "", "", &exitError{code: exitUsage, err: err}
+	}
+	return part + " " + name, kind, nil
 }
