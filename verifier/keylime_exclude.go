@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/ccmr-dev/ccmr/mr"
@@ -57,6 +58,9 @@ func (x *keylimeExcludes) match(path string) bool {
 	return err == nil && ok
 }
 
+// excludeTimeout bounds one exclude match.
+const excludeTimeout = 2 * time.Second
+
 // excludeScan is the state of the scan over the joined pattern.
 type excludeScan struct {
 	groups int             // capture groups opened so far (Python numbering)
@@ -96,6 +100,9 @@ func compileKeylimeExcludes(excludes []string) (*keylimeExcludes, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w list %q: not a regular expression: %v", mr.ErrMalformed, errExclude, excludes, err)
 	}
+	// A pattern that backtracks without end (Python's re would hang on it
+	// too) stops here: the path is then judged, not excluded.
+	a.MatchTimeout, b.MatchTimeout = excludeTimeout, excludeTimeout
 	return &keylimeExcludes{all: a, ascii: b}, nil
 }
 
