@@ -48,10 +48,11 @@ func parseVerificationKeys(s string) ([]ima.Key, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: runtime policy verification-keys pubkeys[%d]: not base64: %v", mr.ErrMalformed, i, err)
 		}
-		if _, err := x509.ParsePKIXPublicKey(der); err != nil {
-			if _, err2 := ima.ParseKeys(der, ""); err2 != nil { // secp256k1
-				return nil, fmt.Errorf("%w: runtime policy verification-keys pubkeys[%d]: not a DER public key: %v", mr.ErrMalformed, i, err)
-			}
+		// Keylime loads each with load_der_public_key: a
+		// SubjectPublicKeyInfo, not a certificate (ima.ParseKeys reads
+		// both, and secp256k1 keys, which Go's x509 does not).
+		if _, err := x509.ParseCertificate(der); err == nil {
+			return nil, fmt.Errorf("%w: runtime policy verification-keys pubkeys[%d] is a certificate; Keylime loads DER public keys only", mr.ErrMalformed, i)
 		}
 		ks, err := ima.ParseKeys(der, fmt.Sprintf("runtime policy verification-keys pubkeys[%d]", i))
 		if err != nil {

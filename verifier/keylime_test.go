@@ -90,6 +90,7 @@ func TestKeylimeSchema(t *testing.T) {
 		"verification-keys obj":  `{"verification-keys":{}}`,
 		"verification-keys bad":  `{"verification-keys":"{\"pubkeys\": [\"AAAA\"], \"keyids\": []}"}`,
 		"no keyids":              `{"verification-keys":"{\"pubkeys\": []}"}`,
+		"verification-keys cert": `{"verification-keys":"{\"pubkeys\": [\"` + base64.StdEncoding.EncodeToString(newKeylimeSigner(t).cert) + `\"], \"keyids\": []}"}`,
 		"keyid string":           `{"verification-keys":"{\"pubkeys\": [], \"keyids\": [\"1\"]}"}`,
 		"unknown member":         `{"exclude":[]}`,
 		"envelope, no key":       `{"payload":"e30=","payloadType":"application/vnd.keylime+json","signatures":[]}`,
