@@ -2,8 +2,6 @@ package verifier
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -234,66 +232,4 @@ func (r *run) bootAggregate(l *LayerResult) error {
 		l.Checked = append(l.Checked, fmt.Sprintf("boot_aggregate%s matches the quoted PCRs (%v)", at, rule))
 	}
 	return nil
-}
-
-// judgeEntry judges one proven IMA entry against a Keylime runtime policy,
-// as Keylime's ima.py does where ccmr implements it: violations first (the
-// path of a violation is not covered by the PCR, so an exclude must not
-// hide one), then excludes (Python re.match), then "digests" for file
-// templates and "ima-buf" / "keyrings" for ima-buf entries. It returns
-// "judged", "excluded" or "ignored", or a reason the entry fails.
-func (r *run) judgeEntry(rp *RuntimePolicy, e *ima.Entry) (string, error) {
-	path := e.FileName()
-	if e.IsViolation() {
-		return "", fmt.Errorf("IMA violation entry for %q (its content was not measured)", path)
-	}
-	_, d, ok := e.FileDigest()
-	if !ok {
-		return "", fmt.Errorf("IMA entry %q (%s) has no digest the runtime policy can judge", path, e.TemplateName)
-	}
-	dh := hex.EncodeToString(d)
-	if e.TemplateName == ima.TemplateIMABuf {
-		if rp.Excluded(path) {
-			return "excluded", nil
-		}
-		if _, err := x509.ParseCertificate(e.Buf()); err == nil {
-			if rp.ignoredKeyring(path) {
-				return "ignored", nil
-			}
-			if rp.keyrings[path][dh] {
-				return "judged", nil
-			}
-			return "", fmt.Errorf("key measured into keyring %q (digest %s) is not in the runtime policy's keyrings", path, dh)
-		}
-		if rp.buf[path][dh] {
-			return "judged", nil
-		}
-		return "", fmt.Errorf("ima-buf entry %q (digest %s) is not in the runtime policy's ima-buf", path, dh)
-	}
-	if path == ima.BootAggregateName && r.ima.bootAggregate[e.Index] {
-		return "judged", nil // Keylime adds the computed boot_aggregate to digests
-	}
-	if rp.Excluded(path) {
-		return "excluded", nil
-	}
-	if !rp.Allowed(path, dh) {
-		if _, listed := rp.allowed[path]; !listed {
-			return "", fmt.Errorf("file %q is not in the runtime policy (digest %s)", path, dh)
-		}
-		return "", fmt.Errorf("file %q has digest %s, not a reference digest of the runtime policy", path, dh)
-	}
-	return "judged", nil
-}
-
-// ignoredKeyring reports whether ima.ignored_keyrings names keyring (or "*").
-func (rp *RuntimePolicy) ignoredKeyring(keyring string) bool {
-	if rp.IMA == nil {
-		return false
-	}
-	for _, k := range rp.IMA.IgnoredKeyrings {
-		if k == "*" || k == keyring {
-			return true
-		}
-	}
-	return false
 }

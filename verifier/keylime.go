@@ -2,270 +2,246 @@ package verifier
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"regexp"
-	"strings"
-	"unicode/utf8"
 
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/internal/strictjson"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
-// RuntimePolicy is Keylime's runtime-policy JSON (keylime/ima/types.py,
-// RuntimePolicyType). ccmr judges "digests" (path → allowed hex file
-// digests), "excludes" (Python regular expressions of paths not judged),
-// "ima-buf" and "keyrings" (name → allowed digests of ima-buf entries) and
-// "ima.ignored_keyrings". The other members of Keylime's schema are read;
-// those that would let Keylime accept what ccmr cannot check
-// (verification-keys, ima.dm_policy, rules) are refused when not empty, so
-// that ccmr never judges a policy differently without saying so.
+// RuntimePolicy is Keylime's runtime-policy JSON, schema version 1
+// (RUNTIME_POLICY_SCHEMA in keylime/ima/ima.py). Every member Keylime's
+// schema names is read and judged as Keylime's verifier judges it
+// (keylime_judge.go); a member that does not satisfy that schema is refused
+// as Keylime refuses it when the policy is uploaded. Unlike Keylime, ccmr
+// also refuses members the schema does not name (a typo must not weaken a
+// policy) and reads a missing member as empty, so that a hand-written
+// inline policy need not spell out every empty member.
 type RuntimePolicy struct {
 	Meta             *KeylimeMeta        `json:"meta,omitempty"`
 	Release          *int64              `json:"release,omitempty"`
-	Digests          map[string][]string `json:"digests"`
-	Excludes         []string            `json:"excludes"`
+	Digests          map[string][]string `json:"digests,omitempty"`
+	Excludes         []string            `json:"excludes,omitempty"`
 	Keyrings         map[string][]string `json:"keyrings,omitempty"`
 	IMA              *KeylimeIMA         `json:"ima,omitempty"`
 	IMABuf           map[string][]string `json:"ima-buf,omitempty"`
 	VerificationKeys string              `json:"verification-keys,omitempty"`
 	Rules            string              `json:"rules,omitempty"`
 
-	excludes []keylimeExclude
+	excludes *keylimeExcludes
 	allowed  map[string]map[string]bool
 	buf      map[string]map[string]bool
 	keyrings map[string]map[string]bool
+	// keys are the keys of verification-keys.
+	keys []ima.Key
+	// logHashAlg is ima.log_hash_alg (sha1 when not given).
+	logHashAlg string
+	// allowViolations passes violation entries (the verification
+	// policy's ima.allow_violations, not a member of Keylime's schema).
+	allowViolations bool
 }
 
-// KeylimeMeta is the "meta" member of a Keylime runtime policy. It is
-// informational: no member changes a verdict. Generator is an integer in
-// Keylime's schema; other tools (ccmr's e2e tool) write a string.
+// KeylimeMeta is the "meta" member of a Keylime runtime policy. Version
+// must be 1 (the only schema version ccmr reads; Keylime converts older
+// ones with keylime_convert_runtime_policy), Generator one of Keylime's
+// RUNTIME_POLICY_GENERATOR values 0 to 3.
 type KeylimeMeta struct {
-	Version   int64           `json:"version"`
-	Generator json.RawMessage `json:"generator,omitempty"`
-	Timestamp string          `json:"timestamp,omitempty"`
+	Version   *int64  `json:"version"`
+	Generator *int64  `json:"generator"`
+	Timestamp *string `json:"timestamp,omitempty"`
 }
 
-// KeylimeIMA is the "ima" member of a Keylime runtime policy.
+// KeylimeIMA is the "ima" member of a Keylime runtime policy; Keylime's
+// schema requires all three members.
 type KeylimeIMA struct {
 	// IgnoredKeyrings are keyrings whose key measurements (ima-buf
 	// entries holding a key) Keylime does not judge; "*" names all.
 	IgnoredKeyrings []string `json:"ignored_keyrings"`
-	// LogHashAlg is the template hash algorithm of the list; ccmr checks
-	// the template hash of every bank it replays, so it only validates it.
+	// LogHashAlg is the algorithm of the list's template hashes, which
+	// Keylime checks for every entry.
 	LogHashAlg string `json:"log_hash_alg"`
 	// DMPolicy is Keylime's device-mapper policy, which ccmr does not
 	// implement: it must be null.
 	DMPolicy json.RawMessage `json:"dm_policy"`
 }
 
-// keylimeExclude is one compiled exclude. unicode marks patterns whose
-// meaning differs between Python's re (Unicode classes and case folding on
-// str) and Go's regexp for non-ASCII input.
-type keylimeExclude struct {
-	src     string
-	re      *regexp.Regexp
-	unicode bool
+// keylimeRaw holds the members before they are checked one by one, so that
+// a null or a value of the wrong type is told apart from a missing member.
+type keylimeRaw struct {
+	Meta             json.RawMessage `json:"meta"`
+	Release          json.RawMessage `json:"release"`
+	Digests          json.RawMessage `json:"digests"`
+	Excludes         json.RawMessage `json:"excludes"`
+	Keyrings         json.RawMessage `json:"keyrings"`
+	IMA              json.RawMessage `json:"ima"`
+	IMABuf           json.RawMessage `json:"ima-buf"`
+	VerificationKeys json.RawMessage `json:"verification-keys"`
+	Rules            json.RawMessage `json:"rules"`
+}
+
+// keylimeDigestRE is the pattern of Keylime's digests-object items:
+// lowercase hex, 40 to 128 digits, no algorithm prefix.
+var keylimeDigestRE = regexp.MustCompile(`^[0-9a-f]{40,128}$`)
+
+func schemaErr(format string, args ...any) error {
+	return fmt.Errorf("%w: runtime policy: %s (Keylime's schema refuses it)", mr.ErrMalformed, fmt.Sprintf(format, args...))
+}
+
+// member decodes one present member strictly into v; JSON null is refused
+// (Keylime's schema gives every member a type that null is not).
+func member(raw json.RawMessage, name string, v any) (bool, error) {
+	if raw == nil {
+		return false, nil
+	}
+	if string(bytes.TrimSpace(raw)) == "null" {
+		return false, schemaErr("%s is null", name)
+	}
+	if err := strictjson.Decode(raw, v); err != nil {
+		return false, schemaErr("%s: %v", name, err)
+	}
+	return true, nil
 }
 
 // ParseRuntimePolicy reads Keylime's runtime-policy JSON: exactly one
-// object, members of Keylime's schema only.
+// object with members of Keylime's schema only, each as that schema wants
+// it. A DSSE envelope (as keylime-policy sign writes) is refused here: it is
+// read by ParseSignedRuntimePolicy with the key that must have signed it.
 func ParseRuntimePolicy(b []byte) (*RuntimePolicy, error) {
-	var rp RuntimePolicy
-	if err := strictJSONValue(b, &rp, "runtime policy"); err != nil {
+	if isDSSEEnvelope(b) {
+		return nil, fmt.Errorf("%w: runtime policy is a signed DSSE envelope: give the key that signed it (verify --keylime-key, or the policy's ima.runtime_policy_key)", mr.ErrMalformed)
+	}
+	var raw keylimeRaw
+	if err := strictJSONValue(b, &raw, "runtime policy"); err != nil {
 		return nil, err
 	}
-	if rp.VerificationKeys != "" && rp.VerificationKeys != "[]" {
-		return nil, fmt.Errorf("%w: runtime policy member verification-keys is not implemented by ccmr (Keylime would accept files signed by these keys): give the keys as the policy's ima.keys instead", mr.ErrUnsupported)
+	rp := &RuntimePolicy{logHashAlg: "sha1"}
+	if ok, err := member(raw.Meta, "meta", &rp.Meta); err != nil {
+		return nil, err
+	} else if ok {
+		m := rp.Meta
+		if m.Version == nil || m.Generator == nil {
+			return nil, schemaErr("meta needs version and generator")
+		}
+		if *m.Version != 1 {
+			return nil, fmt.Errorf("%w: runtime policy meta.version %d: ccmr reads schema version 1 only (convert it with keylime_convert_runtime_policy)", mr.ErrUnsupported, *m.Version)
+		}
+		if *m.Generator < 0 || *m.Generator > 3 {
+			return nil, schemaErr("meta.generator %d is not 0 to 3", *m.Generator)
+		}
 	}
-	if rp.Release != nil && *rp.Release < 0 {
-		return nil, fmt.Errorf("%w: runtime policy release %d is negative", mr.ErrMalformed, *rp.Release)
+	if ok, err := member(raw.Release, "release", &rp.Release); err != nil {
+		return nil, err
+	} else if ok && *rp.Release < 0 {
+		return nil, schemaErr("release %d is negative", *rp.Release)
+	}
+	var err error
+	for _, d := range []struct {
+		name string
+		raw  json.RawMessage
+		dst  *map[string][]string
+		set  *map[string]map[string]bool
+	}{
+		{"digests", raw.Digests, &rp.Digests, &rp.allowed},
+		{"keyrings", raw.Keyrings, &rp.Keyrings, &rp.keyrings},
+		{"ima-buf", raw.IMABuf, &rp.IMABuf, &rp.buf},
+	} {
+		if _, err := member(d.raw, d.name, d.dst); err != nil {
+			return nil, err
+		}
+		if *d.set, err = digestSets(d.name, *d.dst); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := member(raw.Excludes, "excludes", &rp.Excludes); err != nil {
+		return nil, err
+	}
+	if rp.excludes, err = compileKeylimeExcludes(rp.Excludes); err != nil {
+		return nil, err
+	}
+	if ok, err := member(raw.IMA, "ima", &rp.IMA); err != nil {
+		return nil, err
+	} else if ok {
+		if err := rp.checkIMAMember(raw.IMA); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := member(raw.VerificationKeys, "verification-keys", &rp.VerificationKeys); err != nil {
+		return nil, err
+	}
+	if rp.keys, err = parseVerificationKeys(rp.VerificationKeys); err != nil {
+		return nil, err
+	}
+	if _, err := member(raw.Rules, "rules", &rp.Rules); err != nil {
+		return nil, err
 	}
 	if rp.Rules != "" {
 		return nil, fmt.Errorf("%w: runtime policy member rules is not implemented by ccmr", mr.ErrUnsupported)
 	}
-	if rp.IMA != nil {
-		if d := bytes.TrimSpace(rp.IMA.DMPolicy); len(d) > 0 && string(d) != "null" {
-			return nil, fmt.Errorf("%w: runtime policy member ima.dm_policy (device-mapper validation) is not implemented by ccmr", mr.ErrUnsupported)
-		}
-		switch rp.IMA.LogHashAlg {
-		case "", "sha1", "sha256", "sha384", "sha512":
-		default:
-			return nil, fmt.Errorf("%w: runtime policy ima.log_hash_alg %q is not one of sha1, sha256, sha384, sha512", mr.ErrMalformed, rp.IMA.LogHashAlg)
-		}
-	}
-	var err error
-	if rp.allowed, err = digestSets("digests", rp.Digests); err != nil {
-		return nil, err
-	}
-	if rp.buf, err = digestSets("ima-buf", rp.IMABuf); err != nil {
-		return nil, err
-	}
-	if rp.keyrings, err = digestSets("keyrings", rp.Keyrings); err != nil {
-		return nil, err
-	}
-	for _, e := range rp.Excludes {
-		ex, err := compileKeylimeExclude(e)
-		if err != nil {
-			return nil, err
-		}
-		rp.excludes = append(rp.excludes, ex)
-	}
-	return &rp, nil
+	return rp, nil
 }
 
-// digestSets checks a Keylime digests object (hex digests of 40 to 128
-// digits, at least one per name, as Keylime's schema wants) and indexes it.
+// checkIMAMember checks the "ima" member: Keylime's schema requires
+// ignored_keyrings (strings), log_hash_alg (sha1, sha256, sha384, sha512)
+// and dm_policy, which must be null here (device-mapper validation is not
+// implemented by ccmr).
+func (rp *RuntimePolicy) checkIMAMember(raw json.RawMessage) error {
+	var present map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &present); err != nil {
+		return schemaErr("ima: %v", err)
+	}
+	for _, k := range []string{"ignored_keyrings", "log_hash_alg", "dm_policy"} {
+		if _, ok := present[k]; !ok {
+			return schemaErr("ima needs ignored_keyrings, log_hash_alg and dm_policy; %s is missing", k)
+		}
+	}
+	if string(bytes.TrimSpace(present["ignored_keyrings"])) == "null" {
+		return schemaErr("ima.ignored_keyrings is null")
+	}
+	if d := bytes.TrimSpace(rp.IMA.DMPolicy); string(d) != "null" {
+		return fmt.Errorf("%w: runtime policy member ima.dm_policy (device-mapper validation) is not implemented by ccmr", mr.ErrUnsupported)
+	}
+	switch rp.IMA.LogHashAlg {
+	case "sha1", "sha256", "sha384", "sha512":
+		rp.logHashAlg = rp.IMA.LogHashAlg
+	default:
+		return schemaErr("ima.log_hash_alg %q is not one of sha1, sha256, sha384, sha512", rp.IMA.LogHashAlg)
+	}
+	return nil
+}
+
+// digestSets checks a Keylime digests object (name → a non-empty list of
+// lowercase hex digests of 40 to 128 digits without an algorithm prefix)
+// and indexes it.
 func digestSets(member string, m map[string][]string) (map[string]map[string]bool, error) {
 	out := map[string]map[string]bool{}
 	for name, ds := range m {
 		if len(ds) == 0 {
-			return nil, fmt.Errorf("%w: runtime policy %s[%q] lists no digest", mr.ErrMalformed, member, name)
+			return nil, schemaErr("%s[%q] lists no digest", member, name)
 		}
 		set := map[string]bool{}
 		for _, d := range ds {
-			if _, err := hex.DecodeString(d); err != nil || len(d) < 40 || len(d) > 128 {
-				return nil, fmt.Errorf("%w: runtime policy %s[%q]: %q is not a hex digest of 40 to 128 digits", mr.ErrMalformed, member, name, d)
+			if !keylimeDigestRE.MatchString(d) {
+				return nil, schemaErr("%s[%q]: %q is not 40 to 128 lowercase hex digits", member, name, d)
 			}
-			set[strings.ToLower(d)] = true
+			set[d] = true
 		}
 		out[name] = set
 	}
 	return out, nil
 }
 
-// Excluded reports whether Keylime's excludes skip path. Keylime joins the
-// excludes into one Python pattern "(e1)|(e2)|…" and calls re.match: the
-// match is anchored at the start of the path, not at its end. Each exclude
-// is compiled as "^(?:e)" here, which is the same as long as every exclude
-// is a pattern of its own (compileKeylimeExclude makes sure).
-//
-// Where Python and Go could disagree, the path is judged (not excluded): a
-// path holding a byte that cannot reach Keylime as such (not UTF-8, a
-// control character such as the newline that ends Keylime's ascii lines)
-// is never excluded, and a non-ASCII path is not excluded by a pattern
-// whose classes or case folding are Unicode-aware in Python.
+// Excluded reports whether Keylime's excludes skip path (see
+// compileKeylimeExcludes).
 func (rp *RuntimePolicy) Excluded(path string) bool {
-	if !utf8.ValidString(path) {
-		return false
-	}
-	ascii := true
-	for _, c := range path {
-		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
-			return false
-		}
-		if c >= 0x80 {
-			ascii = false
-		}
-	}
-	for _, ex := range rp.excludes {
-		if ex.unicode && !ascii {
-			continue
-		}
-		if ex.re.MatchString(path) {
-			return true
-		}
-	}
-	return false
+	return rp.excludes.match(path)
 }
 
-// Allowed reports whether digest (hex) is a reference digest of path.
+// Allowed reports whether digest (lowercase hex) is a reference digest of
+// path in "digests".
 func (rp *RuntimePolicy) Allowed(path, digestHex string) bool {
-	return rp.allowed[path][strings.ToLower(digestHex)]
-}
-
-// errExclude marks an exclude ccmr refuses because Go would read it
-// differently from Python.
-var errExclude = errors.New("runtime policy exclude")
-
-// compileKeylimeExclude compiles one Keylime exclude with Python re.match
-// semantics, refusing what Go cannot compile (lookaround, backreferences,
-// conditionals, possessive quantifiers…) and what both compile but read
-// differently.
-func compileKeylimeExclude(e string) (keylimeExclude, error) {
-	bad := func(why string) (keylimeExclude, error) {
-		return keylimeExclude{}, fmt.Errorf("%w: %w %q: %s", mr.ErrMalformed, errExclude, e, why)
-	}
-	if _, err := regexp.Compile(e); err != nil {
-		return bad(fmt.Sprintf("not a regular expression Go can evaluate as Python does (%v)", err))
-	}
-	ex := keylimeExclude{src: e}
-	inClass := false
-	for i := 0; i < len(e); i++ {
-		c := e[i]
-		switch {
-		case c == '\\':
-			if i+1 >= len(e) {
-				return bad("ends in a backslash")
-			}
-			i++
-			switch n := e[i]; {
-			case n == 'p' || n == 'P':
-				return bad(`\p, \P: Unicode classes are Go-only`)
-			case n == 'Q' || n == 'E':
-				return bad(`\Q…\E quoting is Go-only`)
-			case n == 'z' || n == 'C':
-				return bad(`\` + string(n) + ` is Go-only`)
-			case n >= '0' && n <= '9':
-				return bad(`\` + string(n) + `: octal escape in Go, backreference or octal in Python; write \xHH`)
-			case n == 'x' && i+1 < len(e) && e[i+1] == '{':
-				return bad(`\x{…} is Go-only; write \xHH`)
-			case strings.IndexByte("dDwWsSbB", n) >= 0:
-				ex.unicode = true
-			}
-		case inClass:
-			if c == '[' && i+1 < len(e) && e[i+1] == ':' {
-				return bad("[:class:] is a POSIX class in Go, a plain set in Python")
-			}
-			if c == ']' {
-				inClass = false
-			}
-		case c == '[':
-			inClass = true
-			// A ']' right after '[' or '[^' is a literal in both.
-			if i+1 < len(e) && e[i+1] == '^' {
-				i++
-			}
-			if i+1 < len(e) && e[i+1] == ']' {
-				i++
-			}
-			if i+1 < len(e) && e[i+1] == '[' && i+2 < len(e) && e[i+2] == ':' {
-				return bad("[:class:] is a POSIX class in Go, a plain set in Python")
-			}
-		case c == '{' && i+1 < len(e) && e[i+1] == ',':
-			return bad("{,n} is a quantifier in Python, literal text in Go")
-		case c == '(' && i+1 < len(e) && e[i+1] == '?':
-			// Flags: (?flags) applies to the whole joined pattern in
-			// Python (an error since 3.11); (?flags:…) is scoped in both.
-			j := i + 2
-			for j < len(e) && strings.IndexByte("imsU-", e[j]) >= 0 {
-				j++
-			}
-			if j < len(e) && j > i+2 {
-				if e[j] == ')' {
-					return bad("a global inline flag group applies to every exclude in Keylime; use (?flags:…)")
-				}
-				flags := e[i+2 : j]
-				if strings.Contains(flags, "U") {
-					return bad("flag U is Go-only")
-				}
-				if strings.Contains(flags, "i") {
-					ex.unicode = true // case folding differs outside ASCII
-				}
-			}
-			if j < len(e) && e[j] == '<' && j == i+2 {
-				return bad("(?<name>…) is Go-only; write (?P<name>…)")
-			}
-		}
-	}
-	re, err := regexp.Compile(`^(?:` + e + `)`)
-	if err != nil {
-		return bad(err.Error())
-	}
-	ex.re = re
-	return ex, nil
+	return rp.allowed[path][digestHex]
 }
 
 // strictJSONValue decodes data as exactly one JSON object into v: no

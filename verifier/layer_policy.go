@@ -103,6 +103,7 @@ func (r *run) judgeFiles(ctx context.Context, rp *RuntimePolicy, l *LayerResult)
 	}
 	src := r.imaReader()
 	count := map[string]int{}
+	kj := newKeylimeJudge(rp)
 	for n := 0; n < r.proven; n++ {
 		e, err := src.Next()
 		if err == io.EOF {
@@ -111,13 +112,16 @@ func (r *run) judgeFiles(ctx context.Context, rp *RuntimePolicy, l *LayerResult)
 		if err != nil {
 			return failFrom("ima list", err)
 		}
-		what, err := r.judgeEntry(rp, e)
+		what, err := r.judgeEntry(kj, e)
 		if err != nil {
 			return &failError{&Failure{Log: "ima list", Record: r.imaStart.entries + e.Index, Offset: r.imaStart.offset + e.Offset, Reason: err.Error()}}
 		}
 		count[what]++
 	}
 	l.Checked = append(l.Checked, fmt.Sprintf("runtime policy: %d entries match reference digests, %d excluded, %d keys of ignored keyrings", count["judged"], count["excluded"], count["ignored"]))
+	if count["signed"]+count["violation"] > 0 {
+		l.Checked = append(l.Checked, fmt.Sprintf("runtime policy: %d files accepted by a valid signature of a verification key or of a key an accepted keyring entry loaded; %d violations allowed by ima.allow_violations", count["signed"], count["violation"]))
+	}
 	if r.ima.unprovenTail > 0 {
 		l.NotChecked = append(l.NotChecked, fmt.Sprintf("runtime policy: %d IMA entries after the last mr_ima record are not proven, not judged", r.ima.unprovenTail))
 	}

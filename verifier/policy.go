@@ -54,6 +54,9 @@ type policyJSON struct {
 		// certificates for ima-sig signatures.
 		Keys              []string `json:"keys"`
 		RequireSignatures bool     `json:"require_signatures"`
+		// RuntimePolicyKey and AllowViolations: keylime_policy.go.
+		RuntimePolicyKey string `json:"runtime_policy_key"`
+		AllowViolations  bool   `json:"allow_violations"`
 	} `json:"ima"`
 	AllowDuplicateSeparator bool `json:"allow_duplicate_separator"`
 
@@ -64,11 +67,15 @@ type policyJSON struct {
 
 // LoadPolicy reads a policy file.
 func LoadPolicy(path string) (*Policy, error) {
+	return loadPolicy(path, nil)
+}
+
+func loadPolicy(path string, keylimeKey []byte) (*Policy, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	p, err := ParsePolicy(b, filepath.Dir(path))
+	p, err := parsePolicy(b, filepath.Dir(path), keylimeKey)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -77,6 +84,10 @@ func LoadPolicy(path string) (*Policy, error) {
 
 // ParsePolicy parses a policy; dir resolves a relative runtime_policy path.
 func ParsePolicy(b []byte, dir string) (*Policy, error) {
+	return parsePolicy(b, dir, nil)
+}
+
+func parsePolicy(b []byte, dir string, keylimeKey []byte) (*Policy, error) {
 	var pj policyJSON
 	if err := strictJSONValue(b, &pj, "policy"); err != nil {
 		return nil, err
@@ -156,12 +167,17 @@ func ParsePolicy(b []byte, dir string) (*Policy, error) {
 		if raw != nil {
 			// A keylime member that is null or not an object is refused
 			// by ParseRuntimePolicy, never read as an empty policy.
-			rp, err := ParseRuntimePolicy(raw)
+			rp, err := parseKeylimeMember(raw, pj.IMA.RuntimePolicyKey, pj.IMA.AllowViolations, dir, keylimeKey)
 			if err != nil {
 				return nil, err
 			}
 			p.Runtime = rp
 		}
+		if err := checkKeylimeOnly(pj.IMA.RuntimePolicyKey, pj.IMA.AllowViolations, raw != nil, keylimeKey); err != nil {
+			return nil, err
+		}
+	} else if err := checkKeylimeOnly("", false, false, keylimeKey); err != nil {
+		return nil, err
 	}
 	d, err := policyDigest(b, dir, &pj)
 	if err != nil {

@@ -360,7 +360,7 @@ func TestTamper(t *testing.T) {
 }
 
 // imaPolicy makes a runtime policy allowing exactly the files of the
-// bundle's IMA list.
+// bundle's IMA list (lowercase hex: Keylime's schema refuses uppercase).
 func imaPolicy(t testing.TB, b *bundle.Bundle) *RuntimePolicy {
 	rp := &RuntimePolicy{Digests: map[string][]string{}}
 	rd := ima.NewBinaryReader(bytes.NewReader(logOf(b, "ima-binary").Data), ima.Options{})
@@ -373,7 +373,7 @@ func imaPolicy(t testing.TB, b *bundle.Bundle) *RuntimePolicy {
 			t.Fatal(err)
 		}
 		if _, d, ok := e.FileDigest(); ok {
-			rp.Digests[e.FileName()] = append(rp.Digests[e.FileName()], strings.ToUpper(hex.EncodeToString(d)))
+			rp.Digests[e.FileName()] = append(rp.Digests[e.FileName()], hex.EncodeToString(d))
 		}
 	}
 }

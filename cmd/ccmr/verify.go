@@ -28,6 +28,7 @@ func newVerifyCmd(g *globals) *cobra.Command {
 	var allowTCB, appLogs []string
 	var trustKeys, simKeys []string
 	var snpCRL string
+	var keylimeKey string // the Keylime runtime policy's DSSE signing key
 	var opts verifier.Options
 	var earOut earOutput
 	cmd := &cobra.Command{
@@ -39,7 +40,7 @@ func newVerifyCmd(g *globals) *cobra.Command {
 		PreRunE: func(cmd *cobra.Command, args []string) error {
 			// Flags other commits add (--snp-crl, --trust-sim-key,
 			// --state-key) are checked once they exist.
-			files := flagFiles(cmd, "policy", "trust-ak", "trust-sim-key", "ak-roots", "snp-crl", "collateral", "state", "state-key", "ear-key")
+			files := flagFiles(cmd, "policy", "trust-ak", "trust-sim-key", "ak-roots", "snp-crl", "collateral", "state", "state-key", "ear-key", "keylime-key")
 			if err := requireInputFiles(files...); err != nil {
 				return err
 			}
@@ -70,8 +71,13 @@ func newVerifyCmd(g *globals) *cobra.Command {
 			if args[0] == "-" {
 				opts.Name = "standard input"
 			}
-			if policyFile != "" {
+			if policyFile != "" && keylimeKey == "" {
 				if opts.Policy, err = verifier.LoadPolicy(policyFile); err != nil {
+					return &exitError{code: exitUsage, err: err}
+				}
+			}
+			if keylimeKey != "" {
+				if opts.Policy, err = loadPolicyKeylimeKey(policyFile, keylimeKey); err != nil {
 					return &exitError{code: exitUsage, err: err}
 				}
 			}
@@ -217,6 +223,7 @@ func newVerifyCmd(g *globals) *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&policyFile, "policy", "", "policy file (docs/policy.md)")
+	fl.StringVar(&keylimeKey, "keylime-key", "", "PEM EC public key or certificate that signed the policy's Keylime runtime policy (a DSSE envelope, as keylime-policy sign writes); verified before use")
 	fl.StringVar(&nonceHex, "nonce", "", "expected nonce (hex)")
 	fl.StringVar(&at, "at", "", "time for certificate and collateral validity (RFC 3339; default now)")
 	fl.StringArrayVar(&trustKeys, "trust-ak", nil, "pinned TPM AK public key, PEM (repeatable); never vouches for sim evidence")

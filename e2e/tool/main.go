@@ -620,7 +620,7 @@ func policyCmd(args []string) error {
 	pol := map[string]any{
 		"registers": regs,
 		"ima": map[string]any{"keylime": map[string]any{
-			"meta":     map[string]any{"version": 1, "generator": "ccmr e2e/tool from the initramfs manifest"},
+			"meta":     map[string]any{"version": 1, "generator": 0}, // Keylime: an integer, 0 is Unknown
 			"digests":  digests,
 			"excludes": []string{},
 		}},
