@@ -20,6 +20,7 @@ import (
 	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/bundle/tail"
 	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/eventlog/cel"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -44,6 +45,19 @@ type Options struct {
 	// of shared registers (dstack-json, ccel, tcg2), which prove where a
 	// runtime log starts.
 	Logs []bundle.Log
+	// SystemdLog is systemd's userspace measurement log (tpm2-measure.log)
+	// to carry on a TPM; empty means the system's, cel.SystemdLogPath. It is
+	// read under its shared lock, held while the TPM quotes, so the log
+	// holds exactly the extends the quoted PCRs do. A log that does not
+	// exist or cannot be read for want of permission is left out, as is one
+	// systemd marked incomplete (then Warn says so: the PCRs it touches
+	// stay unexplained).
+	SystemdLog string
+	// NoSystemdLog leaves systemd's log out.
+	NoSystemdLog bool
+	// Warn receives what a user should know about the bundle made (nil:
+	// nothing is said).
+	Warn func(string)
 	// Since, when set, cuts the logs to what a verifier's monitor state
 	// has not seen (tail.Logs): the runtime log and the IMA list from its
 	// offsets on. The verifier refuses such tails without that state.
@@ -58,6 +72,15 @@ func Bundle(ctx context.Context, dev mr.Device, store *vmr.Store, nonce []byte, 
 	att, ok := dev.(mr.Attester)
 	if !ok {
 		return nil, fmt.Errorf("device %s cannot attest: %w", dev.Kind(), mr.ErrUnsupported)
+	}
+	sd, err := systemdLog(ctx, dev, opts)
+	if err != nil {
+		return nil, err
+	}
+	if sd != nil {
+		// Held until the evidence is taken: systemd's writers extend and
+		// log under its exclusive lock.
+		defer sd.Close()
 	}
 	var ev *mr.Evidence
 	attest := func() error {
@@ -130,6 +153,9 @@ func Bundle(ctx context.Context, dev mr.Device, store *vmr.Store, nonce []byte, 
 			logs = append(logs, *l)
 		}
 	}
+	if sd != nil {
+		logs = append(logs, bundle.Log{Format: string(eventlog.FormatSystemd), Source: sd.Path, Data: sd.Data})
+	}
 	logs = append(logs, opts.Logs...)
 	if logs, err = tail.Logs(logs, opts.Since); err != nil {
 		return nil, fmt.Errorf("since: %w", err)
@@ -143,6 +169,27 @@ func Bundle(ctx context.Context, dev mr.Device, store *vmr.Store, nonce []byte, 
 		b.OnClose(f)
 	}
 	return b, nil
+}
+
+// systemdLog locks and reads systemd's log on a TPM device (nil elsewhere,
+// or when there is none to carry).
+func systemdLog(ctx context.Context, dev mr.Device, opts Options) (*cel.SystemdLog, error) {
+	if opts.NoSystemdLog || dev.Kind() != "tpm" {
+		return nil, nil
+	}
+	sd, err := cel.LockSystemdLog(ctx, opts.SystemdLog, 0)
+	switch {
+	case err == nil:
+		return sd, nil
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
+		return nil, nil
+	case errors.Is(err, cel.ErrIncomplete):
+		if opts.Warn != nil {
+			opts.Warn(fmt.Sprintf("systemd's measurement log is left out: %v", err))
+		}
+		return nil, nil
+	}
+	return nil, fmt.Errorf("systemd log: %w", err)
 }
 
 // imaLog attaches the IMA list at path, cut to the entries the evidence

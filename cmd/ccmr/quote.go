@@ -14,11 +14,13 @@ import (
 	"github.com/ccmr-dev/ccmr/bundle/collect"
 	"github.com/ccmr-dev/ccmr/bundle/tail"
 	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/eventlog/cel"
+	"github.com/ccmr-dev/ccmr/internal/termsafe"
 	"github.com/ccmr-dev/ccmr/vmr"
 )
 
 func newQuoteCmd(g *globals) *cobra.Command {
-	var nonceHex, out, imaList, format, sinceFile string
+	var nonceHex, out, imaList, format, sinceFile, systemdLog string
 	var addLogs []string
 	cmd := &cobra.Command{
 		Use:   "quote [--nonce HEX] [-O FILE]",
@@ -71,7 +73,9 @@ func newQuoteCmd(g *globals) *cobra.Command {
 			if s != nil {
 				defer s.Close()
 			}
-			b, err := collect.Bundle(ctx, dev, s, nonce, collect.Options{IMAList: imaList, NoIMA: imaList == "", Logs: extra, Since: since})
+			b, err := collect.Bundle(ctx, dev, s, nonce, collect.Options{IMAList: imaList, NoIMA: imaList == "", Logs: extra, Since: since,
+				SystemdLog: systemdLog, NoSystemdLog: systemdLog == "",
+				Warn: func(m string) { fmt.Fprintf(g.stderr, "ccmr: %s\n", termsafe.String(m)) }})
 			if err != nil {
 				return err
 			}
@@ -110,6 +114,7 @@ func newQuoteCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVarP(&out, "out", "O", "", "write the bundle to FILE (default standard output)")
 	cmd.Flags().StringVar(&imaList, "ima-log", vmr.DefaultIMAList, "binary IMA list to include when readable (\"\" for none)")
 	cmd.Flags().StringVar(&format, "bundle-format", "v2", "v2: a zip archive whose logs are members beside a JSON manifest, written and read without holding them; v1: one JSON document, logs in base64 (docs/bundle.md)")
+	cmd.Flags().StringVar(&systemdLog, "systemd-log", cel.SystemdLogPath, "systemd's userspace measurement log to include on a TPM, read under its shared lock while the TPM quotes (\"\" for none)")
 	cmd.Flags().StringVar(&sinceFile, "since", "", "a since file (ccmr-since/v1, from verify --print-since): carry only the logs' tails past the verifier's monitor state, which alone can verify them")
 	cmd.Flags().StringArrayVar(&addLogs, "add-log", nil, "another writer's log of a register, FORMAT=FILE (dstack-json, ccel, tcg2), to include: it proves where a shared register's runtime log starts (repeatable)")
 	return cmd

@@ -45,12 +45,47 @@ func TestSystemdRealLogVerifies(t *testing.T) {
 	vars := map[string]string{"CCMR_DEVICE": tp.Spec}
 	dev := []string{"--device", "tcp://" + tp.Addr}
 	nonce := "5d5d5d01"
-	bf := filepath.Join(dir, "e.json")
-	if _, errs, code := ccmrRun(t, vars, append(dev, "quote", "--nonce", nonce, "-O", bf)...); code != 0 {
-		t.Fatal(errs)
-	}
 	ak := filepath.Join(dir, "ak.pem")
 	if _, errs, code := ccmrRun(t, vars, append(dev, "key", "-O", ak)...); code != 0 {
+		t.Fatal(errs)
+	}
+	// quote collects systemd's log itself, under its lock.
+	collected := filepath.Join(dir, "collected.json")
+	if _, errs, code := ccmrRun(t, vars, append(dev, "quote", "--nonce", nonce, "--systemd-log", sdLog, "-O", collected)...); code != 0 {
+		t.Fatal(errs)
+	}
+	out, _, code := ccmrRun(t, vars, "verify", collected, "--trust-ak", ak, "--nonce", nonce)
+	if code != 0 || !strings.Contains(out, "4 records replay to the quoted pcr11") {
+		t.Fatalf("quote --systemd-log: exit %d\n%s", code, out)
+	}
+	// A log systemd marked incomplete (sticky bit: a writer died between
+	// extend and log) is left out, with a warning.
+	if err := os.Chmod(sdLog, 0o600|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	sticky := filepath.Join(dir, "sticky.json")
+	_, errs, code := ccmrRun(t, vars, append(dev, "quote", "--nonce", nonce, "--systemd-log", sdLog, "-O", sticky)...)
+	if code != 0 || !strings.Contains(errs, "incomplete") {
+		t.Fatalf("quote with an incomplete systemd log: exit %d, stderr %q", code, errs)
+	}
+	if f, err := os.Open(sticky); err != nil {
+		t.Fatal(err)
+	} else {
+		b, err := bundle.Read(f, sticky)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range b.Logs {
+			if l.Format == "systemd" {
+				t.Fatal("an incomplete systemd log was carried")
+			}
+		}
+		b.Close()
+	}
+	os.Chmod(sdLog, 0o600)
+	bf := filepath.Join(dir, "e.json")
+	if _, errs, code := ccmrRun(t, vars, append(dev, "quote", "--nonce", nonce, "--systemd-log", "", "-O", bf)...); code != 0 {
 		t.Fatal(errs)
 	}
 	data, err := os.ReadFile(sdLog)
@@ -76,7 +111,7 @@ func TestSystemdRealLogVerifies(t *testing.T) {
 		os.WriteFile(p, buf.Bytes(), 0o600)
 		return p
 	}
-	out, _, code := ccmrRun(t, vars, "verify", withLog("sd.json", data), "--trust-ak", ak, "--nonce", nonce)
+	out, _, code = ccmrRun(t, vars, "verify", withLog("sd.json", data), "--trust-ak", ak, "--nonce", nonce)
 	if code != 0 || !strings.Contains(out, "4 records replay to the quoted pcr11") {
 		t.Fatalf("the bundle with systemd's real log: exit %d\n%s", code, out)
 	}
