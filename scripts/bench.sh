@@ -14,7 +14,7 @@ go test -run '^$' -bench . -benchtime 2s ./vmr | tee "$out/vmr.txt"
 go test -run '^$' -bench . -benchtime 1s ./backend/sim ./cmd/ccmr | tee "$out/sim.txt"
 CCMR_BENCH_HISTORY=${HISTORY:-1000000} go test -run '^$' -bench . -benchtime 3x -timeout 30m ./verifier | tee "$out/verifier.txt"
 
-scripts/bench-ima.sh "$out" | tee "$out/ima-peers.txt"
+bash scripts/bench-ima.sh "$out" | tee "$out/ima-peers.txt"
 
 echo "== ccmr read on the sim device, 200 process starts"
 dev="sim:$out/sim"
@@ -28,5 +28,5 @@ echo "== hardware verification and start-up (scripts/bench-hw.sh)"
 BENCH_OUT="$out" CCMR="$ccmr" bash scripts/bench-hw.sh
 
 echo "== the virtual-register store at 1M records (scripts/bench-vmr.sh)"
-CCMR=$ccmr BENCH_OUT=$out IMA_ENTRIES=$n bash scripts/bench-vmr.sh
+CCMR=$ccmr BENCH_OUT=$out bash scripts/bench-vmr.sh
 
