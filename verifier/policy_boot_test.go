@@ -163,3 +163,28 @@ func TestMeasuredBootPolicyMalformed(t *testing.T) {
 		}
 	}
 }
+
+// FuzzMeasuredBootPolicy: a measured_boot section parses or is refused,
+// never panics; one that is accepted judges something for every register
+// it names.
+func FuzzMeasuredBootPolicy(f *testing.F) {
+	d := "sha256:" + strings.Repeat("ab", 32)
+	f.Add([]byte(`{"measured_boot": {"registers": {"pcr8": [{"record": 3, "type": "EV_IPL", "digests": ["` + d + `"]}], "pcr0": [{"type": "EV_NO_ACTION", "data": "00"}]}}}`))
+	f.Add([]byte(`{"measured_boot": {"registers": {"rtmr0": [{"type": "EV_0x1234", "digests": ["sha384:` + strings.Repeat("00", 48) + `"]}]}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParsePolicy(data, t.TempDir())
+		if err != nil || p.MeasuredBoot == nil {
+			return
+		}
+		for reg, evs := range p.MeasuredBoot.Registers {
+			if !bootRegisterName(reg) || len(evs) == 0 {
+				t.Fatalf("accepted %s with %d events", reg, len(evs))
+			}
+			for _, e := range evs {
+				if e.Type == "" || (e.Type != evNoAction && len(e.Digests) == 0) {
+					t.Fatalf("accepted an event that judges nothing: %+v", e)
+				}
+			}
+		}
+	})
+}
