@@ -296,6 +296,35 @@ type fromPolicy struct {
 	SNP       *verifier.SNPPolicy    `json:"snp,omitempty"`
 }
 
+// MarshalJSON leaves out the members of the platform sections that are not
+// pinned (null lists, empty strings): the file says what it judges.
+func (p fromPolicy) MarshalJSON() ([]byte, error) {
+	out := map[string]any{}
+	if p.Registers != nil {
+		out["registers"] = p.Registers
+	}
+	for name, sec := range map[string]any{"tdx": p.TDX, "snp": p.SNP} {
+		if sec == (*verifier.TDXPolicy)(nil) || sec == (*verifier.SNPPolicy)(nil) {
+			continue
+		}
+		b, err := json.Marshal(sec)
+		if err != nil {
+			return nil, err
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, err
+		}
+		for k, v := range m {
+			if v == nil || v == "" {
+				delete(m, k)
+			}
+		}
+		out[name] = m
+	}
+	return json.Marshal(out)
+}
+
 var tdxFields = []string{"td_attributes", "xfam", "mrtd", "mrconfigid", "mrowner", "mrownerconfig", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "min_tee_tcb_svn"}
 var snpFields = []string{"measurement", "host_data", "family_id", "image_id", "vmpl", "policy", "min_tcb"}
 
@@ -433,7 +462,9 @@ func contains(l []string, s string) bool {
 }
 
 func tdxSection(t *verifier.ProvenTDX, sel map[string]bool) *verifier.TDXPolicy {
-	p := &verifier.TDXPolicy{}
+	// A debug TD in a trusted bundle was accepted by the --policy given:
+	// the pinned policy accepts it too, or it would not pass its bundle.
+	p := &verifier.TDXPolicy{AllowDebug: t.Debug}
 	one := func(name, v string) []string {
 		if sel[name] {
 			return []string{v}
@@ -450,7 +481,7 @@ func tdxSection(t *verifier.ProvenTDX, sel map[string]bool) *verifier.TDXPolicy 
 }
 
 func snpSection(s *verifier.ProvenSNP, sel map[string]bool) *verifier.SNPPolicy {
-	p := &verifier.SNPPolicy{}
+	p := &verifier.SNPPolicy{AllowDebug: s.Debug}
 	one := func(name, v string) []string {
 		if sel[name] {
 			return []string{v}
