@@ -404,7 +404,7 @@ func interleaving(m [][2]int) string {
 			return ""
 		}
 		if p[0] < last {
-			moved = append(moved, fmt.Sprintf("record %d (reference record %d)", p[1], p[0]))
+			moved = append(moved, fmt.Sprintf("record %d is the reference's record %d", p[1], p[0]))
 		}
 		last = max(last, p[0])
 	}
@@ -414,6 +414,6 @@ func interleaving(m [][2]int) string {
 	if len(moved) > 5 {
 		moved = append(moved[:5], fmt.Sprintf("%d more", len(moved)-5))
 	}
-	return "measured_boot: the log interleaves the registers' events in another order than the reference (" + strings.Join(moved, ", ") +
-		" come earlier): each register's events are the allowed ones in the reference's order, so every value is the reference's"
+	return "measured_boot: the log interleaves the registers' events in another order than the reference (" + strings.Join(moved, "; ") +
+		", measured after events of other registers that the reference has after it): each register's events are the allowed ones in the reference's order, so every value is the reference's"
 }

@@ -88,6 +88,9 @@ func TestMeasuredBootPolicy(t *testing.T) {
 		b, o := bootBundle(t, fw)
 		o.Policy = p
 		rep := mustRefuse(t, b, o, "a changed boot event")
+		if testing.Verbose() {
+			t.Log(reportText(rep))
+		}
 		f := rep.Layers[LayerPolicy].Failure
 		fl, _ := tcg.Parse("x", fw, "tcg2")
 		last := fl.Events[len(fl.Events)-2] // evB2, before evC
@@ -101,6 +104,9 @@ func TestMeasuredBootPolicy(t *testing.T) {
 		b, o := bootBundle(t, build(evA, evC, evB))
 		o.Policy = p
 		rep := verifyT(t, b, o)
+		if testing.Verbose() {
+			t.Log(reportText(rep))
+		}
 		if !rep.Trusted || !strings.Contains(reportText(rep), "interleaves the registers' events in another order") {
 			t.Fatalf("registers interleaved differently (same values) are not passed with an explanation:\n%s", reportText(rep))
 		}
@@ -109,6 +115,9 @@ func TestMeasuredBootPolicy(t *testing.T) {
 		b, o := bootBundle(t, build(evB, evA, evC))
 		o.Policy = p
 		rep := mustRefuse(t, b, o, "the allowed events of pcr8 in another order")
+		if testing.Verbose() {
+			t.Log(reportText(rep))
+		}
 		f := rep.Layers[LayerPolicy].Failure
 		if f == nil || f.Register != "pcr8" || !strings.Contains(f.Reason, "allowed events in another order") {
 			t.Fatalf("want the reorder explained:\n%s", reportText(rep))
