@@ -197,3 +197,32 @@ func FuzzMeasuredBootPolicy(f *testing.F) {
 		}
 	})
 }
+
+// A real CCEL (GCE COS TDX) gives a reference on the CC registers: mrtd
+// and rtmr0..rtmr2 by name, every event with its sha384 digest.
+func TestMeasuredBootFromCCEL(t *testing.T) {
+	fl, err := tcg.Parse("ccel", corpusFile(t, "go-eventlog/ccel/cos-113-intel-tdx.bin"), "ccel")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := MeasuredBootFrom(fl, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, evs := range mb.Registers {
+		if name != "mrtd" && !strings.HasPrefix(name, "rtmr") {
+			t.Errorf("register %s in a CCEL reference", name)
+		}
+		for _, e := range evs {
+			if e.Type != evNoAction && (len(e.Digests) != 1 || e.Digests[0].Alg != mr.SHA384) {
+				t.Errorf("%s event %+v: want one sha384 digest", name, e)
+			}
+		}
+	}
+	if len(mb.Registers["rtmr0"]) == 0 || len(mb.Registers["rtmr1"]) == 0 {
+		t.Errorf("no rtmr0/rtmr1 events: %v", mb.Registers)
+	}
+	if _, err := MeasuredBootFrom(fl, []string{"pcr0"}); err == nil {
+		t.Error("a CCEL reference of pcr0 was made")
+	}
+}

@@ -324,3 +324,25 @@ func TestPolicyCreateMeasuredBoot(t *testing.T) {
 		}
 	}
 }
+
+// A real ima-buf keyring entry (Keylime's test list): --keyrings allows the
+// certificate's digest under its keyring, schema-valid; ignoring that
+// keyring leaves nothing to allow (exit 2).
+func TestPolicyCreateRuntimeKeyrings(t *testing.T) {
+	list := filepath.Join(corpusPath(t), "keylime/ima-buf-keyring.ascii")
+	out, errs, code := ccmrRun(t, nil, "policy", "create", "--runtime", "--ima", list, "--keyrings")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if e := keylimeSchemaCheck(t, []byte(out)); len(e) > 0 {
+		t.Fatalf("not valid by Keylime's schema: %v", e)
+	}
+	var rp struct{ Keyrings map[string][]string }
+	json.Unmarshal([]byte(out), &rp)
+	if k := rp.Keyrings[".ima"]; len(k) != 1 || k[0] != "a7d52aaa18c23d2d9bb2abb4308c0eeee67387a42259f4a6b1a42257065f3d5a" {
+		t.Fatalf("keyrings %v", rp.Keyrings)
+	}
+	if out, _, code := ccmrRun(t, nil, "policy", "create", "--runtime", "--ima", list, "--keyrings", "--ignored-keyring", ".ima"); code != 2 || out != "" {
+		t.Errorf("an ignored keyring: exit %d, want 2\n%s", code, out)
+	}
+}
