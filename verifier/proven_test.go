@@ -99,3 +99,26 @@ func TestProvenOrder(t *testing.T) {
 		t.Errorf("order %v", got)
 	}
 }
+
+// When layer 1 fails (a runtime log record changed), the registers the sim
+// statement signed are still proven, the virtual registers no longer are:
+// Proven never reports what a failed layer would have proved.
+func TestProvenAfterLayerFailure(t *testing.T) {
+	g := newGuest(t)
+	g.extend("mr_app", "one")
+	b := g.quote(false)
+	rep := verifyT(t, b, g.opts())
+	if !rep.Trusted || len(rep.Proven.Virtual) != 1 || rep.Proven.Virtual[0].Name != "mr_app" || len(rep.Proven.Registers) == 0 {
+		t.Fatalf("honest: proven %+v\n%s", rep.Proven, reportText(rep))
+	}
+	// Drop the runtime log: rtmr3's quoted value is explained by nothing
+	// and mr_app has no history.
+	b.Logs = nil
+	rep = verifyT(t, b, g.opts())
+	if rep.Trusted || rep.FailedLayer() == LayerEvidence {
+		t.Fatalf("without its runtime log: trusted %v, failed layer %d\n%s", rep.Trusted, rep.FailedLayer(), reportText(rep))
+	}
+	if len(rep.Proven.Virtual) != 0 || len(rep.Proven.Registers) == 0 {
+		t.Fatalf("a failed layer %d: proven %+v", rep.FailedLayer(), rep.Proven)
+	}
+}
