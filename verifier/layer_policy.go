@@ -31,6 +31,11 @@ func (r *run) policy(ctx context.Context, l *LayerResult) error {
 		}
 		l.Checked = append(l.Checked, fmt.Sprintf("%s is a reference value", n))
 	}
+	if p.MeasuredBoot != nil {
+		if err := r.judgeMeasuredBoot(p.MeasuredBoot, l); err != nil {
+			return err
+		}
+	}
 	if p.Runtime != nil {
 		if err := r.judgeFiles(ctx, p.Runtime, l); err != nil {
 			return err

@@ -169,6 +169,7 @@ func (r *run) judgeSNP(res *snpverify.Result, l *LayerResult, hcl bool) error {
 		p = *r.opts.Policy.SNP
 	}
 	r.markJudged("snp")
+	r.platform.snp = provenSNP(res)
 	if hcl {
 		if p.Measurement == nil {
 			return fail("Azure HCL: the policy gives no snp.measurement: the HCL report's AK is trusted only for a launch measurement the policy names")
@@ -249,6 +250,7 @@ func (r *run) allowedTCB() []string {
 // measurement.
 func (r *run) judgeTDX(b *tdxverify.TDReport, l *LayerResult, hcl bool) error {
 	r.markJudged("tdx")
+	r.platform.tdx = provenTDX(b)
 	p := r.tdxPolicy()
 	if hcl && (p.MRTD == nil || p.RTMR0 == nil || p.RTMR1 == nil || p.RTMR2 == nil || p.RTMR3 == nil) {
 		return fail("Azure HCL: the policy does not give tdx.mrtd and tdx.rtmr0..rtmr3: the HCL report's AK is trusted only for a launch measurement the policy names")

@@ -36,6 +36,9 @@ type Policy struct {
 	// (platform_policy.go).
 	SNP *SNPPolicy
 	TDX *TDXPolicy
+	// MeasuredBoot lists the allowed firmware events per register,
+	// judged in layer 4 (policy_boot.go).
+	MeasuredBoot *MeasuredBootPolicy
 	// Digest is the SHA-256 of the policy and every file it references,
 	// set by ParsePolicy; a monitor state binds its entries to it.
 	Digest mr.Digest
@@ -63,6 +66,9 @@ type policyJSON struct {
 	// Platform sections, judged in layer 0 (platform_policy.go).
 	SNP *SNPPolicy `json:"snp"`
 	TDX *TDXPolicy `json:"tdx"`
+
+	// MeasuredBoot is judged in layer 4 (policy_boot.go).
+	MeasuredBoot *MeasuredBootPolicy `json:"measured_boot"`
 }
 
 // LoadPolicy reads a policy file.
@@ -96,6 +102,11 @@ func parsePolicy(b []byte, dir string, keylimeKey []byte) (*Policy, error) {
 	p.SNP, p.TDX = pj.SNP, pj.TDX
 	if err := p.checkPlatform(); err != nil {
 		return nil, err
+	}
+	if p.MeasuredBoot = pj.MeasuredBoot; p.MeasuredBoot != nil {
+		if err := p.MeasuredBoot.check(); err != nil {
+			return nil, err
+		}
 	}
 	for name, raw := range pj.Registers {
 		var list []string

@@ -46,6 +46,11 @@ type Report struct {
 	// never printed as a plain TRUSTED.
 	Weakened []string      `json:"weakened,omitempty"`
 	Layers   []LayerResult `json:"layers"`
+	// Proven is every value the evidence proved (proven.go): what
+	// `ccmr evidence show` prints and `ccmr policy create --from` pins.
+	// It is set whatever the verdict, holding only what the layers that
+	// passed proved.
+	Proven *Proven `json:"proven,omitempty"`
 }
 
 // LayerResult is one layer's verdict: what it checked, what it could not

@@ -128,6 +128,8 @@ type run struct {
 	// judged records which platform sections of the policy layer 0 judged
 	// (platform_policy.go): a section that judged nothing fails.
 	judged map[string]bool
+	// platform are the fields of the verified hardware report (proven.go).
+	platform provenPlatform
 }
 
 // atTolerance is how far Options.At may be from the verifier's clock before
@@ -172,6 +174,7 @@ func Verify(ctx context.Context, b *bundle.Bundle, opts Options) (*Report, error
 			l.Failure = fe.f
 			r.rep.Weakened = nil
 			r.rep.Verdict = r.rep.VerdictLine()
+			r.fillProven()
 			return r.rep, nil
 		}
 	}
@@ -180,6 +183,7 @@ func Verify(ctx context.Context, b *bundle.Bundle, opts Options) (*Report, error
 	}
 	r.rep.Trusted = true
 	r.rep.Verdict = r.rep.VerdictLine()
+	r.fillProven()
 	if opts.Monitor != nil && r.unjudged {
 		r.rep.Layers[LayerEvidence].NotChecked = append(r.rep.Layers[LayerEvidence].NotChecked, "monitor state of "+r.mon.machine+" not advanced: a runtime log's history was accepted unproven")
 	} else if opts.Monitor != nil {

@@ -20,6 +20,7 @@ func newEvidenceCmd(g *globals) *cobra.Command {
 		Short: "Evidence made elsewhere (tpm2-tools, cloud agents, Azure HCL, TDX/SNP tools)",
 	}
 	cmd.AddCommand(newEvidenceImportCmd(g))
+	cmd.AddCommand(newEvidenceShowCmd(g))
 	return cmd
 }
 

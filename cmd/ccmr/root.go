@@ -48,6 +48,7 @@ var commands = []struct {
 	{"verify", newVerifyCmd},
 	{"key", newKeyCmd},
 	{"evidence", newEvidenceCmd},
+	{"policy", newPolicyCmd},
 }
 
 // newRoot builds the command tree with every command.
