@@ -285,7 +285,7 @@ func TestPolicyCreateRuntime(t *testing.T) {
 		{"--runtime", "--ima", guest + "bundle.json"},
 		{"--runtime", "--ima", "/dev/zero"},
 		{"--runtime", "--dir", t.TempDir()},
-		{"--runtime", "--ima", guest + "ascii_runtime_measurements", "--exclude", "(?=x)"}, // Keylime reads it, ccmr could not: refused, named
+		{"--runtime", "--ima", guest + "ascii_runtime_measurements", "--exclude", "a*+"}, // possessive: Python before 3.11 refuses it, ccmr refuses it, named
 	} {
 		if out, errs, code := ccmrRun(t, nil, append([]string{"policy", "create"}, args...)...); code != 2 || out != "" {
 			t.Errorf("%v: exit %d, want 2 and no output\n%s%s", args, code, out, errs)
