@@ -46,6 +46,7 @@ var commands = []struct {
 	{"verify", newVerifyCmd},
 	{"key", newKeyCmd},
 	{"evidence", newEvidenceCmd},
+	{"man", newManCmd},
 }
 
 // newRoot builds the command tree with every command.
@@ -69,6 +70,7 @@ func newRootFor(e env, args []string) *cobra.Command {
 			return nil
 		},
 	}
+	addVersionFlag(root)
 	root.SetIn(e.stdin)
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)

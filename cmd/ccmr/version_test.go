@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// Each way a binary is built gives its version: -X from make build, the
+// module version from go install, the VCS revision from a plain go build.
+func TestBuildVersion(t *testing.T) {
+	saved, savedRead := version, readBuildInfo
+	t.Cleanup(func() { version, readBuildInfo = saved, savedRead })
+	info := func(v string, settings ...debug.BuildSetting) func() (*debug.BuildInfo, bool) {
+		return func() (*debug.BuildInfo, bool) {
+			return &debug.BuildInfo{Main: debug.Module{Path: "github.com/ccmr-dev/ccmr", Version: v}, Settings: settings}, true
+		}
+	}
+	rev := debug.BuildSetting{Key: "vcs.revision", Value: "0123456789abcdef0123"}
+	for _, c := range []struct {
+		name, x string
+		read    func() (*debug.BuildInfo, bool)
+		want    string
+	}{
+		{"make build", "v0.3.0-4-gabcdef", info("v9.9.9"), "v0.3.0-4-gabcdef"},
+		{"go install", "devel", info("v1.2.3"), "v1.2.3"},
+		{"go build in a checkout", "devel", info("v0.0.0-20261203144000-0123456789ab+dirty"), "v0.0.0-20261203144000-0123456789ab+dirty"},
+		{"go build, revision only", "devel", info("(devel)", rev, debug.BuildSetting{Key: "vcs.modified", Value: "true"}), "devel-0123456789ab-dirty"},
+		{"go build, nothing recorded", "devel", info("(devel)"), "devel"},
+		{"no build information", "devel", func() (*debug.BuildInfo, bool) { return nil, false }, "devel"},
+	} {
+		version, readBuildInfo = c.x, c.read
+		if got := buildVersion(); got != c.want {
+			t.Errorf("%s: version %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// `ccmr --version` prints what `ccmr version` prints, and leaves -v free.
+func TestVersionFlag(t *testing.T) {
+	saved := version
+	t.Cleanup(func() { version = saved })
+	version = "v1.2.3"
+	runOut := func(line string) (int, string) {
+		var out, errb bytes.Buffer
+		e := env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
+		return run(context.Background(), strings.Fields(line), e), out.String() + errb.String()
+	}
+	c1, o1 := runOut("version")
+	c2, o2 := runOut("--version")
+	if c1 != 0 || c2 != 0 || o1 != o2 || !strings.HasPrefix(o1, "ccmr v1.2.3 (go") {
+		t.Errorf("version: exit %d %q; --version: exit %d %q", c1, o1, c2, o2)
+	}
+	if c, o := runOut("-v"); c != exitUsage {
+		t.Errorf("-v: exit %d %q, want %d (no shorthand for --version)", c, o, exitUsage)
+	}
+}
+
+// Every command has a man page that names each of its flags, and the pages
+// of one SOURCE_DATE_EPOCH are the same bytes each time.
+func TestManPages(t *testing.T) {
+	gen := func(dir, epoch string) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		e := env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(k string) string {
+			if k == "SOURCE_DATE_EPOCH" {
+				return epoch
+			}
+			return ""
+		}}
+		if c := run(context.Background(), []string{"man", dir}, e); c != 0 {
+			t.Fatalf("ccmr man: exit %d: %s", c, errb.String())
+		}
+	}
+	a, b := t.TempDir(), t.TempDir()
+	gen(a, "1764770000")
+	gen(b, "1764770000")
+	root := newRoot(env{getenv: func(string) string { return "" }})
+	root.InitDefaultCompletionCmd()
+	n := 0
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if !c.IsAvailableCommand() && c != root {
+			return
+		}
+		name := strings.ReplaceAll(c.CommandPath(), " ", "-") + ".1"
+		page, err := os.ReadFile(filepath.Join(a, name))
+		if err != nil {
+			t.Errorf("%s: no man page: %v", c.CommandPath(), err)
+			return
+		}
+		n++
+		if other, err := os.ReadFile(filepath.Join(b, name)); err != nil || !bytes.Equal(page, other) {
+			t.Errorf("%s: two runs wrote different pages", name)
+		}
+		// md2man writes "-" as "\-" in roff.
+		text := strings.ReplaceAll(string(page), `\-`, "-")
+		c.NonInheritedFlags().VisitAll(func(f *pflag.Flag) {
+			if !f.Hidden && !strings.Contains(text, "--"+f.Name) {
+				t.Errorf("%s: flag --%s not in the page", name, f.Name)
+			}
+		})
+		if !strings.Contains(text, "Dec 2025") {
+			t.Errorf("%s: date is not SOURCE_DATE_EPOCH's", name)
+		}
+		for _, s := range c.Commands() {
+			walk(s)
+		}
+	}
+	walk(root)
+	if n < len(commands) {
+		t.Errorf("%d pages, fewer than the %d top-level commands", n, len(commands))
+	}
+	if _, err := os.Stat(filepath.Join(a, "ccmr-man.1")); err == nil {
+		t.Errorf("the hidden man command has a page")
+	}
+	var errb bytes.Buffer
+	e := env{stdin: strings.NewReader(""), stdout: &errb, stderr: &errb, getenv: func(k string) string {
+		if k == "SOURCE_DATE_EPOCH" {
+			return "yesterday"
+		}
+		return ""
+	}}
+	if c := run(context.Background(), []string{"man", t.TempDir()}, e); c != exitUsage {
+		t.Errorf("SOURCE_DATE_EPOCH=yesterday: exit %d, want %d: %s", c, exitUsage, errb.String())
+	}
+}
+
+// The completion scripts cobra writes load in their shells: bash is
+// required (it is on every machine that runs these tests); zsh and fish are
+// checked where installed.
+func TestCompletionScripts(t *testing.T) {
+	dir := t.TempDir()
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		var out, errb bytes.Buffer
+		e := env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
+		if c := run(context.Background(), []string{"completion", sh}, e); c != 0 || out.Len() == 0 {
+			t.Fatalf("completion %s: exit %d: %s", sh, c, errb.String())
+		}
+		file := filepath.Join(dir, "ccmr."+sh)
+		if err := os.WriteFile(file, out.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		path, err := exec.LookPath(sh)
+		if err != nil {
+			if sh == "bash" {
+				t.Fatalf("bash: %v", err)
+			}
+			t.Logf("%s not installed: its completion script is not checked", sh)
+			continue
+		}
+		if b, err := exec.Command(path, "-n", file).CombinedOutput(); err != nil {
+			t.Errorf("%s -n: %v\n%s", sh, err, b)
+		}
+		if sh == "bash" {
+			// Loaded, it registers a completion function for ccmr.
+			b, err := exec.Command(path, "--norc", "-c", `source "$1" && complete -p ccmr`, "bash", file).CombinedOutput()
+			if err != nil || !strings.Contains(string(b), "ccmr") {
+				t.Errorf("bash: sourcing the completion: %v\n%s", err, b)
+			}
+		}
+	}
+}
