@@ -24,6 +24,9 @@ dpkg --root="$root" --log=/dev/null -i "$deb" >/dev/null
 dpkg --root="$root" -s ccmr | grep -q '^Status: install ok installed$' ||
 	{ echo "deb-check: FAIL: dpkg does not list ccmr as installed" >&2; exit 1; }
 ccmr="$root/usr/bin/ccmr"
+# The generator of the pages just installed: one page per command, naming
+# each of its flags (built only with the tag, so run here).
+go test -count=1 -tags ccmr_man -run TestManPages ./cmd/ccmr >/dev/null
 "$ccmr" version | grep -qF "ccmr $version " ||
 	{ echo "deb-check: FAIL: installed ccmr version: $("$ccmr" version)" >&2; exit 1; }
 

@@ -6,18 +6,20 @@
 #   VERSION=v1.2.3 SOURCE_DATE_EPOCH=... ARCH=amd64 BINARY=dist/ccmr_linux_amd64 \
 #     OUT=dist bash scripts/deb.sh
 #
-# Man pages and completions come from HOST_CCMR (a binary this machine runs,
-# default BINARY), so an arm64 package is built on amd64 as well. Every
-# file carries SOURCE_DATE_EPOCH's time: one commit, one package, same bytes.
+# Man pages and completions come from a build of this tree for this machine
+# with the man page generator (-tags ccmr_man, cmd/ccmr/man.go), so an
+# arm64 package is built on amd64 as well. Every file carries
+# SOURCE_DATE_EPOCH's time: one commit, one package, same bytes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${VERSION:?}" "${SOURCE_DATE_EPOCH:?}" "${ARCH:?}" "${BINARY:?}" "${OUT:?}"
-host=${HOST_CCMR:-$BINARY}
 nfpm=${NFPM:-github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0}
 stage=$(mktemp -d "${TMPDIR:-/tmp}/ccmr-deb.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 
 mkdir -p "$stage/man" "$stage/completions" "$OUT"
+host="$stage/ccmr-gen"
+CGO_ENABLED=0 go build -tags ccmr_man -trimpath -buildvcs=false -ldflags "-X main.version=$VERSION" -o "$host" ./cmd/ccmr
 SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH "$host" man "$stage/man"
 # -n: no file name or time in the gzip header.
 gzip -9n "$stage"/man/*.1

@@ -28,14 +28,10 @@ for p in $platforms; do
 		-version "$VERSION" -output "$bin.cdx.json" "$bin"
 done
 
-# The packages' man pages and completions come from a binary of this machine.
-host=$(mktemp -d "${TMPDIR:-/tmp}/ccmr-host.XXXXXX")
-trap 'rm -rf "$host"' EXIT
-go build -trimpath -buildvcs=false -ldflags "-X main.version=$VERSION" -o "$host/ccmr" ./cmd/ccmr
 for p in $platforms; do
 	os=${p%/*} arch=${p#*/}
 	[ "$os" = linux ] || continue
-	ARCH=$arch BINARY="$out/ccmr_${VERSION}_${os}_${arch}" HOST_CCMR="$host/ccmr" OUT="$out" bash scripts/deb.sh
+	ARCH=$arch BINARY="$out/ccmr_${VERSION}_${os}_${arch}" OUT="$out" bash scripts/deb.sh
 done
 
 (cd "$out" && sha256sum -- * >SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS)

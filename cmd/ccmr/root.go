@@ -46,7 +46,6 @@ var commands = []struct {
 	{"verify", newVerifyCmd},
 	{"key", newKeyCmd},
 	{"evidence", newEvidenceCmd},
-	{"man", newManCmd},
 }
 
 // newRoot builds the command tree with every command.
