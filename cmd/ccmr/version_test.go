@@ -56,8 +56,10 @@ func TestVersionFlag(t *testing.T) {
 	if c1 != 0 || c2 != 0 || o1 != o2 || !strings.HasPrefix(o1, "ccmr v1.2.3 (go") {
 		t.Errorf("version: exit %d %q; --version: exit %d %q", c1, o1, c2, o2)
 	}
-	if c, o := runOut("-v"); c != exitUsage {
-		t.Errorf("-v: exit %d %q, want %d (no shorthand for --version)", c, o, exitUsage)
+	// -v is for verbosity (issue 21 item 5), not cobra's --version shorthand.
+	root := newRoot(env{getenv: func(string) string { return "" }})
+	if f := root.Flags().Lookup("version"); f == nil || f.Shorthand != "" {
+		t.Errorf("--version flag %+v: want one without a shorthand", f)
 	}
 }
 
