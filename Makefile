@@ -1,13 +1,19 @@
 # ccmr — see README.md. Every target installs what it needs through `deps`.
 GO       ?= go
 BIN      ?= bin/ccmr
-VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
+VERSION  ?= $(shell bash scripts/release-version.sh 2>/dev/null || echo devel)
+# Every time stamp a release carries: the last commit's (make release).
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+# The platforms of make release. darwin/amd64 and darwin/arm64 join when
+# `GOOS=darwin go build ./cmd/ccmr` builds on this branch; windows/amd64
+# when it does (docs/cli.md, Installation).
+RELEASE_PLATFORMS ?= linux/amd64 linux/arm64
 FUZZTIME ?= 60s
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
 export CGO_ENABLED = 0
 
-.PHONY: all build deps test cross cross-test bench fuzz demo conformance e2e clean
+.PHONY: all build deps test cross cross-test bench fuzz demo conformance e2e clean release release-check deb deb-check notice
 
 all: build
 
@@ -76,8 +82,30 @@ e2e: build
 	CCMR=$(BIN) bash e2e/run.sh
 
 ## demo: the main job on the software device
-demo: build
+demo:
+	@echo 'demo: building $(BIN) (the first time, go downloads the modules it needs: a minute or so)'
+	@$(MAKE) --no-print-directory build
 	bash scripts/demo.sh
 
+## release: static binaries, SBOMs, Debian packages and SHA256SUMS in dist/
+release:
+	VERSION='$(VERSION)' SOURCE_DATE_EPOCH='$(SOURCE_DATE_EPOCH)' PLATFORMS='$(RELEASE_PLATFORMS)' OUT=dist bash scripts/release.sh
+
+## release-check: make release twice from two clean copies of HEAD; the bytes must match
+release-check:
+	PLATFORMS='$(RELEASE_PLATFORMS)' bash scripts/release-check.sh
+
+## deb: the Debian package of this machine's architecture in dist/
+deb: build
+	VERSION='$(VERSION)' SOURCE_DATE_EPOCH='$(SOURCE_DATE_EPOCH)' ARCH=$$($(GO) env GOARCH) BINARY=$(BIN) OUT=dist bash scripts/deb.sh
+
+## deb-check: build the package, install it in an empty root, run it (and the Containerfile where a runtime is)
+deb-check:
+	bash scripts/deb-check.sh
+
+## notice: write NOTICE again (a test fails while it is stale)
+notice:
+	$(GO) run ./internal/cmd/notice > NOTICE.tmp && mv NOTICE.tmp NOTICE
+
 clean:
-	rm -rf bin
+	rm -rf bin dist

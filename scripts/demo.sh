@@ -11,9 +11,9 @@ step() { printf '\n$ %s\n' "$*"; "$@"; }
 
 echo "ccmr demo on the software device (state in $work/sim)"
 step "$ccmr" registers
-step "$ccmr" read rtmr3
-step "$ccmr" extend rtmr3 --data README.md
-step "$ccmr" read rtmr3
+step "$ccmr" read rtmr2
+step "$ccmr" extend rtmr2 --data README.md
+step "$ccmr" read rtmr2
 step "$ccmr" extend mr_ctr.demo --digest "sha384:$(sha384sum README.md | cut -c1-96)"
 step "$ccmr" ima forward --once --ima-log "$ima"
 step "$ccmr" vmr list

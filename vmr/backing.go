@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -199,10 +198,10 @@ func checkOwned(f *os.File, path string) error {
 	if err != nil {
 		return fmt.Errorf("vmr: %w", err)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() {
+	if u, ok := safefs.Owner(fi); !ok || int(u) != os.Geteuid() {
 		uid := -1
 		if ok {
-			uid = int(st.Uid)
+			uid = int(u)
 		}
 		return fmt.Errorf("vmr: %s belongs to uid %d, not to this user (uid %d): refused: %w", path, uid, os.Geteuid(), safefs.ErrUnsafe)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"runtime/debug"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -75,14 +74,4 @@ func (e *earOutput) write(g *globals, b *bundle.Bundle, rep *verifier.Report, op
 		_, err := io.WriteString(w, tok+"\n")
 		return err
 	})
-}
-
-// buildVersion is the version `ccmr version` prints.
-func buildVersion() string {
-	if version == "devel" {
-		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			return bi.Main.Version
-		}
-	}
-	return version
 }

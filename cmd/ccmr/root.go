@@ -72,6 +72,7 @@ func newRootFor(e env, args []string) *cobra.Command {
 			return nil
 		},
 	}
+	addVersionFlag(root)
 	root.SetIn(e.stdin)
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)

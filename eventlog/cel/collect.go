@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/ccmr-dev/ccmr/internal/flock"
@@ -78,9 +77,7 @@ func LockSystemdLog(ctx context.Context, path string, wait time.Duration) (*Syst
 	if wait <= 0 {
 		wait = DefaultLockWait
 	}
-	// O_NOFOLLOW: the log is a file systemd creates in /run/log/systemd,
-	// never a link; O_NONBLOCK: a FIFO put there is not waited on.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	f, err := openLog(path)
 	if err != nil {
 		return nil, err
 	}

@@ -267,3 +267,7 @@ func WriteFile(path, tmp string, perm os.FileMode, sync bool, write func(io.Writ
 	}
 	return nil
 }
+
+// Owner is the uid that owns the file fi describes; ok is false where
+// ownership is no uid (off Unix), so a caller refuses the file.
+func Owner(fi fs.FileInfo) (uid uint32, ok bool) { return owner(fi) }

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package swtpmtest starts a real swtpm (TPM 2.0 emulator) for tests of any
 // package: on free loopback ports or a unix socket, with its state in a
 // temporary folder, stopped when the test ends.
