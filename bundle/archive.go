@@ -223,32 +223,63 @@ func (a *archive) read(ctx context.Context) (*Bundle, error) {
 	if a.size < localLen+endLen {
 		return nil, a.malformed("", 0, "%d bytes, too short for a bundle archive", a.size)
 	}
+	cdOff, cdSize, total, err := a.readEnd()
+	if err != nil {
+		return nil, err
+	}
+	members, err := a.readDirectory(cdOff, cdSize, total)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.checkLocals(members, cdOff); err != nil {
+		return nil, err
+	}
+	b, err := a.readManifest(members)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.attachLogs(ctx, b, members); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// readEnd reads and checks the end of central directory record, which
+// must be the last endLen bytes, and returns where the central directory
+// lies and how many members it lists.
+func (a *archive) readEnd() (cdOff, cdSize int64, total uint16, err error) {
 	endOff := a.size - endLen
 	var end [endLen]byte
 	if err := a.readFull(end[:], endOff, "the end record"); err != nil {
-		return nil, err
+		return 0, 0, 0, err
 	}
 	le := binary.LittleEndian
 	if le.Uint32(end[0:]) != sigEnd {
-		return nil, a.malformed("", endOff, "no end of central directory record in the last %d bytes (a comment, zip64 or bytes after the archive)", endLen)
+		return 0, 0, 0, a.malformed("", endOff, "no end of central directory record in the last %d bytes (a comment, zip64 or bytes after the archive)", endLen)
 	}
 	disk, cdDisk := le.Uint16(end[4:]), le.Uint16(end[6:])
 	onDisk, total := le.Uint16(end[8:]), le.Uint16(end[10:])
-	cdSize, cdOff := int64(le.Uint32(end[12:])), int64(le.Uint32(end[16:]))
+	cdSize, cdOff = int64(le.Uint32(end[12:])), int64(le.Uint32(end[16:]))
 	switch {
 	case le.Uint16(end[20:]) != 0:
-		return nil, a.malformed("", endOff, "archive comment")
+		return 0, 0, 0, a.malformed("", endOff, "archive comment")
 	case disk != 0 || cdDisk != 0 || onDisk != total:
-		return nil, a.malformed("", endOff, "multi-disk archive")
+		return 0, 0, 0, a.malformed("", endOff, "multi-disk archive")
 	case total == 0xffff || cdSize == 0xffffffff || cdOff == 0xffffffff:
-		return nil, a.malformed("", endOff, "zip64 end record")
+		return 0, 0, 0, a.malformed("", endOff, "zip64 end record")
 	case total == 0 || int(total) > maxMembers:
-		return nil, a.malformed("", endOff, "%d members, want 1 to %d", total, maxMembers)
+		return 0, 0, 0, a.malformed("", endOff, "%d members, want 1 to %d", total, maxMembers)
 	case cdOff+cdSize != endOff:
-		return nil, a.malformed("", endOff, "central directory at %d+%d does not end where the end record begins", cdOff, cdSize)
+		return 0, 0, 0, a.malformed("", endOff, "central directory at %d+%d does not end where the end record begins", cdOff, cdSize)
 	case cdSize > int64(total)*(centralLen+64):
-		return nil, a.malformed("", cdOff, "central directory of %d bytes for %d members", cdSize, total)
+		return 0, 0, 0, a.malformed("", cdOff, "central directory of %d bytes for %d members", cdSize, total)
 	}
+	return cdOff, cdSize, total, nil
+}
+
+// readDirectory reads the central directory at cdOff (cdSize bytes) and
+// checks its total entries, which must fill it exactly.
+func (a *archive) readDirectory(cdOff, cdSize int64, total uint16) ([]member, error) {
 	cd := make([]byte, cdSize)
 	if err := a.readFull(cd, cdOff, "the central directory"); err != nil {
 		return nil, err
@@ -256,96 +287,130 @@ func (a *archive) read(ctx context.Context) (*Bundle, error) {
 	members := make([]member, 0, total)
 	p := 0
 	for i := 0; i < int(total); i++ {
-		off := cdOff + int64(p)
-		want := ManifestName
-		if i > 0 {
-			want = memberName(i - 1)
+		m, n, err := a.directoryEntry(cd, p, cdOff, i)
+		if err != nil {
+			return nil, err
 		}
-		if len(cd)-p < centralLen || le.Uint32(cd[p:]) != sigCentral {
-			return nil, a.malformed("", off, "central directory entry %d: no entry signature", i)
-		}
-		e := cd[p : p+centralLen]
-		nameLen, extraLen, commentLen := int(le.Uint16(e[28:])), int(le.Uint16(e[30:])), int(le.Uint16(e[32:]))
-		if len(cd)-p-centralLen < nameLen+extraLen+commentLen {
-			return nil, a.malformed("", off, "central directory entry %d runs past the directory", i)
-		}
-		m := member{
-			name:   string(cd[p+centralLen : p+centralLen+nameLen]),
-			crc:    le.Uint32(e[16:]),
-			size:   int64(le.Uint32(e[24:])),
-			header: int64(le.Uint32(e[42:])),
-			time:   le.Uint16(e[12:]),
-			date:   le.Uint16(e[14:]),
-		}
-		switch {
-		case m.name != want:
-			return nil, a.malformed(m.name, off, "central directory entry %d is named %q, want %q (members are bundle.json, logs/0, logs/1, ... in order)", i, m.name, want)
-		case le.Uint16(e[6:]) > zipVersion:
-			return nil, a.malformed(m.name, off, "needs zip version %d (only stored members are used)", le.Uint16(e[6:]))
-		case le.Uint16(e[8:]) != 0:
-			return nil, a.malformed(m.name, off, "flags %#04x (encryption, data descriptors and the like are not used)", le.Uint16(e[8:]))
-		case le.Uint16(e[10:]) != 0:
-			return nil, a.malformed(m.name, off, "compression method %d, want 0 (stored)", le.Uint16(e[10:]))
-		case le.Uint32(e[20:]) != le.Uint32(e[24:]):
-			return nil, a.malformed(m.name, off, "compressed size %d differs from the size %d of a stored member", le.Uint32(e[20:]), m.size)
-		case m.size == 0xffffffff || m.header == 0xffffffff:
-			return nil, a.malformed(m.name, off, "zip64 sizes")
-		case extraLen != 0 || commentLen != 0:
-			return nil, a.malformed(m.name, off, "extra fields or a comment in the directory entry")
-		case le.Uint16(e[34:]) != 0:
-			return nil, a.malformed(m.name, off, "on disk %d", le.Uint16(e[34:]))
-		}
-		p += centralLen + nameLen
+		p += n
 		members = append(members, m)
 	}
 	if p != len(cd) {
 		return nil, a.malformed("", cdOff+int64(p), "%d bytes after the last central directory entry", len(cd)-p)
 	}
-	// The members lie one after another from byte 0 to the directory.
+	return members, nil
+}
+
+// directoryEntry parses and checks the i-th central directory entry, at
+// p in cd (the directory read from cdOff), and returns its member and the
+// entry's length.
+func (a *archive) directoryEntry(cd []byte, p int, cdOff int64, i int) (member, int, error) {
+	le := binary.LittleEndian
+	off := cdOff + int64(p)
+	want := ManifestName
+	if i > 0 {
+		want = memberName(i - 1)
+	}
+	if len(cd)-p < centralLen || le.Uint32(cd[p:]) != sigCentral {
+		return member{}, 0, a.malformed("", off, "central directory entry %d: no entry signature", i)
+	}
+	e := cd[p : p+centralLen]
+	nameLen, extraLen, commentLen := int(le.Uint16(e[28:])), int(le.Uint16(e[30:])), int(le.Uint16(e[32:]))
+	if len(cd)-p-centralLen < nameLen+extraLen+commentLen {
+		return member{}, 0, a.malformed("", off, "central directory entry %d runs past the directory", i)
+	}
+	m := member{
+		name:   string(cd[p+centralLen : p+centralLen+nameLen]),
+		crc:    le.Uint32(e[16:]),
+		size:   int64(le.Uint32(e[24:])),
+		header: int64(le.Uint32(e[42:])),
+		time:   le.Uint16(e[12:]),
+		date:   le.Uint16(e[14:]),
+	}
+	switch {
+	case m.name != want:
+		return member{}, 0, a.malformed(m.name, off, "central directory entry %d is named %q, want %q (members are bundle.json, logs/0, logs/1, ... in order)", i, m.name, want)
+	case le.Uint16(e[6:]) > zipVersion:
+		return member{}, 0, a.malformed(m.name, off, "needs zip version %d (only stored members are used)", le.Uint16(e[6:]))
+	case le.Uint16(e[8:]) != 0:
+		return member{}, 0, a.malformed(m.name, off, "flags %#04x (encryption, data descriptors and the like are not used)", le.Uint16(e[8:]))
+	case le.Uint16(e[10:]) != 0:
+		return member{}, 0, a.malformed(m.name, off, "compression method %d, want 0 (stored)", le.Uint16(e[10:]))
+	case le.Uint32(e[20:]) != le.Uint32(e[24:]):
+		return member{}, 0, a.malformed(m.name, off, "compressed size %d differs from the size %d of a stored member", le.Uint32(e[20:]), m.size)
+	case m.size == 0xffffffff || m.header == 0xffffffff:
+		return member{}, 0, a.malformed(m.name, off, "zip64 sizes")
+	case extraLen != 0 || commentLen != 0:
+		return member{}, 0, a.malformed(m.name, off, "extra fields or a comment in the directory entry")
+	case le.Uint16(e[34:]) != 0:
+		return member{}, 0, a.malformed(m.name, off, "on disk %d", le.Uint16(e[34:]))
+	}
+	return m, centralLen + nameLen, nil
+}
+
+// checkLocals checks that the members lie one after another from byte 0
+// to the central directory at cdOff, each local header matching its
+// directory entry, and sets each member's data offset.
+func (a *archive) checkLocals(members []member, cdOff int64) error {
 	pos := int64(0)
 	for i := range members {
 		m := &members[i]
 		if m.header != pos {
-			return nil, a.malformed(m.name, m.header, "local header at %d, want %d (bytes before, between or overlapping members)", m.header, pos)
+			return a.malformed(m.name, m.header, "local header at %d, want %d (bytes before, between or overlapping members)", m.header, pos)
 		}
-		var h [localLen]byte
-		if err := a.readFull(h[:], pos, "a local header"); err != nil {
-			return nil, err
+		if err := a.checkLocal(m); err != nil {
+			return err
 		}
-		nameLen, extraLen := int64(le.Uint16(h[26:])), int64(le.Uint16(h[28:]))
-		switch {
-		case le.Uint32(h[0:]) != sigLocal:
-			return nil, a.malformed(m.name, pos, "no local header signature")
-		case le.Uint16(h[4:]) > zipVersion || le.Uint16(h[6:]) != 0 || le.Uint16(h[8:]) != 0:
-			return nil, a.malformed(m.name, pos, "local header version, flags or method differ from a stored member's")
-		case le.Uint16(h[10:]) != m.time || le.Uint16(h[12:]) != m.date:
-			return nil, a.malformed(m.name, pos, "local header time differs from the directory's")
-		case le.Uint32(h[14:]) != m.crc:
-			return nil, a.malformed(m.name, pos, "local header CRC-32 %08x, directory %08x", le.Uint32(h[14:]), m.crc)
-		case int64(le.Uint32(h[18:])) != m.size || int64(le.Uint32(h[22:])) != m.size:
-			return nil, a.malformed(m.name, pos, "local header sizes %d/%d, directory %d", le.Uint32(h[18:]), le.Uint32(h[22:]), m.size)
-		case extraLen != 0:
-			return nil, a.malformed(m.name, pos, "extra fields in the local header")
-		case nameLen != int64(len(m.name)):
-			return nil, a.malformed(m.name, pos, "local header name of %d bytes, directory %d", nameLen, len(m.name))
-		}
-		name := make([]byte, nameLen)
-		if err := a.readFull(name, pos+localLen, "a member name"); err != nil {
-			return nil, err
-		}
-		if string(name) != m.name {
-			return nil, a.malformed(m.name, pos, "local header names %q", name)
-		}
-		m.data = pos + localLen + nameLen
 		pos = m.data + m.size
 		if pos > cdOff {
-			return nil, a.malformed(m.name, m.data, "%d bytes run into the central directory at %d", m.size, cdOff)
+			return a.malformed(m.name, m.data, "%d bytes run into the central directory at %d", m.size, cdOff)
 		}
 	}
 	if pos != cdOff {
-		return nil, a.malformed("", pos, "%d bytes between the last member and the central directory", cdOff-pos)
+		return a.malformed("", pos, "%d bytes between the last member and the central directory", cdOff-pos)
 	}
+	return nil
+}
 
+// checkLocal reads m's local header at m.header, checks it against the
+// directory entry and sets m.data.
+func (a *archive) checkLocal(m *member) error {
+	le := binary.LittleEndian
+	pos := m.header
+	var h [localLen]byte
+	if err := a.readFull(h[:], pos, "a local header"); err != nil {
+		return err
+	}
+	nameLen, extraLen := int64(le.Uint16(h[26:])), int64(le.Uint16(h[28:]))
+	switch {
+	case le.Uint32(h[0:]) != sigLocal:
+		return a.malformed(m.name, pos, "no local header signature")
+	case le.Uint16(h[4:]) > zipVersion || le.Uint16(h[6:]) != 0 || le.Uint16(h[8:]) != 0:
+		return a.malformed(m.name, pos, "local header version, flags or method differ from a stored member's")
+	case le.Uint16(h[10:]) != m.time || le.Uint16(h[12:]) != m.date:
+		return a.malformed(m.name, pos, "local header time differs from the directory's")
+	case le.Uint32(h[14:]) != m.crc:
+		return a.malformed(m.name, pos, "local header CRC-32 %08x, directory %08x", le.Uint32(h[14:]), m.crc)
+	case int64(le.Uint32(h[18:])) != m.size || int64(le.Uint32(h[22:])) != m.size:
+		return a.malformed(m.name, pos, "local header sizes %d/%d, directory %d", le.Uint32(h[18:]), le.Uint32(h[22:]), m.size)
+	case extraLen != 0:
+		return a.malformed(m.name, pos, "extra fields in the local header")
+	case nameLen != int64(len(m.name)):
+		return a.malformed(m.name, pos, "local header name of %d bytes, directory %d", nameLen, len(m.name))
+	}
+	name := make([]byte, nameLen)
+	if err := a.readFull(name, pos+localLen, "a member name"); err != nil {
+		return err
+	}
+	if string(name) != m.name {
+		return a.malformed(m.name, pos, "local header names %q", name)
+	}
+	m.data = pos + localLen + nameLen
+	return nil
+}
+
+// readManifest reads, checks and decodes the manifest, members[0], and
+// checks that it lists one log for each other member.
+func (a *archive) readManifest(members []member) (*Bundle, error) {
 	man := members[0]
 	if man.size > maxManifest {
 		return nil, a.malformed(man.name, man.data, "manifest of %d bytes, more than %d", man.size, maxManifest)
@@ -370,27 +435,35 @@ func (a *archive) read(ctx context.Context) (*Bundle, error) {
 	if len(b.Logs) != len(members)-1 {
 		return nil, a.malformed(man.name, man.data, "%d logs for %d log members", len(b.Logs), len(members)-1)
 	}
+	return &b, nil
+}
+
+// attachLogs attaches each of b's logs to its member, after checking the
+// manifest names it and carries no copy of its data, and the member's
+// CRC-32.
+func (a *archive) attachLogs(ctx context.Context, b *Bundle, members []member) error {
+	man := members[0]
 	for i := range b.Logs {
 		l, m := &b.Logs[i], members[i+1]
 		if l.Member != m.name {
-			return nil, a.malformed(man.name, man.data, "logs[%d] names member %q, want %q", i, l.Member, m.name)
+			return a.malformed(man.name, man.data, "logs[%d] names member %q, want %q", i, l.Member, m.name)
 		}
 		if l.Data != nil {
 			// Two copies of a log, one in the manifest and one in its
 			// member, would be two logs to two readers.
-			return nil, a.malformed(man.name, man.data, "logs[%d] has data in the manifest", i)
+			return a.malformed(man.name, man.data, "logs[%d] has data in the manifest", i)
 		}
 		sr := io.NewSectionReader(a.r, m.data, m.size)
 		h := crc32.NewIEEE()
 		if _, err := copyContext(ctx, h, sr); err != nil {
-			return nil, fmt.Errorf("%s: member %q at byte %d: %w", a.name, m.name, m.data, err)
+			return fmt.Errorf("%s: member %q at byte %d: %w", a.name, m.name, m.data, err)
 		}
 		if c := h.Sum32(); c != m.crc {
-			return nil, a.malformed(m.name, m.data, "CRC-32 %08x, want %08x", c, m.crc)
+			return a.malformed(m.name, m.data, "CRC-32 %08x, want %08x", c, m.crc)
 		}
 		l.Attach(sr, m.size)
 	}
-	return &b, nil
+	return nil
 }
 
 // copyContext copies r to w in chunks, stopping when ctx ends.

@@ -71,144 +71,232 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 	if err := r.judgeResettable(reg, segs[0], l); err != nil {
 		return err
 	}
-	var resume *aael.Resume
-	skip := int64(0)
-	stateCut := false // the anchor segment starts exactly where the state stopped
-	base := 0         // segs[base] is where the replay starts (the anchor)
+	c, err := r.anchorChain(reg, segs, l)
+	if err != nil {
+		return err
+	}
+	for i, sg := range c.segs {
+		if err := c.replaySegment(i, sg); err != nil {
+			return err
+		}
+	}
+	start, err := c.judgeEnds()
+	if err != nil {
+		return err
+	}
+	if err := c.takeVirtual(); err != nil {
+		return err
+	}
+	return c.remember(start)
+}
+
+// chain is the replay of one backing register's runtime log segments by
+// runtimeChain: where it starts (the anchor) and what the segments
+// replayed so far gave.
+type chain struct {
+	r   *run
+	reg string
+	l   *LayerResult
+
+	segs     []segment     // from the anchor on
+	st       *RuntimeState // the monitor state of reg, if any
+	resume   *aael.Resume  // the state to resume the first segment from
+	skip     int64         // bytes of the first segment the state covers
+	stateCut bool          // the anchor segment starts exactly where the state stopped
+	base     int           // the anchor's index among all the segments
+
+	// Every segment of a chain is a log of the same register: its entries
+	// use the first segment's digest algorithm and MR index (the reader
+	// holds the entries within one segment to them).
+	alg0  mr.Alg
+	mri0  uint32
+	form0 bool
+
+	prevFinal mr.Digest
+	prevVirt  []mr.Value
+	last      *aael.Result
+	h         history // the chain's start, when no monitor state proves it
+}
+
+// anchorChain finds where the replay of segs starts: the segment the
+// monitor state stopped in, resumed from the state, or else the first.
+func (r *run) anchorChain(reg string, segs []segment, l *LayerResult) (*chain, error) {
+	c := &chain{r: r, reg: reg, l: l}
 	st := r.state.runtimeFor(reg)
 	if st != nil {
 		a, err := r.findAnchor(reg, segs, st, l)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		base, stateCut = a.k, a.cut
+		c.base, c.stateCut = a.k, a.cut
 		if !a.cut {
-			resume, skip = st.resume(), a.skip
+			c.resume, c.skip = st.resume(), a.skip
 		}
-		segs = segs[base:]
+		segs = segs[c.base:]
 		if err := r.resumedStart(reg, st, segs[0].name, l); err != nil {
-			return err
+			return nil, err
 		}
 	} else if segs[0].log.Offset != 0 {
 		// checkTails refuses this first; never replay a tail as a whole log.
-		return fail("%s: a tail of the runtime log of %s without a monitor state that verified its head", segs[0].name, reg)
+		return nil, fail("%s: a tail of the runtime log of %s without a monitor state that verified its head", segs[0].name, reg)
 	}
-	var prevFinal mr.Digest
-	var prevVirt []mr.Value
-	var last *aael.Result
-	var h history // the chain's start, when no monitor state proves it
-	// Every segment of a chain is a log of the same register: its entries
-	// use the first segment's digest algorithm and MR index (the reader
-	// holds the entries within one segment to them).
-	alg0, mri0, form0 := segs[0].entryForm()
-	if resume != nil {
-		alg0, mri0, form0 = st.entryAlg(), *st.MRIndex, true
+	c.segs, c.st = segs, st
+	c.alg0, c.mri0, c.form0 = segs[0].entryForm()
+	if c.resume != nil {
+		c.alg0, c.mri0, c.form0 = st.entryAlg(), *st.MRIndex, true
 	}
-	for i, sg := range segs {
-		if a, m, ok := sg.entryForm(); i > 0 && form0 && ok && (a != alg0 || m != mri0) {
-			return &failError{&Failure{Log: sg.name, Record: 0, Register: reg,
-				Reason: fmt.Sprintf("segment %d uses %v and MR index %d, but segment %d of %s uses %v and MR index %d: a chain is one register's log", base+i, a, m, base, reg, alg0, mri0)}}
-		}
-		opt := aael.ReplayOptions{File: sg.name, Backing: reg,
-			OnVirtual: func(v aael.VirtualRecord) error {
-				r.counts[v.Name]++
-				if v.Name == ima.VirtualName {
-					r.feedIMA(v.Digest) // matched with the IMA list as it comes
-				}
-				if _, ok := r.opts.AppLogs[v.Name]; ok {
-					r.records[v.Name] = append(r.records[v.Name], v.Digest)
-				}
-				return nil
-			}}
-		if r.b.Platform == mr.PlatformTPM {
-			opt.Name = aael.PCRName
-		}
-		rd := sg.reader(sg.log.Open(0))
-		if i == 0 && resume != nil {
-			opt.Resume = resume
-			rd = sg.continueReader(sg.log.Open(skip), st)
-		}
-		res, err := aael.Replay(rd, opt)
-		if err != nil {
-			var le *eventlog.Error
-			if errors.As(err, &le) && i == 0 {
-				le.Offset += skip + sg.log.Offset
-			}
-			var mm *eventlog.Mismatch
-			if errors.As(err, &mm) && i == 0 && mm.Offset >= 0 {
-				mm.Offset += skip + sg.log.Offset
-			}
-			return failFrom(sg.name, err)
-		}
-		switch {
-		case i > 0:
-			if !res.Init.Equal(prevFinal) {
-				return &failError{&Failure{Log: sg.name, Record: 0, Register: reg, Expected: prevFinal.String(), Computed: res.Init.String(),
-					Reason: fmt.Sprintf("segment %d does not start where segment %d ended: a segment is missing or altered", base+i, base+i-1)}}
-			}
-			if err := sameValues(sg.name, res.Snapshot, prevVirt); err != nil {
-				return err
-			}
-		case stateCut:
-			if err := sameValues(sg.name, res.Snapshot, st.resume().Virtual); err != nil {
-				return err
-			}
-		case resume == nil && res.Snapshot != nil && !r.opts.AcceptUnverifiedHistory:
-			return &failError{&Failure{Log: sg.name, Record: 1, Register: reg,
-				Reason: "the segment starts with a snapshot that nothing proves: give the segment before it, or verify with the monitor state that saw the cut (--accept-unverified-history accepts it, weakened)"}}
-		case resume == nil:
-			h.start, h.snapshot = res.Init, res.Snapshot // judged by judgeStart below
-		}
-		if !res.Init.IsZero() {
-			h.records-- // the INIT entry is no record
-		}
-		h.records += res.Events
-		prevFinal, prevVirt, last = finalValue(res, reg, resume, i), res.Virtual, res
-		l.Checked = append(l.Checked, fmt.Sprintf("%s: %d records replayed", sg.name, res.Events))
+	return c, nil
+}
+
+// replaySegment replays the i-th segment from the anchor, checks it
+// continues the one before, and counts its records.
+func (c *chain) replaySegment(i int, sg segment) error {
+	if a, m, ok := sg.entryForm(); i > 0 && c.form0 && ok && (a != c.alg0 || m != c.mri0) {
+		return &failError{&Failure{Log: sg.name, Record: 0, Register: c.reg,
+			Reason: fmt.Sprintf("segment %d uses %v and MR index %d, but segment %d of %s uses %v and MR index %d: a chain is one register's log", c.base+i, a, m, c.base, c.reg, c.alg0, c.mri0)}}
 	}
-	want, ok := r.trusted[regKey{reg, prevFinal.Alg}]
+	res, err := c.replay(i, sg)
+	if err != nil {
+		return err
+	}
+	if err := c.link(i, sg, res); err != nil {
+		return err
+	}
+	if !res.Init.IsZero() {
+		c.h.records-- // the INIT entry is no record
+	}
+	c.h.records += res.Events
+	c.prevFinal, c.prevVirt, c.last = finalValue(res, c.reg, c.resume, i), res.Virtual, res
+	c.l.Checked = append(c.l.Checked, fmt.Sprintf("%s: %d records replayed", sg.name, res.Events))
+	return nil
+}
+
+// replay replays the i-th segment, the first from the monitor state when
+// it resumes one, feeding its virtual records to the run. Errors in the
+// first segment count bytes from its log's start.
+func (c *chain) replay(i int, sg segment) (*aael.Result, error) {
+	r := c.r
+	opt := aael.ReplayOptions{File: sg.name, Backing: c.reg,
+		OnVirtual: func(v aael.VirtualRecord) error {
+			r.counts[v.Name]++
+			if v.Name == ima.VirtualName {
+				r.feedIMA(v.Digest) // matched with the IMA list as it comes
+			}
+			if _, ok := r.opts.AppLogs[v.Name]; ok {
+				r.records[v.Name] = append(r.records[v.Name], v.Digest)
+			}
+			return nil
+		}}
+	if r.b.Platform == mr.PlatformTPM {
+		opt.Name = aael.PCRName
+	}
+	rd := sg.reader(sg.log.Open(0))
+	if i == 0 && c.resume != nil {
+		opt.Resume = c.resume
+		rd = sg.continueReader(sg.log.Open(c.skip), c.st)
+	}
+	res, err := aael.Replay(rd, opt)
+	if err != nil {
+		var le *eventlog.Error
+		if errors.As(err, &le) && i == 0 {
+			le.Offset += c.skip + sg.log.Offset
+		}
+		var mm *eventlog.Mismatch
+		if errors.As(err, &mm) && i == 0 && mm.Offset >= 0 {
+			mm.Offset += c.skip + sg.log.Offset
+		}
+		return nil, failFrom(sg.name, err)
+	}
+	return res, nil
+}
+
+// link checks that the i-th segment's replay res starts where the chain
+// so far ended, with a snapshot something proves, and notes the chain's
+// start when no monitor state proves it.
+func (c *chain) link(i int, sg segment, res *aael.Result) error {
+	switch {
+	case i > 0:
+		if !res.Init.Equal(c.prevFinal) {
+			return &failError{&Failure{Log: sg.name, Record: 0, Register: c.reg, Expected: c.prevFinal.String(), Computed: res.Init.String(),
+				Reason: fmt.Sprintf("segment %d does not start where segment %d ended: a segment is missing or altered", c.base+i, c.base+i-1)}}
+		}
+		if err := sameValues(sg.name, res.Snapshot, c.prevVirt); err != nil {
+			return err
+		}
+	case c.stateCut:
+		if err := sameValues(sg.name, res.Snapshot, c.st.resume().Virtual); err != nil {
+			return err
+		}
+	case c.resume == nil && res.Snapshot != nil && !c.r.opts.AcceptUnverifiedHistory:
+		return &failError{&Failure{Log: sg.name, Record: 1, Register: c.reg,
+			Reason: "the segment starts with a snapshot that nothing proves: give the segment before it, or verify with the monitor state that saw the cut (--accept-unverified-history accepts it, weakened)"}}
+	case c.resume == nil:
+		c.h.start, c.h.snapshot = res.Init, res.Snapshot // judged by judgeStart below
+	}
+	return nil
+}
+
+// judgeEnds checks that the chain ends at the register's trusted value
+// and, when no monitor state proves its start, judges the start. It
+// returns what a monitor state keeps as the chain's start.
+func (c *chain) judgeEnds() (*mr.Digest, error) {
+	r, reg, segs := c.r, c.reg, c.segs
+	want, ok := r.trusted[regKey{reg, c.prevFinal.Alg}]
 	if !ok {
-		return fail("%s: backing register %s (%v) is not covered by the evidence", segs[len(segs)-1].name, reg, prevFinal.Alg)
+		return nil, fail("%s: backing register %s (%v) is not covered by the evidence", segs[len(segs)-1].name, reg, c.prevFinal.Alg)
 	}
-	if !want.Equal(prevFinal) {
-		return &failError{&Failure{Log: segs[len(segs)-1].name, Record: -1, Register: reg, Expected: want.String(), Computed: prevFinal.String(),
+	if !want.Equal(c.prevFinal) {
+		return nil, &failError{&Failure{Log: segs[len(segs)-1].name, Record: -1, Register: reg, Expected: want.String(), Computed: c.prevFinal.String(),
 			Reason: fmt.Sprintf("replay of the runtime log does not give the quoted %s", reg)}}
 	}
 	var start *mr.Digest // what a monitor state keeps as the chain's start
-	if st != nil {
-		start = st.Start
+	if c.st != nil {
+		start = c.st.Start
 	}
-	if resume == nil && !stateCut {
-		if h.start.IsZero() {
-			h.start = r.resetValue(reg, prevFinal.Alg) // no INIT: the replay started at the reset value
+	if c.resume == nil && !c.stateCut {
+		if c.h.start.IsZero() {
+			c.h.start = r.resetValue(reg, c.prevFinal.Alg) // no INIT: the replay started at the reset value
 		}
-		if err := r.judgeStart(reg, segs[0], h, l); err != nil {
-			return err
+		if err := r.judgeStart(reg, segs[0], c.h, c.l); err != nil {
+			return nil, err
 		}
-		start = &h.start
+		start = &c.h.start
 	}
+	return start, nil
+}
+
+// takeVirtual records the virtual registers the chain derived, each of
+// which must come from this one runtime log.
+func (c *chain) takeVirtual() error {
+	r, segs := c.r, c.segs
 	if len(segs) > 1 {
-		l.Checked = append(l.Checked, fmt.Sprintf("%d segments of %s chain: each starts where the one before ended, each snapshot proven", len(segs), reg))
+		c.l.Checked = append(c.l.Checked, fmt.Sprintf("%d segments of %s chain: each starts where the one before ended, each snapshot proven", len(segs), c.reg))
 	}
-	for _, v := range last.Virtual {
+	for _, v := range c.last.Virtual {
 		if _, dup := r.virtual[v.Register.Name]; dup {
 			return fail("%s: virtual register %s also appears in another runtime log", segs[len(segs)-1].name, v.Register.Name)
 		}
 		r.virtual[v.Register.Name] = v.Digest
 	}
-	l.Checked = append(l.Checked, fmt.Sprintf("the runtime log of %s replays to the quoted value", reg))
-	// What a monitor state will remember.
+	c.l.Checked = append(c.l.Checked, fmt.Sprintf("the runtime log of %s replays to the quoted value", c.reg))
+	return nil
+}
+
+// remember sets what a monitor state will remember of the chain, start
+// being its start, and archives its segments when a monitor runs.
+func (c *chain) remember(start *mr.Digest) error {
+	r, segs, st := c.r, c.segs, c.st
 	last0 := segs[len(segs)-1].log
 	end := last0.Offset + last0.Size()
 	counts := map[string]int{}
-	for n, c := range last.Counts {
-		counts[n] = c
+	for n, cnt := range c.last.Counts {
+		counts[n] = cnt
 	}
 	// The entries' algorithm and MR index: the state's when the resumed
 	// segment is the last, else those of the last segment's first entry.
 	var alg mr.Alg
 	var mri uint32
-	if len(segs) == 1 && resume != nil {
+	if len(segs) == 1 && c.resume != nil {
 		alg, mri = st.entryAlg(), *st.MRIndex
 	} else if a, m, ok := segs[len(segs)-1].entryForm(); ok {
 		alg, mri = a, m
@@ -217,12 +305,12 @@ func (r *run) runtimeChain(reg string, segs []segment, l *LayerResult) error {
 	}
 	if !r.unjudged {
 		init := initOf(segs[len(segs)-1])
-		if len(segs) == 1 && resume != nil {
+		if len(segs) == 1 && c.resume != nil {
 			init = st.SegmentInit // a tail's first bytes are no INIT
 		}
-		r.next.setRuntime(reg, init, end, prevFinal, last.Virtual, counts, alg, mri, start)
+		r.next.setRuntime(c.reg, init, end, c.prevFinal, c.last.Virtual, counts, alg, mri, start)
 		if r.mon != nil {
-			if err := r.archive(reg, st, stateCut, segs); err != nil {
+			if err := r.archive(c.reg, st, c.stateCut, segs); err != nil {
 				return err
 			}
 		}

@@ -230,139 +230,210 @@ func (s *Store) Forward(ctx context.Context, opts ForwardOptions) (int, error) {
 		return 0, err
 	}
 	defer f.Close()
+	fw := &forwarder{s: s, opts: opts, f: f, done: done, snap: snap, value: value}
 	hint, herr := s.readForwardState(opts.Register)
 	if herr != nil || hint.List != opts.List {
 		hint = forwardState{}
 	}
-	// After a cut the segment counts records from its snapshot: the
-	// entries before it are those whose fold gives the snapshot value.
-	segBase := 0
-	if !snap.IsZero() {
-		if hint.Snapshot == snap.String() {
-			segBase = hint.SegmentBase
-		} else if segBase, err = entriesUpTo(ctx, opts.List, snap); err != nil {
-			return 0, err
+	if err := fw.segmentBase(ctx, hint); err != nil {
+		return 0, err
+	}
+	if stop, err := fw.resume(hint); stop || err != nil {
+		return 0, err
+	}
+	if err := fw.startReading(); err != nil {
+		return 0, err
+	}
+	return fw.run(ctx)
+}
+
+// forwarder is one pass of Forward: the list being read, where it
+// started, what of it is hashed, and the batch of entries not yet
+// extended.
+type forwarder struct {
+	s    *Store
+	opts ForwardOptions
+	f    *os.File
+
+	done        int       // entries of the list forwarded already
+	snap, value mr.Digest // the segment's snapshot and the register's value
+	segBase     int       // entries before the segment's snapshot
+
+	start      int64     // where reading starts in the list
+	startIndex int       // the index of the entry there
+	prefixHash hash.Hash // of the list's bytes [0, hashed)
+	hashed     int64     // -1 once the list could not be read again
+
+	rd     *ima.Reader
+	prefix *mr.Extender // the fold of the entries skipped
+	skip   int          // entries still to skip (already forwarded)
+
+	added   int
+	batch   []Item
+	last    mr.Digest
+	lastOff int64
+}
+
+// segmentBase counts the entries before the segment's snapshot into
+// fw.done. After a cut the segment counts records from its snapshot: the
+// entries before it are those whose fold gives the snapshot value.
+func (fw *forwarder) segmentBase(ctx context.Context, hint forwardState) error {
+	if !fw.snap.IsZero() {
+		if hint.Snapshot == fw.snap.String() {
+			fw.segBase = hint.SegmentBase
+		} else {
+			var err error
+			if fw.segBase, err = entriesUpTo(ctx, fw.opts.List, fw.snap); err != nil {
+				return err
+			}
 		}
 	}
-	done += segBase
+	fw.done += fw.segBase
+	return nil
+}
 
-	// Start from the hint when it is this log's and the list still holds
-	// its last entry; else from the list's start, checking the prefix.
-	start, startIndex := int64(0), 0
-	prefixHash := sha256.New() // of the list's bytes [0, hashed)
+// resume starts from the hint when it is this log's and the list still
+// holds its last entry; else from the list's start, checking the prefix.
+// It says stop when there is nothing new to forward.
+func (fw *forwarder) resume(hint forwardState) (stop bool, err error) {
+	f, opts := fw.f, fw.opts
+	fw.prefixHash = sha256.New()
 	// Taken before the prefix is read: a change after it shows in the next
 	// pass's stat.
 	stat := statList(f, time.Now())
-	if hint.List != "" && hint.Prefix != "" && hint.Records == done && hint.Value == snapString(value) && lastEntryHolds(f, opts.List, hint) {
+	if hint.List != "" && hint.Prefix != "" && hint.Records == fw.done && hint.Value == snapString(fw.value) && lastEntryHolds(f, opts.List, hint) {
 		if hint.Records > 0 && hint.Stat != nil && stat != nil && *hint.Stat == *stat && stat.Size == hint.Offset && atEnd(f, hint.Offset) {
 			// The file whose prefix was checked, unchanged since, with
 			// nothing new.
-			return 0, nil
+			return true, nil
 		}
-		if err := hashRange(prefixHash, f, 0, hint.Offset); err != nil {
-			return 0, fmt.Errorf("ima forward: reading the first %d bytes of %s: %w", hint.Offset, opts.List, err)
+		if err := hashRange(fw.prefixHash, f, 0, hint.Offset); err != nil {
+			return true, fmt.Errorf("ima forward: reading the first %d bytes of %s: %w", hint.Offset, opts.List, err)
 		}
-		if got := hex.EncodeToString(prefixHash.Sum(nil)); got != hint.Prefix {
-			return 0, fmt.Errorf("ima forward: the first %d bytes of %s (%d entries) are not those forwarded to %s in %s (sha256 %s, was %s): the list does not continue what was forwarded: %w",
-				hint.Offset, opts.List, hint.Records, opts.Register, s.path, got, hint.Prefix, ErrInconsistent)
+		if got := hex.EncodeToString(fw.prefixHash.Sum(nil)); got != hint.Prefix {
+			return true, fmt.Errorf("ima forward: the first %d bytes of %s (%d entries) are not those forwarded to %s in %s (sha256 %s, was %s): the list does not continue what was forwarded: %w",
+				hint.Offset, opts.List, hint.Records, opts.Register, fw.s.path, got, hint.Prefix, ErrInconsistent)
 		}
-		start, startIndex = hint.Offset, hint.Records
+		fw.start, fw.startIndex = hint.Offset, hint.Records
 		if hint.Records > 0 && stat != nil && stat.Size == hint.Offset && atEnd(f, hint.Offset) {
 			// Nothing new: record the file's stat so that the next pass
 			// need not hash the prefix again while it stays unchanged.
 			hint.Stat = stat
-			return 0, s.writeForwardState(hint)
+			return true, fw.s.writeForwardState(hint)
 		}
 	}
-	hashed := start
-	if _, err := f.Seek(start, io.SeekStart); err != nil {
-		return 0, fmt.Errorf("ima forward: %w", err)
+	return false, nil
+}
+
+// startReading positions the list at fw.start and sets up its reader and
+// the fold of the entries to skip there.
+func (fw *forwarder) startReading() error {
+	fw.hashed = fw.start
+	if _, err := fw.f.Seek(fw.start, io.SeekStart); err != nil {
+		return fmt.Errorf("ima forward: %w", err)
 	}
-	var src io.Reader = f
-	if opts.Progress != nil {
-		src = countingReader{r: f, progress: opts.Progress}
+	var src io.Reader = fw.f
+	if fw.opts.Progress != nil {
+		src = countingReader{r: fw.f, progress: fw.opts.Progress}
 	}
-	rd := listReader(src, opts.List)
-	prefix := mr.NewExtender(mr.Zero(IMAVirtualAlg))
-	skip := done - startIndex
-	if skip == 0 && startIndex == 0 && !value.IsZero() {
-		return 0, fmt.Errorf("ima forward: %s holds records of %s that no entry of %s accounts for: %w",
-			s.path, opts.Register, opts.List, ErrInconsistent)
+	fw.rd = listReader(src, fw.opts.List)
+	fw.prefix = mr.NewExtender(mr.Zero(IMAVirtualAlg))
+	fw.skip = fw.done - fw.startIndex
+	if fw.skip == 0 && fw.startIndex == 0 && !fw.value.IsZero() {
+		return fmt.Errorf("ima forward: %s holds records of %s that no entry of %s accounts for: %w",
+			fw.s.path, fw.opts.Register, fw.opts.List, ErrInconsistent)
 	}
-	added := 0
-	var batch []Item
-	var last mr.Digest
-	var lastOff int64
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		vals, err := s.ExtendMany(ctx, batch)
-		if err != nil {
-			return err
-		}
-		added += len(batch)
-		batch = batch[:0]
-		off := start + rd.Offset()
-		// The prefix hash runs on from where it stopped; if the list
-		// cannot be read again, the hint goes without it and is not used.
-		prefix := ""
-		if hashed >= 0 {
-			if err := hashRange(prefixHash, f, hashed, off); err == nil {
-				hashed = off
-				prefix = hex.EncodeToString(prefixHash.Sum(nil))
-			} else {
-				hashed = -1
-			}
-		}
-		return s.writeForwardState(forwardState{List: opts.List, Register: opts.Register, Records: done + added, Offset: off,
-			Snapshot: snapString(snap), SegmentBase: segBase, Value: snapString(vals[len(vals)-1]),
-			LastOffset: lastOff, Last: last.String(), Prefix: prefix})
-	}
+	return nil
+}
+
+// run reads the list's entries, skips those forwarded already and
+// extends the register with the others in batches, and returns how many
+// it added. The count is taken after the last flush.
+func (fw *forwarder) run(ctx context.Context) (int, error) {
 	for {
 		if err := ctx.Err(); err != nil {
-			return added, errors.Join(err, flush())
+			ferr := fw.flush(ctx)
+			return fw.added, errors.Join(err, ferr)
 		}
-		e, err := rd.Next()
+		e, err := fw.rd.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			err = fromListStart(err, start, startIndex)
-			if ferr := flush(); ferr != nil {
-				return added, errors.Join(err, ferr)
+			err = fromListStart(err, fw.start, fw.startIndex)
+			if ferr := fw.flush(ctx); ferr != nil {
+				return fw.added, errors.Join(err, ferr)
 			}
-			return added, err
+			return fw.added, err
 		}
 		d, err := ima.VirtualDigest(e)
 		if err != nil {
-			return added, errors.Join(fromListStart(err, start, startIndex), flush())
+			ferr := fw.flush(ctx)
+			return fw.added, errors.Join(fromListStart(err, fw.start, fw.startIndex), ferr)
 		}
-		if skip > 0 {
-			// Already forwarded: the prefix must fold to the register's
-			// value, or this list is not the one forwarded.
-			if err := prefix.Extend(d.Bytes); err != nil {
+		if fw.skip > 0 {
+			if err := fw.skipEntry(d); err != nil {
 				return 0, err
-			}
-			if skip--; skip == 0 && !prefix.Value().Equal(value) {
-				return 0, fmt.Errorf("ima forward: the first %d entries of %s fold to %v, but %s holds %v for %s: the list does not continue what was forwarded: %w",
-					done, opts.List, prefix.Value(), s.path, value, opts.Register, ErrInconsistent)
 			}
 			continue
 		}
-		batch = append(batch, Item{Name: opts.Register, Digest: d})
-		last, lastOff = d, start+e.Offset
-		if len(batch) >= opts.Batch {
-			if err := flush(); err != nil {
-				return added, err
+		fw.batch = append(fw.batch, Item{Name: fw.opts.Register, Digest: d})
+		fw.last, fw.lastOff = d, fw.start+e.Offset
+		if len(fw.batch) >= fw.opts.Batch {
+			if err := fw.flush(ctx); err != nil {
+				return fw.added, err
 			}
 		}
 	}
-	if skip > 0 {
-		return added, fmt.Errorf("ima forward: %s holds %d records of %s but %s has only %d entries: the log is not of this list: %w",
-			s.path, done, opts.Register, opts.List, done-skip, ErrInconsistent)
+	if fw.skip > 0 {
+		return fw.added, fmt.Errorf("ima forward: %s holds %d records of %s but %s has only %d entries: the log is not of this list: %w",
+			fw.s.path, fw.done, fw.opts.Register, fw.opts.List, fw.done-fw.skip, ErrInconsistent)
 	}
-	return added, flush()
+	err := fw.flush(ctx)
+	return fw.added, err
+}
+
+// skipEntry folds d, an entry already forwarded, into the prefix: the
+// prefix must fold to the register's value, or this list is not the one
+// forwarded.
+func (fw *forwarder) skipEntry(d mr.Digest) error {
+	if err := fw.prefix.Extend(d.Bytes); err != nil {
+		return err
+	}
+	if fw.skip--; fw.skip == 0 && !fw.prefix.Value().Equal(fw.value) {
+		return fmt.Errorf("ima forward: the first %d entries of %s fold to %v, but %s holds %v for %s: the list does not continue what was forwarded: %w",
+			fw.done, fw.opts.List, fw.prefix.Value(), fw.s.path, fw.value, fw.opts.Register, ErrInconsistent)
+	}
+	return nil
+}
+
+// flush extends the register with the batch and records how far the
+// list was forwarded.
+func (fw *forwarder) flush(ctx context.Context) error {
+	if len(fw.batch) == 0 {
+		return nil
+	}
+	vals, err := fw.s.ExtendMany(ctx, fw.batch)
+	if err != nil {
+		return err
+	}
+	fw.added += len(fw.batch)
+	fw.batch = fw.batch[:0]
+	off := fw.start + fw.rd.Offset()
+	// The prefix hash runs on from where it stopped; if the list
+	// cannot be read again, the hint goes without it and is not used.
+	prefix := ""
+	if fw.hashed >= 0 {
+		if err := hashRange(fw.prefixHash, fw.f, fw.hashed, off); err == nil {
+			fw.hashed = off
+			prefix = hex.EncodeToString(fw.prefixHash.Sum(nil))
+		} else {
+			fw.hashed = -1
+		}
+	}
+	return fw.s.writeForwardState(forwardState{List: fw.opts.List, Register: fw.opts.Register, Records: fw.done + fw.added, Offset: off,
+		Snapshot: snapString(fw.snap), SegmentBase: fw.segBase, Value: snapString(vals[len(vals)-1]),
+		LastOffset: fw.lastOff, Last: fw.last.String(), Prefix: prefix})
 }
 
 // listReader reads the binary list, of the bank its file name says

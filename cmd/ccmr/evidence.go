@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/bundle/importer"
 )
 
@@ -39,8 +40,7 @@ func readPart(ctx context.Context, part, name string) (*importer.File, error) {
 }
 
 func newEvidenceImportCmd(g *globals) *cobra.Command {
-	var out, nonceHex, ak, tdxQuote, coll, snpReport, vcek, vlek, hcl, gotpm, trustee string
-	var quotes, sigs, pcrs, akCerts, logs []string
+	c := &importCmd{g: g}
 	cmd := &cobra.Command{
 		Use:   "import -O BUNDLE [parts]",
 		Short: "Make a ccmr-evidence/v1 bundle from loose evidence parts; exit 2 names a bad part",
@@ -62,159 +62,210 @@ The nonce defaults to what the evidence binds: the quotes' qualifying data, or t
 64-byte report data of a TDX quote or SNP report; --nonce must agree with it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if out == "" {
-				return usageError("-O BUNDLE is required")
-			}
-			var p importer.Parts
-			whole, kind, err := readWhole(cmd.Context(), gotpm, trustee, &p)
-			if err != nil {
-				return err
-			}
-			if whole != "" && len(quotes) > 0 {
-				return usageError("%s: the TPM quotes come from %s", importer.PartTPMQuote, whole)
-			}
-			if len(sigs) != len(quotes) {
-				return usageError("%d --tpm-quote and %d --tpm-sig: give them in pairs, in order", len(quotes), len(sigs))
-			}
-			if len(pcrs) > len(quotes) {
-				return usageError("%d --tpm-pcrs for %d --tpm-quote", len(pcrs), len(quotes))
-			}
-			for i := range quotes {
-				a, err := readPart(cmd.Context(), importer.PartTPMQuote, quotes[i])
-				if err != nil {
-					return err
-				}
-				s, err := readPart(cmd.Context(), importer.PartTPMSig, sigs[i])
-				if err != nil {
-					return err
-				}
-				q := importer.TPMQuote{Attest: *a, Signature: *s}
-				if i < len(pcrs) {
-					if q.PCRs, err = readPart(cmd.Context(), importer.PartTPMPCRs, pcrs[i]); err != nil {
-						return err
-					}
-				}
-				p.TPMQuotes = append(p.TPMQuotes, q)
-			}
-			single := []struct {
-				part, name string
-				dst        **importer.File
-			}{
-				{importer.PartAK, ak, &p.AK}, {importer.PartTDXQuote, tdxQuote, &p.TDXQuote},
-				{importer.PartCollateral, coll, &p.Collateral}, {importer.PartSNPReport, snpReport, &p.SNPReport},
-				{importer.PartVCEK, vcek, &p.VCEK}, {importer.PartVLEK, vlek, &p.VLEK}, {importer.PartHCL, hcl, &p.AzureHCLReport},
-			}
-			for _, s := range single {
-				if s.name == "" {
-					continue
-				}
-				if *s.dst != nil {
-					return usageError("%s %s: %s already gives it", s.part, s.name, whole)
-				}
-				f, err := readPart(cmd.Context(), s.part, s.name)
-				if err != nil {
-					return err
-				}
-				*s.dst = f
-			}
-			for _, c := range akCerts {
-				f, err := readPart(cmd.Context(), importer.PartAKCert, c)
-				if err != nil {
-					return err
-				}
-				p.AKCerts = append(p.AKCerts, *f)
-			}
-			for _, l := range logs {
-				spec, file, ok := strings.Cut(l, "=")
-				if !ok || spec == "" || file == "" {
-					return usageError("--log %q: want FORMAT=FILE (runtime logs: runtime:REG=FILE)", l)
-				}
-				format, reg, _ := strings.Cut(spec, ":")
-				f, err := readPart(cmd.Context(), importer.PartLog, file)
-				if err != nil {
-					return err
-				}
-				p.Logs = append(p.Logs, importer.Log{Format: format, Register: reg, File: *f})
-			}
-			if cmd.Flags().Changed("nonce") {
-				n, err := hex.DecodeString(nonceHex)
-				if err != nil {
-					return usageError("--nonce %q: want hex digits", nonceHex)
-				}
-				p.Nonce = n
-			}
-			b, err := importer.Build(p)
-			if err != nil {
-				var pe *importer.PartError
-				if errors.As(err, &pe) {
-					return &exitError{code: exitUsage, err: err}
-				}
-				return err
-			}
-			var buf bytes.Buffer
-			if err := b.Write(&buf); err != nil {
-				return err
-			}
-			if out == "-" {
-				_, err = g.stdout.Write(buf.Bytes())
-				return err
-			}
-			if err := writeOutput(out, 0o644, func(w io.Writer) error {
-				_, err := w.Write(buf.Bytes())
-				return err
-			}); err != nil {
-				return err
-			}
-			sum := map[string]any{"bundle": out, "platform": b.Platform, "nonce": hex.EncodeToString(b.Nonce),
-				"tpm_quotes": len(b.Evidence.TPMQuotes), "logs": len(b.Logs), "azure_hcl_report": len(b.Evidence.AzureHCLReport) > 0}
-			if kind != "" {
-				sum["from"] = kind
-			}
-			if g.json() {
-				return writeJSON(g.stdout, sum)
-			}
-			var banks []string
-			for _, q := range b.Evidence.TPMQuotes {
-				banks = append(banks, q.Alg)
-			}
-			tprintf(g.stdout, "wrote %s: platform %s, nonce %s", out, b.Platform, hex.EncodeToString(b.Nonce))
-			if len(banks) > 0 {
-				tprintf(g.stdout, ", TPM quotes of %s", strings.Join(banks, ", "))
-			}
-			if len(b.Evidence.AzureHCLReport) > 0 {
-				fmt.Fprint(g.stdout, ", Azure HCL report")
-			}
-			if kind != "" {
-				tprintf(g.stdout, ", from %s", kind)
-			}
-			for _, l := range b.Logs {
-				tprintf(g.stdout, ", log %s", string(l.Format))
-				if l.Register != "" {
-					tprintf(g.stdout, " on %s", l.Register)
-				}
-			}
-			fmt.Fprintln(g.stdout)
-			return nil
+			return c.run(cmd.Context(), cmd.Flags().Changed("nonce"))
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVarP(&out, "out", "O", "", "write the bundle to FILE (- for standard output)")
-	fl.StringArrayVar(&quotes, "tpm-quote", nil, "TPMS_ATTEST of a quote (tpm2_quote -m; bare or TPM2B); repeatable")
-	fl.StringArrayVar(&sigs, "tpm-sig", nil, "TPMT_SIGNATURE of the quote (tpm2_quote -s); paired in order")
-	fl.StringArrayVar(&pcrs, "tpm-pcrs", nil, "quoted PCR values, serialized (tpm2_quote -o); paired in order")
-	fl.StringVar(&ak, "ak", "", "AK public key: PEM, TPM2B_PUBLIC or TPMT_PUBLIC")
-	fl.StringArrayVar(&akCerts, "ak-cert", nil, "AK certificate, PEM or DER (repeatable)")
-	fl.StringVar(&tdxQuote, "tdx-quote", "", "TDX quote v4/v5")
-	fl.StringVar(&coll, "collateral", "", "Intel PCS collateral for the TDX quote (QuoteCollateralV3 JSON)")
-	fl.StringVar(&snpReport, "snp-report", "", "SEV-SNP attestation report")
-	fl.StringVar(&vcek, "vcek", "", "VCEK certificate (PEM or DER; a PEM chain may follow)")
-	fl.StringVar(&vlek, "vlek", "", "VLEK certificate (PEM or DER)")
-	fl.StringVar(&hcl, "azure-hcl-report", "", "Azure CVM HCL report (vTPM NV index 0x01400001)")
-	fl.StringArrayVar(&logs, "log", nil, "log FORMAT=FILE, runtime logs runtime:REG=FILE (repeatable)")
-	fl.StringVar(&gotpm, "gotpm", "", "go-tpm-tools Attestation protobuf (gotpm attest, GCE agents): every part it holds")
-	fl.StringVar(&trustee, "trustee", "", "Trustee attester evidence JSON (tdx, az-snp-vtpm, az-tdx-vtpm, tpm): every part it holds")
-	fl.StringVar(&nonceHex, "nonce", "", "nonce the evidence binds (hex; default: taken from the evidence)")
+	fl.StringVarP(&c.out, "out", "O", "", "write the bundle to FILE (- for standard output)")
+	fl.StringArrayVar(&c.quotes, "tpm-quote", nil, "TPMS_ATTEST of a quote (tpm2_quote -m; bare or TPM2B); repeatable")
+	fl.StringArrayVar(&c.sigs, "tpm-sig", nil, "TPMT_SIGNATURE of the quote (tpm2_quote -s); paired in order")
+	fl.StringArrayVar(&c.pcrs, "tpm-pcrs", nil, "quoted PCR values, serialized (tpm2_quote -o); paired in order")
+	fl.StringVar(&c.ak, "ak", "", "AK public key: PEM, TPM2B_PUBLIC or TPMT_PUBLIC")
+	fl.StringArrayVar(&c.akCerts, "ak-cert", nil, "AK certificate, PEM or DER (repeatable)")
+	fl.StringVar(&c.tdxQuote, "tdx-quote", "", "TDX quote v4/v5")
+	fl.StringVar(&c.coll, "collateral", "", "Intel PCS collateral for the TDX quote (QuoteCollateralV3 JSON)")
+	fl.StringVar(&c.snpReport, "snp-report", "", "SEV-SNP attestation report")
+	fl.StringVar(&c.vcek, "vcek", "", "VCEK certificate (PEM or DER; a PEM chain may follow)")
+	fl.StringVar(&c.vlek, "vlek", "", "VLEK certificate (PEM or DER)")
+	fl.StringVar(&c.hcl, "azure-hcl-report", "", "Azure CVM HCL report (vTPM NV index 0x01400001)")
+	fl.StringArrayVar(&c.logs, "log", nil, "log FORMAT=FILE, runtime logs runtime:REG=FILE (repeatable)")
+	fl.StringVar(&c.gotpm, "gotpm", "", "go-tpm-tools Attestation protobuf (gotpm attest, GCE agents): every part it holds")
+	fl.StringVar(&c.trustee, "trustee", "", "Trustee attester evidence JSON (tdx, az-snp-vtpm, az-tdx-vtpm, tpm): every part it holds")
+	fl.StringVar(&c.nonceHex, "nonce", "", "nonce the evidence binds (hex; default: taken from the evidence)")
 	return cmd
+}
+
+// importCmd holds ccmr evidence import's flags and runs it.
+type importCmd struct {
+	g *globals
+
+	out, nonceHex                                  string
+	ak, tdxQuote, coll, snpReport, vcek, vlek, hcl string
+	gotpm, trustee                                 string
+	quotes, sigs, pcrs, akCerts, logs              []string
+}
+
+// run reads the parts, builds the bundle and writes it with a summary;
+// nonceGiven says --nonce was given (an empty one included).
+func (c *importCmd) run(ctx context.Context, nonceGiven bool) error {
+	if c.out == "" {
+		return usageError("-O BUNDLE is required")
+	}
+	var p importer.Parts
+	whole, kind, err := readWhole(ctx, c.gotpm, c.trustee, &p)
+	if err != nil {
+		return err
+	}
+	if err := c.readQuotes(ctx, whole, &p); err != nil {
+		return err
+	}
+	if err := c.readSingles(ctx, whole, &p); err != nil {
+		return err
+	}
+	if err := c.readCertsAndLogs(ctx, &p); err != nil {
+		return err
+	}
+	if nonceGiven {
+		n, err := hex.DecodeString(c.nonceHex)
+		if err != nil {
+			return usageError("--nonce %q: want hex digits", c.nonceHex)
+		}
+		p.Nonce = n
+	}
+	b, err := importer.Build(p)
+	if err != nil {
+		var pe *importer.PartError
+		if errors.As(err, &pe) {
+			return &exitError{code: exitUsage, err: err}
+		}
+		return err
+	}
+	var buf bytes.Buffer
+	if err := b.Write(&buf); err != nil {
+		return err
+	}
+	if c.out == "-" {
+		_, err = c.g.stdout.Write(buf.Bytes())
+		return err
+	}
+	if err := writeOutput(c.out, 0o644, func(w io.Writer) error {
+		_, err := w.Write(buf.Bytes())
+		return err
+	}); err != nil {
+		return err
+	}
+	return c.summary(b, kind)
+}
+
+// readQuotes reads the --tpm-quote, --tpm-sig and --tpm-pcrs files, paired
+// in order, into p; whole names the whole-file part that gave p's quotes,
+// if any.
+func (c *importCmd) readQuotes(ctx context.Context, whole string, p *importer.Parts) error {
+	quotes, sigs, pcrs := c.quotes, c.sigs, c.pcrs
+	if whole != "" && len(quotes) > 0 {
+		return usageError("%s: the TPM quotes come from %s", importer.PartTPMQuote, whole)
+	}
+	if len(sigs) != len(quotes) {
+		return usageError("%d --tpm-quote and %d --tpm-sig: give them in pairs, in order", len(quotes), len(sigs))
+	}
+	if len(pcrs) > len(quotes) {
+		return usageError("%d --tpm-pcrs for %d --tpm-quote", len(pcrs), len(quotes))
+	}
+	for i := range quotes {
+		a, err := readPart(ctx, importer.PartTPMQuote, quotes[i])
+		if err != nil {
+			return err
+		}
+		s, err := readPart(ctx, importer.PartTPMSig, sigs[i])
+		if err != nil {
+			return err
+		}
+		q := importer.TPMQuote{Attest: *a, Signature: *s}
+		if i < len(pcrs) {
+			if q.PCRs, err = readPart(ctx, importer.PartTPMPCRs, pcrs[i]); err != nil {
+				return err
+			}
+		}
+		p.TPMQuotes = append(p.TPMQuotes, q)
+	}
+	return nil
+}
+
+// readSingles reads the parts given at most once into p; one that whole
+// (the whole-file part) already gave is refused.
+func (c *importCmd) readSingles(ctx context.Context, whole string, p *importer.Parts) error {
+	single := []struct {
+		part, name string
+		dst        **importer.File
+	}{
+		{importer.PartAK, c.ak, &p.AK}, {importer.PartTDXQuote, c.tdxQuote, &p.TDXQuote},
+		{importer.PartCollateral, c.coll, &p.Collateral}, {importer.PartSNPReport, c.snpReport, &p.SNPReport},
+		{importer.PartVCEK, c.vcek, &p.VCEK}, {importer.PartVLEK, c.vlek, &p.VLEK}, {importer.PartHCL, c.hcl, &p.AzureHCLReport},
+	}
+	for _, s := range single {
+		if s.name == "" {
+			continue
+		}
+		if *s.dst != nil {
+			return usageError("%s %s: %s already gives it", s.part, s.name, whole)
+		}
+		f, err := readPart(ctx, s.part, s.name)
+		if err != nil {
+			return err
+		}
+		*s.dst = f
+	}
+	return nil
+}
+
+// readCertsAndLogs reads the --ak-cert and --log files into p.
+func (c *importCmd) readCertsAndLogs(ctx context.Context, p *importer.Parts) error {
+	for _, a := range c.akCerts {
+		f, err := readPart(ctx, importer.PartAKCert, a)
+		if err != nil {
+			return err
+		}
+		p.AKCerts = append(p.AKCerts, *f)
+	}
+	for _, l := range c.logs {
+		spec, file, ok := strings.Cut(l, "=")
+		if !ok || spec == "" || file == "" {
+			return usageError("--log %q: want FORMAT=FILE (runtime logs: runtime:REG=FILE)", l)
+		}
+		format, reg, _ := strings.Cut(spec, ":")
+		f, err := readPart(ctx, importer.PartLog, file)
+		if err != nil {
+			return err
+		}
+		p.Logs = append(p.Logs, importer.Log{Format: format, Register: reg, File: *f})
+	}
+	return nil
+}
+
+// summary says what the bundle written to c.out holds, as JSON or a line
+// of text; kind is what the whole-file part was, if any.
+func (c *importCmd) summary(b *bundle.Bundle, kind string) error {
+	g, out := c.g, c.out
+	sum := map[string]any{"bundle": out, "platform": b.Platform, "nonce": hex.EncodeToString(b.Nonce),
+		"tpm_quotes": len(b.Evidence.TPMQuotes), "logs": len(b.Logs), "azure_hcl_report": len(b.Evidence.AzureHCLReport) > 0}
+	if kind != "" {
+		sum["from"] = kind
+	}
+	if g.json() {
+		return writeJSON(g.stdout, sum)
+	}
+	var banks []string
+	for _, q := range b.Evidence.TPMQuotes {
+		banks = append(banks, q.Alg)
+	}
+	tprintf(g.stdout, "wrote %s: platform %s, nonce %s", out, b.Platform, hex.EncodeToString(b.Nonce))
+	if len(banks) > 0 {
+		tprintf(g.stdout, ", TPM quotes of %s", strings.Join(banks, ", "))
+	}
+	if len(b.Evidence.AzureHCLReport) > 0 {
+		fmt.Fprint(g.stdout, ", Azure HCL report")
+	}
+	if kind != "" {
+		tprintf(g.stdout, ", from %s", kind)
+	}
+	for _, l := range b.Logs {
+		tprintf(g.stdout, ", log %s", string(l.Format))
+		if l.Register != "" {
+			tprintf(g.stdout, " on %s", l.Register)
+		}
+	}
+	fmt.Fprintln(g.stdout)
+	return nil
 }
 
 // readWhole reads the whole-file part, --gotpm or --trustee (at most one),

@@ -24,13 +24,7 @@ import (
 )
 
 func newVerifyCmd(g *globals) *cobra.Command {
-	var policyFile, nonceHex, at, roots, collateral, stateFile, stateKeyFile, printSince string
-	var allowTCB, appLogs []string
-	var trustKeys, simKeys []string
-	var snpCRL string
-	var keylimeKey string // the Keylime runtime policy's DSSE signing key
-	var opts verifier.Options
-	var earOut earOutput
+	v := &verifyCmd{g: g}
 	cmd := &cobra.Command{
 		Use:   "verify BUNDLE|-",
 		Short: "Verify an evidence bundle layer by layer; exit 0 trusted, 1 not trusted, 2 unusable input",
@@ -53,198 +47,283 @@ func newVerifyCmd(g *globals) *cobra.Command {
 			return requireRegular(args[0])
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := earOut.load(cmd.Context(), g); err != nil {
-				return err
-			}
-			var b *bundle.Bundle
-			var err error
-			if args[0] == "-" {
-				b, err = readStdinBundle(cmd.Context(), cmd.InOrStdin())
-			} else {
-				b, err = bundle.Open(cmd.Context(), args[0])
-			}
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			opts.Name = args[0]
-			if args[0] == "-" {
-				opts.Name = "standard input"
-			}
-			if policyFile != "" && keylimeKey == "" {
-				if opts.Policy, err = verifier.LoadPolicy(policyFile); err != nil {
-					return &exitError{code: exitUsage, err: err}
-				}
-			}
-			if keylimeKey != "" {
-				if opts.Policy, err = loadPolicyKeylimeKey(policyFile, keylimeKey); err != nil {
-					return &exitError{code: exitUsage, err: err}
-				}
-			}
-			if nonceHex != "" {
-				if opts.Nonce, err = hex.DecodeString(nonceHex); err != nil {
-					return usageError("--nonce %q: want hex digits", nonceHex)
-				}
-			}
-			if at != "" {
-				if opts.At, err = time.Parse(time.RFC3339, at); err != nil {
-					return usageError("--at %q: want RFC 3339 time", at)
-				}
-			}
-			for _, k := range trustKeys {
-				pem, err := os.ReadFile(k)
-				if err != nil {
-					return &exitError{code: exitUsage, err: err}
-				}
-				// A file that holds no key would pin nothing: refuse it
-				// rather than verify without the pin the caller meant.
-				if err := onePEMKey(pem, tpmverify.ParseAKPublic); err != nil {
-					return usageError("--trust-ak %s: %v", k, err)
-				}
-				opts.TrustedKeys = append(opts.TrustedKeys, pem)
-			}
-			for _, k := range simKeys {
-				pem, err := os.ReadFile(k)
-				if err != nil {
-					return &exitError{code: exitUsage, err: err}
-				}
-				if err := onePEMKey(pem, func(b []byte) (any, error) { return simverify.ParsePublicKey(b) }); err != nil {
-					return usageError("--trust-sim-key %s: %v", k, err)
-				}
-				opts.SimKeys = append(opts.SimKeys, pem)
-			}
-			if snpCRL != "" {
-				if opts.SNPCRL, err = os.ReadFile(snpCRL); err != nil {
-					return &exitError{code: exitUsage, err: err}
-				}
-				if _, err := snpverify.ParseCRL(opts.SNPCRL); err != nil {
-					return usageError("--snp-crl %s: %v", snpCRL, err)
-				}
-			}
-			if roots != "" {
-				pem, err := os.ReadFile(roots)
-				if err != nil {
-					return &exitError{code: exitUsage, err: err}
-				}
-				opts.AKRoots = x509.NewCertPool()
-				if !opts.AKRoots.AppendCertsFromPEM(pem) {
-					// Google publishes its EK/AK CA certificates as DER.
-					c, err := x509.ParseCertificate(pem)
-					if err != nil {
-						return usageError("--ak-roots %s: no PEM certificate, nor one DER certificate: %v", roots, err)
-					}
-					opts.AKRoots.AddCert(c)
-				}
-			}
-			if collateral != "" {
-				if opts.TDXCollateral, err = os.ReadFile(collateral); err != nil {
-					return &exitError{code: exitUsage, err: err}
-				}
-				if _, err := tdxverify.ParseCollateral(opts.TDXCollateral); err != nil {
-					return usageError("--collateral %s: %v", collateral, err)
-				}
-			}
-			if _, err := tdxverify.AllowedStatuses(allowTCB); err != nil {
-				return usageError("--allow-tcb: %v", err)
-			}
-			opts.AllowedTCB = allowTCB
-			for _, a := range appLogs {
-				reg, file, ok := strings.Cut(a, "=")
-				if !ok || !mr.IsVirtualName(reg) {
-					return usageError("--app-log %q: want mr_NAME=FILE", a)
-				}
-				if _, dup := opts.AppLogs[reg]; dup {
-					// One register has one log: keeping either would
-					// leave the other unchecked.
-					return usageError("--app-log %s given more than once: one log per register", reg)
-				}
-				data, err := readInputFile(cmd.Context(), file)
-				if err != nil {
-					return err
-				}
-				if opts.AppLogs == nil {
-					opts.AppLogs = map[string][]byte{}
-				}
-				opts.AppLogs[reg] = data
-			}
-			var stateKey []byte
-			if stateFile != "" {
-				if stateKey, err = monitorArgs(b, opts.Machine, stateKeyFile); err != nil {
-					return err
-				}
-				// The lock covers load, verify and save: two verifications
-				// of one state file neither lose an update nor tear it.
-				unlock, err := verifier.LockState(cmd.Context(), stateFile)
-				if err != nil {
-					return err
-				}
-				defer unlock()
-				if opts.Monitor, err = verifier.LoadState(stateFile, stateKey); err != nil {
-					return &exitError{code: exitUsage, err: err}
-				}
-			} else if stateKeyFile != "" || opts.Machine != "" || printSince != "" {
-				return usageError("--state-key, --machine and --print-since need --state FILE")
-			}
-			m, show := g.meter("verify (logs read)", attachedBytes(b))
-			if show {
-				meterLogs(b, m)
-			}
-			rep, err := verifier.Verify(cmd.Context(), b, opts)
-			m.Done()
-			if err != nil {
-				return err
-			}
-			if stateFile != "" && rep.Trusted {
-				if err := opts.Monitor.Save(stateFile, stateKey); err != nil {
-					return err
-				}
-			}
-			err = earOut.write(g, b, rep, opts)
-			if err == nil && !earOut.replacesReport() {
-				if g.json() {
-					err = writeJSON(g.stdout, rep)
-				} else {
-					err = rep.WriteText(g.stdout)
-				}
-			}
-			if err != nil {
-				return err
-			}
-			if !rep.Trusted {
-				return &exitError{code: exitFail, err: fmt.Errorf("%s: not trusted (layer %d failed)", args[0], rep.FailedLayer())}
-			}
-			if printSince != "" {
-				// After the report, so a since file that cannot be
-				// written (exit 1) does not hide the verdict.
-				return writeSince(printSince, opts.Monitor, opts.Machine, b)
-			}
-			return nil
+			return v.run(cmd.Context(), cmd.InOrStdin(), args[0])
 		},
 	}
+	opts := &v.opts
 	fl := cmd.Flags()
-	fl.StringVar(&policyFile, "policy", "", "policy file (docs/policy.md)")
-	fl.StringVar(&keylimeKey, "keylime-key", "", "PEM EC public key or certificate that signed the policy's Keylime runtime policy (a DSSE envelope, as keylime-policy sign writes); verified before use")
-	fl.StringVar(&nonceHex, "nonce", "", "expected nonce (hex)")
-	fl.StringVar(&at, "at", "", "time for certificate and collateral validity (RFC 3339; default now)")
-	fl.StringArrayVar(&trustKeys, "trust-ak", nil, "pinned TPM AK public key, PEM (repeatable); never vouches for sim evidence")
-	fl.StringArrayVar(&simKeys, "trust-sim-key", nil, "pinned sim device key, PEM from ccmr key on the sim (repeatable); with --allow-sim, and never vouches for a TPM quote")
+	fl.StringVar(&v.policyFile, "policy", "", "policy file (docs/policy.md)")
+	fl.StringVar(&v.keylimeKey, "keylime-key", "", "PEM EC public key or certificate that signed the policy's Keylime runtime policy (a DSSE envelope, as keylime-policy sign writes); verified before use")
+	fl.StringVar(&v.nonceHex, "nonce", "", "expected nonce (hex)")
+	fl.StringVar(&v.at, "at", "", "time for certificate and collateral validity (RFC 3339; default now)")
+	fl.StringArrayVar(&v.trustKeys, "trust-ak", nil, "pinned TPM AK public key, PEM (repeatable); never vouches for sim evidence")
+	fl.StringArrayVar(&v.simKeys, "trust-sim-key", nil, "pinned sim device key, PEM from ccmr key on the sim (repeatable); with --allow-sim, and never vouches for a TPM quote")
 	fl.BoolVar(&opts.RequireNonce, "require-nonce", false, "fail when no expected nonce is given (--nonce or the policy's)")
 	fl.BoolVar(&opts.AllowMissingCollateral, "allow-missing-collateral", false, "let a TDX quote without collateral pass, weakened (TCB level, QE identity, revocation not checked)")
 	fl.BoolVar(&opts.AzureHCL, "azure-hcl", false, "trust the TPM AK through the bundle's Azure HCL report (the policy's snp/tdx section must give the launch measurement)")
-	fl.StringVar(&snpCRL, "snp-crl", "", "AMD CRL (DER or PEM) of the SNP report's product line: revocation of the ASK/ASVK and VCEK/VLEK")
-	fl.StringVar(&roots, "ak-roots", "", "CA certificates (PEM) for AK certificates")
+	fl.StringVar(&v.snpCRL, "snp-crl", "", "AMD CRL (DER or PEM) of the SNP report's product line: revocation of the ASK/ASVK and VCEK/VLEK")
+	fl.StringVar(&v.roots, "ak-roots", "", "CA certificates (PEM) for AK certificates")
 	fl.BoolVar(&opts.AllowSim, "allow-sim", false, "trust sim evidence signed by a key pinned with --trust-sim-key")
-	fl.StringArrayVar(&appLogs, "app-log", nil, "application log mr_NAME=FILE checked against its virtual register: record i = sha384(line i with its LF) (repeatable)")
-	fl.StringVar(&stateFile, "state", "", "monitor state file: verify from where this machine's last trusted bundle stopped, and advance it")
+	fl.StringArrayVar(&v.appLogs, "app-log", nil, "application log mr_NAME=FILE checked against its virtual register: record i = sha384(line i with its LF) (repeatable)")
+	fl.StringVar(&v.stateFile, "state", "", "monitor state file: verify from where this machine's last trusted bundle stopped, and advance it")
 	fl.StringVar(&opts.Machine, "machine", "", "machine name in the monitor state (default: from the TPM AK or sim key; required for TDX and SNP)")
-	fl.StringVar(&printSince, "print-since", "", "with --state, after a TRUSTED verdict: write the machine's since file (ccmr-since/v1) to FILE, for quote --since")
-	fl.StringVar(&stateKeyFile, "state-key", "", "secret key file (at least 16 bytes): the monitor state carries an HMAC-SHA256 under it, checked on load")
-	fl.StringVar(&collateral, "collateral", "", "TDX collateral (Intel PCS, QuoteCollateralV3 JSON) instead of the bundle's")
-	fl.StringSliceVar(&allowTCB, "allow-tcb", nil, "TDX TCB statuses to trust besides UpToDate (e.g. SWHardeningNeeded)")
+	fl.StringVar(&v.printSince, "print-since", "", "with --state, after a TRUSTED verdict: write the machine's since file (ccmr-since/v1) to FILE, for quote --since")
+	fl.StringVar(&v.stateKeyFile, "state-key", "", "secret key file (at least 16 bytes): the monitor state carries an HMAC-SHA256 under it, checked on load")
+	fl.StringVar(&v.collateral, "collateral", "", "TDX collateral (Intel PCS, QuoteCollateralV3 JSON) instead of the bundle's")
+	fl.StringSliceVar(&v.allowTCB, "allow-tcb", nil, "TDX TCB statuses to trust besides UpToDate (e.g. SWHardeningNeeded)")
 	fl.BoolVar(&opts.AcceptUnverifiedHistory, "accept-unverified-history", false, "accept a runtime log that starts (INIT or snapshot) at a value nothing proves; the verdict says TRUSTED (weakened: ...) naming the history never judged")
-	earOut.register(fl)
+	v.earOut.register(fl)
 	fl.BoolVar(&opts.AllowUnquotedLogRegisters, "allow-unquoted-log-registers", false, "accept firmware/CC log events on registers the evidence does not cover (a TPM quote of some PCRs); the verdict says TRUSTED (weakened: ...) naming them")
 	return cmd
+}
+
+// verifyCmd holds ccmr verify's flags and runs it.
+type verifyCmd struct {
+	g *globals
+
+	policyFile string
+	keylimeKey string // the Keylime runtime policy's DSSE signing key
+	nonceHex   string
+	at         string
+
+	trustKeys, simKeys []string
+	snpCRL             string
+	roots              string
+	collateral         string
+	allowTCB           []string
+	appLogs            []string
+
+	stateFile, stateKeyFile, printSince string
+
+	opts   verifier.Options
+	earOut earOutput
+}
+
+// run verifies the bundle arg ("-": standard input) as the flags say.
+func (v *verifyCmd) run(ctx context.Context, stdin io.Reader, arg string) error {
+	if err := v.earOut.load(ctx, v.g); err != nil {
+		return err
+	}
+	var b *bundle.Bundle
+	var err error
+	if arg == "-" {
+		b, err = readStdinBundle(ctx, stdin)
+	} else {
+		b, err = bundle.Open(ctx, arg)
+	}
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	v.opts.Name = arg
+	if arg == "-" {
+		v.opts.Name = "standard input"
+	}
+	for _, load := range []func(context.Context) error{v.loadPolicy, v.loadKeys, v.loadCollateral, v.loadAppLogs} {
+		if err := load(ctx); err != nil {
+			return err
+		}
+	}
+	stateKey, unlock, err := v.loadState(ctx, b)
+	if unlock != nil {
+		defer unlock()
+	}
+	if err != nil {
+		return err
+	}
+	m, show := v.g.meter("verify (logs read)", attachedBytes(b))
+	if show {
+		meterLogs(b, m)
+	}
+	rep, err := verifier.Verify(ctx, b, v.opts)
+	m.Done()
+	if err != nil {
+		return err
+	}
+	return v.finish(b, rep, stateKey, arg)
+}
+
+// loadPolicy reads --policy (checked with --keylime-key when given),
+// --nonce and --at.
+func (v *verifyCmd) loadPolicy(context.Context) error {
+	opts := &v.opts
+	var err error
+	if v.policyFile != "" && v.keylimeKey == "" {
+		if opts.Policy, err = verifier.LoadPolicy(v.policyFile); err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+	}
+	if v.keylimeKey != "" {
+		if opts.Policy, err = loadPolicyKeylimeKey(v.policyFile, v.keylimeKey); err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+	}
+	if v.nonceHex != "" {
+		if opts.Nonce, err = hex.DecodeString(v.nonceHex); err != nil {
+			return usageError("--nonce %q: want hex digits", v.nonceHex)
+		}
+	}
+	if v.at != "" {
+		if opts.At, err = time.Parse(time.RFC3339, v.at); err != nil {
+			return usageError("--at %q: want RFC 3339 time", v.at)
+		}
+	}
+	return nil
+}
+
+// loadKeys reads the pinned keys of --trust-ak and --trust-sim-key, the
+// SNP CRL and the AK roots.
+func (v *verifyCmd) loadKeys(context.Context) error {
+	opts := &v.opts
+	for _, k := range v.trustKeys {
+		pem, err := os.ReadFile(k)
+		if err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+		// A file that holds no key would pin nothing: refuse it
+		// rather than verify without the pin the caller meant.
+		if err := onePEMKey(pem, tpmverify.ParseAKPublic); err != nil {
+			return usageError("--trust-ak %s: %v", k, err)
+		}
+		opts.TrustedKeys = append(opts.TrustedKeys, pem)
+	}
+	for _, k := range v.simKeys {
+		pem, err := os.ReadFile(k)
+		if err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+		if err := onePEMKey(pem, func(b []byte) (any, error) { return simverify.ParsePublicKey(b) }); err != nil {
+			return usageError("--trust-sim-key %s: %v", k, err)
+		}
+		opts.SimKeys = append(opts.SimKeys, pem)
+	}
+	if v.snpCRL != "" {
+		var err error
+		if opts.SNPCRL, err = os.ReadFile(v.snpCRL); err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+		if _, err := snpverify.ParseCRL(opts.SNPCRL); err != nil {
+			return usageError("--snp-crl %s: %v", v.snpCRL, err)
+		}
+	}
+	if v.roots != "" {
+		pem, err := os.ReadFile(v.roots)
+		if err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+		opts.AKRoots = x509.NewCertPool()
+		if !opts.AKRoots.AppendCertsFromPEM(pem) {
+			// Google publishes its EK/AK CA certificates as DER.
+			c, err := x509.ParseCertificate(pem)
+			if err != nil {
+				return usageError("--ak-roots %s: no PEM certificate, nor one DER certificate: %v", v.roots, err)
+			}
+			opts.AKRoots.AddCert(c)
+		}
+	}
+	return nil
+}
+
+// loadCollateral reads --collateral and checks --allow-tcb.
+func (v *verifyCmd) loadCollateral(context.Context) error {
+	opts := &v.opts
+	if v.collateral != "" {
+		var err error
+		if opts.TDXCollateral, err = os.ReadFile(v.collateral); err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+		if _, err := tdxverify.ParseCollateral(opts.TDXCollateral); err != nil {
+			return usageError("--collateral %s: %v", v.collateral, err)
+		}
+	}
+	if _, err := tdxverify.AllowedStatuses(v.allowTCB); err != nil {
+		return usageError("--allow-tcb: %v", err)
+	}
+	opts.AllowedTCB = v.allowTCB
+	return nil
+}
+
+// loadAppLogs reads the --app-log files, one per virtual register.
+func (v *verifyCmd) loadAppLogs(ctx context.Context) error {
+	opts := &v.opts
+	for _, a := range v.appLogs {
+		reg, file, ok := strings.Cut(a, "=")
+		if !ok || !mr.IsVirtualName(reg) {
+			return usageError("--app-log %q: want mr_NAME=FILE", a)
+		}
+		if _, dup := opts.AppLogs[reg]; dup {
+			// One register has one log: keeping either would
+			// leave the other unchecked.
+			return usageError("--app-log %s given more than once: one log per register", reg)
+		}
+		data, err := readInputFile(ctx, file)
+		if err != nil {
+			return err
+		}
+		if opts.AppLogs == nil {
+			opts.AppLogs = map[string][]byte{}
+		}
+		opts.AppLogs[reg] = data
+	}
+	return nil
+}
+
+// loadState locks and loads the --state file for b and returns its key
+// and the unlock, which the caller defers (also when err is not nil) so
+// that the lock covers load, verify and save.
+func (v *verifyCmd) loadState(ctx context.Context, b *bundle.Bundle) (stateKey []byte, unlock func(), err error) {
+	opts := &v.opts
+	if v.stateFile == "" {
+		if v.stateKeyFile != "" || opts.Machine != "" || v.printSince != "" {
+			return nil, nil, usageError("--state-key, --machine and --print-since need --state FILE")
+		}
+		return nil, nil, nil
+	}
+	if stateKey, err = monitorArgs(b, opts.Machine, v.stateKeyFile); err != nil {
+		return nil, nil, err
+	}
+	// The lock covers load, verify and save: two verifications
+	// of one state file neither lose an update nor tear it.
+	unlock, err = verifier.LockState(ctx, v.stateFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	if opts.Monitor, err = verifier.LoadState(v.stateFile, stateKey); err != nil {
+		return nil, unlock, &exitError{code: exitUsage, err: err}
+	}
+	return stateKey, unlock, nil
+}
+
+// finish saves the advanced monitor state of a trusted verdict, writes
+// the report (or EAR) and says the verdict by the error, then writes the
+// --print-since file.
+func (v *verifyCmd) finish(b *bundle.Bundle, rep *verifier.Report, stateKey []byte, arg string) error {
+	g := v.g
+	if v.stateFile != "" && rep.Trusted {
+		if err := v.opts.Monitor.Save(v.stateFile, stateKey); err != nil {
+			return err
+		}
+	}
+	err := v.earOut.write(g, b, rep, v.opts)
+	if err == nil && !v.earOut.replacesReport() {
+		if g.json() {
+			err = writeJSON(g.stdout, rep)
+		} else {
+			err = rep.WriteText(g.stdout)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if !rep.Trusted {
+		return &exitError{code: exitFail, err: fmt.Errorf("%s: not trusted (layer %d failed)", arg, rep.FailedLayer())}
+	}
+	if v.printSince != "" {
+		// After the report, so a since file that cannot be
+		// written (exit 1) does not hide the verdict.
+		return writeSince(v.printSince, v.opts.Monitor, v.opts.Machine, b)
+	}
+	return nil
 }
 
 // onePEMKey checks that a pinned-key file holds exactly one key that parse

@@ -34,6 +34,7 @@ import (
 
 	sevabi "github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/kds"
+	spb "github.com/google/go-sev-guest/proto/sevsnp"
 	sevverify "github.com/google/go-sev-guest/verify"
 	"github.com/google/go-sev-guest/verify/trust"
 
@@ -222,6 +223,57 @@ func Verify(report []byte, certs [][]byte, opts Options) (*Result, error) {
 	if opts.At.IsZero() {
 		opts.At = time.Now()
 	}
+	rep, err := parseReport(report)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := parseCerts(certs)
+	if err != nil {
+		return nil, err
+	}
+	regs, err := cvmreport.SNPReportRegisters(rep.raw)
+	if err != nil {
+		return nil, err
+	}
+	res := newResult(rep.pr, regs)
+	ek, err := endorsementKey(res, rep.info.SigningKey, cs)
+	if err != nil {
+		return res, err
+	}
+	roots := opts.Roots
+	if roots == nil {
+		if roots, err = DefaultRoots(); err != nil {
+			return nil, err
+		}
+	}
+	exts, err := parseKDSExtensions(ek)
+	if err != nil {
+		return res, &CheckError{CheckCertificates, fmt.Errorf("%s: %w", res.Signer, err)}
+	}
+	v := &verification{rep: rep, res: res, ek: ek, exts: exts, roots: roots, at: opts.At}
+	for _, step := range []func() error{v.chooseLine, v.checkSignature, v.checkTCB, v.checkChipID, v.checkTail} {
+		if err := step(); err != nil {
+			return res, err
+		}
+	}
+	if err := v.checkRevocation(opts.CRL); err != nil {
+		return res, err
+	}
+	v.notCheckedPolicy()
+	return res, nil
+}
+
+// snpReport is an attestation report split and parsed: the report
+// proper, the bytes after it, and its fields.
+type snpReport struct {
+	raw, tail []byte
+	pr        *spb.Report
+	info      sevabi.SignerInfo
+}
+
+// parseReport splits report into the report proper and what follows it,
+// and parses the report and its signer info.
+func parseReport(report []byte) (*snpReport, error) {
 	if len(report) < sevabi.ReportSize {
 		return nil, fmt.Errorf("snp report: %w: %d bytes, want %d", mr.ErrMalformed, len(report), sevabi.ReportSize)
 	}
@@ -234,14 +286,11 @@ func Verify(report []byte, certs [][]byte, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snp report: %w: signer info: %v", mr.ErrMalformed, err)
 	}
-	cs, err := parseCerts(certs)
-	if err != nil {
-		return nil, err
-	}
-	regs, err := cvmreport.SNPReportRegisters(raw)
-	if err != nil {
-		return nil, err
-	}
+	return &snpReport{raw: raw, tail: tail, pr: pr, info: info}, nil
+}
+
+// newResult fills a Result with the report's fields, before any check.
+func newResult(pr *spb.Report, regs []mr.Value) *Result {
 	res := &Result{Version: int(pr.GetVersion()), Registers: regs, ReportedTCB: pr.GetReportedTcb(),
 		ReportedTCBParts: kds.DecomposeTCBVersion(kds.TCBVersion(pr.GetReportedTcb())),
 		Policy:           pr.GetPolicy(), DebugAllowed: pr.GetPolicy()&(1<<19) != 0, VMPL: pr.GetVmpl()}
@@ -250,12 +299,16 @@ func Verify(report []byte, certs [][]byte, opts Options) (*Result, error) {
 	copy(res.ReportData[:], pr.GetReportData())
 	copy(res.FamilyID[:], pr.GetFamilyId())
 	copy(res.ImageID[:], pr.GetImageId())
-	checked := func(f string, a ...any) { res.Checked = append(res.Checked, fmt.Sprintf(f, a...)) }
+	return res
+}
 
-	// The first VCEK (or VLEK) matching the report's signing key is the
-	// endorsement key; an ASK, ASVK or ARK given alongside is not used:
-	// the chain must reach the trusted roots of the report's line.
-	want := map[sevabi.ReportSigner]string{sevabi.VcekReportSigner: "SEV-VCEK", sevabi.VlekReportSigner: "SEV-VLEK"}[info.SigningKey]
+// endorsementKey sets res.Signer from the report's signing key and
+// returns the endorsement key among cs. The first VCEK (or VLEK) matching
+// the report's signing key is the endorsement key; an ASK, ASVK or ARK
+// given alongside is not used: the chain must reach the trusted roots of
+// the report's line.
+func endorsementKey(res *Result, key sevabi.ReportSigner, cs []*x509.Certificate) (*x509.Certificate, error) {
+	want := map[sevabi.ReportSigner]string{sevabi.VcekReportSigner: "SEV-VCEK", sevabi.VlekReportSigner: "SEV-VLEK"}[key]
 	var ek *x509.Certificate
 	for _, c := range cs {
 		if want != "" && c.Subject.CommonName == want {
@@ -263,41 +316,55 @@ func Verify(report []byte, certs [][]byte, opts Options) (*Result, error) {
 			break
 		}
 	}
-	switch info.SigningKey {
+	switch key {
 	case sevabi.VcekReportSigner:
 		res.Signer = "VCEK"
 	case sevabi.VlekReportSigner:
 		res.Signer = "VLEK"
 	default:
-		return res, &CheckError{CheckCertificates, fmt.Errorf("report signing key %v is neither VCEK nor VLEK", info.SigningKey)}
+		return nil, &CheckError{CheckCertificates, fmt.Errorf("report signing key %v is neither VCEK nor VLEK", key)}
 	}
 	if ek == nil {
-		return res, &CheckError{CheckCertificates, fmt.Errorf("%w (%s)", ErrNoEndorsementKey, res.Signer)}
+		return nil, &CheckError{CheckCertificates, fmt.Errorf("%w (%s)", ErrNoEndorsementKey, res.Signer)}
 	}
-	roots := opts.Roots
-	if roots == nil {
-		if roots, err = DefaultRoots(); err != nil {
-			return nil, err
-		}
-	}
-	exts, err := parseKDSExtensions(ek)
+	return ek, nil
+}
+
+// verification is the state of Verify's checks after the endorsement key
+// is found: each step fills res and returns a *CheckError when it fails.
+type verification struct {
+	rep   *snpReport
+	res   *Result
+	ek    *x509.Certificate
+	exts  *kdsExt
+	roots map[string][]*trust.AMDRootCerts
+	at    time.Time
+	line  string // the product line, once chosen
+}
+
+// checked records a check that passed.
+func (v *verification) checked(f string, a ...any) {
+	v.res.Checked = append(v.res.Checked, fmt.Sprintf(f, a...))
+}
+
+// chooseLine sets the product line and checks the endorsement key's
+// chain to that line's roots.
+func (v *verification) chooseLine() error {
+	res, key := v.res, v.rep.info.SigningKey
+	line, how, err := productLine(v.rep.raw, res.Version, v.exts.ProductName, res.Signer)
 	if err != nil {
-		return res, &CheckError{CheckCertificates, fmt.Errorf("%s: %w", res.Signer, err)}
-	}
-	line, how, err := productLine(raw, res.Version, exts.ProductName, res.Signer)
-	if err != nil {
-		return res, &CheckError{CheckProductLine, err}
+		return &CheckError{CheckProductLine, err}
 	}
 	if line != "" {
-		if _, err := verifyChain(ek, exts, info.SigningKey, line, roots[line], opts.At); err != nil {
-			return res, &CheckError{CheckSignature, err}
+		if _, err := verifyChain(v.ek, v.exts, key, line, v.roots[line], v.at); err != nil {
+			return &CheckError{CheckSignature, err}
 		}
 	} else {
 		// Neither the report nor the certificate names a line: each known
 		// line is tried, and only a chain that verifies in full is taken.
 		var errs []error
 		for _, l := range ProductLines {
-			if _, err := verifyChain(ek, exts, info.SigningKey, l, roots[l], opts.At); err != nil {
+			if _, err := verifyChain(v.ek, v.exts, key, l, v.roots[l], v.at); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", l, err))
 				continue
 			}
@@ -305,26 +372,41 @@ func Verify(report []byte, certs [][]byte, opts Options) (*Result, error) {
 			break
 		}
 		if line == "" {
-			return res, &CheckError{CheckSignature, fmt.Errorf("%w: neither the report nor the %s names a product line, and the %s chains to none of %s: %w",
+			return &CheckError{CheckSignature, fmt.Errorf("%w: neither the report nor the %s names a product line, and the %s chains to none of %s: %w",
 				ErrProductLine, res.Signer, res.Signer, strings.Join(ProductLines, ", "), errors.Join(errs...))}
 		}
 		how = fmt.Sprintf("no line named by report or %s; the only one of %s whose chain verifies", res.Signer, strings.Join(ProductLines, ", "))
 	}
+	v.line = line
 	res.ProductLine = line
-	checked("product line %s (%s)", line, how)
+	v.checked("product line %s (%s)", line, how)
+	return nil
+}
+
+// checkSignature records the chain checked by chooseLine and checks the
+// report's signature by the endorsement key.
+func (v *verification) checkSignature() error {
+	res, line := v.res, v.line
 	chainTo := "ASK"
-	if info.SigningKey == sevabi.VlekReportSigner {
+	if v.rep.info.SigningKey == sevabi.VlekReportSigner {
 		chainTo = "ASVK"
 	}
-	checked("%s chain %s → AMD %s %s → AMD %s ARK valid at %s (AMD roots embedded in go-sev-guest or given, no network)",
-		res.Signer, res.Signer, line, chainTo, line, opts.At.UTC().Format(time.RFC3339))
-	if err := sevverify.SnpReportSignature(raw, ek); err != nil {
-		return res, &CheckError{CheckSignature, err}
+	v.checked("%s chain %s → AMD %s %s → AMD %s ARK valid at %s (AMD roots embedded in go-sev-guest or given, no network)",
+		res.Signer, res.Signer, line, chainTo, line, v.at.UTC().Format(time.RFC3339))
+	if err := sevverify.SnpReportSignature(v.rep.raw, v.ek); err != nil {
+		return &CheckError{CheckSignature, err}
 	}
-	checked("report v%d signed (ECDSA P-384) by the %s", res.Version, res.Signer)
-	certTCB, err := exts.tcb(line)
+	v.checked("report v%d signed (ECDSA P-384) by the %s", res.Version, res.Signer)
+	return nil
+}
+
+// checkTCB checks that the reported TCB is the endorsement key's, read in
+// the product line's layout.
+func (v *verification) checkTCB() error {
+	res, line, pr := v.res, v.line, v.rep.pr
+	certTCB, err := v.exts.tcb(line)
 	if err != nil {
-		return res, &CheckError{CheckTCB, err}
+		return &CheckError{CheckTCB, err}
 	}
 	if line == "Turin" {
 		t := pr.GetReportedTcb()
@@ -332,44 +414,70 @@ func Verify(report []byte, certs [][]byte, opts Options) (*Result, error) {
 		res.ReportedTCBParts = kds.TCBParts{BlSpl: uint8(t >> 8), TeeSpl: uint8(t >> 16), SnpSpl: uint8(t >> 24), UcodeSpl: uint8(t >> 56)}
 	}
 	if certTCB != pr.GetReportedTcb() {
-		return res, &CheckError{CheckTCB, fmt.Errorf("%w: report %016x, %s %016x (%s layout)", ErrTCBMismatch, pr.GetReportedTcb(), res.Signer, certTCB, line)}
+		return &CheckError{CheckTCB, fmt.Errorf("%w: report %016x, %s %016x (%s layout)", ErrTCBMismatch, pr.GetReportedTcb(), res.Signer, certTCB, line)}
 	}
 	p := res.ReportedTCBParts
 	fmc := ""
 	if line == "Turin" {
 		fmc = fmt.Sprintf("FMC %d, ", res.ReportedFMCSPL)
 	}
-	checked("reported TCB %016x (%sbootloader %d, TEE %d, SNP %d, microcode %d) is the %s's TCB", res.ReportedTCB, fmc, p.BlSpl, p.TeeSpl, p.SnpSpl, p.UcodeSpl, res.Signer)
-	if info.SigningKey == sevabi.VcekReportSigner {
-		if chip := pr.GetChipId(); bytes.Equal(chip, make([]byte, len(chip))) {
-			res.NotChecked = append(res.NotChecked, "CHIP_ID: masked (zero) in the report, not compared with the VCEK's HWID")
-		} else if !hwidMatches(line, exts.HWID, chip) {
-			return res, &CheckError{CheckChipID, fmt.Errorf("CHIP_ID %s is not the VCEK's HWID %s", hex.EncodeToString(chip), hex.EncodeToString(exts.HWID))}
-		} else {
-			checked("CHIP_ID is the VCEK's HWID")
-		}
+	v.checked("reported TCB %016x (%sbootloader %d, TEE %d, SNP %d, microcode %d) is the %s's TCB", res.ReportedTCB, fmc, p.BlSpl, p.TeeSpl, p.SnpSpl, p.UcodeSpl, res.Signer)
+	return nil
+}
+
+// checkChipID checks a VCEK-signed report's CHIP_ID against the VCEK's
+// HWID, unless the report masks it.
+func (v *verification) checkChipID() error {
+	if v.rep.info.SigningKey != sevabi.VcekReportSigner {
+		return nil
 	}
+	if chip := v.rep.pr.GetChipId(); bytes.Equal(chip, make([]byte, len(chip))) {
+		v.res.NotChecked = append(v.res.NotChecked, "CHIP_ID: masked (zero) in the report, not compared with the VCEK's HWID")
+	} else if !hwidMatches(v.line, v.exts.HWID, chip) {
+		return &CheckError{CheckChipID, fmt.Errorf("CHIP_ID %s is not the VCEK's HWID %s", hex.EncodeToString(chip), hex.EncodeToString(v.exts.HWID))}
+	} else {
+		v.checked("CHIP_ID is the VCEK's HWID")
+	}
+	return nil
+}
+
+// checkTail checks that any bytes after the report are zero.
+func (v *verification) checkTail() error {
+	tail := v.rep.tail
 	if len(tail) > 0 {
 		if !bytes.Equal(tail, make([]byte, len(tail))) {
-			return res, &CheckError{CheckStructure, fmt.Errorf("%w: non-zero bytes after the %d-byte report", mr.ErrMalformed, sevabi.ReportSize)}
+			return &CheckError{CheckStructure, fmt.Errorf("%w: non-zero bytes after the %d-byte report", mr.ErrMalformed, sevabi.ReportSize)}
 		}
-		checked("%d bytes after the report are zero padding", len(tail))
+		v.checked("%d bytes after the report are zero padding", len(tail))
 	}
-	if len(opts.CRL) > 0 {
-		if err := checkCRL(opts.CRL, roots[line], ek, opts.At); err != nil {
-			return res, &CheckError{CheckRevocation, err}
+	return nil
+}
+
+// checkRevocation checks the endorsement key's chain against crl when
+// one is given, and says it was not checked otherwise.
+func (v *verification) checkRevocation(crl []byte) error {
+	res, line := v.res, v.line
+	if len(crl) > 0 {
+		if err := checkCRL(crl, v.roots[line], v.ek, v.at); err != nil {
+			return &CheckError{CheckRevocation, err}
 		}
 		res.RevocationChecked = true
-		checked("AMD CRL signed by the %s ARK and current at %s; neither the intermediate nor the %s is revoked", line, opts.At.UTC().Format(time.RFC3339), res.Signer)
+		v.checked("AMD CRL signed by the %s ARK and current at %s; neither the intermediate nor the %s is revoked", line, v.at.UTC().Format(time.RFC3339), res.Signer)
 	} else {
 		res.NotChecked = append(res.NotChecked, "revocation: not checked, no AMD CRL given")
 	}
+	return nil
+}
+
+// notCheckedPolicy records what is left to policy: TCB currency and a
+// guest policy that allows debugging.
+func (v *verification) notCheckedPolicy() {
+	res := v.res
 	res.NotChecked = append(res.NotChecked,
 		"TCB currency: not judged (AMD publishes no offline TCB status; compare the reported TCB by policy)")
 	if res.DebugAllowed {
 		res.NotChecked = append(res.NotChecked, "guest policy allows debugging (policy bit 19): judge it by policy")
 	} else {
-		checked("guest policy forbids debugging")
+		v.checked("guest policy forbids debugging")
 	}
-	return res, nil
 }
