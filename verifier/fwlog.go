@@ -311,6 +311,9 @@ func (us *userspaceJoin) finished(name string, fl *tcg.Log) error {
 // the evidence does not hold in any bank fails (its records are proven by
 // nothing); NV index records are reported as not checked.
 func (us *userspaceJoin) replay(ctx context.Context, r *run, l *LayerResult) error {
+	if err := us.judgeResettable(r, l); err != nil {
+		return err
+	}
 	lf := bundleFile(us.name, us.log)
 	res, err := logfile.ReplaySystemd(ctx, lf, logfile.Options{Banks: us.banks}, us.start)
 	if err != nil {
@@ -381,6 +384,31 @@ func (us *userspaceJoin) replay(ctx context.Context, r *run, l *LayerResult) err
 	}
 	if digestOnly > 0 {
 		l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: the content of %d records is not checked against their digests (not the hash of their string: an HMAC, or no string)", us.name, digestOnly))
+	}
+	return nil
+}
+
+// judgeResettable applies the runtime logs' rule (history.go) to systemd's
+// records on PCR 16 or 23: the guest can reset those at locality 0 and
+// extend again only the records it keeps, so a log of them still replays
+// to the quoted value after records were dropped. Refused, or a weakened
+// pass with Options.AcceptUnverifiedHistory.
+func (us *userspaceJoin) judgeResettable(r *run, l *LayerResult) error {
+	regs := make([]string, 0, len(us.regs))
+	for reg := range us.regs {
+		if mr.GuestResettable(reg) {
+			regs = append(regs, reg)
+		}
+	}
+	sort.Strings(regs)
+	for _, reg := range regs {
+		if !r.opts.AcceptUnverifiedHistory {
+			rec := us.first[reg]
+			return &failError{&Failure{Log: us.name, Record: rec, Offset: us.offs[rec], Register: reg,
+				Reason: fmt.Sprintf("%s has records on %s, which the guest can reset (TPM PCR 16 and 23): records dropped after a reset leave a log that still replays to the quoted value (--accept-unverified-history accepts it, weakened)", us.name, reg)}}
+		}
+		r.unjudged = true
+		r.weaken(l, fmt.Sprintf("%s: %s resettable by the guest (TPM PCR 16 and 23): records dropped with a reset are never seen; the log is judged only as far as it goes", us.name, reg))
 	}
 	return nil
 }
