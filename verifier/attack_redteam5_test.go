@@ -5,9 +5,14 @@ package verifier
 // asserts the safe outcome and names the rule that gives it.
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ccmr-dev/ccmr/bundle"
+	"github.com/ccmr-dev/ccmr/eventlog/cel"
+	"github.com/ccmr-dev/ccmr/mr"
 )
 
 // Forges: systemd's log on PCR 23 (or 16), which the guest can reset with
@@ -38,5 +43,40 @@ func TestRedteam5_SystemdLogOnResettablePCR(t *testing.T) {
 				t.Fatalf("with --accept-unverified-history, want a weakened pass naming the reset:\n%s", reportText(rep))
 			}
 		})
+	}
+}
+
+// Forges: the same with a CEL log (cel-json here; cel-tlv reads alike)
+// whose records are on PCR 23: the guest resets PCR 23, extends the
+// records it keeps, and the log "holds the whole history" of a register
+// that has none to prove. Rule: as above (wholeLog, judgeResettable).
+func TestRedteam5_CELLogOnResettablePCR(t *testing.T) {
+	j := newSDJoin(t)
+	var js bytes.Buffer
+	w := cel.NewWriter(&js, cel.Seq)
+	v := mr.Zero(mr.SHA256)
+	for _, word := range []string{"app-clean", "app-ready"} {
+		d := mr.SHA256.Sum([]byte(word))
+		if err := w.Write(cel.Record{PCR: 23, Digests: cel.Digests{d}, ContentType: cel.ContentPCClient,
+			Content: []byte(`{"event_type":13,"event_data":"Z3J1Yg=="}`)}); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if v, err = mr.Extend(v, d.Bytes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, o := j.bundle(t, nil, nil, map[int][]byte{23: v.Bytes})
+	b.Logs = append(b.Logs, bundle.Log{Format: "cel-json", Source: "cel", Data: js.Bytes()})
+	rep := mustRefuse(t, b, o, "a CEL log on the guest-resettable pcr23")
+	if rep != nil {
+		if f := rep.Layers[LayerLogs].Failure; f == nil || f.Register != "pcr23" || !strings.Contains(f.Reason, "reset") {
+			t.Fatalf("want layer 1 to fail on pcr23 as resettable:\n%s", reportText(rep))
+		}
+	}
+	o.AcceptUnverifiedHistory = true
+	rep = verifyT(t, b, o)
+	if !rep.Trusted || !strings.Contains(strings.Join(rep.Weakened, ";"), "resettable") {
+		t.Fatalf("with --accept-unverified-history, want a weakened pass naming the reset:\n%s", reportText(rep))
 	}
 }

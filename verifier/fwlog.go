@@ -124,6 +124,16 @@ func (r *run) wholeLog(ctx context.Context, name string, lg *bundle.Log, runtime
 		}
 		return r.compareReplay(name, res, sv.counts, runtimeRegs, nil, nil, l)
 	}
+	regs := make([]string, 0, len(sv.counts))
+	for reg := range sv.counts {
+		regs = append(regs, reg)
+	}
+	sort.Strings(regs)
+	for _, reg := range regs {
+		if err := r.resettableLog(name, reg, -1, -1, l); err != nil {
+			return err
+		}
+	}
 	for _, v := range res.Registers {
 		if _, ok := r.trusted[regKey{v.Register.Name, v.Digest.Alg}]; !ok {
 			return &failError{&Failure{Log: name, Record: -1, Register: v.Register.Name, Computed: v.Digest.String(),
@@ -389,26 +399,37 @@ func (us *userspaceJoin) replay(ctx context.Context, r *run, l *LayerResult) err
 }
 
 // judgeResettable applies the runtime logs' rule (history.go) to systemd's
-// records on PCR 16 or 23: the guest can reset those at locality 0 and
-// extend again only the records it keeps, so a log of them still replays
-// to the quoted value after records were dropped. Refused, or a weakened
-// pass with Options.AcceptUnverifiedHistory.
+// records on PCR 16 or 23 (resettableLog).
 func (us *userspaceJoin) judgeResettable(r *run, l *LayerResult) error {
 	regs := make([]string, 0, len(us.regs))
 	for reg := range us.regs {
-		if mr.GuestResettable(reg) {
-			regs = append(regs, reg)
-		}
+		regs = append(regs, reg)
 	}
 	sort.Strings(regs)
 	for _, reg := range regs {
-		if !r.opts.AcceptUnverifiedHistory {
-			rec := us.first[reg]
-			return &failError{&Failure{Log: us.name, Record: rec, Offset: us.offs[rec], Register: reg,
-				Reason: fmt.Sprintf("%s has records on %s, which the guest can reset (TPM PCR 16 and 23): records dropped after a reset leave a log that still replays to the quoted value (--accept-unverified-history accepts it, weakened)", us.name, reg)}}
+		rec := us.first[reg]
+		if err := r.resettableLog(us.name, reg, rec, us.offs[rec], l); err != nil {
+			return err
 		}
-		r.unjudged = true
-		r.weaken(l, fmt.Sprintf("%s: %s resettable by the guest (TPM PCR 16 and 23): records dropped with a reset are never seen; the log is judged only as far as it goes", us.name, reg))
 	}
+	return nil
+}
+
+// resettableLog applies the runtime logs' rule (history.go,
+// judgeResettable) to a whole log (systemd's, CEL) with records on reg:
+// when reg is PCR 16 or 23, which the guest can reset at locality 0 and
+// extend again with only the records it keeps, a log that dropped records
+// still replays to the quoted value, so it proves no history. Refused, or
+// a weakened pass with Options.AcceptUnverifiedHistory.
+func (r *run) resettableLog(name, reg string, rec int, off int64, l *LayerResult) error {
+	if !mr.GuestResettable(reg) {
+		return nil
+	}
+	if !r.opts.AcceptUnverifiedHistory {
+		return &failError{&Failure{Log: name, Record: rec, Offset: off, Register: reg,
+			Reason: fmt.Sprintf("%s has records on %s, which the guest can reset (TPM PCR 16 and 23): records dropped after a reset leave a log that still replays to the quoted value (--accept-unverified-history accepts it, weakened)", name, reg)}}
+	}
+	r.unjudged = true
+	r.weaken(l, fmt.Sprintf("%s: %s resettable by the guest (TPM PCR 16 and 23): records dropped with a reset are never seen; the log is judged only as far as it goes", name, reg))
 	return nil
 }
