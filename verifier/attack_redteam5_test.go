@@ -6,12 +6,15 @@ package verifier
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog/cel"
+	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -72,6 +75,51 @@ func TestRedteam5_CELLogOnResettablePCR(t *testing.T) {
 	if rep != nil {
 		if f := rep.Layers[LayerLogs].Failure; f == nil || f.Register != "pcr23" || !strings.Contains(f.Reason, "reset") {
 			t.Fatalf("want layer 1 to fail on pcr23 as resettable:\n%s", reportText(rep))
+		}
+	}
+	o.AcceptUnverifiedHistory = true
+	rep = verifyT(t, b, o)
+	if !rep.Trusted || !strings.Contains(strings.Join(rep.Weakened, ";"), "resettable") {
+		t.Fatalf("with --accept-unverified-history, want a weakened pass naming the reset:\n%s", reportText(rep))
+	}
+}
+
+// Forges: IMA entries on PCR 23 (an IMA policy rule's pcr=23). Root in the
+// guest resets PCR 23, extends again the template hashes of the entries it
+// keeps, and sends the list without the others (a file the policy would
+// refuse): the list replays to the quoted PCRs, every remaining entry is
+// judged, TRUSTED. Rule: as for runtime logs (history.go): IMA entries on
+// a guest-resettable PCR prove no history; refused, or a weakened pass
+// with AcceptUnverifiedHistory.
+func TestRedteam5_IMAEntriesOnResettablePCR(t *testing.T) {
+	j := newSDJoin(t)
+	list := readE2EBundle(t).Logs[logIndex(t, readE2EBundle(t), "ima-binary")].Data
+	var forged []byte
+	for i, e := range imaEntries(t, list) {
+		e = bytes.Clone(e)
+		if i > 0 { // boot_aggregate stays on PCR 10
+			binary.LittleEndian.PutUint32(e, 23)
+		}
+		forged = append(forged, e...)
+	}
+	res, err := ima.Replay(context.Background(), ima.NewBinaryReader(bytes.NewReader(forged), ima.Options{}), ima.ReplayOptions{Banks: []mr.Alg{mr.SHA256}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcrs := j.quoted(t, nil) // the firmware log's PCRs: boot_aggregate is over PCR 0-7
+	for _, v := range res.Registers {
+		n, _ := mr.PCRNumber(v.Register.Name)
+		pcrs[n] = v.Digest.Bytes
+	}
+	if len(pcrs[23]) == 0 || len(pcrs[10]) == 0 {
+		t.Fatalf("the forged list extends %v, want PCR 10 and 23", res.Registers)
+	}
+	b, o := j.bundle(t, j.fw, nil, pcrs)
+	b.Logs = append(b.Logs, bundle.Log{Format: "ima-binary", Source: "ima", Data: forged})
+	rep := mustRefuse(t, b, o, "IMA entries on the guest-resettable pcr23")
+	if rep != nil {
+		if f := rep.Layers[LayerApp].Failure; f == nil || !strings.Contains(f.Reason, "reset") {
+			t.Fatalf("want layer 3 to fail on PCR 23 as resettable:\n%s", reportText(rep))
 		}
 	}
 	o.AcceptUnverifiedHistory = true
