@@ -128,3 +128,20 @@ func TestRedteam5_IMAEntriesOnResettablePCR(t *testing.T) {
 		t.Fatalf("with --accept-unverified-history, want a weakened pass naming the reset:\n%s", reportText(rep))
 	}
 }
+
+// Forges: firmware-log events on PCR 23 (firmware never measures there;
+// the guest can reset it and extend what matches any log it writes): the
+// log "replays to the quoted pcr23". Rule: as above (firmwareLog,
+// resettableLog).
+func TestRedteam5_FirmwareEventsOnResettablePCR(t *testing.T) {
+	j := newSDJoin(t)
+	fw := appendTCG2Event(bytes.Clone(j.fw), 23, 0xd, []byte("made-up event"))
+	j.fw = fw
+	b, o := j.bundle(t, fw, nil, j.quoted(t, nil))
+	rep := mustRefuse(t, b, o, "firmware events on the guest-resettable pcr23")
+	if rep != nil {
+		if f := rep.Layers[LayerLogs].Failure; f == nil || f.Register != "pcr23" || !strings.Contains(f.Reason, "reset") {
+			t.Fatalf("want layer 1 to fail on pcr23 as resettable:\n%s", reportText(rep))
+		}
+	}
+}
