@@ -343,6 +343,10 @@ func (a *archive) directoryEntry(cd []byte, p int, cdOff int64, i int) (member, 
 		return member{}, 0, a.malformed(m.name, off, "extra fields or a comment in the directory entry")
 	case le.Uint16(e[34:]) != 0:
 		return member{}, 0, a.malformed(m.name, off, "on disk %d", le.Uint16(e[34:]))
+	case le.Uint16(e[4:]) != zipVersion || le.Uint16(e[36:]) != 0 || le.Uint32(e[38:]) != 0:
+		// Other readers act on these: a Unix mode of a link, a
+		// directory bit, a text flag.
+		return member{}, 0, a.malformed(m.name, off, "version made by %#04x, internal attributes %#04x, external attributes %#08x: a stored member's are %#04x, 0, 0", le.Uint16(e[4:]), le.Uint16(e[36:]), le.Uint32(e[38:]), zipVersion)
 	}
 	return m, centralLen + nameLen, nil
 }

@@ -124,6 +124,16 @@ func (r *run) wholeLog(ctx context.Context, name string, lg *bundle.Log, runtime
 		}
 		return r.compareReplay(name, res, sv.counts, runtimeRegs, nil, nil, l)
 	}
+	regs := make([]string, 0, len(sv.counts))
+	for reg := range sv.counts {
+		regs = append(regs, reg)
+	}
+	sort.Strings(regs)
+	for _, reg := range regs {
+		if err := r.resettableLog(name, reg, -1, -1, l); err != nil {
+			return err
+		}
+	}
 	for _, v := range res.Registers {
 		if _, ok := r.trusted[regKey{v.Register.Name, v.Digest.Alg}]; !ok {
 			return &failError{&Failure{Log: name, Record: -1, Register: v.Register.Name, Computed: v.Digest.String(),
@@ -311,6 +321,9 @@ func (us *userspaceJoin) finished(name string, fl *tcg.Log) error {
 // the evidence does not hold in any bank fails (its records are proven by
 // nothing); NV index records are reported as not checked.
 func (us *userspaceJoin) replay(ctx context.Context, r *run, l *LayerResult) error {
+	if err := us.judgeResettable(r, l); err != nil {
+		return err
+	}
 	lf := bundleFile(us.name, us.log)
 	res, err := logfile.ReplaySystemd(ctx, lf, logfile.Options{Banks: us.banks}, us.start)
 	if err != nil {
@@ -382,5 +395,41 @@ func (us *userspaceJoin) replay(ctx context.Context, r *run, l *LayerResult) err
 	if digestOnly > 0 {
 		l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s: the content of %d records is not checked against their digests (not the hash of their string: an HMAC, or no string)", us.name, digestOnly))
 	}
+	return nil
+}
+
+// judgeResettable applies the runtime logs' rule (history.go) to systemd's
+// records on PCR 16 or 23 (resettableLog).
+func (us *userspaceJoin) judgeResettable(r *run, l *LayerResult) error {
+	regs := make([]string, 0, len(us.regs))
+	for reg := range us.regs {
+		regs = append(regs, reg)
+	}
+	sort.Strings(regs)
+	for _, reg := range regs {
+		rec := us.first[reg]
+		if err := r.resettableLog(us.name, reg, rec, us.offs[rec], l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resettableLog applies the runtime logs' rule (history.go,
+// judgeResettable) to a whole log (systemd's, CEL) with records on reg:
+// when reg is PCR 16 or 23, which the guest can reset at locality 0 and
+// extend again with only the records it keeps, a log that dropped records
+// still replays to the quoted value, so it proves no history. Refused, or
+// a weakened pass with Options.AcceptUnverifiedHistory.
+func (r *run) resettableLog(name, reg string, rec int, off int64, l *LayerResult) error {
+	if !mr.GuestResettable(reg) {
+		return nil
+	}
+	if !r.opts.AcceptUnverifiedHistory {
+		return &failError{&Failure{Log: name, Record: rec, Offset: off, Register: reg,
+			Reason: fmt.Sprintf("%s has records on %s, which the guest can reset (TPM PCR 16 and 23): records dropped after a reset leave a log that still replays to the quoted value (--accept-unverified-history accepts it, weakened)", name, reg)}}
+	}
+	r.unjudged = true
+	r.weaken(l, fmt.Sprintf("%s: %s resettable by the guest (TPM PCR 16 and 23): records dropped with a reset are never seen; the log is judged only as far as it goes", name, reg))
 	return nil
 }

@@ -113,6 +113,16 @@ func (r *run) replayPCRs(ctx context.Context, l *LayerResult) error {
 	}
 	sort.Ints(idx)
 	for _, p := range idx {
+		if quoted[p] > 0 && mr.GuestResettable(fmt.Sprintf("pcr%d", p)) {
+			// The guest can reset PCR 16 and 23 and extend again only the
+			// entries it keeps: the list replays after it dropped some.
+			if !r.opts.AcceptUnverifiedHistory {
+				return &failError{&Failure{Log: name, Record: -1, Register: fmt.Sprintf("pcr%d", p),
+					Reason: fmt.Sprintf("%d IMA entries are on PCR %d, which the guest can reset (TPM PCR 16 and 23): entries dropped after a reset leave a list that still replays to the quoted value (--accept-unverified-history accepts it, weakened)", pcrs[p], p)}}
+			}
+			r.unjudged = true
+			r.weaken(l, fmt.Sprintf("ima list: PCR %d resettable by the guest (TPM PCR 16 and 23): entries dropped with a reset are never seen; the list is judged only as far as it goes", p))
+		}
 		if quoted[p] > 0 {
 			l.Checked = append(l.Checked, fmt.Sprintf("%d IMA entries replay to the quoted PCR %d (%d banks)", pcrs[p], p, quoted[p]))
 			continue

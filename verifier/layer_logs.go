@@ -8,6 +8,7 @@ import (
 	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/logfile"
+	"github.com/ccmr-dev/ccmr/eventlog/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -117,6 +118,18 @@ func (r *run) firmwareLog(name string, lg *bundle.Log, runtimeRegs map[regKey]bo
 			} else {
 				l.NotChecked = append(l.NotChecked, fmt.Sprintf("%s record %d: %s", name, ev.Index, p))
 			}
+		}
+	}
+	seen := map[string]bool{}
+	for i := range fl.Events {
+		e := &fl.Events[i]
+		reg, _ := tcg.RegisterName(fl.Format, e.Index)
+		if e.Type == tcg.EvNoAction || seen[reg] {
+			continue
+		}
+		seen[reg] = true
+		if err := r.resettableLog(name, reg, e.Num, e.Offset, l); err != nil {
+			return err
 		}
 	}
 	res, err := fl.Replay()

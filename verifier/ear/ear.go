@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ccmr-dev/ccmr/bundle"
@@ -219,9 +220,25 @@ func vector(b *bundle.Bundle, rep *verifier.Report, opts verifier.Options) Trust
 	case verifier.Fail:
 		v.Executables = Contraindicated
 	case verifier.Pass:
-		v.Executables = executables(opts.Policy)
+		if !logsWeakened(rep) {
+			v.Executables = executables(opts.Policy)
+		}
 	}
 	return v
+}
+
+// logsWeakened says whether layer 1, 2 or 3 passed only weakened (history
+// never judged, a resettable register, events taken on trust): what ran
+// was then not all seen, so no executables claim is supported.
+func logsWeakened(rep *verifier.Report) bool {
+	for _, n := range []int{verifier.LayerLogs, verifier.LayerVirtual, verifier.LayerApp} {
+		for _, c := range rep.Layers[n].NotChecked {
+			if strings.HasPrefix(c, "weakened: ") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // executables is the claim a passed policy layer supports: approved run
