@@ -33,8 +33,9 @@ var hex64 = strings.Repeat("ab", 32)
 // ccmr does not implement, mr.ErrUnsupported).
 func TestKeylimeSchema(t *testing.T) {
 	keyring := `{\"pubkeys\": [\"` + base64.StdEncoding.EncodeToString(mustSPKI(t)) + `\"], \"keyids\": [4081397027]}`
+	// The cases give the members they are about; keylimeFull adds the
+	// rest, empty, as Keylime's schema requires them all.
 	ok := map[string]string{
-		"empty":              `{}`,
 		"keylime empty":      `{"meta":{"version":1,"generator":1},"release":0,"digests":{},"excludes":[],"keyrings":{},"ima":{"ignored_keyrings":[],"log_hash_alg":"sha1","dm_policy":null},"ima-buf":{},"verification-keys":""}`,
 		"meta timestamp":     `{"meta":{"version":1,"generator":3,"timestamp":"2024-08-28 15:13:11"}}`,
 		"release":            `{"release":7}`,
@@ -48,6 +49,7 @@ func TestKeylimeSchema(t *testing.T) {
 		"keyids computed":    `{"verification-keys":"{\"pubkeys\": [\"` + base64.StdEncoding.EncodeToString(mustSPKI(t)) + `\"], \"keyids\": []}"}`,
 	}
 	for name, in := range ok {
+		in = keylimeFull(t, in)
 		if _, err := ParseRuntimePolicy([]byte(in)); err != nil {
 			t.Errorf("%s: %s refused: %v", name, in, err)
 		}
@@ -96,11 +98,58 @@ func TestKeylimeSchema(t *testing.T) {
 		"envelope, no key":       `{"payload":"e30=","payloadType":"application/vnd.keylime+json","signatures":[]}`,
 	}
 	for name, in := range refused {
+		if !strings.HasPrefix(name, "envelope") {
+			in = keylimeFull(t, in)
+		}
 		_, err := ParseRuntimePolicy([]byte(in))
 		if !errors.Is(err, mr.ErrMalformed) && !errors.Is(err, mr.ErrUnsupported) {
 			t.Errorf("%s: %s: %v, want refused", name, in, err)
 		}
 	}
+	// Keylime's upload refuses a policy lacking any required member
+	// (before, ccmr read a missing member as empty and judged the policy).
+	for _, m := range keylimeRequired {
+		var full map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(keylimeEmpty), &full); err != nil {
+			t.Fatal(err)
+		}
+		delete(full, m)
+		in, _ := json.Marshal(full)
+		_, err := ParseRuntimePolicy(in)
+		if !errors.Is(err, mr.ErrMalformed) || !strings.Contains(err.Error(), "member "+m+" is missing") {
+			t.Errorf("policy without %s: %v, want refused naming it", m, err)
+		}
+	}
+	if _, err := ParseRuntimePolicy([]byte(`{}`)); !errors.Is(err, mr.ErrMalformed) || !strings.Contains(err.Error(), "member meta is missing") {
+		t.Errorf("{}: %v, want refused naming meta", err)
+	}
+}
+
+// keylimeRequired are the members RUNTIME_POLICY_SCHEMA requires.
+var keylimeRequired = []string{"meta", "release", "digests", "excludes", "keyrings", "ima", "ima-buf", "verification-keys"}
+
+// keylimeEmpty is Keylime's EMPTY_RUNTIME_POLICY.
+const keylimeEmpty = `{"meta":{"version":1,"generator":1},"release":0,"digests":{},"excludes":[],"keyrings":{},"ima":{"ignored_keyrings":[],"log_hash_alg":"sha1","dm_policy":null},"ima-buf":{},"verification-keys":""}`
+
+// keylimeFull returns the members of the JSON object partial over
+// keylimeEmpty: a complete policy differing only in what partial gives.
+func keylimeFull(t testing.TB, partial string) string {
+	t.Helper()
+	var full, part map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(keylimeEmpty), &full); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(partial), &part); err != nil {
+		t.Fatalf("%s: %v", partial, err)
+	}
+	for k, v := range part {
+		full[k] = v
+	}
+	b, err := json.Marshal(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func mustSPKI(t *testing.T) []byte {
@@ -157,7 +206,7 @@ var keylimeExcludeCases = []keylimeExcludeCase{
 
 func TestKeylimeExcludePython(t *testing.T) {
 	for _, c := range keylimeExcludeCases {
-		rp, err := ParseRuntimePolicy(excludesJSON(c.excludes))
+		rp, err := ParseRuntimePolicy(excludesJSON(t, c.excludes))
 		if err != nil {
 			t.Errorf("%q: %v", c.excludes, err)
 			continue
@@ -168,9 +217,9 @@ func TestKeylimeExcludePython(t *testing.T) {
 	}
 }
 
-func excludesJSON(ex []string) []byte {
+func excludesJSON(t testing.TB, ex []string) []byte {
 	b, _ := json.Marshal(map[string]any{"excludes": ex})
-	return b
+	return []byte(keylimeFull(t, string(b)))
 }
 
 // Excludes that Python refuses, that depend on the Python version, or that
@@ -209,7 +258,7 @@ func TestKeylimeExcludeRefused(t *testing.T) {
 		{[]string{`/(a`}, "not closed"},
 		{[]string{`/a\`}, "backslash"},
 	} {
-		_, err := ParseRuntimePolicy(excludesJSON(c.excludes))
+		_, err := ParseRuntimePolicy(excludesJSON(t, c.excludes))
 		if !errors.Is(err, mr.ErrMalformed) || !errors.Is(err, errExclude) || !strings.Contains(err.Error(), c.why) {
 			t.Errorf("excludes %q: %v, want refused saying %q", c.excludes, err, c.why)
 		}
@@ -428,7 +477,7 @@ func TestKeylimeCorpusKeyring(t *testing.T) {
 		{`{"ima":{"ignored_keyrings":[".ima"],"log_hash_alg":"sha1","dm_policy":null}}`, true},
 		{`{"excludes":["\\.ima"]}`, true},
 	} {
-		rp, err := ParseRuntimePolicy([]byte(c.policy))
+		rp, err := ParseRuntimePolicy([]byte(keylimeFull(t, c.policy)))
 		if err != nil {
 			t.Fatal(err)
 		}
