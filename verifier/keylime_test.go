@@ -692,3 +692,82 @@ json.dump(out, sys.stdout)`
 		}
 	}
 }
+
+// Keylime's Entry.invalid fails an entry on a PCR other than 10
+// (config.IMA_PCR) before anything else: listed in digests, excluded, or a
+// violation with violations allowed, it fails under a runtime policy. ccmr
+// judged it by the same rules as a PCR 10 entry (the PCR 11 entry passed).
+// Without a runtime policy the entry is proven against its quoted PCR.
+func TestKeylimeEntryOnOtherPCR(t *testing.T) {
+	on11 := imatest.Spec{PCR: 11, Template: "ima-ng", FileAlg: "sha256", Name: "/usr/bin/tool", Digest: sum256([]byte("tool"))}
+	list := specsList(imatest.NG(0), on11, imatest.NG(1))
+	b, o := simTPM(t, list)
+	mustTrust(t, b, o)
+	o.Policy = &Policy{Runtime: allowAll(t, list)}
+	mustNotTrust(t, b, o, `IMA entry "/usr/bin/tool" is on PCR 11: Keylime fails every entry on a PCR other than 10`)
+	o.Policy = &Policy{Runtime: allowAll(t, list, "/usr/bin/.*")}
+	mustNotTrust(t, b, o, "is on PCR 11")
+
+	viol := imatest.Spec{PCR: 11, Template: "ima-ng", FileAlg: "sha256", Name: "/var/log/x", Violation: true}
+	list = specsList(imatest.NG(0), viol, imatest.NG(1))
+	b, o = simTPM(t, list)
+	kl, _ := json.Marshal(allowAll(t, list))
+	p, err := ParsePolicy([]byte(`{"ima":{"allow_violations":true,"keylime":`+string(kl)+`}}`), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Policy = p
+	mustNotTrust(t, b, o, `"/var/log/x" is on PCR 11`)
+}
+
+// Keylime's integrity_digsig_verify accepts a portable signature
+// (EVM_XATTR_PORTABLE_DIGSIG, type 5) as it does type 3: verified over the
+// file digest with the keys it knows. ccmr judged such a file by digests
+// only (it failed where Keylime passes it).
+func TestKeylimePortableSignature(t *testing.T) {
+	s := newKeylimeSigner(t)
+	fd := sum256([]byte("portable tool"))
+	sig := s.sign(t, fd)
+	sig[0] = evmXattrPortableDigsig
+	signed := imatest.Spec{Template: "ima-sig", FileAlg: "sha256", Name: "/usr/bin/tool", Digest: fd, Sig: sig}
+	key := bufSpec(".ima", s.cert)
+	keyring := map[string][]string{".ima": {hex.EncodeToString(key.Digest)}}
+	digests := allowAll(t, specsList(imatest.NG(0))).Digests
+	digests["/usr/bin/tool"] = []string{hex64} // not the file's digest
+
+	b, o := simTPM(t, specsList(imatest.NG(0), key, signed))
+	o.Policy = &Policy{Runtime: reparse(t, &RuntimePolicy{Digests: digests, Keyrings: keyring})}
+	if text := mustTrust(t, b, o); !strings.Contains(text, "1 files accepted by a valid signature") {
+		t.Errorf("report does not count the file signed with a portable signature:\n%s", text)
+	}
+	// A portable signature that does not verify falls back to digests.
+	bad := signed
+	bad.Sig = s.sign(t, sum256([]byte("other")))
+	bad.Sig[0] = evmXattrPortableDigsig
+	b, o = simTPM(t, specsList(imatest.NG(0), key, bad))
+	o.Policy = &Policy{Runtime: reparse(t, &RuntimePolicy{Digests: digests, Keyrings: keyring})}
+	mustNotTrust(t, b, o, "not a reference digest")
+	// The entry's own signature is not changed by the check.
+	if e := portableAsDigsig(&ima.Entry{Fields: []ima.Field{{ID: ima.FieldSig, Data: sig}}}); e.Signature()[0] != 3 || sig[0] != evmXattrPortableDigsig {
+		t.Errorf("portableAsDigsig: type %d, original %d", e.Signature()[0], sig[0])
+	}
+}
+
+// An exclude match that does not finish (a pattern that backtracks without
+// end, as Python's re would too) stops: the entry is judged, not excluded —
+// stricter than Keylime, never more lenient — and the report names the
+// entry, whether it then passes by digests or fails.
+func TestKeylimeExcludeStopped(t *testing.T) {
+	name := "/x/" + strings.Repeat("a", 64) + "!"
+	e := imatest.Spec{Template: "ima-ng", FileAlg: "sha256", Name: name, Digest: sum256([]byte("x"))}
+	list := specsList(imatest.NG(0), e)
+	b, o := simTPM(t, list)
+	const slow = `/x/(a|aa)+$`
+	o.Policy = &Policy{Runtime: allowAll(t, list, slow)}
+	text := mustTrust(t, b, o)
+	if !strings.Contains(text, "IMA entry 1 (byte") || !strings.Contains(text, name) || !strings.Contains(text, "judged, not excluded") {
+		t.Errorf("the report does not name the entry whose exclude match stopped:\n%s", text)
+	}
+	o.Policy = &Policy{Runtime: allowAll(t, specsList(imatest.NG(0)), slow)}
+	mustNotTrust(t, b, o, "exclude match on \""+name+"\"")
+}
