@@ -266,7 +266,7 @@ func allowFilesExcept(t *testing.T, files []imaFile, deny int) *Policy {
 		}
 		digests[f.path] = append(digests[f.path], d)
 	}
-	kl, _ := json.Marshal(map[string]any{"digests": digests, "excludes": []string{}})
+	kl, _ := json.Marshal(RuntimePolicy{Digests: digests}) // a complete Keylime policy
 	p, err := ParsePolicy([]byte(`{"ima":{"keylime":`+string(kl)+`}}`), t.TempDir())
 	if err != nil {
 		t.Fatal(err)

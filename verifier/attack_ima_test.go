@@ -217,7 +217,7 @@ func TestAttack05_ExcludeSemantics(t *testing.T) {
 		{"/tmp/.*", "/tmp/\n/x", false}, // cannot reach Keylime as one line: judged
 		{"/tmp/.*", "/tmp/\xff", false}, // not UTF-8: judged
 	} {
-		rp, err := ParseRuntimePolicy([]byte(`{"digests":{},"excludes":[` + jsonString(c.exclude) + `]}`))
+		rp, err := ParseRuntimePolicy([]byte(keylimeFull(t, `{"excludes":[`+jsonString(c.exclude)+`]}`)))
 		if err != nil {
 			t.Fatalf("%q: %v", c.exclude, err)
 		}
@@ -242,14 +242,14 @@ func TestAttack05_ExcludeGoOnlySyntax(t *testing.T) {
 		`/tmp/(?<n>a)`,      // Go only; Python wants (?P<n>…)
 		`/tmp/\x{41}`,       // Go only
 	} {
-		_, err := ParseRuntimePolicy([]byte(`{"digests":{},"excludes":[` + jsonString(e) + `]}`))
+		_, err := ParseRuntimePolicy([]byte(keylimeFull(t, `{"excludes":[`+jsonString(e)+`]}`)))
 		if !errors.Is(err, mr.ErrMalformed) || !strings.Contains(err.Error(), strconv.Quote(e)) {
 			t.Errorf("exclude %q: %v, want a malformed-input error naming it", e, err)
 		}
 	}
 	// Python-only constructs are read as Python reads them
 	// (TestKeylimeExcludePython).
-	if rp, err := ParseRuntimePolicy([]byte(`{"digests":{},"excludes":["/tmp/(?=x)"]}`)); err != nil || !rp.Excluded("/tmp/x1") || rp.Excluded("/tmp/y") {
+	if rp, err := ParseRuntimePolicy([]byte(keylimeFull(t, `{"excludes":["/tmp/(?=x)"]}`))); err != nil || !rp.Excluded("/tmp/x1") || rp.Excluded("/tmp/y") {
 		t.Errorf("lookahead: %v", err)
 	}
 }
@@ -263,22 +263,25 @@ func jsonString(s string) string {
 
 func TestAttack08_StrictPolicy(t *testing.T) {
 	zero := "sha256:" + strings.Repeat("00", 32)
+	// kl is a complete Keylime policy but for the members given, so that
+	// each case is refused for what it is about, not for a missing member.
+	kl := func(partial string) string { return keylimeFull(t, partial) }
 	for name, in := range map[string]string{
 		"null":                `null`,
 		"second object":       `{} {"registers":{"pcr0":"` + zero + `"}}`,
 		"array":               `[]`,
 		"keylime null":        `{"ima":{"keylime":null}}`,
 		"keylime array":       `{"ima":{"keylime":[]}}`,
-		"keylime unknown":     `{"ima":{"keylime":{"digests":{},"exclude":[".*"]}}}`,
-		"keylime second":      `{"ima":{"keylime":{"digests":{}}}} {"ima":{}}`,
-		"verification-keys":   `{"ima":{"keylime":{"digests":{},"verification-keys":"[{\"key\":\"x\"}]"}}}`,
-		"dm_policy":           `{"ima":{"keylime":{"digests":{},"ima":{"ignored_keyrings":[],"log_hash_alg":"sha1","dm_policy":{"version":1}}}}}`,
-		"rules":               `{"ima":{"keylime":{"digests":{},"rules":"x"}}}`,
-		"digest not hex":      `{"ima":{"keylime":{"digests":{"/bin/sh":["xyz"]}}}}`,
-		"log_hash_alg":        `{"ima":{"keylime":{"digests":{},"ima":{"ignored_keyrings":[],"log_hash_alg":"md4","dm_policy":null}}}}`,
-		"release negative":    `{"ima":{"keylime":{"digests":{},"release":-1}}}`,
+		"keylime unknown":     `{"ima":{"keylime":` + kl(`{"exclude":[".*"]}`) + `}}`,
+		"keylime second":      `{"ima":{"keylime":` + kl(`{}`) + `}} {"ima":{}}`,
+		"verification-keys":   `{"ima":{"keylime":` + kl(`{"verification-keys":"[{\"key\":\"x\"}]"}`) + `}}`,
+		"dm_policy":           `{"ima":{"keylime":` + kl(`{"ima":{"ignored_keyrings":[],"log_hash_alg":"sha1","dm_policy":{"version":1}}}`) + `}}`,
+		"rules":               `{"ima":{"keylime":` + kl(`{"rules":"x"}`) + `}}`,
+		"digest not hex":      `{"ima":{"keylime":` + kl(`{"digests":{"/bin/sh":["xyz"]}}`) + `}}`,
+		"log_hash_alg":        `{"ima":{"keylime":` + kl(`{"ima":{"ignored_keyrings":[],"log_hash_alg":"md4","dm_policy":null}}`) + `}}`,
+		"release negative":    `{"ima":{"keylime":` + kl(`{"release":-1}`) + `}}`,
 		"signatures, no keys": `{"ima":{"require_signatures":true}}`,
-		"runtime and keylime": `{"ima":{"runtime_policy":"x.json","keylime":{"digests":{}}}}`,
+		"runtime and keylime": `{"ima":{"runtime_policy":"x.json","keylime":` + kl(`{}`) + `}}`,
 	} {
 		if _, err := ParsePolicy([]byte(in), t.TempDir()); err == nil {
 			t.Errorf("%s: policy %s accepted", name, in)
@@ -315,7 +318,9 @@ func TestAttack08_StrictBundle(t *testing.T) {
 
 // An entry on quoted PCR 11 whose digest is rewritten to an allowed one
 // (template hash recomputed): PCR 10 is unchanged, PCR 11 is not what the
-// quote says.
+// quote says. The honest list is proven (layer 3) and trusted without a
+// runtime policy; a Keylime runtime policy fails its PCR 11 entry whatever
+// digests says, as Keylime does.
 func TestAttack19_RewrittenEntryOnPCR11(t *testing.T) {
 	real := imatest.Spec{PCR: 11, Template: "ima-ng", FileAlg: "sha256", Name: "/usr/bin/tool", Digest: mr.SHA256.Sum([]byte("bad tool")).Bytes}
 	good := real
@@ -323,11 +328,13 @@ func TestAttack19_RewrittenEntryOnPCR11(t *testing.T) {
 	honest := specsList(imatest.NG(0), real, imatest.NG(1))
 	forged := specsList(imatest.NG(0), good, imatest.NG(1))
 	b, o := simTPM(t, honest)
-	o.Policy = &Policy{Runtime: allowAll(t, honest)}
 	mustTrust(t, b, o)
-	o.Policy = &Policy{Runtime: allowAll(t, forged)}
-	mustNotTrust(t, b, o, "not a reference digest") // the real entry is refused
+	o.Policy = &Policy{Runtime: allowAll(t, honest)}
+	mustNotTrust(t, b, o, `"/usr/bin/tool" is on PCR 11: Keylime fails`)
 	logOf(b, "ima-binary").Data = forged
+	o.Policy = nil
+	mustNotTrust(t, b, o, "pcr11")
+	o.Policy = &Policy{Runtime: allowAll(t, forged)}
 	mustNotTrust(t, b, o, "pcr11")
 }
 

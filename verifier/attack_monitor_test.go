@@ -505,12 +505,12 @@ func TestPolicyDigestCoversReferencedFiles(t *testing.T) {
 		}
 	}
 	write(pf, `{"ima":{"runtime_policy":"rp.json"}}`)
-	write(rp, `{"digests":{"/bin/a":["`+strings.Repeat("00", 32)+`"]},"excludes":[]}`)
+	write(rp, keylimeFull(t, `{"digests":{"/bin/a":["`+strings.Repeat("00", 32)+`"]},"excludes":[]}`))
 	p1, err := LoadPolicy(pf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	write(rp, `{"digests":{"/bin/a":["`+strings.Repeat("11", 32)+`"]},"excludes":[]}`)
+	write(rp, keylimeFull(t, `{"digests":{"/bin/a":["`+strings.Repeat("11", 32)+`"]},"excludes":[]}`))
 	p2, err := LoadPolicy(pf)
 	if err != nil {
 		t.Fatal(err)

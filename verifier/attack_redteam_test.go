@@ -200,15 +200,18 @@ func TestRedteam_AtInThePastNotWeakened(t *testing.T) {
 // unknown members.
 func TestRedteam_KeylimeMembersIgnored(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(dir+"/lax.json", []byte(`{"digests": {}, "excludes": [".*"]}`), 0o644); err != nil {
+	if err := os.WriteFile(dir+"/lax.json", []byte(keylimeFull(t, `{"digests": {}, "excludes": [".*"]}`)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// kl completes a Keylime policy (every member its schema requires), so
+	// that a case is refused, if at all, for the member it is about.
+	kl := func(partial string) string { return keylimeFull(t, partial) }
 	for name, p := range map[string]string{
-		"verification-keys": `{"ima": {"keylime": {"digests": {"/bin/a": ["00"]}, "verification-keys": "[{\"kid\": \"1\"}]"}}}`,
-		"keyrings":          `{"ima": {"keylime": {"digests": {"/bin/a": ["00"]}, "keyrings": {".ima": ["abcd"]}}}}`,
-		"ima-buf":           `{"ima": {"keylime": {"digests": {"/bin/a": ["00"]}, "ima-buf": {"kexec-cmdline": ["abcd"]}}}}`,
-		"dm_policy":         `{"ima": {"keylime": {"digests": {"/bin/a": ["00"]}, "ima": {"dm_policy": {"match_on": "name"}}}}}`,
-		"keylime and file":  `{"ima": {"keylime": {"digests": {"/bin/a": ["00"]}}, "runtime_policy": "lax.json"}}`,
+		"verification-keys": `{"ima": {"keylime": ` + kl(`{"digests": {"/bin/a": ["00"]}, "verification-keys": "[{\"kid\": \"1\"}]"}`) + `}}`,
+		"keyrings":          `{"ima": {"keylime": ` + kl(`{"digests": {"/bin/a": ["00"]}, "keyrings": {".ima": ["abcd"]}}`) + `}}`,
+		"ima-buf":           `{"ima": {"keylime": ` + kl(`{"digests": {"/bin/a": ["00"]}, "ima-buf": {"kexec-cmdline": ["abcd"]}}`) + `}}`,
+		"dm_policy":         `{"ima": {"keylime": ` + kl(`{"digests": {"/bin/a": ["00"]}, "ima": {"dm_policy": {"match_on": "name"}}}`) + `}}`,
+		"keylime and file":  `{"ima": {"keylime": ` + kl(`{"digests": {"/bin/a": ["00"]}}`) + `, "runtime_policy": "lax.json"}}`,
 	} {
 		pol, err := ParsePolicy([]byte(p), dir)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/bundle"
@@ -43,6 +44,10 @@ func FuzzParsePolicy(f *testing.F) {
 func FuzzParseRuntimePolicy(f *testing.F) {
 	f.Add([]byte(`{"meta":{"version":1},"release":0,"digests":{"/usr/bin/a":["00ff"]},"excludes":["/tmp/.*","(?i)^/var/log","[[:alpha:]]"],"keyrings":{},"ima":{"ignored_keyrings":[],"log_hash_alg":"sha1"},"ima-buf":{},"verification-keys":""}`))
 	f.Add([]byte(`{"digests":{},"excludes":["(?=x)", "\\d+\\Z"]}`))
+	// Complete policies (every member Keylime's schema requires), so that
+	// the fuzzer starts from inputs that reach the members' checks.
+	f.Add([]byte(keylimeEmpty))
+	f.Add([]byte(`{"meta":{"version":1,"generator":0},"release":0,"digests":{"/a":["` + strings.Repeat("ab", 32) + `"]},"excludes":["(?=x)","\\d+\\Z"],"keyrings":{},"ima":{"ignored_keyrings":["*"],"log_hash_alg":"sha1","dm_policy":null},"ima-buf":{},"verification-keys":""}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rp, err := ParseRuntimePolicy(data)
 		if err != nil {

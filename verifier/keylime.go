@@ -15,10 +15,10 @@ import (
 // (RUNTIME_POLICY_SCHEMA in keylime/ima/ima.py). Every member Keylime's
 // schema names is read and judged as Keylime's verifier judges it
 // (keylime_judge.go); a member that does not satisfy that schema is refused
-// as Keylime refuses it when the policy is uploaded. Unlike Keylime, ccmr
-// also refuses members the schema does not name (a typo must not weaken a
-// policy) and reads a missing member as empty, so that a hand-written
-// inline policy need not spell out every empty member.
+// as Keylime refuses it when the policy is uploaded, and so is a policy
+// lacking any member the schema requires. Unlike Keylime, ccmr also
+// refuses members the schema does not name (a typo must not weaken a
+// policy). It marshals as a complete Keylime policy (MarshalJSON).
 type RuntimePolicy struct {
 	Meta             *KeylimeMeta        `json:"meta,omitempty"`
 	Release          *int64              `json:"release,omitempty"`
@@ -81,6 +81,73 @@ type keylimeRaw struct {
 	Rules            json.RawMessage `json:"rules"`
 }
 
+// checkRequired refuses a policy lacking a member RUNTIME_POLICY_SCHEMA
+// requires ("required": meta, release, digests, excludes, keyrings, ima,
+// ima-buf, verification-keys), naming the first one missing in that order:
+// Keylime refuses such a policy at upload, so reading a missing member as
+// empty would judge a policy Keylime never judges.
+func (raw *keylimeRaw) checkRequired() error {
+	for _, m := range []struct {
+		name string
+		raw  json.RawMessage
+	}{
+		{"meta", raw.Meta}, {"release", raw.Release}, {"digests", raw.Digests},
+		{"excludes", raw.Excludes}, {"keyrings", raw.Keyrings}, {"ima", raw.IMA},
+		{"ima-buf", raw.IMABuf}, {"verification-keys", raw.VerificationKeys},
+	} {
+		if m.raw == nil {
+			return schemaErr("member %s is missing (Keylime requires meta, release, digests, excludes, keyrings, ima, ima-buf and verification-keys)", m.name)
+		}
+	}
+	return nil
+}
+
+// MarshalJSON writes rp as a complete Keylime runtime policy: a member
+// that is nil is written with the value of Keylime's EMPTY_RUNTIME_POLICY
+// (meta version 1, generator 1 "EmptyAllowList"; release 0; empty objects
+// and lists; ima with no ignored keyring, sha1, dm_policy null), so that
+// what ccmr writes is loadable by Keylime and by ParseRuntimePolicy.
+func (rp RuntimePolicy) MarshalJSON() ([]byte, error) {
+	one, gen, zero := int64(1), int64(1), int64(0)
+	out := struct {
+		Meta             *KeylimeMeta        `json:"meta"`
+		Release          *int64              `json:"release"`
+		Digests          map[string][]string `json:"digests"`
+		Excludes         []string            `json:"excludes"`
+		Keyrings         map[string][]string `json:"keyrings"`
+		IMA              *KeylimeIMA         `json:"ima"`
+		IMABuf           map[string][]string `json:"ima-buf"`
+		VerificationKeys string              `json:"verification-keys"`
+		Rules            string              `json:"rules,omitempty"`
+	}{rp.Meta, rp.Release, rp.Digests, rp.Excludes, rp.Keyrings, rp.IMA, rp.IMABuf, rp.VerificationKeys, rp.Rules}
+	if out.Meta == nil {
+		out.Meta = &KeylimeMeta{Version: &one, Generator: &gen}
+	}
+	if out.Release == nil {
+		out.Release = &zero
+	}
+	for _, m := range []*map[string][]string{&out.Digests, &out.Keyrings, &out.IMABuf} {
+		if *m == nil {
+			*m = map[string][]string{}
+		}
+	}
+	if out.Excludes == nil {
+		out.Excludes = []string{}
+	}
+	if out.IMA == nil {
+		out.IMA = &KeylimeIMA{LogHashAlg: "sha1"}
+	}
+	ima := *out.IMA
+	if ima.IgnoredKeyrings == nil {
+		ima.IgnoredKeyrings = []string{}
+	}
+	if len(ima.DMPolicy) == 0 {
+		ima.DMPolicy = json.RawMessage("null")
+	}
+	out.IMA = &ima
+	return json.Marshal(out)
+}
+
 // keylimeDigestRE is the pattern of Keylime's digests-object items:
 // lowercase hex, 40 to 128 digits, no algorithm prefix.
 var keylimeDigestRE = regexp.MustCompile(`^[0-9a-f]{40,128}$`)
@@ -114,6 +181,9 @@ func ParseRuntimePolicy(b []byte) (*RuntimePolicy, error) {
 	}
 	var raw keylimeRaw
 	if err := strictJSONValue(b, &raw, "runtime policy"); err != nil {
+		return nil, err
+	}
+	if err := raw.checkRequired(); err != nil {
 		return nil, err
 	}
 	rp := &RuntimePolicy{logHashAlg: "sha1"}

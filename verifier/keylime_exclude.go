@@ -39,23 +39,40 @@ type keylimeExcludes struct {
 // byte that cannot reach Keylime as such (not UTF-8, a control character
 // such as the newline that ends Keylime's ascii lines) is never excluded,
 // and a non-ASCII path is not excluded by an alternative that is
-// Unicode-aware in Python. A match that regexp2 cannot finish (its
-// backtracking limit) does not exclude either.
+// Unicode-aware in Python. A match that regexp2 cannot finish within
+// excludeTimeout does not exclude either (see matchTimed).
 func (x *keylimeExcludes) match(path string) bool {
+	ok, _ := x.matchTimed(path)
+	return ok
+}
+
+// matchTimed is match, also saying why a match stopped before its end
+// (excludeTimeout, or regexp2's backtracking stack limit; "" when it ran
+// to its end). Such a path is judged, not excluded: a verdict stricter
+// than Keylime's (whose re.match runs to its end), never more lenient —
+// judged by digests the file may fail where Keylime excludes it, but it
+// never passes where Keylime fails it, since an excluded file passes.
+func (x *keylimeExcludes) matchTimed(path string) (ok bool, stopped string) {
 	if x == nil || !utf8.ValidString(path) {
-		return false
+		return false, ""
 	}
 	re := x.all
 	for _, c := range path {
 		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
-			return false
+			return false, ""
 		}
 		if c >= 0x80 {
 			re = x.ascii
 		}
 	}
 	ok, err := re.MatchString(path)
-	return err == nil && ok
+	switch {
+	case errors.Is(err, regexp2.ErrBacktrackingStackLimit):
+		return false, "reached the backtracking stack limit"
+	case err != nil:
+		return false, fmt.Sprintf("timed out after %v", excludeTimeout)
+	}
+	return ok, ""
 }
 
 // excludeTimeout bounds one exclude match.

@@ -16,7 +16,29 @@ import (
 type keylimeJudge struct {
 	rp   *RuntimePolicy
 	keys []ima.Key
+	// stopped says why an exclude match of the entry being judged stopped
+	// before its end (the entry was then judged, not excluded); judgeFiles
+	// reads and clears it after each entry.
+	stopped string
 }
+
+// excluded reports whether the excludes skip path, noting a match that
+// stopped before its end.
+func (j *keylimeJudge) excluded(path string) bool {
+	ok, stopped := j.rp.excludes.matchTimed(path)
+	if stopped != "" {
+		j.stopped = stopped
+	}
+	return ok
+}
+
+// keylimeIMAPCR is Keylime's config.IMA_PCR: the one PCR whose entries
+// ast.Entry.invalid accepts.
+const keylimeIMAPCR = 10
+
+// evmXattrPortableDigsig is the signature type of evmctl's portable
+// signatures (EVM_XATTR_PORTABLE_DIGSIG); EVM_IMA_XATTR_DIGSIG is 3.
+const evmXattrPortableDigsig = 5
 
 func newKeylimeJudge(rp *RuntimePolicy) *keylimeJudge {
 	return &keylimeJudge{rp: rp, keys: append([]ima.Key(nil), rp.keys...)}
@@ -27,9 +49,10 @@ func newKeylimeJudge(rp *RuntimePolicy) *keylimeJudge {
 // _validate_* functions of keylime/ima/ima.py), in its order:
 //
 //   - the entry must be of a template Keylime reads (ima, ima-ng,
-//     ima-sig, ima-buf). Keylime also fails entries on a PCR other than
-//     10 (it replays PCR 10 only); ccmr proves them against their own
-//     quoted PCR (layer 3) and judges them by the same rules;
+//     ima-sig, ima-buf);
+//   - the entry must be on PCR 10 (config.IMA_PCR): Keylime's
+//     Entry.invalid fails any other before anything else, a violation
+//     or an excluded name included;
 //   - a violation (a listed template hash of zeros) fails unless the
 //     verification policy allows violations (ima.allow_violations), and is
 //     then passed without judging its name;
@@ -38,7 +61,9 @@ func newKeylimeJudge(rp *RuntimePolicy) *keylimeJudge {
 //     algorithm fails every entry, as in Keylime);
 //   - ima-sig: an excluded name passes; a signature that verifies with a
 //     key of verification-keys or one loaded by an earlier keyring buffer
-//     passes whatever digests says; otherwise as ima-ng;
+//     passes whatever digests says; otherwise as ima-ng. A portable
+//     signature (type 5) is verified as type 3 is, over the file digest,
+//     as Keylime's integrity_digsig_verify does;
 //   - ima, ima-ng: an excluded name passes, else the name must be in
 //     digests with the entry's digest (boot_aggregate: the value layer 3
 //     matched against the quoted PCRs passes, as Keylime adds it);
@@ -56,6 +81,9 @@ func (r *run) judgeEntry(j *keylimeJudge, e *ima.Entry) (string, error) {
 	case ima.TemplateIMA, ima.TemplateIMANG, ima.TemplateIMASig, ima.TemplateIMABuf:
 	default:
 		return "", fmt.Errorf("IMA entry %q has template %s, which Keylime does not read (it fails the entry)", path, e.TemplateName)
+	}
+	if e.PCR != keylimeIMAPCR {
+		return "", fmt.Errorf("IMA entry %q is on PCR %d: Keylime fails every entry on a PCR other than %d (config IMA_PCR)", path, e.PCR, keylimeIMAPCR)
 	}
 	if e.IsViolation() {
 		if rp.allowViolations {
@@ -82,10 +110,10 @@ func (r *run) judgeEntry(j *keylimeJudge, e *ima.Entry) (string, error) {
 		return j.judgeBuf(e, path, dh)
 	case ima.TemplateIMASig:
 		if len(e.Signature()) > 0 {
-			if rp.Excluded(path) {
+			if j.excluded(path) {
 				return "excluded", nil
 			}
-			if ima.VerifySignature(e, j.keys) == nil {
+			if ima.VerifySignature(portableAsDigsig(e), j.keys) == nil {
 				return "signed", nil
 			}
 		}
@@ -93,12 +121,33 @@ func (r *run) judgeEntry(j *keylimeJudge, e *ima.Entry) (string, error) {
 	if path == ima.BootAggregateName && r.ima.bootAggregate[e.Index] {
 		return "judged", nil // Keylime adds the computed boot_aggregate to digests
 	}
-	return judgeDigest(rp, "digests", rp.allowed, path, dh)
+	return j.judgeDigest("digests", rp.allowed, path, dh)
+}
+
+// portableAsDigsig returns e, or, when its signature is a portable one
+// (type 5), a copy whose signature reads as type 3: Keylime's
+// integrity_digsig_verify accepts both types and verifies both the same
+// way, a signature over the file digest (the header is not signed).
+func portableAsDigsig(e *ima.Entry) *ima.Entry {
+	sig := e.Signature()
+	if len(sig) == 0 || sig[0] != evmXattrPortableDigsig {
+		return e
+	}
+	c := *e
+	c.Fields = append([]ima.Field(nil), e.Fields...)
+	for i, f := range c.Fields {
+		if f.ID == ima.FieldSig {
+			d := append([]byte(nil), f.Data...)
+			d[0] = 3
+			c.Fields[i].Data = d
+		}
+	}
+	return &c
 }
 
 // judgeDigest is Keylime's _validate_ima_ng over one digests object.
-func judgeDigest(rp *RuntimePolicy, member string, set map[string]map[string]bool, path, dh string) (string, error) {
-	if rp.Excluded(path) {
+func (j *keylimeJudge) judgeDigest(member string, set map[string]map[string]bool, path, dh string) (string, error) {
+	if j.excluded(path) {
 		return "excluded", nil
 	}
 	allowed, listed := set[path]
@@ -124,14 +173,14 @@ func (j *keylimeJudge) judgeBuf(e *ima.Entry, keyring, dh string) (string, error
 	key, err := bufferKey(e.Buf(), fmt.Sprintf("key measured into keyring %q", keyring))
 	switch {
 	case errors.Is(err, errNotKey):
-		return judgeDigest(rp, "ima-buf", rp.buf, keyring, dh)
+		return j.judgeDigest("ima-buf", rp.buf, keyring, dh)
 	case err != nil:
 		return "", err
 	}
 	if rp.ignoredKeyring(keyring) {
 		return "ignored", nil // Keylime neither judges nor loads it
 	}
-	what, err := judgeDigest(rp, "keyrings", rp.keyrings, keyring, dh)
+	what, err := j.judgeDigest("keyrings", rp.keyrings, keyring, dh)
 	if err != nil {
 		return "", fmt.Errorf("key measured into keyring %q: %w", keyring, err)
 	}

@@ -33,8 +33,9 @@ var hex64 = strings.Repeat("ab", 32)
 // ccmr does not implement, mr.ErrUnsupported).
 func TestKeylimeSchema(t *testing.T) {
 	keyring := `{\"pubkeys\": [\"` + base64.StdEncoding.EncodeToString(mustSPKI(t)) + `\"], \"keyids\": [4081397027]}`
+	// The cases give the members they are about; keylimeFull adds the
+	// rest, empty, as Keylime's schema requires them all.
 	ok := map[string]string{
-		"empty":              `{}`,
 		"keylime empty":      `{"meta":{"version":1,"generator":1},"release":0,"digests":{},"excludes":[],"keyrings":{},"ima":{"ignored_keyrings":[],"log_hash_alg":"sha1","dm_policy":null},"ima-buf":{},"verification-keys":""}`,
 		"meta timestamp":     `{"meta":{"version":1,"generator":3,"timestamp":"2024-08-28 15:13:11"}}`,
 		"release":            `{"release":7}`,
@@ -48,6 +49,7 @@ func TestKeylimeSchema(t *testing.T) {
 		"keyids computed":    `{"verification-keys":"{\"pubkeys\": [\"` + base64.StdEncoding.EncodeToString(mustSPKI(t)) + `\"], \"keyids\": []}"}`,
 	}
 	for name, in := range ok {
+		in = keylimeFull(t, in)
 		if _, err := ParseRuntimePolicy([]byte(in)); err != nil {
 			t.Errorf("%s: %s refused: %v", name, in, err)
 		}
@@ -96,11 +98,58 @@ func TestKeylimeSchema(t *testing.T) {
 		"envelope, no key":       `{"payload":"e30=","payloadType":"application/vnd.keylime+json","signatures":[]}`,
 	}
 	for name, in := range refused {
+		if !strings.HasPrefix(name, "envelope") {
+			in = keylimeFull(t, in)
+		}
 		_, err := ParseRuntimePolicy([]byte(in))
 		if !errors.Is(err, mr.ErrMalformed) && !errors.Is(err, mr.ErrUnsupported) {
 			t.Errorf("%s: %s: %v, want refused", name, in, err)
 		}
 	}
+	// Keylime's upload refuses a policy lacking any required member
+	// (before, ccmr read a missing member as empty and judged the policy).
+	for _, m := range keylimeRequired {
+		var full map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(keylimeEmpty), &full); err != nil {
+			t.Fatal(err)
+		}
+		delete(full, m)
+		in, _ := json.Marshal(full)
+		_, err := ParseRuntimePolicy(in)
+		if !errors.Is(err, mr.ErrMalformed) || !strings.Contains(err.Error(), "member "+m+" is missing") {
+			t.Errorf("policy without %s: %v, want refused naming it", m, err)
+		}
+	}
+	if _, err := ParseRuntimePolicy([]byte(`{}`)); !errors.Is(err, mr.ErrMalformed) || !strings.Contains(err.Error(), "member meta is missing") {
+		t.Errorf("{}: %v, want refused naming meta", err)
+	}
+}
+
+// keylimeRequired are the members RUNTIME_POLICY_SCHEMA requires.
+var keylimeRequired = []string{"meta", "release", "digests", "excludes", "keyrings", "ima", "ima-buf", "verification-keys"}
+
+// keylimeEmpty is Keylime's EMPTY_RUNTIME_POLICY.
+const keylimeEmpty = `{"meta":{"version":1,"generator":1},"release":0,"digests":{},"excludes":[],"keyrings":{},"ima":{"ignored_keyrings":[],"log_hash_alg":"sha1","dm_policy":null},"ima-buf":{},"verification-keys":""}`
+
+// keylimeFull returns the members of the JSON object partial over
+// keylimeEmpty: a complete policy differing only in what partial gives.
+func keylimeFull(t testing.TB, partial string) string {
+	t.Helper()
+	var full, part map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(keylimeEmpty), &full); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(partial), &part); err != nil {
+		t.Fatalf("%s: %v", partial, err)
+	}
+	for k, v := range part {
+		full[k] = v
+	}
+	b, err := json.Marshal(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func mustSPKI(t *testing.T) []byte {
@@ -157,7 +206,7 @@ var keylimeExcludeCases = []keylimeExcludeCase{
 
 func TestKeylimeExcludePython(t *testing.T) {
 	for _, c := range keylimeExcludeCases {
-		rp, err := ParseRuntimePolicy(excludesJSON(c.excludes))
+		rp, err := ParseRuntimePolicy(excludesJSON(t, c.excludes))
 		if err != nil {
 			t.Errorf("%q: %v", c.excludes, err)
 			continue
@@ -168,9 +217,9 @@ func TestKeylimeExcludePython(t *testing.T) {
 	}
 }
 
-func excludesJSON(ex []string) []byte {
+func excludesJSON(t testing.TB, ex []string) []byte {
 	b, _ := json.Marshal(map[string]any{"excludes": ex})
-	return b
+	return []byte(keylimeFull(t, string(b)))
 }
 
 // Excludes that Python refuses, that depend on the Python version, or that
@@ -209,7 +258,7 @@ func TestKeylimeExcludeRefused(t *testing.T) {
 		{[]string{`/(a`}, "not closed"},
 		{[]string{`/a\`}, "backslash"},
 	} {
-		_, err := ParseRuntimePolicy(excludesJSON(c.excludes))
+		_, err := ParseRuntimePolicy(excludesJSON(t, c.excludes))
 		if !errors.Is(err, mr.ErrMalformed) || !errors.Is(err, errExclude) || !strings.Contains(err.Error(), c.why) {
 			t.Errorf("excludes %q: %v, want refused saying %q", c.excludes, err, c.why)
 		}
@@ -428,7 +477,7 @@ func TestKeylimeCorpusKeyring(t *testing.T) {
 		{`{"ima":{"ignored_keyrings":[".ima"],"log_hash_alg":"sha1","dm_policy":null}}`, true},
 		{`{"excludes":["\\.ima"]}`, true},
 	} {
-		rp, err := ParseRuntimePolicy([]byte(c.policy))
+		rp, err := ParseRuntimePolicy([]byte(keylimeFull(t, c.policy)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -642,4 +691,83 @@ json.dump(out, sys.stdout)`
 			t.Errorf("excludes %q, path %q: CPython's re.match says %v, the table %v", c.excludes, c.path, res[i], c.want)
 		}
 	}
+}
+
+// Keylime's Entry.invalid fails an entry on a PCR other than 10
+// (config.IMA_PCR) before anything else: listed in digests, excluded, or a
+// violation with violations allowed, it fails under a runtime policy. ccmr
+// judged it by the same rules as a PCR 10 entry (the PCR 11 entry passed).
+// Without a runtime policy the entry is proven against its quoted PCR.
+func TestKeylimeEntryOnOtherPCR(t *testing.T) {
+	on11 := imatest.Spec{PCR: 11, Template: "ima-ng", FileAlg: "sha256", Name: "/usr/bin/tool", Digest: sum256([]byte("tool"))}
+	list := specsList(imatest.NG(0), on11, imatest.NG(1))
+	b, o := simTPM(t, list)
+	mustTrust(t, b, o)
+	o.Policy = &Policy{Runtime: allowAll(t, list)}
+	mustNotTrust(t, b, o, `IMA entry "/usr/bin/tool" is on PCR 11: Keylime fails every entry on a PCR other than 10`)
+	o.Policy = &Policy{Runtime: allowAll(t, list, "/usr/bin/.*")}
+	mustNotTrust(t, b, o, "is on PCR 11")
+
+	viol := imatest.Spec{PCR: 11, Template: "ima-ng", FileAlg: "sha256", Name: "/var/log/x", Violation: true}
+	list = specsList(imatest.NG(0), viol, imatest.NG(1))
+	b, o = simTPM(t, list)
+	kl, _ := json.Marshal(allowAll(t, list))
+	p, err := ParsePolicy([]byte(`{"ima":{"allow_violations":true,"keylime":`+string(kl)+`}}`), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Policy = p
+	mustNotTrust(t, b, o, `"/var/log/x" is on PCR 11`)
+}
+
+// Keylime's integrity_digsig_verify accepts a portable signature
+// (EVM_XATTR_PORTABLE_DIGSIG, type 5) as it does type 3: verified over the
+// file digest with the keys it knows. ccmr judged such a file by digests
+// only (it failed where Keylime passes it).
+func TestKeylimePortableSignature(t *testing.T) {
+	s := newKeylimeSigner(t)
+	fd := sum256([]byte("portable tool"))
+	sig := s.sign(t, fd)
+	sig[0] = evmXattrPortableDigsig
+	signed := imatest.Spec{Template: "ima-sig", FileAlg: "sha256", Name: "/usr/bin/tool", Digest: fd, Sig: sig}
+	key := bufSpec(".ima", s.cert)
+	keyring := map[string][]string{".ima": {hex.EncodeToString(key.Digest)}}
+	digests := allowAll(t, specsList(imatest.NG(0))).Digests
+	digests["/usr/bin/tool"] = []string{hex64} // not the file's digest
+
+	b, o := simTPM(t, specsList(imatest.NG(0), key, signed))
+	o.Policy = &Policy{Runtime: reparse(t, &RuntimePolicy{Digests: digests, Keyrings: keyring})}
+	if text := mustTrust(t, b, o); !strings.Contains(text, "1 files accepted by a valid signature") {
+		t.Errorf("report does not count the file signed with a portable signature:\n%s", text)
+	}
+	// A portable signature that does not verify falls back to digests.
+	bad := signed
+	bad.Sig = s.sign(t, sum256([]byte("other")))
+	bad.Sig[0] = evmXattrPortableDigsig
+	b, o = simTPM(t, specsList(imatest.NG(0), key, bad))
+	o.Policy = &Policy{Runtime: reparse(t, &RuntimePolicy{Digests: digests, Keyrings: keyring})}
+	mustNotTrust(t, b, o, "not a reference digest")
+	// The entry's own signature is not changed by the check.
+	if e := portableAsDigsig(&ima.Entry{Fields: []ima.Field{{ID: ima.FieldSig, Data: sig}}}); e.Signature()[0] != 3 || sig[0] != evmXattrPortableDigsig {
+		t.Errorf("portableAsDigsig: type %d, original %d", e.Signature()[0], sig[0])
+	}
+}
+
+// An exclude match that does not finish (a pattern that backtracks without
+// end, as Python's re would too) stops: the entry is judged, not excluded —
+// stricter than Keylime, never more lenient — and the report names the
+// entry, whether it then passes by digests or fails.
+func TestKeylimeExcludeStopped(t *testing.T) {
+	name := "/x/" + strings.Repeat("a", 64) + "!"
+	e := imatest.Spec{Template: "ima-ng", FileAlg: "sha256", Name: name, Digest: sum256([]byte("x"))}
+	list := specsList(imatest.NG(0), e)
+	b, o := simTPM(t, list)
+	const slow = `/x/(a|aa)+$`
+	o.Policy = &Policy{Runtime: allowAll(t, list, slow)}
+	text := mustTrust(t, b, o)
+	if !strings.Contains(text, "IMA entry 1 (byte") || !strings.Contains(text, name) || !strings.Contains(text, "judged, not excluded") {
+		t.Errorf("the report does not name the entry whose exclude match stopped:\n%s", text)
+	}
+	o.Policy = &Policy{Runtime: allowAll(t, specsList(imatest.NG(0)), slow)}
+	mustNotTrust(t, b, o, "exclude match on \""+name+"\"")
 }

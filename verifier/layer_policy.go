@@ -109,6 +109,7 @@ func (r *run) judgeFiles(ctx context.Context, rp *RuntimePolicy, l *LayerResult)
 	src := r.imaReader()
 	count := map[string]int{}
 	kj := newKeylimeJudge(rp)
+	var stopped []string
 	for n := 0; n < r.proven; n++ {
 		e, err := src.Next()
 		if err == io.EOF {
@@ -118,11 +119,24 @@ func (r *run) judgeFiles(ctx context.Context, rp *RuntimePolicy, l *LayerResult)
 			return failFrom("ima list", err)
 		}
 		what, err := r.judgeEntry(kj, e)
+		rec, off := r.imaStart.entries+e.Index, r.imaStart.offset+e.Offset
+		if kj.stopped != "" {
+			// Judged, not excluded: stricter than Keylime, whose match
+			// runs to its end; the report names the entry either way.
+			stop := fmt.Sprintf("the runtime policy's exclude match on %q %s, so it was judged, not excluded (stricter than Keylime)", e.FileName(), kj.stopped)
+			kj.stopped = ""
+			if err != nil {
+				err = fmt.Errorf("%w; %s", err, stop)
+			} else {
+				stopped = append(stopped, fmt.Sprintf("runtime policy: IMA entry %d (byte %d): %s", rec, off, stop))
+			}
+		}
 		if err != nil {
-			return &failError{&Failure{Log: "ima list", Record: r.imaStart.entries + e.Index, Offset: r.imaStart.offset + e.Offset, Reason: err.Error()}}
+			return &failError{&Failure{Log: "ima list", Record: rec, Offset: off, Reason: err.Error()}}
 		}
 		count[what]++
 	}
+	l.Checked = append(l.Checked, stopped...)
 	l.Checked = append(l.Checked, fmt.Sprintf("runtime policy: %d entries match reference digests, %d excluded, %d keys of ignored keyrings", count["judged"], count["excluded"], count["ignored"]))
 	if count["signed"]+count["violation"] > 0 {
 		l.Checked = append(l.Checked, fmt.Sprintf("runtime policy: %d files accepted by a valid signature of a verification key or of a key an accepted keyring entry loaded; %d violations allowed by ima.allow_violations", count["signed"], count["violation"]))

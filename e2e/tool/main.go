@@ -621,8 +621,14 @@ func policyCmd(args []string) error {
 		"registers": regs,
 		"ima": map[string]any{"keylime": map[string]any{
 			"meta":     map[string]any{"version": 1, "generator": 0}, // Keylime: an integer, 0 is Unknown
+			"release":  0,
 			"digests":  digests,
 			"excludes": []string{},
+			// Keylime's schema requires every member (ccmr too).
+			"keyrings":          map[string][]string{},
+			"ima":               map[string]any{"ignored_keyrings": []string{}, "log_hash_alg": "sha1", "dm_policy": nil},
+			"ima-buf":           map[string][]string{},
+			"verification-keys": "",
 		}},
 	}
 	o, err := json.MarshalIndent(pol, "", "  ")
