@@ -27,6 +27,10 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if sock := os.Getenv(clientEnv); sock != "" {
+		runClient(sock)
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 
