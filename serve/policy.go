@@ -3,6 +3,7 @@ package serve
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"regexp"
 	"slices"
@@ -202,4 +203,18 @@ func expand(pat string, groups []string) (string, bool) {
 		b.WriteString(groups[n])
 	}
 	return b.String(), true
+}
+
+// CheckPolicyFile refuses a policy file that someone other than root or
+// the daemon's user could change (whoever can write it grants himself
+// every register): it must be a regular file owned by one of them and
+// writable by its owner only.
+func CheckPolicyFile(fi fs.FileInfo, self int) error {
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%w: mode %v: want a regular file writable by its owner only", ErrPolicy, fi.Mode())
+	}
+	if uid, ok := fileOwner(fi); ok && uid != 0 && uid != self {
+		return fmt.Errorf("%w: belongs to uid %d, not to root or the daemon's user (%d)", ErrPolicy, uid, self)
+	}
+	return nil
 }
