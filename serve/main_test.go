@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 
@@ -18,6 +19,11 @@ import (
 // sim device in DIR/sim, the runtime log in DIR/log, the socket
 // DIR/sock/ccmr.sock.
 const daemonEnv = "CCMR_SERVE_TEST_DAEMON"
+
+// activatedEnv makes the daemon take its socket from descriptor 3, as
+// under systemd socket activation (LISTEN_FDS=1 is set by the parent,
+// LISTEN_PID by the child itself, since the parent cannot know it).
+const activatedEnv = "CCMR_SERVE_TEST_ACTIVATED"
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(daemonEnv); dir != "" {
@@ -47,9 +53,18 @@ func runDaemon(dir string) error {
 		return err
 	}
 	defer store.Close()
-	l, err := serve.Listen(filepath.Join(dir, "sock", "ccmr.sock"), 0o600, -1, -1)
+	if os.Getenv(activatedEnv) != "" {
+		// As systemd does after its fork.
+		os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+	}
+	l, err := serve.Activated(os.Getenv)
 	if err != nil {
 		return err
+	}
+	if l == nil {
+		if l, err = serve.Listen(filepath.Join(dir, "sock", "ccmr.sock"), 0o600, -1, -1); err != nil {
+			return err
+		}
 	}
 	return serve.New(serve.Config{Device: dev, Store: store, Quote: collectNoExtras}).Serve(ctx, l)
 }
