@@ -54,7 +54,7 @@ type daemon struct {
 	log       *syncBuffer
 }
 
-func startDaemon(t *testing.T, pol *serve.Policy, sockMode os.FileMode) *daemon {
+func startDaemon(t testing.TB, pol *serve.Policy, sockMode os.FileMode) *daemon {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &daemon{dir: t.TempDir(), log: &syncBuffer{}}
