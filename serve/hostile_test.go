@@ -151,6 +151,7 @@ func TestBadRequests(t *testing.T) {
 		{"read-only register", "POST", "/v1/extend", "", `{"register":"mrtd","digest":"` + zero48 + `"}`, 400},
 		{"backing register", "POST", "/v1/extend", "", `{"register":"rtmr3","digest":"` + zero48 + `"}`, 403},
 		{"wrong content type", "POST", "/v1/extend", "text/plain", `{"register":"mr_x","digest":"` + zero48 + `"}`, 415},
+		{"content type with parameters, bad body", "POST", "/v1/extend", "application/json; charset=utf-8", `{"register":"mr_x"}`, 400},
 		{"too big", "POST", "/v1/extend", "", `{"register":"mr_x","data":"` + strings.Repeat("A", serve.MaxRequestBody) + `"}`, 413},
 		{"data too big", "POST", "/v1/extend", "", `{"register":"mr_x","data":"` + strings.Repeat("A", serve.MaxData*4/3+8) + `"}`, 413},
 		{"GET extend", "GET", "/v1/extend", "", "", 405},

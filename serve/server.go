@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"strings"
@@ -208,7 +209,9 @@ type ErrorResponse struct {
 	Error string `json:"error"`
 }
 
-// peer returns the request's peer, answering 403 when it is unknown.
+// authorize reports whether the request's peer may do op on reg; when it
+// may not, or cannot be identified, it answers 403 and logs the refusal
+// with the peer.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, op Op, reg string) bool {
 	pr, _ := r.Context().Value(peerKey{}).(peerResult)
 	if pr.err != nil {
@@ -445,9 +448,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, what string, err e
 
 // decode reads a strict-JSON body, answering 400 or 413 when it fails.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" {
-		writeError(w, http.StatusUnsupportedMediaType, "want Content-Type application/json")
-		return false
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			writeError(w, http.StatusUnsupportedMediaType, "want Content-Type application/json")
+			return false
+		}
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
