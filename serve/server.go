@@ -291,6 +291,10 @@ func (s *Server) extend(w http.ResponseWriter, r *http.Request) {
 	}
 	var vs []mr.Value
 	err = s.device(ctx, func() error {
+		// The lock is held: the extend itself is short and must not stop
+		// half way because the client left (some banks extended, others
+		// not).
+		ctx := context.WithoutCancel(ctx)
 		var err error
 		if data != nil {
 			err = s.cfg.Device.ExtendData(ctx, req.Register, data)
