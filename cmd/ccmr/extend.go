@@ -11,7 +11,7 @@ import (
 )
 
 func newExtendCmd(g *globals) *cobra.Command {
-	var digest, dataFile string
+	var digest, dataFile, server string
 	cmd := &cobra.Command{
 		Use:   "extend REG (--digest ALG:HEX | --data FILE|-)",
 		Short: "Extend a register; a name starting with mr_ is a virtual register (logged)",
@@ -35,6 +35,9 @@ the read (and a FIFO waiting for its writer) with nothing extended.`,
 				}
 			}
 			ctx := cmd.Context()
+			if c := g.serverClient(server); c != nil {
+				return g.extendViaServer(ctx, c, name, d, dataFile)
+			}
 			dev, err := g.openDevice(ctx)
 			if err != nil {
 				return err
@@ -70,6 +73,7 @@ the read (and a FIFO waiting for its writer) with nothing extended.`,
 	}
 	cmd.Flags().StringVar(&digest, "digest", "", "digest to extend, ALG:HEX")
 	cmd.Flags().StringVar(&dataFile, "data", "", "file whose hash is extended (- for standard input)")
+	addServerFlag(cmd, &server)
 	return cmd
 }
 

@@ -20,7 +20,7 @@ import (
 )
 
 func newQuoteCmd(g *globals) *cobra.Command {
-	var nonceHex, out, imaList, format, sinceFile, systemdLog string
+	var nonceHex, out, imaList, format, sinceFile, systemdLog, server string
 	var addLogs []string
 	cmd := &cobra.Command{
 		Use:   "quote [--nonce HEX] [-O FILE]",
@@ -28,6 +28,9 @@ func newQuoteCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if c := g.serverClient(server); c != nil {
+				return g.quoteViaServer(ctx, cmd, c, nonceHex, out)
+			}
 			var write func(b *bundle.Bundle, w io.Writer) error
 			switch format {
 			case "v2":
@@ -116,6 +119,7 @@ func newQuoteCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&format, "bundle-format", "v2", "v2: a zip archive whose logs are members beside a JSON manifest, written and read without holding them; v1: one JSON document, logs in base64 (docs/bundle.md)")
 	cmd.Flags().StringVar(&systemdLog, "systemd-log", cel.SystemdLogPath, "systemd's userspace measurement log to include on a TPM, read under its shared lock while the TPM quotes (\"\" for none)")
 	cmd.Flags().StringVar(&sinceFile, "since", "", "a since file (ccmr-since/v1, from verify --print-since): carry only the logs' tails past the verifier's monitor state, which alone can verify them")
+	addServerFlag(cmd, &server)
 	cmd.Flags().StringArrayVar(&addLogs, "add-log", nil, "another writer's log of a register, FORMAT=FILE (dstack-json, ccel, tcg2), to include: it proves where a shared register's runtime log starts (repeatable)")
 	return cmd
 }

@@ -133,11 +133,15 @@ func newRegistersCmd(g *globals) *cobra.Command {
 }
 
 func newReadCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var server string
+	cmd := &cobra.Command{
 		Use:   "read [REG...]",
 		Short: "Print current register values (every bank of a TPM PCR); virtual registers too",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if c := g.serverClient(server); c != nil {
+				return g.readViaServer(ctx, c, args)
+			}
 			dev, err := g.openDevice(ctx)
 			if err != nil {
 				return err
@@ -167,4 +171,6 @@ func newReadCmd(g *globals) *cobra.Command {
 			return g.writeValues(dev.Kind(), vs)
 		},
 	}
+	addServerFlag(cmd, &server)
+	return cmd
 }

@@ -49,6 +49,7 @@ var commands = []struct {
 	{"key", newKeyCmd},
 	{"evidence", newEvidenceCmd},
 	{"policy", newPolicyCmd},
+	{"serve", newServeCmd},
 }
 
 // newRoot builds the command tree with every command.
