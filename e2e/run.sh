@@ -393,7 +393,7 @@ perbank() {
 	local TK=$CACHE/trixie PKG6 KDIR6 VML6 O6 d rc
 	mkdir -p "$TK/lists/partial" "$TK/archives/partial" "$TK/dl"
 	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" >"$TK/sources.list"
-	APT6=(-o Dir::Etc::sourcelist="$TK/sources.list" -o Dir::Etc::sourceparts=- -o Dir::State::Lists="$TK/lists"
+	APT6=(-o APT::Sandbox::User=root -o Dir::Etc::sourcelist="$TK/sources.list" -o Dir::Etc::sourceparts=- -o Dir::State::Lists="$TK/lists"
 		-o Dir::Cache::Archives="$TK/archives" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o APT::Get::List-Cleanup=0)
 	newest6() { apt-cache "${APT6[@]}" search '^linux-image-6\.12.*-cloud-amd64-unsigned$' 2>/dev/null | awk '{print $1}' | sort -V | tail -1; }
 	PKG6=${E2E_KERNEL612_PKG:-$(ls "$CACHE/kernel" 2>/dev/null | grep '^linux-image-6\.12.*-cloud-amd64-unsigned$' | sort -V | tail -1)}

@@ -21,7 +21,7 @@ mkdir -p "$C/lists/partial" "$C/archives/partial" "$C/dl"
 cat >"$C/sources.list" <<SRC
 deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
 SRC
-APT=(-o Dir::Etc::sourcelist="$C/sources.list" -o Dir::Etc::sourceparts=- -o Dir::State::Lists="$C/lists"
+APT=(-o APT::Sandbox::User=root -o Dir::Etc::sourcelist="$C/sources.list" -o Dir::Etc::sourceparts=- -o Dir::State::Lists="$C/lists"
 	-o Dir::Cache::Archives="$C/archives" -o Dir::Cache="$C/cache" -o APT::Get::List-Cleanup=0
 	-o Dir::State::status=/dev/null -o Debug::NoLocking=1 -qq)
 mkdir -p "$C/cache"
