@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -37,7 +38,9 @@ func (lf *logFlags) add(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&lf.tpm, "tpm", false, "a runtime log's MR indexes are PCR numbers (a log kept on a TPM)")
 }
 
-func (lf *logFlags) open(path string) (*logfile.File, logfile.Options, error) {
+// open opens the log at path; "-" reads standard input whole (bounded by
+// maxInput, interrupted by ctx), as a log is read more than once.
+func (lf *logFlags) open(ctx context.Context, path string, stdin io.Reader) (*logfile.File, logfile.Options, error) {
 	f, err := logfile.ParseFormat(lf.format)
 	if err != nil {
 		return nil, logfile.Options{}, err
@@ -50,18 +53,42 @@ func (lf *logFlags) open(path string) (*logfile.File, logfile.Options, error) {
 		}
 		opts.Banks = append(opts.Banks, a)
 	}
+	if path == "-" {
+		file, err := stdinLog(ctx, stdin, f)
+		return file, opts, err
+	}
 	file, err := logfile.Open(path, f)
 	return file, opts, err
+}
+
+// stdinLog reads a log from standard input and settles its format as
+// logfile.Open does from a file's contents (there is no file name to read
+// an IMA list's bank from).
+func stdinLog(ctx context.Context, stdin io.Reader, f eventlog.Format) (*logfile.File, error) {
+	const name = "standard input"
+	data, err := readInput(ctx, "-", stdin)
+	if err != nil {
+		return nil, err
+	}
+	if f == "" || f == eventlog.FormatAuto {
+		head := data[:min(len(data), logfile.SniffSize)]
+		ff, ok := logfile.Sniff(head)
+		if !ok {
+			return nil, &exitError{code: exitUsage, err: &eventlog.Error{File: name, Record: -1, Err: fmt.Errorf("%w: unknown log format (give --format)", mr.ErrMalformed)}}
+		}
+		f = ff
+	}
+	return logfile.FromBytes(name, data, f), nil
 }
 
 func newLogShowCmd(g *globals) *cobra.Command {
 	var lf logFlags
 	cmd := &cobra.Command{
-		Use:   "show FILE",
+		Use:   "show FILE|-",
 		Short: "Print every record of a log",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			file, opts, err := lf.open(args[0])
+			file, opts, err := lf.open(cmd.Context(), args[0], cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
@@ -113,7 +140,7 @@ func newLogReplayCmd(g *globals) *cobra.Command {
 	var expects, keyFiles []string
 	var requireSigs bool
 	cmd := &cobra.Command{
-		Use:   "replay FILE [--expect REG=ALG:HEX]... [--ima-keys FILE]...",
+		Use:   "replay FILE|- [--expect REG=ALG:HEX]... [--ima-keys FILE]...",
 		Short: "Replay a log; exit 0 when every --expect matches, 1 on a mismatch, 2 on bad input",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -136,7 +163,7 @@ func newLogReplayCmd(g *globals) *cobra.Command {
 				}
 				want = append(want, mr.Value{Register: mr.Register{Name: name, Alg: d.Alg, Size: d.Alg.Size()}, Digest: d})
 			}
-			file, opts, err := lf.open(args[0])
+			file, opts, err := lf.open(cmd.Context(), args[0], cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
@@ -251,7 +278,7 @@ func newLogExportCmd(g *globals) *cobra.Command {
 			if to != string(eventlog.FormatCELJSON) {
 				return usageError("--to %q: only cel-json is supported", to)
 			}
-			file, opts, err := lf.open(args[0])
+			file, opts, err := lf.open(cmd.Context(), args[0], cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
