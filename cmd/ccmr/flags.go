@@ -2,10 +2,14 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/ccmr-dev/ccmr/internal/termsafe"
+	"github.com/ccmr-dev/ccmr/verifier"
 )
 
 // onceValue refuses a second value for a single-valued flag. pflag keeps the
@@ -45,4 +49,42 @@ func refuseRepeatedFlags(cmd *cobra.Command) {
 	for _, c := range cmd.Commands() {
 		refuseRepeatedFlags(c)
 	}
+}
+
+// writeReportText prints verify's text report as -q and -v ask: the verdict
+// line alone under -q (the exit code says the rest), the report and then
+// every proven value under -v.
+func writeReportText(g *globals, rep *verifier.Report) error {
+	if g.quiet {
+		_, err := fmt.Fprintf(g.stdout, "%s: %s\n", termsafe.Line(nameOr(rep.Bundle)), termsafe.Line(rep.VerdictLine()))
+		return err
+	}
+	if err := rep.WriteText(g.stdout); err != nil {
+		return err
+	}
+	if !g.verbose || rep.Proven == nil {
+		return nil
+	}
+	var b strings.Builder
+	for _, l := range []struct {
+		title string
+		rs    []verifier.ProvenRegister
+	}{{"proven registers (layer 0):", rep.Proven.Registers}, {"proven virtual registers (layer 2):", rep.Proven.Virtual}} {
+		if len(l.rs) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "%s\n", l.title)
+		for _, r := range l.rs {
+			fmt.Fprintf(&b, "  %-14s %-7s %s\n", termsafe.Line(r.Name), r.Digest.Alg, r.Digest.Hex())
+		}
+	}
+	_, err := io.WriteString(g.stdout, b.String())
+	return err
+}
+
+func nameOr(s string) string {
+	if s == "" {
+		return "bundle"
+	}
+	return s
 }

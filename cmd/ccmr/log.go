@@ -61,6 +61,15 @@ func (lf *logFlags) open(ctx context.Context, path string, stdin io.Reader) (*lo
 	return file, opts, err
 }
 
+// opened notes, under -v, the format a log was read as.
+func (lf *logFlags) opened(g *globals, file *logfile.File) {
+	how := "detected"
+	if lf.format != "auto" && lf.format != "" {
+		how = "given"
+	}
+	g.verbosef("%s: %s (%s)", file.Name, file.Format, how)
+}
+
 // stdinLog reads a log from standard input and settles its format as
 // logfile.Open does from a file's contents (there is no file name to read
 // an IMA list's bank from).
@@ -93,6 +102,7 @@ func newLogShowCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer file.Close()
+			lf.opened(g, file)
 			var events []eventlog.Event
 			problems := 0
 			err = file.Show(cmd.Context(), opts, func(e eventlog.Event) error {
@@ -168,6 +178,7 @@ func newLogReplayCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer file.Close()
+			lf.opened(g, file)
 			opts.Expect = want
 			var size int64
 			if fi, err := os.Stat(args[0]); err == nil {
@@ -283,6 +294,7 @@ func newLogExportCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer file.Close()
+			lf.opened(g, file)
 			if out != "" {
 				return writeOutput(out, 0o644, func(w io.Writer) error {
 					_, err := file.ExportCELJSON(cmd.Context(), w, opts)
