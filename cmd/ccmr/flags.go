@@ -88,3 +88,29 @@ func nameOr(s string) string {
 	}
 	return s
 }
+
+// regName is a register name as given on the command line, folded to the
+// lower case every register name has: RTMR3, PCR10 and MR_IMA name rtmr3,
+// pcr10 and mr_ima. Device names are lower case, and a virtual name is mr_
+// and [a-z0-9_.-] only (vmr refuses any other), so no two spellings can
+// name two registers. Only ASCII A-Z is folded: strings.ToLower would also
+// turn U+212A KELVIN SIGN into "k", letting a name that is not ASCII pass as
+// one that is.
+func regName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// regNames is regName of each of names.
+func regNames(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = regName(n)
+	}
+	return out
+}

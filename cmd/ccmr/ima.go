@@ -35,6 +35,7 @@ a restart neither skips nor repeats an entry. Without --once it follows the
 list until SIGTERM or SIGINT.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Register = regName(opts.Register)
 			ctx := cmd.Context()
 			dev, err := g.openDevice(ctx)
 			if err != nil {

@@ -157,6 +157,7 @@ func newLogReplayCmd(g *globals) *cobra.Command {
 			var want []mr.Value
 			for _, e := range expects {
 				name, dg, ok := strings.Cut(e, "=")
+				name = regName(name)
 				if !ok {
 					return usageError("--expect %q: want REG=ALG:HEX", e)
 				}
