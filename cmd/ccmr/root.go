@@ -135,6 +135,7 @@ func newRootFor(e env, args []string) *cobra.Command {
 		// cobra need not build it (and its four subcommands) either.
 		root.CompletionOptions.DisableDefaultCmd = true
 	}
+	addExamples(root)
 	refuseRepeatedFlags(root)
 	return root
 }
