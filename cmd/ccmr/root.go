@@ -136,6 +136,12 @@ func newRootFor(e env, args []string) *cobra.Command {
 		root.CompletionOptions.DisableDefaultCmd = true
 	}
 	addExamples(root)
+	if isCompletion(args) {
+		// Completion runs no command, and cobra parses its flags
+		// more than once, which onceValue would refuse.
+		addCompletions(root, g)
+		return root
+	}
 	refuseRepeatedFlags(root)
 	return root
 }
