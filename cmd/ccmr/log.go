@@ -283,7 +283,7 @@ func newLogExportCmd(g *globals) *cobra.Command {
 	var lf logFlags
 	var to, out string
 	cmd := &cobra.Command{
-		Use:   "export FILE --to cel-json [-O OUT]",
+		Use:   "export FILE|- --to cel-json [-O OUT]",
 		Short: "Convert a runtime log or an IMA list to CEL-JSON (TCG Canonical Event Log, JSON text sequences)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
