@@ -23,7 +23,7 @@ Data is hashed as it is read, so any size works; SIGINT or SIGTERM stops
 the read (and a FIFO waiting for its writer) with nothing extended.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name := args[0]
+			name := regName(args[0])
 			if (digest == "") == (dataFile == "") {
 				return usageError("extend: give exactly one of --digest ALG:HEX or --data FILE|-")
 			}

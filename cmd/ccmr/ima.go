@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/eventlog/logfile"
 
@@ -31,6 +35,7 @@ a restart neither skips nor repeats an entry. Without --once it follows the
 list until SIGTERM or SIGINT.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Register = regName(opts.Register)
 			ctx := cmd.Context()
 			dev, err := g.openDevice(ctx)
 			if err != nil {
@@ -78,7 +83,7 @@ list until SIGTERM or SIGINT.`,
 func newIMAAggregateCmd(g *globals) *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
-		Use:   "aggregate LIST",
+		Use:   "aggregate LIST|-",
 		Short: "Order-independent aggregate of an IMA list: sha384 of its sorted distinct measurement digests",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -86,14 +91,22 @@ func newIMAAggregateCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := requireRegular(args[0]); err != nil {
-				return err
+			var rd *ima.Reader
+			if args[0] == "-" {
+				if rd, err = stdinIMAList(cmd.Context(), cmd.InOrStdin(), f); err != nil {
+					return err
+				}
+			} else {
+				if err := requireRegular(args[0]); err != nil {
+					return err
+				}
+				r, closer, err := ima.OpenFile(args[0], f, ima.Options{File: args[0]})
+				if err != nil {
+					return err
+				}
+				defer closer.Close()
+				rd = r
 			}
-			rd, closer, err := ima.OpenFile(args[0], f, ima.Options{File: args[0]})
-			if err != nil {
-				return err
-			}
-			defer closer.Close()
 			d, n, err := ima.Aggregate(cmd.Context(), rd, -1)
 			if err != nil {
 				return err
@@ -107,4 +120,22 @@ func newIMAAggregateCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&format, "format", "auto", "ima-binary, ima-ascii, a per-bank format (ima-binary-sha256, ima-ascii-sha384, ...) or auto")
 	return cmd
+}
+
+// stdinIMAList reads an IMA list from standard input, whole and bounded by
+// maxInput (streamInput: SIGTERM ends a read that waits), and detects its
+// format from the contents as ima.OpenFile does (no file name to read a
+// bank from: a list both sha256 and sm3 could be needs --format).
+func stdinIMAList(ctx context.Context, stdin io.Reader, f eventlog.Format) (*ima.Reader, error) {
+	const name = "standard input"
+	data, err := readInput(ctx, "-", stdin)
+	if err != nil {
+		return nil, err
+	}
+	if f == "" || f == eventlog.FormatAuto {
+		if f, err = ima.DetectNamed(data[:min(len(data), 4096)], ""); err != nil {
+			return nil, &eventlog.Error{File: name, Record: -1, Err: err}
+		}
+	}
+	return ima.NewFormatReader(f, bytes.NewReader(data), ima.Options{File: name})
 }

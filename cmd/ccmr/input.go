@@ -132,13 +132,20 @@ func hashInput(ctx context.Context, name string, stdin io.Reader, algs []mr.Alg)
 // readInputFile reads a whole file of at most maxInput bytes, honouring ctx;
 // a larger one is bad input (exit 2).
 func readInputFile(ctx context.Context, name string) ([]byte, error) {
+	return readInput(ctx, name, nil)
+}
+
+// readInput is readInputFile that reads standard input for "-" (when stdin
+// is not nil): a pipe is read whole, bounded by maxInput, on streamInput's
+// goroutine, so SIGTERM ends a read whose writer never writes.
+func readInput(ctx context.Context, name string, stdin io.Reader) ([]byte, error) {
 	// Chunks are kept apart and joined once: growing one slice would
 	// copy, and hold, up to twice the bound more.
 	var chunks [][]byte
 	n := 0
-	err := streamInput(ctx, name, nil, func(b []byte) error {
+	err := streamInput(ctx, name, stdin, func(b []byte) error {
 		if n += len(b); n > maxInput {
-			return usageError("%s: more than %d bytes", name, maxInput)
+			return usageError("%s: more than %d bytes", inputName(name), maxInput)
 		}
 		chunks = append(chunks, b)
 		return nil

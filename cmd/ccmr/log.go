@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -37,7 +38,9 @@ func (lf *logFlags) add(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&lf.tpm, "tpm", false, "a runtime log's MR indexes are PCR numbers (a log kept on a TPM)")
 }
 
-func (lf *logFlags) open(path string) (*logfile.File, logfile.Options, error) {
+// open opens the log at path; "-" reads standard input whole (bounded by
+// maxInput, interrupted by ctx), as a log is read more than once.
+func (lf *logFlags) open(ctx context.Context, path string, stdin io.Reader) (*logfile.File, logfile.Options, error) {
 	f, err := logfile.ParseFormat(lf.format)
 	if err != nil {
 		return nil, logfile.Options{}, err
@@ -50,22 +53,56 @@ func (lf *logFlags) open(path string) (*logfile.File, logfile.Options, error) {
 		}
 		opts.Banks = append(opts.Banks, a)
 	}
+	if path == "-" {
+		file, err := stdinLog(ctx, stdin, f)
+		return file, opts, err
+	}
 	file, err := logfile.Open(path, f)
 	return file, opts, err
+}
+
+// opened notes, under -v, the format a log was read as.
+func (lf *logFlags) opened(g *globals, file *logfile.File) {
+	how := "detected"
+	if lf.format != "auto" && lf.format != "" {
+		how = "given"
+	}
+	g.verbosef("%s: %s (%s)", file.Name, file.Format, how)
+}
+
+// stdinLog reads a log from standard input and settles its format as
+// logfile.Open does from a file's contents (there is no file name to read
+// an IMA list's bank from).
+func stdinLog(ctx context.Context, stdin io.Reader, f eventlog.Format) (*logfile.File, error) {
+	const name = "standard input"
+	data, err := readInput(ctx, "-", stdin)
+	if err != nil {
+		return nil, err
+	}
+	if f == "" || f == eventlog.FormatAuto {
+		head := data[:min(len(data), logfile.SniffSize)]
+		ff, ok := logfile.Sniff(head)
+		if !ok {
+			return nil, &exitError{code: exitUsage, err: &eventlog.Error{File: name, Record: -1, Err: fmt.Errorf("%w: unknown log format (give --format)", mr.ErrMalformed)}}
+		}
+		f = ff
+	}
+	return logfile.FromBytes(name, data, f), nil
 }
 
 func newLogShowCmd(g *globals) *cobra.Command {
 	var lf logFlags
 	cmd := &cobra.Command{
-		Use:   "show FILE",
+		Use:   "show FILE|-",
 		Short: "Print every record of a log",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			file, opts, err := lf.open(args[0])
+			file, opts, err := lf.open(cmd.Context(), args[0], cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
 			defer file.Close()
+			lf.opened(g, file)
 			var events []eventlog.Event
 			problems := 0
 			err = file.Show(cmd.Context(), opts, func(e eventlog.Event) error {
@@ -113,13 +150,14 @@ func newLogReplayCmd(g *globals) *cobra.Command {
 	var expects, keyFiles []string
 	var requireSigs bool
 	cmd := &cobra.Command{
-		Use:   "replay FILE [--expect REG=ALG:HEX]... [--ima-keys FILE]...",
+		Use:   "replay FILE|- [--expect REG=ALG:HEX]... [--ima-keys FILE]...",
 		Short: "Replay a log; exit 0 when every --expect matches, 1 on a mismatch, 2 on bad input",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var want []mr.Value
 			for _, e := range expects {
 				name, dg, ok := strings.Cut(e, "=")
+				name = regName(name)
 				if !ok {
 					return usageError("--expect %q: want REG=ALG:HEX", e)
 				}
@@ -136,11 +174,12 @@ func newLogReplayCmd(g *globals) *cobra.Command {
 				}
 				want = append(want, mr.Value{Register: mr.Register{Name: name, Alg: d.Alg, Size: d.Alg.Size()}, Digest: d})
 			}
-			file, opts, err := lf.open(args[0])
+			file, opts, err := lf.open(cmd.Context(), args[0], cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
 			defer file.Close()
+			lf.opened(g, file)
 			opts.Expect = want
 			var size int64
 			if fi, err := os.Stat(args[0]); err == nil {
@@ -244,18 +283,19 @@ func newLogExportCmd(g *globals) *cobra.Command {
 	var lf logFlags
 	var to, out string
 	cmd := &cobra.Command{
-		Use:   "export FILE --to cel-json [-O OUT]",
+		Use:   "export FILE|- --to cel-json [-O OUT]",
 		Short: "Convert a runtime log or an IMA list to CEL-JSON (TCG Canonical Event Log, JSON text sequences)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if to != string(eventlog.FormatCELJSON) {
 				return usageError("--to %q: only cel-json is supported", to)
 			}
-			file, opts, err := lf.open(args[0])
+			file, opts, err := lf.open(cmd.Context(), args[0], cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
 			defer file.Close()
+			lf.opened(g, file)
 			if out != "" {
 				return writeOutput(out, 0o644, func(w io.Writer) error {
 					_, err := file.ExportCELJSON(cmd.Context(), w, opts)

@@ -148,7 +148,7 @@ func newReadCmd(g *globals) *cobra.Command {
 			}
 			defer dev.Close()
 			var real, virt []string
-			for _, a := range args {
+			for _, a := range regNames(args) {
 				if strings.HasPrefix(a, "mr_") {
 					virt = append(virt, a)
 				} else {

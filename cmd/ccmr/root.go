@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -20,11 +21,29 @@ type globals struct {
 	backing string
 	// resettable acknowledges a backing register the guest can reset.
 	resettable bool
+	// quiet (-q) leaves only the result: notes on standard error are
+	// dropped (errors are not: runTree prints them from env's stderr),
+	// and verify prints its verdict line alone.
+	quiet bool
+	// verbose (-v) adds detail: what was detected or opened, on standard
+	// error, and the proven values after verify's report.
+	verbose bool
+}
+
+// verbosef writes a note on standard error under -v only.
+func (g *globals) verbosef(format string, a ...any) {
+	if g.verbose {
+		tprintf(g.stderr, "ccmr: "+format+"\n", a...)
+	}
 }
 
 // openDevice opens the --device spec.
 func (g *globals) openDevice(ctx context.Context) (mr.Device, error) {
-	return backend.Open(ctx, g.device, backend.Options{Stderr: g.stderr, Getenv: g.getenv})
+	dev, err := backend.Open(ctx, g.device, backend.Options{Stderr: g.stderr, Getenv: g.getenv})
+	if err == nil {
+		g.verbosef("device %s (--device %s)", dev.Kind(), g.device)
+	}
+	return dev, err
 }
 
 func (g *globals) json() bool { return g.output == "json" }
@@ -70,6 +89,14 @@ func newRootFor(e env, args []string) *cobra.Command {
 			if g.output != "text" && g.output != "json" {
 				return usageError("-o %q: want text or json", g.output)
 			}
+			if g.quiet && g.verbose {
+				return usageError("-q and -v: give one")
+			}
+			if g.quiet {
+				// Every note a command writes goes through g.stderr;
+				// errors are printed by runTree from its own env.
+				g.stderr = io.Discard
+			}
 			return nil
 		},
 	}
@@ -89,6 +116,8 @@ func newRootFor(e env, args []string) *cobra.Command {
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	pf.StringVar(&g.logDir, "log-dir", "", "runtime log folder (default /run/ccmr; on the sim device, inside its state folder)")
 	pf.StringVar(&g.backing, "backing", e.getenv("CCMR_BACKING"), "backing register of virtual registers, recorded in the runtime log folder by its first log (default: the recorded one, else rtmr3, or pcr14 on a TPM; env CCMR_BACKING)")
+	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print only the result (verify: the verdict line); no notes on standard error, errors still")
+	pf.BoolVarP(&g.verbose, "verbose", "v", false, "print more: detected log formats and the device opened on standard error, verify's proven values")
 	pf.BoolVar(&g.resettable, "accept-resettable-backing", false, "accept a backing register the guest can reset (TPM PCR 16, 23): every verification of its log is then weakened")
 
 	name, named := commandName(args, pf)
@@ -106,6 +135,13 @@ func newRootFor(e env, args []string) *cobra.Command {
 		// A named command never reaches cobra's "completion" command, so
 		// cobra need not build it (and its four subcommands) either.
 		root.CompletionOptions.DisableDefaultCmd = true
+	}
+	addExamples(root)
+	if isCompletion(args) {
+		// Completion runs no command, and cobra parses its flags
+		// more than once, which onceValue would refuse.
+		addCompletions(root, g)
+		return root
 	}
 	refuseRepeatedFlags(root)
 	return root

@@ -34,6 +34,7 @@ func TestLazyTreeAnswersAsTheFullTree(t *testing.T) {
 		"-o version", "log", "log rplay", "log --help", "vmr list --help", "evidence import --help", "verify", "verify --help",
 		"completion bash", "version completion", "completion", "--", "-- version", "-h", "--help", "read --nosuch", "key --help", "version -o yaml", "-o yaml version",
 		"--log-dir=/nonexistent version", "--backing rtmr2 --device=sim:/nonexistent version",
+		"-q version", "-v version", "-qv version", "-q -v version", "version -v --help", "-v", "-q help version",
 	} {
 		args := strings.Fields(line)
 		get := func(string) string { return "" }

@@ -309,7 +309,7 @@ func (v *verifyCmd) finish(b *bundle.Bundle, rep *verifier.Report, stateKey []by
 		if g.json() {
 			err = writeJSON(g.stdout, rep)
 		} else {
-			err = rep.WriteText(g.stdout)
+			err = writeReportText(g, rep)
 		}
 	}
 	if err != nil {

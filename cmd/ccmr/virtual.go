@@ -140,7 +140,7 @@ func newVMRCmd(g *globals) *cobra.Command {
 		Use:   "read [NAME...]",
 		Short: "Print virtual register values (all when none is named)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.vmrRead(cmd.Context(), args...)
+			return g.vmrRead(cmd.Context(), regNames(args)...)
 		},
 	})
 	return cmd
