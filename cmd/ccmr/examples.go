@@ -54,6 +54,8 @@ var examples = map[string]string{
   ccmr verify bundle.json --allow-sim --trust-sim-key key.pem --nonce 0a0b0c0d
   ccmr -q verify bundle.json --trust-ak ak.pem --policy policy.json
   ccmr -o json verify - --policy policy.json < bundle.json`,
+	"ccmr serve": `  ccmr serve --policy /etc/ccmr/serve-policy.json
+  ccmr serve --socket /run/ccmr/ccmr.sock --socket-mode 0660 --socket-group ccmr --policy policy.json`,
 	"ccmr key": `  ccmr key -O key.pem
   ccmr --device tpm key -O ak.pem`,
 	"ccmr evidence": `  ccmr evidence import -O bundle.json --tdx-quote quote.bin --log ccel=CCEL
