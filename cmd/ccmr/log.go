@@ -51,7 +51,7 @@ func (lf *logFlags) open(path string) (*logfile.File, logfile.Options, error) {
 		opts.Banks = append(opts.Banks, a)
 	}
 	file, err := logfile.Open(path, f)
-	return file, opts, err
+	return file, opts, inputError(err)
 }
 
 func newLogShowCmd(g *globals) *cobra.Command {

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 )
@@ -14,8 +17,44 @@ import (
 // the file it points to; a rename replaces the link instead, and a file of
 // someone else's in a sticky folder makes it fail rather than be written.
 func writeOutput(path string, perm os.FileMode, write func(io.Writer) error) error {
+	// A folder is the user's mistake (exit 2), caught before anything is
+	// written: the rename would fail only after the whole output was made.
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return usageError("writing %s: a folder, not a file: give -O a file name (%s/NAME)", path, strings.TrimSuffix(path, "/"))
+	}
 	if err := safefs.WriteFile(path, "", perm, false, write); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// outputHint is added to the refusal of -o VALUE when VALUE looks like a
+// file name: -o is the output format, -O the output file, and the two are
+// easily swapped.
+func outputHint(v string) string {
+	if strings.ContainsAny(v, "./") {
+		return fmt.Sprintf(" (-o is the format; to write to the file %s, use -O %s)", v, v)
+	}
+	return ""
+}
+
+// writeNonceJSON tells, under -o json, the nonce quote made up: as one JSON
+// object on standard output when the bundle went to a file (-O), else on
+// standard error, which standard output's bundle leaves free. A text line
+// there would break the script that parses it.
+func writeNonceJSON(g *globals, out string, nonce []byte) error {
+	v := struct {
+		Nonce  string `json:"nonce"`
+		Bundle string `json:"bundle,omitempty"`
+	}{Nonce: hex.EncodeToString(nonce)}
+	w := g.stderr
+	if out != "" && out != "-" {
+		v.Bundle, w = out, g.stdout
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
 }

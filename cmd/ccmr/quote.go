@@ -101,6 +101,9 @@ func newQuoteCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if nonceHex == "" {
+				if g.output == "json" {
+					return writeNonceJSON(g, out, nonce)
+				}
 				if out != "" && out != "-" {
 					fmt.Fprintf(g.stdout, "nonce %s\n", hex.EncodeToString(nonce))
 				} else {
