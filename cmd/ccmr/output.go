@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -57,4 +58,27 @@ func writeNonceJSON(g *globals, out string, nonce []byte) error {
 	}
 	_, err = w.Write(append(b, '\n'))
 	return err
+}
+
+// notABundle explains an unreadable bundle that is no bundle at all: a raw
+// TDX quote, SNP report or TPM quote given to verify would otherwise be
+// refused as "invalid character '\x04'". A ccmr-evidence bundle is a zip
+// archive (v2) or a JSON object (v1); anything else gets the hint. err is
+// returned wrapped, so its exit code (2) stays.
+func notABundle(path string, err error) error {
+	if err == nil || path == "-" {
+		return err
+	}
+	f, oErr := os.Open(path)
+	if oErr != nil {
+		return err
+	}
+	defer f.Close()
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(f, head)
+	head = bytes.TrimLeft(head[:n], " \t\r\n")
+	if n == 0 || bytes.HasPrefix(head, []byte("PK\x03\x04")) || bytes.HasPrefix(head, []byte("{")) {
+		return err
+	}
+	return fmt.Errorf("%s: not a bundle: make one with `ccmr evidence import` (raw quotes, reports and logs) or `ccmr quote`: %w", path, err)
 }
