@@ -13,6 +13,7 @@ import (
 
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier"
 )
 
 // Exit codes, as docs/design.md fixes them ("Verifier layers" and "CLI").
@@ -96,6 +97,9 @@ type jsonError struct {
 	File   string `json:"file,omitempty"`
 	Record *int   `json:"record,omitempty"`
 	Offset *int64 `json:"offset,omitempty"`
+	// Report is the verify report behind the error, where there is one
+	// that standard output does not carry (policy create --from).
+	Report *verifier.Report `json:"report,omitempty"`
 }
 
 // writeError reports err, which makes the process exit with code: as
@@ -124,6 +128,10 @@ func writeError(w io.Writer, err error, code int, asJSON bool) {
 			o := le.Offset
 			je.Offset = &o
 		}
+	}
+	var re *reportError
+	if errors.As(err, &re) {
+		je.Report = re.report
 	}
 	b, mErr := json.Marshal(je)
 	if mErr != nil {

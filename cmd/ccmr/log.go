@@ -98,7 +98,7 @@ func newLogShowCmd(g *globals) *cobra.Command {
 					Problems int              `json:"problems"`
 				}{file.Name, file.Format, events, problems})
 			}
-			if problems > 0 {
+			if problems > 0 && g.output != "json" { // JSON has "problems"
 				tprintf(g.stderr, "ccmr: %s: %d problem(s) flagged above\n", file.Name, problems)
 			}
 			return nil

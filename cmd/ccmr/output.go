@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/ccmr-dev/ccmr/internal/safefs"
+	"github.com/ccmr-dev/ccmr/internal/termsafe"
+	"github.com/ccmr-dev/ccmr/verifier"
 )
 
 // writeOutput writes an output file (-O) through a new temporary file in
@@ -81,4 +83,42 @@ func notABundle(path string, err error) error {
 		return err
 	}
 	return fmt.Errorf("%s: not a bundle: make one with `ccmr evidence import` (raw quotes, reports and logs) or `ccmr quote`: %w", path, err)
+}
+
+// warn tells the user something that is no error: "ccmr: MSG" on standard
+// error, or under -o json one object {"warning": MSG} on one line, so that
+// standard error stays JSON too.
+func (g *globals) warn(msg string) {
+	if g.output != "json" {
+		fmt.Fprintf(g.stderr, "ccmr: %s\n", termsafe.String(msg))
+		return
+	}
+	b, err := json.Marshal(struct {
+		Warning string `json:"warning"`
+	}{msg})
+	if err != nil {
+		return
+	}
+	g.stderr.Write(append(b, '\n'))
+}
+
+// reportError is an error that comes with the verify report behind it: under
+// -o json the error object carries the report ("report"), rather than a
+// text report on standard error beside it.
+type reportError struct {
+	err    error
+	report *verifier.Report
+}
+
+func (e *reportError) Error() string { return e.err.Error() }
+func (e *reportError) Unwrap() error { return e.err }
+
+// withReport returns err with rep shown: as text on standard error now, or
+// under -o json inside err's JSON object.
+func (g *globals) withReport(rep *verifier.Report, err error) error {
+	if g.output != "json" {
+		rep.WriteText(g.stderr)
+		return err
+	}
+	return &reportError{err: err, report: rep}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/ccmr-dev/ccmr/bundle/tail"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/cel"
-	"github.com/ccmr-dev/ccmr/internal/termsafe"
 	"github.com/ccmr-dev/ccmr/vmr"
 )
 
@@ -75,7 +74,7 @@ func newQuoteCmd(g *globals) *cobra.Command {
 			}
 			b, err := collect.Bundle(ctx, dev, s, nonce, collect.Options{IMAList: imaList, NoIMA: imaList == "", Logs: extra, Since: since,
 				SystemdLog: systemdLog, NoSystemdLog: systemdLog == "",
-				Warn: func(m string) { fmt.Fprintf(g.stderr, "ccmr: %s\n", termsafe.String(m)) }})
+				Warn: g.warn})
 			if err != nil {
 				return err
 			}
