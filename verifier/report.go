@@ -54,7 +54,8 @@ type Report struct {
 }
 
 // LayerResult is one layer's verdict: what it checked, what it could not
-// check, and for a failure the first thing that broke it.
+// check, and for a failure the first thing that broke it. Its JSON adds
+// "checks", each line with its stable check ID (checkids.go).
 type LayerResult struct {
 	Layer      int      `json:"layer"`
 	Name       string   `json:"name"`
@@ -65,7 +66,9 @@ type LayerResult struct {
 }
 
 // Failure locates what broke a layer. Record is -1 when no single record can
-// be blamed (only a final value disagrees).
+// be blamed (only a final value disagrees) or the failure is outside the
+// logs; its JSON then has no "record" member, and "offset" only where a
+// byte of a log is named (checkids.go, failureJSON).
 type Failure struct {
 	Log      string `json:"log,omitempty"`
 	Record   int    `json:"record"`
