@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"strings"
 
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier/cvmreport"
@@ -226,7 +227,18 @@ func (r *run) trustAK(ak any, certs [][]byte) (string, error) {
 func hardwareFailure(what string, err error, checked, notChecked []string, l *LayerResult) error {
 	l.Checked = append(l.Checked, checked...)
 	l.NotChecked = append(l.NotChecked, notChecked...)
-	return fail("%s: %v", what, err)
+	return fail("%s: %v%s", what, err, atHint(err))
+}
+
+// atHint suggests --at for a certificate, CRL or collateral not valid at
+// the verification time: evidence kept for later checking is judged at the
+// time it was made, which the verdict then marks as weakened.
+func atHint(err error) string {
+	m := err.Error()
+	if strings.Contains(m, "expired or is not yet valid") || strings.Contains(m, "not valid at") {
+		return " (to judge the evidence as at the time it was made, give --at RFC3339: the verdict is then weakened)"
+	}
+	return ""
 }
 
 func (r *run) tdxEvidence(l *LayerResult, want []byte) error {
@@ -247,8 +259,10 @@ func (r *run) tdxEvidence(l *LayerResult, want []byte) error {
 	if err := r.needCollateral(coll, l); err != nil {
 		return err
 	}
-	if res.TCBStatus != "" {
-		l.Checked = append(l.Checked, fmt.Sprintf("TCB status %s %v", res.TCBStatus, res.Advisories))
+	// tdxverify said "TCB status S is allowed"; the advisories, when
+	// there are any, are said here (no empty "[]").
+	if res.TCBStatus != "" && len(res.Advisories) > 0 {
+		l.Checked = append(l.Checked, fmt.Sprintf("TCB status %s with advisories %s", res.TCBStatus, strings.Join(res.Advisories, ", ")))
 	}
 	r.tcbStatus(res, l)
 	if err := r.judgeTDX(&res.Body, l, false); err != nil {
@@ -274,7 +288,8 @@ func (r *run) snpEvidence(l *LayerResult, want []byte) error {
 	}
 	l.Checked = append(l.Checked, res.Checked...)
 	l.NotChecked = append(l.NotChecked, res.NotChecked...)
-	l.Checked = append(l.Checked, fmt.Sprintf("reported TCB 0x%016x", res.ReportedTCB))
+	// snpverify's "reported TCB … is the VCEK's TCB" line already names
+	// the reported TCB: no second "reported TCB" line.
 	r.snpRevocation(res, l)
 	if err := r.judgeSNP(res, l, false); err != nil {
 		return err

@@ -54,7 +54,8 @@ type Report struct {
 }
 
 // LayerResult is one layer's verdict: what it checked, what it could not
-// check, and for a failure the first thing that broke it.
+// check, and for a failure the first thing that broke it. Its JSON adds
+// "checks", each line with its stable check ID (checkids.go).
 type LayerResult struct {
 	Layer      int      `json:"layer"`
 	Name       string   `json:"name"`
@@ -65,7 +66,9 @@ type LayerResult struct {
 }
 
 // Failure locates what broke a layer. Record is -1 when no single record can
-// be blamed (only a final value disagrees).
+// be blamed (only a final value disagrees) or the failure is outside the
+// logs; its JSON then has no "record" member, and "offset" only where a
+// byte of a log is named (checkids.go, failureJSON).
 type Failure struct {
 	Log      string `json:"log,omitempty"`
 	Record   int    `json:"record"`
@@ -115,31 +118,66 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "%s: %s (platform %s)\n", termsafe.Line(nameOr(r.Bundle)), termsafe.Line(r.VerdictLine()), termsafe.Line(r.Platform))
 	for _, l := range r.Layers {
 		fmt.Fprintf(&b, "layer %d %-18s %s\n", l.Layer, l.Name, l.Status)
+		// A failed layer shows its FAIL first: what broke it must not sit
+		// below a screenful of what passed.
+		writeFailure(&b, l.Failure)
+		notChecked := l.NotChecked
+		if l.Failure != nil {
+			notChecked = foldNotInEvidence(notChecked)
+		}
 		for _, c := range l.Checked {
 			fmt.Fprintf(&b, "  ok   %s\n", termsafe.Line(c))
 		}
-		for _, c := range l.NotChecked {
+		for _, c := range notChecked {
 			fmt.Fprintf(&b, "  --   %s\n", termsafe.Line(c))
-		}
-		if f := l.Failure; f != nil {
-			fmt.Fprintf(&b, "  FAIL %s\n", termsafe.Line(f.Reason))
-			if f.Log != "" {
-				if f.Record >= 0 {
-					fmt.Fprintf(&b, "       at %s record %d, byte %d\n", termsafe.Line(f.Log), f.Record, f.Offset)
-				} else {
-					fmt.Fprintf(&b, "       in %s (no single record can be named: only the final value disagrees)\n", termsafe.Line(f.Log))
-				}
-			}
-			if f.Register != "" {
-				fmt.Fprintf(&b, "       register %s\n", termsafe.Line(f.Register))
-			}
-			if f.Expected != "" || f.Computed != "" {
-				fmt.Fprintf(&b, "       expected %s\n       computed %s\n", termsafe.Line(f.Expected), termsafe.Line(f.Computed))
-			}
 		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// foldNotInEvidence folds, in a failed layer's text, the notes on banks a
+// log carries but the evidence does not ("… not in the evidence: checked
+// in the banks the evidence holds") into the first and a count: there is
+// one per log and bank, and they say nothing about the failure. The JSON
+// report keeps each.
+func foldNotInEvidence(lines []string) []string {
+	var out []string
+	n := 0
+	for _, c := range lines {
+		if strings.Contains(c, "not in the evidence") {
+			n++
+			if n > 1 {
+				continue
+			}
+		}
+		out = append(out, c)
+	}
+	if n > 1 {
+		out = append(out, fmt.Sprintf("and %d more banks not in the evidence, checked in the banks it holds (-o json lists them)", n-1))
+	}
+	return out
+}
+
+// writeFailure writes a layer's FAIL line and where it is.
+func writeFailure(b *strings.Builder, f *Failure) {
+	if f == nil {
+		return
+	}
+	fmt.Fprintf(b, "  FAIL %s\n", termsafe.Line(f.Reason))
+	if f.Log != "" {
+		if f.Record >= 0 {
+			fmt.Fprintf(b, "       at %s record %d, byte %d\n", termsafe.Line(f.Log), f.Record, f.Offset)
+		} else {
+			fmt.Fprintf(b, "       in %s (no single record can be named: only the final value disagrees)\n", termsafe.Line(f.Log))
+		}
+	}
+	if f.Register != "" {
+		fmt.Fprintf(b, "       register %s\n", termsafe.Line(f.Register))
+	}
+	if f.Expected != "" || f.Computed != "" {
+		fmt.Fprintf(b, "       expected %s\n       computed %s\n", termsafe.Line(f.Expected), termsafe.Line(f.Computed))
+	}
 }
 
 func nameOr(s string) string {

@@ -50,7 +50,7 @@ the read (and a FIFO waiting for its writer) with nothing extended.`,
 					// the TDX RTMRs.
 					ds, err := hashInput(ctx, dataFile, g.stdin, []mr.Alg{mr.SHA384})
 					if err != nil {
-						return err
+						return dataFlagError(dataFile, err)
 					}
 					d = ds[0]
 				}
@@ -59,7 +59,7 @@ the read (and a FIFO waiting for its writer) with nothing extended.`,
 			if digest != "" {
 				err = dev.Extend(ctx, name, d)
 			} else {
-				err = extendData(ctx, dev, name, dataFile, g)
+				err = dataFlagError(dataFile, extendData(ctx, dev, name, dataFile, g))
 			}
 			if err != nil {
 				return err

@@ -58,7 +58,7 @@ func (lf *logFlags) open(ctx context.Context, path string, stdin io.Reader) (*lo
 		return file, opts, err
 	}
 	file, err := logfile.Open(path, f)
-	return file, opts, err
+	return file, opts, inputError(err)
 }
 
 // opened notes, under -v, the format a log was read as.
@@ -135,7 +135,7 @@ func newLogShowCmd(g *globals) *cobra.Command {
 					Problems int              `json:"problems"`
 				}{file.Name, file.Format, events, problems})
 			}
-			if problems > 0 {
+			if problems > 0 && g.output != "json" { // JSON has "problems"
 				tprintf(g.stderr, "ccmr: %s: %d problem(s) flagged above\n", file.Name, problems)
 			}
 			return nil

@@ -337,11 +337,10 @@ func (pc *policyCreate) fromBundle(ctx context.Context, stdin io.Reader, g *glob
 	if !rep.Trusted {
 		// A policy pins a known-good machine: a bundle that does not
 		// verify is not one.
-		rep.WriteText(g.stderr)
-		return nil, &exitError{code: exitFail, err: fmt.Errorf("%s: not trusted (layer %d failed): no policy written", pc.from, rep.FailedLayer())}
+		return nil, g.withReport(rep, &exitError{code: exitFail, err: fmt.Errorf("%s: not trusted (layer %d failed): no policy written", pc.from, rep.FailedLayer())})
 	}
 	if len(rep.Weakened) > 0 {
-		fmt.Fprintf(g.stderr, "ccmr: %s is %s: the policy pins its values all the same\n", pc.from, rep.Verdict)
+		g.warn(fmt.Sprintf("%s is %s: the policy pins its values all the same", pc.from, rep.Verdict))
 	}
 	p := rep.Proven
 	out := fromPolicy{Registers: map[string][]mr.Digest{}}
@@ -413,8 +412,7 @@ func (pc *policyCreate) fromBundle(ctx context.Context, stdin io.Reader, g *glob
 		return nil, err
 	}
 	if !again.Trusted {
-		again.WriteText(g.stderr)
-		return nil, fmt.Errorf("the created policy does not pass on %s (layer %d failed): no policy written", pc.from, again.FailedLayer())
+		return nil, g.withReport(again, fmt.Errorf("the created policy does not pass on %s (layer %d failed): no policy written", pc.from, again.FailedLayer()))
 	}
 	return out, nil
 }
@@ -652,11 +650,11 @@ func (pc *policyCreate) digestsFromIMA(ctx context.Context, g *globals, rp *keyl
 				rp.IMABuf[name] = append(rp.IMABuf[name], hex.EncodeToString(d))
 			}
 		default:
-			fmt.Fprintf(g.stderr, "ccmr: %s entry %d: template %s is not read for a runtime policy (as keylime-policy skips it)\n", pc.imaList, e.Index, e.TemplateName)
+			g.warn(fmt.Sprintf("%s entry %d: template %s is not read for a runtime policy (as keylime-policy skips it)", pc.imaList, e.Index, e.TemplateName))
 		}
 	}
 	if violations > 0 {
-		fmt.Fprintf(g.stderr, "ccmr: %s: %d violations (all-zero template hash) left out: their files are not allowed\n", pc.imaList, violations)
+		g.warn(fmt.Sprintf("%s: %d violations (all-zero template hash) left out: their files are not allowed", pc.imaList, violations))
 	}
 	if n == 0 {
 		return usageError("%s: no IMA entry", pc.imaList)

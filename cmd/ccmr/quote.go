@@ -15,7 +15,6 @@ import (
 	"github.com/ccmr-dev/ccmr/bundle/tail"
 	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/eventlog/cel"
-	"github.com/ccmr-dev/ccmr/internal/termsafe"
 	"github.com/ccmr-dev/ccmr/vmr"
 )
 
@@ -78,7 +77,7 @@ func newQuoteCmd(g *globals) *cobra.Command {
 			}
 			b, err := collect.Bundle(ctx, dev, s, nonce, collect.Options{IMAList: imaList, NoIMA: imaList == "", Logs: extra, Since: since,
 				SystemdLog: systemdLog, NoSystemdLog: systemdLog == "",
-				Warn: func(m string) { fmt.Fprintf(g.stderr, "ccmr: %s\n", termsafe.String(m)) }})
+				Warn: g.warn})
 			if err != nil {
 				return err
 			}
@@ -104,6 +103,9 @@ func newQuoteCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if nonceHex == "" {
+				if g.output == "json" {
+					return writeNonceJSON(g, out, nonce)
+				}
 				if out != "" && out != "-" {
 					fmt.Fprintf(g.stdout, "nonce %s\n", hex.EncodeToString(nonce))
 				} else {

@@ -87,7 +87,7 @@ func newRootFor(e env, args []string) *cobra.Command {
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			if g.output != "text" && g.output != "json" {
-				return usageError("-o %q: want text or json", g.output)
+				return usageError("-o %q: want text or json%s", g.output, outputHint(g.output))
 			}
 			if g.quiet && g.verbose {
 				return usageError("-q and -v: give one")
@@ -144,6 +144,7 @@ func newRootFor(e env, args []string) *cobra.Command {
 		return root
 	}
 	refuseRepeatedFlags(root)
+	refuseUnknownSubcommands(root)
 	return root
 }
 
@@ -183,9 +184,6 @@ func run(ctx context.Context, args []string, e env) int {
 func runTree(ctx context.Context, root *cobra.Command, args []string, e env) int {
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
-	if err != nil {
-		printError(e.stderr, err)
-	}
 	code := exitCode(err)
 	// cobra reports unknown commands and wrong argument counts as plain
 	// errors; they are usage errors all the same.
@@ -194,6 +192,9 @@ func runTree(ctx context.Context, root *cobra.Command, args []string, e env) int
 	}
 	if err != nil && code == exitOK {
 		code = exitFail
+	}
+	if err != nil {
+		writeError(e.stderr, err, code, outputJSON(root, args))
 	}
 	return code
 }

@@ -112,7 +112,7 @@ func (v *verifyCmd) run(ctx context.Context, stdin io.Reader, arg string) error 
 		b, err = bundle.Open(ctx, arg)
 	}
 	if err != nil {
-		return err
+		return notABundle(arg, err)
 	}
 	defer b.Close()
 	v.opts.Name = arg

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ccmr-dev/ccmr/mr"
@@ -111,7 +112,9 @@ func Verify(hcl []byte, ak crypto.PublicKey, opts Options) (*Result, error) {
 			res.Checked = append(res.Checked, prefix("TD quote: ", tr.Checked)...)
 			res.NotChecked = append(res.NotChecked, prefix("TD quote: ", tr.NotChecked)...)
 			if tr.TCBStatus != "" {
-				res.checked("TD quote: TCB status %s %v", tr.TCBStatus, tr.Advisories)
+				if len(tr.Advisories) > 0 { // no empty "[]"
+					res.checked("TD quote: TCB status %s with advisories %s", tr.TCBStatus, strings.Join(tr.Advisories, ", "))
+				}
 			}
 		}
 		if err != nil {

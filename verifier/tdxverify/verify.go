@@ -526,7 +526,11 @@ func (v *verifier) collateralChecks(pc *parsedCollateral, allowed []string) erro
 		v.checked("TCB: %s", n)
 	}
 	if !slices.Contains(allowed, ev.status) {
-		return checkErr(CheckTCBStatus, fmt.Errorf("%w: %s (advisories %s), allowed: %s", ErrTCBNotAllowed, ev.status, strings.Join(ev.advisories, ","), strings.Join(allowed, ",")))
+		adv := "" // no empty "(advisories )"
+		if len(ev.advisories) > 0 {
+			adv = " (advisories " + strings.Join(ev.advisories, ",") + ")"
+		}
+		return checkErr(CheckTCBStatus, fmt.Errorf("%w: %s%s, allowed: %s", ErrTCBNotAllowed, ev.status, adv, strings.Join(allowed, ",")))
 	}
 	v.checked("TCB status %s is allowed", ev.status)
 	return nil
