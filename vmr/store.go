@@ -323,8 +323,8 @@ func (s *Store) replayAll(ctx context.Context) error {
 }
 
 // sync brings the view up to the end of the log (other processes may have
-// appended), then compares it with the register and rolls a logged but not
-// extended last record forward. Called with the file lock held. An empty log
+// appended), then compares it with the register and rolls the logged but
+// not extended records of the last batch forward. Called with the file lock held. An empty log
 // on a register others already extended gets an INIT entry first.
 func (s *Store) sync(ctx context.Context) error {
 	size := s.lockedSize // the log's size when the lock was taken
@@ -558,9 +558,10 @@ type Item struct {
 }
 
 // ExtendMany extends several virtual registers in log order with one fsync,
-// returning each register's value after its record. Either all items are
-// logged and extended, or an error is returned and the log holds none of the
-// items that failed.
+// returning each register's value after its record (more than MaxBatch
+// items take more than one append). Either all items are logged and
+// extended, or an error is returned and the log holds none of the items
+// that failed.
 func (s *Store) ExtendMany(ctx context.Context, items []Item) ([]mr.Digest, error) {
 	ps := make([]*pending, len(items))
 	owner := new(byte)
