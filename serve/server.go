@@ -65,17 +65,7 @@ type Config struct {
 
 // Server is the daemon's HTTP service.
 type Server struct {
-	cfg Config
-	// one admits one virtual extend at a time into the Store. The
-	// Store's group commit would write the records of goroutines waiting
-	// together in one append and then extend them one by one; a SIGKILL
-	// between that fsync and the last extend leaves several records
-	// logged and not extended, which vmr's recovery refuses
-	// (ErrInconsistent: it rolls forward only the last record), and the
-	// daemon could not start again. TestKillUnderLoad finds that within
-	// a few runs without this. One record per append keeps every crash
-	// recoverable, at the price of one fsync per extend.
-	one  chan struct{}
+	cfg  Config
 	log  *slog.Logger
 	mux  *http.ServeMux
 	http *http.Server
@@ -91,7 +81,7 @@ type peerResult struct {
 
 // New builds a Server.
 func New(cfg Config) *Server {
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), one: make(chan struct{}, 1)}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -314,14 +304,10 @@ func (s *Server) extend(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, values(vs))
 }
 
-// extendVirtual extends one virtual register, one at a time (Server.one).
+// extendVirtual extends one virtual register. Concurrent callers share the
+// Store's group commit (one append and fsync per batch); a crash inside a
+// batch is rolled forward by vmr's recovery (vmr.MaxBatch).
 func (s *Server) extendVirtual(ctx context.Context, name string, d mr.Digest) (mr.Digest, error) {
-	select {
-	case s.one <- struct{}{}:
-	case <-ctx.Done():
-		return mr.Digest{}, ctx.Err()
-	}
-	defer func() { <-s.one }()
 	return s.cfg.Store.Extend(ctx, name, d)
 }
 

@@ -10,11 +10,14 @@
 // commit); processes take turns through the file lock.
 //
 // Recovery on Open: the log is replayed against the backing register. Equal
-// means clean; equal to the replay without the last record means a writer died
-// after logging and before extending, and the record is rolled forward (it is
-// extended now: it was never reported as done, and extending it makes the log
-// true). Anything else is ErrInconsistent naming the register, the log and the
-// last record that agrees, and nothing is written.
+// means clean. Equal to the replay without its last k records, 1 ≤ k ≤
+// MaxBatch (the most records one append holds), means a writer died after
+// logging a batch and before extending all of it: the logged-but-not-extended
+// records of the last batch are rolled forward in order (extended now: none
+// was reported as done, and extending them makes the log true). Those records
+// are always read from the log itself, never taken on the checkpoint's word.
+// Anything else is ErrInconsistent naming the register, the log and the last
+// record that agrees, and nothing is written.
 //
 // Open is O(1) in the log's history: it starts from the checkpoint beside the
 // log (REGISTER.ckpt: the log's size, the register's value, every virtual

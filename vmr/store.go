@@ -323,8 +323,8 @@ func (s *Store) replayAll(ctx context.Context) error {
 }
 
 // sync brings the view up to the end of the log (other processes may have
-// appended), then compares it with the register and rolls a logged but not
-// extended last record forward. Called with the file lock held. An empty log
+// appended), then compares it with the register and rolls the logged but
+// not extended records of the last batch forward. Called with the file lock held. An empty log
 // on a register others already extended gets an INIT entry first.
 func (s *Store) sync(ctx context.Context) error {
 	size := s.lockedSize // the log's size when the lock was taken
@@ -398,7 +398,115 @@ func (s *Store) sync(ctx context.Context) error {
 		s.checked, s.agreed = true, true
 		return nil
 	}
-	return s.inconsistent(cur)
+	if s.seeded {
+		// Several records behind: which ones is decided from the log
+		// alone. The error makes syncLog replay the log from its start
+		// without the checkpoint and call sync again.
+		return s.inconsistent(cur)
+	}
+	ds, err := s.unextended(cur)
+	if err != nil {
+		return err
+	}
+	if ds == nil {
+		return s.inconsistent(cur)
+	}
+	if err := s.rollForward(ctx, ds); err != nil {
+		return err
+	}
+	s.checked, s.agreed = true, true
+	return nil
+}
+
+// MaxBatch is the most records a Store writes in one append (group commit
+// and ExtendMany split larger batches): the most a process killed between
+// a batch's fsync and its last extend can leave logged and not extended, so
+// the most recovery rolls forward. The IMA forwarder's default batch
+// (ForwardOptions.Batch, 1024) is one append.
+const MaxBatch = 1024
+
+// afterFsync, when set (by the crash tests alone), runs between a batch's
+// fsync and its extends with the batch's length: the window recovery is for.
+var afterFsync func(records int)
+
+// unextended folds the whole log (which this Store has just replayed from
+// its start: never on a checkpoint's word) and returns the digests of the
+// extended records after the last point where the fold equals cur, the
+// register's value, when there are 1 to MaxBatch of them and no INIT entry
+// among them; nil otherwise.
+//
+// Why rolling them forward extends nothing nobody meant to extend: every
+// record was appended to the log, in a folder only root can write
+// (safefs.CheckDir), before its extend was attempted; whoever can append
+// there can extend the register anyway. A register that holds the fold of
+// a prefix of the log, short of its end, got there either by the log's own
+// writers (a crash between a batch's fsync and its last extend: the records
+// after it are that batch's, at most MaxBatch, since a writer checks the
+// register against the whole log under the lock before each append) or by
+// someone who found a preimage of the hash chain. A foreign extend, an
+// edited log, or more records behind than one batch remain ErrInconsistent.
+// (A resettable backing register, accepted only with AllowResettable, can
+// be reset to the start of a log without INIT; rolling the log forward then
+// rebuilds what the reset erased, which whoever reset it could do as well;
+// verifiers report such a register weakened in any case.)
+func (s *Store) unextended(cur mr.Digest) ([]mr.Digest, error) {
+	ext := mr.NewExtender(mr.ResetValue(s.backing.Name, s.backing.Alg))
+	matched := ext.Value().Equal(cur)
+	var after []mr.Digest // extended records since the last match
+	over := false         // more than MaxBatch of them
+	rd := aael.NewReader(io.NewSectionReader(s.f, 0, s.view.off), aael.Options{File: s.path})
+	for {
+		e, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			// The same bytes replayed a moment ago: fail closed.
+			return nil, fmt.Errorf("vmr: folding %s again: %w", s.path, err)
+		}
+		switch {
+		case !e.Init.IsZero():
+			ext = mr.NewExtender(e.Init)
+			matched, after, over = false, after[:0], false
+		case e.Extended:
+			if err := ext.Extend(e.Digest.Bytes); err != nil {
+				return nil, fmt.Errorf("vmr: folding %s again: %w", s.path, err)
+			}
+			if len(after) < MaxBatch {
+				after = append(after, mr.Digest{Alg: e.Digest.Alg, Bytes: append([]byte(nil), e.Digest.Bytes...)})
+			} else {
+				over = true
+			}
+		}
+		if ext.Value().Equal(cur) {
+			matched, after, over = true, after[:0], false
+		}
+	}
+	if !matched || over || len(after) == 0 {
+		return nil, nil
+	}
+	return after, nil
+}
+
+// rollForward extends the register with ds, the logged records of a batch
+// whose writer died before extending them, in one update where the device
+// offers one.
+func (s *Store) rollForward(ctx context.Context, ds []mr.Digest) error {
+	from := s.view.records - len(ds)
+	if me, ok := s.dev.(mr.MultiExtender); ok && len(ds) > 1 {
+		if err := me.ExtendMany(ctx, s.backing.Name, ds); err != nil {
+			return fmt.Errorf("vmr: rolling %s records %d to %d forward into %s: %w", s.path, from, s.view.records-1, s.backing.Name, err)
+		}
+		return nil
+	}
+	for i, d := range ds {
+		// A failure half way leaves the register at a later point of the
+		// log; the next sync rolls the rest forward.
+		if err := s.dev.Extend(ctx, s.backing.Name, d); err != nil {
+			return fmt.Errorf("vmr: rolling %s record %d forward into %s: %w", s.path, from+i, s.backing.Name, err)
+		}
+	}
+	return nil
 }
 
 // inconsistent replays the whole log again to find the last record after
@@ -450,9 +558,10 @@ type Item struct {
 }
 
 // ExtendMany extends several virtual registers in log order with one fsync,
-// returning each register's value after its record. Either all items are
-// logged and extended, or an error is returned and the log holds none of the
-// items that failed.
+// returning each register's value after its record (more than MaxBatch
+// items take more than one append). Either all items are logged and
+// extended, or an error is returned and the log holds none of the items
+// that failed.
 func (s *Store) ExtendMany(ctx context.Context, items []Item) ([]mr.Digest, error) {
 	ps := make([]*pending, len(items))
 	owner := new(byte)
@@ -492,7 +601,14 @@ func (s *Store) lead(ctx context.Context, owner *byte) {
 	for {
 		s.mu.Lock()
 		batch := s.queue
-		s.queue = nil
+		if len(batch) > MaxBatch {
+			// One append holds at most MaxBatch records: the most
+			// recovery rolls forward after a crash inside a batch.
+			batch = batch[:MaxBatch:MaxBatch]
+			s.queue = append([]*pending(nil), s.queue[MaxBatch:]...)
+		} else {
+			s.queue = nil
+		}
 		if len(batch) == 0 {
 			s.leading = false
 			s.mu.Unlock()
@@ -585,6 +701,9 @@ func (s *Store) appendAndExtend(ctx context.Context, batch []*pending) ([]mr.Dig
 		// them off so the log stays true.
 		s.f.Truncate(start)
 		return nil, 0, fmt.Errorf("vmr: fsync %s: %w", s.path, err)
+	}
+	if afterFsync != nil {
+		afterFsync(len(digests))
 	}
 	one := digests
 	if me, ok := s.dev.(mr.MultiExtender); ok && len(digests) > 1 {

@@ -194,10 +194,13 @@ func TestRecovery(t *testing.T) {
 	}
 	s2.Close()
 
-	// Two records logged and not extended: not recoverable; nothing written.
-	rec5, _ := aael.ExtendRecord("mr_ima", digestN("r", 5))
-	b, _, _ = aael.AppendEntry(b[:0], 4, mr.SHA384, rec)
-	b, _, _ = aael.AppendEntry(b, 4, mr.SHA384, rec5)
+	// More records logged and not extended than one append holds
+	// (MaxBatch): not recoverable; nothing written.
+	b = b[:0]
+	for i := 0; i <= MaxBatch; i++ {
+		r, _ := aael.ExtendRecord("mr_ima", digestN("r", 5+i))
+		b, _, _ = aael.AppendEntry(b, 4, mr.SHA384, r)
+	}
 	appendFile(t, path, b)
 	before, _ := os.ReadFile(path)
 	regBefore := readRTMR3(t, dev)
@@ -286,6 +289,8 @@ func child(spec string) int {
 		return 3
 	}
 	switch parts[0] {
+	case "batchkill", "groupkill":
+		return batchKillChild(ctx, s, parts)
 	case "concurrent": // concurrent:DIR:ID:N
 		id, _ := strconv.Atoi(parts[2])
 		n, _ := strconv.Atoi(parts[3])
