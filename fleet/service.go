@@ -269,7 +269,9 @@ func MonitorFor(m *Machine) (*verifier.MonitorState, error) {
 func (s *Service) judge(ctx context.Context, b *bundle.Bundle, m *Machine, at time.Time) (*Outcome, error) {
 	opts, err := s.Options(m, b.Nonce, at)
 	if err != nil {
-		return nil, err
+		// The machine cannot be judged as enrolled (no policy for its
+		// group): refused, never judged without it.
+		return nil, &inputError{err}
 	}
 	rep, err := verifier.Verify(ctx, b, opts)
 	if err != nil {

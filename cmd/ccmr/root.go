@@ -49,6 +49,8 @@ var commands = []struct {
 	{"key", newKeyCmd},
 	{"evidence", newEvidenceCmd},
 	{"policy", newPolicyCmd},
+	{"verifier", newVerifierCmd},
+	{"attest", newAttestCmd},
 }
 
 // newRoot builds the command tree with every command.
