@@ -117,6 +117,7 @@ func openStore(t testing.TB, url string) Store {
 type replica struct {
 	st  Store
 	srv *httptest.Server
+	url string
 }
 
 func newReplica(t testing.TB, url string, cfg Config) *replica {
@@ -125,12 +126,44 @@ func newReplica(t testing.TB, url string, cfg Config) *replica {
 	cfg.TempDir = t.TempDir()
 	srv := httptest.NewServer(New(cfg))
 	t.Cleanup(srv.Close)
-	return &replica{st: cfg.Store, srv: srv}
+	return &replica{st: cfg.Store, srv: srv, url: srv.URL}
+}
+
+// challengeErr is challenge for a replica that may be gone.
+func (r *replica) challengeErr() ([]byte, error) {
+	resp, err := http.Post(r.url+"/v1/challenge", "", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var c Challenge
+	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil || resp.StatusCode != 200 {
+		return nil, fmt.Errorf("challenge: %d %v", resp.StatusCode, err)
+	}
+	return hex.DecodeString(c.Nonce)
+}
+
+// postErr is post for a replica that may be gone.
+func (r *replica) postErr(id string, body []byte) (int, *Result, error) {
+	resp, err := http.Post(r.url+"/v1/machines/"+id+"/evidence", "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		return resp.StatusCode, nil, err
+	}
+	var res Result
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return 0, nil, err
+	}
+	return 200, &res, nil
 }
 
 func (r *replica) challenge(t testing.TB) []byte {
 	t.Helper()
-	resp, err := http.Post(r.srv.URL+"/v1/challenge", "", nil)
+	resp, err := http.Post(r.url+"/v1/challenge", "", nil)
 	if err != nil {
 		t.Error(err)
 		return nil
@@ -151,7 +184,7 @@ func (r *replica) challenge(t testing.TB) []byte {
 // post sends a bundle and returns the status and decoded result.
 func (r *replica) post(t testing.TB, id string, body []byte) (int, *Result) {
 	t.Helper()
-	resp, err := http.Post(r.srv.URL+"/v1/machines/"+id+"/evidence", "application/octet-stream", bytes.NewReader(body))
+	resp, err := http.Post(r.url+"/v1/machines/"+id+"/evidence", "application/octet-stream", bytes.NewReader(body))
 	if err != nil {
 		t.Error(err)
 		return 0, nil
