@@ -151,7 +151,9 @@ func Open(ctx context.Context, url string) (Store, error) {
 		}
 		// BEGIN IMMEDIATE for every transaction: the write lock is taken
 		// before the row is read, so no two writers read the same version.
-		dsn := "file:" + path + "?_txlock=immediate&_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
+		// Times are written in one fixed format, always in UTC (every
+		// caller converts), so that SQL compares them in time order.
+		dsn := "file:" + path + "?_txlock=immediate&_time_format=sqlite&_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
 		db, err := sql.Open("sqlite", dsn)
 		if err != nil {
 			return nil, err
