@@ -109,3 +109,12 @@ notice:
 
 clean:
 	rm -rf bin dist
+
+## fleet-bench: the fleet verifier at full size (docs/fleet.md): 3 `ccmr verifier serve`
+## processes on a PostgreSQL the test starts, FLEET_MACHINES sim machines × FLEET_ROUNDS,
+## one replica SIGKILLed halfway; consistency checks, then throughput and p99
+## against `ccmr verify --state` one process per bundle. Minutes: not in make test.
+FLEET_MACHINES ?= 1000
+FLEET_ROUNDS ?= 20
+fleet-bench: deps
+	CCMR_FLEET_BENCH=1 FLEET_MACHINES=$(FLEET_MACHINES) FLEET_ROUNDS=$(FLEET_ROUNDS) $(GO) test -count=1 -timeout 3h -run TestFleetBench -v ./fleet | grep -E '^(\s+bench|\s+\S+_test.go|--- |ok|FAIL|PASS)'

@@ -8,6 +8,8 @@ have tpm2_pcrread || need+=(tpm2-tools)
 have evmctl || need+=(ima-evm-utils)
 # setpriv drops root for the tests that need file modes to apply (TestReadOnlyFolder).
 have setpriv || need+=(util-linux)
+# PostgreSQL (initdb, postgres) for the fleet store tests, which start their own server.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 dpkg -s libtss2-tcti-swtpm0 >/dev/null 2>&1 || need+=(libtss2-tcti-swtpm0)
 if [ "${CCMR_E2E:-}" = 1 ]; then
 	have qemu-system-x86_64 || need+=(qemu-system-x86)

@@ -69,6 +69,8 @@ var commands = []struct {
 	{"evidence", newEvidenceCmd},
 	{"policy", newPolicyCmd},
 	{"serve", newServeCmd},
+	{"verifier", newVerifierCmd},
+	{"attest", newAttestCmd},
 }
 
 // newRoot builds the command tree with every command.

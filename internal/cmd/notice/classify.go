@@ -48,6 +48,8 @@ func init() {
 // each followed by a space: line breaks, punctuation, Markdown quoting and
 // list markers do not change what a licence says.
 func normalize(s string) string {
+	// Numbered clauses ("1. Redistributions …") say what bulleted ones do.
+	s = clauseNumber.ReplaceAllString(s, "$1")
 	var b strings.Builder
 	word := false
 	for _, r := range strings.ToLower(s) {
@@ -79,6 +81,9 @@ func templateRegexp(t string) *regexp.Regexp {
 	}
 	return regexp.MustCompile(re.String())
 }
+
+// clauseNumber is a clause's number at the start of a line.
+var clauseNumber = regexp.MustCompile(`(?m)^(\s*)\d{1,2}\.\s`)
 
 func normalizeTemplate(t string) string {
 	t = strings.ReplaceAll(t, "{{*}}", " wildcardname ")

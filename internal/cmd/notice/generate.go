@@ -29,7 +29,7 @@ type module struct {
 }
 
 // licenseFile names the files that hold a module's licence and notices.
-var licenseFile = regexp.MustCompile(`(?i)^(licen[cs]e|copying|notice|patents)(\.(txt|md))?$`)
+var licenseFile = regexp.MustCompile(`(?i)^(licen[cs]e|copying|notice|patents|licen[cs]e-3rd-party)(\.(txt|md))?$`)
 
 // generate returns the NOTICE text for the main module in dir.
 // reviewed are licence files that hold more than the known texts and were
@@ -106,7 +106,10 @@ Apache License's, which is LICENSE) and NOTICE and PATENTS files follow.
 				return nil, fmt.Errorf("%s: %w", e.name, err)
 			}
 			upper := strings.ToUpper(f.Name())
-			if strings.HasPrefix(upper, "NOTICE") || strings.HasPrefix(upper, "PATENTS") {
+			// Notices, patent grants and third-party lists (modernc.org's
+			// LICENSE-3RD-PARTY.md: the licences of code it translated)
+			// are carried whole.
+			if strings.HasPrefix(upper, "NOTICE") || strings.HasPrefix(upper, "PATENTS") || strings.Contains(upper, "3RD-PARTY") {
 				fmt.Fprintf(&texts, "\n==== %s: %s ====\n\n%s", e.name, f.Name(), ensureNewline(b))
 				continue
 			}

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ccmr-dev/ccmr/bundle/collect"
+	"github.com/ccmr-dev/ccmr/eventlog/cel"
+	"github.com/ccmr-dev/ccmr/fleet"
+	"github.com/ccmr-dev/ccmr/internal/termsafe"
+	"github.com/ccmr-dev/ccmr/verifier/ear"
+	"github.com/ccmr-dev/ccmr/verifier/simverify"
+	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
+	"github.com/ccmr-dev/ccmr/vmr"
+)
+
+// newVerifierCmd is the fleet verifier (docs/fleet.md): a service whose
+// state lives in SQLite or PostgreSQL.
+func newVerifierCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "verifier",
+		Short: "Fleet verifier: an HTTP service judging many machines' evidence, its state in SQLite or PostgreSQL",
+	}
+	cmd.AddCommand(newVerifierServeCmd(g), newVerifierEnrollCmd(g))
+	return cmd
+}
+
+func newVerifierServeCmd(g *globals) *cobra.Command {
+	var listen, db, groupsDir, earKey string
+	var maxBundle int64
+	var nonceTTL, readTimeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "serve --listen ADDR --db URL",
+		Short: "Serve the fleet verifier API (docs/openapi-fleet.yaml); SIGHUP reloads the group policies",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if db == "" || listen == "" {
+				return usageError("--listen and --db are required")
+			}
+			cfg := fleet.Config{Build: buildVersion(), MaxBundle: maxBundle, NonceTTL: nonceTTL}
+			if earKey != "" {
+				pemBytes, err := readInputFile(ctx, earKey)
+				if err != nil {
+					return err
+				}
+				if cfg.EARKey, err = ear.ParseKey(pemBytes); err != nil {
+					return usageError("--ear-key %s: %v", earKey, err)
+				}
+			}
+			if groupsDir != "" {
+				var err error
+				if cfg.Groups, err = fleet.LoadGroups(groupsDir); err != nil {
+					return &exitError{code: exitUsage, err: err}
+				}
+			}
+			st, err := fleet.Open(ctx, db)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			cfg.Store = st
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return err
+			}
+			srv := &http.Server{Handler: fleet.New(cfg), ReadHeaderTimeout: 10 * time.Second,
+				ReadTimeout: readTimeout, IdleTimeout: 2 * time.Minute}
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for range hup {
+					if cfg.Groups == nil {
+						continue
+					}
+					// A folder that does not load keeps the policies in force.
+					if err := cfg.Groups.Reload(); err != nil {
+						fmt.Fprintf(g.stderr, "ccmr verifier: reload: %s (the previous policies stay)\n", termsafe.String(err.Error()))
+					} else {
+						fmt.Fprintf(g.stderr, "ccmr verifier: policies reloaded\n")
+					}
+				}
+			}()
+			fmt.Fprintf(g.stderr, "ccmr verifier: listening on %s\n", ln.Addr())
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ln) }()
+			select {
+			case err := <-done:
+				return err
+			case <-ctx.Done():
+			}
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&listen, "listen", "", "address to listen on (host:port)")
+	fl.StringVar(&db, "db", "", "state store: sqlite:PATH (one host) or postgres://… (several replicas)")
+	fl.StringVar(&groupsDir, "groups", "", "folder of policies by machine group: DIR/GROUP.json (docs/policy.md); without it, no policy is judged")
+	fl.StringVar(&earKey, "ear-key", "", "sign each verdict as an EAR with this PEM private key (P-256, P-384 or Ed25519)")
+	fl.Int64Var(&maxBundle, "max-bundle", fleet.DefaultMaxBundle, "largest bundle accepted (bytes)")
+	fl.DurationVar(&nonceTTL, "nonce-ttl", 5*time.Minute, "how long a challenge's nonce is good for")
+	fl.DurationVar(&readTimeout, "read-timeout", 2*time.Minute, "time to receive a whole request: a slower client is refused")
+	return cmd
+}
+
+func newVerifierEnrollCmd(g *globals) *cobra.Command {
+	var db, id, group, platform, keyFile string
+	cmd := &cobra.Command{
+		Use:   "enroll --db URL --machine ID --group G --platform sim|tpm --key PEM",
+		Short: "Enrol a machine: its id, policy group and pinned key (sim device key or TPM AK); a new key drops its state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if db == "" || id == "" || group == "" || keyFile == "" {
+				return usageError("--db, --machine, --group and --key are required")
+			}
+			key, err := readInputFile(ctx, keyFile)
+			if err != nil {
+				return err
+			}
+			switch platform {
+			case "sim":
+				err = onePEMKey(key, func(b []byte) (any, error) { return simverify.ParsePublicKey(b) })
+			case "tpm":
+				err = onePEMKey(key, tpmverify.ParseAKPublic)
+			default:
+				return usageError("--platform %q: want sim or tpm", platform)
+			}
+			if err != nil {
+				return usageError("--key %s: %v", keyFile, err)
+			}
+			st, err := fleet.Open(ctx, db)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if err := st.Enroll(ctx, fleet.Machine{ID: id, Group: group, Platform: platform, KeyPEM: string(key)}); err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&db, "db", "", "state store: sqlite:PATH or postgres://…")
+	fl.StringVar(&id, "machine", "", "machine id (1-128 of A-Z a-z 0-9 . _ : -)")
+	fl.StringVar(&group, "group", "default", "policy group (the verifier's --groups DIR/GROUP.json)")
+	fl.StringVar(&platform, "platform", "tpm", "sim or tpm")
+	fl.StringVar(&keyFile, "key", "", "the machine's pinned key, PEM (ccmr key)")
+	return cmd
+}
+
+// newAttestCmd is the agent side: fetch a challenge, quote, post.
+func newAttestCmd(g *globals) *cobra.Command {
+	var to, id, imaList, systemdLog string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "attest --to URL --machine ID",
+		Short: "Take a challenge from a fleet verifier, quote it and post the bundle; exit 0 trusted, 1 not trusted",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			if to == "" || id == "" {
+				return usageError("--to and --machine are required")
+			}
+			base := strings.TrimSuffix(to, "/")
+			var ch fleet.Challenge
+			if err := call(ctx, base+"/v1/challenge", nil, &ch); err != nil {
+				return err
+			}
+			nonce, err := hex.DecodeString(ch.Nonce)
+			if err != nil || len(nonce) == 0 {
+				return fmt.Errorf("%s: challenge nonce %q is no hex", to, termsafe.String(ch.Nonce))
+			}
+			dev, err := g.openDevice(ctx)
+			if err != nil {
+				return err
+			}
+			defer dev.Close()
+			s, err := g.openStore(ctx, dev, false)
+			if err != nil {
+				return err
+			}
+			if s != nil {
+				defer s.Close()
+			}
+			b, err := collect.Bundle(ctx, dev, s, nonce, collect.Options{IMAList: imaList, NoIMA: imaList == "",
+				SystemdLog: systemdLog, NoSystemdLog: systemdLog == "",
+				Warn: func(m string) { fmt.Fprintf(g.stderr, "ccmr: %s\n", termsafe.String(m)) }})
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			// Streamed: the logs go from their files to the request.
+			pr, pw := io.Pipe()
+			go func() { pw.CloseWithError(b.WriteArchive(ctx, pw)) }()
+			var res fleet.Result
+			if err := call(ctx, base+"/v1/machines/"+id+"/evidence", pr, &res); err != nil {
+				return err
+			}
+			if g.json() {
+				err = writeJSON(g.stdout, res)
+			} else {
+				_, err = fmt.Fprintf(g.stdout, "%s: %s\n", termsafe.String(id), termsafe.String(res.Verdict))
+			}
+			if err != nil {
+				return err
+			}
+			if !res.Trusted {
+				return &exitError{code: exitFail, err: fmt.Errorf("%s: not trusted", id)}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&to, "to", "", "fleet verifier base URL (http://host:port)")
+	fl.StringVar(&id, "machine", "", "this machine's id at the verifier")
+	fl.StringVar(&imaList, "ima-log", vmr.DefaultIMAList, "binary IMA list to include when readable (\"\" for none)")
+	fl.StringVar(&systemdLog, "systemd-log", cel.SystemdLogPath, "systemd's measurement log to include on a TPM (\"\" for none)")
+	fl.DurationVar(&timeout, "timeout", 5*time.Minute, "give up after this long")
+	return cmd
+}
+
+// call POSTs body to url and decodes a 200 answer into out; any other
+// status is an error carrying the service's message.
+func call(ctx context.Context, url string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		json.Unmarshal(raw, &e)
+		return fmt.Errorf("%s: %s: %s", url, resp.Status, termsafe.String(e.Error))
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("%s: answer: %w", url, err)
+	}
+	if dec.More() {
+		return errors.New(url + ": answer: more than one JSON value")
+	}
+	return nil
+}

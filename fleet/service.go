@@ -1,0 +1,364 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ccmr-dev/ccmr/bundle"
+	"github.com/ccmr-dev/ccmr/verifier"
+	"github.com/ccmr-dev/ccmr/verifier/ear"
+)
+
+// Config configures a Service.
+type Config struct {
+	Store Store
+	// Groups are the policies by group; nil judges without a policy (as
+	// `ccmr verify` without --policy).
+	Groups *Groups
+	// EARKey, when set, signs each verdict as an EAR; Build is the ccmr
+	// version it names.
+	EARKey *ear.Key
+	Build  string
+	// MaxBundle bounds a request body (default DefaultMaxBundle).
+	MaxBundle int64
+	// NonceTTL is how long a challenge is good for (default 5 minutes).
+	NonceTTL time.Duration
+	// TempDir holds bundles while they are judged (default os.TempDir()).
+	TempDir string
+}
+
+// DefaultMaxBundle is the default bound on a bundle received.
+const DefaultMaxBundle = 256 << 20
+
+// Service is the fleet verifier's HTTP API (docs/openapi-fleet.yaml).
+type Service struct {
+	cfg     Config
+	mux     *http.ServeMux
+	reg     *prometheus.Registry
+	verdict *prometheus.CounterVec
+	refused *prometheus.CounterVec
+	latency prometheus.Histogram
+}
+
+// New builds the service over cfg.Store.
+func New(cfg Config) *Service {
+	if cfg.MaxBundle <= 0 {
+		cfg.MaxBundle = DefaultMaxBundle
+	}
+	if cfg.NonceTTL <= 0 {
+		cfg.NonceTTL = 5 * time.Minute
+	}
+	s := &Service{cfg: cfg, mux: http.NewServeMux(), reg: prometheus.NewRegistry()}
+	s.verdict = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ccmr_fleet_verdicts_total", Help: "Bundles judged, by result (trusted, untrusted, replayed)."}, []string{"result"})
+	s.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ccmr_fleet_refused_total", Help: "Evidence requests refused before a verdict, by HTTP status."}, []string{"status"})
+	s.latency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ccmr_fleet_evidence_seconds", Help: "Time to judge a bundle, from its last byte received to the commit.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)})
+	s.reg.MustRegister(s.verdict, s.refused, s.latency, prometheus.NewGoCollector())
+	s.mux.HandleFunc("POST /v1/challenge", s.challenge)
+	s.mux.HandleFunc("POST /v1/machines/{id}/evidence", s.evidence)
+	s.mux.HandleFunc("GET /v1/machines/{id}", s.machine)
+	s.mux.HandleFunc("GET /v1/machines", s.machines)
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	return s
+}
+
+// ServeHTTP serves the API.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// apiError is every error response's body.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (s *Service) fail(w http.ResponseWriter, status int, err error) {
+	s.refused.WithLabelValues(fmt.Sprint(status)).Inc()
+	writeJSON(w, status, apiError{Error: err.Error()})
+}
+
+// Challenge is POST /v1/challenge's answer.
+type Challenge struct {
+	Nonce   string    `json:"nonce"` // hex
+	Expires time.Time `json:"expires"`
+}
+
+func (s *Service) challenge(w http.ResponseWriter, r *http.Request) {
+	n := make([]byte, 32)
+	rand.Read(n)
+	exp := time.Now().UTC().Add(s.cfg.NonceTTL).Truncate(time.Second)
+	if err := s.cfg.Store.IssueNonce(r.Context(), n, exp); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, Challenge{Nonce: hex.EncodeToString(n), Expires: exp})
+}
+
+// Result is POST /v1/machines/{id}/evidence's answer.
+type Result struct {
+	Machine  string          `json:"machine"`
+	Trusted  bool            `json:"trusted"`
+	Verdict  string          `json:"verdict"`
+	Advanced bool            `json:"advanced"`
+	Replayed bool            `json:"replayed"`
+	Report   json.RawMessage `json:"report"`
+	EAR      string          `json:"ear,omitempty"`
+}
+
+// spool copies the body to a private temporary file, hashing it. A body
+// over the bound is ErrTooLarge; a body not received whole (a client that
+// stops, a read timeout) is the read error.
+var errTooLarge = errors.New("bundle larger than the service accepts")
+
+func (s *Service) spool(w http.ResponseWriter, r *http.Request) (string, string, error) {
+	f, err := os.CreateTemp(s.cfg.TempDir, "ccmr-fleet-*.bundle")
+	if err != nil {
+		return "", "", err
+	}
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(f, h), http.MaxBytesReader(w, r.Body, s.cfg.MaxBundle))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return "", "", errTooLarge
+		}
+		return "", "", fmt.Errorf("bundle not received whole: %w", err)
+	}
+	return f.Name(), hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func (s *Service) evidence(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !validName.MatchString(id) {
+		s.fail(w, http.StatusBadRequest, fmt.Errorf("machine id %q: want 1-128 of A-Z a-z 0-9 . _ : -", id))
+		return
+	}
+	path, sum, err := s.spool(w, r)
+	if errors.Is(err, errTooLarge) {
+		s.fail(w, http.StatusRequestEntityTooLarge, err)
+		return
+	}
+	if err != nil {
+		s.fail(w, http.StatusRequestTimeout, err)
+		return
+	}
+	defer os.Remove(path)
+	ctx := r.Context()
+	b, err := bundle.Open(ctx, path)
+	if err != nil {
+		s.fail(w, http.StatusBadRequest, fmt.Errorf("bundle: %w", err))
+		return
+	}
+	defer b.Close()
+	if len(b.Nonce) == 0 {
+		s.fail(w, http.StatusBadRequest, errors.New("bundle carries no nonce: take one from POST /v1/challenge"))
+		return
+	}
+	start := time.Now()
+	at := start.UTC()
+	v, replayed, err := s.cfg.Store.Submit(ctx, Submission{Machine: id, Bundle: sum, Nonce: b.Nonce, At: at},
+		func(ctx context.Context, m *Machine) (*Outcome, error) { return s.judge(ctx, b, m, at) })
+	switch {
+	case errors.Is(err, ErrUnknownMachine):
+		s.fail(w, http.StatusNotFound, err)
+		return
+	case errors.Is(err, ErrNonce):
+		s.fail(w, http.StatusForbidden, err)
+		return
+	case errors.Is(err, ErrConflict):
+		s.fail(w, http.StatusConflict, err)
+		return
+	case errors.As(err, new(*inputError)):
+		s.fail(w, http.StatusBadRequest, err)
+		return
+	case err != nil:
+		s.fail(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	s.latency.Observe(time.Since(start).Seconds())
+	switch {
+	case replayed:
+		s.verdict.WithLabelValues("replayed").Inc()
+	case v.Trusted:
+		s.verdict.WithLabelValues("trusted").Inc()
+	default:
+		s.verdict.WithLabelValues("untrusted").Inc()
+	}
+	writeJSON(w, http.StatusOK, Result{Machine: id, Trusted: v.Trusted, Verdict: v.Line, Advanced: v.Advanced && !replayed,
+		Replayed: replayed, Report: v.Report, EAR: v.Token})
+}
+
+// inputError is a bundle the verifier cannot use at all (exit 2 of
+// `ccmr verify`): the request is refused, nothing recorded.
+type inputError struct{ err error }
+
+func (e *inputError) Error() string { return e.err.Error() }
+func (e *inputError) Unwrap() error { return e.err }
+
+// Options are the verifier options for machine m's bundle: its pinned key,
+// its group's policy, the nonce the bundle answers (which the service
+// issued: the store consumes it in the same transaction), and a monitor
+// state holding only m's entry.
+func (s *Service) Options(m *Machine, nonce []byte, at time.Time) (verifier.Options, error) {
+	opts := verifier.Options{Name: m.ID, Nonce: nonce, RequireNonce: true, At: at, Machine: m.ID}
+	switch m.Platform {
+	case "sim":
+		opts.AllowSim, opts.SimKeys = true, [][]byte{[]byte(m.KeyPEM)}
+	case "tpm":
+		opts.TrustedKeys = [][]byte{[]byte(m.KeyPEM)}
+	default:
+		return opts, fmt.Errorf("machine %s: platform %q", m.ID, m.Platform)
+	}
+	if s.cfg.Groups != nil {
+		p, err := s.cfg.Groups.Policy(m.Group)
+		if err != nil {
+			return opts, err
+		}
+		opts.Policy = p
+	}
+	st, err := MonitorFor(m)
+	if err != nil {
+		return opts, err
+	}
+	opts.Monitor = st
+	return opts, nil
+}
+
+// MonitorFor is the monitor state of m alone, from its row, parsed as
+// strictly as a state file.
+func MonitorFor(m *Machine) (*verifier.MonitorState, error) {
+	if len(m.State) == 0 {
+		return verifier.NewState(), nil
+	}
+	doc, err := json.Marshal(struct {
+		Format   string                     `json:"format"`
+		Machines map[string]json.RawMessage `json:"machines"`
+	}{verifier.StateFormat, map[string]json.RawMessage{m.ID: m.State}})
+	if err != nil {
+		return nil, fmt.Errorf("machine %s: stored state: %w", m.ID, err)
+	}
+	st, err := verifier.ParseState(doc, nil)
+	if err != nil {
+		return nil, fmt.Errorf("machine %s: stored state: %w", m.ID, err)
+	}
+	return st, nil
+}
+
+// judge verifies b from m's row with the existing verifier.
+func (s *Service) judge(ctx context.Context, b *bundle.Bundle, m *Machine, at time.Time) (*Outcome, error) {
+	opts, err := s.Options(m, b.Nonce, at)
+	if err != nil {
+		// The machine cannot be judged as enrolled (no policy for its
+		// group): refused, never judged without it.
+		return nil, &inputError{err}
+	}
+	rep, err := verifier.Verify(ctx, b, opts)
+	if err != nil {
+		return nil, &inputError{err}
+	}
+	out := &Outcome{Trusted: rep.Trusted, Line: rep.Verdict}
+	if out.Report, err = json.Marshal(rep); err != nil {
+		return nil, err
+	}
+	if s.cfg.EARKey != nil {
+		res, err := ear.New(b, rep, opts, s.cfg.Build, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		if out.Token, err = ear.Sign(res, s.cfg.EARKey); err != nil {
+			return nil, err
+		}
+	}
+	if rep.Trusted {
+		if e := opts.Monitor.Machines[m.ID]; e != nil {
+			nb, err := json.Marshal(e)
+			if err != nil {
+				return nil, err
+			}
+			if !bytes.Equal(nb, m.State) {
+				out.State = nb
+			}
+		}
+	}
+	return out, nil
+}
+
+// MachineView is GET /v1/machines/{id}'s answer: where the monitor stands
+// and the last verdict.
+type MachineView struct {
+	Machine
+	State json.RawMessage `json:"state"`
+	Last  *Verdict        `json:"last,omitempty"`
+	// LastReport is the last verdict's report.
+	LastReport json.RawMessage `json:"last_report,omitempty"`
+}
+
+func (s *Service) machine(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !validName.MatchString(id) {
+		s.fail(w, http.StatusBadRequest, fmt.Errorf("machine id %q: not a machine id", id))
+		return
+	}
+	m, v, err := s.cfg.Store.Machine(r.Context(), id)
+	if errors.Is(err, ErrUnknownMachine) {
+		writeJSON(w, http.StatusNotFound, apiError{Error: err.Error()})
+		return
+	}
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error()})
+		return
+	}
+	view := MachineView{Machine: *m, State: json.RawMessage("null"), Last: v}
+	if len(m.State) > 0 {
+		view.State = m.State
+	}
+	if v != nil {
+		view.LastReport = v.Report
+	}
+	writeJSON(w, http.StatusOK, view)
+}
+
+func (s *Service) machines(w http.ResponseWriter, r *http.Request) {
+	ms, err := s.cfg.Store.Machines(r.Context())
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error()})
+		return
+	}
+	if ms == nil {
+		ms = []Machine{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Machines []Machine `json:"machines"`
+	}{ms})
+}
+
+func (s *Service) healthz(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.cfg.Store.SchemaVersion(r.Context()); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Status string `json:"status"`
+	}{"ok"})
+}

@@ -1,0 +1,366 @@
+// Package fleet is ccmr's fleet verifier: the verifier as a service whose
+// state (each machine's monitor entry, the verdict history, the nonces it
+// issued) lives in a database shared by its replicas: SQLite for one host,
+// PostgreSQL for several. A machine's state is advanced in one transaction
+// that holds its row (SELECT … FOR UPDATE; BEGIN IMMEDIATE on SQLite) and
+// checks its version, so two replicas never both advance it from the same
+// version, and a crash before the commit leaves the previous state.
+package fleet
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	// Drivers of the two stores: both pure Go (CGO_ENABLED=0 builds).
+	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite"
+)
+
+// Errors the service maps to HTTP statuses.
+var (
+	// ErrUnknownMachine: no machine of that id is enrolled.
+	ErrUnknownMachine = errors.New("unknown machine")
+	// ErrNonce: the bundle's nonce was not issued, has expired or was used.
+	ErrNonce = errors.New("nonce unknown, expired or already used")
+	// ErrConflict: the machine's row changed under the transaction (the
+	// version check failed); nothing was written.
+	ErrConflict = errors.New("machine state changed concurrently")
+)
+
+// Machine is one enrolled machine's row.
+type Machine struct {
+	ID    string `json:"id"`
+	Group string `json:"group"`
+	// Platform is "sim" or "tpm"; KeyPEM the key pinned at enrolment (the
+	// sim device key or the TPM AK), the only key its evidence may carry.
+	Platform string `json:"platform"`
+	KeyPEM   string `json:"key_pem"`
+	// State is the machine's monitor entry (verifier.MachineState JSON),
+	// empty before its first trusted verdict; Version counts its advances.
+	State   []byte    `json:"-"`
+	Version int64     `json:"version"`
+	Updated time.Time `json:"updated"`
+}
+
+// Verdict is one verification recorded in the history.
+type Verdict struct {
+	Machine string `json:"machine"`
+	// Bundle is the SHA-256 (hex) of the bundle as received.
+	Bundle  string    `json:"bundle_sha256"`
+	Trusted bool      `json:"trusted"`
+	Line    string    `json:"verdict"`
+	At      time.Time `json:"at"`
+	// Advanced says the verdict advanced the state from version From.
+	Advanced bool  `json:"advanced"`
+	From     int64 `json:"from_version"`
+	// Report is the verify report (JSON); Token the EAR, when signed.
+	Report []byte `json:"-"`
+	Token  string `json:"-"`
+}
+
+// Outcome is what a verification of a bundle gives the store: the verdict
+// to record and, when the state advances, the machine's new entry.
+type Outcome struct {
+	Trusted bool
+	Line    string
+	Report  []byte
+	Token   string
+	// State is the new entry; nil leaves the row as it is.
+	State []byte
+}
+
+// Submission is a bundle to judge against a machine's row.
+type Submission struct {
+	Machine string
+	Bundle  string // SHA-256 hex of the bundle
+	Nonce   []byte
+	At      time.Time
+}
+
+// VerifyFunc judges a bundle from the machine's row, inside the transaction
+// that holds it.
+type VerifyFunc func(ctx context.Context, m *Machine) (*Outcome, error)
+
+// Store holds the fleet's state. Both implementations share one schema.
+type Store interface {
+	// Enroll adds a machine, or replaces its group and key (its state is
+	// then dropped: a new key is a new machine).
+	Enroll(ctx context.Context, m Machine) error
+	// IssueNonce stores a nonce usable once until expires.
+	IssueNonce(ctx context.Context, nonce []byte, expires time.Time) error
+	// Submit judges a bundle under the machine's row lock: the nonce is
+	// consumed, the verdict recorded and the state advanced in one
+	// transaction. A bundle already judged for the machine gets its
+	// recorded verdict back (replayed true), nothing else is done.
+	Submit(ctx context.Context, s Submission, verify VerifyFunc) (v *Verdict, replayed bool, err error)
+	// Machine returns a machine's row and last verdict (nil before any).
+	Machine(ctx context.Context, id string) (*Machine, *Verdict, error)
+	// Machines lists the enrolled machines by id.
+	Machines(ctx context.Context) ([]Machine, error)
+	// History lists a machine's verdicts, oldest first.
+	History(ctx context.Context, id string) ([]Verdict, error)
+	// SchemaVersion is the migration the database is at.
+	SchemaVersion(ctx context.Context) (int, error)
+	Close() error
+}
+
+// dialect is what differs between the two databases.
+type dialect struct {
+	name string
+	// forUpdate locks the selected row (PostgreSQL); SQLite's BEGIN
+	// IMMEDIATE already holds the database's write lock.
+	forUpdate string
+	// dollar: placeholders are $1, $2 … instead of ?.
+	dollar bool
+	blob   string
+}
+
+var (
+	postgres = dialect{name: "postgres", forUpdate: " FOR UPDATE", dollar: true, blob: "BYTEA"}
+	sqlite   = dialect{name: "sqlite", blob: "BLOB"}
+)
+
+// sqlStore is the Store over database/sql, for either dialect.
+type sqlStore struct {
+	db *sql.DB
+	d  dialect
+}
+
+// Open opens the store a URL names: postgres://… or postgresql://… for
+// PostgreSQL, sqlite:PATH (or a path ending .db) for SQLite, and migrates
+// it to the current schema.
+func Open(ctx context.Context, url string) (Store, error) {
+	var s *sqlStore
+	switch {
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		db, err := sql.Open("pgx", url)
+		if err != nil {
+			return nil, err
+		}
+		db.SetMaxOpenConns(32)
+		s = &sqlStore{db: db, d: postgres}
+	case strings.HasPrefix(url, "sqlite:"), strings.HasSuffix(url, ".db"):
+		path := strings.TrimPrefix(url, "sqlite:")
+		if path == "" || strings.ContainsAny(path, "?#") {
+			return nil, fmt.Errorf("fleet store %q: want sqlite:PATH without options", url)
+		}
+		// BEGIN IMMEDIATE for every transaction: the write lock is taken
+		// before the row is read, so no two writers read the same version.
+		// Times are written in one fixed format, always in UTC (every
+		// caller converts), so that SQL compares them in time order.
+		dsn := "file:" + path + "?_txlock=immediate&_time_format=sqlite&_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
+		db, err := sql.Open("sqlite", dsn)
+		if err != nil {
+			return nil, err
+		}
+		s = &sqlStore{db: db, d: sqlite}
+	default:
+		return nil, fmt.Errorf("fleet store %q: want postgres://… or sqlite:PATH", url)
+	}
+	if err := s.migrate(ctx, len(migrations)); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// q rewrites ? placeholders for the dialect.
+func (s *sqlStore) q(query string) string {
+	if !s.d.dollar {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, c := range query {
+		if c == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func (s *sqlStore) Close() error { return s.db.Close() }
+
+func (s *sqlStore) Enroll(ctx context.Context, m Machine) error {
+	if m.ID == "" || m.Group == "" || m.KeyPEM == "" || (m.Platform != "sim" && m.Platform != "tpm") {
+		return fmt.Errorf("enrol %q: want an id, a group, a key and platform sim or tpm", m.ID)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var key string
+	err = tx.QueryRowContext(ctx, s.q("SELECT key_pem FROM machines WHERE id = ?"+s.d.forUpdate), m.ID).Scan(&key)
+	now := time.Now().UTC()
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		_, err = tx.ExecContext(ctx, s.q("INSERT INTO machines (id, grp, platform, key_pem, state, version, updated) VALUES (?, ?, ?, ?, NULL, 0, ?)"),
+			m.ID, m.Group, m.Platform, m.KeyPEM, now)
+	case err == nil && key == m.KeyPEM:
+		_, err = tx.ExecContext(ctx, s.q("UPDATE machines SET grp = ?, platform = ?, updated = ? WHERE id = ?"), m.Group, m.Platform, now, m.ID)
+	case err == nil:
+		// Another key: the state judged under the old one is not this
+		// machine's; the version goes on so no old verdict's version repeats.
+		_, err = tx.ExecContext(ctx, s.q("UPDATE machines SET grp = ?, platform = ?, key_pem = ?, state = NULL, version = version + 1, updated = ? WHERE id = ?"),
+			m.Group, m.Platform, m.KeyPEM, now, m.ID)
+	}
+	if err != nil {
+		return fmt.Errorf("enrol %s: %w", m.ID, err)
+	}
+	return tx.Commit()
+}
+
+func (s *sqlStore) IssueNonce(ctx context.Context, nonce []byte, expires time.Time) error {
+	_, err := s.db.ExecContext(ctx, s.q("INSERT INTO nonces (nonce, expires, used) VALUES (?, ?, NULL)"), nonce, expires.UTC())
+	if err != nil {
+		return fmt.Errorf("store nonce: %w", err)
+	}
+	// Expired nonces are of no use: dropped as new ones come (a day
+	// late, so a refusal can still say "expired" in the logs meanwhile).
+	_, err = s.db.ExecContext(ctx, s.q("DELETE FROM nonces WHERE expires < ?"), time.Now().UTC().Add(-24*time.Hour))
+	return err
+}
+
+const verdictCols = "machine, bundle_sha256, trusted, line, at, advanced, from_version, report, token"
+
+func scanVerdict(sc interface{ Scan(...any) error }) (*Verdict, error) {
+	var v Verdict
+	err := sc.Scan(&v.Machine, &v.Bundle, &v.Trusted, &v.Line, &v.At, &v.Advanced, &v.From, &v.Report, &v.Token)
+	if err != nil {
+		return nil, err
+	}
+	v.At = v.At.UTC()
+	return &v, nil
+}
+
+func (s *sqlStore) Submit(ctx context.Context, sub Submission, verify VerifyFunc) (*Verdict, bool, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	// Every return before Commit rolls back: nothing of a failed request
+	// is written.
+	defer tx.Rollback()
+	m := Machine{ID: sub.Machine}
+	var state []byte
+	err = tx.QueryRowContext(ctx, s.q("SELECT grp, platform, key_pem, state, version, updated FROM machines WHERE id = ?"+s.d.forUpdate), sub.Machine).
+		Scan(&m.Group, &m.Platform, &m.KeyPEM, &state, &m.Version, &m.Updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, fmt.Errorf("%w: %q", ErrUnknownMachine, sub.Machine)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	m.State = state
+	// Under the row lock: a second copy of a bundle sees the first's
+	// verdict once that has committed.
+	v, err := scanVerdict(tx.QueryRowContext(ctx, s.q("SELECT "+verdictCols+" FROM verdicts WHERE machine = ? AND bundle_sha256 = ?"), sub.Machine, sub.Bundle))
+	if err == nil {
+		return v, true, tx.Commit()
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, false, err
+	}
+	at := sub.At.UTC()
+	res, err := tx.ExecContext(ctx, s.q("UPDATE nonces SET used = ? WHERE nonce = ? AND used IS NULL AND expires > ?"), at, sub.Nonce, at)
+	if err != nil {
+		return nil, false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return nil, false, ErrNonce
+	}
+	out, err := verify(ctx, &m)
+	if err != nil {
+		return nil, false, err
+	}
+	v = &Verdict{Machine: sub.Machine, Bundle: sub.Bundle, Trusted: out.Trusted, Line: out.Line, At: at,
+		From: m.Version, Report: out.Report, Token: out.Token}
+	if out.State != nil {
+		if !out.Trusted {
+			return nil, false, errors.New("fleet: a state from an untrusted verdict")
+		}
+		res, err := tx.ExecContext(ctx, s.q("UPDATE machines SET state = ?, version = version + 1, updated = ? WHERE id = ? AND version = ?"),
+			out.State, at, sub.Machine, m.Version)
+		if err != nil {
+			return nil, false, err
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return nil, false, ErrConflict
+		}
+		v.Advanced = true
+	}
+	_, err = tx.ExecContext(ctx, s.q("INSERT INTO verdicts ("+verdictCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+		v.Machine, v.Bundle, v.Trusted, v.Line, v.At, v.Advanced, v.From, v.Report, v.Token)
+	if err != nil {
+		return nil, false, fmt.Errorf("record verdict: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, false, err
+	}
+	return v, false, nil
+}
+
+func (s *sqlStore) Machine(ctx context.Context, id string) (*Machine, *Verdict, error) {
+	m := Machine{ID: id}
+	err := s.db.QueryRowContext(ctx, s.q("SELECT grp, platform, key_pem, state, version, updated FROM machines WHERE id = ?"), id).
+		Scan(&m.Group, &m.Platform, &m.KeyPEM, &m.State, &m.Version, &m.Updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, fmt.Errorf("%w: %q", ErrUnknownMachine, id)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	m.Updated = m.Updated.UTC()
+	v, err := scanVerdict(s.db.QueryRowContext(ctx, s.q("SELECT "+verdictCols+" FROM verdicts WHERE machine = ? ORDER BY seq DESC LIMIT 1"), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return &m, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return &m, v, nil
+}
+
+func (s *sqlStore) Machines(ctx context.Context) ([]Machine, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT id, grp, platform, version, updated FROM machines ORDER BY id")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Machine
+	for rows.Next() {
+		var m Machine
+		if err := rows.Scan(&m.ID, &m.Group, &m.Platform, &m.Version, &m.Updated); err != nil {
+			return nil, err
+		}
+		m.Updated = m.Updated.UTC()
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+func (s *sqlStore) History(ctx context.Context, id string) ([]Verdict, error) {
+	rows, err := s.db.QueryContext(ctx, s.q("SELECT "+verdictCols+" FROM verdicts WHERE machine = ? ORDER BY seq"), id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Verdict
+	for rows.Next() {
+		v, err := scanVerdict(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *v)
+	}
+	return out, rows.Err()
+}
