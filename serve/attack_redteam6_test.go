@@ -1,9 +1,13 @@
 package serve_test
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/ccmr-dev/ccmr/mr"
 
 	"github.com/ccmr-dev/ccmr/serve"
 )
@@ -46,5 +50,66 @@ func TestAttackRT6_SocketFolderOthersCanWrite(t *testing.T) {
 	if l, err := serve.Listen(filepath.Join(top, "run", "ccmr.sock"), 0o660, -1, -1); err == nil {
 		l.Close()
 		t.Fatal("socket under a folder others can write to: Listen served it")
+	}
+}
+
+// Red team 6, item 1: root in a container. A container run without a user
+// namespace (docker's default) runs as uid 0, which SO_PEERCRED reports as
+// 0, and the daemon let uid 0 do everything whatever the policy says: with
+// the socket mounted in, the container extends another container's
+// mr_ctr.<id>, another user's mr_app.*, a real register (rtmr2) and
+// quotes, though it can write neither the host's log nor its registers
+// (it has neither /run/ccmr nor the device; runtimes drop CAP_SYS_ADMIN).
+// The rule that stops it: uid 0 is all-powerful only with CAP_SYS_ADMIN
+// in the daemon's user namespace (Peer.Admin, read through the pidfd like
+// the cgroup); elsewhere the policy decides, and the default policy grants
+// it nothing. The child here is root in another mount namespace without
+// CAP_SYS_ADMIN, as docker starts one.
+func TestAttackRT6_RootInContainer(t *testing.T) {
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		missingTool(t, "unshare (util-linux) not found", err)
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		missingTool(t, "setpriv (util-linux) not found", err)
+	}
+	if os.Getuid() != 0 {
+		t.Skip("needs root to make a mount namespace")
+	}
+	if err := exec.Command(unshare, "--mount", "true").Run(); err != nil {
+		missingTool(t, "unshare --mount fails here", err)
+	}
+	d := startDaemon(t, nil, 0o600)
+	cmd := exec.Command(unshare, "--mount", "--", setpriv, "--bounding-set=-sys_admin", "--", os.Args[0], "-test.run=^$")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), clientEnv + "=" + d.sock}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("client in a mount namespace: %v\n%s", err, out)
+	}
+	want := `extend mr_app.nobody: refused
+extend mr_app.nobody.sub (data): refused
+extend mr_ctr.here: refused
+extend mr_app.root: refused
+extend mr_ctr.never: refused
+extend rtmr2: refused
+read mr_app.nobody: refused
+quote: refused
+`
+	if string(out) != want {
+		t.Errorf("root in another mount namespace:\n%s\nwant:\n%s", out, want)
+	}
+	ctx := context.Background()
+	for _, name := range []string{"mr_app.nobody", "mr_ctr.here", "mr_app.root"} {
+		if n, err := d.store.Records(ctx, name); err != nil || n != 0 {
+			t.Errorf("%s: %d records (%v), want none", name, n, err)
+		}
+	}
+	if v, err := d.dev.Read(ctx, "rtmr2"); err != nil || !v[0].Digest.Equal(mr.Zero(mr.SHA384)) {
+		t.Errorf("rtmr2 was extended: %v %v", v, err)
+	}
+	// Root with CAP_SYS_ADMIN keeps every right (this process's client).
+	if _, err := d.cl.Extend(ctx, "mr_app.root", digestOf(9, 0)); err != nil {
+		t.Fatalf("root in the daemon's namespace: %v", err)
 	}
 }
