@@ -1,11 +1,17 @@
 package serve_test
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/ccmr-dev/ccmr/mr"
 
@@ -111,5 +117,103 @@ quote: refused
 	// Root with CAP_SYS_ADMIN keeps every right (this process's client).
 	if _, err := d.cl.Extend(ctx, "mr_app.root", digestOf(9, 0)); err != nil {
 		t.Fatalf("root in the daemon's namespace: %v", err)
+	}
+}
+
+// holdEnv makes this test binary a slot holder: it opens holdConns
+// connections to the socket the variable names, sends each one request
+// (keep-alive), prints "served" or "closed" for each, then "holding", and
+// keeps them open until its standard input ends.
+const holdEnv = "CCMR_SERVE_TEST_HOLD"
+
+const holdConns = 4
+
+func runHolder(sock string) {
+	var conns []net.Conn
+	for i := 0; i < holdConns; i++ {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			fmt.Println("dial:", err)
+			continue
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "GET /v1/health HTTP/1.1\r\nHost: ccmr\r\n\r\n")
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err == nil && strings.HasPrefix(line, "HTTP/1.1 200") {
+			fmt.Println("served")
+		} else {
+			fmt.Println("closed")
+		}
+	}
+	fmt.Println("holding")
+	bufio.NewReader(os.Stdin).ReadString(0)
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// Red team 6, item 1: slot exhaustion. An unprivileged local user (nobody)
+// opens as many connections as the daemon serves at once (256 by default,
+// 4 here), sends each a health request and keeps them idle (60 s of
+// keep-alive, renewed); every other client, root's measurement writers
+// too, waited in the listen backlog while he held them. The rule that
+// stops it: one uid holds at most a quarter of the slots, and its further
+// connections are closed at once (limitListener.perUID). The deadline on
+// root's extend only bounds the hang: before the fix it waited for the
+// idle timeout (60 s).
+func TestAttackRT6_OneUserHoldsEverySlot(t *testing.T) {
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		missingTool(t, "setpriv (util-linux) not found", err)
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		missingTool(t, "no user nobody", err)
+	}
+	if os.Getuid() != 0 {
+		t.Skip("needs root to drop to nobody")
+	}
+	d := startDaemonConns(t, nil, 0o666, holdConns)
+	for _, p := range []string{filepath.Dir(d.dir), d.dir, filepath.Dir(d.sock)} {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(d.dir, "serve.test")
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(setpriv, "--reuid="+nobody.Uid, "--regid="+nobody.Gid, "--clear-groups", "--", bin, "-test.run=^$")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), holdEnv + "=" + d.sock}
+	cmd.Dir = "/"
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer stdin.Close()
+	var got []string
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && sc.Text() != "holding" {
+		got = append(got, sc.Text())
+	}
+	if want := "served closed closed closed"; strings.Join(got, " ") != want {
+		t.Errorf("nobody's connections: %q, want %q", got, want)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := d.cl.Extend(ctx, "mr_app.root", digestOf(9, 1)); err != nil {
+		t.Fatalf("root's extend while nobody holds his connections: %v", err)
 	}
 }

@@ -78,6 +78,26 @@ func peerOf(c net.Conn) (Peer, error) {
 	return p, nil
 }
 
+// peerUID is the uid SO_PEERCRED reports for c (false when it cannot).
+func peerUID(c net.Conn) (uint32, bool) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return 0, false
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil || cerr != nil {
+		return 0, false
+	}
+	return cred.Uid, true
+}
+
 // capSysAdmin is CAP_SYS_ADMIN's bit in /proc/PID/status's CapEff.
 const capSysAdmin = 21
 
