@@ -56,6 +56,13 @@ type daemon struct {
 
 func startDaemon(t testing.TB, pol *serve.Policy, sockMode os.FileMode) *daemon {
 	t.Helper()
+	return startDaemonConns(t, pol, sockMode, 0)
+}
+
+// startDaemonConns is startDaemon serving at most maxConns connections
+// (0: serve.DefaultMaxConns).
+func startDaemonConns(t testing.TB, pol *serve.Policy, sockMode os.FileMode, maxConns int) *daemon {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &daemon{dir: t.TempDir(), log: &syncBuffer{}}
 	d.sock = filepath.Join(d.dir, "sock", "ccmr.sock")
@@ -71,7 +78,7 @@ func startDaemon(t testing.TB, pol *serve.Policy, sockMode os.FileMode) *daemon 
 		t.Fatal(err)
 	}
 	srv := serve.New(serve.Config{Device: d.dev, Store: d.store, Policy: pol,
-		Logger: slog.New(slog.NewTextHandler(d.log, nil)), Quote: collectNoExtras})
+		Logger: slog.New(slog.NewTextHandler(d.log, nil)), Quote: collectNoExtras, MaxConns: maxConns})
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, l) }()
 	d.cl = client.New(d.sock)

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/ccmr-dev/ccmr/internal/safefs"
 )
 
 // DefaultSocket is where the daemon listens unless told otherwise.
@@ -21,11 +23,19 @@ var ErrInUse = errors.New("socket is in use by a running daemon")
 // Listen listens on the Unix socket path, with the given mode and owner
 // (uid or gid -1 leaves it as it is). A socket file left by a daemon that
 // died is replaced; one that a live daemon answers on is ErrInUse; any
-// other file at path is an error. The mode is set before the first Accept;
+// other file at path is an error, and so is a folder of path that anyone but
+// the daemon's user could write to (safefs.CheckDir). The mode is set before the first Accept;
 // until then the socket is reachable as the umask allows, which grants
 // nothing: every request is authorized by the policy.
 func Listen(path string, mode os.FileMode, uid, gid int) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", path, err)
+	}
+	// The socket is chmodded, chowned and (when stale) removed by name: a
+	// user who could write its folder, or one above it, could swap the
+	// name for a link between the bind and the chmod, or bind his own
+	// socket there later and take every client's requests.
+	if err := safefs.CheckDir(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", path, err)
 	}
 	if fi, err := os.Lstat(path); err == nil {

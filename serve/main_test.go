@@ -37,6 +37,10 @@ func TestMain(m *testing.M) {
 		runClient(sock)
 		os.Exit(0)
 	}
+	if sock := os.Getenv(holdEnv); sock != "" {
+		runHolder(sock)
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 

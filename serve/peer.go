@@ -15,6 +15,13 @@ type Peer struct {
 	// cgroup rule matches the peer).
 	Cgroup      string
 	CgroupKnown bool
+	// Admin is true when the peer was seen, race-free, with CAP_SYS_ADMIN
+	// in its effective set and in the daemon's user namespace: only such
+	// a uid 0 is the root that can write the log and the registers
+	// anyway. Root in a container (uid 0 without a user namespace, which
+	// runtimes start without CAP_SYS_ADMIN) is judged by the policy like
+	// any other peer.
+	Admin bool
 }
 
 func (p Peer) String() string {
@@ -22,5 +29,9 @@ func (p Peer) String() string {
 	if p.CgroupKnown {
 		c = strconv.Quote(p.Cgroup)
 	}
-	return fmt.Sprintf("uid=%d gid=%d pid=%d cgroup=%s", p.UID, p.GID, p.PID, c)
+	ns := ""
+	if p.UID == 0 && !p.Admin {
+		ns = " admin=no"
+	}
+	return fmt.Sprintf("uid=%d gid=%d pid=%d cgroup=%s%s", p.UID, p.GID, p.PID, c, ns)
 }

@@ -66,15 +66,66 @@ func peerOf(c net.Conn) (Peer, error) {
 		return p, nil
 	}
 	defer unix.Close(pidfd)
-	cg, err := readCgroup(int(cred.Pid))
-	if err != nil {
-		return p, nil
-	}
+	cg, cgErr := readCgroup(int(cred.Pid))
+	admin := isAdmin(int(cred.Pid))
 	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
-		return p, nil // the process is gone: the file may be another's
+		return p, nil // the process is gone: the files may be another's
 	}
-	p.Cgroup, p.CgroupKnown = cg, true
+	p.Admin = admin
+	if cgErr == nil {
+		p.Cgroup, p.CgroupKnown = cg, true
+	}
 	return p, nil
+}
+
+// peerUID is the uid SO_PEERCRED reports for c (false when it cannot).
+func peerUID(c net.Conn) (uint32, bool) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return 0, false
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil || cerr != nil {
+		return 0, false
+	}
+	return cred.Uid, true
+}
+
+// capSysAdmin is CAP_SYS_ADMIN's bit in /proc/PID/status's CapEff.
+const capSysAdmin = 21
+
+// isAdmin reports whether pid holds CAP_SYS_ADMIN in its effective set
+// and is in this process's user namespace (false when any of it cannot be
+// read: fail closed).
+func isAdmin(pid int) bool {
+	self, err := os.Readlink("/proc/self/ns/user")
+	if err != nil {
+		return false
+	}
+	proc := "/proc/" + strconv.Itoa(pid)
+	if ns, err := os.Readlink(proc + "/ns/user"); err != nil || ns != self {
+		return false
+	}
+	f, err := os.Open(proc + "/status")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := bytes.CutPrefix(sc.Bytes(), []byte("CapEff:")); ok {
+			caps, err := strconv.ParseUint(string(bytes.TrimSpace(rest)), 16, 64)
+			return err == nil && caps&(1<<capSysAdmin) != 0
+		}
+	}
+	return false
 }
 
 // readCgroup returns the cgroup v2 path of pid.

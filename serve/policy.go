@@ -27,7 +27,9 @@ var ErrPolicy = errors.New("invalid serve policy")
 // Policy says which peers may extend which registers and who may read or
 // quote (docs/serve.md). The zero Policy admits root alone: uid 0 may do
 // everything except extend the backing register directly, whatever the
-// policy says, because root can write the log and the registers anyway.
+// policy says, because root can write the log and the registers anyway —
+// root with CAP_SYS_ADMIN in the daemon's user namespace (Peer.Admin), that
+// is: uid 0 in a container is judged by the rules like any other peer.
 type Policy struct {
 	Format string `json:"format"`
 	Rules  []Rule `json:"rules"`
@@ -119,7 +121,7 @@ func (o Op) String() string {
 // Allows reports whether peer may do op (on register reg for OpExtend).
 // A nil Policy is the default: root only.
 func (p *Policy) Allows(peer Peer, op Op, reg string) bool {
-	if peer.UID == 0 {
+	if peer.UID == 0 && peer.Admin {
 		return true
 	}
 	if p == nil {

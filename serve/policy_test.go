@@ -48,7 +48,8 @@ func TestPolicyAllows(t *testing.T) {
 		reg  string
 		want bool
 	}{
-		{"root, default policy", nil, Peer{}, OpExtend, "rtmr2", true},
+		{"root, default policy", nil, Peer{Admin: true}, OpExtend, "rtmr2", true},
+		{"root in a container, default policy", nil, Peer{}, OpExtend, "rtmr2", false},
 		{"user, default policy", nil, alice, OpRead, "", false},
 		{"alice her register", p, alice, OpExtend, "mr_app.alice", true},
 		{"alice her sub-register", p, alice, OpExtend, "mr_app.alice.db", true},

@@ -34,7 +34,8 @@ const (
 	// MaxNonce bounds a quote's nonce.
 	MaxNonce = 64
 	// DefaultMaxConns is how many connections are served at once; more
-	// wait in the listen backlog.
+	// wait in the listen backlog. One uid may hold a quarter of them;
+	// its further connections are closed at once.
 	DefaultMaxConns = 256
 	// ReadHeaderTimeout, ReadTimeout and IdleTimeout bound a client that
 	// stalls; WriteTimeout bounds a response, QuoteWriteTimeout a bundle
@@ -116,7 +117,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	if n <= 0 {
 		n = DefaultMaxConns
 	}
-	l = &limitListener{Listener: l, sem: make(chan struct{}, n)}
+	l = &limitListener{Listener: l, sem: make(chan struct{}, n), perUID: max(1, n/4), held: map[uint32]int{}}
 	done := make(chan error, 1)
 	go func() { done <- s.http.Serve(l) }()
 	select {
@@ -133,20 +134,51 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return err
 }
 
-// limitListener admits at most cap(sem) connections at once.
+// limitListener admits at most cap(sem) connections at once, and at most
+// perUID of them from one uid: one local user holding every slot (idle
+// keep-alive connections, renewed) would stop every other client, root's
+// measurement writers too. A connection past its uid's share is closed at
+// once.
 type limitListener struct {
 	net.Listener
-	sem chan struct{}
+	sem    chan struct{}
+	perUID int
+	mu     sync.Mutex
+	held   map[uint32]int
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
-	l.sem <- struct{}{}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
+	for {
+		l.sem <- struct{}{}
+		c, err := l.Listener.Accept()
+		if err != nil {
+			<-l.sem
+			return nil, err
+		}
+		uid, ok := peerUID(c)
+		if !ok {
+			// Unidentified: served (and refused by authorize) in the
+			// shared pool.
+			return &limitedConn{Conn: c, release: func() { <-l.sem }}, nil
+		}
+		l.mu.Lock()
+		if l.held[uid] >= l.perUID {
+			l.mu.Unlock()
+			c.Close()
+			<-l.sem
+			continue
+		}
+		l.held[uid]++
+		l.mu.Unlock()
+		return &limitedConn{Conn: c, release: func() {
+			l.mu.Lock()
+			if l.held[uid]--; l.held[uid] == 0 {
+				delete(l.held, uid)
+			}
+			l.mu.Unlock()
+			<-l.sem
+		}}, nil
 	}
-	return &limitedConn{Conn: c, release: func() { <-l.sem }}, nil
 }
 
 type limitedConn struct {

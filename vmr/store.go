@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
 	"github.com/ccmr-dev/ccmr/internal/flock"
@@ -69,6 +70,9 @@ type Store struct {
 	checked bool
 	// lockedSize is the log's size when the lock was last taken.
 	lockedSize int64
+	// lockedMtime is the log's modification time when the lock was last
+	// taken (before this process wrote anything under it).
+	lockedMtime time.Time
 	// seeded: the view started from the checkpoint (not from a replay of
 	// the whole log), with seedRecords records; ckptOff is the log size
 	// the checkpoint on disk was written for, as far as this Store knows.
@@ -283,6 +287,7 @@ func (s *Store) locked(ctx context.Context, fn func() error) error {
 		s.checked, s.agreed, s.seeded, s.ckptOff = false, false, false, 0
 	}
 	s.lockedSize = li.Size()
+	s.lockedMtime = li.ModTime()
 	return fn()
 }
 
@@ -389,6 +394,12 @@ func (s *Store) sync(ctx context.Context) error {
 		s.checked, s.agreed = true, true
 		return nil
 	}
+	if cur.Equal(mr.ResetValue(s.backing.Name, s.backing.Alg)) && s.writtenBeforeBoot() {
+		// The register was reset by a reboot and the log is the last
+		// boot's: its records explain another boot and are never rolled
+		// forward into this one (red team 6).
+		return s.inconsistent(cur)
+	}
 	if s.view.records > 0 && cur.Equal(s.view.prev) && (!s.seeded || s.view.records > s.seedRecords) {
 		// Logged, fsynced, not extended: roll forward (only a record this
 		// Store read from the log, never one on the checkpoint's word).
@@ -416,6 +427,20 @@ func (s *Store) sync(ctx context.Context) error {
 	}
 	s.checked, s.agreed = true, true
 	return nil
+}
+
+// writtenBeforeBoot reports whether the log was last written before this
+// boot began (its mtime when the lock was taken, against the wall clock
+// less the time since boot), or whether that cannot be told: fail closed.
+// A log in DefaultDir, a tmpfs, never outlives its boot; one in a folder
+// that persists does, and recovery must not take the last boot's records
+// for a batch whose writer died before extending them.
+func (s *Store) writtenBeforeBoot() bool {
+	up, err := sinceBoot()
+	if err != nil {
+		return true
+	}
+	return s.lockedMtime.Before(time.Now().Add(-up))
 }
 
 // MaxBatch is the most records a Store writes in one append (group commit

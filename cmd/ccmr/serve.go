@@ -88,7 +88,7 @@ systemd socket activation (LISTEN_FDS) the passed socket is served and
 	f.StringVar(&policyFile, "policy", "", "authorization policy (ccmr-serve-policy/v1, docs/serve.md); default: root only")
 	f.StringVar(&imaList, "ima-log", vmr.DefaultIMAList, "binary IMA list to include in quotes when readable (\"\" for none)")
 	f.StringVar(&systemdLog, "systemd-log", cel.SystemdLogPath, "systemd's measurement log to include in quotes on a TPM (\"\" for none)")
-	f.IntVar(&maxConns, "max-conns", serve.DefaultMaxConns, "connections served at once (more wait in the listen backlog)")
+	f.IntVar(&maxConns, "max-conns", serve.DefaultMaxConns, "connections served at once (more wait in the listen backlog; one uid may hold a quarter of them, its further connections are closed)")
 	return cmd
 }
 
