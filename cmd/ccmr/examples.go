@@ -61,7 +61,7 @@ var examples = map[string]string{
 	"ccmr verifier serve": `  ccmr verifier serve --listen 127.0.0.1:8443 --db sqlite:/var/lib/ccmr/fleet.db --groups /etc/ccmr/groups
   ccmr verifier serve --listen :8443 --db postgres://ccmr@db/ccmr --groups groups --ear-key ear.pem`,
 	"ccmr verifier enroll": `  ccmr verifier enroll --db sqlite:/var/lib/ccmr/fleet.db --machine web-1 --group web --platform tpm --key ak.pem`,
-	"ccmr attest": `  ccmr attest --to http://verifier.example:8443 --machine web-1`,
+	"ccmr attest":          `  ccmr attest --to http://verifier.example:8443 --machine web-1`,
 	"ccmr key": `  ccmr key -O key.pem
   ccmr --device tpm key -O ak.pem`,
 	"ccmr evidence": `  ccmr evidence import -O bundle.json --tdx-quote quote.bin --log ccel=CCEL
