@@ -139,19 +139,25 @@ func start(t testing.TB, bin string, o options) (*TPM, error) {
 
 	// Ready when the socket accepts a connection. swtpm serves one client
 	// at a time, so the probe closes its connection at once; for TCP it
-	// probes the control channel and leaves the command port alone.
+	// probes the control channel, then the command port (swtpm opens them
+	// one after the other: a client connecting between the two was refused).
 	deadline := time.Now().Add(10 * time.Second)
+	probes := []string{ctrlAddr, s.Addr}
 	for {
 		var c net.Conn
 		var err error
 		if o.unix {
 			c, err = net.DialTimeout("unix", s.Socket, time.Second)
 		} else {
-			c, err = net.DialTimeout("tcp", ctrlAddr, time.Second)
+			c, err = net.DialTimeout("tcp", probes[0], time.Second)
 		}
 		if err == nil {
 			c.Close()
-			break
+			if o.unix || len(probes) == 1 {
+				break
+			}
+			probes = probes[1:]
+			continue
 		}
 		select {
 		case <-s.done:
