@@ -23,10 +23,7 @@ import (
 	"github.com/ccmr-dev/ccmr/eventlog/logfile"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier"
-	"github.com/ccmr-dev/ccmr/verifier/simverify"
-	"github.com/ccmr-dev/ccmr/verifier/snpverify"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
-	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 )
 
 // trustFlags are the trust options of `ccmr verify` that `evidence show`
@@ -90,43 +87,8 @@ func (t *trustFlags) options(name string) (verifier.Options, error) {
 			return o, usageError("--at %q: want RFC 3339 time", t.at)
 		}
 	}
-	for _, k := range t.trustKeys {
-		b, err := os.ReadFile(k)
-		if err != nil {
-			return o, &exitError{code: exitUsage, err: err}
-		}
-		if err := onePEMKey(b, tpmverify.ParseAKPublic); err != nil {
-			return o, usageError("--trust-ak %s: %v", k, err)
-		}
-		o.TrustedKeys = append(o.TrustedKeys, b)
-	}
-	for _, k := range t.simKeys {
-		b, err := os.ReadFile(k)
-		if err != nil {
-			return o, &exitError{code: exitUsage, err: err}
-		}
-		if err := onePEMKey(b, func(b []byte) (any, error) { return simverify.ParsePublicKey(b) }); err != nil {
-			return o, usageError("--trust-sim-key %s: %v", k, err)
-		}
-		o.SimKeys = append(o.SimKeys, b)
-	}
-	if t.snpCRL != "" {
-		if o.SNPCRL, err = os.ReadFile(t.snpCRL); err != nil {
-			return o, &exitError{code: exitUsage, err: err}
-		}
-		if _, err := snpverify.ParseCRL(o.SNPCRL); err != nil {
-			return o, usageError("--snp-crl %s: %v", t.snpCRL, err)
-		}
-	}
-	if t.roots != "" {
-		b, err := os.ReadFile(t.roots)
-		if err != nil {
-			return o, &exitError{code: exitUsage, err: err}
-		}
-		o.AKRoots = x509.NewCertPool()
-		if !o.AKRoots.AppendCertsFromPEM(b) {
-			return o, usageError("--ak-roots %s: no PEM certificate", t.roots)
-		}
+	if err := loadTrust(&o, t.trustKeys, t.simKeys, t.snpCRL, t.roots); err != nil {
+		return o, err
 	}
 	if t.collateral != "" {
 		if o.TDXCollateral, err = os.ReadFile(t.collateral); err != nil {

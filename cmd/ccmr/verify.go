@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
@@ -17,10 +16,7 @@ import (
 	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier"
-	"github.com/ccmr-dev/ccmr/verifier/simverify"
-	"github.com/ccmr-dev/ccmr/verifier/snpverify"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
-	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 )
 
 func newVerifyCmd(g *globals) *cobra.Command {
@@ -174,54 +170,7 @@ func (v *verifyCmd) loadPolicy(context.Context) error {
 // loadKeys reads the pinned keys of --trust-ak and --trust-sim-key, the
 // SNP CRL and the AK roots.
 func (v *verifyCmd) loadKeys(context.Context) error {
-	opts := &v.opts
-	for _, k := range v.trustKeys {
-		pem, err := os.ReadFile(k)
-		if err != nil {
-			return &exitError{code: exitUsage, err: err}
-		}
-		// A file that holds no key would pin nothing: refuse it
-		// rather than verify without the pin the caller meant.
-		if err := onePEMKey(pem, tpmverify.ParseAKPublic); err != nil {
-			return usageError("--trust-ak %s: %v", k, err)
-		}
-		opts.TrustedKeys = append(opts.TrustedKeys, pem)
-	}
-	for _, k := range v.simKeys {
-		pem, err := os.ReadFile(k)
-		if err != nil {
-			return &exitError{code: exitUsage, err: err}
-		}
-		if err := onePEMKey(pem, func(b []byte) (any, error) { return simverify.ParsePublicKey(b) }); err != nil {
-			return usageError("--trust-sim-key %s: %v", k, err)
-		}
-		opts.SimKeys = append(opts.SimKeys, pem)
-	}
-	if v.snpCRL != "" {
-		var err error
-		if opts.SNPCRL, err = os.ReadFile(v.snpCRL); err != nil {
-			return &exitError{code: exitUsage, err: err}
-		}
-		if _, err := snpverify.ParseCRL(opts.SNPCRL); err != nil {
-			return usageError("--snp-crl %s: %v", v.snpCRL, err)
-		}
-	}
-	if v.roots != "" {
-		pem, err := os.ReadFile(v.roots)
-		if err != nil {
-			return &exitError{code: exitUsage, err: err}
-		}
-		opts.AKRoots = x509.NewCertPool()
-		if !opts.AKRoots.AppendCertsFromPEM(pem) {
-			// Google publishes its EK/AK CA certificates as DER.
-			c, err := x509.ParseCertificate(pem)
-			if err != nil {
-				return usageError("--ak-roots %s: no PEM certificate, nor one DER certificate: %v", v.roots, err)
-			}
-			opts.AKRoots.AddCert(c)
-		}
-	}
-	return nil
+	return loadTrust(&v.opts, v.trustKeys, v.simKeys, v.snpCRL, v.roots)
 }
 
 // loadCollateral reads --collateral and checks --allow-tcb.
