@@ -116,7 +116,7 @@ func (r *run) coverage(l *LayerResult) error {
 		}
 		regs := firmwareRegisters(c.Format())
 		name := logName(i, lg)
-		fl, err := logfile.ParseFirmware(bundleFile(name, lg))
+		fl, err := r.firmware(name, lg)
 		if err != nil {
 			return failFrom(name, err)
 		}

@@ -433,3 +433,20 @@ func (r *run) resettableLog(name, reg string, rec int, off int64, l *LayerResult
 	r.weaken(l, fmt.Sprintf("%s: %s resettable by the guest (TPM PCR 16 and 23): records dropped with a reset are never seen; the log is judged only as far as it goes", name, reg))
 	return nil
 }
+
+// firmware parses a firmware log (TCG2, CCEL) once per verification: layer
+// 1, the coverage check and the measured_boot policy each read it.
+func (r *run) firmware(name string, lg *bundle.Log) (*tcg.Log, error) {
+	if fl, ok := r.fwLogs[lg]; ok {
+		return fl, nil
+	}
+	fl, err := logfile.ParseFirmware(bundleFile(name, lg))
+	if err != nil {
+		return nil, err
+	}
+	if r.fwLogs == nil {
+		r.fwLogs = map[*bundle.Log]*tcg.Log{}
+	}
+	r.fwLogs[lg] = fl
+	return fl, nil
+}

@@ -82,7 +82,7 @@ func logName(i int, lg *bundle.Log) string {
 }
 
 func (r *run) firmwareLog(name string, lg *bundle.Log, runtimeRegs map[regKey]bool, us *userspaceJoin, l *LayerResult) error {
-	fl, err := logfile.ParseFirmware(bundleFile(name, lg))
+	fl, err := r.firmware(name, lg)
 	if err != nil {
 		return failFrom(name, err)
 	}

@@ -175,7 +175,7 @@ func (r *run) judgeMeasuredBoot(p *MeasuredBootPolicy, l *LayerResult) error {
 			continue
 		}
 		name := logName(i, lg)
-		fl, err := logfile.ParseFirmware(bundleFile(name, lg))
+		fl, err := r.firmware(name, lg)
 		if err != nil {
 			return failFrom(name, err)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/eventlog"
+	"github.com/ccmr-dev/ccmr/eventlog/tcg"
 	"github.com/ccmr-dev/ccmr/mr"
 )
 
@@ -86,6 +87,9 @@ type regKey struct {
 
 // run carries what one verification learns from layer to layer.
 type run struct {
+	// fwLogs are the firmware logs parsed once (layer 1, coverage and the
+	// measured_boot policy read the same ones).
+	fwLogs  map[*bundle.Log]*tcg.Log
 	b       *bundle.Bundle
 	opts    Options
 	rep     *Report
