@@ -7,7 +7,6 @@ package verifier
 // asserts the safe outcome.
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -16,8 +15,6 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/bundle"
-	"github.com/ccmr-dev/ccmr/eventlog/aael"
-	"github.com/ccmr-dev/ccmr/eventlog/ima"
 	"github.com/ccmr-dev/ccmr/eventlog/tcg"
 	"github.com/ccmr-dev/ccmr/internal/imatest"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -281,56 +278,8 @@ func TestCoverage_MrIMAProvesEntriesOnUnquotedPCR(t *testing.T) {
 	bootAgg := sha256.Sum256(make([]byte, 10*32))
 	specs := []imatest.Spec{{Template: "ima-ng", FileAlg: "sha256", Name: "boot_aggregate", Digest: bootAgg[:]},
 		imatest.NG(1), {Template: "ima-ng", FileAlg: "sha256", Name: "/etc/pcr11", PCR: 11}, imatest.NG(3)}
-	build := func(list []byte, records int) (*bundle.Bundle, Options, []byte) {
-		pcr10 := make([]byte, 32)
-		pcr14 := make([]byte, 32)
-		var rt []byte
-		rd := ima.NewBinaryReader(bytes.NewReader(list), ima.Options{})
-		for n := 0; ; n++ {
-			e, err := rd.Next()
-			if err != nil {
-				break
-			}
-			if e.PCR == 10 {
-				d, err := ima.TemplateHash(e, mr.SHA256, false)
-				if err != nil {
-					t.Fatal(err)
-				}
-				h := sha256.Sum256(append(append([]byte(nil), pcr10...), d.Bytes...))
-				pcr10 = h[:]
-			}
-			if n >= records {
-				continue
-			}
-			vd, err := ima.VirtualDigest(e)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rec, err := aael.ExtendRecord(ima.VirtualName, vd)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var d mr.Digest
-			if rt, d, err = aael.AppendEntry(rt, 14, mr.SHA256, rec); err != nil {
-				t.Fatal(err)
-			}
-			h := sha256.Sum256(append(append([]byte(nil), pcr14...), d.Bytes...))
-			pcr14 = h[:]
-		}
-		pcrs := map[int][]byte{10: pcr10, 14: pcr14}
-		for i := 0; i < 10; i++ {
-			pcrs[i] = make([]byte, 32)
-		}
-		nonce := []byte("pcr11")
-		q, ak := tpmQuoteOver(t, nonce, pcrs)
-		b := &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTPM, Nonce: nonce,
-			Evidence: bundle.Evidence{PublicKey: string(ak), TPMQuotes: []bundle.TPMQuote{q}},
-			Logs: []bundle.Log{{Format: "runtime", Register: "pcr14", Alg: "sha256", Data: rt},
-				{Format: "ima-binary", Data: list}}}
-		return b, Options{TrustedKeys: [][]byte{ak}, Nonce: nonce}, list
-	}
 	list := specsList(specs...)
-	b, o, _ := build(list, len(specs))
+	b, o := pcrBundle(t, list, len(specs))
 	rep := verifyT(t, b, o)
 	if !rep.Trusted || len(rep.Weakened) > 0 {
 		t.Fatalf("PCR 11 entry proven by mr_ima:\n%s", reportText(rep))
@@ -345,7 +294,7 @@ func TestCoverage_MrIMAProvesEntriesOnUnquotedPCR(t *testing.T) {
 	}
 	more := append(specs, imatest.Spec{Template: "ima-ng", FileAlg: "sha256", Name: "/tmp/evil", PCR: 11})
 	list = specsList(more...)
-	b, o, _ = build(list, len(specs))
+	b, o = pcrBundle(t, list, len(specs))
 	o.Policy = &Policy{Runtime: allowAll(t, list)} // allowed, yet proven by nothing
 	rep = verifyT(t, b, o)
 	if rep.Trusted || rep.FailedLayer() != LayerPolicy || !strings.Contains(rep.Layers[LayerPolicy].Failure.Reason, "PCR 11, which the evidence does not quote") {
