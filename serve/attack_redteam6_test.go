@@ -174,22 +174,7 @@ func TestAttackRT6_OneUserHoldsEverySlot(t *testing.T) {
 		t.Skip("needs root to drop to nobody")
 	}
 	d := startDaemonConns(t, nil, 0o666, holdConns)
-	for _, p := range []string{filepath.Dir(d.dir), d.dir, filepath.Dir(d.sock)} {
-		if err := os.Chmod(p, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bin := filepath.Join(d.dir, "serve.test")
-	b, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(setpriv, "--reuid="+nobody.Uid, "--regid="+nobody.Gid, "--clear-groups", "--", bin, "-test.run=^$")
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), holdEnv + "=" + d.sock}
-	cmd.Dir = "/"
+	cmd := asNobody(t, d, setpriv, nobody, holdEnv)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -111,23 +111,7 @@ func TestUnprivilegedPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := startDaemon(t, pol, 0o666)
-	// nobody must reach the socket: t.TempDir and its parent are 0700.
-	for _, p := range []string{filepath.Dir(d.dir), d.dir, filepath.Dir(d.sock)} {
-		if err := os.Chmod(p, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bin := filepath.Join(d.dir, "serve.test")
-	b, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(setpriv, "--reuid="+nobody.Uid, "--regid="+nobody.Gid, "--clear-groups", "--", bin, "-test.run=^$")
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), clientEnv + "=" + d.sock}
-	cmd.Dir = "/"
+	cmd := asNobody(t, d, setpriv, nobody, clientEnv)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("unprivileged client: %v\n%s", err, out)
@@ -172,4 +156,29 @@ func missingTool(t *testing.T, what string, err error) {
 		t.Fatalf("%s: %v (CCMR_REQUIRE_TOOLS=1)", what, err)
 	}
 	t.Skipf("%s: %v", what, err)
+}
+
+// asNobody is a command running a copy of this test binary as nobody
+// (through setpriv) with env set to d's socket: the folders down to the
+// socket are opened to others (t.TempDir and its parent are 0700), and the
+// binary is copied out of root's build cache.
+func asNobody(t *testing.T, d *daemon, setpriv string, nobody *user.User, env string) *exec.Cmd {
+	t.Helper()
+	for _, p := range []string{filepath.Dir(d.dir), d.dir, filepath.Dir(d.sock)} {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(d.dir, "serve.test")
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(setpriv, "--reuid="+nobody.Uid, "--regid="+nobody.Gid, "--clear-groups", "--", bin, "-test.run=^$")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), env + "=" + d.sock}
+	cmd.Dir = "/"
+	return cmd
 }
