@@ -83,10 +83,12 @@ func TestKillUnderLoad(t *testing.T) {
 	for total.Load() < 300 && !t.Failed() {
 		time.Sleep(5 * time.Millisecond)
 	}
+	// Marked killed before the signal: a client that sees its connection
+	// reset must find the mark, or it reports the kill as a failure.
+	close(killed)
 	if err := cmd.Process.Signal(os.Kill); err != nil {
 		t.Fatal(err)
 	}
-	close(killed)
 	cmd.Wait()
 	wg.Wait()
 	if t.Failed() {
