@@ -101,6 +101,7 @@ extend mr_ctr.never: refused
 extend rtmr2: refused
 read mr_app.nobody: refused
 quote: refused
+cut: refused
 `
 	if string(out) != want {
 		t.Errorf("root in another mount namespace:\n%s\nwant:\n%s", out, want)

@@ -33,7 +33,7 @@ func TestOpenAPIPaths(t *testing.T) {
 		}
 	}
 	slices.Sort(paths)
-	want := []string{"/v1/extend", "/v1/health", "/v1/quote", "/v1/registers", "/v1/registers/{name}"}
+	want := []string{"/v1/cut", "/v1/extend", "/v1/health", "/v1/quote", "/v1/registers", "/v1/registers/{name}"}
 	if !slices.Equal(paths, want) {
 		t.Fatalf("documented paths %v, the daemon's %v", paths, want)
 	}

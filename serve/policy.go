@@ -58,6 +58,10 @@ type Rule struct {
 	Read bool `json:"read,omitempty"`
 	// Quote admits quote (evidence bundles with the caller's nonce).
 	Quote bool `json:"quote,omitempty"`
+	// Cut admits cut (archive the runtime log's segment and start a new
+	// one): it changes no register value, but it decides where the log
+	// a guest keeps is split, so it is granted, not implied.
+	Cut bool `json:"cut,omitempty"`
 
 	cgroups []*regexp.Regexp
 }
@@ -104,6 +108,7 @@ const (
 	OpExtend Op = iota
 	OpRead
 	OpQuote
+	OpCut
 )
 
 func (o Op) String() string {
@@ -114,6 +119,8 @@ func (o Op) String() string {
 		return "read"
 	case OpQuote:
 		return "quote"
+	case OpCut:
+		return "cut"
 	}
 	return "op" + strconv.Itoa(int(o))
 }
@@ -140,6 +147,10 @@ func (p *Policy) Allows(peer Peer, op Op, reg string) bool {
 			}
 		case OpQuote:
 			if r.Quote {
+				return true
+			}
+		case OpCut:
+			if r.Cut {
 				return true
 			}
 		case OpExtend:

@@ -31,6 +31,7 @@ func TestPolicyAllows(t *testing.T) {
 	p, err := ParsePolicy([]byte(`{"format":"ccmr-serve-policy/v1","rules":[
 		{"uids":[1000],"extend":["mr_app.alice","mr_app.alice.*"],"read":true},
 		{"gids":[2000],"quote":true},
+		{"uids":[3000],"cut":true},
 		{"cgroups":["/system\\.slice/docker-([0-9a-f]{12})[0-9a-f]*\\.scope"],"extend":["mr_ctr.$1"]},
 		{"cgroups":["/kubepods/(.*)"],"extend":["mr_pod.$1"]},
 		{"everyone":true,"extend":["mr_public"]}
@@ -68,6 +69,11 @@ func TestPolicyAllows(t *testing.T) {
 		{"captured name", p, Peer{UID: 1, Cgroup: "/kubepods/pod1", CgroupKnown: true}, OpExtend, "mr_pod.pod1", true},
 		{"everyone", p, Peer{UID: 77}, OpExtend, "mr_public", true},
 		{"everyone, nothing else", p, Peer{UID: 77}, OpRead, "", false},
+		{"root cuts, default policy", nil, Peer{Admin: true}, OpCut, "", true},
+		{"user cuts, default policy", nil, alice, OpCut, "", false},
+		{"alice cuts", p, alice, OpCut, "", false},
+		{"quoter cuts", p, Peer{UID: 5, GID: 2000}, OpCut, "", false},
+		{"uid 3000 cuts", p, Peer{UID: 3000, GID: 3000}, OpCut, "", true},
 	} {
 		if got := tc.p.Allows(tc.peer, tc.op, tc.reg); got != tc.want {
 			t.Errorf("%s: Allows(%v, %v, %q) = %v, want %v", tc.name, tc.peer, tc.op, tc.reg, got, tc.want)
@@ -83,7 +89,7 @@ func FuzzParsePolicy(f *testing.F) {
 			return
 		}
 		peer := Peer{UID: 1000, GID: 1000, Cgroup: "/a/b", CgroupKnown: true}
-		for _, op := range []Op{OpExtend, OpRead, OpQuote} {
+		for _, op := range []Op{OpExtend, OpRead, OpQuote, OpCut} {
 			p.Allows(peer, op, "mr_x.b")
 		}
 	})

@@ -90,6 +90,7 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("GET /v1/registers", s.list)
 	s.mux.HandleFunc("GET /v1/registers/{name}", s.read)
 	s.mux.HandleFunc("POST /v1/quote", s.quote)
+	s.mux.HandleFunc("POST /v1/cut", s.cut)
 	s.mux.HandleFunc("GET /v1/health", s.health)
 	s.http = &http.Server{
 		Handler:           http.MaxBytesHandler(s.mux, MaxRequestBody),
@@ -216,6 +217,13 @@ type ValuesResponse struct {
 // QuoteRequest is the body of POST /v1/quote.
 type QuoteRequest struct {
 	Nonce string `json:"nonce"`
+}
+
+// CutResponse answers POST /v1/cut.
+type CutResponse struct {
+	// Archive is the archived segment's path, Log the new segment's.
+	Archive string `json:"archive"`
+	Log     string `json:"log"`
 }
 
 // HealthResponse answers GET /v1/health.
@@ -446,6 +454,34 @@ func (s *Server) quote(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// cut archives the runtime log's segment (vmr.Store.Cut). It takes no
+// body; one is refused rather than ignored.
+func (s *Server) cut(w http.ResponseWriter, r *http.Request) {
+	if n, _ := r.Body.Read(make([]byte, 1)); n > 0 || r.ContentLength > 0 {
+		writeError(w, http.StatusBadRequest, "cut takes no body")
+		return
+	}
+	if !s.authorize(w, r, OpCut, "") {
+		return
+	}
+	archive, err := s.cfg.Store.Cut(r.Context())
+	if err != nil {
+		s.fail(w, r, "cut", err)
+		return
+	}
+	s.log.Info("cut", "archive", archive, "by", peerString(r))
+	writeJSON(w, http.StatusOK, CutResponse{Archive: archive, Log: s.cfg.Store.Path()})
+}
+
+// peerString names the request's peer for the log.
+func peerString(r *http.Request) string {
+	pr, _ := r.Context().Value(peerKey{}).(peerResult)
+	if pr.err != nil {
+		return "unknown"
+	}
+	return pr.peer.String()
+}
+
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, HealthResponse{Status: "ok", Device: s.cfg.Device.Kind(),
 		Backing: s.cfg.Store.Backing().Name, Log: s.cfg.Store.Path()})
@@ -459,6 +495,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, what string, err e
 		code = http.StatusNotFound
 	case errors.Is(err, mr.ErrNotExtendable), errors.Is(err, mr.ErrDigestSize):
 		code = http.StatusBadRequest
+	case errors.Is(err, vmr.ErrNothingToCut):
+		code = http.StatusConflict
 	case r.Context().Err() != nil:
 		code = 499 // the client left; nobody reads this
 	}

@@ -59,6 +59,10 @@ var clientCalls = []struct {
 	{"quote", func(ctx context.Context, c *client.Client) error {
 		return c.Quote(ctx, []byte("n"), io.Discard)
 	}},
+	{"cut", func(ctx context.Context, c *client.Client) error {
+		_, err := c.Cut(ctx)
+		return err
+	}},
 }
 
 // runClient is the child's side.
@@ -124,6 +128,7 @@ extend mr_ctr.never: refused
 extend rtmr2: refused
 read mr_app.nobody: ok
 quote: refused
+cut: refused
 `
 	if string(out) != want {
 		t.Errorf("unprivileged client:\n%s\nwant:\n%s", out, want)
@@ -140,6 +145,9 @@ quote: refused
 	}
 	if !rtmr2[0].Digest.Equal(mr.Zero(mr.SHA384)) {
 		t.Errorf("rtmr2 was extended: %v", rtmr2[0].Digest)
+	}
+	if a, err := d.store.Archives(); err != nil || len(a) != 0 {
+		t.Errorf("a refused cut archived %v (%v)", a, err)
 	}
 	logged := d.log.String()
 	for _, reg := range []string{"mr_app.root", "mr_ctr.never", "rtmr2"} {

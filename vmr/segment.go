@@ -2,6 +2,7 @@ package vmr
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,10 @@ import (
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
 )
+
+// ErrNothingToCut is returned by Cut when the current segment holds no
+// record since its start: a new segment would repeat it.
+var ErrNothingToCut = errors.New("no records since the segment's start: nothing to cut")
 
 // Cut archives the current segment of the runtime log and starts a new one
 // (docs/design.md, "The CC runtime log", Segments): its INIT entry holds the backing register's value at
@@ -35,7 +40,7 @@ func (s *Store) Cut(ctx context.Context) (string, error) {
 			return err
 		}
 		if s.view.records == 0 {
-			return fmt.Errorf("vmr: %s has no records since its start: nothing to cut", s.path)
+			return fmt.Errorf("vmr: %s: %w", s.path, ErrNothingToCut)
 		}
 		var snap []aael.Snapshot
 		for name, v := range s.view.virt {

@@ -35,7 +35,10 @@ the read (and a FIFO waiting for its writer) with nothing extended.`,
 				}
 			}
 			ctx := cmd.Context()
-			if c := g.serverClient(server); c != nil {
+			if c, err := g.serverClient(server); c != nil || err != nil {
+				if err != nil {
+					return err
+				}
 				return g.extendViaServer(ctx, c, name, d, dataFile)
 			}
 			dev, err := g.openDevice(ctx)

@@ -313,39 +313,61 @@ func newLogExportCmd(g *globals) *cobra.Command {
 }
 
 func newLogCutCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var server string
+	cmd := &cobra.Command{
 		Use:   "cut",
 		Short: "Archive the runtime log's segment and start a new one with a snapshot of every virtual register",
 		Long: `Archives the current segment of the runtime log (REGISTER.log.N next to it)
 and starts a new segment whose INIT entry holds the backing register's value
 and whose first record, "ccmr snapshot mr_x=ALG/HEX,...", holds every virtual
 register's value. Ship the archive to the verifier (quote includes archives
-still present), then delete it: the log a guest keeps stays bounded.`,
+still present), then delete it: the log a guest keeps stays bounded.
+Through a ccmr serve daemon (--server, or the default socket) the daemon
+cuts, if its policy grants the caller "cut".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			dev, err := g.openDevice(ctx)
+			c, err := g.serverClient(server)
 			if err != nil {
 				return err
 			}
-			defer dev.Close()
-			s, err := g.openStore(ctx, dev, false)
-			if err != nil {
-				return err
-			}
-			if s == nil {
-				return usageError("log cut: no runtime log in %s", g.runtimeLogDir(dev))
-			}
-			defer s.Close()
-			archive, err := s.Cut(ctx)
-			if err != nil {
+			var archive, path string
+			if c != nil {
+				defer c.Close()
+				r, err := c.Cut(ctx)
+				if err != nil {
+					return serverError(err)
+				}
+				archive, path = r.Archive, r.Log
+			} else if archive, path, err = g.cutDirect(ctx); err != nil {
 				return err
 			}
 			if g.json() {
-				return writeJSON(g.stdout, map[string]string{"archive": archive, "log": s.Path()})
+				return writeJSON(g.stdout, map[string]string{"archive": archive, "log": path})
 			}
-			_, err = tprintf(g.stdout, "archived %s; new segment in %s\n", archive, s.Path())
+			_, err = tprintf(g.stdout, "archived %s; new segment in %s\n", archive, path)
 			return err
 		},
 	}
+	addServerFlag(cmd, &server)
+	return cmd
+}
+
+// cutDirect is `log cut` on the device's own store.
+func (g *globals) cutDirect(ctx context.Context) (archive, path string, err error) {
+	dev, err := g.openDevice(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	defer dev.Close()
+	s, err := g.openStore(ctx, dev, false)
+	if err != nil {
+		return "", "", err
+	}
+	if s == nil {
+		return "", "", usageError("log cut: no runtime log in %s", g.runtimeLogDir(dev))
+	}
+	defer s.Close()
+	archive, err = s.Cut(ctx)
+	return archive, s.Path(), err
 }

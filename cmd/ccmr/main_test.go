@@ -45,8 +45,12 @@ func TestScripts(t *testing.T) {
 			}
 			return nil
 		},
-		// [corpus]: the public corpus is there ($CORPUS).
+		// [corpus]: the public corpus is there ($CORPUS). [root]: the
+		// script runs as root.
 		Condition: func(cond string) (bool, error) {
+			if cond == "root" {
+				return os.Geteuid() == 0, nil
+			}
 			if cond != "corpus" {
 				return false, fmt.Errorf("unknown condition %q", cond)
 			}

@@ -27,7 +27,10 @@ func newQuoteCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if c := g.serverClient(server); c != nil {
+			if c, err := g.serverClient(server); c != nil || err != nil {
+				if err != nil {
+					return err
+				}
 				return g.quoteViaServer(ctx, cmd, c, nonceHex, out)
 			}
 			var write func(b *bundle.Bundle, w io.Writer) error

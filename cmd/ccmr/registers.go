@@ -139,7 +139,10 @@ func newReadCmd(g *globals) *cobra.Command {
 		Short: "Print current register values (every bank of a TPM PCR); virtual registers too",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if c := g.serverClient(server); c != nil {
+			if c, err := g.serverClient(server); c != nil || err != nil {
+				if err != nil {
+					return err
+				}
 				return g.readViaServer(ctx, c, args)
 			}
 			dev, err := g.openDevice(ctx)

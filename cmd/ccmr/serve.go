@@ -7,16 +7,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ccmr-dev/ccmr/bundle/collect"
 	"github.com/ccmr-dev/ccmr/eventlog/cel"
+	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/serve"
 	"github.com/ccmr-dev/ccmr/serve/client"
@@ -148,20 +154,67 @@ func readPolicy(name string) (*serve.Policy, error) {
 
 // addServerFlag adds --server to a command that can go through the daemon.
 func addServerFlag(cmd *cobra.Command, server *string) {
-	cmd.Flags().StringVar(server, "server", "", "talk to the `ccmr serve` daemon on this Unix socket instead of the device (env CCMR_SERVER)")
+	cmd.Flags().StringVar(server, "server", "", "talk to the `ccmr serve` daemon on this Unix socket instead of the device; \"none\": work on the device even when the default socket exists (env CCMR_SERVER)")
 }
 
-// serverClient is the daemon's client when --server or CCMR_SERVER names
-// its socket, else nil (the command works on the device directly; the
-// default socket is not probed: a daemon is used only when asked for).
-func (g *globals) serverClient(server string) *client.Client {
+// noServer is the --server (CCMR_SERVER) value that works on the device
+// directly, even when a daemon listens on the default socket.
+const noServer = "none"
+
+// serverClient is the daemon's client when the command goes through one,
+// else nil (the command works on the device directly):
+//   - --server or CCMR_SERVER names its socket ("none": no daemon);
+//   - otherwise, when the device and the runtime log folder are the
+//     machine's defaults (no --device, CCMR_DEVICE or --log-dir), the
+//     daemon on the default socket, serve.DefaultSocket, when one answers
+//     there. It is trusted only if no one but root (or the caller) could
+//     have put it there: its folder and every folder above must pass
+//     safefs.CheckDir, and the process listening must run as root or as
+//     the caller (SO_PEERCRED, on every connection). A socket that fails
+//     those checks is an error, not a reason to fall back to the device:
+//     someone is impersonating the daemon. A socket nobody listens on (a
+//     daemon that stopped) is not used.
+func (g *globals) serverClient(server string) (*client.Client, error) {
 	if server == "" {
 		server = g.getenv("CCMR_SERVER")
 	}
-	if server == "" {
-		return nil
+	switch {
+	case server == noServer:
+		return nil, nil
+	case server != "":
+		return client.New(server), nil
+	case g.device != "auto" || g.logDir != "":
+		return nil, nil
 	}
-	return client.New(server)
+	return defaultServer(serve.DefaultSocket)
+}
+
+// defaultServer is the client of the daemon found on sock, or nil when no
+// daemon listens there (see serverClient).
+func defaultServer(sock string) (*client.Client, error) {
+	fi, err := os.Lstat(sock)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("default daemon socket: %w", err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return nil, fmt.Errorf("default daemon socket %s is not a socket (--server %s works on the device directly)", sock, noServer)
+	}
+	if err := safefs.CheckDir(filepath.Dir(sock)); err != nil {
+		return nil, fmt.Errorf("default daemon socket %s: not trusted: %w (--server %s works on the device directly)", sock, err, noServer)
+	}
+	uids := []uint32{0, uint32(os.Geteuid())}
+	c, err := net.DialTimeout("unix", sock, 5*time.Second)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return nil, nil // a socket left by a daemon that stopped
+	}
+	if err != nil {
+		return nil, fmt.Errorf("default daemon socket %s: %w", sock, err)
+	}
+	c.Close()
+	return client.New(sock, client.ServerUIDs(uids...)), nil
 }
 
 // serverValues turns the daemon's answer into values to print.
@@ -256,7 +309,7 @@ func (g *globals) quoteViaServer(ctx context.Context, cmd *cobra.Command, c *cli
 	defer c.Close()
 	for _, f := range []string{"ima-log", "systemd-log", "since", "add-log", "bundle-format"} {
 		if cmd.Flags().Changed(f) {
-			return usageError("--%s cannot be used with --server: the daemon decides what its bundles carry", f)
+			return usageError("--%s cannot be used through the daemon (%s): it decides what its bundles carry; --server %s works on the device directly", f, c.Socket(), noServer)
 		}
 	}
 	var nonce []byte

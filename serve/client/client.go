@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/serve"
@@ -55,17 +56,58 @@ func (e *Error) Unwrap() error {
 	return nil
 }
 
+// ErrUntrustedServer is returned when the process answering on the socket
+// runs as a user the client was not told to trust (Option ServerUIDs).
+var ErrUntrustedServer = errors.New("the process on the socket runs as an untrusted user")
+
+// Option configures a Client.
+type Option func(*options)
+
+type options struct {
+	serverUIDs []uint32
+}
+
+// ServerUIDs makes the client check, on every connection, that the process
+// listening on the socket runs as one of uids (SO_PEERCRED). A client that
+// found the socket by itself, rather than being given it, needs this: a
+// program of another user that bound the path would otherwise receive its
+// extends and answer its reads. On systems without SO_PEERCRED every
+// connection then fails.
+func ServerUIDs(uids ...uint32) Option {
+	return func(o *options) { o.serverUIDs = append(o.serverUIDs, uids...) }
+}
+
 // New returns a client of the daemon listening on socket.
-func New(socket string) *Client {
+func New(socket string, opts ...Option) *Client {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
+			c, err := d.DialContext(ctx, "unix", socket)
+			if err != nil || o.serverUIDs == nil {
+				return c, err
+			}
+			uid, err := serverUID(c)
+			if err != nil {
+				c.Close()
+				return nil, fmt.Errorf("%s: who listens: %w", socket, err)
+			}
+			if !slices.Contains(o.serverUIDs, uid) {
+				c.Close()
+				return nil, fmt.Errorf("%s: uid %d: %w", socket, uid, ErrUntrustedServer)
+			}
+			return c, nil
 		},
 		MaxIdleConnsPerHost: 64,
 	}
 	return &Client{socket: socket, hc: &http.Client{Transport: tr}}
 }
+
+// Socket is the path of the daemon's socket.
+func (c *Client) Socket() string { return c.socket }
 
 // Close closes idle connections.
 func (c *Client) Close() error {
@@ -151,6 +193,22 @@ func (c *Client) Quote(ctx context.Context, nonce []byte, w io.Writer) error {
 		return fmt.Errorf("ccmr serve %s: quote: %w", c.socket, err)
 	}
 	return nil
+}
+
+// Cut archives the runtime log's segment and starts a new one (as `ccmr
+// log cut` does); it returns the archive's path and the log's. A log with
+// no record since its segment started answers 409.
+func (c *Client) Cut(ctx context.Context) (*serve.CutResponse, error) {
+	resp, err := c.do(ctx, http.MethodPost, "/v1/cut", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var r serve.CutResponse
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponse)).Decode(&r); err != nil {
+		return nil, fmt.Errorf("ccmr serve %s: cut: %w", c.socket, err)
+	}
+	return &r, nil
 }
 
 // Health returns the daemon's health answer.

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -61,5 +63,33 @@ func TestErrors(t *testing.T) {
 		if !errors.Is(err, tc.want) || !errors.As(err, &ce) || ce.Message != "the daemon's reason" {
 			t.Errorf("%d: %v", tc.code, err)
 		}
+	}
+}
+
+// ServerUIDs: a listener of a user the client was not told to trust is
+// refused before any request is sent; one of a trusted user is served.
+func TestServerUIDs(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("SO_PEERCRED is Linux's")
+	}
+	got := 0
+	sock := serveOn(t, func(w http.ResponseWriter, r *http.Request) {
+		got++
+		w.Write([]byte(`{"status":"ok","device":"sim","backing":"rtmr3","log":"x"}`))
+	})
+	me := uint32(os.Geteuid())
+	ctx := context.Background()
+	other := New(sock, ServerUIDs(me+1))
+	defer other.Close()
+	if _, err := other.Health(ctx); !errors.Is(err, ErrUntrustedServer) {
+		t.Errorf("a listener of uid %d, trusting only %d: %v, want ErrUntrustedServer", me, me+1, err)
+	}
+	if got != 0 {
+		t.Errorf("the untrusted listener received %d requests", got)
+	}
+	mine := New(sock, ServerUIDs(me+1, me))
+	defer mine.Close()
+	if _, err := mine.Health(ctx); err != nil {
+		t.Errorf("a listener of a trusted uid: %v", err)
 	}
 }
