@@ -130,4 +130,3 @@ func missingTool(t *testing.T, what string, err error) {
 	}
 	t.Skipf("%s: %v", what, err)
 }
-
