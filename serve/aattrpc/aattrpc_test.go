@@ -427,7 +427,8 @@ func TestOtherMethodsUnimplemented(t *testing.T) {
 func TestAuthorization(t *testing.T) {
 	pol, err := serve.ParsePolicy([]byte(`{"format":"ccmr-serve-policy/v1","rules":[
 		{"uids":[1000],"aa":["github.com/*"],"extend":["mr_app.alice"]},
-		{"uids":[1001],"extend":["*"]}
+		{"uids":[1001],"extend":["*"]},
+		{"uids":[1002],"aa":["*"]}
 	]}`))
 	if err != nil {
 		t.Fatal(err)
@@ -437,6 +438,7 @@ func TestAuthorization(t *testing.T) {
 	alice := serve.Peer{UID: 1000, GID: 1000, PID: 1}
 	bob := serve.Peer{UID: 1001, GID: 1001, PID: 1}
 	admin := serve.Peer{UID: 0, Admin: true, PID: 1}
+	carol := serve.Peer{UID: 1002, GID: 1002, PID: 1}
 	ctrRoot := serve.Peer{UID: 0, Admin: false, PID: 1}
 	zero := "sha384/" + strings.Repeat("00", 48)
 	for _, tc := range []struct {
@@ -449,6 +451,9 @@ func TestAuthorization(t *testing.T) {
 		{"alice, another domain", alice, &aapb.ExtendRuntimeMeasurementRequest{Domain: "example.org/other", Operation: "op", Content: "x"}, codes.PermissionDenied},
 		{"alice, her virtual register", alice, &aapb.ExtendRuntimeMeasurementRequest{Domain: "mr_app.alice", Operation: "extend", Content: zero}, codes.OK},
 		{"alice forges mr_app.bob through the AA API", alice, &aapb.ExtendRuntimeMeasurementRequest{Domain: "mr_app.bob", Operation: "extend", Content: zero}, codes.PermissionDenied},
+		{"carol may record every domain without '/'", carol, &aapb.ExtendRuntimeMeasurementRequest{Domain: "example", Operation: "op", Content: "x"}, codes.OK},
+		{"carol's aa domains do not make mr_app.bob hers", carol, &aapb.ExtendRuntimeMeasurementRequest{Domain: "mr_app.bob", Operation: "extend", Content: zero}, codes.PermissionDenied},
+		{"carol's aa domains do not cover ccmr", carol, &aapb.ExtendRuntimeMeasurementRequest{Domain: "ccmr", Operation: "snapshot", Content: "mr_app.bob=" + zero}, codes.PermissionDenied},
 		{"bob may extend everything but has no aa domain", bob, &aapb.ExtendRuntimeMeasurementRequest{Domain: "github.com/confidential-containers", Operation: "PullImage", Content: "x"}, codes.PermissionDenied},
 		{"root in a container", ctrRoot, &aapb.ExtendRuntimeMeasurementRequest{Domain: "github.com/confidential-containers", Operation: "PullImage", Content: "x"}, codes.PermissionDenied},
 		{"admin, domain ccmr", admin, &aapb.ExtendRuntimeMeasurementRequest{Domain: "ccmr", Operation: "snapshot", Content: "mr_app.alice=" + zero}, codes.PermissionDenied},
@@ -492,9 +497,9 @@ func TestConcurrentWithHTTP(t *testing.T) {
 	errs := make(chan error, 2*workers)
 	for w := range workers {
 		wg.Add(2)
+		c := dialAA(t, d.aaSock)
 		go func() {
 			defer wg.Done()
-			c := dialAA(t, d.aaSock)
 			for i := range each {
 				if _, err := c.extend(ctx, &aapb.ExtendRuntimeMeasurementRequest{Domain: "aa.test", Operation: fmt.Sprintf("w%d", w), Content: fmt.Sprint(i)}); err != nil {
 					errs <- err

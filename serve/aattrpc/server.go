@@ -141,7 +141,9 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		if ts.Shutdown(sctx) != nil {
 			ts.Close()
 		}
-		c.Close()
+		// Through the tracked conn: when ttrpc never took it (Shutdown
+		// came first), this is what ends the wait below.
+		one.c.Close()
 	}()
 	// The calls' contexts end with their connection or their own
 	// timeout, not with the daemon's: Shutdown lets them finish.
