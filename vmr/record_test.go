@@ -3,8 +3,11 @@ package vmr
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/eventlog/aael"
@@ -110,5 +113,49 @@ func TestAppendRecordRefuses(t *testing.T) {
 	}
 	if n, err := s.Records(ctx, "mr_app.a"); err != nil || n != 1 {
 		t.Errorf("mr_app.a: %d records (%v), want 1", n, err)
+	}
+}
+
+// aaKillChild appends one foreign record and kills itself between its
+// fsync and its extend (the child of TestAppendRecordKilled).
+func aaKillChild(ctx context.Context, s *Store) int {
+	afterFsync = func(int) { syscall.Kill(os.Getpid(), syscall.SIGKILL); select {} }
+	err := s.AppendRecord(ctx, aael.Record{Domain: "github.com/confidential-containers", Operation: "PullImage", Content: "killed"})
+	fmt.Fprintln(os.Stderr, "record not killed:", err)
+	return 1
+}
+
+// A daemon killed between an AppendRecord's fsync and its extend leaves
+// the record logged and not extended; the next Open rolls it forward as it
+// does virtual records, and the log replays to the register.
+func TestAppendRecordKilled(t *testing.T) {
+	dir := t.TempDir()
+	dev, s := openSim(t, dir)
+	if _, err := s.Extend(context.Background(), "mr_app.a", digestN("a", 0)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	before := readRTMR3(t, dev)
+	runKilled(t, "aakill:"+dir)
+	if !readRTMR3(t, dev).Equal(before) {
+		t.Fatal("the child was killed after its extend, not between fsync and extend")
+	}
+	s2, err := Open(context.Background(), dev, Options{Dir: filepath.Join(dir, "log")})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s2.Close()
+	if readRTMR3(t, dev).Equal(before) {
+		t.Error("the logged record was not rolled forward")
+	}
+	if err := s2.Verify(context.Background()); err != nil {
+		t.Error(err)
+	}
+	log, err := os.ReadFile(s2.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "github.com/confidential-containers PullImage killed") {
+		t.Error("the record is not in the log")
 	}
 }
