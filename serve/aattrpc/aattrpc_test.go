@@ -546,3 +546,81 @@ func TestConcurrentWithHTTP(t *testing.T) {
 	}
 	quoteAndVerify(t, d)
 }
+
+// Serve returns when its context ends, closing an idle client's
+// connection (the data hub keeps one open), and when its listener fails,
+// with the error and the connections closed.
+func TestServeStops(t *testing.T) {
+	d := startDaemon(t, nil)
+	for _, how := range []string{"context", "listener"} {
+		t.Run(how, func(t *testing.T) {
+			sock := filepath.Join(d.dir, "sock", how+".sock")
+			l, err := serve.Listen(sock, 0o600, -1, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			srv := aattrpc.New(aattrpc.Config{Store: d.store, Logger: slog.New(slog.NewTextHandler(d.log, nil))})
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ctx, l) }()
+			conn, err := net.Dial("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			c := ttrpc.NewClient(conn)
+			var resp aapb.ExtendRuntimeMeasurementResponse
+			if err := c.Call(ctx, aattrpc.Service, aattrpc.MethodExtend, &aapb.ExtendRuntimeMeasurementRequest{Domain: "d", Operation: "o", Content: how}, &resp); err != nil {
+				t.Fatal(err)
+			}
+			if how == "context" {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			} else {
+				l.Close()
+				if err := <-done; err == nil {
+					t.Error("Serve returned nil after its listener failed")
+				}
+			}
+			// The connection was closed by the daemon: the next call fails.
+			if err := c.Call(context.Background(), aattrpc.Service, aattrpc.MethodExtend, &aapb.ExtendRuntimeMeasurementRequest{Domain: "d", Operation: "o", Content: "after"}, &resp); err == nil {
+				t.Error("a call after Serve returned succeeded")
+			}
+		})
+	}
+}
+
+// A client that sends garbage, a header announcing 1 GiB, or stalls
+// mid-message writes nothing and harms no other client.
+func TestHostileClients(t *testing.T) {
+	d := startDaemon(t, nil)
+	before := d.state(t)
+	var held []net.Conn
+	for _, b := range [][]byte{
+		[]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+		{0x40, 0x00, 0x00, 0x00, 0, 0, 0, 1, 1, 0}, // 1 GiB announced, 2 bytes sent
+		{0, 0, 0, 20, 0, 0, 0, 3, 1, 0, 0x0a},      // stalls inside a request
+	} {
+		c, err := net.Dial("unix", d.aaSock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	if after := d.state(t); after.size != before.size || !after.reg.Equal(before.reg) {
+		t.Fatalf("hostile bytes wrote: log %d → %d", before.size, after.size)
+	}
+	if _, err := dialAA(t, d.aaSock).extend(context.Background(), &aapb.ExtendRuntimeMeasurementRequest{Domain: "d", Operation: "o", Content: "good"}); err != nil {
+		t.Fatalf("a good client beside %d hostile ones: %v", len(held), err)
+	}
+	if recs := d.records(t); len(recs) != 1 || recs[0].Content != "good" {
+		t.Errorf("records %v, want the good one alone", recs)
+	}
+}

@@ -70,15 +70,20 @@ func New(cfg Config) *Server {
 // identified when it was accepted.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	l = serve.LimitListener(l, s.cfg.MaxConns)
-	stop := context.AfterFunc(ctx, func() { l.Close() })
-	defer stop()
+	outer := ctx
+	// Returning for any reason shuts the connections down first: wait
+	// for them only after cancel (defers run last first).
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
 	var backoff time.Duration
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			if ctx.Err() != nil {
+			if outer.Err() != nil {
 				return nil
 			}
 			var ne net.Error
