@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ccmr-dev/ccmr/serve"
+	"github.com/ccmr-dev/ccmr/serve/aattrpc"
 )
 
 // The systemd units in contrib/ pass systemd-analyze verify with nothing
@@ -34,6 +35,46 @@ func TestContribUnits(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte(s), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	out, err := exec.Command(analyze, "verify", filepath.Join(dir, "ccmr-serve.socket"), filepath.Join(dir, "ccmr-serve.service")).CombinedOutput()
+	if err != nil || len(out) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// The drop-in that adds the attestation agent's socket passes
+// systemd-analyze verify on top of the service, and serves the socket
+// where CoCo clients look for the agent.
+func TestContribAADropIn(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		missingTool(t, "systemd-analyze not found", err)
+	}
+	dir := t.TempDir()
+	var unit strings.Builder
+	for _, f := range []string{"ccmr-serve.socket", "ccmr-serve.service", "ccmr-serve-aa.conf"} {
+		b, err := os.ReadFile(filepath.Join("..", "contrib", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := strings.ReplaceAll(string(b), "/usr/local/bin/ccmr", os.Args[0])
+		switch f {
+		case "ccmr-serve.socket":
+			if err := os.WriteFile(filepath.Join(dir, f), []byte(s), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		case "ccmr-serve-aa.conf":
+			if !strings.Contains(s, " --aa-socket "+aattrpc.DefaultSocket+"\n") {
+				t.Errorf("ccmr-serve-aa.conf: ExecStart does not serve %s", aattrpc.DefaultSocket)
+			}
+			fallthrough
+		default:
+			// A drop-in's settings apply after the unit's, as here.
+			unit.WriteString(s)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ccmr-serve.service"), []byte(unit.String()), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	out, err := exec.Command(analyze, "verify", filepath.Join(dir, "ccmr-serve.socket"), filepath.Join(dir, "ccmr-serve.service")).CombinedOutput()
 	if err != nil || len(out) > 0 {

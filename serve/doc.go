@@ -14,4 +14,8 @@
 //
 // A request that does not parse, or that the policy refuses, is answered
 // 4xx before anything is written; a refusal is logged with the peer.
+//
+// The CoCo attestation agent's ttrpc ExtendRuntimeMeasurement is served on
+// a second socket by package serve/aattrpc, with PeerOf, LimitListener and
+// the same Policy (its "aa" domains).
 package serve

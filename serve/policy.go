@@ -54,6 +54,13 @@ type Rule struct {
 	// expression that matched (a group that is not a valid name part,
 	// [a-z0-9_.-], grants nothing).
 	Extend []string `json:"extend,omitempty"`
+	// AA lists the domains of the records the peer may write through the
+	// attestation agent's API (ccmr serve --aa-socket): path.Match
+	// patterns, with $1..$9 as in Extend ('*' does not match '/', so
+	// "github.com/confidential-containers" is named whole or as
+	// "github.com/*"). A record of a virtual register (domain mr_*) needs
+	// Extend of that register instead; domain ccmr is nobody's.
+	AA []string `json:"aa,omitempty"`
 	// Read admits list and read of every register.
 	Read bool `json:"read,omitempty"`
 	// Quote admits quote (evidence bundles with the caller's nonce).
@@ -96,6 +103,11 @@ func ParsePolicy(data []byte) (*Policy, error) {
 				return nil, fmt.Errorf("%w: rule %d: extend pattern %q is malformed", ErrPolicy, i, e)
 			}
 		}
+		for _, e := range r.AA {
+			if _, err := path.Match(e, ""); err != nil || e == "" {
+				return nil, fmt.Errorf("%w: rule %d: aa pattern %q is malformed", ErrPolicy, i, e)
+			}
+		}
 	}
 	return &p, nil
 }
@@ -109,6 +121,9 @@ const (
 	OpRead
 	OpQuote
 	OpCut
+	// OpAA is writing a record of a domain (the name Allows is given)
+	// through the attestation agent's API.
+	OpAA
 )
 
 func (o Op) String() string {
@@ -121,11 +136,14 @@ func (o Op) String() string {
 		return "quote"
 	case OpCut:
 		return "cut"
+	case OpAA:
+		return "aa-record"
 	}
 	return "op" + strconv.Itoa(int(o))
 }
 
-// Allows reports whether peer may do op (on register reg for OpExtend).
+// Allows reports whether peer may do op (on register reg for OpExtend, on
+// the record domain reg for OpAA).
 // A nil Policy is the default: root only.
 func (p *Policy) Allows(peer Peer, op Op, reg string) bool {
 	if peer.UID == 0 && peer.Admin {
@@ -154,15 +172,27 @@ func (p *Policy) Allows(peer Peer, op Op, reg string) bool {
 				return true
 			}
 		case OpExtend:
-			for _, pat := range r.Extend {
-				pat, ok := expand(pat, groups)
-				if !ok {
-					continue
-				}
-				if m, err := path.Match(pat, reg); err == nil && m {
-					return true
-				}
+			if matchAny(r.Extend, groups, reg) {
+				return true
 			}
+		case OpAA:
+			if matchAny(r.AA, groups, reg) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// matchAny reports whether one of pats, expanded with groups, matches name.
+func matchAny(pats, groups []string, name string) bool {
+	for _, pat := range pats {
+		pat, ok := expand(pat, groups)
+		if !ok {
+			continue
+		}
+		if m, err := path.Match(pat, name); err == nil && m {
+			return true
 		}
 	}
 	return false

@@ -597,6 +597,13 @@ func (s *Store) ExtendMany(ctx context.Context, items []Item) ([]mr.Digest, erro
 		}
 		ps[i] = &pending{rec: rec, done: make(chan result, 1), owner: owner}
 	}
+	return s.submit(ctx, owner, ps)
+}
+
+// submit queues ps (records of one caller, owner) for the group commit,
+// leads it when no other goroutine does, and waits for every record's
+// result.
+func (s *Store) submit(ctx context.Context, owner *byte, ps []*pending) ([]mr.Digest, error) {
 	s.mu.Lock()
 	s.queue = append(s.queue, ps...)
 	lead := !s.leading

@@ -291,6 +291,8 @@ func child(spec string) int {
 	switch parts[0] {
 	case "batchkill", "groupkill":
 		return batchKillChild(ctx, s, parts)
+	case "aakill":
+		return aaKillChild(ctx, s)
 	case "concurrent": // concurrent:DIR:ID:N
 		id, _ := strconv.Atoi(parts[2])
 		n, _ := strconv.Atoi(parts[3])

@@ -25,12 +25,13 @@ import (
 	"github.com/ccmr-dev/ccmr/internal/safefs"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/serve"
+	"github.com/ccmr-dev/ccmr/serve/aattrpc"
 	"github.com/ccmr-dev/ccmr/serve/client"
 	"github.com/ccmr-dev/ccmr/vmr"
 )
 
 func newServeCmd(g *globals) *cobra.Command {
-	var sock, mode, owner, group, policyFile, imaList, systemdLog string
+	var sock, aaSock, mode, owner, group, policyFile, imaList, systemdLog string
 	var maxConns int
 	cmd := &cobra.Command{
 		Use:   "serve [--socket PATH] [--policy FILE]",
@@ -41,7 +42,11 @@ Peers are identified by the kernel (uid, gid, pid, cgroup); the policy file
 (ccmr-serve-policy/v1) says which virtual registers each may extend and who
 may read or quote. Without --policy only root may do anything. Under
 systemd socket activation (LISTEN_FDS) the passed socket is served and
---socket, --socket-mode and the owner flags are not used. SIGTERM stops it.`,
+--socket is not used (--socket-mode and the owner flags then apply to
+--aa-socket alone). With --aa-socket the CoCo attestation agent's ttrpc
+method ExtendRuntimeMeasurement is served there too, under the same policy
+(its "aa" domains), so the guest's CoCo clients record into this runtime
+log. SIGTERM stops it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -80,14 +85,41 @@ systemd socket activation (LISTEN_FDS) the passed socket is served and
 				defer os.Remove(sock)
 			}
 			logger := slog.New(slog.NewTextHandler(g.stderr, nil))
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			var aaDone chan error
+			if aaSock != "" {
+				al, err := serve.Listen(aaSock, os.FileMode(perm), uid, gid)
+				if err != nil {
+					l.Close()
+					return err
+				}
+				defer os.Remove(aaSock)
+				logger.Info("serving the attestation agent's ExtendRuntimeMeasurement", "socket", aaSock)
+				aaDone = make(chan error, 1)
+				aa := aattrpc.New(aattrpc.Config{Store: store, Policy: pol, Logger: logger, MaxConns: maxConns})
+				go func() {
+					// Either service failing stops both.
+					aaDone <- aa.Serve(ctx, al)
+					cancel()
+				}()
+			}
 			logger.Info("serving", "socket", l.Addr().String(), "device", dev.Kind(), "backing", store.Backing().Name, "log", store.Path())
-			return serve.New(serve.Config{Device: dev, Store: store, Policy: pol, Logger: logger, MaxConns: maxConns,
+			err = serve.New(serve.Config{Device: dev, Store: store, Policy: pol, Logger: logger, MaxConns: maxConns,
 				Quote: collect.Options{IMAList: imaList, NoIMA: imaList == "", SystemdLog: systemdLog, NoSystemdLog: systemdLog == ""},
 			}).Serve(ctx, l)
+			cancel()
+			if aaDone != nil {
+				if aerr := <-aaDone; err == nil {
+					err = aerr
+				}
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&sock, "socket", serve.DefaultSocket, "Unix socket to listen on")
+	f.StringVar(&aaSock, "aa-socket", "", "also serve the CoCo attestation agent's ttrpc ExtendRuntimeMeasurement on this Unix socket (its clients' default: "+aattrpc.DefaultSocket+"; docs/serve.md)")
 	f.StringVar(&mode, "socket-mode", "0660", "the socket's mode (octal): who may connect at all; the policy says what they may do")
 	f.StringVar(&owner, "socket-owner", "", "the socket's owner (user name or uid; default the daemon's)")
 	f.StringVar(&group, "socket-group", "", "the socket's group (group name or gid; default the daemon's)")
