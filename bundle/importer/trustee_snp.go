@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	sevabi "github.com/google/go-sev-guest/abi"
 	sevpb "github.com/google/go-sev-guest/proto/sevsnp"
@@ -18,7 +19,10 @@ import (
 // derive gave AttestationReport over the versions Trustee and the
 // attestation agent pinned (docs/interop.md).
 const (
-	// TrusteeSNPSev1 is the form of sev 1.x to 5.x: the repr(C) struct
+	// TrusteeSNPSev11 is the form of sev 1.1: as TrusteeSNPSev1 but for
+	// the TCB members, named boot_loader and reserved.
+	TrusteeSNPSev11 = "snp/sev1.1"
+	// TrusteeSNPSev1 is the form of sev 1.2 to 5.x: the repr(C) struct
 	// with its reserved members, every byte of the report.
 	TrusteeSNPSev1 = "snp/sev1"
 	// TrusteeSNPSev61 is the form of sev 6.1 and 6.2: named fields, no
@@ -62,10 +66,24 @@ func optf(f serdeField) serdeField { f.opt = true; return f }
 // sev1TCB is TcbVersion of sev 1.x-5.x: #[repr(C)] over the 8 bytes.
 var sev1TCB = []serdeField{u8f("bootloader"), u8f("tee"), bytesf("_reserved", 4), u8f("snp"), u8f("microcode")}
 
-// sev1Report is AttestationReport of sev 1.x-5.x (src/firmware/guest/
-// types.rs, later types/snp.rs): a #[repr(C)] struct laid out as the
-// firmware's 1184 bytes, reserved members included, so that its members
-// in order are the report's bytes.
+// sev11TCB is SnpTcbVersion of sev 1.1.
+var sev11TCB = []serdeField{u8f("boot_loader"), u8f("tee"), bytesf("reserved", 4), u8f("snp"), u8f("microcode")}
+
+// sev11Report is sev1Report with sev 1.1's TCB members.
+var sev11Report = func() []serdeField {
+	r := slices.Clone(sev1Report)
+	for i := range r {
+		if strings.HasSuffix(r[i].name, "_tcb") {
+			r[i].sub = sev11TCB
+		}
+	}
+	return r
+}()
+
+// sev1Report is AttestationReport of sev 1.1-5.x (src/firmware/linux/
+// guest/types.rs, then guest/types.rs, later types/snp.rs): a #[repr(C)]
+// struct laid out as the firmware's 1184 bytes, reserved members
+// included, so that its members in order are the report's bytes.
 var sev1Report = []serdeField{
 	u32f("version"), u32f("guest_svn"), u64f("policy"), bytesf("family_id", 16), bytesf("image_id", 16),
 	u32f("vmpl"), u32f("sig_algo"), objf("current_tcb", sev1TCB), u64f("plat_info"),
@@ -233,6 +251,12 @@ func trusteeSNPEvidence(f File, top map[string]json.RawMessage) (Parts, string, 
 	switch {
 	case has("_author_key_en") && !has("key_info"):
 		kind, fields = TrusteeSNPSev1, sev1Report
+		var tcb map[string]json.RawMessage
+		if json.Unmarshal(members["current_tcb"], &tcb) == nil {
+			if _, ok := tcb["boot_loader"]; ok {
+				kind, fields = TrusteeSNPSev11, sev11Report
+			}
+		}
 	case has("key_info") && !has("_author_key_en"):
 		kind, fields = TrusteeSNPSev61, sev6Report
 		if has("launch_mit_vector") || has("current_mit_vector") {
@@ -246,7 +270,7 @@ func trusteeSNPEvidence(f File, top map[string]json.RawMessage) (Parts, string, 
 		return Parts{}, "", err
 	}
 	raw := d.raw
-	if kind != TrusteeSNPSev1 {
+	if kind != TrusteeSNPSev1 && kind != TrusteeSNPSev11 {
 		var err error
 		if raw, err = sev6ReportBytes(f, kind, d.vals); err != nil {
 			return Parts{}, "", err

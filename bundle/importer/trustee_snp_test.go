@@ -72,15 +72,20 @@ func (o *ordered) add(k string, v any) {
 	}{k, v})
 }
 
-// encodeSev1 is sev 1.x-5.x: the struct is the bytes.
-func encodeSev1(raw []byte) ordered {
+// encodeSev1 is sev 1.2-5.x: the struct is the bytes.
+func encodeSev1(raw []byte) ordered { return encodeSev1TCB(raw, "bootloader", "_reserved") }
+
+// encodeSev11 is sev 1.1, whose SnpTcbVersion names two members otherwise.
+func encodeSev11(raw []byte) ordered { return encodeSev1TCB(raw, "boot_loader", "reserved") }
+
+func encodeSev1TCB(raw []byte, bootloader, reserved string) ordered {
 	le32 := func(o int) uint32 { return binary.LittleEndian.Uint32(raw[o:]) }
 	le64 := func(o int) uint64 { return binary.LittleEndian.Uint64(raw[o:]) }
 	tcb := func(o int) ordered {
 		var t ordered
-		t.add("bootloader", raw[o])
+		t.add(bootloader, raw[o])
 		t.add("tee", raw[o+1])
-		t.add("_reserved", nums(raw[o+2:o+6]))
+		t.add(reserved, nums(raw[o+2:o+6]))
 		t.add("snp", raw[o+6])
 		t.add("microcode", raw[o+7])
 		return t
@@ -279,6 +284,7 @@ func TestTrusteeSNPRoundTrip(t *testing.T) {
 			kind   string
 			report ordered
 		}{
+			{TrusteeSNPSev11, encodeSev11(raw)},
 			{TrusteeSNPSev1, encodeSev1(raw)},
 			{TrusteeSNPSev61, encodeSev6(t, raw, false)},
 			{TrusteeSNPSev63, encodeSev6(t, raw, true)},
@@ -386,6 +392,7 @@ func TestTrusteeSNPHostile(t *testing.T) {
 	c := snpCases[1] // v3, VLEK
 	raw, der := c.load(t)
 	v1 := snpEvidenceJSON(t, encodeSev1(raw), c.typ, der)
+	v11 := snpEvidenceJSON(t, encodeSev11(raw), c.typ, der)
 	v6 := snpEvidenceJSON(t, encodeSev6(t, raw, true), c.typ, der)
 	v2raw, v2der := snpCases[0].load(t)
 	v2 := snpEvidenceJSON(t, encodeSev6(t, v2raw, true), "VCEK", v2der)
@@ -399,6 +406,12 @@ func TestTrusteeSNPHostile(t *testing.T) {
 	}{
 		{"unknown report member", v6, func(_, r map[string]any) { r["extra"] = 1 }, "member attestation_report.extra: ", mr.ErrMalformed},
 		{"unknown top member", v6, func(top, _ map[string]any) { top["nonce"] = "x" }, "member nonce: ", mr.ErrMalformed},
+		{"sev 1.2 member in a sev 1.1 tcb", v11, func(_, r map[string]any) { r["current_tcb"].(map[string]any)["bootloader"] = 1 }, "member attestation_report.current_tcb.bootloader: ", mr.ErrMalformed},
+		{"sev 1.2 tcb member in a sev 1.1 report", v11, func(_, r map[string]any) {
+			tcb := r["launch_tcb"].(map[string]any)
+			tcb["bootloader"] = tcb["boot_loader"]
+			delete(tcb, "boot_loader")
+		}, "member attestation_report.launch_tcb.bootloader: ", mr.ErrMalformed},
 		{"unknown tcb member", v1, func(_, r map[string]any) { r["launch_tcb"].(map[string]any)["fmc"] = nil }, "member attestation_report.launch_tcb.fmc: ", mr.ErrMalformed},
 		{"missing member", v6, func(_, r map[string]any) { delete(r, "host_data") }, "member attestation_report.host_data: malformed input: missing", mr.ErrMalformed},
 		{"missing signature.s", v1, func(_, r map[string]any) { delete(r["signature"].(map[string]any), "s") }, "member attestation_report.signature.s: ", mr.ErrMalformed},

@@ -316,7 +316,7 @@ func TestForeignTrusteeSNP(t *testing.T) {
 		{"trustee-v3-vlek", filepath.Join(ts, "test-vlek-report.bin"), "--vlek", filepath.Join(ts, "test-vlek.der"), snpAt, []string{"report v3 signed (ECDSA P-384) by the VLEK"}},
 		{"go-sev-guest-milan", filepath.Join(sg, "attestation.bin"), "--vcek", filepath.Join(sg, "vcek.testcer"), append([]string{"--policy", allowDebug}, snpAt...), []string{"report v2 signed (ECDSA P-384) by the VCEK", "Milan"}},
 	} {
-		for _, form := range []string{"sev1", "sev6.1", "sev6.3"} {
+		for _, form := range []string{"sev1.1", "sev1", "sev6.1", "sev6.3"} {
 			t.Run(tc.name+"/"+form, func(t *testing.T) {
 				file := filepath.Join(td, tc.name+"."+form+".json")
 				split := []string{"--snp-report", tc.report, tc.keyFlag, tc.key}
