@@ -46,7 +46,7 @@ func FuzzTrustee(f *testing.F) {
 // addSNPSeeds adds the snp evidence files of testdata/trustee-snp: one
 // of each serde form, and the producer's sample.
 func addSNPSeeds(f *testing.F) {
-	for _, n := range []string{"aa-evidence-openshift.json", "trustee-v3-vlek.sev1.json", "trustee-v3-vlek.sev6.1.json", "trustee-v2-vcek.sev6.3.json"} {
+	for _, n := range []string{"aa-evidence-openshift.json", "trustee-e2e-evidence-2025.json", "trustee-v3-vlek.sev1.1.json", "trustee-v3-vlek.sev1.json", "trustee-v3-vlek.sev6.1.json", "trustee-v2-vcek.sev6.3.json"} {
 		b, err := os.ReadFile(filepath.Join("testdata", "trustee-snp", n))
 		if err != nil {
 			f.Fatal(err)

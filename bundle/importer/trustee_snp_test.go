@@ -525,3 +525,54 @@ func TestTrusteeSNPSyntheticLayouts(t *testing.T) {
 		t.Errorf("sev 1, reserved TCB byte: %v", err)
 	}
 }
+
+// The producer-written files of Trustee's own end-to-end test
+// (attestation-service/tests/e2e/evidence.json: the 2024 one in the
+// sev 1.2-5.x form, the 2025 one, committed by AMD for "the latest snp
+// attestation", in the sev 6.1-6.2 form, a Genoa version 3 report), each
+// with its VCEK: they import as their forms, the test encoder writes the
+// same JSON from the rebuilt bytes (so the encoder is the producer, for
+// these forms), and the 2024 report is the corpus's test-report.bin.
+// That their signatures hold on the rebuilt bytes is checked by
+// cmd/ccmr's TestForeignTrusteeSNPProducer.
+func TestTrusteeSNPTrusteeE2EFiles(t *testing.T) {
+	for _, c := range []struct {
+		file, kind string
+		mit        bool
+		same       string
+	}{
+		{"trustee-e2e-evidence-2024.json", TrusteeSNPSev1, false, "trustee/snp/test-report.bin"},
+		{"trustee-e2e-evidence-2025.json", TrusteeSNPSev61, false, ""},
+	} {
+		data, err := os.ReadFile(filepath.Join("testdata", "trustee-snp", c.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, kind, err := Trustee(File{Name: c.file, Data: data})
+		if err != nil || kind != c.kind || p.VCEK == nil {
+			t.Fatalf("%s: %s %v", c.file, kind, err)
+		}
+		if c.same != "" && !bytes.Equal(p.SNPReport.Data, corpusFile(t, c.same).Data) {
+			t.Errorf("%s: not the report of %s", c.file, c.same)
+		}
+		report := encodeSev1(p.SNPReport.Data)
+		if c.kind != TrusteeSNPSev1 {
+			report = encodeSev6(t, p.SNPReport.Data, c.mit)
+		}
+		var got, want any
+		if err := json.Unmarshal(snpEvidenceJSON(t, report, "VCEK", p.VCEK.Data), &got); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(data, &want); err != nil {
+			t.Fatal(err)
+		}
+		gb, _ := json.Marshal(got)
+		wb, _ := json.Marshal(want)
+		if !bytes.Equal(gb, wb) {
+			t.Errorf("%s: the test encoder's JSON differs from the producer's", c.file)
+		}
+		if _, err := Build(p); err != nil {
+			t.Errorf("%s: %v", c.file, err)
+		}
+	}
+}

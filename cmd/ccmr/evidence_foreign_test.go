@@ -355,3 +355,41 @@ func TestForeignTrusteeSNP(t *testing.T) {
 		t.Errorf("another chip's VCEK: exit %d\n%s", wcode, wout)
 	}
 }
+
+// The producer-written snp evidence of Trustee's own end-to-end test (a
+// 2024 file in the sev 1.2-5.x form, a 2025 Genoa file in the sev 6.1
+// form, each with its VCEK in cert_chain) verifies: the report ccmr
+// rebuilds from the JSON is the one the firmware signed. The 2024 report
+// is the corpus's test-report.bin: same verdict as its split parts. A
+// changed MEASUREMENT fails.
+func TestForeignTrusteeSNPProducer(t *testing.T) {
+	c := corpusPath(t)
+	td := filepath.Join("..", "..", "bundle", "importer", "testdata", "trustee-snp")
+	snpAt := []string{"--at", "2025-06-01T00:00:00Z"}
+	f2024, f2025 := filepath.Join(td, "trustee-e2e-evidence-2024.json"), filepath.Join(td, "trustee-e2e-evidence-2025.json")
+	runForeign(t, foreignCase{whole: []string{"--trustee", f2024}, split: []string{"--snp-report", filepath.Join(c, "trustee/snp/test-report.bin"), "--vcek", filepath.Join(c, "trustee/snp/test-vcek.der")},
+		verify: snpAt, wantContains: []string{"(platform snp)", "report v2 signed (ECDSA P-384) by the VCEK", "CHIP_ID is the VCEK's HWID"}})
+	out, code := importVerify(t, []string{"--trustee", f2025}, snpAt)
+	for _, s := range []string{"(platform snp)", "product line Genoa", "report v3 signed (ECDSA P-384) by the VCEK", "CHIP_ID is the VCEK's HWID"} {
+		if code != 0 || !strings.Contains(out, s) {
+			t.Errorf("2025 file: exit %d, want 0 and %q:\n%s", code, s, out)
+		}
+	}
+	for _, f := range []string{f2024, f2025} {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatal(err)
+		}
+		meas := m["attestation_report"].(map[string]any)["measurement"].([]any)
+		meas[47] = float64(int(meas[47].(float64)) ^ 0x80)
+		edited, _ := json.Marshal(m)
+		out, code := importVerify(t, []string{"--trustee", writeFile(t, t.TempDir(), "changed.json", edited)}, snpAt)
+		if code != 1 || !strings.Contains(out, "FAIL SNP report") {
+			t.Errorf("%s, measurement changed: exit %d\n%s", f, code, out)
+		}
+	}
+}
