@@ -401,7 +401,8 @@ func someWord(some bool) string {
 // verify chains the key to the AMD roots it embeds, whatever the evidence
 // says (Trustee checks a given ARK against its own and may use a given
 // ASK; ccmr uses its own). A CRL or another GUID's entry is refused rather
-// than dropped unread. A null chain (Trustee then fetches the VCEK from
+// than dropped unread, and so is a chain without a VCEK or VLEK, as
+// Trustee refuses it. A null chain (Trustee then fetches the VCEK from
 // AMD's KDS) leaves the key to --vcek or --vlek.
 func trusteeCertChain(f File, cc json.RawMessage, p *Parts) error {
 	if bytes.Equal(bytes.TrimSpace(cc), []byte("null")) {
@@ -461,6 +462,12 @@ func trusteeCertChain(f File, cc json.RawMessage, p *Parts) error {
 		} else {
 			p.VLEK = file
 		}
+	}
+	if p.VCEK == nil && p.VLEK == nil {
+		// Trustee refuses a given chain without one ("it must include a
+		// VCEK/VLEK") rather than fetch the VCEK: so does ccmr, rather
+		// than take one given beside it.
+		return trusteeErr(f, "cert_chain", "%w: %d entries and no VCEK or VLEK (a chain without one is refused, as Trustee refuses it; null leaves the key to %s/%s)", ErrMissing, len(entries), PartVCEK, PartVLEK)
 	}
 	return nil
 }

@@ -447,6 +447,10 @@ func TestTrusteeSNPHostile(t *testing.T) {
 		{"two keys", v6, func(top, _ map[string]any) {
 			top["cert_chain"] = append(top["cert_chain"].([]any), top["cert_chain"].([]any)[0])
 		}, "member cert_chain[1].cert_type: ", mr.ErrMalformed},
+		{"empty cert_chain", v6, func(top, _ map[string]any) { top["cert_chain"] = []any{} }, "member cert_chain: missing part: 0 entries and no VCEK or VLEK", ErrMissing},
+		{"cert_chain of an ASK alone", v6, func(top, _ map[string]any) {
+			top["cert_chain"].([]any)[0].(map[string]any)["cert_type"] = "ASK"
+		}, "member cert_chain: missing part: 1 entries", ErrMissing},
 		{"cert_chain object", v6, func(top, _ map[string]any) { top["cert_chain"] = map[string]any{} }, "member cert_chain: ", mr.ErrMalformed},
 		{"report an array", v6, func(top, _ map[string]any) { top["attestation_report"] = []int{} }, "member attestation_report: ", mr.ErrMalformed},
 	} {
