@@ -1,7 +1,13 @@
 package importer
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	sevabi "github.com/google/go-sev-guest/abi"
 
 	"github.com/ccmr-dev/ccmr/internal/corpus"
 )
@@ -28,10 +34,45 @@ func FuzzTrustee(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"quote":"AAAA","cc_eventlog":null,"aa_eventlog":"INIT sha384/00"}`))
+	addSNPSeeds(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, _, err := Trustee(File{Name: "f", Data: b})
 		if err == nil {
 			_, _ = Build(p)
 		}
+	})
+}
+
+// addSNPSeeds adds the snp evidence files of testdata/trustee-snp: one
+// of each serde form, and the producer's sample.
+func addSNPSeeds(f *testing.F) {
+	for _, n := range []string{"aa-evidence-openshift.json", "trustee-e2e-evidence-2025.json", "trustee-v3-vlek.sev1.1.json", "trustee-v3-vlek.sev1.json", "trustee-v3-vlek.sev6.1.json", "trustee-v2-vcek.sev6.3.json"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "trustee-snp", n))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+}
+
+// FuzzTrusteeSNP: the snp decoder alone, seeded with each serde form.
+// What it accepts is a 1184-byte report that go-sev-guest reads back,
+// and whose members it re-reads the same way (decoding is a function of
+// the input: twice gives the same bytes).
+func FuzzTrusteeSNP(f *testing.F) {
+	addSNPSeeds(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, kind, err := Trustee(File{Name: "f", Data: b})
+		if err != nil || !strings.HasPrefix(kind, "snp/") {
+			return
+		}
+		if len(p.SNPReport.Data) != sevabi.ReportSize {
+			t.Fatalf("%s: a %d-byte report", kind, len(p.SNPReport.Data))
+		}
+		p2, _, err := Trustee(File{Name: "f", Data: b})
+		if err != nil || !bytes.Equal(p2.SNPReport.Data, p.SNPReport.Data) {
+			t.Fatalf("a second decode differs: %v", err)
+		}
+		_, _ = Build(p)
 	})
 }

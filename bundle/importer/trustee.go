@@ -98,12 +98,14 @@ type trusteeAzTDXv1 struct {
 }
 
 // Trustee reads the evidence JSON a Trustee (KBS) attester sends for
-// `tdx`, `az-snp-vtpm` (v0, v1, v2), `az-tdx-vtpm` (v0, v1) and `tpm` and
+// `tdx`, `snp`, `az-snp-vtpm` (v0, v1, v2), `az-tdx-vtpm` (v0, v1) and `tpm` and
 // returns its parts for Build, and the kind it found (TrusteeTDX, ...).
 // The kind is told by the members, as Trustee's untagged serde enum
 // does; every member must be one that kind defines, present once, of
-// its type. An `snp` evidence (the sev crate's serde form of the report)
-// is refused: import its raw report with --snp-report instead.
+// its type. An `snp` evidence is the sev crate's serde form of the
+// report and its certificate table, in the form of sev 1.x-5.x, 6.1-6.2
+// or 6.3-7.x (TrusteeSNPSev1, ...): the report is rebuilt to its ABI
+// bytes as that crate does (trusteeSNPEvidence).
 //
 // An Azure vTPM quote carries its RSASSA signature bare: Trustee checks
 // it as PKCS#1 v1.5 over SHA-256 (az-snp-vtpm's Quote::verify), so it
@@ -145,14 +147,14 @@ func Trustee(f File) (Parts, string, error) {
 	case has("quote"):
 		return trusteeTDXEvidence(f)
 	case has("attestation_report"):
-		return Parts{}, "", trusteeErr(f, "attestation_report", "%w: Trustee snp evidence (the sev crate's serde form of the report) is not imported: give the raw report with %s and %s", mr.ErrUnsupported, PartSNPReport, PartVCEK)
+		return trusteeSNPEvidence(f, top)
 	}
 	names := make([]string, 0, len(top))
 	for n := range top {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	return Parts{}, "", trusteeErr(f, "", "%w: members %q are none of Trustee's tdx, az-snp-vtpm or az-tdx-vtpm evidence", mr.ErrUnsupported, names)
+	return Parts{}, "", trusteeErr(f, "", "%w: members %q are none of Trustee's tdx, snp, az-snp-vtpm, az-tdx-vtpm or tpm evidence", mr.ErrUnsupported, names)
 }
 
 // trusteeErr is an error about member m (or the whole file) of f.

@@ -56,7 +56,7 @@ Logs: --log FORMAT=FILE (tcg2, ccel, ima-binary, ..., auto); a runtime log names
 backing register: --log runtime:rtmr3=FILE.
 Whole files of other tools, one flag each: --gotpm FILE (go-tpm-tools' Attestation
 protobuf: AK, certificates, quotes per bank, event logs) and --trustee FILE (Trustee
-attester evidence JSON: tdx, az-snp-vtpm, az-tdx-vtpm, tpm). Other flags may add what the
+attester evidence JSON: tdx, snp, az-snp-vtpm, az-tdx-vtpm, tpm). Other flags may add what the
 file lacks (--collateral, --log, --ak-cert, --nonce), never replace what it holds.
 The nonce defaults to what the evidence binds: the quotes' qualifying data, or the
 64-byte report data of a TDX quote or SNP report; --nonce must agree with it.`,
@@ -80,7 +80,7 @@ The nonce defaults to what the evidence binds: the quotes' qualifying data, or t
 	fl.StringVar(&c.hcl, "azure-hcl-report", "", "Azure CVM HCL report (vTPM NV index 0x01400001)")
 	fl.StringArrayVar(&c.logs, "log", nil, "log FORMAT=FILE, runtime logs runtime:REG=FILE (repeatable)")
 	fl.StringVar(&c.gotpm, "gotpm", "", "go-tpm-tools Attestation protobuf (gotpm attest, GCE agents): every part it holds")
-	fl.StringVar(&c.trustee, "trustee", "", "Trustee attester evidence JSON (tdx, az-snp-vtpm, az-tdx-vtpm, tpm): every part it holds")
+	fl.StringVar(&c.trustee, "trustee", "", "Trustee attester evidence JSON (tdx, snp, az-snp-vtpm, az-tdx-vtpm, tpm): every part it holds")
 	fl.StringVar(&c.nonceHex, "nonce", "", "nonce the evidence binds (hex; default: taken from the evidence)")
 	return cmd
 }
