@@ -18,10 +18,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/bundle/collect"
 	"github.com/ccmr-dev/ccmr/eventlog/cel"
 	"github.com/ccmr-dev/ccmr/fleet"
 	"github.com/ccmr-dev/ccmr/internal/termsafe"
+	"github.com/ccmr-dev/ccmr/serve/client"
 	"github.com/ccmr-dev/ccmr/verifier/ear"
 	"github.com/ccmr-dev/ccmr/verifier/simverify"
 	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
@@ -166,19 +168,29 @@ func newVerifierEnrollCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// newAttestCmd is the agent side: fetch a challenge, quote, post.
+// newAttestCmd is the agent side: fetch a challenge, quote (from the
+// device, or from the `ccmr serve` daemon where one runs), post.
 func newAttestCmd(g *globals) *cobra.Command {
-	var to, id, imaList, systemdLog string
+	var to, id, imaList, systemdLog, server string
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "attest --to URL --machine ID",
-		Short: "Take a challenge from a fleet verifier, quote it and post the bundle; exit 0 trusted, 1 not trusted",
+		Use:   "attest --to URL --machine ID [--server SOCKET]",
+		Short: "Take a challenge from a fleet verifier, quote it (through ccmr serve with --server) and post the bundle; exit 0 trusted, 1 not trusted",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			if to == "" || id == "" {
 				return usageError("--to and --machine are required")
+			}
+			c := g.serverClient(server)
+			if c != nil {
+				defer c.Close()
+				for _, f := range []string{"ima-log", "systemd-log"} {
+					if cmd.Flags().Changed(f) {
+						return usageError("--%s cannot be used with --server: the daemon decides what its bundles carry", f)
+					}
+				}
 			}
 			base := strings.TrimSuffix(to, "/")
 			var ch fleet.Challenge
@@ -189,21 +201,14 @@ func newAttestCmd(g *globals) *cobra.Command {
 			if err != nil || len(nonce) == 0 {
 				return fmt.Errorf("%s: challenge nonce %q is no hex", to, termsafe.String(ch.Nonce))
 			}
-			dev, err := g.openDevice(ctx)
-			if err != nil {
-				return err
+			var b *bundle.Bundle
+			if c != nil {
+				b, err = quoteFromServer(ctx, c, nonce)
+			} else {
+				b, err = g.quoteFromDevice(ctx, nonce, collect.Options{IMAList: imaList, NoIMA: imaList == "",
+					SystemdLog: systemdLog, NoSystemdLog: systemdLog == "",
+					Warn: func(m string) { fmt.Fprintf(g.stderr, "ccmr: %s\n", termsafe.String(m)) }})
 			}
-			defer dev.Close()
-			s, err := g.openStore(ctx, dev, false)
-			if err != nil {
-				return err
-			}
-			if s != nil {
-				defer s.Close()
-			}
-			b, err := collect.Bundle(ctx, dev, s, nonce, collect.Options{IMAList: imaList, NoIMA: imaList == "",
-				SystemdLog: systemdLog, NoSystemdLog: systemdLog == "",
-				Warn: func(m string) { fmt.Fprintf(g.stderr, "ccmr: %s\n", termsafe.String(m)) }})
 			if err != nil {
 				return err
 			}
@@ -235,8 +240,75 @@ func newAttestCmd(g *globals) *cobra.Command {
 	fl.StringVar(&imaList, "ima-log", vmr.DefaultIMAList, "binary IMA list to include when readable (\"\" for none)")
 	fl.StringVar(&systemdLog, "systemd-log", cel.SystemdLogPath, "systemd's measurement log to include on a TPM (\"\" for none)")
 	fl.DurationVar(&timeout, "timeout", 5*time.Minute, "give up after this long")
+	addServerFlag(cmd, &server)
 	return cmd
 }
+
+// quoteFromDevice collects a bundle for nonce from the device and the
+// runtime log store, as `ccmr quote` does. Closing the bundle releases them.
+func (g *globals) quoteFromDevice(ctx context.Context, nonce []byte, opts collect.Options) (*bundle.Bundle, error) {
+	dev, err := g.openDevice(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, err := g.openStore(ctx, dev, false)
+	if err != nil {
+		dev.Close()
+		return nil, err
+	}
+	b, err := collect.Bundle(ctx, dev, s, nonce, opts)
+	if err != nil {
+		if s != nil {
+			s.Close()
+		}
+		dev.Close()
+		return nil, err
+	}
+	b.OnClose(closer(func() error {
+		if s != nil {
+			s.Close()
+		}
+		return dev.Close()
+	}))
+	return b, nil
+}
+
+// quoteFromServer has the daemon quote nonce. Its bundle is spooled to a
+// private temporary file and opened from there (each member's CRC checked),
+// so that its logs can be cut to tails and streamed like a device's; a
+// bundle that answers another nonce than the challenge's is refused here
+// rather than sent to be refused.
+func quoteFromServer(ctx context.Context, c *client.Client, nonce []byte) (*bundle.Bundle, error) {
+	f, err := os.CreateTemp("", "ccmr-attest-*.zip")
+	if err != nil {
+		return nil, err
+	}
+	path := f.Name()
+	err = c.Quote(ctx, nonce, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return nil, serverError(err)
+	}
+	b, err := bundle.Open(ctx, path)
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("ccmr serve's bundle: %w", err)
+	}
+	b.OnClose(closer(func() error { return os.Remove(path) }))
+	if !bytes.Equal(b.Nonce, nonce) {
+		b.Close()
+		return nil, fmt.Errorf("ccmr serve's bundle answers nonce %x, not the challenge's %x", b.Nonce, nonce)
+	}
+	return b, nil
+}
+
+// closer is a function as an io.Closer (bundle.OnClose).
+type closer func() error
+
+func (c closer) Close() error { return c() }
 
 // call POSTs body to url and decodes a 200 answer into out; any other
 // status is an error carrying the service's message.

@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ccmr-dev/ccmr/bundle"
 )
 
 // lockedBuffer is a buffer a running command writes while the test reads.
@@ -62,23 +66,7 @@ func TestVerifierServeAttest(t *testing.T) {
 	if code, _, e := fleetCLI(t, ctx, "verifier", "enroll", "--db", db, "--machine", "m1", "--platform", "sim", "--key", keyFile); code != 0 {
 		t.Fatalf("enroll: %d %s", code, e)
 	}
-	sctx, stop := context.WithCancel(ctx)
-	var errb lockedBuffer
-	served := make(chan int, 1)
-	go func() {
-		served <- run(sctx, []string{"verifier", "serve", "--listen", "127.0.0.1:0", "--db", db},
-			env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &errb, getenv: func(string) string { return "" }})
-	}()
-	addr := regexp.MustCompile(`listening on (\S+)`)
-	var url string
-	for deadline := time.Now().Add(30 * time.Second); url == ""; time.Sleep(20 * time.Millisecond) {
-		if m := addr.FindStringSubmatch(errb.String()); m != nil {
-			url = "http://" + m[1]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not start: %s", errb.String())
-		}
-	}
+	url, stop := startVerifier(t, ctx, db)
 	for i := 0; i < 2; i++ {
 		code, out, e := fleetCLI(t, ctx, "--device", dev, "attest", "--to", url, "--machine", "m1", "--ima-log", "", "--systemd-log", "")
 		if code != 0 || !strings.Contains(out, "TRUSTED") {
@@ -114,7 +102,188 @@ func TestVerifierServeAttest(t *testing.T) {
 		t.Errorf("metrics:\n%s", metrics)
 	}
 	stop()
-	if code := <-served; code != 0 {
-		t.Errorf("serve exit %d: %s", code, errb.String())
+}
+
+// startVerifier runs `ccmr verifier serve` on db until stop, which checks
+// that it ended cleanly.
+func startVerifier(t *testing.T, ctx context.Context, db string, extra ...string) (string, func()) {
+	t.Helper()
+	sctx, cancel := context.WithCancel(ctx)
+	var errb lockedBuffer
+	served := make(chan int, 1)
+	go func() {
+		served <- run(sctx, append([]string{"verifier", "serve", "--listen", "127.0.0.1:0", "--db", db}, extra...),
+			env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &errb, getenv: func(string) string { return "" }})
+	}()
+	addr := regexp.MustCompile(`listening on (\S+)`)
+	var url string
+	for deadline := time.Now().Add(30 * time.Second); url == ""; time.Sleep(20 * time.Millisecond) {
+		if m := addr.FindStringSubmatch(errb.String()); m != nil {
+			url = "http://" + m[1]
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("serve did not start: %s", errb.String())
+		}
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if code := <-served; code != 0 {
+				t.Errorf("verifier serve exit %d: %s", code, errb.String())
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return url, stop
+}
+
+// startDaemon runs `ccmr serve` on the sim device dev with its socket in a
+// private folder, until the test ends; it returns the socket.
+func startDaemon(t *testing.T, ctx context.Context, dev string) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "run", "ccmr.sock")
+	sctx, cancel := context.WithCancel(ctx)
+	var errb lockedBuffer
+	served := make(chan int, 1)
+	go func() {
+		served <- run(sctx, []string{"--device", dev, "serve", "--socket", sock, "--ima-log", "", "--systemd-log", ""},
+			env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &errb, getenv: func(string) string { return "" }})
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		select {
+		case code := <-served:
+			cancel()
+			t.Fatalf("ccmr serve exited %d: %s", code, errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("ccmr serve did not start: %s", errb.String())
+		}
+	}
+	t.Cleanup(func() {
+		cancel()
+		if code := <-served; code != 0 {
+			t.Errorf("ccmr serve exit %d: %s", code, errb.String())
+		}
+	})
+	return sock
+}
+
+// recorder sits between attest and the fleet verifier: it passes every
+// request on and keeps the last challenge's nonce and the last evidence
+// body, so a test can look at what attest sent.
+type recorder struct {
+	mu       sync.Mutex
+	target   string
+	nonces   []string
+	bodies   [][]byte
+	statuses []int
+}
+
+func (rc *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	req, _ := http.NewRequestWithContext(r.Context(), r.Method, rc.target+r.URL.Path, bytes.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	rc.mu.Lock()
+	switch {
+	case r.URL.Path == "/v1/challenge":
+		var ch struct {
+			Nonce string `json:"nonce"`
+		}
+		json.Unmarshal(answer, &ch)
+		rc.nonces = append(rc.nonces, ch.Nonce)
+	case strings.HasSuffix(r.URL.Path, "/evidence"):
+		rc.bodies = append(rc.bodies, body)
+		rc.statuses = append(rc.statuses, resp.StatusCode)
+	}
+	rc.mu.Unlock()
+	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+	w.WriteHeader(resp.StatusCode)
+	w.Write(answer)
+}
+
+// `ccmr attest --server SOCKET`: the bundle comes from a real `ccmr serve`
+// (the attest process has no device it could open), answers the
+// verifier's challenge, and is trusted; CCMR_SERVER does the same.
+func TestAttestThroughServe(t *testing.T) {
+	dir := t.TempDir()
+	dev := "sim:" + filepath.Join(dir, "sim")
+	db := "sqlite:" + filepath.Join(dir, "fleet.db")
+	ctx := context.Background()
+	keyFile := filepath.Join(dir, "key.pem")
+	if code, _, e := fleetCLI(t, ctx, "--device", dev, "key", "-O", keyFile); code != 0 {
+		t.Fatalf("key: %d %s", code, e)
+	}
+	if code, _, e := fleetCLI(t, ctx, "verifier", "enroll", "--db", db, "--machine", "m1", "--platform", "sim", "--key", keyFile); code != 0 {
+		t.Fatalf("enroll: %d %s", code, e)
+	}
+	sock := startDaemon(t, ctx, dev)
+	// A record in the daemon's runtime log (a fresh daemon's empty log is
+	// not trusted on a sim device: its backing register is in no bank).
+	if code, _, e := fleetCLI(t, ctx, "extend", "mr_app.x", "--server", sock, "--digest", "sha384:"+strings.Repeat("ab", 48)); code != 0 {
+		t.Fatalf("extend through the daemon: %d %s", code, e)
+	}
+	url, _ := startVerifier(t, ctx, db)
+	rc := &recorder{target: url}
+	proxy := httptest.NewServer(rc)
+	defer proxy.Close()
+	noDevice := "tpm:" + filepath.Join(dir, "no-tpm")
+	if code, _, _ := fleetCLI(t, ctx, "--device", noDevice, "attest", "--to", proxy.URL, "--machine", "m1"); code == 0 {
+		t.Fatal("attest without --server and without a device succeeded: the test proves nothing")
+	}
+	code, out, e := fleetCLI(t, ctx, "--device", noDevice, "attest", "--server", sock, "--to", proxy.URL, "--machine", "m1")
+	if code != 0 || !strings.Contains(out, "m1: TRUSTED") {
+		t.Fatalf("attest --server: exit %d\n%s%s", code, out, e)
+	}
+	rc.mu.Lock()
+	nonce, body := rc.nonces[len(rc.nonces)-1], rc.bodies[len(rc.bodies)-1]
+	rc.mu.Unlock()
+	bf := filepath.Join(dir, "sent.zip")
+	if err := os.WriteFile(bf, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := bundle.Open(ctx, bf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if got := hex.EncodeToString(b.Nonce); got != nonce || nonce == "" {
+		t.Errorf("the bundle sent answers nonce %s, the challenge was %s", got, nonce)
+	}
+	// CCMR_SERVER names the daemon as --server does.
+	var outb, errb lockedBuffer
+	code = run(ctx, []string{"--device", noDevice, "attest", "--to", proxy.URL, "--machine", "m1"},
+		env{stdin: strings.NewReader(""), stdout: &outb, stderr: &errb, getenv: func(k string) string {
+			if k == "CCMR_SERVER" {
+				return sock
+			}
+			return ""
+		}})
+	if code != 0 || !strings.Contains(outb.String(), "m1: TRUSTED") {
+		t.Fatalf("attest with CCMR_SERVER: exit %d\n%s%s", code, outb.String(), errb.String())
+	}
+	// Flags that choose what a bundle carries are the daemon's.
+	if code, _, e := fleetCLI(t, ctx, "attest", "--server", sock, "--to", proxy.URL, "--machine", "m1", "--ima-log", ""); code != 2 {
+		t.Errorf("attest --server --ima-log: exit %d, want 2: %s", code, e)
+	}
+	// A daemon that is not there: an error, never a direct quote.
+	if code, _, _ := fleetCLI(t, ctx, "--device", dev, "attest", "--server", filepath.Join(dir, "none.sock"), "--to", proxy.URL, "--machine", "m1"); code == 0 {
+		t.Error("attest through a missing daemon succeeded")
 	}
 }
