@@ -20,6 +20,7 @@ import (
 
 	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/bundle/collect"
+	"github.com/ccmr-dev/ccmr/bundle/tail"
 	"github.com/ccmr-dev/ccmr/eventlog/cel"
 	"github.com/ccmr-dev/ccmr/fleet"
 	"github.com/ccmr-dev/ccmr/internal/termsafe"
@@ -173,6 +174,7 @@ func newVerifierEnrollCmd(g *globals) *cobra.Command {
 func newAttestCmd(g *globals) *cobra.Command {
 	var to, id, imaList, systemdLog, server string
 	var timeout time.Duration
+	var whole bool
 	cmd := &cobra.Command{
 		Use:   "attest --to URL --machine ID [--server SOCKET]",
 		Short: "Take a challenge from a fleet verifier, quote it (through ccmr serve with --server) and post the bundle; exit 0 trusted, 1 not trusted",
@@ -193,31 +195,66 @@ func newAttestCmd(g *globals) *cobra.Command {
 				}
 			}
 			base := strings.TrimSuffix(to, "/")
-			var ch fleet.Challenge
-			if err := call(ctx, base+"/v1/challenge", nil, &ch); err != nil {
-				return err
+			// Where the verifier's monitor stands for this machine: the
+			// logs need only their tails from there. Without a state (or
+			// with --whole) the logs go whole.
+			var since *tail.Since
+			if !whole {
+				var view fleet.MachineView
+				var se *statusError
+				err := call(ctx, http.MethodGet, base+"/v1/machines/"+id, nil, &view)
+				// An unknown machine: its evidence is refused (404) below,
+				// where the service counts the refusal.
+				if err != nil && !(errors.As(err, &se) && se.status == http.StatusNotFound) {
+					return err
+				}
+				if view.Since != nil && view.Since.Machine == id {
+					since = view.Since
+				}
 			}
-			nonce, err := hex.DecodeString(ch.Nonce)
-			if err != nil || len(nonce) == 0 {
-				return fmt.Errorf("%s: challenge nonce %q is no hex", to, termsafe.String(ch.Nonce))
+			attempt := func(since *tail.Since) (*fleet.Result, error) {
+				var ch fleet.Challenge
+				if err := call(ctx, http.MethodPost, base+"/v1/challenge", nil, &ch); err != nil {
+					return nil, err
+				}
+				nonce, err := hex.DecodeString(ch.Nonce)
+				if err != nil || len(nonce) == 0 {
+					return nil, fmt.Errorf("%s: challenge nonce %q is no hex", to, termsafe.String(ch.Nonce))
+				}
+				var b *bundle.Bundle
+				if c != nil {
+					b, err = quoteFromServer(ctx, c, nonce, since)
+				} else {
+					b, err = g.quoteFromDevice(ctx, nonce, collect.Options{IMAList: imaList, NoIMA: imaList == "",
+						SystemdLog: systemdLog, NoSystemdLog: systemdLog == "", Since: since,
+						Warn: func(m string) { fmt.Fprintf(g.stderr, "ccmr: %s\n", termsafe.String(m)) }})
+				}
+				if err != nil {
+					return nil, err
+				}
+				defer b.Close()
+				// Streamed: the logs go from their files to the request.
+				pr, pw := io.Pipe()
+				written := make(chan struct{})
+				go func() { pw.CloseWithError(b.WriteArchive(ctx, pw)); close(written) }()
+				var res fleet.Result
+				err = call(ctx, http.MethodPost, base+"/v1/machines/"+id+"/evidence", pr, &res)
+				// A writer the request stopped reading ends before the
+				// bundle's files are closed.
+				pr.CloseWithError(errors.New("request done"))
+				<-written
+				return &res, err
 			}
-			var b *bundle.Bundle
-			if c != nil {
-				b, err = quoteFromServer(ctx, c, nonce)
-			} else {
-				b, err = g.quoteFromDevice(ctx, nonce, collect.Options{IMAList: imaList, NoIMA: imaList == "",
-					SystemdLog: systemdLog, NoSystemdLog: systemdLog == "",
-					Warn: func(m string) { fmt.Fprintf(g.stderr, "ccmr: %s\n", termsafe.String(m)) }})
+			res, err := attempt(since)
+			var se *statusError
+			if since != nil && errors.As(err, &se) && se.status == http.StatusConflict {
+				// The state moved (another agent, a restored backup, a
+				// new boot or policy): the whole logs, which are always
+				// judged, with a new challenge.
+				g.verbosef("tails refused (%v): sending the whole logs", err)
+				res, err = attempt(nil)
 			}
 			if err != nil {
-				return err
-			}
-			defer b.Close()
-			// Streamed: the logs go from their files to the request.
-			pr, pw := io.Pipe()
-			go func() { pw.CloseWithError(b.WriteArchive(ctx, pw)) }()
-			var res fleet.Result
-			if err := call(ctx, base+"/v1/machines/"+id+"/evidence", pr, &res); err != nil {
 				return err
 			}
 			if g.json() {
@@ -240,6 +277,7 @@ func newAttestCmd(g *globals) *cobra.Command {
 	fl.StringVar(&imaList, "ima-log", vmr.DefaultIMAList, "binary IMA list to include when readable (\"\" for none)")
 	fl.StringVar(&systemdLog, "systemd-log", cel.SystemdLogPath, "systemd's measurement log to include on a TPM (\"\" for none)")
 	fl.DurationVar(&timeout, "timeout", 5*time.Minute, "give up after this long")
+	fl.BoolVar(&whole, "whole", false, "send the whole logs, not their tails past where the verifier's monitor state stands")
 	addServerFlag(cmd, &server)
 	return cmd
 }
@@ -278,7 +316,7 @@ func (g *globals) quoteFromDevice(ctx context.Context, nonce []byte, opts collec
 // so that its logs can be cut to tails and streamed like a device's; a
 // bundle that answers another nonce than the challenge's is refused here
 // rather than sent to be refused.
-func quoteFromServer(ctx context.Context, c *client.Client, nonce []byte) (*bundle.Bundle, error) {
+func quoteFromServer(ctx context.Context, c *client.Client, nonce []byte, since *tail.Since) (*bundle.Bundle, error) {
 	f, err := os.CreateTemp("", "ccmr-attest-*.zip")
 	if err != nil {
 		return nil, err
@@ -302,6 +340,10 @@ func quoteFromServer(ctx context.Context, c *client.Client, nonce []byte) (*bund
 		b.Close()
 		return nil, fmt.Errorf("ccmr serve's bundle answers nonce %x, not the challenge's %x", b.Nonce, nonce)
 	}
+	if b.Logs, err = tail.Logs(b.Logs, since); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("ccmr serve's bundle: %w", err)
+	}
 	return b, nil
 }
 
@@ -310,14 +352,27 @@ type closer func() error
 
 func (c closer) Close() error { return c() }
 
-// call POSTs body to url and decodes a 200 answer into out; any other
-// status is an error carrying the service's message.
-func call(ctx context.Context, url string, body io.Reader, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
+// statusError is an answer of the fleet verifier other than 200.
+type statusError struct {
+	url    string
+	status int
+	msg    string
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("%s: %d %s: %s", e.url, e.status, http.StatusText(e.status), termsafe.String(e.msg))
+}
+
+// call sends body to url with method and decodes a 200 answer into out;
+// any other status is a *statusError carrying the service's message.
+func call(ctx context.Context, method, url string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
 		return usageError("%v", err)
 	}
-	req.Header.Set("Content-Type", "application/octet-stream")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/octet-stream")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
@@ -332,7 +387,7 @@ func call(ctx context.Context, url string, body io.Reader, out any) error {
 			Error string `json:"error"`
 		}
 		json.Unmarshal(raw, &e)
-		return fmt.Errorf("%s: %s: %s", url, resp.Status, termsafe.String(e.Error))
+		return &statusError{url: url, status: resp.StatusCode, msg: e.Error}
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(out); err != nil {

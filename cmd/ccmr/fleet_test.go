@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -184,12 +185,24 @@ type recorder struct {
 	nonces   []string
 	bodies   [][]byte
 	statuses []int
+	// views are the service's answers to GET /v1/machines/ID; stale, when
+	// set, is answered instead (a replica that lags behind).
+	views [][]byte
+	stale []byte
 }
 
 func (rc *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	rc.mu.Lock()
+	stale := rc.stale
+	rc.mu.Unlock()
+	if r.Method == http.MethodGet && stale != nil {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(stale)
 		return
 	}
 	req, _ := http.NewRequestWithContext(r.Context(), r.Method, rc.target+r.URL.Path, bytes.NewReader(body))
@@ -211,6 +224,8 @@ func (rc *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(r.URL.Path, "/evidence"):
 		rc.bodies = append(rc.bodies, body)
 		rc.statuses = append(rc.statuses, resp.StatusCode)
+	case r.Method == http.MethodGet:
+		rc.views = append(rc.views, answer)
 	}
 	rc.mu.Unlock()
 	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
@@ -236,9 +251,7 @@ func TestAttestThroughServe(t *testing.T) {
 	sock := startDaemon(t, ctx, dev)
 	// A record in the daemon's runtime log (a fresh daemon's empty log is
 	// not trusted on a sim device: its backing register is in no bank).
-	if code, _, e := fleetCLI(t, ctx, "extend", "mr_app.x", "--server", sock, "--digest", "sha384:"+strings.Repeat("ab", 48)); code != 0 {
-		t.Fatalf("extend through the daemon: %d %s", code, e)
-	}
+	extendVia(t, ctx, sock, 0)
 	url, _ := startVerifier(t, ctx, db)
 	rc := &recorder{target: url}
 	proxy := httptest.NewServer(rc)
@@ -266,6 +279,37 @@ func TestAttestThroughServe(t *testing.T) {
 	if got := hex.EncodeToString(b.Nonce); got != nonce || nonce == "" {
 		t.Errorf("the bundle sent answers nonce %s, the challenge was %s", got, nonce)
 	}
+	if off := runtimeOffset(t, body); off != 0 {
+		t.Errorf("the first bundle carries a tail from %d: the machine had no state", off)
+	}
+	// The machine attested: the next bundle carries only the tail of the
+	// daemon's runtime log past the verifier's monitor state.
+	extendVia(t, ctx, sock, 1)
+	if code, out, e := fleetCLI(t, ctx, "--device", noDevice, "attest", "--server", sock, "--to", proxy.URL, "--machine", "m1"); code != 0 || !strings.Contains(out, "m1: TRUSTED") {
+		t.Fatalf("second attest: exit %d\n%s%s", code, out, e)
+	}
+	rc.mu.Lock()
+	tailBody, view := rc.bodies[len(rc.bodies)-1], rc.views[len(rc.views)-1]
+	rc.mu.Unlock()
+	if off := runtimeOffset(t, tailBody); off == 0 {
+		t.Errorf("second bundle: its runtime log starts at byte %d: want a tail", off)
+	}
+	// A stale view of the state (the one before the second bundle): the
+	// tail is refused 409 and attest sends the whole logs, trusted.
+	extendVia(t, ctx, sock, 2)
+	rc.mu.Lock()
+	rc.stale = view
+	rc.mu.Unlock()
+	if code, out, e := fleetCLI(t, ctx, "--device", noDevice, "attest", "--server", sock, "--to", proxy.URL, "--machine", "m1"); code != 0 || !strings.Contains(out, "m1: TRUSTED") {
+		t.Fatalf("attest from a stale state: exit %d\n%s%s", code, out, e)
+	}
+	rc.mu.Lock()
+	statuses, last := rc.statuses[len(rc.statuses)-2:], rc.bodies[len(rc.bodies)-1]
+	rc.stale = nil
+	rc.mu.Unlock()
+	if statuses[0] != http.StatusConflict || statuses[1] != 200 || runtimeOffset(t, last) != 0 {
+		t.Errorf("attest from a stale state: statuses %v, last bundle's runtime log from byte %d: want 409 then 200 with the whole log", statuses, runtimeOffset(t, last))
+	}
 	// CCMR_SERVER names the daemon as --server does.
 	var outb, errb lockedBuffer
 	code = run(ctx, []string{"--device", noDevice, "attest", "--to", proxy.URL, "--machine", "m1"},
@@ -286,4 +330,35 @@ func TestAttestThroughServe(t *testing.T) {
 	if code, _, _ := fleetCLI(t, ctx, "--device", dev, "attest", "--server", filepath.Join(dir, "none.sock"), "--to", proxy.URL, "--machine", "m1"); code == 0 {
 		t.Error("attest through a missing daemon succeeded")
 	}
+}
+
+// extendVia extends mr_app.x through the daemon with the n-th event.
+func extendVia(t *testing.T, ctx context.Context, sock string, n int) {
+	t.Helper()
+	d := sha512.Sum384([]byte{byte(n)})
+	if code, _, e := fleetCLI(t, ctx, "extend", "mr_app.x", "--server", sock, "--digest", "sha384:"+hex.EncodeToString(d[:])); code != 0 {
+		t.Fatalf("extend through the daemon: %d %s", code, e)
+	}
+}
+
+// runtimeOffset is where a bundle's runtime log starts in the whole log
+// (0: whole, >0: a tail).
+func runtimeOffset(t *testing.T, body []byte) int64 {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "b.zip")
+	if err := os.WriteFile(f, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := bundle.Open(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for i := range b.Logs {
+		if b.Logs[i].Format == "runtime" {
+			return b.Logs[i].Offset
+		}
+	}
+	t.Fatal("no runtime log in the bundle")
+	return 0
 }
