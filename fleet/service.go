@@ -197,7 +197,7 @@ func (s *Service) evidence(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrUnknownMachine):
 		s.fail(w, http.StatusNotFound, err)
 		return
-	case errors.Is(err, ErrNonce):
+	case errors.Is(err, ErrNonce), errors.Is(err, ErrIdentity):
 		s.fail(w, http.StatusForbidden, err)
 		return
 	case errors.Is(err, ErrConflict), errors.Is(err, ErrTailBase):
@@ -244,6 +244,28 @@ func SinceOf(m *Machine) (*tail.Since, error) {
 	}
 	s, _ := st.Since(m.ID)
 	return s, nil
+}
+
+// checkIdentity refuses a TDX or SNP bundle whose evidence names other
+// hardware than m's enrolled identity, or is of another platform. It runs
+// before the verifier: evidence from another chip is not this machine's,
+// so it is refused (403) rather than recorded in its history. (A sim or
+// TPM bundle is held to m's key by the verifier itself.)
+func checkIdentity(b *bundle.Bundle, m *Machine) error {
+	if m.Platform != "tdx" && m.Platform != "snp" {
+		return nil
+	}
+	if string(b.Platform) != m.Platform {
+		return fmt.Errorf("%w: machine %s is a %s machine, the bundle's platform is %q", ErrIdentity, m.ID, m.Platform, b.Platform)
+	}
+	id, err := Identity(b.Platform, b.Evidence.Report)
+	if err != nil {
+		return fmt.Errorf("%w: machine %s: %v", ErrIdentity, m.ID, err)
+	}
+	if id != m.Identity {
+		return fmt.Errorf("%w: machine %s is enrolled as %s, the evidence names %s", ErrIdentity, m.ID, m.Identity, id)
+	}
+	return nil
 }
 
 // ErrTailBase: the bundle carries a log as a tail (bundle.Log.Offset > 0)
@@ -334,6 +356,15 @@ func (s *Service) Options(m *Machine, nonce []byte, at time.Time) (verifier.Opti
 		opts.AllowSim, opts.SimKeys = true, [][]byte{[]byte(m.KeyPEM)}
 	case "tpm":
 		opts.TrustedKeys = [][]byte{[]byte(m.KeyPEM)}
+	case "tdx", "snp":
+		// No key: the hardware identity is checked on the bundle (judge),
+		// and the chain to Intel's or AMD's roots by the verifier.
+		tr, err := parseTrust(m.Trust)
+		if err != nil {
+			return opts, fmt.Errorf("machine %s: %w", m.ID, err)
+		}
+		opts.AllowedTCB, opts.AllowMissingCollateral = tr.AllowedTCB, tr.AllowMissingCollateral
+		opts.TDXCollateral, opts.SNPCRL = tr.TDXCollateral, tr.SNPCRL
 	default:
 		return opts, fmt.Errorf("machine %s: platform %q", m.ID, m.Platform)
 	}
@@ -379,6 +410,9 @@ func (s *Service) judge(ctx context.Context, b *bundle.Bundle, m *Machine, at ti
 		// The machine cannot be judged as enrolled (no policy for its
 		// group): refused, never judged without it.
 		return nil, &inputError{err}
+	}
+	if err := checkIdentity(b, m); err != nil {
+		return nil, err
 	}
 	if hasTails(b) {
 		if err := checkTailBase(b, m, opts.Monitor); err != nil {
