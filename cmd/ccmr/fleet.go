@@ -24,9 +24,12 @@ import (
 	"github.com/ccmr-dev/ccmr/eventlog/cel"
 	"github.com/ccmr-dev/ccmr/fleet"
 	"github.com/ccmr-dev/ccmr/internal/termsafe"
+	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/serve/client"
+	"github.com/ccmr-dev/ccmr/verifier"
 	"github.com/ccmr-dev/ccmr/verifier/ear"
 	"github.com/ccmr-dev/ccmr/verifier/simverify"
+	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 	"github.com/ccmr-dev/ccmr/vmr"
 )
@@ -124,38 +127,67 @@ func newVerifierServeCmd(g *globals) *cobra.Command {
 }
 
 func newVerifierEnrollCmd(g *globals) *cobra.Command {
-	var db, id, group, platform, keyFile string
+	var db, id, group, platform, keyFile, from, hwID, snpCRL, collateral string
+	var allowTCB []string
+	var allowMissing bool
 	cmd := &cobra.Command{
-		Use:   "enroll --db URL --machine ID --group G --platform sim|tpm --key PEM",
-		Short: "Enrol a machine: its id, policy group and pinned key (sim device key or TPM AK); a new key drops its state",
+		Use:   "enroll --db URL --machine ID --group G (--platform sim|tpm --key PEM | --platform tdx|snp (--from EVIDENCE | --hw-id HEX))",
+		Short: "Enrol a machine: its id, policy group and what it pins (sim/TPM: a key; TDX/SNP: its hardware, with its trust options); a new pin drops its state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if db == "" || id == "" || group == "" || keyFile == "" {
-				return usageError("--db, --machine, --group and --key are required")
+			if db == "" || id == "" || group == "" {
+				return usageError("--db, --machine and --group are required")
 			}
-			key, err := readInputFile(ctx, keyFile)
-			if err != nil {
-				return err
-			}
+			m := fleet.Machine{ID: id, Group: group, Platform: platform}
+			hwFlags := []string{"from", "hw-id", "snp-crl", "collateral", "allow-tcb", "allow-missing-collateral"}
 			switch platform {
-			case "sim":
-				err = onePEMKey(key, func(b []byte) (any, error) { return simverify.ParsePublicKey(b) })
-			case "tpm":
-				err = onePEMKey(key, tpmverify.ParseAKPublic)
+			case "sim", "tpm":
+				for _, f := range hwFlags {
+					if cmd.Flags().Changed(f) {
+						return usageError("--%s is for TDX and SNP machines: a %s machine pins its key (--key)", f, platform)
+					}
+				}
+				if keyFile == "" {
+					return usageError("--key is required for a %s machine", platform)
+				}
+				key, err := readInputFile(ctx, keyFile)
+				if err != nil {
+					return err
+				}
+				if platform == "sim" {
+					err = onePEMKey(key, func(b []byte) (any, error) { return simverify.ParsePublicKey(b) })
+				} else {
+					err = onePEMKey(key, tpmverify.ParseAKPublic)
+				}
+				if err != nil {
+					return usageError("--key %s: %v", keyFile, err)
+				}
+				m.KeyPEM = string(key)
+			case "tdx", "snp":
+				if keyFile != "" {
+					return usageError("--key: a %s machine has no key of its own: it pins its hardware (--from or --hw-id)", platform)
+				}
+				var err error
+				if m.Identity, err = hardwareIdentity(ctx, mr.Platform(platform), from, hwID); err != nil {
+					return err
+				}
+				if m.Trust, err = hardwareTrust(mr.Platform(platform), snpCRL, collateral, allowTCB, allowMissing); err != nil {
+					return err
+				}
 			default:
-				return usageError("--platform %q: want sim or tpm", platform)
-			}
-			if err != nil {
-				return usageError("--key %s: %v", keyFile, err)
+				return usageError("--platform %q: want sim, tpm, tdx or snp", platform)
 			}
 			st, err := fleet.Open(ctx, db)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			if err := st.Enroll(ctx, fleet.Machine{ID: id, Group: group, Platform: platform, KeyPEM: string(key)}); err != nil {
+			if err := st.Enroll(ctx, m); err != nil {
 				return &exitError{code: exitUsage, err: err}
+			}
+			if m.Identity != "" {
+				fmt.Fprintf(g.stdout, "%s: %s\n", termsafe.String(id), m.Identity)
 			}
 			return nil
 		},
@@ -164,9 +196,84 @@ func newVerifierEnrollCmd(g *globals) *cobra.Command {
 	fl.StringVar(&db, "db", "", "state store: sqlite:PATH or postgres://…")
 	fl.StringVar(&id, "machine", "", "machine id (1-128 of A-Z a-z 0-9 . _ : -)")
 	fl.StringVar(&group, "group", "default", "policy group (the verifier's --groups DIR/GROUP.json)")
-	fl.StringVar(&platform, "platform", "tpm", "sim or tpm")
-	fl.StringVar(&keyFile, "key", "", "the machine's pinned key, PEM (ccmr key)")
+	fl.StringVar(&platform, "platform", "tpm", "sim, tpm, tdx or snp")
+	fl.StringVar(&keyFile, "key", "", "sim or TPM machine: its pinned key, PEM (ccmr key)")
+	fl.StringVar(&from, "from", "", "TDX or SNP machine: evidence of it (a bundle, an SNP report or a TDX quote) naming its hardware: the SNP CHIP_ID, the TDX PPID of the PCK certificate")
+	fl.StringVar(&hwID, "hw-id", "", "TDX or SNP machine: its hardware identity in hex instead of --from (SNP CHIP_ID, 64 bytes; TDX PPID, 16 bytes)")
+	fl.StringVar(&snpCRL, "snp-crl", "", "SNP machine: AMD's CRL (DER or PEM) for its product line, kept with the machine")
+	fl.StringVar(&collateral, "collateral", "", "TDX machine: Intel collateral (QuoteCollateralV3 JSON) to judge its quotes with instead of theirs")
+	fl.StringSliceVar(&allowTCB, "allow-tcb", nil, "TDX machine: TCB statuses to trust besides UpToDate")
+	fl.BoolVar(&allowMissing, "allow-missing-collateral", false, "TDX machine: let a quote without collateral pass, weakened")
 	return cmd
+}
+
+// hardwareIdentity is the identity a TDX or SNP machine is enrolled with:
+// named by hand (--hw-id) or read from its evidence (--from: a bundle, or
+// the raw report or quote). Only the identity is read: the evidence need
+// not verify at enrolment (it may be old), and every bundle the machine
+// sends later must verify in full and name the same hardware.
+func hardwareIdentity(ctx context.Context, p mr.Platform, from, hwID string) (string, error) {
+	switch {
+	case (from == "") == (hwID == ""):
+		return "", usageError("a %s machine: give one of --from and --hw-id", p)
+	case hwID != "":
+		id, err := fleet.ParseIdentity(p, hwID)
+		if err != nil {
+			return "", usageError("--hw-id: %v", err)
+		}
+		return id, nil
+	}
+	raw, err := readInputFile(ctx, from)
+	if err != nil {
+		return "", err
+	}
+	evidence := raw
+	if b, berr := bundle.ReadContext(ctx, bytes.NewReader(raw), from); berr == nil {
+		defer b.Close()
+		if b.Platform != p {
+			return "", usageError("--from %s: a %s bundle, not %s", from, b.Platform, p)
+		}
+		evidence = b.Evidence.Report
+	}
+	id, err := fleet.Identity(p, evidence)
+	if err != nil {
+		return "", usageError("--from %s: %v", from, err)
+	}
+	return id, nil
+}
+
+// hardwareTrust is a TDX or SNP machine's trust options, checked as
+// `ccmr verify` checks its flags (the SNP CRL by loadTrust), as the store
+// keeps them.
+func hardwareTrust(p mr.Platform, snpCRL, collateral string, allowTCB []string, allowMissing bool) ([]byte, error) {
+	if p == mr.PlatformSNP && (collateral != "" || len(allowTCB) > 0 || allowMissing) {
+		return nil, usageError("--collateral, --allow-tcb and --allow-missing-collateral are for TDX machines")
+	}
+	if p == mr.PlatformTDX && snpCRL != "" {
+		return nil, usageError("--snp-crl is for SNP machines")
+	}
+	var o verifier.Options
+	if err := loadTrust(&o, nil, nil, snpCRL, ""); err != nil {
+		return nil, err
+	}
+	tr := fleet.Trust{SNPCRL: o.SNPCRL, AllowMissingCollateral: allowMissing}
+	if collateral != "" {
+		var err error
+		if tr.TDXCollateral, err = os.ReadFile(collateral); err != nil {
+			return nil, &exitError{code: exitUsage, err: err}
+		}
+		if _, err := tdxverify.ParseCollateral(tr.TDXCollateral); err != nil {
+			return nil, usageError("--collateral %s: %v", collateral, err)
+		}
+	}
+	if _, err := tdxverify.AllowedStatuses(allowTCB); err != nil {
+		return nil, usageError("--allow-tcb: %v", err)
+	}
+	tr.AllowedTCB = allowTCB
+	if tr.SNPCRL == nil && tr.TDXCollateral == nil && len(tr.AllowedTCB) == 0 && !tr.AllowMissingCollateral {
+		return nil, nil
+	}
+	return tr.Marshal()
 }
 
 // newAttestCmd is the agent side: fetch a challenge, quote (from the

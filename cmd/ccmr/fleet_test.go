@@ -18,6 +18,9 @@ import (
 	"time"
 
 	"github.com/ccmr-dev/ccmr/bundle"
+	"github.com/ccmr-dev/ccmr/fleet"
+	"github.com/ccmr-dev/ccmr/internal/corpus"
+	"github.com/ccmr-dev/ccmr/mr"
 )
 
 // lockedBuffer is a buffer a running command writes while the test reads.
@@ -361,4 +364,78 @@ func runtimeOffset(t *testing.T, body []byte) int64 {
 	}
 	t.Fatal("no runtime log in the bundle")
 	return 0
+}
+
+// `ccmr verifier enroll` of TDX and SNP machines from the corpus's real
+// evidence: the identity is read from a raw report, a raw quote or a
+// bundle and printed; what names no hardware, the wrong platform's
+// evidence, a key, or trust flags of the other platform are exit 2; the
+// same machine enrolled from another chip starts anew.
+func TestVerifierEnrollHardware(t *testing.T) {
+	dir := t.TempDir()
+	db := "sqlite:" + filepath.Join(dir, "fleet.db")
+	ctx := context.Background()
+	snp := corpus.Path(t, "go-sev-guest/attestation.bin")
+	snpOther := corpus.Path(t, "trustee/snp/test-report.bin")
+	vlek := corpus.Path(t, "trustee/snp/test-vlek-report.bin")
+	quote := corpus.Read(t, "dcap-qvl/tdx_quote")
+	var buf bytes.Buffer
+	if err := (&bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTDX, Nonce: []byte{1}, Evidence: bundle.Evidence{Report: quote}}).Write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	tdxBundle := filepath.Join(dir, "tdx.json")
+	if err := os.WriteFile(tdxBundle, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	enroll := func(args ...string) (int, string, string) {
+		return fleetCLI(t, ctx, append([]string{"verifier", "enroll", "--db", db}, args...)...)
+	}
+	code, out, e := enroll("--machine", "s1", "--platform", "snp", "--from", snp)
+	if code != 0 || !strings.Contains(out, "s1: snp-chip-id:3ac3fe21e13fb099") {
+		t.Fatalf("enroll snp: %d %s%s", code, out, e)
+	}
+	code, out, e = enroll("--machine", "t1", "--platform", "tdx", "--from", tdxBundle, "--allow-missing-collateral", "--allow-tcb", "SWHardeningNeeded")
+	if code != 0 || !strings.Contains(out, "t1: tdx-ppid:811dca2a26b952e85bb6448b097ba4fd") {
+		t.Fatalf("enroll tdx from a bundle: %d %s%s", code, out, e)
+	}
+	if code, out, e := enroll("--machine", "t2", "--platform", "tdx", "--hw-id", "811DCA2A26B952E85BB6448B097BA4FD"); code != 0 || !strings.Contains(out, "tdx-ppid:811dca2a") {
+		t.Fatalf("enroll tdx --hw-id: %d %s%s", code, out, e)
+	}
+	for _, args := range [][]string{
+		{"--platform", "snp", "--from", vlek},                                     // CHIP_ID zero
+		{"--platform", "tdx", "--from", snp},                                      // an SNP report as a quote
+		{"--platform", "snp", "--from", tdxBundle},                                // a TDX bundle
+		{"--platform", "snp"},                                                     // pins nothing
+		{"--platform", "snp", "--from", snp, "--hw-id", strings.Repeat("ab", 64)}, // two pins
+		{"--platform", "tdx", "--hw-id", "abcd"},                                  // no PPID
+		{"--platform", "tdx", "--from", tdxBundle, "--key", snp},                  // a key for TDX
+		{"--platform", "tdx", "--from", tdxBundle, "--snp-crl", snp},              // SNP trust for TDX
+		{"--platform", "snp", "--from", snp, "--allow-missing-collateral"},        // TDX trust for SNP
+		{"--platform", "snp", "--from", snp, "--snp-crl", snp},                    // a CRL that is none
+		{"--platform", "tdx", "--from", tdxBundle, "--allow-tcb", "Anything"},     // no such status
+		{"--platform", "sim", "--from", snp},                                      // hardware for a sim
+	} {
+		if code, _, e := enroll(append([]string{"--machine", "x"}, args...)...); code != 2 {
+			t.Errorf("enroll %v: exit %d, want 2 (%s)", args, code, e)
+		}
+	}
+	st, err := fleet.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if ms, err := st.Machines(ctx); err != nil || len(ms) != 3 {
+		t.Fatalf("machines after refused enrolments: %+v %v", ms, err)
+	}
+	m, _, err := st.Machine(ctx, "t1")
+	if err != nil || !strings.Contains(string(m.Trust), `"allow_missing_collateral":true`) || !strings.Contains(string(m.Trust), "SWHardeningNeeded") {
+		t.Fatalf("t1's stored trust: %s %v", m.Trust, err)
+	}
+	// Enrolled again from another chip: another machine, version moved on.
+	if code, _, e := enroll("--machine", "s1", "--platform", "snp", "--from", snpOther); code != 0 {
+		t.Fatalf("enroll s1 from chip B: %d %s", code, e)
+	}
+	if m, _, err := st.Machine(ctx, "s1"); err != nil || !strings.HasPrefix(m.Identity, "snp-chip-id:c38427a3") || m.Version != 1 {
+		t.Fatalf("s1 after enrolment from chip B: %+v %v", m, err)
+	}
 }
