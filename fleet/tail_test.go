@@ -257,3 +257,45 @@ func TestTailPolicyChanged(t *testing.T) {
 		t.Fatalf("whole bundle under the new policy: %d %+v", code, res)
 	}
 }
+
+// BenchmarkTail is the service's time to judge one new record of a
+// machine whose runtime log holds FLEET_TAIL_RECORDS (default 2000)
+// records, sent as a tail (tail) or whole (whole), on SQLite: the
+// tail's cost follows the new bytes, the whole log's the log's length.
+// The guest's quoting is outside the timer. go test -run '^$' -bench
+// BenchmarkTail ./fleet/
+func BenchmarkTail(b *testing.B) {
+	for _, mode := range []string{"tail", "whole"} {
+		b.Run(mode, func(b *testing.B) {
+			ctx := context.Background()
+			r := newReplica(b, "sqlite:"+filepath.Join(b.TempDir(), "f.db"), Config{})
+			g := newGuest(b, 1)
+			if err := r.st.Enroll(ctx, g.machine("default")); err != nil {
+				b.Fatal(err)
+			}
+			for range envInt("FLEET_TAIL_RECORDS", 2000) {
+				g.extend(b)
+			}
+			if code, res := r.post(b, g.id, g.quote(b, r.challenge(b), nil)); code != 200 || !res.Trusted {
+				b.Fatalf("first bundle: %d", code)
+			}
+			var sent int64
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				g.extend(b)
+				var since *tail.Since
+				if mode == "tail" {
+					since = r.view(b, g.id).Since
+				}
+				body := g.quote(b, r.challenge(b), since)
+				sent += int64(len(body))
+				b.StartTimer()
+				if code, res := r.post(b, g.id, body); code != 200 || !res.Trusted || !res.Advanced {
+					b.Fatalf("%s: %d %+v", mode, code, res)
+				}
+			}
+			b.ReportMetric(float64(sent)/float64(b.N), "bytes/bundle")
+		})
+	}
+}
