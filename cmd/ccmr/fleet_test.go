@@ -49,7 +49,8 @@ func fleetCLI(t *testing.T, ctx context.Context, args ...string) (int, string, s
 }
 
 // `ccmr verifier enroll`, `verifier serve` on SQLite and `attest` from a
-// sim device: two trusted verdicts advance the machine twice, the API and
+// sim device: three trusted verdicts (whole, a tail, --whole) advance the
+// machine three times, the API and
 // /metrics say so, and a key that is no key is refused at enrolment.
 func TestVerifierServeAttest(t *testing.T) {
 	dir := t.TempDir()
@@ -71,11 +72,25 @@ func TestVerifierServeAttest(t *testing.T) {
 		t.Fatalf("enroll: %d %s", code, e)
 	}
 	url, stop := startVerifier(t, ctx, db)
+	// Through a recorder: the second bundle carries the runtime log's
+	// tail past the state the first one left.
+	rc := &recorder{target: url}
+	proxy := httptest.NewServer(rc)
+	defer proxy.Close()
 	for i := 0; i < 2; i++ {
-		code, out, e := fleetCLI(t, ctx, "--device", dev, "attest", "--to", url, "--machine", "m1", "--ima-log", "", "--systemd-log", "")
+		if code, _, e := fleetCLI(t, ctx, "--device", dev, "extend", "mr_app.y", "--digest", "sha384:"+strings.Repeat("cd", 48)); code != 0 {
+			t.Fatalf("extend: %d %s", code, e)
+		}
+		code, out, e := fleetCLI(t, ctx, "--device", dev, "attest", "--to", proxy.URL, "--machine", "m1", "--ima-log", "", "--systemd-log", "")
 		if code != 0 || !strings.Contains(out, "TRUSTED") {
 			t.Fatalf("attest %d: exit %d\n%s%s", i, code, out, e)
 		}
+	}
+	if a, b := runtimeOffset(t, rc.bodies[0]), runtimeOffset(t, rc.bodies[1]); a != 0 || b == 0 {
+		t.Errorf("runtime log offsets of the two bundles: %d, %d: want whole, then a tail", a, b)
+	}
+	if code, out, e := fleetCLI(t, ctx, "--device", dev, "attest", "--whole", "--to", proxy.URL, "--machine", "m1", "--ima-log", "", "--systemd-log", ""); code != 0 || !strings.Contains(out, "TRUSTED") || runtimeOffset(t, rc.bodies[2]) != 0 {
+		t.Fatalf("attest --whole: exit %d\n%s%s", code, out, e)
 	}
 	if code, _, e := fleetCLI(t, ctx, "--device", dev, "attest", "--to", url, "--machine", "m2", "--ima-log", "", "--systemd-log", ""); code == 0 || !strings.Contains(e, "404") {
 		t.Errorf("attest as an unknown machine: exit %d %s", code, e)
@@ -93,7 +108,7 @@ func TestVerifierServeAttest(t *testing.T) {
 	}
 	json.NewDecoder(resp.Body).Decode(&view)
 	resp.Body.Close()
-	if view.Version != 2 || !view.Last.Trusted || len(view.State) < 10 {
+	if view.Version != 3 || !view.Last.Trusted || len(view.State) < 10 {
 		t.Errorf("machine view: %+v", view)
 	}
 	resp, err = http.Get(url + "/metrics")
@@ -102,7 +117,7 @@ func TestVerifierServeAttest(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(metrics), `ccmr_fleet_verdicts_total{result="trusted"} 2`) || !strings.Contains(string(metrics), `ccmr_fleet_refused_total{status="404"} 1`) {
+	if !strings.Contains(string(metrics), `ccmr_fleet_verdicts_total{result="trusted"} 3`) || !strings.Contains(string(metrics), `ccmr_fleet_refused_total{status="404"} 1`) {
 		t.Errorf("metrics:\n%s", metrics)
 	}
 	stop()
