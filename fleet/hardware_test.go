@@ -142,6 +142,8 @@ func TestHardwareEnrolment(t *testing.T) {
 				{ID: "x", Group: "g", Platform: "tdx", Identity: "tdx-ppid:811dca2a26b952e85bb6448b097ba4fd", KeyPEM: "k"},
 				{ID: "x", Group: "g", Platform: "sim", KeyPEM: "k", Identity: "tdx-ppid:811dca2a26b952e85bb6448b097ba4fd"},
 				{ID: "x", Group: "g", Platform: "tdx", Identity: "tdx-ppid:00000000000000000000000000000000"},
+				{ID: "x", Group: "g", Platform: "tdx", Identity: "tdx-ppid:811DCA2A26B952E85BB6448B097BA4FD"},
+				{ID: "x", Group: "g", Platform: "tdx", Identity: "811dca2a26b952e85bb6448b097ba4fd"},
 				{ID: "x", Group: "g", Platform: "tdx", Identity: "tdx-ppid:811dca2a26b952e85bb6448b097ba4fd", Trust: []byte(`{"allow_all": true}`)},
 			} {
 				if err := r.st.Enroll(ctx, m); err == nil {

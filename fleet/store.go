@@ -243,8 +243,10 @@ func checkEnrol(m Machine) error {
 		if m.KeyPEM != "" {
 			return fmt.Errorf("enrol %s: a %s machine pins its hardware identity, not a key", m.ID, m.Platform)
 		}
-		if _, err := ParseIdentity(mr.Platform(m.Platform), m.Identity); err != nil || !strings.HasPrefix(m.Identity, m.Platform+"-") {
-			return fmt.Errorf("enrol %s: hardware identity %q is no %s identity", m.ID, m.Identity, m.Platform)
+		// Stored as Identity writes it (prefix, lower-case hex): the
+		// evidence's identity is compared with it byte for byte.
+		if id, err := ParseIdentity(mr.Platform(m.Platform), m.Identity); err != nil || id != m.Identity {
+			return fmt.Errorf("enrol %s: hardware identity %q is no %s identity as ParseIdentity writes it", m.ID, m.Identity, m.Platform)
 		}
 		if _, err := parseTrust(m.Trust); err != nil {
 			return fmt.Errorf("enrol %s: %w", m.ID, err)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/bundle/collect"
 	"github.com/ccmr-dev/ccmr/bundle/tail"
 	"github.com/ccmr-dev/ccmr/mr"
@@ -297,5 +298,78 @@ func BenchmarkTail(b *testing.B) {
 			}
 			b.ReportMetric(float64(sent)/float64(b.N), "bytes/bundle")
 		})
+	}
+}
+
+// A tail from the right point whose new record was changed (a history
+// rewritten past the state, signed by the machine's own key) is judged
+// and fails: it is no refusal (the base check does not look at new
+// records), and the state stays where it was; the genuine tail then
+// advances it.
+func TestTailForgedRecord(t *testing.T) {
+	ctx := context.Background()
+	r := newReplica(t, "sqlite:"+filepath.Join(t.TempDir(), "fleet.db"), Config{})
+	g := newGuest(t, 1)
+	if err := r.st.Enroll(ctx, g.machine("default")); err != nil {
+		t.Fatal(err)
+	}
+	g.extend(t)
+	if code, res := r.post(t, g.id, g.quote(t, r.challenge(t), nil)); code != 200 || !res.Trusted {
+		t.Fatalf("whole bundle: %d %+v", code, res)
+	}
+	since := r.view(t, g.id).Since
+	before := takeSnap(t, r.st, g.id)
+	g.extend(t)
+	nonce := r.challenge(t)
+	genuine := readBundle(t, g.quote(t, nonce, since))
+	forged := *genuine
+	forged.Logs = append([]bundle.Log(nil), genuine.Logs...)
+	changed := false
+	for i := range forged.Logs {
+		lg := &forged.Logs[i]
+		if !tail.IsRuntime(lg) || lg.Offset == 0 {
+			continue
+		}
+		data, err := lg.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = append([]byte(nil), data...)
+		data[len(data)-1] ^= 1 // the last byte of the new record
+		forged.Logs[i] = bundle.Log{Format: lg.Format, Register: lg.Register, Alg: lg.Alg, Source: lg.Source, Offset: lg.Offset, Data: data}
+		changed = true
+	}
+	if !changed {
+		t.Fatal("no runtime tail in the bundle")
+	}
+	var buf bytes.Buffer
+	if err := forged.Write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	code, res := r.post(t, g.id, buf.Bytes())
+	if res != nil {
+		t.Logf("forged tail: %d %s", code, res.Verdict)
+	}
+	switch {
+	case code == 200 && (res.Trusted || res.Advanced):
+		t.Fatalf("a forged record in a tail: %+v", res)
+	case code != 200 && code != 400:
+		t.Fatalf("a forged record in a tail: status %d, want a verdict or 400", code)
+	}
+	after := takeSnap(t, r.st, g.id)
+	if after.version != before.version || after.state != before.state {
+		t.Fatalf("a forged tail moved the state: %+v, was %+v", after, before)
+	}
+	var good bytes.Buffer
+	if err := genuine.Write(&good); err != nil {
+		t.Fatal(err)
+	}
+	if code == 200 {
+		nonce = r.challenge(t) // the forged bundle's verdict used it
+		good.Reset()
+		good.Write(g.quote(t, nonce, since))
+	}
+	if code, res := r.post(t, g.id, good.Bytes()); code != 200 || !res.Trusted || !res.Advanced {
+		t.Fatalf("the genuine tail after the forged one: %d %+v", code, res)
 	}
 }
