@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -309,14 +310,21 @@ func newAttestCmd(g *globals) *cobra.Command {
 			if !whole {
 				var view fleet.MachineView
 				var se *statusError
-				err := call(ctx, http.MethodGet, base+"/v1/machines/"+id, nil, &view)
+				err := call(ctx, http.MethodGet, base+"/v1/machines/"+url.PathEscape(id), nil, &view)
 				// An unknown machine: its evidence is refused (404) below,
 				// where the service counts the refusal.
 				if err != nil && !(errors.As(err, &se) && se.status == http.StatusNotFound) {
 					return err
 				}
 				if view.Since != nil && view.Since.Machine == id {
-					since = view.Since
+					// Read as strictly as a since file (no negative
+					// offset, no register twice); one that is not is
+					// no reason to fail: the whole logs are sent.
+					raw, merr := view.Since.Marshal()
+					if since, merr = tail.ParseSince(raw); merr != nil {
+						since = nil
+						fmt.Fprintf(g.stderr, "ccmr: %s: the verifier's since: %s: sending the whole logs\n", termsafe.String(id), termsafe.String(merr.Error()))
+					}
 				}
 			}
 			attempt := func(since *tail.Since) (*fleet.Result, error) {
@@ -345,7 +353,7 @@ func newAttestCmd(g *globals) *cobra.Command {
 				written := make(chan struct{})
 				go func() { pw.CloseWithError(b.WriteArchive(ctx, pw)); close(written) }()
 				var res fleet.Result
-				err = call(ctx, http.MethodPost, base+"/v1/machines/"+id+"/evidence", pr, &res)
+				err = call(ctx, http.MethodPost, base+"/v1/machines/"+url.PathEscape(id)+"/evidence", pr, &res)
 				// A writer the request stopped reading ends before the
 				// bundle's files are closed.
 				pr.CloseWithError(errors.New("request done"))
@@ -461,19 +469,19 @@ func (c closer) Close() error { return c() }
 
 // statusError is an answer of the fleet verifier other than 200.
 type statusError struct {
-	url    string
+	target string
 	status int
 	msg    string
 }
 
 func (e *statusError) Error() string {
-	return fmt.Sprintf("%s: %d %s: %s", e.url, e.status, http.StatusText(e.status), termsafe.String(e.msg))
+	return fmt.Sprintf("%s: %d %s: %s", e.target, e.status, http.StatusText(e.status), termsafe.String(e.msg))
 }
 
-// call sends body to url with method and decodes a 200 answer into out;
+// call sends body to target with method and decodes a 200 answer into out;
 // any other status is a *statusError carrying the service's message.
-func call(ctx context.Context, method, url string, body io.Reader, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, url, body)
+func call(ctx context.Context, method, target string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
 		return usageError("%v", err)
 	}
@@ -494,14 +502,14 @@ func call(ctx context.Context, method, url string, body io.Reader, out any) erro
 			Error string `json:"error"`
 		}
 		json.Unmarshal(raw, &e)
-		return &statusError{url: url, status: resp.StatusCode, msg: e.Error}
+		return &statusError{target: target, status: resp.StatusCode, msg: e.Error}
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(out); err != nil {
-		return fmt.Errorf("%s: answer: %w", url, err)
+		return fmt.Errorf("%s: answer: %w", target, err)
 	}
 	if dec.More() {
-		return errors.New(url + ": answer: more than one JSON value")
+		return errors.New(target + ": answer: more than one JSON value")
 	}
 	return nil
 }
