@@ -328,6 +328,28 @@ func TestAttestThroughServe(t *testing.T) {
 	if statuses[0] != http.StatusConflict || statuses[1] != 200 || runtimeOffset(t, last) != 0 {
 		t.Errorf("attest from a stale state: statuses %v, last bundle's runtime log from byte %d: want 409 then 200 with the whole log", statuses, runtimeOffset(t, last))
 	}
+	// A since that is no since file (a negative offset): attest warns and
+	// sends the whole logs.
+	var doc map[string]any
+	if err := json.Unmarshal(view, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["since"].(map[string]any)["runtime"].([]any)[0].(map[string]any)["offset"] = -5
+	bad, _ := json.Marshal(doc)
+	rc.mu.Lock()
+	rc.stale = bad
+	rc.mu.Unlock()
+	extendVia(t, ctx, sock, 3)
+	if code, out, e := fleetCLI(t, ctx, "--device", noDevice, "attest", "--server", sock, "--to", proxy.URL, "--machine", "m1"); code != 0 || !strings.Contains(out, "m1: TRUSTED") || !strings.Contains(e, "sending the whole logs") {
+		t.Fatalf("attest with a bad since: exit %d\n%s%s", code, out, e)
+	}
+	rc.mu.Lock()
+	last = rc.bodies[len(rc.bodies)-1]
+	rc.stale = nil
+	rc.mu.Unlock()
+	if off := runtimeOffset(t, last); off != 0 {
+		t.Errorf("attest with a bad since sent a tail from %d", off)
+	}
 	// CCMR_SERVER names the daemon as --server does.
 	var outb, errb lockedBuffer
 	code = run(ctx, []string{"--device", noDevice, "attest", "--to", proxy.URL, "--machine", "m1"},
