@@ -45,6 +45,10 @@ var migrations = []string{
 	// would be a double advance, refused by the database itself.
 	`CREATE UNIQUE INDEX verdicts_advance ON verdicts (machine, from_version) WHERE advanced;
 	CREATE INDEX nonces_expires ON nonces (expires);`,
+	// 3: TDX and SNP machines pin their hardware (identity) and carry
+	// their trust material (trust, fleet.Trust JSON).
+	`ALTER TABLE machines ADD COLUMN identity TEXT NOT NULL DEFAULT '';
+	ALTER TABLE machines ADD COLUMN trust {BLOB};`,
 }
 
 // migrate brings the schema to version to (1..len(migrations)), each step

@@ -8,8 +8,9 @@ import (
 
 // A database at schema version 1 with data is migrated to the current
 // version keeping its rows; migration 2's rule (one advance per version)
-// then holds in the database itself; a database newer than the program is
-// refused; opening again changes nothing.
+// then holds in the database itself; migration 3 leaves the sim and TPM
+// machines without a hardware identity; a database newer than the program
+// is refused; opening again changes nothing.
 func TestMigrations(t *testing.T) {
 	for name, url := range storeURLs(t) {
 		t.Run(name, func(t *testing.T) {
@@ -19,8 +20,9 @@ func TestMigrations(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := st.(*sqlStore)
-			// Back to version 1: drop what migration 2 made.
-			for _, q := range []string{"DROP INDEX verdicts_advance", "DROP INDEX nonces_expires", "UPDATE schema_version SET version = 1"} {
+			// Back to version 1: drop what migrations 2 and 3 made.
+			for _, q := range []string{"DROP INDEX verdicts_advance", "DROP INDEX nonces_expires",
+				"ALTER TABLE machines DROP COLUMN identity", "ALTER TABLE machines DROP COLUMN trust", "UPDATE schema_version SET version = 1"} {
 				if _, err := s.db.ExecContext(ctx, q); err != nil {
 					t.Fatal(err)
 				}
@@ -28,7 +30,9 @@ func TestMigrations(t *testing.T) {
 			if v, _ := st.SchemaVersion(ctx); v != 1 {
 				t.Fatalf("version %d, want 1", v)
 			}
-			if err := st.Enroll(ctx, Machine{ID: "m", Group: "g", Platform: "sim", KeyPEM: "k"}); err != nil {
+			// Enrolled as version 1 did (Enroll writes version 3's columns).
+			if _, err := s.db.ExecContext(ctx, s.q("INSERT INTO machines (id, grp, platform, key_pem, state, version, updated) VALUES (?, ?, ?, ?, NULL, 0, ?)"),
+				"m", "g", "sim", "k", time.Now().UTC()); err != nil {
 				t.Fatal(err)
 			}
 			ins := s.q("INSERT INTO verdicts (" + verdictCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -42,6 +46,9 @@ func TestMigrations(t *testing.T) {
 			}
 			if h, err := st.History(ctx, "m"); err != nil || len(h) != 1 || h[0].Bundle != "b1" {
 				t.Fatalf("history after the migration: %+v %v", h, err)
+			}
+			if m, _, err := st.Machine(ctx, "m"); err != nil || m.KeyPEM != "k" || m.Identity != "" || m.Trust != nil || m.Platform != "sim" {
+				t.Fatalf("machine after the migration: %+v %v", m, err)
 			}
 			s = st.(*sqlStore)
 			if _, err := s.db.ExecContext(ctx, ins, "m", "b2", true, "TRUSTED", time.Now().UTC(), true, 0, []byte("{}"), ""); err == nil {

@@ -12,12 +12,15 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ccmr-dev/ccmr/bundle"
+	"github.com/ccmr-dev/ccmr/bundle/tail"
+	"github.com/ccmr-dev/ccmr/eventlog"
 	"github.com/ccmr-dev/ccmr/verifier"
 	"github.com/ccmr-dev/ccmr/verifier/ear"
 )
@@ -120,6 +123,10 @@ type Result struct {
 	Replayed bool            `json:"replayed"`
 	Report   json.RawMessage `json:"report"`
 	EAR      string          `json:"ear,omitempty"`
+	// Since is where the machine's monitor state stands after this
+	// verdict (absent on a replay, and before a first trusted verdict):
+	// the machine's next bundle may carry only its logs' tails from there.
+	Since *tail.Since `json:"since,omitempty"`
 }
 
 // spool copies the body to a private temporary file, hashing it. A body
@@ -177,16 +184,23 @@ func (s *Service) evidence(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	at := start.UTC()
+	var since *tail.Since
 	v, replayed, err := s.cfg.Store.Submit(ctx, Submission{Machine: id, Bundle: sum, Nonce: b.Nonce, At: at},
-		func(ctx context.Context, m *Machine) (*Outcome, error) { return s.judge(ctx, b, m, at) })
+		func(ctx context.Context, m *Machine) (*Outcome, error) {
+			out, err := s.judge(ctx, b, m, at)
+			if err == nil {
+				since, err = sinceAfter(m, out)
+			}
+			return out, err
+		})
 	switch {
 	case errors.Is(err, ErrUnknownMachine):
 		s.fail(w, http.StatusNotFound, err)
 		return
-	case errors.Is(err, ErrNonce):
+	case errors.Is(err, ErrNonce), errors.Is(err, ErrIdentity):
 		s.fail(w, http.StatusForbidden, err)
 		return
-	case errors.Is(err, ErrConflict):
+	case errors.Is(err, ErrConflict), errors.Is(err, ErrTailBase):
 		s.fail(w, http.StatusConflict, err)
 		return
 	case errors.As(err, new(*inputError)):
@@ -206,7 +220,122 @@ func (s *Service) evidence(w http.ResponseWriter, r *http.Request) {
 		s.verdict.WithLabelValues("untrusted").Inc()
 	}
 	writeJSON(w, http.StatusOK, Result{Machine: id, Trusted: v.Trusted, Verdict: v.Line, Advanced: v.Advanced && !replayed,
-		Replayed: replayed, Report: v.Report, EAR: v.Token})
+		Replayed: replayed, Report: v.Report, EAR: v.Token, Since: since})
+}
+
+// sinceAfter is where m's monitor state stands once out is committed.
+func sinceAfter(m *Machine, out *Outcome) (*tail.Since, error) {
+	row := *m
+	if out.State != nil {
+		row.State = out.State
+	}
+	return SinceOf(&row)
+}
+
+// SinceOf is where m's monitor state stands, as a since file
+// (ccmr-since/v1) naming m's id; nil before its first trusted verdict.
+func SinceOf(m *Machine) (*tail.Since, error) {
+	if len(m.State) == 0 {
+		return nil, nil
+	}
+	st, err := MonitorFor(m)
+	if err != nil {
+		return nil, err
+	}
+	s, _ := st.Since(m.ID)
+	return s, nil
+}
+
+// checkIdentity refuses a TDX or SNP bundle whose evidence names other
+// hardware than m's enrolled identity, or is of another platform. It runs
+// before the verifier: evidence from another chip is not this machine's,
+// so it is refused (403) rather than recorded in its history. (A sim or
+// TPM bundle is held to m's key by the verifier itself.)
+func checkIdentity(b *bundle.Bundle, m *Machine) error {
+	if m.Platform != "tdx" && m.Platform != "snp" {
+		return nil
+	}
+	if string(b.Platform) != m.Platform {
+		return fmt.Errorf("%w: machine %s is a %s machine, the bundle's platform is %q", ErrIdentity, m.ID, m.Platform, b.Platform)
+	}
+	id, err := Identity(b.Platform, b.Evidence.Report)
+	if err != nil {
+		return fmt.Errorf("%w: machine %s: %v", ErrIdentity, m.ID, err)
+	}
+	if id != m.Identity {
+		return fmt.Errorf("%w: machine %s is enrolled as %s, the evidence names %s", ErrIdentity, m.ID, m.Identity, id)
+	}
+	return nil
+}
+
+// ErrTailBase: the bundle carries a log as a tail (bundle.Log.Offset > 0)
+// that does not start exactly where the machine's stored monitor state
+// verified that log, or the verifier could not resume the state under it.
+// The request is refused (409) with nothing written and the nonce unused:
+// the agent takes the state's position again (GET /v1/machines/{id}) or
+// sends whole logs, which are always judged.
+var ErrTailBase = errors.New("the bundle's tails do not start where the machine's monitor state stands")
+
+// hasTails reports whether b carries any log as a tail.
+func hasTails(b *bundle.Bundle) bool {
+	for i := range b.Logs {
+		if b.Logs[i].Offset != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// checkTailBase refuses a bundle whose tails do not start exactly at the
+// points of m's stored entry. The verifier alone would accept a tail that
+// starts before the point (re-sending bytes it verified), and judge one
+// that starts past it NOT TRUSTED; the service wants the base to be the
+// one it told the agent, so that a tail that skips records or assumes
+// another base is refused before anything is judged or written.
+func checkTailBase(b *bundle.Bundle, m *Machine, st *verifier.MonitorState) error {
+	e := st.Machines[m.ID]
+	for i := range b.Logs {
+		lg := &b.Logs[i]
+		if lg.Offset == 0 {
+			continue
+		}
+		if e == nil {
+			return fmt.Errorf("%w: logs[%d] is a tail from byte %d, and the machine has no monitor state yet: send whole logs", ErrTailBase, i, lg.Offset)
+		}
+		var at int64 = -1
+		switch {
+		case tail.IsRuntime(lg):
+			for _, rs := range e.Runtime {
+				if rs.Register == lg.Register {
+					at = rs.Offset
+				}
+			}
+		case lg.Format == string(eventlog.FormatIMABinary) || lg.Format == string(eventlog.FormatIMAASCII):
+			if e.IMA != nil {
+				at = e.IMA.Offset
+			}
+		}
+		if at != lg.Offset {
+			return fmt.Errorf("%w: logs[%d] (%s %s) is a tail from byte %d, the state stands at %d (-1: nowhere)", ErrTailBase, i, lg.Format, lg.Register, lg.Offset, at)
+		}
+	}
+	return nil
+}
+
+// tailRefused reports whether rep failed because the verifier could not
+// resume the monitor state under a tail (checkTails: the entry was not
+// used for this boot or policy, or keeps no hash state): the agent's base
+// is not the state's, which is a refusal, not a verdict on the machine.
+func tailRefused(b *bundle.Bundle, rep *verifier.Report) bool {
+	if rep.Trusted || !hasTails(b) {
+		return false
+	}
+	for _, l := range rep.Layers {
+		if f := l.Failure; f != nil && l.Layer == 1 && strings.HasPrefix(f.Reason, "the log is a tail from byte ") {
+			return true
+		}
+	}
+	return false
 }
 
 // inputError is a bundle the verifier cannot use at all (exit 2 of
@@ -227,6 +356,15 @@ func (s *Service) Options(m *Machine, nonce []byte, at time.Time) (verifier.Opti
 		opts.AllowSim, opts.SimKeys = true, [][]byte{[]byte(m.KeyPEM)}
 	case "tpm":
 		opts.TrustedKeys = [][]byte{[]byte(m.KeyPEM)}
+	case "tdx", "snp":
+		// No key: the hardware identity is checked on the bundle (judge),
+		// and the chain to Intel's or AMD's roots by the verifier.
+		tr, err := parseTrust(m.Trust)
+		if err != nil {
+			return opts, fmt.Errorf("machine %s: %w", m.ID, err)
+		}
+		opts.AllowedTCB, opts.AllowMissingCollateral = tr.AllowedTCB, tr.AllowMissingCollateral
+		opts.TDXCollateral, opts.SNPCRL = tr.TDXCollateral, tr.SNPCRL
 	default:
 		return opts, fmt.Errorf("machine %s: platform %q", m.ID, m.Platform)
 	}
@@ -273,9 +411,20 @@ func (s *Service) judge(ctx context.Context, b *bundle.Bundle, m *Machine, at ti
 		// group): refused, never judged without it.
 		return nil, &inputError{err}
 	}
+	if err := checkIdentity(b, m); err != nil {
+		return nil, err
+	}
+	if hasTails(b) {
+		if err := checkTailBase(b, m, opts.Monitor); err != nil {
+			return nil, err
+		}
+	}
 	rep, err := verifier.Verify(ctx, b, opts)
 	if err != nil {
 		return nil, &inputError{err}
+	}
+	if tailRefused(b, rep) {
+		return nil, fmt.Errorf("%w: %s", ErrTailBase, rep.Layers[rep.FailedLayer()].Failure.Reason)
 	}
 	out := &Outcome{Trusted: rep.Trusted, Line: rep.Verdict}
 	if out.Report, err = json.Marshal(rep); err != nil {
@@ -309,7 +458,10 @@ func (s *Service) judge(ctx context.Context, b *bundle.Bundle, m *Machine, at ti
 type MachineView struct {
 	Machine
 	State json.RawMessage `json:"state"`
-	Last  *Verdict        `json:"last,omitempty"`
+	// Since is State as a since file: the agent's next bundle may carry
+	// its logs' tails from there (`ccmr quote --since`).
+	Since *tail.Since `json:"since,omitempty"`
+	Last  *Verdict    `json:"last,omitempty"`
 	// LastReport is the last verdict's report.
 	LastReport json.RawMessage `json:"last_report,omitempty"`
 }
@@ -332,6 +484,10 @@ func (s *Service) machine(w http.ResponseWriter, r *http.Request) {
 	view := MachineView{Machine: *m, State: json.RawMessage("null"), Last: v}
 	if len(m.State) > 0 {
 		view.State = m.State
+	}
+	if view.Since, err = SinceOf(m); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error()})
+		return
 	}
 	if v != nil {
 		view.LastReport = v.Report

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ccmr-dev/ccmr/mr"
+
 	// Drivers of the two stores: both pure Go (CGO_ENABLED=0 builds).
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite"
@@ -36,10 +38,16 @@ var (
 type Machine struct {
 	ID    string `json:"id"`
 	Group string `json:"group"`
-	// Platform is "sim" or "tpm"; KeyPEM the key pinned at enrolment (the
-	// sim device key or the TPM AK), the only key its evidence may carry.
+	// Platform is "sim", "tpm", "tdx" or "snp". KeyPEM is the key pinned
+	// at enrolment of a sim or TPM machine (the sim device key or the TPM
+	// AK), the only key its evidence may carry; Identity the hardware a
+	// TDX or SNP machine's evidence must come from (Identity: its SNP
+	// CHIP_ID or TDX PPID), and Trust the trust material it is judged
+	// with (Trust JSON; empty: the defaults).
 	Platform string `json:"platform"`
-	KeyPEM   string `json:"key_pem"`
+	KeyPEM   string `json:"key_pem,omitempty"`
+	Identity string `json:"identity,omitempty"`
+	Trust    []byte `json:"-"`
 	// State is the machine's monitor entry (verifier.MachineState JSON),
 	// empty before its first trusted verdict; Version counts its advances.
 	State   []byte    `json:"-"`
@@ -190,33 +198,63 @@ func (s *sqlStore) q(query string) string {
 func (s *sqlStore) Close() error { return s.db.Close() }
 
 func (s *sqlStore) Enroll(ctx context.Context, m Machine) error {
-	if m.ID == "" || m.Group == "" || m.KeyPEM == "" || (m.Platform != "sim" && m.Platform != "tpm") {
-		return fmt.Errorf("enrol %q: want an id, a group, a key and platform sim or tpm", m.ID)
+	if err := checkEnrol(m); err != nil {
+		return err
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	var key string
-	err = tx.QueryRowContext(ctx, s.q("SELECT key_pem FROM machines WHERE id = ?"+s.d.forUpdate), m.ID).Scan(&key)
+	var key, identity string
+	err = tx.QueryRowContext(ctx, s.q("SELECT key_pem, identity FROM machines WHERE id = ?"+s.d.forUpdate), m.ID).Scan(&key, &identity)
 	now := time.Now().UTC()
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		_, err = tx.ExecContext(ctx, s.q("INSERT INTO machines (id, grp, platform, key_pem, state, version, updated) VALUES (?, ?, ?, ?, NULL, 0, ?)"),
-			m.ID, m.Group, m.Platform, m.KeyPEM, now)
-	case err == nil && key == m.KeyPEM:
-		_, err = tx.ExecContext(ctx, s.q("UPDATE machines SET grp = ?, platform = ?, updated = ? WHERE id = ?"), m.Group, m.Platform, now, m.ID)
+		_, err = tx.ExecContext(ctx, s.q("INSERT INTO machines (id, grp, platform, key_pem, identity, trust, state, version, updated) VALUES (?, ?, ?, ?, ?, ?, NULL, 0, ?)"),
+			m.ID, m.Group, m.Platform, m.KeyPEM, m.Identity, m.Trust, now)
+	case err == nil && key == m.KeyPEM && identity == m.Identity:
+		_, err = tx.ExecContext(ctx, s.q("UPDATE machines SET grp = ?, platform = ?, trust = ?, updated = ? WHERE id = ?"), m.Group, m.Platform, m.Trust, now, m.ID)
 	case err == nil:
-		// Another key: the state judged under the old one is not this
-		// machine's; the version goes on so no old verdict's version repeats.
-		_, err = tx.ExecContext(ctx, s.q("UPDATE machines SET grp = ?, platform = ?, key_pem = ?, state = NULL, version = version + 1, updated = ? WHERE id = ?"),
-			m.Group, m.Platform, m.KeyPEM, now, m.ID)
+		// Another key or hardware: the state judged under the old one is
+		// not this machine's; the version goes on so no old verdict's
+		// version repeats.
+		_, err = tx.ExecContext(ctx, s.q("UPDATE machines SET grp = ?, platform = ?, key_pem = ?, identity = ?, trust = ?, state = NULL, version = version + 1, updated = ? WHERE id = ?"),
+			m.Group, m.Platform, m.KeyPEM, m.Identity, m.Trust, now, m.ID)
 	}
 	if err != nil {
 		return fmt.Errorf("enrol %s: %w", m.ID, err)
 	}
 	return tx.Commit()
+}
+
+// checkEnrol refuses a machine that pins nothing, or the wrong thing for
+// its platform.
+func checkEnrol(m Machine) error {
+	if m.ID == "" || m.Group == "" {
+		return fmt.Errorf("enrol %q: want an id and a group", m.ID)
+	}
+	switch m.Platform {
+	case "sim", "tpm":
+		if m.KeyPEM == "" || m.Identity != "" {
+			return fmt.Errorf("enrol %s: a %s machine pins a key, and no hardware identity", m.ID, m.Platform)
+		}
+	case "tdx", "snp":
+		if m.KeyPEM != "" {
+			return fmt.Errorf("enrol %s: a %s machine pins its hardware identity, not a key", m.ID, m.Platform)
+		}
+		// Stored as Identity writes it (prefix, lower-case hex): the
+		// evidence's identity is compared with it byte for byte.
+		if id, err := ParseIdentity(mr.Platform(m.Platform), m.Identity); err != nil || id != m.Identity {
+			return fmt.Errorf("enrol %s: hardware identity %q is no %s identity as ParseIdentity writes it", m.ID, m.Identity, m.Platform)
+		}
+		if _, err := parseTrust(m.Trust); err != nil {
+			return fmt.Errorf("enrol %s: %w", m.ID, err)
+		}
+	default:
+		return fmt.Errorf("enrol %s: platform %q: want sim, tpm, tdx or snp", m.ID, m.Platform)
+	}
+	return nil
 }
 
 func (s *sqlStore) IssueNonce(ctx context.Context, nonce []byte, expires time.Time) error {
@@ -252,8 +290,8 @@ func (s *sqlStore) Submit(ctx context.Context, sub Submission, verify VerifyFunc
 	defer tx.Rollback()
 	m := Machine{ID: sub.Machine}
 	var state []byte
-	err = tx.QueryRowContext(ctx, s.q("SELECT grp, platform, key_pem, state, version, updated FROM machines WHERE id = ?"+s.d.forUpdate), sub.Machine).
-		Scan(&m.Group, &m.Platform, &m.KeyPEM, &state, &m.Version, &m.Updated)
+	err = tx.QueryRowContext(ctx, s.q("SELECT grp, platform, key_pem, identity, trust, state, version, updated FROM machines WHERE id = ?"+s.d.forUpdate), sub.Machine).
+		Scan(&m.Group, &m.Platform, &m.KeyPEM, &m.Identity, &m.Trust, &state, &m.Version, &m.Updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, fmt.Errorf("%w: %q", ErrUnknownMachine, sub.Machine)
 	}
@@ -311,8 +349,8 @@ func (s *sqlStore) Submit(ctx context.Context, sub Submission, verify VerifyFunc
 
 func (s *sqlStore) Machine(ctx context.Context, id string) (*Machine, *Verdict, error) {
 	m := Machine{ID: id}
-	err := s.db.QueryRowContext(ctx, s.q("SELECT grp, platform, key_pem, state, version, updated FROM machines WHERE id = ?"), id).
-		Scan(&m.Group, &m.Platform, &m.KeyPEM, &m.State, &m.Version, &m.Updated)
+	err := s.db.QueryRowContext(ctx, s.q("SELECT grp, platform, key_pem, identity, trust, state, version, updated FROM machines WHERE id = ?"), id).
+		Scan(&m.Group, &m.Platform, &m.KeyPEM, &m.Identity, &m.Trust, &m.State, &m.Version, &m.Updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, fmt.Errorf("%w: %q", ErrUnknownMachine, id)
 	}
@@ -331,7 +369,7 @@ func (s *sqlStore) Machine(ctx context.Context, id string) (*Machine, *Verdict, 
 }
 
 func (s *sqlStore) Machines(ctx context.Context) ([]Machine, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT id, grp, platform, version, updated FROM machines ORDER BY id")
+	rows, err := s.db.QueryContext(ctx, "SELECT id, grp, platform, identity, version, updated FROM machines ORDER BY id")
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +377,7 @@ func (s *sqlStore) Machines(ctx context.Context) ([]Machine, error) {
 	var out []Machine
 	for rows.Next() {
 		var m Machine
-		if err := rows.Scan(&m.ID, &m.Group, &m.Platform, &m.Version, &m.Updated); err != nil {
+		if err := rows.Scan(&m.ID, &m.Group, &m.Platform, &m.Identity, &m.Version, &m.Updated); err != nil {
 			return nil, err
 		}
 		m.Updated = m.Updated.UTC()

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -18,12 +19,18 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/bundle/collect"
+	"github.com/ccmr-dev/ccmr/bundle/tail"
 	"github.com/ccmr-dev/ccmr/eventlog/cel"
 	"github.com/ccmr-dev/ccmr/fleet"
 	"github.com/ccmr-dev/ccmr/internal/termsafe"
+	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/serve/client"
+	"github.com/ccmr-dev/ccmr/verifier"
 	"github.com/ccmr-dev/ccmr/verifier/ear"
 	"github.com/ccmr-dev/ccmr/verifier/simverify"
+	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 	"github.com/ccmr-dev/ccmr/vmr"
 )
@@ -121,38 +128,67 @@ func newVerifierServeCmd(g *globals) *cobra.Command {
 }
 
 func newVerifierEnrollCmd(g *globals) *cobra.Command {
-	var db, id, group, platform, keyFile string
+	var db, id, group, platform, keyFile, from, hwID, snpCRL, collateral string
+	var allowTCB []string
+	var allowMissing bool
 	cmd := &cobra.Command{
-		Use:   "enroll --db URL --machine ID --group G --platform sim|tpm --key PEM",
-		Short: "Enrol a machine: its id, policy group and pinned key (sim device key or TPM AK); a new key drops its state",
+		Use:   "enroll --db URL --machine ID --group G (--platform sim|tpm --key PEM | --platform tdx|snp (--from EVIDENCE | --hw-id HEX))",
+		Short: "Enrol a machine: its id, policy group and what it pins (sim/TPM: a key; TDX/SNP: its hardware, with its trust options); a new pin drops its state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if db == "" || id == "" || group == "" || keyFile == "" {
-				return usageError("--db, --machine, --group and --key are required")
+			if db == "" || id == "" || group == "" {
+				return usageError("--db, --machine and --group are required")
 			}
-			key, err := readInputFile(ctx, keyFile)
-			if err != nil {
-				return err
-			}
+			m := fleet.Machine{ID: id, Group: group, Platform: platform}
+			hwFlags := []string{"from", "hw-id", "snp-crl", "collateral", "allow-tcb", "allow-missing-collateral"}
 			switch platform {
-			case "sim":
-				err = onePEMKey(key, func(b []byte) (any, error) { return simverify.ParsePublicKey(b) })
-			case "tpm":
-				err = onePEMKey(key, tpmverify.ParseAKPublic)
+			case "sim", "tpm":
+				for _, f := range hwFlags {
+					if cmd.Flags().Changed(f) {
+						return usageError("--%s is for TDX and SNP machines: a %s machine pins its key (--key)", f, platform)
+					}
+				}
+				if keyFile == "" {
+					return usageError("--key is required for a %s machine", platform)
+				}
+				key, err := readInputFile(ctx, keyFile)
+				if err != nil {
+					return err
+				}
+				if platform == "sim" {
+					err = onePEMKey(key, func(b []byte) (any, error) { return simverify.ParsePublicKey(b) })
+				} else {
+					err = onePEMKey(key, tpmverify.ParseAKPublic)
+				}
+				if err != nil {
+					return usageError("--key %s: %v", keyFile, err)
+				}
+				m.KeyPEM = string(key)
+			case "tdx", "snp":
+				if keyFile != "" {
+					return usageError("--key: a %s machine has no key of its own: it pins its hardware (--from or --hw-id)", platform)
+				}
+				var err error
+				if m.Identity, err = hardwareIdentity(ctx, mr.Platform(platform), from, hwID); err != nil {
+					return err
+				}
+				if m.Trust, err = hardwareTrust(mr.Platform(platform), snpCRL, collateral, allowTCB, allowMissing); err != nil {
+					return err
+				}
 			default:
-				return usageError("--platform %q: want sim or tpm", platform)
-			}
-			if err != nil {
-				return usageError("--key %s: %v", keyFile, err)
+				return usageError("--platform %q: want sim, tpm, tdx or snp", platform)
 			}
 			st, err := fleet.Open(ctx, db)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			if err := st.Enroll(ctx, fleet.Machine{ID: id, Group: group, Platform: platform, KeyPEM: string(key)}); err != nil {
+			if err := st.Enroll(ctx, m); err != nil {
 				return &exitError{code: exitUsage, err: err}
+			}
+			if m.Identity != "" {
+				fmt.Fprintf(g.stdout, "%s: %s\n", termsafe.String(id), m.Identity)
 			}
 			return nil
 		},
@@ -161,18 +197,95 @@ func newVerifierEnrollCmd(g *globals) *cobra.Command {
 	fl.StringVar(&db, "db", "", "state store: sqlite:PATH or postgres://…")
 	fl.StringVar(&id, "machine", "", "machine id (1-128 of A-Z a-z 0-9 . _ : -)")
 	fl.StringVar(&group, "group", "default", "policy group (the verifier's --groups DIR/GROUP.json)")
-	fl.StringVar(&platform, "platform", "tpm", "sim or tpm")
-	fl.StringVar(&keyFile, "key", "", "the machine's pinned key, PEM (ccmr key)")
+	fl.StringVar(&platform, "platform", "tpm", "sim, tpm, tdx or snp")
+	fl.StringVar(&keyFile, "key", "", "sim or TPM machine: its pinned key, PEM (ccmr key)")
+	fl.StringVar(&from, "from", "", "TDX or SNP machine: evidence of it (a bundle, an SNP report or a TDX quote) naming its hardware: the SNP CHIP_ID, the TDX PPID of the PCK certificate")
+	fl.StringVar(&hwID, "hw-id", "", "TDX or SNP machine: its hardware identity in hex instead of --from (SNP CHIP_ID, 64 bytes; TDX PPID, 16 bytes)")
+	fl.StringVar(&snpCRL, "snp-crl", "", "SNP machine: AMD's CRL (DER or PEM) for its product line, kept with the machine")
+	fl.StringVar(&collateral, "collateral", "", "TDX machine: Intel collateral (QuoteCollateralV3 JSON) to judge its quotes with instead of theirs")
+	fl.StringSliceVar(&allowTCB, "allow-tcb", nil, "TDX machine: TCB statuses to trust besides UpToDate")
+	fl.BoolVar(&allowMissing, "allow-missing-collateral", false, "TDX machine: let a quote without collateral pass, weakened")
 	return cmd
 }
 
-// newAttestCmd is the agent side: fetch a challenge, quote, post.
+// hardwareIdentity is the identity a TDX or SNP machine is enrolled with:
+// named by hand (--hw-id) or read from its evidence (--from: a bundle, or
+// the raw report or quote). Only the identity is read: the evidence need
+// not verify at enrolment (it may be old), and every bundle the machine
+// sends later must verify in full and name the same hardware.
+func hardwareIdentity(ctx context.Context, p mr.Platform, from, hwID string) (string, error) {
+	switch {
+	case (from == "") == (hwID == ""):
+		return "", usageError("a %s machine: give one of --from and --hw-id", p)
+	case hwID != "":
+		id, err := fleet.ParseIdentity(p, hwID)
+		if err != nil {
+			return "", usageError("--hw-id: %v", err)
+		}
+		return id, nil
+	}
+	raw, err := readInputFile(ctx, from)
+	if err != nil {
+		return "", err
+	}
+	evidence := raw
+	if b, berr := bundle.ReadContext(ctx, bytes.NewReader(raw), from); berr == nil {
+		defer b.Close()
+		if b.Platform != p {
+			return "", usageError("--from %s: a %s bundle, not %s", from, b.Platform, p)
+		}
+		evidence = b.Evidence.Report
+	}
+	id, err := fleet.Identity(p, evidence)
+	if err != nil {
+		return "", usageError("--from %s: %v", from, err)
+	}
+	return id, nil
+}
+
+// hardwareTrust is a TDX or SNP machine's trust options, checked as
+// `ccmr verify` checks its flags (the SNP CRL by loadTrust), as the store
+// keeps them.
+func hardwareTrust(p mr.Platform, snpCRL, collateral string, allowTCB []string, allowMissing bool) ([]byte, error) {
+	if p == mr.PlatformSNP && (collateral != "" || len(allowTCB) > 0 || allowMissing) {
+		return nil, usageError("--collateral, --allow-tcb and --allow-missing-collateral are for TDX machines")
+	}
+	if p == mr.PlatformTDX && snpCRL != "" {
+		return nil, usageError("--snp-crl is for SNP machines")
+	}
+	var o verifier.Options
+	if err := loadTrust(&o, nil, nil, snpCRL, ""); err != nil {
+		return nil, err
+	}
+	tr := fleet.Trust{SNPCRL: o.SNPCRL, AllowMissingCollateral: allowMissing}
+	if collateral != "" {
+		var err error
+		if tr.TDXCollateral, err = os.ReadFile(collateral); err != nil {
+			return nil, &exitError{code: exitUsage, err: err}
+		}
+		if _, err := tdxverify.ParseCollateral(tr.TDXCollateral); err != nil {
+			return nil, usageError("--collateral %s: %v", collateral, err)
+		}
+	}
+	if _, err := tdxverify.AllowedStatuses(allowTCB); err != nil {
+		return nil, usageError("--allow-tcb: %v", err)
+	}
+	tr.AllowedTCB = allowTCB
+	if tr.SNPCRL == nil && tr.TDXCollateral == nil && len(tr.AllowedTCB) == 0 && !tr.AllowMissingCollateral {
+		return nil, nil
+	}
+	return tr.Marshal()
+}
+
+// newAttestCmd is the agent side: fetch a challenge, quote (from the
+// device, or from the `ccmr serve` daemon where one runs), post.
 func newAttestCmd(g *globals) *cobra.Command {
-	var to, id, imaList, systemdLog string
+	var to, id, imaList, systemdLog, server string
 	var timeout time.Duration
+	var whole bool
 	cmd := &cobra.Command{
-		Use:   "attest --to URL --machine ID",
-		Short: "Take a challenge from a fleet verifier, quote it and post the bundle; exit 0 trusted, 1 not trusted",
+		Use:   "attest --to URL --machine ID [--server SOCKET]",
+		Short: "Take a challenge from a fleet verifier, quote it (through ccmr serve with --server) and post the bundle; exit 0 trusted, 1 not trusted",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
@@ -180,39 +293,86 @@ func newAttestCmd(g *globals) *cobra.Command {
 			if to == "" || id == "" {
 				return usageError("--to and --machine are required")
 			}
+			c, err := g.serverClient(server)
+			if err != nil {
+				return err
+			}
+			if c != nil {
+				defer c.Close()
+				for _, f := range []string{"ima-log", "systemd-log"} {
+					if cmd.Flags().Changed(f) {
+						return usageError("--%s cannot be used through the daemon (%s): it decides what its bundles carry; --server %s works on the device directly", f, c.Socket(), noServer)
+					}
+				}
+			}
 			base := strings.TrimSuffix(to, "/")
-			var ch fleet.Challenge
-			if err := call(ctx, base+"/v1/challenge", nil, &ch); err != nil {
-				return err
+			// Where the verifier's monitor stands for this machine: the
+			// logs need only their tails from there. Without a state (or
+			// with --whole) the logs go whole.
+			var since *tail.Since
+			if !whole {
+				var view fleet.MachineView
+				var se *statusError
+				err := call(ctx, http.MethodGet, base+"/v1/machines/"+url.PathEscape(id), nil, &view)
+				// An unknown machine: its evidence is refused (404) below,
+				// where the service counts the refusal.
+				if err != nil && !(errors.As(err, &se) && se.status == http.StatusNotFound) {
+					return err
+				}
+				if view.Since != nil && view.Since.Machine == id {
+					// Read as strictly as a since file (no negative
+					// offset, no register twice); one that is not is
+					// no reason to fail: the whole logs are sent.
+					raw, merr := view.Since.Marshal()
+					if since, merr = tail.ParseSince(raw); merr != nil {
+						since = nil
+						fmt.Fprintf(g.stderr, "ccmr: %s: the verifier's since: %s: sending the whole logs\n", termsafe.String(id), termsafe.String(merr.Error()))
+					}
+				}
 			}
-			nonce, err := hex.DecodeString(ch.Nonce)
-			if err != nil || len(nonce) == 0 {
-				return fmt.Errorf("%s: challenge nonce %q is no hex", to, termsafe.String(ch.Nonce))
+			attempt := func(since *tail.Since) (*fleet.Result, error) {
+				var ch fleet.Challenge
+				if err := call(ctx, http.MethodPost, base+"/v1/challenge", nil, &ch); err != nil {
+					return nil, err
+				}
+				nonce, err := hex.DecodeString(ch.Nonce)
+				if err != nil || len(nonce) == 0 {
+					return nil, fmt.Errorf("%s: challenge nonce %q is no hex", to, termsafe.String(ch.Nonce))
+				}
+				var b *bundle.Bundle
+				if c != nil {
+					b, err = quoteFromServer(ctx, c, nonce, since)
+				} else {
+					b, err = g.quoteFromDevice(ctx, nonce, collect.Options{IMAList: imaList, NoIMA: imaList == "",
+						SystemdLog: systemdLog, NoSystemdLog: systemdLog == "", Since: since,
+						Warn: func(m string) { fmt.Fprintf(g.stderr, "ccmr: %s\n", termsafe.String(m)) }})
+				}
+				if err != nil {
+					return nil, err
+				}
+				defer b.Close()
+				// Streamed: the logs go from their files to the request.
+				pr, pw := io.Pipe()
+				written := make(chan struct{})
+				go func() { pw.CloseWithError(b.WriteArchive(ctx, pw)); close(written) }()
+				var res fleet.Result
+				err = call(ctx, http.MethodPost, base+"/v1/machines/"+url.PathEscape(id)+"/evidence", pr, &res)
+				// A writer the request stopped reading ends before the
+				// bundle's files are closed.
+				pr.CloseWithError(errors.New("request done"))
+				<-written
+				return &res, err
 			}
-			dev, err := g.openDevice(ctx)
+			res, err := attempt(since)
+			var se *statusError
+			if since != nil && errors.As(err, &se) && se.status == http.StatusConflict {
+				// The state moved (another agent, a restored backup, a
+				// new boot or policy): the whole logs, which are always
+				// judged, with a new challenge.
+				g.verbosef("tails refused (%v): sending the whole logs", err)
+				res, err = attempt(nil)
+			}
 			if err != nil {
-				return err
-			}
-			defer dev.Close()
-			s, err := g.openStore(ctx, dev, false)
-			if err != nil {
-				return err
-			}
-			if s != nil {
-				defer s.Close()
-			}
-			b, err := collect.Bundle(ctx, dev, s, nonce, collect.Options{IMAList: imaList, NoIMA: imaList == "",
-				SystemdLog: systemdLog, NoSystemdLog: systemdLog == "",
-				Warn: func(m string) { fmt.Fprintf(g.stderr, "ccmr: %s\n", termsafe.String(m)) }})
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			// Streamed: the logs go from their files to the request.
-			pr, pw := io.Pipe()
-			go func() { pw.CloseWithError(b.WriteArchive(ctx, pw)) }()
-			var res fleet.Result
-			if err := call(ctx, base+"/v1/machines/"+id+"/evidence", pr, &res); err != nil {
 				return err
 			}
 			if g.json() {
@@ -235,17 +395,102 @@ func newAttestCmd(g *globals) *cobra.Command {
 	fl.StringVar(&imaList, "ima-log", vmr.DefaultIMAList, "binary IMA list to include when readable (\"\" for none)")
 	fl.StringVar(&systemdLog, "systemd-log", cel.SystemdLogPath, "systemd's measurement log to include on a TPM (\"\" for none)")
 	fl.DurationVar(&timeout, "timeout", 5*time.Minute, "give up after this long")
+	fl.BoolVar(&whole, "whole", false, "send the whole logs, not their tails past where the verifier's monitor state stands")
+	addServerFlag(cmd, &server)
 	return cmd
 }
 
-// call POSTs body to url and decodes a 200 answer into out; any other
-// status is an error carrying the service's message.
-func call(ctx context.Context, url string, body io.Reader, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
+// quoteFromDevice collects a bundle for nonce from the device and the
+// runtime log store, as `ccmr quote` does. Closing the bundle releases them.
+func (g *globals) quoteFromDevice(ctx context.Context, nonce []byte, opts collect.Options) (*bundle.Bundle, error) {
+	dev, err := g.openDevice(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, err := g.openStore(ctx, dev, false)
+	if err != nil {
+		dev.Close()
+		return nil, err
+	}
+	b, err := collect.Bundle(ctx, dev, s, nonce, opts)
+	if err != nil {
+		if s != nil {
+			s.Close()
+		}
+		dev.Close()
+		return nil, err
+	}
+	b.OnClose(closer(func() error {
+		if s != nil {
+			s.Close()
+		}
+		return dev.Close()
+	}))
+	return b, nil
+}
+
+// quoteFromServer has the daemon quote nonce. Its bundle is spooled to a
+// private temporary file and opened from there (each member's CRC checked),
+// so that its logs can be cut to tails and streamed like a device's; a
+// bundle that answers another nonce than the challenge's is refused here
+// rather than sent to be refused.
+func quoteFromServer(ctx context.Context, c *client.Client, nonce []byte, since *tail.Since) (*bundle.Bundle, error) {
+	f, err := os.CreateTemp("", "ccmr-attest-*.zip")
+	if err != nil {
+		return nil, err
+	}
+	path := f.Name()
+	err = c.Quote(ctx, nonce, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return nil, serverError(err)
+	}
+	b, err := bundle.Open(ctx, path)
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("ccmr serve's bundle: %w", err)
+	}
+	b.OnClose(closer(func() error { return os.Remove(path) }))
+	if !bytes.Equal(b.Nonce, nonce) {
+		b.Close()
+		return nil, fmt.Errorf("ccmr serve's bundle answers nonce %x, not the challenge's %x", b.Nonce, nonce)
+	}
+	if b.Logs, err = tail.Logs(b.Logs, since); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("ccmr serve's bundle: %w", err)
+	}
+	return b, nil
+}
+
+// closer is a function as an io.Closer (bundle.OnClose).
+type closer func() error
+
+func (c closer) Close() error { return c() }
+
+// statusError is an answer of the fleet verifier other than 200.
+type statusError struct {
+	target string
+	status int
+	msg    string
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("%s: %d %s: %s", e.target, e.status, http.StatusText(e.status), termsafe.String(e.msg))
+}
+
+// call sends body to target with method and decodes a 200 answer into out;
+// any other status is a *statusError carrying the service's message.
+func call(ctx context.Context, method, target string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
 		return usageError("%v", err)
 	}
-	req.Header.Set("Content-Type", "application/octet-stream")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/octet-stream")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
@@ -260,14 +505,14 @@ func call(ctx context.Context, url string, body io.Reader, out any) error {
 			Error string `json:"error"`
 		}
 		json.Unmarshal(raw, &e)
-		return fmt.Errorf("%s: %s: %s", url, resp.Status, termsafe.String(e.Error))
+		return &statusError{target: target, status: resp.StatusCode, msg: e.Error}
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(out); err != nil {
-		return fmt.Errorf("%s: answer: %w", url, err)
+		return fmt.Errorf("%s: answer: %w", target, err)
 	}
 	if dec.More() {
-		return errors.New(url + ": answer: more than one JSON value")
+		return errors.New(target + ": answer: more than one JSON value")
 	}
 	return nil
 }
