@@ -128,9 +128,16 @@ func Bundle(ctx context.Context, dev mr.Device, store *vmr.Store, nonce []byte, 
 			l.Attach(f, fi.Size())
 			logs = append(logs, l)
 		}
-		l := bundle.Log{Format: string(eventlog.FormatRuntime), Register: bk.Name, Alg: bk.Alg.String(), Source: store.Path()}
-		l.Attach(cur, size)
-		logs = append(logs, l)
+		// A log with no entry and nothing before it (a store that has
+		// not been written yet) says only that the register was never
+		// extended through it: it is left out, as when there is no log
+		// at all, because a log with no entry names no digest algorithm
+		// or MR index to replay it with, and the verifier refuses it.
+		if size > 0 || len(archives) > 0 {
+			l := bundle.Log{Format: string(eventlog.FormatRuntime), Register: bk.Name, Alg: bk.Alg.String(), Source: store.Path()}
+			l.Attach(cur, size)
+			logs = append(logs, l)
+		}
 		if virt, err = store.List(ctx); err != nil {
 			return nil, err
 		}

@@ -149,6 +149,37 @@ func TestBundleNoStore(t *testing.T) {
 	}
 }
 
+// A store not written yet (a daemon's first quote): its empty log is left
+// out and the bundle verifies, with the backing register at its reset
+// value; once a record is written, the log is carried.
+func TestBundleEmptyStore(t *testing.T) {
+	ctx := context.Background()
+	g := newGuest(t)
+	b, err := collect.Bundle(ctx, g.dev, g.store, []byte("n"), collect.Options{NoIMA: true, NoSystemdLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if len(b.Logs) != 0 {
+		t.Fatalf("%d logs, want none for an empty store", len(b.Logs))
+	}
+	if rep := g.verify(t, b, []byte("n")); !rep.Trusted {
+		t.Fatalf("not trusted: %+v", rep)
+	}
+	g.extend(t, "mr_app", "v1")
+	b2, err := collect.Bundle(ctx, g.dev, g.store, []byte("n"), collect.Options{NoIMA: true, NoSystemdLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	if len(b2.Logs) != 1 {
+		t.Fatalf("%d logs after an extend, want the runtime log", len(b2.Logs))
+	}
+	if rep := g.verify(t, b2, []byte("n")); !rep.Trusted {
+		t.Fatalf("not trusted after an extend: %+v", rep)
+	}
+}
+
 // An IMA list that is a FIFO (or any non-regular file) is refused at
 // once, not read until SIGTERM.
 func TestBundleIMAListFIFO(t *testing.T) {
