@@ -10,6 +10,7 @@ import (
 	sevabi "github.com/google/go-sev-guest/abi"
 
 	"github.com/ccmr-dev/ccmr/internal/corpus"
+	"github.com/ccmr-dev/ccmr/internal/snpserdetest"
 )
 
 // FuzzGoTPM: no input panics GoTPM or Build on what it returns; seeded
@@ -43,16 +44,30 @@ func FuzzTrustee(f *testing.F) {
 	})
 }
 
-// addSNPSeeds adds the snp evidence files of testdata/trustee-snp: one
-// of each serde form, and the producer's sample.
+// addSNPSeeds adds the producer-written snp evidence files of
+// testdata/trustee-snp (always), and one of each serde form the test
+// encoder writes from the corpus's reports (when the corpus is present:
+// without it, one line is logged, or the target fails when
+// CCMR_REQUIRE_CORPUS=1, as for every corpus seed).
 func addSNPSeeds(f *testing.F) {
-	for _, n := range []string{"aa-evidence-openshift.json", "trustee-e2e-evidence-2025.json", "trustee-v3-vlek.sev1.1.json", "trustee-v3-vlek.sev1.json", "trustee-v3-vlek.sev6.1.json", "trustee-v2-vcek.sev6.3.json"} {
+	for _, n := range []string{"aa-evidence-openshift.json", "trustee-e2e-evidence-2024.json", "trustee-e2e-evidence-2025.json"} {
 		b, err := os.ReadFile(filepath.Join("testdata", "trustee-snp", n))
 		if err != nil {
 			f.Fatal(err)
 		}
 		f.Add(b)
 	}
+	v2, v3 := snpserdetest.Named(f, "trustee-v2-vcek"), snpserdetest.Named(f, "trustee-v3-vlek")
+	files := corpus.Seeds(f, v3.Report, v3.Key, v2.Report, v2.Key)
+	if len(files) != 4 {
+		return // corpus.Seeds said which is missing
+	}
+	raw3, der3 := v3.Parse(f, files[0], files[1])
+	raw2, der2 := v2.Parse(f, files[2], files[3])
+	for _, form := range []string{snpserdetest.Sev11, snpserdetest.Sev1, snpserdetest.Sev61} {
+		f.Add(snpserdetest.EvidenceJSON(f, snpserdetest.Encode(f, form, raw3), v3.Type, der3))
+	}
+	f.Add(snpserdetest.EvidenceJSON(f, snpserdetest.Encode(f, snpserdetest.Sev63, raw2), v2.Type, der2))
 }
 
 // FuzzTrusteeSNP: the snp decoder alone, seeded with each serde form.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ccmr-dev/ccmr/internal/snpserdetest"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
@@ -299,13 +300,15 @@ func TestForeignTrusteeTPM(t *testing.T) {
 }
 
 // Trustee snp evidence (the sev crate's serde forms; no corpus file has
-// one with its key: bundle/importer's test encoder wrote these from the
-// corpus's real reports) verifies as the raw report and key do, in every
-// form; a member changed against the signature fails verify in both.
+// one with its key: internal/snpserdetest's test encoder writes them here
+// from the corpus's real reports) verifies as the raw report and key do,
+// in every form; a member changed against the signature fails verify in
+// both.
 func TestForeignTrusteeSNP(t *testing.T) {
 	c := corpusPath(t)
 	ts, sg := filepath.Join(c, "trustee/snp"), filepath.Join(c, "go-sev-guest")
 	td := filepath.Join("..", "..", "bundle", "importer", "testdata", "trustee-snp")
+	gen := t.TempDir()
 	snpAt := []string{"--at", "2025-06-01T00:00:00Z"}
 	allowDebug := writeFile(t, t.TempDir(), "allow-debug.json", []byte(`{"snp": {"allow_debug": true}}`))
 	for _, tc := range []struct {
@@ -316,9 +319,10 @@ func TestForeignTrusteeSNP(t *testing.T) {
 		{"trustee-v3-vlek", filepath.Join(ts, "test-vlek-report.bin"), "--vlek", filepath.Join(ts, "test-vlek.der"), snpAt, []string{"report v3 signed (ECDSA P-384) by the VLEK"}},
 		{"go-sev-guest-milan", filepath.Join(sg, "attestation.bin"), "--vcek", filepath.Join(sg, "vcek.testcer"), append([]string{"--policy", allowDebug}, snpAt...), []string{"report v2 signed (ECDSA P-384) by the VCEK", "Milan"}},
 	} {
-		for _, form := range []string{"sev1.1", "sev1", "sev6.1", "sev6.3"} {
+		files := snpserdetest.Named(t, tc.name).Write(t, gen)
+		for _, form := range snpserdetest.Forms {
 			t.Run(tc.name+"/"+form, func(t *testing.T) {
-				file := filepath.Join(td, tc.name+"."+form+".json")
+				file := files[form]
 				split := []string{"--snp-report", tc.report, tc.keyFlag, tc.key}
 				runForeign(t, foreignCase{whole: []string{"--trustee", file}, split: split, verify: tc.verify, wantContains: tc.contains})
 				// MEASUREMENT (report offset 0x90) changed in the JSON and in
