@@ -13,8 +13,11 @@ import (
 
 	"github.com/containerd/ttrpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ccmr-dev/ccmr/serve"
 	"github.com/ccmr-dev/ccmr/serve/aattrpc"
 	"github.com/ccmr-dev/ccmr/serve/aattrpc/aapb"
 )
@@ -174,4 +177,160 @@ func FuzzRedteam7Frames(f *testing.F) {
 			t.Fatalf("a good client after %x: %v", b, err)
 		}
 	})
+}
+
+// rawCall sends one request whose payload is wire (the agent's message as
+// bytes, as a hostile client may write it) and returns the answer's code.
+func rawCall(t testing.TB, sock string, wire []byte, md []*ttrpc.KeyValue) codes.Code {
+	t.Helper()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg, err := proto.Marshal(&ttrpc.Request{Service: aattrpc.Service, Method: aattrpc.MethodExtend, Payload: wire, Metadata: md})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := binary.BigEndian.AppendUint32(nil, uint32(len(msg)))
+	h = binary.BigEndian.AppendUint32(h, 1)
+	h = append(h, 1, 0)
+	if _, err := c.Write(append(h, msg...)); err != nil {
+		t.Fatal(err)
+	}
+	_, code := readAnswer(t, c)
+	return code
+}
+
+// Protobuf edge cases of the request, sent as bytes: a field repeated (the
+// last one counts, for the check and for the record alike, so an aa-only
+// peer cannot slip an mr_ record past the check behind a harmless first
+// domain), unknown fields (ignored, never logged), invalid UTF-8 (refused
+// by the decoder), RegisterIndex 2^64-1 (the agent's mapping: RTMR3 on
+// TDX, accepted once), 4 MiB of ttrpc metadata. Nothing panics; every
+// accepted call logs exactly the record that was checked; the register
+// follows the log.
+func TestRedteam7WireEdgeCases(t *testing.T) {
+	pol, err := serve.ParsePolicy([]byte(`{"format":"ccmr-serve-policy/v1","rules":[{"uids":[1002],"aa":["*"]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, pol)
+	ctx := context.Background()
+	str := func(b []byte, n protowire.Number, s string) []byte {
+		b = protowire.AppendTag(b, n, protowire.BytesType)
+		return protowire.AppendString(b, s)
+	}
+	zero := "sha384/" + strings.Repeat("00", 48)
+	// Domain d, then domain mr_app.bob: the request is an extend of mr_app.bob.
+	twice := str(str(str(str(str(nil, 1, "d"), 2, "o"), 3, "c"), 1, "mr_app.bob"), 2, "extend")
+	twice = str(twice, 3, zero)
+	var req aapb.ExtendRuntimeMeasurementRequest
+	if err := proto.Unmarshal(twice, &req); err != nil {
+		t.Fatal(err)
+	}
+	carol := serve.Peer{UID: 1002, GID: 1002, PID: 1}
+	before := d.state(t)
+	if _, err := d.aa.Extend(ctx, carol, &req); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("a repeated domain: %v (request %v), want PermissionDenied", err, &req)
+	}
+	if after := d.state(t); after.size != before.size || !after.reg.Equal(before.reg) {
+		t.Fatal("a refused call wrote")
+	}
+	// As root over the socket the same bytes extend mr_app.bob, once.
+	if code := rawCall(t, d.aaSock, twice, nil); code != codes.OK {
+		t.Fatalf("root, repeated domain: %v", code)
+	}
+	// Unknown fields, a varint and a length-delimited one, are dropped.
+	unk := str(str(str(nil, 1, "d"), 2, "o"), 3, "c")
+	unk = protowire.AppendVarint(protowire.AppendTag(unk, 99, protowire.VarintType), 7)
+	unk = str(unk, 5, "hidden field")
+	if code := rawCall(t, d.aaSock, unk, nil); code != codes.OK {
+		t.Fatalf("unknown fields: %v", code)
+	}
+	// Invalid UTF-8 in a proto3 string: the decoder refuses it.
+	if code := rawCall(t, d.aaSock, str(str(str(nil, 1, "d\xff"), 2, "o"), 3, "c"), nil); code != codes.InvalidArgument {
+		t.Fatalf("invalid UTF-8: %v", code)
+	}
+	// RegisterIndex 2^64-1.
+	maxIdx := protowire.AppendVarint(protowire.AppendTag(str(str(str(nil, 1, "d"), 2, "o"), 3, "max"), 4, protowire.VarintType), 1<<64-1)
+	if code := rawCall(t, d.aaSock, maxIdx, nil); code != codes.OK {
+		t.Fatalf("RegisterIndex 2^64-1: %v", code)
+	}
+	// 4 MiB less a little of metadata.
+	md := []*ttrpc.KeyValue{{Key: "k", Value: strings.Repeat("v", 4<<20-200)}}
+	if code := rawCall(t, d.aaSock, str(str(str(nil, 1, "d"), 2, "o"), 3, "md"), md); code != codes.OK {
+		t.Fatalf("metadata: %v", code)
+	}
+	var got []string
+	for _, r := range d.records(t) {
+		got = append(got, r.String())
+	}
+	want := []string{"mr_app.bob extend " + zero, "d o c", "d o max", "d o md"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("records\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if err := d.store.Verify(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
+// Clients that leave in the middle of their call (the request written,
+// the connection closed before the answer), many at once beside clients
+// that wait: each record is either logged and extended or neither, never
+// logged twice; the register equals the replay and the quote verifies.
+func TestRedteam7DisconnectMidCall(t *testing.T) {
+	d := startDaemon(t, nil)
+	const n = 200
+	done := make(chan error, n)
+	// At most 16 at once: one uid holds at most a quarter of the
+	// daemon's connections (its further ones are closed at once).
+	slots := make(chan struct{}, 16)
+	for i := range n {
+		req := &aapb.ExtendRuntimeMeasurementRequest{Domain: "d", Operation: "o", Content: "call-" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + "-" + string(rune('a'+i/26))}
+		wire := rawRequest(t, 1, req)
+		go func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			c, err := net.Dial("unix", d.aaSock)
+			if err != nil {
+				done <- err
+				return
+			}
+			if i%2 == 0 {
+				_, err = c.Write(wire)
+				c.Close()
+				done <- err
+				return
+			}
+			c.Close()
+			if c, err = net.Dial("unix", d.aaSock); err != nil {
+				done <- err
+				return
+			}
+			tc := ttrpc.NewClient(c)
+			defer tc.Close()
+			var resp aapb.ExtendRuntimeMeasurementResponse
+			done <- tc.Call(context.Background(), aattrpc.Service, aattrpc.MethodExtend, req, &resp)
+		}()
+	}
+	for range n {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	for _, r := range d.records(t) {
+		if seen[r.Content] {
+			t.Fatalf("record %q logged twice", r.Content)
+		}
+		seen[r.Content] = true
+	}
+	if len(seen) < n/2 {
+		t.Errorf("%d records, want at least the %d of the clients that waited", len(seen), n/2)
+	}
+	if err := d.store.Verify(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	quoteAndVerify(t, d)
 }
