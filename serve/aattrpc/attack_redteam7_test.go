@@ -334,3 +334,32 @@ func TestRedteam7DisconnectMidCall(t *testing.T) {
 	}
 	quoteAndVerify(t, d)
 }
+
+// A segment that holds agent records alone (no virtual register) cannot
+// be cut: its snapshot record would list no register, which aael refuses.
+// The cut fails closed (500, nothing archived, the log and register
+// unchanged), so a guest whose runtime log holds only the agent's records
+// cannot bound it with ccmr log cut. This documents the current behaviour,
+// a design decision left open (docs/threat-model.md, Round 7): it loses no
+// history and no verifier trusts more for it.
+func TestRedteam7CutOfAgentRecordsAlone(t *testing.T) {
+	d := startDaemon(t, nil)
+	ctx := context.Background()
+	if _, err := dialAA(t, d.aaSock).extend(ctx, &aapb.ExtendRuntimeMeasurementRequest{Domain: "d", Operation: "o", Content: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	before := d.state(t)
+	_, err := d.http.Cut(ctx)
+	if err == nil || !strings.Contains(err.Error(), "snapshot of no virtual registers") {
+		t.Fatalf("cut of a segment of agent records alone: %v", err)
+	}
+	if after := d.state(t); after.size != before.size || !after.reg.Equal(before.reg) {
+		t.Fatal("a failed cut wrote")
+	}
+	if a, err := d.store.Archives(); err != nil || len(a) != 0 {
+		t.Fatalf("archives %v (%v) after a failed cut", a, err)
+	}
+	if err := d.store.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
