@@ -172,17 +172,29 @@ type trackedConn struct {
 	net.Conn
 	once sync.Once
 	gone chan struct{}
+	m    meter
 }
 
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { close(c.gone) })
+	c.m.close()
 	return err
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) { return c.m.read(c.Conn, p) }
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.m.wrote(p[:n])
+	return n, err
 }
 
 func newConnListener(c net.Conn) *connListener {
 	gone := make(chan struct{})
-	return &connListener{c: &trackedConn{Conn: c, gone: gone}, closed: make(chan struct{}), gone: gone}
+	tc := &trackedConn{Conn: c, gone: gone}
+	tc.m.init()
+	return &connListener{c: tc, closed: make(chan struct{}), gone: gone}
 }
 
 func (l *connListener) Accept() (net.Conn, error) {
