@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
+
 	"github.com/ccmr-dev/ccmr/bundle"
 )
 
@@ -49,6 +51,9 @@ type rounds struct {
 	g     *guest
 	whole *MonitorState // advanced by whole bundles
 	tails *MonitorState // advanced by tails
+	// mustTrust fails a round whose bundle is not trusted in full (for
+	// sequences of honest rounds; the fuzz target's tampering is not).
+	mustTrust bool
 }
 
 func (rs *rounds) round(what string) {
@@ -56,6 +61,9 @@ func (rs *rounds) round(what string) {
 	t.Helper()
 	b := g.quote(true)
 	full := verifyT(t, b, g.roundsOpts(nil))
+	if rs.mustTrust && !full.Trusted {
+		t.Fatalf("%s: not trusted in full:\n%s", what, reportText(full))
+	}
 	before := stateBytes(t, rs.whole)
 	withState := verifyT(t, b, g.roundsOpts(rs.whole))
 	if withState.Trusted != full.Trusted {
@@ -92,7 +100,7 @@ func (rs *rounds) round(what string) {
 // state as without it, and tails give the same state as whole logs.
 func TestMonitorRoundsWithCuts(t *testing.T) {
 	g := newGuest(t)
-	rs := &rounds{t: t, g: g, whole: emptyState(), tails: emptyState()}
+	rs := &rounds{t: t, g: g, whole: emptyState(), tails: emptyState(), mustTrust: true}
 	ctx := context.Background()
 	cut := func() {
 		if _, err := g.s.Cut(ctx); err != nil {
@@ -125,6 +133,44 @@ func TestMonitorRoundsWithCuts(t *testing.T) {
 	if e := rs.whole.Machines[MachineID(g.quote(false))]; e == nil || len(e.Runtime) != 1 || len(e.Runtime[0].Archived) != 5 {
 		t.Fatalf("the state should keep the hashes of the 5 archived segments: %+v", e.Runtime[0])
 	}
+}
+
+// Rounds over a log of records that extend no virtual register (the
+// attestation agent's, vmr.Store.AppendRecord), cut: a cut segment is its
+// INIT alone (nothing to snapshot), and the state follows it, whole and
+// from tails, as for virtual records; a virtual register that appears
+// after such a cut snapshots normally at the next cut.
+func TestMonitorRoundsAgentRecordsCut(t *testing.T) {
+	g := newGuest(t)
+	rs := &rounds{t: t, g: g, whole: emptyState(), tails: emptyState(), mustTrust: true}
+	ctx := context.Background()
+	record := func(c string) {
+		rec, err := aael.NewRecord("github.com/confidential-containers", "PullImage", c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.s.AppendRecord(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cut := func() {
+		if _, err := g.s.Cut(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record("a")
+	rs.round("round 1: agent records")
+	cut()
+	rs.round("round 2: cut, the new segment is its INIT alone")
+	record("b")
+	rs.round("round 3: an agent record after the cut")
+	cut()
+	record("c")
+	g.extend("mr_ctr.app", "1")
+	rs.round("round 4: cut, an agent record and a virtual one")
+	cut()
+	record("d")
+	rs.round("round 5: cut with a snapshot of mr_ctr.app")
 }
 
 // FuzzMonitorRounds runs random sequences of extend, cut, IMA growth and

@@ -20,7 +20,8 @@ var ErrNothingToCut = errors.New("no records since the segment's start: nothing 
 // Cut archives the current segment of the runtime log and starts a new one
 // (docs/design.md, "The CC runtime log", Segments): its INIT entry holds the backing register's value at
 // the cut and its first record, `ccmr snapshot mr_x=ALG/HEX,...` (extended
-// like any record), every virtual register's value. The archived segment is
+// like any record), every virtual register's value (a segment whose records
+// extend no virtual register gets its INIT entry alone). The archived segment is
 // what an auditor needs to prove the snapshot; once it has been shipped the
 // guest may delete it, so the log a guest keeps stays bounded.
 //
@@ -47,17 +48,25 @@ func (s *Store) Cut(ctx context.Context) (string, error) {
 			snap = append(snap, aael.Snapshot{Name: name, Value: v})
 		}
 		sort.Slice(snap, func(i, j int) bool { return snap[i].Name < snap[j].Name })
-		rec, err := aael.SnapshotRecord(snap)
-		if err != nil {
-			return fmt.Errorf("vmr: cut: %w", err)
-		}
 		seg, err := encodeInit(s.backing, s.view.value)
 		if err != nil {
 			return err
 		}
-		seg, d, err := encodeRecord(seg, s.backing, rec)
-		if err != nil {
-			return err
+		// A segment of records that extend no virtual register (the
+		// attestation agent's, through serve/aattrpc) has nothing to
+		// snapshot: the new segment is its INIT entry alone, which the
+		// verifier chains like any other (its INIT must be where the
+		// archive ended, and no virtual register had a value), and
+		// nothing is extended.
+		var d mr.Digest
+		if len(snap) > 0 {
+			rec, err := aael.SnapshotRecord(snap)
+			if err != nil {
+				return fmt.Errorf("vmr: cut: %w", err)
+			}
+			if seg, d, err = encodeRecord(seg, s.backing, rec); err != nil {
+				return err
+			}
 		}
 		tmp := s.path + ".new"
 		if err := writeSync(tmp, seg); err != nil {
@@ -83,6 +92,9 @@ func (s *Store) Cut(ctx context.Context) (string, error) {
 		// The new segment is in place; its snapshot record is logged but
 		// not yet extended. Extending it now completes the cut; a crash
 		// before this line is rolled forward by the next Open.
+		if d.IsZero() {
+			return nil
+		}
 		if err := s.dev.Extend(ctx, s.backing.Name, d); err != nil {
 			return fmt.Errorf("vmr: extending %s with the snapshot record: %w", s.backing.Name, err)
 		}

@@ -335,31 +335,43 @@ func TestRedteam7DisconnectMidCall(t *testing.T) {
 	quoteAndVerify(t, d)
 }
 
-// A segment that holds agent records alone (no virtual register) cannot
-// be cut: its snapshot record would list no register, which aael refuses.
-// The cut fails closed (500, nothing archived, the log and register
-// unchanged), so a guest whose runtime log holds only the agent's records
-// cannot bound it with ccmr log cut. This documents the current behaviour,
-// a design decision left open (docs/threat-model.md, Round 7): it loses no
-// history and no verifier trusts more for it.
+// A segment that holds agent records alone (no virtual register) is cut
+// like any other: the new segment is its INIT entry alone (no snapshot
+// record, since no virtual register has a value) and nothing is extended.
+// The daemon's quote (archive and new segment) verifies before and after
+// the next agent record, and a second cut with nothing new is refused.
+// (Found by red team 7: the cut failed, so such a guest could not bound
+// its log.)
 func TestRedteam7CutOfAgentRecordsAlone(t *testing.T) {
 	d := startDaemon(t, nil)
 	ctx := context.Background()
-	if _, err := dialAA(t, d.aaSock).extend(ctx, &aapb.ExtendRuntimeMeasurementRequest{Domain: "d", Operation: "o", Content: "c"}); err != nil {
+	aa := dialAA(t, d.aaSock)
+	if _, err := aa.extend(ctx, &aapb.ExtendRuntimeMeasurementRequest{Domain: "d", Operation: "o", Content: "c"}); err != nil {
 		t.Fatal(err)
 	}
 	before := d.state(t)
-	_, err := d.http.Cut(ctx)
-	if err == nil || !strings.Contains(err.Error(), "snapshot of no virtual registers") {
+	r, err := d.http.Cut(ctx)
+	if err != nil {
 		t.Fatalf("cut of a segment of agent records alone: %v", err)
 	}
-	if after := d.state(t); after.size != before.size || !after.reg.Equal(before.reg) {
-		t.Fatal("a failed cut wrote")
+	if a, err := d.store.Archives(); err != nil || len(a) != 1 || a[0] != r.Archive {
+		t.Fatalf("archives %v (%v), want %s", a, err, r.Archive)
 	}
-	if a, err := d.store.Archives(); err != nil || len(a) != 0 {
-		t.Fatalf("archives %v (%v) after a failed cut", a, err)
+	if after := d.state(t); !after.reg.Equal(before.reg) {
+		t.Fatal("a cut with nothing to snapshot extended the register")
 	}
 	if err := d.store.Verify(ctx); err != nil {
 		t.Fatal(err)
 	}
+	quoteAndVerify(t, d)
+	if _, err := d.http.Cut(ctx); err == nil {
+		t.Fatal("a second cut with nothing new succeeded")
+	}
+	if _, err := aa.extend(ctx, &aapb.ExtendRuntimeMeasurementRequest{Domain: "d", Operation: "o", Content: "after"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.store.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
+	quoteAndVerify(t, d)
 }
