@@ -202,12 +202,43 @@ func rawCall(t testing.TB, sock string, wire []byte, md []*ttrpc.KeyValue) codes
 	return code
 }
 
+// rawSend sends one request as rawCall does and reads its answer; it
+// returns an error when the daemon closes the connection instead (reading
+// stops at the deadline: a daemon that neither answers nor closes fails).
+func rawSend(sock string, wire []byte, md []*ttrpc.KeyValue) error {
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	msg, err := proto.Marshal(&ttrpc.Request{Service: aattrpc.Service, Method: aattrpc.MethodExtend, Payload: wire, Metadata: md})
+	if err != nil {
+		return err
+	}
+	h := binary.BigEndian.AppendUint32(nil, uint32(len(msg)))
+	h = binary.BigEndian.AppendUint32(h, 1)
+	h = append(h, 1, 0)
+	if _, err := c.Write(append(h, msg...)); err != nil {
+		return err
+	}
+	var hdr [10]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			return nil // neither answered nor closed: the test fails
+		}
+		return err
+	}
+	return nil
+}
+
 // Protobuf edge cases of the request, sent as bytes: a field repeated (the
 // last one counts, for the check and for the record alike, so an aa-only
 // peer cannot slip an mr_ record past the check behind a harmless first
 // domain), unknown fields (ignored, never logged), invalid UTF-8 (refused
 // by the decoder), RegisterIndex 2^64-1 (the agent's mapping: RTMR3 on
-// TDX, accepted once), 4 MiB of ttrpc metadata. Nothing panics; every
+// TDX, accepted once), 4 MiB of ttrpc metadata (the connection is closed at
+// the message's header, as any message over the request limit). Nothing panics; every
 // accepted call logs exactly the record that was checked; the register
 // follows the log.
 func TestRedteam7WireEdgeCases(t *testing.T) {
@@ -257,8 +288,15 @@ func TestRedteam7WireEdgeCases(t *testing.T) {
 	if code := rawCall(t, d.aaSock, maxIdx, nil); code != codes.OK {
 		t.Fatalf("RegisterIndex 2^64-1: %v", code)
 	}
-	// 4 MiB less a little of metadata.
+	// 4 MiB less a little of metadata: a message over the request limit
+	// (aael.MaxRecordSize and 64 KiB) closes the connection at its
+	// header, before ttrpc allocates it; nothing is written.
 	md := []*ttrpc.KeyValue{{Key: "k", Value: strings.Repeat("v", 4<<20-200)}}
+	if err := rawSend(d.aaSock, str(str(str(nil, 1, "d"), 2, "o"), 3, "md"), md); err == nil {
+		t.Fatal("4 MiB of metadata: answered, want the connection closed")
+	}
+	// Metadata within the limit is served.
+	md = []*ttrpc.KeyValue{{Key: "k", Value: strings.Repeat("v", 32<<10)}}
 	if code := rawCall(t, d.aaSock, str(str(str(nil, 1, "d"), 2, "o"), 3, "md"), md); code != codes.OK {
 		t.Fatalf("metadata: %v", code)
 	}

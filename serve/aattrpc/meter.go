@@ -2,25 +2,39 @@ package aattrpc
 
 import (
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"sync"
+
+	"github.com/ccmr-dev/ccmr/eventlog/aael"
 )
 
 // ttrpc's framing (containerd/ttrpc channel.go): a 10-byte header (length,
 // stream id, both big-endian; type; flags) before each message, at most
-// 4 MiB of message.
+// 4 MiB of message (frameLimit, below, is lower).
 const (
 	frameHeader   = 10
-	frameMax      = 4 << 20
 	frameRequest  = 1
 	frameData     = 3
 	maxUnanswered = 16
 	// maxUnansweredBytes bounds the messages of one connection read and
-	// not yet answered; a single larger message (up to frameMax) is
+	// not yet answered; a single larger message (up to frameLimit) is
 	// still read when nothing else is waiting.
 	maxUnansweredBytes = 1 << 20
+	// frameLimit is the largest message read at all: a request holds one
+	// record of at most aael.MaxRecordSize bytes, plus its field tags and
+	// ttrpc's few bytes of metadata. A header announcing more closes the
+	// connection before ttrpc allocates the message (it would allocate up
+	// to 4 MiB on the header's word: red team 7).
+	frameLimit = aael.MaxRecordSize + 64<<10
 )
+
+// errFrameTooLarge closes a connection whose next message is over
+// frameLimit. It wraps io.ErrUnexpectedEOF because ttrpc closes a
+// connection only on an end of file (or a reset): on any other read error
+// it logs and keeps the connection open, idle, for good.
+var errFrameTooLarge = fmt.Errorf("ttrpc message over the request size limit: %w", io.ErrUnexpectedEOF)
 
 // meter is the back pressure ttrpc's server lacks. ttrpc reads a
 // connection as fast as the peer writes and starts a goroutine for every
@@ -97,7 +111,10 @@ func (m *meter) read(c net.Conn, p []byte) (int, error) {
 	}
 	size := binary.BigEndian.Uint32(m.rhdr[0:4])
 	id := binary.BigEndian.Uint32(m.rhdr[4:8])
-	if typ := m.rhdr[8]; typ == frameRequest || typ == frameData || id%2 == 0 || size > frameMax {
+	if size > frameLimit {
+		return 0, errFrameTooLarge
+	}
+	if typ := m.rhdr[8]; typ == frameRequest || typ == frameData || id%2 == 0 {
 		m.mu.Lock()
 		m.n++
 		m.bytes += int64(size)
