@@ -246,17 +246,20 @@ func SinceOf(m *Machine) (*tail.Since, error) {
 	return s, nil
 }
 
-// checkIdentity refuses a TDX or SNP bundle whose evidence names other
-// hardware than m's enrolled identity, or is of another platform. It runs
-// before the verifier: evidence from another chip is not this machine's,
-// so it is refused (403) rather than recorded in its history. (A sim or
-// TPM bundle is held to m's key by the verifier itself.)
+// checkIdentity refuses a bundle of another platform than m's, and a TDX
+// or SNP bundle whose evidence names other hardware than m's enrolled
+// identity. It runs before the verifier: evidence from another chip is not
+// this machine's, so it is refused (403) rather than recorded in its
+// history. The platform is checked for every machine: the verifier holds
+// a sim or TPM bundle to m's key, but judges a TDX or SNP bundle by its
+// own chain and never looks at that key, so genuine evidence of any TDX or
+// SNP host would otherwise pass as a keyed machine's.
 func checkIdentity(b *bundle.Bundle, m *Machine) error {
-	if m.Platform != "tdx" && m.Platform != "snp" {
-		return nil
-	}
 	if string(b.Platform) != m.Platform {
 		return fmt.Errorf("%w: machine %s is a %s machine, the bundle's platform is %q", ErrIdentity, m.ID, m.Platform, b.Platform)
+	}
+	if m.Platform != "tdx" && m.Platform != "snp" {
+		return nil
 	}
 	id, err := Identity(b.Platform, b.Evidence.Report)
 	if err != nil {

@@ -1,0 +1,85 @@
+package fleet
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ccmr-dev/ccmr/internal/corpus"
+	"github.com/ccmr-dev/ccmr/mr"
+)
+
+// Red team, round 7 (fleet): attacks on the fleet verifier's tails, its
+// TDX/SNP enrolment by hardware identity and the evidence endpoint. Each
+// test carries the hostile input; docs/threat-model.md, "Round 7 (fleet)",
+// lists every attack tried.
+
+// snpGroups is a policy folder whose group "snp" accepts the corpus's
+// debug SNP guest, and whose group "tpm" pins nothing platform-specific
+// (a TPM fleet's group without PCR rules, as a fresh deployment has).
+func redteamGroups(t *testing.T) *Groups {
+	t.Helper()
+	dir := t.TempDir()
+	for name, pol := range map[string]string{"snp": `{"snp": {"allow_debug": true}}`, "tpm": `{}`} {
+		if err := os.WriteFile(filepath.Join(dir, name+".json"), []byte(pol), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := LoadGroups(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// A sim or TPM machine pins a key; the verifier checks the key only on
+// sim and TPM evidence. Genuine SEV-SNP evidence of any host (the corpus's
+// go-sev-guest report, signed by its chip's VCEK, answering the nonce the
+// service issued) posted as a TPM or sim machine was judged on the SNP
+// path, where the pinned key is never looked at: TRUSTED, the state
+// advanced. Evidence of another platform than the machine's is refused
+// 403 before the verifier runs, nothing written, the nonce unused.
+func TestRedteam7_OtherPlatformEvidenceForKeyedMachine(t *testing.T) {
+	snp, vcek := corpus.Read(t, "go-sev-guest/attestation.bin"), corpus.Read(t, "go-sev-guest/vcek.testcer")
+	nonce := append([]byte(nil), snp[0x50:0x90]...)
+	g := newGuest(t, 1)
+	for name, url := range storeURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			r := newReplica(t, url, Config{Groups: redteamGroups(t)})
+			if err := r.st.IssueNonce(ctx, nonce, time.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range []Machine{
+				{ID: "tpm-1", Group: "snp", Platform: "tpm", KeyPEM: string(g.key)},
+				{ID: "sim-1", Group: "snp", Platform: "sim", KeyPEM: string(g.key)},
+				{ID: "tpm-2", Group: "tpm", Platform: "tpm", KeyPEM: string(g.key)},
+			} {
+				if err := r.st.Enroll(ctx, m); err != nil {
+					t.Fatal(err)
+				}
+				// Each case on its own: a nonce a case consumed is made
+				// good again (only a refusal must leave it unused).
+				if _, err := r.st.(*sqlStore).db.ExecContext(ctx, "UPDATE nonces SET used = NULL"); err != nil {
+					t.Fatal(err)
+				}
+				before := takeSnap(t, r.st, m.ID)
+				code, res := r.post(t, m.ID, hwBundle(t, mr.PlatformSNP, snp, [][]byte{vcek}, nonce))
+				if code != 403 {
+					t.Errorf("%s (%s machine): another host's SNP report: status %d (trusted %v), want 403", m.ID, m.Platform, code, res != nil && res.Trusted)
+				}
+				if after := takeSnap(t, r.st, m.ID); after != before {
+					t.Errorf("%s: refused evidence wrote: %+v, was %+v", m.ID, after, before)
+				}
+			}
+			// The nonce is still unused: the report is judged as the SNP
+			// machine of that chip.
+			enrolHW(t, r.st, "snp-1", "snp", mr.PlatformSNP, snp, nil)
+			if code, res := r.post(t, "snp-1", hwBundle(t, mr.PlatformSNP, snp, [][]byte{vcek}, nonce)); code != 200 || !res.Trusted {
+				t.Errorf("the chip's own machine: %d (nonce consumed by a refusal?)", code)
+			}
+		})
+	}
+}
