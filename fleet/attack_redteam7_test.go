@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -79,6 +80,44 @@ func TestRedteam7_OtherPlatformEvidenceForKeyedMachine(t *testing.T) {
 			enrolHW(t, r.st, "snp-1", "snp", mr.PlatformSNP, snp, nil)
 			if code, res := r.post(t, "snp-1", hwBundle(t, mr.PlatformSNP, snp, [][]byte{vcek}, nonce)); code != 200 || !res.Trusted {
 				t.Errorf("the chip's own machine: %d (nonce consumed by a refusal?)", code)
+			}
+		})
+	}
+}
+
+// Identity read CHIP_ID from any SNP report whatever key signed it, but
+// only a VCEK-signed report has its CHIP_ID compared with anything (the
+// VCEK's HWID): a VLEK is a cloud provider's key, shared by its chips, and
+// the verifier checks no CHIP_ID under it. A VLEK report carrying the
+// enrolled machine's CHIP_ID passed the pin and was judged (and recorded)
+// as that machine, and `--from` enrolled a chip identity from it that no
+// verification would ever bind to a chip. Only a VCEK-signed report names
+// a chip.
+func TestRedteam7_VLEKReportNamesNoChip(t *testing.T) {
+	victim, vcek := corpus.Read(t, "go-sev-guest/attestation.bin"), corpus.Read(t, "go-sev-guest/vcek.testcer")
+	vlek := bytes.Clone(corpus.Read(t, "trustee/snp/test-vlek-report.bin"))
+	if vlek[0x48]>>2&7 != 1 {
+		t.Fatalf("the corpus's VLEK report is not VLEK-signed: signer info %x", vlek[0x48:0x4c])
+	}
+	copy(vlek[snpChipIDOffset:snpChipIDOffset+snpChipIDSize], victim[snpChipIDOffset:snpChipIDOffset+snpChipIDSize])
+	if id, err := Identity(mr.PlatformSNP, vlek); err == nil {
+		t.Errorf("a VLEK-signed report names chip %s", id)
+	}
+	nonce := append([]byte(nil), vlek[0x50:0x90]...)
+	for name, url := range storeURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			r := newReplica(t, url, Config{Groups: redteamGroups(t)})
+			if err := r.st.IssueNonce(ctx, nonce, time.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			enrolHW(t, r.st, "snp-1", "snp", mr.PlatformSNP, victim, nil)
+			before := takeSnap(t, r.st, "snp-1")
+			if code, _ := r.post(t, "snp-1", hwBundle(t, mr.PlatformSNP, vlek, [][]byte{vcek}, nonce)); code != 403 {
+				t.Errorf("a VLEK report with the machine's CHIP_ID: status %d, want 403", code)
+			}
+			if after := takeSnap(t, r.st, "snp-1"); after != before {
+				t.Errorf("refused evidence wrote: %+v, was %+v", after, before)
 			}
 		})
 	}
