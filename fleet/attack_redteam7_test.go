@@ -122,3 +122,55 @@ func TestRedteam7_VLEKReportNamesNoChip(t *testing.T) {
 		})
 	}
 }
+
+// A bundle already judged for a machine gets its recorded verdict back, so
+// that an agent's retry is idempotent. After the machine was enrolled again
+// with another key (its old device retired, or compromised), the old
+// device's last bundle, posted once more, was answered 200 "trusted" with
+// the old EAR: a TRUSTED answer for the machine id about a key it no longer
+// has. A verdict recorded under an earlier enrolment's pin is not the
+// machine's any more: refused 403, nothing written. A verdict of the
+// current pin is still replayed.
+func TestRedteam7_ReplayAfterReenrolment(t *testing.T) {
+	for name, url := range storeURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			r := newReplica(t, url, Config{})
+			old, repl := newGuest(t, 1), newGuest(t, 2)
+			if err := r.st.Enroll(ctx, old.machine("default")); err != nil {
+				t.Fatal(err)
+			}
+			body := old.evidence(t, r.challenge(t), false)
+			if code, res := r.post(t, old.id, body); code != 200 || !res.Trusted {
+				t.Fatalf("the old device's bundle: %d %+v", code, res)
+			}
+			// A retry under the same pin: its verdict back.
+			if code, res := r.post(t, old.id, body); code != 200 || !res.Replayed || !res.Trusted {
+				t.Fatalf("a retry: %d %+v", code, res)
+			}
+			// The machine gets a new device: enrolled again with its key.
+			m := repl.machine("default")
+			m.ID = old.id
+			if err := r.st.Enroll(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			before := takeSnap(t, r.st, old.id)
+			code, res := r.post(t, old.id, body)
+			if code == 200 && res.Trusted {
+				t.Errorf("the retired device's bundle after re-enrolment: 200 trusted (replayed %v)", res.Replayed)
+			} else if code != 403 {
+				t.Errorf("the retired device's bundle after re-enrolment: status %d, want 403", code)
+			}
+			if after := takeSnap(t, r.st, old.id); after != before {
+				t.Errorf("refused replay wrote: %+v, was %+v", after, before)
+			}
+			// The new device's own bundle: judged, then replayed.
+			nb := repl.evidence(t, r.challenge(t), false)
+			for i := 0; i < 2; i++ {
+				if code, res := r.post(t, old.id, nb); code != 200 || !res.Trusted || res.Replayed != (i == 1) {
+					t.Fatalf("the new device's bundle, post %d: %d %+v", i, code, res)
+				}
+			}
+		})
+	}
+}

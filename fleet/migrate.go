@@ -49,6 +49,11 @@ var migrations = []string{
 	// their trust material (trust, fleet.Trust JSON).
 	`ALTER TABLE machines ADD COLUMN identity TEXT NOT NULL DEFAULT '';
 	ALTER TABLE machines ADD COLUMN trust {BLOB};`,
+	// 4: pinned is the version from which the machine's current pin (key
+	// or hardware identity) holds: a verdict judged from an earlier
+	// version was judged under another pin, and is never answered again
+	// as the machine's (a replay).
+	`ALTER TABLE machines ADD COLUMN pinned BIGINT NOT NULL DEFAULT 0;`,
 }
 
 // migrate brings the schema to version to (1..len(migrations)), each step

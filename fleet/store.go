@@ -219,7 +219,7 @@ func (s *sqlStore) Enroll(ctx context.Context, m Machine) error {
 		// Another key or hardware: the state judged under the old one is
 		// not this machine's; the version goes on so no old verdict's
 		// version repeats.
-		_, err = tx.ExecContext(ctx, s.q("UPDATE machines SET grp = ?, platform = ?, key_pem = ?, identity = ?, trust = ?, state = NULL, version = version + 1, updated = ? WHERE id = ?"),
+		_, err = tx.ExecContext(ctx, s.q("UPDATE machines SET grp = ?, platform = ?, key_pem = ?, identity = ?, trust = ?, state = NULL, version = version + 1, pinned = version + 1, updated = ? WHERE id = ?"),
 			m.Group, m.Platform, m.KeyPEM, m.Identity, m.Trust, now, m.ID)
 	}
 	if err != nil {
@@ -290,8 +290,9 @@ func (s *sqlStore) Submit(ctx context.Context, sub Submission, verify VerifyFunc
 	defer tx.Rollback()
 	m := Machine{ID: sub.Machine}
 	var state []byte
-	err = tx.QueryRowContext(ctx, s.q("SELECT grp, platform, key_pem, identity, trust, state, version, updated FROM machines WHERE id = ?"+s.d.forUpdate), sub.Machine).
-		Scan(&m.Group, &m.Platform, &m.KeyPEM, &m.Identity, &m.Trust, &state, &m.Version, &m.Updated)
+	var pinned int64
+	err = tx.QueryRowContext(ctx, s.q("SELECT grp, platform, key_pem, identity, trust, state, version, pinned, updated FROM machines WHERE id = ?"+s.d.forUpdate), sub.Machine).
+		Scan(&m.Group, &m.Platform, &m.KeyPEM, &m.Identity, &m.Trust, &state, &m.Version, &pinned, &m.Updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, fmt.Errorf("%w: %q", ErrUnknownMachine, sub.Machine)
 	}
@@ -303,6 +304,12 @@ func (s *sqlStore) Submit(ctx context.Context, sub Submission, verify VerifyFunc
 	// verdict once that has committed.
 	v, err := scanVerdict(tx.QueryRowContext(ctx, s.q("SELECT "+verdictCols+" FROM verdicts WHERE machine = ? AND bundle_sha256 = ?"), sub.Machine, sub.Bundle))
 	if err == nil {
+		if v.From < pinned {
+			// Judged under the pin the machine had before it was
+			// enrolled again: that verdict is about a key or hardware
+			// the machine no longer has.
+			return nil, false, fmt.Errorf("%w: machine %s: this bundle was judged at version %d, under the key or hardware the machine was enrolled with before version %d", ErrIdentity, sub.Machine, v.From, pinned)
+		}
 		return v, true, tx.Commit()
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
