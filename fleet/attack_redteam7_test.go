@@ -3,13 +3,18 @@ package fleet
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/pem"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/internal/corpus"
 	"github.com/ccmr-dev/ccmr/mr"
+	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 )
 
 // Red team, round 7 (fleet): attacks on the fleet verifier's tails, its
@@ -169,6 +174,325 @@ func TestRedteam7_ReplayAfterReenrolment(t *testing.T) {
 			for i := 0; i < 2; i++ {
 				if code, res := r.post(t, old.id, nb); code != 200 || !res.Trusted || res.Replayed != (i == 1) {
 					t.Fatalf("the new device's bundle, post %d: %d %+v", i, code, res)
+				}
+			}
+		})
+	}
+}
+
+// Held: two bundles whose runtime logs are tails from the same stored
+// point, posted at once to two replicas (the since check and the advance
+// race). The base is checked under the row lock, so exactly one advances;
+// the other, whose base the first moved, is refused 409 with its nonce
+// unused, and nothing of it is recorded.
+func TestRedteam7_TailRaceTwoReplicas(t *testing.T) {
+	for name, url := range storeURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			r1, r2 := newReplica(t, url, Config{}), newReplica(t, url, Config{})
+			g := newGuest(t, 1)
+			if err := r1.st.Enroll(ctx, g.machine("default")); err != nil {
+				t.Fatal(err)
+			}
+			g.extend(t)
+			if code, res := r1.post(t, g.id, g.quote(t, r1.challenge(t), nil)); code != 200 || !res.Trusted {
+				t.Fatalf("whole bundle: %d %+v", code, res)
+			}
+			since := r1.view(t, g.id).Since
+			for round := 0; round < 4; round++ {
+				g.extend(t)
+				n1, n2 := r1.challenge(t), r2.challenge(t)
+				b1, b2 := g.quote(t, n1, since), g.quote(t, n2, since)
+				before := takeSnap(t, r1.st, g.id)
+				codes := make([]int, 2)
+				done := make(chan struct{})
+				go func() { codes[0], _ = r1.post(t, g.id, b1); close(done) }()
+				codes[1], _ = r2.post(t, g.id, b2)
+				<-done
+				after := takeSnap(t, r1.st, g.id)
+				ok, conflict := 0, 0
+				for _, c := range codes {
+					switch c {
+					case 200:
+						ok++
+					case 409:
+						conflict++
+					}
+				}
+				if ok != 1 || conflict != 1 || after.version != before.version+1 || after.history != before.history+1 {
+					t.Fatalf("round %d: statuses %v, version %d→%d, history %d→%d: want one advance and one 409", round, codes, before.version, after.version, before.history, after.history)
+				}
+				// The refused bundle's nonce is still good: as a whole
+				// bundle it is judged (and advances).
+				loser := n1
+				if codes[1] == 409 {
+					loser = n2
+				}
+				if code, res := r1.post(t, g.id, g.quote(t, loser, nil)); code != 200 || !res.Trusted || !res.Advanced {
+					t.Fatalf("round %d: the refused bundle's nonce, whole: %d %+v", round, code, res)
+				}
+				since = r1.view(t, g.id).Since
+			}
+		})
+	}
+}
+
+// replaceChain returns the TDX quote q with its PCK certificate chain (the
+// last field of its signature data) replaced by chain, every size field
+// around it (signature data, QE certification data, PCK data) adjusted.
+func replaceChain(t *testing.T, q []byte, chain []byte) []byte {
+	out, err := replaceChainErr(t, q, chain)
+	if err != nil {
+		t.Fatalf("the rebuilt quote does not parse: %v", err)
+	}
+	return out
+}
+
+// replaceChainErr is replaceChain, returning the quote and whether it parses.
+func replaceChainErr(t *testing.T, q []byte, chain []byte) ([]byte, error) {
+	t.Helper()
+	pq, err := tdxverify.ParseQuote(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chainOff := pq.End - len(pq.PCKChain)
+	d := uint32(len(chain) - len(pq.PCKChain))
+	out := append(append(bytes.Clone(q[:chainOff]), chain...), q[pq.End:]...)
+	sigLen := len(pq.Signed)
+	qeSize := sigLen + 4 + tdxverify.SignatureSize + tdxverify.AttestKeySize + 2
+	for _, off := range []int{sigLen, qeSize, chainOff - 4} {
+		binary.LittleEndian.PutUint32(out[off:], binary.LittleEndian.Uint32(out[off:])+d)
+	}
+	_, err = tdxverify.ParseQuote(out)
+	return out, err
+}
+
+// pemBlocks splits a PEM chain into its blocks, each re-encoded.
+func pemBlocks(chain []byte) [][]byte {
+	var out [][]byte
+	for {
+		var b *pem.Block
+		b, chain = pem.Decode(chain)
+		if b == nil {
+			return out
+		}
+		out = append(out, pem.EncodeToMemory(b))
+	}
+}
+
+// Held: a TDX quote of platform B whose PCK chain names platform A (the
+// enrolled machine) where Identity reads it, while the quote is signed
+// through B's certificates. Identity reads the chain's first PEM block;
+// the verifier takes exactly three canonical blocks, the first as the leaf
+// whose key must sign the QE report. A's leaf in place of B's, or put in
+// front of B's chain, passes the pin (it is A's identity) but the verifier
+// refuses it: NOT TRUSTED (a verdict, as for a sim or TPM bundle signed by
+// another key), the state not advanced. Text before the chain, and
+// trailing bytes, are refused as a quote that does not parse or is not
+// canonical.
+func TestRedteam7_TDXChainNamesVictimSignedByOther(t *testing.T) {
+	tdxA, tdxB := corpus.Read(t, "dcap-qvl/tdx_quote"), corpus.Read(t, "trustee/tdx/tdx_quote_4.dat")
+	qa, err := tdxverify.ParseQuote(tdxA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qb, err := tdxverify.ParseQuote(tdxB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ba, bb := pemBlocks(qa.PCKChain), pemBlocks(qb.PCKChain)
+	if len(ba) != 3 || len(bb) != 3 {
+		t.Fatalf("chains of %d and %d blocks", len(ba), len(bb))
+	}
+	idA, err := Identity(mr.PlatformTDX, tdxA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := append([]byte(nil), qb.Body.ReportData[:]...)
+	forged := map[string][]byte{
+		"A's leaf in B's chain":     replaceChain(t, tdxB, bytes.Join([][]byte{ba[0], bb[1], bb[2]}, nil)),
+		"A's leaf before B's chain": replaceChain(t, tdxB, bytes.Join([][]byte{ba[0], bb[0], bb[1], bb[2]}, nil)),
+		"A's leaf after B's chain":  replaceChain(t, tdxB, bytes.Join([][]byte{bb[0], bb[1], bb[2], ba[0]}, nil)),
+	}
+	// Text around the blocks: the quote does not parse, and names nothing.
+	for what, chain := range map[string][][]byte{
+		"text, then A's leaf, B's chain": {[]byte("x\n"), ba[0], bb[0], bb[1], bb[2]},
+		"A's leaf, then text":            {ba[0], []byte("x\n"), bb[0], bb[1], bb[2]},
+		"B's chain, then text":           {bb[0], bb[1], bb[2], []byte("x")},
+	} {
+		q, err := replaceChainErr(t, tdxB, bytes.Join(chain, nil))
+		if err == nil {
+			t.Errorf("%s: the quote parses", what)
+		}
+		if id, err := Identity(mr.PlatformTDX, q); err == nil {
+			t.Errorf("%s: identity %s", what, id)
+		}
+	}
+	for name, url := range storeURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			r := newReplica(t, url, Config{Groups: redteamGroups(t)})
+			if err := r.st.IssueNonce(ctx, nonce, time.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			enrolHW(t, r.st, "tdx-a", "tpm", mr.PlatformTDX, tdxA, &Trust{AllowMissingCollateral: true})
+			for what, q := range forged {
+				if _, err := r.st.(*sqlStore).db.ExecContext(ctx, "UPDATE nonces SET used = NULL"); err != nil {
+					t.Fatal(err)
+				}
+				id, _ := Identity(mr.PlatformTDX, q)
+				before := takeSnap(t, r.st, "tdx-a")
+				code, res := r.post(t, "tdx-a", hwBundle(t, mr.PlatformTDX, q, nil, nonce))
+				if code == 200 && res.Trusted {
+					t.Errorf("%s (identity %s, enrolled %s): TRUSTED", what, id, idA)
+				}
+				if after := takeSnap(t, r.st, "tdx-a"); after.version != before.version || after.state != before.state {
+					t.Errorf("%s: the state moved: %+v, was %+v", what, after, before)
+				}
+			}
+		})
+	}
+}
+
+// Held: hardware identities given by hand (`--hw-id`) that could match
+// more than one machine, or the other kind: zero, short, long, the other
+// platform's prefix, a doubled prefix, spaces; upper-case hex is the same
+// identity as lower-case (the stored form is lower-case, compared byte
+// for byte). Enrol refuses any identity not in that form.
+func TestRedteam7_HandIdentities(t *testing.T) {
+	ppid := "811dca2a26b952e85bb6448b097ba4fd"
+	chip := strings.Repeat("3a", 64)
+	for _, c := range []struct {
+		p  mr.Platform
+		in string
+	}{
+		{mr.PlatformTDX, strings.Repeat("00", 16)},
+		{mr.PlatformTDX, ppid[:30]},
+		{mr.PlatformTDX, ppid + "00"},
+		{mr.PlatformTDX, ""},
+		{mr.PlatformTDX, "snp-chip-id:" + ppid},
+		{mr.PlatformTDX, "tdx-ppid:tdx-ppid:" + ppid},
+		{mr.PlatformTDX, " " + ppid},
+		{mr.PlatformTDX, "tdx-ppid:" + ppid + "\n"},
+		{mr.PlatformSNP, strings.Repeat("00", 64)},
+		{mr.PlatformSNP, "tdx-ppid:" + ppid},
+		{mr.PlatformSNP, ppid},
+		{mr.PlatformSNP, chip[:126]},
+		{mr.PlatformSim, ppid},
+		{mr.PlatformTPM, chip},
+	} {
+		if id, err := ParseIdentity(c.p, c.in); err == nil {
+			t.Errorf("%s --hw-id %q: identity %s", c.p, c.in, id)
+		}
+	}
+	if a, err := ParseIdentity(mr.PlatformTDX, strings.ToUpper(ppid)); err != nil || a != "tdx-ppid:"+ppid {
+		t.Errorf("upper-case PPID: %q %v", a, err)
+	}
+	st := openStore(t, "sqlite:"+filepath.Join(t.TempDir(), "fleet.db"))
+	for _, id := range []string{"tdx-ppid:" + strings.ToUpper(ppid), "TDX-PPID:" + ppid, "tdx-ppid:" + ppid + " ", "snp-chip-id:" + ppid} {
+		if err := st.Enroll(context.Background(), Machine{ID: "x", Group: "g", Platform: "tdx", Identity: id}); err == nil {
+			t.Errorf("enrolled tdx identity %q", id)
+		}
+	}
+}
+
+// Held: trust options stored for one machine (--allow-missing-collateral)
+// reach no other machine, not even one of the same host (same PPID), and
+// are gone once the machine is enrolled again without them. (They are set
+// at enrolment only: the API has no call that writes a machine.)
+func TestRedteam7_TrustStaysWithItsMachine(t *testing.T) {
+	tdxA := corpus.Read(t, "dcap-qvl/tdx_quote")
+	qa, err := tdxverify.ParseQuote(tdxA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := append([]byte(nil), qa.Body.ReportData[:]...)
+	for name, url := range storeURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			r := newReplica(t, url, Config{Groups: redteamGroups(t)})
+			if err := r.st.IssueNonce(ctx, nonce, time.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			posts := 0
+			post := func(id string) (int, *Result) {
+				if _, err := r.st.(*sqlStore).db.ExecContext(ctx, "UPDATE nonces SET used = NULL"); err != nil {
+					t.Fatal(err)
+				}
+				// A distinct bundle each time (its time differs): judged,
+				// never a replay of an earlier verdict.
+				posts++
+				b := &bundle.Bundle{Format: bundle.Format, Platform: mr.PlatformTDX, Nonce: nonce, Time: time.Unix(int64(posts), 0).UTC(),
+					Evidence: bundle.Evidence{Report: tdxA}}
+				var buf bytes.Buffer
+				if err := b.Write(&buf); err != nil {
+					t.Fatal(err)
+				}
+				return r.post(t, id, buf.Bytes())
+			}
+			enrolHW(t, r.st, "td-weak", "tpm", mr.PlatformTDX, tdxA, &Trust{AllowMissingCollateral: true})
+			enrolHW(t, r.st, "td-strict", "tpm", mr.PlatformTDX, tdxA, nil)
+			if code, res := post("td-weak"); code != 200 || !res.Trusted {
+				t.Fatalf("the machine with the option: %d %+v", code, res)
+			}
+			if code, res := post("td-strict"); code != 200 || res.Trusted {
+				t.Errorf("the same host's other machine, without the option: %d trusted %v, want NOT TRUSTED", code, res != nil && res.Trusted)
+			}
+			enrolHW(t, r.st, "td-weak", "tpm", mr.PlatformTDX, tdxA, nil)
+			if code, res := post("td-weak"); code != 200 || res.Trusted {
+				t.Errorf("enrolled again without the option: %d trusted %v, want NOT TRUSTED", code, res != nil && res.Trusted)
+			}
+		})
+	}
+}
+
+// The replay rule of TestRedteam7_ReplayAfterReenrolment, for an
+// enrolment that keeps the pin but judges differently: a TDX machine
+// enrolled with --allow-missing-collateral, then enrolled again without it
+// (or moved to a stricter group). Its earlier bundle, posted again, was
+// answered 200 trusted, judged under the option the operator had just
+// withdrawn. A verdict is replayed only under the enrolment that judged
+// it; an unchanged enrolment (the enrol command run again) keeps it.
+func TestRedteam7_ReplayAfterTrustChange(t *testing.T) {
+	tdxA := corpus.Read(t, "dcap-qvl/tdx_quote")
+	qa, err := tdxverify.ParseQuote(tdxA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := append([]byte(nil), qa.Body.ReportData[:]...)
+	body := hwBundle(t, mr.PlatformTDX, tdxA, nil, nonce)
+	for name, url := range storeURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			r := newReplica(t, url, Config{Groups: redteamGroups(t)})
+			if err := r.st.IssueNonce(ctx, nonce, time.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			weak := &Trust{AllowMissingCollateral: true}
+			enrolHW(t, r.st, "td", "tpm", mr.PlatformTDX, tdxA, weak)
+			if code, res := r.post(t, "td", body); code != 200 || !res.Trusted {
+				t.Fatalf("under the option: %d %+v", code, res)
+			}
+			// The same enrolment again: a retry is still a replay.
+			enrolHW(t, r.st, "td", "tpm", mr.PlatformTDX, tdxA, weak)
+			if code, res := r.post(t, "td", body); code != 200 || !res.Trusted || !res.Replayed {
+				t.Fatalf("a retry under the same enrolment: %d %+v", code, res)
+			}
+			for _, e := range []struct {
+				what  string
+				group string
+				tr    *Trust
+			}{{"without the option", "tpm", nil}, {"in another group", "snp", weak}} {
+				enrolHW(t, r.st, "td", e.group, mr.PlatformTDX, tdxA, e.tr)
+				before := takeSnap(t, r.st, "td")
+				code, res := r.post(t, "td", body)
+				if code == 200 && res.Trusted {
+					t.Errorf("enrolled again %s: the earlier bundle answered 200 trusted (replayed %v)", e.what, res.Replayed)
+				} else if code != 403 {
+					t.Errorf("enrolled again %s: status %d, want 403", e.what, code)
+				}
+				if after := takeSnap(t, r.st, "td"); after != before {
+					t.Errorf("refused replay wrote: %+v, was %+v", after, before)
 				}
 			}
 		})

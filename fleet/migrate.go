@@ -49,11 +49,12 @@ var migrations = []string{
 	// their trust material (trust, fleet.Trust JSON).
 	`ALTER TABLE machines ADD COLUMN identity TEXT NOT NULL DEFAULT '';
 	ALTER TABLE machines ADD COLUMN trust {BLOB};`,
-	// 4: pinned is the version from which the machine's current pin (key
-	// or hardware identity) holds: a verdict judged from an earlier
-	// version was judged under another pin, and is never answered again
-	// as the machine's (a replay).
-	`ALTER TABLE machines ADD COLUMN pinned BIGINT NOT NULL DEFAULT 0;`,
+	// 4: enrolment counts the machine's enrolments that changed how it is
+	// judged (pin, group, platform, trust), and each verdict keeps the one
+	// it was judged under: a verdict of an earlier enrolment is never
+	// answered again as the machine's (a replay).
+	`ALTER TABLE machines ADD COLUMN enrolment BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE verdicts ADD COLUMN enrolment BIGINT NOT NULL DEFAULT 0;`,
 }
 
 // migrate brings the schema to version to (1..len(migrations)), each step

@@ -197,7 +197,7 @@ func (s *Service) evidence(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrUnknownMachine):
 		s.fail(w, http.StatusNotFound, err)
 		return
-	case errors.Is(err, ErrNonce), errors.Is(err, ErrIdentity):
+	case errors.Is(err, ErrNonce), errors.Is(err, ErrIdentity), errors.Is(err, ErrEnrolment):
 		s.fail(w, http.StatusForbidden, err)
 		return
 	case errors.Is(err, ErrConflict), errors.Is(err, ErrTailBase):

@@ -8,6 +8,7 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -32,6 +33,10 @@ var (
 	// ErrConflict: the machine's row changed under the transaction (the
 	// version check failed); nothing was written.
 	ErrConflict = errors.New("machine state changed concurrently")
+	// ErrEnrolment: the bundle was judged before the machine was enrolled
+	// again with another pin, group, platform or trust: that verdict is
+	// not answered again as the machine's.
+	ErrEnrolment = errors.New("the bundle was judged under an earlier enrolment of the machine")
 )
 
 // Machine is one enrolled machine's row.
@@ -97,7 +102,9 @@ type VerifyFunc func(ctx context.Context, m *Machine) (*Outcome, error)
 // Store holds the fleet's state. Both implementations share one schema.
 type Store interface {
 	// Enroll adds a machine, or replaces its group and key (its state is
-	// then dropped: a new key is a new machine).
+	// then dropped: a new key is a new machine). An enrolment that changes
+	// how the machine is judged (pin, group, platform, trust) ends the
+	// replay of the verdicts judged before it.
 	Enroll(ctx context.Context, m Machine) error
 	// IssueNonce stores a nonce usable once until expires.
 	IssueNonce(ctx context.Context, nonce []byte, expires time.Time) error
@@ -206,20 +213,27 @@ func (s *sqlStore) Enroll(ctx context.Context, m Machine) error {
 		return err
 	}
 	defer tx.Rollback()
-	var key, identity string
-	err = tx.QueryRowContext(ctx, s.q("SELECT key_pem, identity FROM machines WHERE id = ?"+s.d.forUpdate), m.ID).Scan(&key, &identity)
+	var key, identity, grp, platform string
+	var trust []byte
+	err = tx.QueryRowContext(ctx, s.q("SELECT key_pem, identity, grp, platform, trust FROM machines WHERE id = ?"+s.d.forUpdate), m.ID).Scan(&key, &identity, &grp, &platform, &trust)
 	now := time.Now().UTC()
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		_, err = tx.ExecContext(ctx, s.q("INSERT INTO machines (id, grp, platform, key_pem, identity, trust, state, version, updated) VALUES (?, ?, ?, ?, ?, ?, NULL, 0, ?)"),
 			m.ID, m.Group, m.Platform, m.KeyPEM, m.Identity, m.Trust, now)
+	case err == nil && key == m.KeyPEM && identity == m.Identity && grp == m.Group && platform == m.Platform && bytes.Equal(trust, m.Trust):
+		// The same enrolment again: nothing changes how it is judged.
+		_, err = tx.ExecContext(ctx, s.q("UPDATE machines SET updated = ? WHERE id = ?"), now, m.ID)
 	case err == nil && key == m.KeyPEM && identity == m.Identity:
-		_, err = tx.ExecContext(ctx, s.q("UPDATE machines SET grp = ?, platform = ?, trust = ?, updated = ? WHERE id = ?"), m.Group, m.Platform, m.Trust, now, m.ID)
+		// Judged differently from now on (group, trust): the state
+		// stays (the verifier uses an entry of another policy only to
+		// verify in full), the verdicts so far are not replayed.
+		_, err = tx.ExecContext(ctx, s.q("UPDATE machines SET grp = ?, platform = ?, trust = ?, enrolment = enrolment + 1, updated = ? WHERE id = ?"), m.Group, m.Platform, m.Trust, now, m.ID)
 	case err == nil:
 		// Another key or hardware: the state judged under the old one is
 		// not this machine's; the version goes on so no old verdict's
 		// version repeats.
-		_, err = tx.ExecContext(ctx, s.q("UPDATE machines SET grp = ?, platform = ?, key_pem = ?, identity = ?, trust = ?, state = NULL, version = version + 1, pinned = version + 1, updated = ? WHERE id = ?"),
+		_, err = tx.ExecContext(ctx, s.q("UPDATE machines SET grp = ?, platform = ?, key_pem = ?, identity = ?, trust = ?, state = NULL, version = version + 1, enrolment = enrolment + 1, updated = ? WHERE id = ?"),
 			m.Group, m.Platform, m.KeyPEM, m.Identity, m.Trust, now, m.ID)
 	}
 	if err != nil {
@@ -270,9 +284,10 @@ func (s *sqlStore) IssueNonce(ctx context.Context, nonce []byte, expires time.Ti
 
 const verdictCols = "machine, bundle_sha256, trusted, line, at, advanced, from_version, report, token"
 
-func scanVerdict(sc interface{ Scan(...any) error }) (*Verdict, error) {
+// scanVerdict reads verdictCols, then into extra any further columns.
+func scanVerdict(sc interface{ Scan(...any) error }, extra ...any) (*Verdict, error) {
 	var v Verdict
-	err := sc.Scan(&v.Machine, &v.Bundle, &v.Trusted, &v.Line, &v.At, &v.Advanced, &v.From, &v.Report, &v.Token)
+	err := sc.Scan(append([]any{&v.Machine, &v.Bundle, &v.Trusted, &v.Line, &v.At, &v.Advanced, &v.From, &v.Report, &v.Token}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -290,9 +305,9 @@ func (s *sqlStore) Submit(ctx context.Context, sub Submission, verify VerifyFunc
 	defer tx.Rollback()
 	m := Machine{ID: sub.Machine}
 	var state []byte
-	var pinned int64
-	err = tx.QueryRowContext(ctx, s.q("SELECT grp, platform, key_pem, identity, trust, state, version, pinned, updated FROM machines WHERE id = ?"+s.d.forUpdate), sub.Machine).
-		Scan(&m.Group, &m.Platform, &m.KeyPEM, &m.Identity, &m.Trust, &state, &m.Version, &pinned, &m.Updated)
+	var enrolment int64
+	err = tx.QueryRowContext(ctx, s.q("SELECT grp, platform, key_pem, identity, trust, state, version, enrolment, updated FROM machines WHERE id = ?"+s.d.forUpdate), sub.Machine).
+		Scan(&m.Group, &m.Platform, &m.KeyPEM, &m.Identity, &m.Trust, &state, &m.Version, &enrolment, &m.Updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, fmt.Errorf("%w: %q", ErrUnknownMachine, sub.Machine)
 	}
@@ -302,13 +317,14 @@ func (s *sqlStore) Submit(ctx context.Context, sub Submission, verify VerifyFunc
 	m.State = state
 	// Under the row lock: a second copy of a bundle sees the first's
 	// verdict once that has committed.
-	v, err := scanVerdict(tx.QueryRowContext(ctx, s.q("SELECT "+verdictCols+" FROM verdicts WHERE machine = ? AND bundle_sha256 = ?"), sub.Machine, sub.Bundle))
+	var judgedIn int64
+	v, err := scanVerdict(tx.QueryRowContext(ctx, s.q("SELECT "+verdictCols+", enrolment FROM verdicts WHERE machine = ? AND bundle_sha256 = ?"), sub.Machine, sub.Bundle), &judgedIn)
 	if err == nil {
-		if v.From < pinned {
-			// Judged under the pin the machine had before it was
-			// enrolled again: that verdict is about a key or hardware
-			// the machine no longer has.
-			return nil, false, fmt.Errorf("%w: machine %s: this bundle was judged at version %d, under the key or hardware the machine was enrolled with before version %d", ErrIdentity, sub.Machine, v.From, pinned)
+		if judgedIn != enrolment {
+			// Judged under what the machine was enrolled with before:
+			// another key or hardware, group or trust. That verdict is
+			// not the machine's answer any more.
+			return nil, false, fmt.Errorf("%w: machine %s: this bundle was judged under its enrolment %d, it is at %d: take a new challenge", ErrEnrolment, sub.Machine, judgedIn, enrolment)
 		}
 		return v, true, tx.Commit()
 	}
@@ -343,8 +359,8 @@ func (s *sqlStore) Submit(ctx context.Context, sub Submission, verify VerifyFunc
 		}
 		v.Advanced = true
 	}
-	_, err = tx.ExecContext(ctx, s.q("INSERT INTO verdicts ("+verdictCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-		v.Machine, v.Bundle, v.Trusted, v.Line, v.At, v.Advanced, v.From, v.Report, v.Token)
+	_, err = tx.ExecContext(ctx, s.q("INSERT INTO verdicts ("+verdictCols+", enrolment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+		v.Machine, v.Bundle, v.Trusted, v.Line, v.At, v.Advanced, v.From, v.Report, v.Token, enrolment)
 	if err != nil {
 		return nil, false, fmt.Errorf("record verdict: %w", err)
 	}
