@@ -498,3 +498,62 @@ func TestRedteam7_ReplayAfterTrustChange(t *testing.T) {
 		})
 	}
 }
+
+// The replay rule once more, for the group's policy: a sim machine's
+// bundle TRUSTED under its group's policy; the operator changes the
+// policy so that this machine's values fail, and reloads (SIGHUP). The
+// earlier bundle, posted again, was answered 200 trusted, judged under
+// the policy just withdrawn. A verdict is replayed only while the group
+// has the policy it was judged under.
+func TestRedteam7_ReplayAfterPolicyChange(t *testing.T) {
+	dir := t.TempDir()
+	pol := func(s string) {
+		if err := os.WriteFile(filepath.Join(dir, "web.json"), []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pol(`{}`)
+	groups, err := LoadGroups(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, url := range storeURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			pol(`{}`)
+			if err := groups.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			r := newReplica(t, url, Config{Groups: groups})
+			g := newGuest(t, 1)
+			if err := r.st.Enroll(ctx, g.machine("web")); err != nil {
+				t.Fatal(err)
+			}
+			body := g.evidence(t, r.challenge(t), false)
+			if code, res := r.post(t, g.id, body); code != 200 || !res.Trusted {
+				t.Fatalf("under the first policy: %d %+v", code, res)
+			}
+			if code, res := r.post(t, g.id, body); code != 200 || !res.Replayed {
+				t.Fatalf("a retry under the same policy: %d %+v", code, res)
+			}
+			pol(`{"registers": {"mr_app": "sha384:` + strings.Repeat("00", 48) + `"}}`)
+			if err := groups.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			before := takeSnap(t, r.st, g.id)
+			code, res := r.post(t, g.id, body)
+			if code == 200 && res.Trusted {
+				t.Errorf("after the policy changed: the earlier bundle answered 200 trusted (replayed %v)", res.Replayed)
+			} else if code != 403 {
+				t.Errorf("after the policy changed: status %d, want 403", code)
+			}
+			if after := takeSnap(t, r.st, g.id); after != before {
+				t.Errorf("refused replay wrote: %+v, was %+v", after, before)
+			}
+			// A new bundle is judged under the new policy: NOT TRUSTED.
+			if code, res := r.post(t, g.id, g.evidence(t, r.challenge(t), false)); code != 200 || res.Trusted {
+				t.Errorf("a new bundle under the new policy: %d trusted %v", code, res != nil && res.Trusted)
+			}
+		})
+	}
+}

@@ -22,7 +22,7 @@ func TestMigrations(t *testing.T) {
 			s := st.(*sqlStore)
 			// Back to version 1: drop what migrations 2, 3 and 4 made.
 			for _, q := range []string{"DROP INDEX verdicts_advance", "DROP INDEX nonces_expires",
-				"ALTER TABLE machines DROP COLUMN identity", "ALTER TABLE machines DROP COLUMN trust", "ALTER TABLE machines DROP COLUMN enrolment", "ALTER TABLE verdicts DROP COLUMN enrolment", "UPDATE schema_version SET version = 1"} {
+				"ALTER TABLE machines DROP COLUMN identity", "ALTER TABLE machines DROP COLUMN trust", "ALTER TABLE machines DROP COLUMN enrolment", "ALTER TABLE verdicts DROP COLUMN enrolment", "ALTER TABLE verdicts DROP COLUMN policy", "UPDATE schema_version SET version = 1"} {
 				if _, err := s.db.ExecContext(ctx, q); err != nil {
 					t.Fatal(err)
 				}

@@ -185,7 +185,7 @@ func (s *Service) evidence(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	at := start.UTC()
 	var since *tail.Since
-	v, replayed, err := s.cfg.Store.Submit(ctx, Submission{Machine: id, Bundle: sum, Nonce: b.Nonce, At: at},
+	v, replayed, err := s.cfg.Store.Submit(ctx, Submission{Machine: id, Bundle: sum, Nonce: b.Nonce, At: at, Policy: s.policyDigest},
 		func(ctx context.Context, m *Machine) (*Outcome, error) {
 			out, err := s.judge(ctx, b, m, at)
 			if err == nil {
@@ -197,7 +197,7 @@ func (s *Service) evidence(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrUnknownMachine):
 		s.fail(w, http.StatusNotFound, err)
 		return
-	case errors.Is(err, ErrNonce), errors.Is(err, ErrIdentity), errors.Is(err, ErrEnrolment):
+	case errors.Is(err, ErrNonce), errors.Is(err, ErrIdentity), errors.Is(err, ErrStaleVerdict):
 		s.fail(w, http.StatusForbidden, err)
 		return
 	case errors.Is(err, ErrConflict), errors.Is(err, ErrTailBase):
@@ -386,6 +386,28 @@ func (s *Service) Options(m *Machine, nonce []byte, at time.Time) (verifier.Opti
 	return opts, nil
 }
 
+// policyDigest is the digest of the policy a machine of group is judged
+// under now, as a verdict records it (Outcome.Policy).
+func (s *Service) policyDigest(group string) (string, error) {
+	if s.cfg.Groups == nil {
+		return digestOf(nil), nil
+	}
+	p, err := s.cfg.Groups.Policy(group)
+	if err != nil {
+		return "", &inputError{err}
+	}
+	return digestOf(p), nil
+}
+
+// digestOf names a policy by its digest, "none" for no policy (as a
+// monitor state entry does).
+func digestOf(p *verifier.Policy) string {
+	if p == nil {
+		return "none"
+	}
+	return p.Digest.String()
+}
+
 // MonitorFor is the monitor state of m alone, from its row, parsed as
 // strictly as a state file.
 func MonitorFor(m *Machine) (*verifier.MonitorState, error) {
@@ -429,7 +451,7 @@ func (s *Service) judge(ctx context.Context, b *bundle.Bundle, m *Machine, at ti
 	if tailRefused(b, rep) {
 		return nil, fmt.Errorf("%w: %s", ErrTailBase, rep.Layers[rep.FailedLayer()].Failure.Reason)
 	}
-	out := &Outcome{Trusted: rep.Trusted, Line: rep.Verdict}
+	out := &Outcome{Trusted: rep.Trusted, Line: rep.Verdict, Policy: digestOf(opts.Policy)}
 	if out.Report, err = json.Marshal(rep); err != nil {
 		return nil, err
 	}

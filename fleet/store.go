@@ -33,10 +33,11 @@ var (
 	// ErrConflict: the machine's row changed under the transaction (the
 	// version check failed); nothing was written.
 	ErrConflict = errors.New("machine state changed concurrently")
-	// ErrEnrolment: the bundle was judged before the machine was enrolled
-	// again with another pin, group, platform or trust: that verdict is
-	// not answered again as the machine's.
-	ErrEnrolment = errors.New("the bundle was judged under an earlier enrolment of the machine")
+	// ErrStaleVerdict: the bundle was judged before the machine was
+	// enrolled again with another pin, group, platform or trust, or under
+	// another policy than its group's now: that verdict is not answered
+	// again as the machine's.
+	ErrStaleVerdict = errors.New("the bundle was judged under an earlier enrolment or policy of the machine")
 )
 
 // Machine is one enrolled machine's row.
@@ -85,6 +86,10 @@ type Outcome struct {
 	Token   string
 	// State is the new entry; nil leaves the row as it is.
 	State []byte
+	// Policy is the digest of the policy the bundle was judged under
+	// ("none" without one), kept with the verdict: a replay is answered
+	// only while the machine's group has that policy.
+	Policy string
 }
 
 // Submission is a bundle to judge against a machine's row.
@@ -93,6 +98,10 @@ type Submission struct {
 	Bundle  string // SHA-256 hex of the bundle
 	Nonce   []byte
 	At      time.Time
+	// Policy, when set, gives the digest of the policy a machine of the
+	// group is judged under now: a recorded verdict of another policy is
+	// not replayed (ErrStaleVerdict).
+	Policy func(group string) (string, error)
 }
 
 // VerifyFunc judges a bundle from the machine's row, inside the transaction
@@ -318,13 +327,23 @@ func (s *sqlStore) Submit(ctx context.Context, sub Submission, verify VerifyFunc
 	// Under the row lock: a second copy of a bundle sees the first's
 	// verdict once that has committed.
 	var judgedIn int64
-	v, err := scanVerdict(tx.QueryRowContext(ctx, s.q("SELECT "+verdictCols+", enrolment FROM verdicts WHERE machine = ? AND bundle_sha256 = ?"), sub.Machine, sub.Bundle), &judgedIn)
+	var judgedBy string
+	v, err := scanVerdict(tx.QueryRowContext(ctx, s.q("SELECT "+verdictCols+", enrolment, policy FROM verdicts WHERE machine = ? AND bundle_sha256 = ?"), sub.Machine, sub.Bundle), &judgedIn, &judgedBy)
 	if err == nil {
 		if judgedIn != enrolment {
 			// Judged under what the machine was enrolled with before:
 			// another key or hardware, group or trust. That verdict is
 			// not the machine's answer any more.
-			return nil, false, fmt.Errorf("%w: machine %s: this bundle was judged under its enrolment %d, it is at %d: take a new challenge", ErrEnrolment, sub.Machine, judgedIn, enrolment)
+			return nil, false, fmt.Errorf("%w: machine %s: this bundle was judged under its enrolment %d, it is at %d: take a new challenge", ErrStaleVerdict, sub.Machine, judgedIn, enrolment)
+		}
+		if sub.Policy != nil {
+			cur, err := sub.Policy(m.Group)
+			if err != nil {
+				return nil, false, err
+			}
+			if cur != judgedBy {
+				return nil, false, fmt.Errorf("%w: machine %s: this bundle was judged under policy %q, its group %s has %s now: take a new challenge", ErrStaleVerdict, sub.Machine, judgedBy, m.Group, cur)
+			}
 		}
 		return v, true, tx.Commit()
 	}
@@ -359,8 +378,8 @@ func (s *sqlStore) Submit(ctx context.Context, sub Submission, verify VerifyFunc
 		}
 		v.Advanced = true
 	}
-	_, err = tx.ExecContext(ctx, s.q("INSERT INTO verdicts ("+verdictCols+", enrolment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-		v.Machine, v.Bundle, v.Trusted, v.Line, v.At, v.Advanced, v.From, v.Report, v.Token, enrolment)
+	_, err = tx.ExecContext(ctx, s.q("INSERT INTO verdicts ("+verdictCols+", enrolment, policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+		v.Machine, v.Bundle, v.Trusted, v.Line, v.At, v.Advanced, v.From, v.Report, v.Token, enrolment, out.Policy)
 	if err != nil {
 		return nil, false, fmt.Errorf("record verdict: %w", err)
 	}
