@@ -375,6 +375,17 @@ func newAttestCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// The answer must be a verdict on the bundle just posted: one
+			// that names another machine is some other request's, and a
+			// replayed one an earlier bundle's (a bundle answering a fresh
+			// challenge was never judged before). Neither says anything
+			// about this machine now.
+			switch {
+			case res.Machine != id:
+				return &exitError{code: exitFail, err: fmt.Errorf("%s: the verifier's answer is a verdict on machine %q, not %q", to, termsafe.String(res.Machine), id)}
+			case res.Replayed:
+				return &exitError{code: exitFail, err: fmt.Errorf("%s: the verifier's answer is a replayed verdict on an earlier bundle, not on the one posted", to)}
+			}
 			if g.json() {
 				err = writeJSON(g.stdout, res)
 			} else {
