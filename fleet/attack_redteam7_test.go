@@ -557,3 +557,98 @@ func TestRedteam7_ReplayAfterPolicyChange(t *testing.T) {
 		})
 	}
 }
+
+// Held: tails of other shapes than the agent's, each at the stored point
+// or around it, as v1 and v2 bundles. A v1 bundle's tail at the point is
+// taken as a v2 one is (trusted, advanced); a negative offset (on the
+// runtime log, or on a log of another format, where "no point" and the
+// offset once compared equal), the runtime log twice (the tail and the
+// whole log after it, or the whole log first and the tail second), a
+// firmware-format log sent as a tail: refused 409 or judged NOT TRUSTED,
+// never advancing, and a 409 leaves the nonce unused.
+func TestRedteam7_TailShapes(t *testing.T) {
+	for name, url := range storeURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			r := newReplica(t, url, Config{})
+			g := newGuest(t, 1)
+			if err := r.st.Enroll(ctx, g.machine("default")); err != nil {
+				t.Fatal(err)
+			}
+			g.extend(t)
+			if code, res := r.post(t, g.id, g.quote(t, r.challenge(t), nil)); code != 200 || !res.Trusted {
+				t.Fatalf("whole bundle: %d %+v", code, res)
+			}
+			since := r.view(t, g.id).Since
+			g.extend(t)
+			// shaped is the guest's bundle for a new challenge, its logs
+			// cut to tails from since and then changed by f, as v1.
+			shaped := func(f func(tl, whole []bundle.Log) []bundle.Log) ([]byte, []byte) {
+				n := r.challenge(t)
+				tb, wb := readBundle(t, g.quote(t, n, since)), readBundle(t, g.quote(t, n, nil))
+				tb.Logs = f(tb.Logs, wb.Logs)
+				for i := range tb.Logs {
+					raw, err := tb.Logs[i].Bytes()
+					if err != nil {
+						t.Fatal(err)
+					}
+					tb.Logs[i] = bundle.Log{Format: tb.Logs[i].Format, Register: tb.Logs[i].Register, Alg: tb.Logs[i].Alg, Offset: tb.Logs[i].Offset, Data: raw}
+				}
+				tb.Format = bundle.Format
+				var buf bytes.Buffer
+				if err := tb.Write(&buf); err != nil {
+					t.Fatal(err)
+				}
+				return buf.Bytes(), n
+			}
+			for _, c := range []struct {
+				what string
+				f    func(tl, whole []bundle.Log) []bundle.Log
+			}{
+				{"negative offset on the runtime log", func(tl, _ []bundle.Log) []bundle.Log { tl[0].Offset = -1; return tl }},
+				{"a tcg2 log from byte -1 beside the tail", func(tl, _ []bundle.Log) []bundle.Log {
+					return append(tl, bundle.Log{Format: "tcg2", Offset: -1, Data: []byte{1, 2, 3}})
+				}},
+				{"a tcg2 log as a tail", func(tl, _ []bundle.Log) []bundle.Log {
+					return append(tl, bundle.Log{Format: "tcg2", Offset: 8, Data: []byte{1, 2, 3}})
+				}},
+				{"the tail, then the whole log", func(tl, whole []bundle.Log) []bundle.Log { return append(tl, whole...) }},
+				{"the whole log, then the tail", func(tl, whole []bundle.Log) []bundle.Log { return append(whole, tl...) }},
+				{"the tail from one byte later", func(tl, _ []bundle.Log) []bundle.Log {
+					raw, _ := tl[0].Bytes()
+					tl[0] = bundle.Log{Format: tl[0].Format, Register: tl[0].Register, Alg: tl[0].Alg, Offset: tl[0].Offset + 1, Data: raw[1:]}
+					return tl
+				}},
+			} {
+				body, n := shaped(c.f)
+				before := takeSnap(t, r.st, g.id)
+				code, res := r.post(t, g.id, body)
+				if code == 200 && (res.Trusted || res.Advanced) {
+					t.Errorf("%s: 200 trusted %v advanced %v", c.what, res.Trusted, res.Advanced)
+				}
+				if code == 200 {
+					t.Logf("%s: %s", c.what, res.Verdict)
+				} else {
+					t.Logf("%s: %d", c.what, code)
+				}
+				if code == 200 {
+					continue
+				}
+				if after := takeSnap(t, r.st, g.id); after != before {
+					t.Errorf("%s: refused (%d) but wrote: %+v, was %+v", c.what, code, after, before)
+				}
+				// The nonce of a refused bundle is still good.
+				if code, res := r.post(t, g.id, g.quote(t, n, nil)); code != 200 || !res.Trusted {
+					t.Fatalf("%s: refused with %d, then its nonce, whole: %d %+v", c.what, code, code, res)
+				}
+				since = r.view(t, g.id).Since
+				g.extend(t)
+			}
+			// The agent's own tail as v1: judged as the v2 one.
+			body, _ := shaped(func(tl, _ []bundle.Log) []bundle.Log { return tl })
+			if code, res := r.post(t, g.id, body); code != 200 || !res.Trusted || !res.Advanced {
+				t.Fatalf("the tail as a v1 bundle: %d %+v", code, res)
+			}
+		})
+	}
+}

@@ -305,21 +305,27 @@ func checkTailBase(b *bundle.Bundle, m *Machine, st *verifier.MonitorState) erro
 		if e == nil {
 			return fmt.Errorf("%w: logs[%d] is a tail from byte %d, and the machine has no monitor state yet: send whole logs", ErrTailBase, i, lg.Offset)
 		}
-		var at int64 = -1
+		// found says the state has a point for this log: a negative
+		// offset must not meet a "nowhere" written as a number.
+		var at int64
+		found := false
 		switch {
 		case tail.IsRuntime(lg):
 			for _, rs := range e.Runtime {
 				if rs.Register == lg.Register {
-					at = rs.Offset
+					at, found = rs.Offset, true
 				}
 			}
 		case lg.Format == string(eventlog.FormatIMABinary) || lg.Format == string(eventlog.FormatIMAASCII):
 			if e.IMA != nil {
-				at = e.IMA.Offset
+				at, found = e.IMA.Offset, true
 			}
 		}
+		if !found {
+			return fmt.Errorf("%w: logs[%d] (%s %s) is a tail from byte %d, and the state has no point for it", ErrTailBase, i, lg.Format, lg.Register, lg.Offset)
+		}
 		if at != lg.Offset {
-			return fmt.Errorf("%w: logs[%d] (%s %s) is a tail from byte %d, the state stands at %d (-1: nowhere)", ErrTailBase, i, lg.Format, lg.Register, lg.Offset, at)
+			return fmt.Errorf("%w: logs[%d] (%s %s) is a tail from byte %d, the state stands at %d", ErrTailBase, i, lg.Format, lg.Register, lg.Offset, at)
 		}
 	}
 	return nil
