@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/pem"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -441,6 +442,24 @@ func TestRedteam7_TrustStaysWithItsMachine(t *testing.T) {
 			enrolHW(t, r.st, "td-weak", "tpm", mr.PlatformTDX, tdxA, nil)
 			if code, res := post("td-weak"); code != 200 || res.Trusted {
 				t.Errorf("enrolled again without the option: %d trusted %v, want NOT TRUSTED", code, res != nil && res.Trusted)
+			}
+			// No call of the API writes a machine.
+			for _, method := range []string{http.MethodPut, http.MethodPatch, http.MethodPost, http.MethodDelete} {
+				req, err := http.NewRequestWithContext(ctx, method, r.url+"/v1/machines/td-strict", strings.NewReader(`{"trust":{"allow_missing_collateral":true}}`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusNotFound {
+					t.Errorf("%s /v1/machines/td-strict: status %d", method, resp.StatusCode)
+				}
+			}
+			if code, res := post("td-strict"); code != 200 || res.Trusted {
+				t.Errorf("after the API calls: %d trusted %v, want NOT TRUSTED", code, res != nil && res.Trusted)
 			}
 		})
 	}
