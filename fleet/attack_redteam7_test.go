@@ -671,3 +671,45 @@ func TestRedteam7_TailShapes(t *testing.T) {
 		})
 	}
 }
+
+// GET /v1/machines/{id} gives the machine's last verdict. After the
+// machine was enrolled again with another key, it still gave the retired
+// device's TRUSTED verdict as the machine's last, to a relying party that
+// polls it. The last verdict is the last one under the current enrolment:
+// none until the new device's first bundle is judged. (The history keeps
+// every verdict.)
+func TestRedteam7_LastVerdictAfterReenrolment(t *testing.T) {
+	for name, url := range storeURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			r := newReplica(t, url, Config{})
+			old, repl := newGuest(t, 1), newGuest(t, 2)
+			if err := r.st.Enroll(ctx, old.machine("default")); err != nil {
+				t.Fatal(err)
+			}
+			if code, res := r.post(t, old.id, old.evidence(t, r.challenge(t), false)); code != 200 || !res.Trusted {
+				t.Fatalf("the old device's bundle: %d %+v", code, res)
+			}
+			if v := r.view(t, old.id); v.Last == nil || !v.Last.Trusted {
+				t.Fatalf("last verdict before re-enrolment: %+v", v.Last)
+			}
+			m := repl.machine("default")
+			m.ID = old.id
+			if err := r.st.Enroll(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			if v := r.view(t, old.id); v.Last != nil {
+				t.Errorf("after re-enrolment with another key, the last verdict is the retired device's: trusted %v", v.Last.Trusted)
+			}
+			if h, err := r.st.History(ctx, old.id); err != nil || len(h) != 1 {
+				t.Errorf("history: %d verdicts, %v", len(h), err)
+			}
+			if code, res := r.post(t, old.id, repl.evidence(t, r.challenge(t), false)); code != 200 || !res.Trusted {
+				t.Fatalf("the new device's bundle: %d %+v", code, res)
+			}
+			if v := r.view(t, old.id); v.Last == nil || !v.Last.Trusted || v.Last.Bundle == "" {
+				t.Errorf("the new device's verdict is not the last: %+v", v.Last)
+			}
+		})
+	}
+}

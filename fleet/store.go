@@ -122,7 +122,9 @@ type Store interface {
 	// transaction. A bundle already judged for the machine gets its
 	// recorded verdict back (replayed true), nothing else is done.
 	Submit(ctx context.Context, s Submission, verify VerifyFunc) (v *Verdict, replayed bool, err error)
-	// Machine returns a machine's row and last verdict (nil before any).
+	// Machine returns a machine's row and last verdict under its current
+	// enrolment (nil before any: a verdict judged under an earlier pin,
+	// group, platform or trust is not the machine's last verdict).
 	Machine(ctx context.Context, id string) (*Machine, *Verdict, error)
 	// Machines lists the enrolled machines by id.
 	Machines(ctx context.Context) ([]Machine, error)
@@ -391,8 +393,9 @@ func (s *sqlStore) Submit(ctx context.Context, sub Submission, verify VerifyFunc
 
 func (s *sqlStore) Machine(ctx context.Context, id string) (*Machine, *Verdict, error) {
 	m := Machine{ID: id}
-	err := s.db.QueryRowContext(ctx, s.q("SELECT grp, platform, key_pem, identity, trust, state, version, updated FROM machines WHERE id = ?"), id).
-		Scan(&m.Group, &m.Platform, &m.KeyPEM, &m.Identity, &m.Trust, &m.State, &m.Version, &m.Updated)
+	var enrolment int64
+	err := s.db.QueryRowContext(ctx, s.q("SELECT grp, platform, key_pem, identity, trust, state, version, enrolment, updated FROM machines WHERE id = ?"), id).
+		Scan(&m.Group, &m.Platform, &m.KeyPEM, &m.Identity, &m.Trust, &m.State, &m.Version, &enrolment, &m.Updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, fmt.Errorf("%w: %q", ErrUnknownMachine, id)
 	}
@@ -400,7 +403,7 @@ func (s *sqlStore) Machine(ctx context.Context, id string) (*Machine, *Verdict, 
 		return nil, nil, err
 	}
 	m.Updated = m.Updated.UTC()
-	v, err := scanVerdict(s.db.QueryRowContext(ctx, s.q("SELECT "+verdictCols+" FROM verdicts WHERE machine = ? ORDER BY seq DESC LIMIT 1"), id))
+	v, err := scanVerdict(s.db.QueryRowContext(ctx, s.q("SELECT "+verdictCols+" FROM verdicts WHERE machine = ? AND enrolment = ? ORDER BY seq DESC LIMIT 1"), id, enrolment))
 	if errors.Is(err, sql.ErrNoRows) {
 		return &m, nil, nil
 	}
