@@ -3,6 +3,7 @@ package fleet
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"strings"
 
+	sevabi "github.com/google/go-sev-guest/abi"
 	"github.com/google/go-tdx-guest/pcs"
 
 	"github.com/ccmr-dev/ccmr/internal/strictjson"
@@ -48,11 +50,14 @@ const (
 )
 
 // snpChipID locates CHIP_ID in an SEV-SNP attestation report (AMD SEV-SNP
-// ABI, table 22: offset 0x1A0, 64 bytes), whose signed part ends at 0x2A0.
+// ABI, table 22: offset 0x1A0, 64 bytes), and the signer info that says
+// which key signed it (offset 0x48, SIGNING_KEY in bits 4:2), in the
+// signed part, which ends at 0x2A0.
 const (
-	snpChipIDOffset = 0x1A0
-	snpChipIDSize   = 64
-	snpSignedEnd    = 0x2A0
+	snpSignerInfoOffset = 0x48
+	snpChipIDOffset     = 0x1A0
+	snpChipIDSize       = 64
+	snpSignedEnd        = 0x2A0
 )
 
 // Identity is the hardware identity a TDX quote or SEV-SNP report names, as
@@ -65,10 +70,22 @@ func Identity(platform mr.Platform, evidence []byte) (string, error) {
 		if len(evidence) < snpSignedEnd {
 			return "", fmt.Errorf("%w: SEV-SNP report: %d bytes, want at least %d", mr.ErrMalformed, len(evidence), snpSignedEnd)
 		}
+		// Only a VCEK, the chip's own key, binds CHIP_ID: the verifier
+		// compares it with the VCEK's HWID. A VLEK is the cloud
+		// provider's key, shared by its chips, and under it CHIP_ID is
+		// compared with nothing: such a report names no chip, whatever
+		// its CHIP_ID field holds.
+		info, err := sevabi.ParseSignerInfo(binary.LittleEndian.Uint32(evidence[snpSignerInfoOffset:]))
+		if err != nil {
+			return "", fmt.Errorf("%w: SEV-SNP report: offset %#x: signer info: %v", mr.ErrMalformed, snpSignerInfoOffset, err)
+		}
+		if info.SigningKey != sevabi.VcekReportSigner {
+			return "", fmt.Errorf("SEV-SNP report: offset %#x: signed by the %v, not a VCEK: the report names no chip", snpSignerInfoOffset, info.SigningKey)
+		}
 		id := evidence[snpChipIDOffset : snpChipIDOffset+snpChipIDSize]
 		if bytes.Count(id, []byte{0}) == len(id) {
-			// MASK_CHIP_ID, or a VLEK-signed report: nothing to pin.
-			return "", errors.New("SEV-SNP report: CHIP_ID is zero (masked, or signed by a VLEK): the report names no chip")
+			// MASK_CHIP_ID: nothing to pin.
+			return "", errors.New("SEV-SNP report: CHIP_ID is zero (MASK_CHIP_ID): the report names no chip")
 		}
 		return snpChipPrefix + hex.EncodeToString(id), nil
 	case mr.PlatformTDX:

@@ -49,6 +49,14 @@ var migrations = []string{
 	// their trust material (trust, fleet.Trust JSON).
 	`ALTER TABLE machines ADD COLUMN identity TEXT NOT NULL DEFAULT '';
 	ALTER TABLE machines ADD COLUMN trust {BLOB};`,
+	// 4: enrolment counts the machine's enrolments that changed how it is
+	// judged (pin, group, platform, trust), and each verdict keeps the one
+	// it was judged under, and the digest of the policy it was judged
+	// with: a verdict of an earlier enrolment or policy is never answered
+	// again as the machine's (a replay).
+	`ALTER TABLE machines ADD COLUMN enrolment BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE verdicts ADD COLUMN enrolment BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE verdicts ADD COLUMN policy TEXT NOT NULL DEFAULT '';`,
 }
 
 // migrate brings the schema to version to (1..len(migrations)), each step

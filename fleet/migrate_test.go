@@ -20,9 +20,9 @@ func TestMigrations(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := st.(*sqlStore)
-			// Back to version 1: drop what migrations 2 and 3 made.
+			// Back to version 1: drop what migrations 2, 3 and 4 made.
 			for _, q := range []string{"DROP INDEX verdicts_advance", "DROP INDEX nonces_expires",
-				"ALTER TABLE machines DROP COLUMN identity", "ALTER TABLE machines DROP COLUMN trust", "UPDATE schema_version SET version = 1"} {
+				"ALTER TABLE machines DROP COLUMN identity", "ALTER TABLE machines DROP COLUMN trust", "ALTER TABLE machines DROP COLUMN enrolment", "ALTER TABLE verdicts DROP COLUMN enrolment", "ALTER TABLE verdicts DROP COLUMN policy", "UPDATE schema_version SET version = 1"} {
 				if _, err := s.db.ExecContext(ctx, q); err != nil {
 					t.Fatal(err)
 				}

@@ -185,7 +185,7 @@ func (s *Service) evidence(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	at := start.UTC()
 	var since *tail.Since
-	v, replayed, err := s.cfg.Store.Submit(ctx, Submission{Machine: id, Bundle: sum, Nonce: b.Nonce, At: at},
+	v, replayed, err := s.cfg.Store.Submit(ctx, Submission{Machine: id, Bundle: sum, Nonce: b.Nonce, At: at, Policy: s.policyDigest},
 		func(ctx context.Context, m *Machine) (*Outcome, error) {
 			out, err := s.judge(ctx, b, m, at)
 			if err == nil {
@@ -197,7 +197,7 @@ func (s *Service) evidence(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrUnknownMachine):
 		s.fail(w, http.StatusNotFound, err)
 		return
-	case errors.Is(err, ErrNonce), errors.Is(err, ErrIdentity):
+	case errors.Is(err, ErrNonce), errors.Is(err, ErrIdentity), errors.Is(err, ErrStaleVerdict):
 		s.fail(w, http.StatusForbidden, err)
 		return
 	case errors.Is(err, ErrConflict), errors.Is(err, ErrTailBase):
@@ -246,17 +246,20 @@ func SinceOf(m *Machine) (*tail.Since, error) {
 	return s, nil
 }
 
-// checkIdentity refuses a TDX or SNP bundle whose evidence names other
-// hardware than m's enrolled identity, or is of another platform. It runs
-// before the verifier: evidence from another chip is not this machine's,
-// so it is refused (403) rather than recorded in its history. (A sim or
-// TPM bundle is held to m's key by the verifier itself.)
+// checkIdentity refuses a bundle of another platform than m's, and a TDX
+// or SNP bundle whose evidence names other hardware than m's enrolled
+// identity. It runs before the verifier: evidence from another chip is not
+// this machine's, so it is refused (403) rather than recorded in its
+// history. The platform is checked for every machine: the verifier holds
+// a sim or TPM bundle to m's key, but judges a TDX or SNP bundle by its
+// own chain and never looks at that key, so genuine evidence of any TDX or
+// SNP host would otherwise pass as a keyed machine's.
 func checkIdentity(b *bundle.Bundle, m *Machine) error {
-	if m.Platform != "tdx" && m.Platform != "snp" {
-		return nil
-	}
 	if string(b.Platform) != m.Platform {
 		return fmt.Errorf("%w: machine %s is a %s machine, the bundle's platform is %q", ErrIdentity, m.ID, m.Platform, b.Platform)
+	}
+	if m.Platform != "tdx" && m.Platform != "snp" {
+		return nil
 	}
 	id, err := Identity(b.Platform, b.Evidence.Report)
 	if err != nil {
@@ -302,21 +305,27 @@ func checkTailBase(b *bundle.Bundle, m *Machine, st *verifier.MonitorState) erro
 		if e == nil {
 			return fmt.Errorf("%w: logs[%d] is a tail from byte %d, and the machine has no monitor state yet: send whole logs", ErrTailBase, i, lg.Offset)
 		}
-		var at int64 = -1
+		// found says the state has a point for this log: a negative
+		// offset must not meet a "nowhere" written as a number.
+		var at int64
+		found := false
 		switch {
 		case tail.IsRuntime(lg):
 			for _, rs := range e.Runtime {
 				if rs.Register == lg.Register {
-					at = rs.Offset
+					at, found = rs.Offset, true
 				}
 			}
 		case lg.Format == string(eventlog.FormatIMABinary) || lg.Format == string(eventlog.FormatIMAASCII):
 			if e.IMA != nil {
-				at = e.IMA.Offset
+				at, found = e.IMA.Offset, true
 			}
 		}
+		if !found {
+			return fmt.Errorf("%w: logs[%d] (%s %s) is a tail from byte %d, and the state has no point for it", ErrTailBase, i, lg.Format, lg.Register, lg.Offset)
+		}
 		if at != lg.Offset {
-			return fmt.Errorf("%w: logs[%d] (%s %s) is a tail from byte %d, the state stands at %d (-1: nowhere)", ErrTailBase, i, lg.Format, lg.Register, lg.Offset, at)
+			return fmt.Errorf("%w: logs[%d] (%s %s) is a tail from byte %d, the state stands at %d", ErrTailBase, i, lg.Format, lg.Register, lg.Offset, at)
 		}
 	}
 	return nil
@@ -383,6 +392,28 @@ func (s *Service) Options(m *Machine, nonce []byte, at time.Time) (verifier.Opti
 	return opts, nil
 }
 
+// policyDigest is the digest of the policy a machine of group is judged
+// under now, as a verdict records it (Outcome.Policy).
+func (s *Service) policyDigest(group string) (string, error) {
+	if s.cfg.Groups == nil {
+		return digestOf(nil), nil
+	}
+	p, err := s.cfg.Groups.Policy(group)
+	if err != nil {
+		return "", &inputError{err}
+	}
+	return digestOf(p), nil
+}
+
+// digestOf names a policy by its digest, "none" for no policy (as a
+// monitor state entry does).
+func digestOf(p *verifier.Policy) string {
+	if p == nil {
+		return "none"
+	}
+	return p.Digest.String()
+}
+
 // MonitorFor is the monitor state of m alone, from its row, parsed as
 // strictly as a state file.
 func MonitorFor(m *Machine) (*verifier.MonitorState, error) {
@@ -426,7 +457,7 @@ func (s *Service) judge(ctx context.Context, b *bundle.Bundle, m *Machine, at ti
 	if tailRefused(b, rep) {
 		return nil, fmt.Errorf("%w: %s", ErrTailBase, rep.Layers[rep.FailedLayer()].Failure.Reason)
 	}
-	out := &Outcome{Trusted: rep.Trusted, Line: rep.Verdict}
+	out := &Outcome{Trusted: rep.Trusted, Line: rep.Verdict, Policy: digestOf(opts.Policy)}
 	if out.Report, err = json.Marshal(rep); err != nil {
 		return nil, err
 	}

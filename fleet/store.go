@@ -8,6 +8,7 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -32,6 +33,11 @@ var (
 	// ErrConflict: the machine's row changed under the transaction (the
 	// version check failed); nothing was written.
 	ErrConflict = errors.New("machine state changed concurrently")
+	// ErrStaleVerdict: the bundle was judged before the machine was
+	// enrolled again with another pin, group, platform or trust, or under
+	// another policy than its group's now: that verdict is not answered
+	// again as the machine's.
+	ErrStaleVerdict = errors.New("the bundle was judged under an earlier enrolment or policy of the machine")
 )
 
 // Machine is one enrolled machine's row.
@@ -80,6 +86,10 @@ type Outcome struct {
 	Token   string
 	// State is the new entry; nil leaves the row as it is.
 	State []byte
+	// Policy is the digest of the policy the bundle was judged under
+	// ("none" without one), kept with the verdict: a replay is answered
+	// only while the machine's group has that policy.
+	Policy string
 }
 
 // Submission is a bundle to judge against a machine's row.
@@ -88,6 +98,10 @@ type Submission struct {
 	Bundle  string // SHA-256 hex of the bundle
 	Nonce   []byte
 	At      time.Time
+	// Policy, when set, gives the digest of the policy a machine of the
+	// group is judged under now: a recorded verdict of another policy is
+	// not replayed (ErrStaleVerdict).
+	Policy func(group string) (string, error)
 }
 
 // VerifyFunc judges a bundle from the machine's row, inside the transaction
@@ -97,7 +111,9 @@ type VerifyFunc func(ctx context.Context, m *Machine) (*Outcome, error)
 // Store holds the fleet's state. Both implementations share one schema.
 type Store interface {
 	// Enroll adds a machine, or replaces its group and key (its state is
-	// then dropped: a new key is a new machine).
+	// then dropped: a new key is a new machine). An enrolment that changes
+	// how the machine is judged (pin, group, platform, trust) ends the
+	// replay of the verdicts judged before it.
 	Enroll(ctx context.Context, m Machine) error
 	// IssueNonce stores a nonce usable once until expires.
 	IssueNonce(ctx context.Context, nonce []byte, expires time.Time) error
@@ -106,7 +122,9 @@ type Store interface {
 	// transaction. A bundle already judged for the machine gets its
 	// recorded verdict back (replayed true), nothing else is done.
 	Submit(ctx context.Context, s Submission, verify VerifyFunc) (v *Verdict, replayed bool, err error)
-	// Machine returns a machine's row and last verdict (nil before any).
+	// Machine returns a machine's row and last verdict under its current
+	// enrolment (nil before any: a verdict judged under an earlier pin,
+	// group, platform or trust is not the machine's last verdict).
 	Machine(ctx context.Context, id string) (*Machine, *Verdict, error)
 	// Machines lists the enrolled machines by id.
 	Machines(ctx context.Context) ([]Machine, error)
@@ -206,20 +224,27 @@ func (s *sqlStore) Enroll(ctx context.Context, m Machine) error {
 		return err
 	}
 	defer tx.Rollback()
-	var key, identity string
-	err = tx.QueryRowContext(ctx, s.q("SELECT key_pem, identity FROM machines WHERE id = ?"+s.d.forUpdate), m.ID).Scan(&key, &identity)
+	var key, identity, grp, platform string
+	var trust []byte
+	err = tx.QueryRowContext(ctx, s.q("SELECT key_pem, identity, grp, platform, trust FROM machines WHERE id = ?"+s.d.forUpdate), m.ID).Scan(&key, &identity, &grp, &platform, &trust)
 	now := time.Now().UTC()
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		_, err = tx.ExecContext(ctx, s.q("INSERT INTO machines (id, grp, platform, key_pem, identity, trust, state, version, updated) VALUES (?, ?, ?, ?, ?, ?, NULL, 0, ?)"),
 			m.ID, m.Group, m.Platform, m.KeyPEM, m.Identity, m.Trust, now)
+	case err == nil && key == m.KeyPEM && identity == m.Identity && grp == m.Group && platform == m.Platform && bytes.Equal(trust, m.Trust):
+		// The same enrolment again: nothing changes how it is judged.
+		_, err = tx.ExecContext(ctx, s.q("UPDATE machines SET updated = ? WHERE id = ?"), now, m.ID)
 	case err == nil && key == m.KeyPEM && identity == m.Identity:
-		_, err = tx.ExecContext(ctx, s.q("UPDATE machines SET grp = ?, platform = ?, trust = ?, updated = ? WHERE id = ?"), m.Group, m.Platform, m.Trust, now, m.ID)
+		// Judged differently from now on (group, trust): the state
+		// stays (the verifier uses an entry of another policy only to
+		// verify in full), the verdicts so far are not replayed.
+		_, err = tx.ExecContext(ctx, s.q("UPDATE machines SET grp = ?, platform = ?, trust = ?, enrolment = enrolment + 1, updated = ? WHERE id = ?"), m.Group, m.Platform, m.Trust, now, m.ID)
 	case err == nil:
 		// Another key or hardware: the state judged under the old one is
 		// not this machine's; the version goes on so no old verdict's
 		// version repeats.
-		_, err = tx.ExecContext(ctx, s.q("UPDATE machines SET grp = ?, platform = ?, key_pem = ?, identity = ?, trust = ?, state = NULL, version = version + 1, updated = ? WHERE id = ?"),
+		_, err = tx.ExecContext(ctx, s.q("UPDATE machines SET grp = ?, platform = ?, key_pem = ?, identity = ?, trust = ?, state = NULL, version = version + 1, enrolment = enrolment + 1, updated = ? WHERE id = ?"),
 			m.Group, m.Platform, m.KeyPEM, m.Identity, m.Trust, now, m.ID)
 	}
 	if err != nil {
@@ -270,9 +295,10 @@ func (s *sqlStore) IssueNonce(ctx context.Context, nonce []byte, expires time.Ti
 
 const verdictCols = "machine, bundle_sha256, trusted, line, at, advanced, from_version, report, token"
 
-func scanVerdict(sc interface{ Scan(...any) error }) (*Verdict, error) {
+// scanVerdict reads verdictCols, then into extra any further columns.
+func scanVerdict(sc interface{ Scan(...any) error }, extra ...any) (*Verdict, error) {
 	var v Verdict
-	err := sc.Scan(&v.Machine, &v.Bundle, &v.Trusted, &v.Line, &v.At, &v.Advanced, &v.From, &v.Report, &v.Token)
+	err := sc.Scan(append([]any{&v.Machine, &v.Bundle, &v.Trusted, &v.Line, &v.At, &v.Advanced, &v.From, &v.Report, &v.Token}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -290,8 +316,9 @@ func (s *sqlStore) Submit(ctx context.Context, sub Submission, verify VerifyFunc
 	defer tx.Rollback()
 	m := Machine{ID: sub.Machine}
 	var state []byte
-	err = tx.QueryRowContext(ctx, s.q("SELECT grp, platform, key_pem, identity, trust, state, version, updated FROM machines WHERE id = ?"+s.d.forUpdate), sub.Machine).
-		Scan(&m.Group, &m.Platform, &m.KeyPEM, &m.Identity, &m.Trust, &state, &m.Version, &m.Updated)
+	var enrolment int64
+	err = tx.QueryRowContext(ctx, s.q("SELECT grp, platform, key_pem, identity, trust, state, version, enrolment, updated FROM machines WHERE id = ?"+s.d.forUpdate), sub.Machine).
+		Scan(&m.Group, &m.Platform, &m.KeyPEM, &m.Identity, &m.Trust, &state, &m.Version, &enrolment, &m.Updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, fmt.Errorf("%w: %q", ErrUnknownMachine, sub.Machine)
 	}
@@ -301,8 +328,25 @@ func (s *sqlStore) Submit(ctx context.Context, sub Submission, verify VerifyFunc
 	m.State = state
 	// Under the row lock: a second copy of a bundle sees the first's
 	// verdict once that has committed.
-	v, err := scanVerdict(tx.QueryRowContext(ctx, s.q("SELECT "+verdictCols+" FROM verdicts WHERE machine = ? AND bundle_sha256 = ?"), sub.Machine, sub.Bundle))
+	var judgedIn int64
+	var judgedBy string
+	v, err := scanVerdict(tx.QueryRowContext(ctx, s.q("SELECT "+verdictCols+", enrolment, policy FROM verdicts WHERE machine = ? AND bundle_sha256 = ?"), sub.Machine, sub.Bundle), &judgedIn, &judgedBy)
 	if err == nil {
+		if judgedIn != enrolment {
+			// Judged under what the machine was enrolled with before:
+			// another key or hardware, group or trust. That verdict is
+			// not the machine's answer any more.
+			return nil, false, fmt.Errorf("%w: machine %s: this bundle was judged under its enrolment %d, it is at %d: take a new challenge", ErrStaleVerdict, sub.Machine, judgedIn, enrolment)
+		}
+		if sub.Policy != nil {
+			cur, err := sub.Policy(m.Group)
+			if err != nil {
+				return nil, false, err
+			}
+			if cur != judgedBy {
+				return nil, false, fmt.Errorf("%w: machine %s: this bundle was judged under policy %q, its group %s has %s now: take a new challenge", ErrStaleVerdict, sub.Machine, judgedBy, m.Group, cur)
+			}
+		}
 		return v, true, tx.Commit()
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
@@ -336,8 +380,8 @@ func (s *sqlStore) Submit(ctx context.Context, sub Submission, verify VerifyFunc
 		}
 		v.Advanced = true
 	}
-	_, err = tx.ExecContext(ctx, s.q("INSERT INTO verdicts ("+verdictCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-		v.Machine, v.Bundle, v.Trusted, v.Line, v.At, v.Advanced, v.From, v.Report, v.Token)
+	_, err = tx.ExecContext(ctx, s.q("INSERT INTO verdicts ("+verdictCols+", enrolment, policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+		v.Machine, v.Bundle, v.Trusted, v.Line, v.At, v.Advanced, v.From, v.Report, v.Token, enrolment, out.Policy)
 	if err != nil {
 		return nil, false, fmt.Errorf("record verdict: %w", err)
 	}
@@ -349,8 +393,9 @@ func (s *sqlStore) Submit(ctx context.Context, sub Submission, verify VerifyFunc
 
 func (s *sqlStore) Machine(ctx context.Context, id string) (*Machine, *Verdict, error) {
 	m := Machine{ID: id}
-	err := s.db.QueryRowContext(ctx, s.q("SELECT grp, platform, key_pem, identity, trust, state, version, updated FROM machines WHERE id = ?"), id).
-		Scan(&m.Group, &m.Platform, &m.KeyPEM, &m.Identity, &m.Trust, &m.State, &m.Version, &m.Updated)
+	var enrolment int64
+	err := s.db.QueryRowContext(ctx, s.q("SELECT grp, platform, key_pem, identity, trust, state, version, enrolment, updated FROM machines WHERE id = ?"), id).
+		Scan(&m.Group, &m.Platform, &m.KeyPEM, &m.Identity, &m.Trust, &m.State, &m.Version, &enrolment, &m.Updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, fmt.Errorf("%w: %q", ErrUnknownMachine, id)
 	}
@@ -358,7 +403,7 @@ func (s *sqlStore) Machine(ctx context.Context, id string) (*Machine, *Verdict, 
 		return nil, nil, err
 	}
 	m.Updated = m.Updated.UTC()
-	v, err := scanVerdict(s.db.QueryRowContext(ctx, s.q("SELECT "+verdictCols+" FROM verdicts WHERE machine = ? ORDER BY seq DESC LIMIT 1"), id))
+	v, err := scanVerdict(s.db.QueryRowContext(ctx, s.q("SELECT "+verdictCols+" FROM verdicts WHERE machine = ? AND enrolment = ? ORDER BY seq DESC LIMIT 1"), id, enrolment))
 	if errors.Is(err, sql.ErrNoRows) {
 		return &m, nil, nil
 	}

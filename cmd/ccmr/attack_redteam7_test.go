@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ccmr-dev/ccmr/internal/snpserdetest"
 )
 
 // Red team 7 against Trustee snp evidence (ccmr evidence import --trustee):
@@ -101,7 +103,11 @@ func le72(n *big.Int) []any {
 }
 
 func TestRedteam7TrusteeSNPKeys(t *testing.T) {
-	td := filepath.Join("..", "..", "bundle", "importer", "testdata", "trustee-snp")
+	// The sev crate's serde forms of the corpus's reports, written from
+	// the corpus at test time (internal/snpserdetest).
+	td := t.TempDir()
+	snpserdetest.Named(t, "trustee-v2-vcek").Write(t, td)
+	snpserdetest.Named(t, "trustee-v3-vlek").Write(t, td)
 	snpAt := []string{"--at", "2025-06-01T00:00:00Z"}
 	vcekFile := filepath.Join(td, "trustee-v2-vcek.sev6.1.json")
 	vlekFile := filepath.Join(td, "trustee-v3-vlek.sev6.1.json")

@@ -3,8 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"github.com/spf13/cobra"
 
 	"github.com/ccmr-dev/ccmr/bundle"
@@ -280,7 +288,7 @@ func hardwareTrust(p mr.Platform, snpCRL, collateral string, allowTCB []string, 
 // newAttestCmd is the agent side: fetch a challenge, quote (from the
 // device, or from the `ccmr serve` daemon where one runs), post.
 func newAttestCmd(g *globals) *cobra.Command {
-	var to, id, imaList, systemdLog, server string
+	var to, id, imaList, systemdLog, server, earPub string
 	var timeout time.Duration
 	var whole bool
 	cmd := &cobra.Command{
@@ -303,6 +311,16 @@ func newAttestCmd(g *globals) *cobra.Command {
 					if cmd.Flags().Changed(f) {
 						return usageError("--%s cannot be used through the daemon (%s): it decides what its bundles carry; --server %s works on the device directly", f, c.Socket(), noServer)
 					}
+				}
+			}
+			var pub crypto.PublicKey
+			if earPub != "" {
+				raw, err := readInputFile(ctx, earPub)
+				if err != nil {
+					return err
+				}
+				if pub, err = parseEARPublicKey(raw); err != nil {
+					return usageError("--ear-pub %s: %v", earPub, err)
 				}
 			}
 			base := strings.TrimSuffix(to, "/")
@@ -361,6 +379,14 @@ func newAttestCmd(g *globals) *cobra.Command {
 				// bundle's files are closed.
 				pr.CloseWithError(errors.New("request done"))
 				<-written
+				if err == nil && pub != nil {
+					// The answer travelled over a channel attest does not
+					// authenticate: only the verifier's signed EAR on this
+					// challenge's nonce and this machine decides.
+					if eerr := checkEAR(res, pub, nonce, id); eerr != nil {
+						return nil, &exitError{code: exitFail, err: fmt.Errorf("%s: %w", to, eerr)}
+					}
+				}
 				return &res, err
 			}
 			res, err := attempt(since)
@@ -374,6 +400,17 @@ func newAttestCmd(g *globals) *cobra.Command {
 			}
 			if err != nil {
 				return err
+			}
+			// The answer must be a verdict on the bundle just posted: one
+			// that names another machine is some other request's, and a
+			// replayed one an earlier bundle's (a bundle answering a fresh
+			// challenge was never judged before). Neither says anything
+			// about this machine now.
+			switch {
+			case res.Machine != id:
+				return &exitError{code: exitFail, err: fmt.Errorf("%s: the verifier's answer is a verdict on machine %q, not %q", to, termsafe.String(res.Machine), id)}
+			case res.Replayed:
+				return &exitError{code: exitFail, err: fmt.Errorf("%s: the verifier's answer is a replayed verdict on an earlier bundle, not on the one posted", to)}
 			}
 			if g.json() {
 				err = writeJSON(g.stdout, res)
@@ -396,6 +433,7 @@ func newAttestCmd(g *globals) *cobra.Command {
 	fl.StringVar(&systemdLog, "systemd-log", cel.SystemdLogPath, "systemd's measurement log to include on a TPM (\"\" for none)")
 	fl.DurationVar(&timeout, "timeout", 5*time.Minute, "give up after this long")
 	fl.BoolVar(&whole, "whole", false, "send the whole logs, not their tails past where the verifier's monitor state stands")
+	fl.StringVar(&earPub, "ear-pub", "", "the verifier's EAR public key (PEM): trust only an answer whose EAR it signed, on this challenge's nonce and this machine (the verifier runs with --ear-key)")
 	addServerFlag(cmd, &server)
 	return cmd
 }
@@ -513,6 +551,68 @@ func call(ctx context.Context, method, target string, body io.Reader, out any) e
 	}
 	if dec.More() {
 		return errors.New(target + ": answer: more than one JSON value")
+	}
+	return nil
+}
+
+// parseEARPublicKey reads the verifier's EAR public key: one PEM PUBLIC KEY
+// block, ECDSA P-256 or P-384 or Ed25519 (the keys ear.ParseKey signs with).
+func parseEARPublicKey(raw []byte) (crypto.PublicKey, error) {
+	blk, rest := pem.Decode(raw)
+	if blk == nil || blk.Type != "PUBLIC KEY" || len(bytes.TrimSpace(rest)) != 0 {
+		return nil, errors.New("want one PEM PUBLIC KEY block")
+	}
+	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	switch k := k.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
+			return nil, errors.New("an ECDSA key that is not P-256 or P-384")
+		}
+	case ed25519.PublicKey:
+	default:
+		return nil, fmt.Errorf("a %T key: want ECDSA P-256, P-384 or Ed25519", k)
+	}
+	return k, nil
+}
+
+// checkEAR holds the verifier's answer to its EAR: the token must verify
+// under pub, state the challenge's nonce, judge machine id (the report's
+// bundle name, which the service sets to the machine), and say what the
+// answer says: trusted exactly when its one appraisal is affirming or a
+// warning. An answer without a token fails.
+func checkEAR(res fleet.Result, pub crypto.PublicKey, nonce []byte, id string) error {
+	if res.EAR == "" {
+		return errors.New("the answer carries no EAR, and --ear-pub wants one")
+	}
+	jws, err := jose.ParseSigned(res.EAR, []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.EdDSA})
+	if err != nil {
+		return fmt.Errorf("EAR: %w", err)
+	}
+	payload, err := jws.Verify(pub)
+	if err != nil {
+		return fmt.Errorf("EAR: not signed by the --ear-pub key: %w", err)
+	}
+	var claims ear.Result
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return fmt.Errorf("EAR: claims: %w", err)
+	}
+	if want := base64.RawURLEncoding.EncodeToString(nonce); claims.Nonce != want {
+		return fmt.Errorf("EAR: eat_nonce %q is not this challenge's %q", termsafe.String(claims.Nonce), want)
+	}
+	if len(claims.Submods) != 1 {
+		return fmt.Errorf("EAR: %d appraisals, want 1", len(claims.Submods))
+	}
+	for _, a := range claims.Submods {
+		if a == nil || a.Report == nil || a.Report.Bundle != id {
+			return fmt.Errorf("EAR: the appraisal is not of machine %q", id)
+		}
+		trusted := a.Status == ear.StatusAffirming || a.Status == ear.StatusWarning
+		if trusted != res.Trusted || trusted != a.Report.Trusted {
+			return fmt.Errorf("EAR: status %q, the answer says trusted %v", termsafe.String(string(a.Status)), res.Trusted)
+		}
 	}
 	return nil
 }
