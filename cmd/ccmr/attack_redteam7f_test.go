@@ -178,7 +178,16 @@ func TestRedteam7f_AttestEARAgainstManInTheMiddle(t *testing.T) {
 		code, _, _ := fleetCLI(t, ctx, args...)
 		return code
 	}
-	// The verifier's own answers.
+	// The verifier's own answers. Without --ear-pub over plain HTTP the
+	// verdict is printed with a warning that nothing authenticated it;
+	// with it, without.
+	warn := "the verdict is not authenticated"
+	if code, _, e := fleetCLI(t, ctx, "--device", dev, "attest", "--whole", "--to", proxy.URL, "--machine", "m1", "--ima-log", "", "--systemd-log", ""); code != 0 || !strings.Contains(e, warn) {
+		t.Fatalf("m1 over plain HTTP without --ear-pub: exit %d, stderr %q: want 0 and the warning", code, e)
+	}
+	if code, _, e := fleetCLI(t, ctx, "--device", dev, "attest", "--whole", "--to", proxy.URL, "--machine", "m1", "--ima-log", "", "--systemd-log", "", "--ear-pub", earPub); code != 0 || strings.Contains(e, warn) {
+		t.Fatalf("m1 with --ear-pub: exit %d, stderr %q: want 0 and no warning", code, e)
+	}
 	if code := attest("m1", true); code != 0 {
 		t.Fatalf("m1, trusted, its EAR checked: exit %d", code)
 	}

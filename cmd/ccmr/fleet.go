@@ -412,6 +412,12 @@ func newAttestCmd(g *globals) *cobra.Command {
 			case res.Replayed:
 				return &exitError{code: exitFail, err: fmt.Errorf("%s: the verifier's answer is a replayed verdict on an earlier bundle, not on the one posted", to)}
 			}
+			if pub == nil && strings.HasPrefix(strings.ToLower(to), "http://") {
+				// Nothing authenticated the answer: anyone on the path
+				// could have written it. Said, not refused: an operator
+				// on loopback or a private network may accept that.
+				tprintf(g.stderr, "ccmr: warning: %s answered over plain HTTP and no --ear-pub checks its EAR: the verdict is not authenticated\n", termsafe.String(to))
+			}
 			if g.json() {
 				err = writeJSON(g.stdout, res)
 			} else {
