@@ -288,9 +288,9 @@ func hardwareTrust(p mr.Platform, snpCRL, collateral string, allowTCB []string, 
 // newAttestCmd is the agent side: fetch a challenge, quote (from the
 // device, or from the `ccmr serve` daemon where one runs), post.
 func newAttestCmd(g *globals) *cobra.Command {
-	var to, id, imaList, systemdLog, server, earPub string
+	a := &attester{g: g}
+	var server, earPub string
 	var timeout time.Duration
-	var whole bool
 	cmd := &cobra.Command{
 		Use:   "attest --to URL --machine ID [--server SOCKET]",
 		Short: "Take a challenge from a fleet verifier, quote it (through ccmr serve with --server) and post the bundle; exit 0 trusted, 1 not trusted",
@@ -298,150 +298,180 @@ func newAttestCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			if to == "" || id == "" {
+			if a.to == "" || a.id == "" {
 				return usageError("--to and --machine are required")
 			}
-			c, err := g.serverClient(server)
-			if err != nil {
+			var err error
+			if a.server, err = g.serverClient(server); err != nil {
 				return err
 			}
-			if c != nil {
-				defer c.Close()
+			if a.server != nil {
+				defer a.server.Close()
 				for _, f := range []string{"ima-log", "systemd-log"} {
 					if cmd.Flags().Changed(f) {
-						return usageError("--%s cannot be used through the daemon (%s): it decides what its bundles carry; --server %s works on the device directly", f, c.Socket(), noServer)
+						return usageError("--%s cannot be used through the daemon (%s): it decides what its bundles carry; --server %s works on the device directly", f, a.server.Socket(), noServer)
 					}
 				}
 			}
-			var pub crypto.PublicKey
 			if earPub != "" {
 				raw, err := readInputFile(ctx, earPub)
 				if err != nil {
 					return err
 				}
-				if pub, err = parseEARPublicKey(raw); err != nil {
+				if a.pub, err = parseEARPublicKey(raw); err != nil {
 					return usageError("--ear-pub %s: %v", earPub, err)
 				}
 			}
-			base := strings.TrimSuffix(to, "/")
-			// Where the verifier's monitor stands for this machine: the
-			// logs need only their tails from there. Without a state (or
-			// with --whole) the logs go whole.
-			var since *tail.Since
-			if !whole {
-				var view fleet.MachineView
-				var se *statusError
-				err := call(ctx, http.MethodGet, base+"/v1/machines/"+url.PathEscape(id), nil, &view)
-				// An unknown machine: its evidence is refused (404) below,
-				// where the service counts the refusal.
-				if err != nil && !(errors.As(err, &se) && se.status == http.StatusNotFound) {
-					return err
-				}
-				if view.Since != nil && view.Since.Machine == id {
-					// Read as strictly as a since file (no negative
-					// offset, no register twice); one that is not is
-					// no reason to fail: the whole logs are sent.
-					raw, merr := view.Since.Marshal()
-					if since, merr = tail.ParseSince(raw); merr != nil {
-						since = nil
-						fmt.Fprintf(g.stderr, "ccmr: %s: the verifier's since: %s: sending the whole logs\n", termsafe.String(id), termsafe.String(merr.Error()))
-					}
-				}
-			}
-			attempt := func(since *tail.Since) (*fleet.Result, error) {
-				var ch fleet.Challenge
-				if err := call(ctx, http.MethodPost, base+"/v1/challenge", nil, &ch); err != nil {
-					return nil, err
-				}
-				nonce, err := hex.DecodeString(ch.Nonce)
-				if err != nil || len(nonce) == 0 {
-					return nil, fmt.Errorf("%s: challenge nonce %q is no hex", to, termsafe.String(ch.Nonce))
-				}
-				var b *bundle.Bundle
-				if c != nil {
-					b, err = quoteFromServer(ctx, c, nonce, since)
-				} else {
-					b, err = g.quoteFromDevice(ctx, nonce, collect.Options{IMAList: imaList, NoIMA: imaList == "",
-						SystemdLog: systemdLog, NoSystemdLog: systemdLog == "", Since: since,
-						Warn: func(m string) { fmt.Fprintf(g.stderr, "ccmr: %s\n", termsafe.String(m)) }})
-				}
-				if err != nil {
-					return nil, err
-				}
-				defer b.Close()
-				// Streamed: the logs go from their files to the request.
-				pr, pw := io.Pipe()
-				written := make(chan struct{})
-				go func() { pw.CloseWithError(b.WriteArchive(ctx, pw)); close(written) }()
-				var res fleet.Result
-				err = call(ctx, http.MethodPost, base+"/v1/machines/"+url.PathEscape(id)+"/evidence", pr, &res)
-				// A writer the request stopped reading ends before the
-				// bundle's files are closed.
-				pr.CloseWithError(errors.New("request done"))
-				<-written
-				if err == nil && pub != nil {
-					// The answer travelled over a channel attest does not
-					// authenticate: only the verifier's signed EAR on this
-					// challenge's nonce and this machine decides.
-					if eerr := checkEAR(res, pub, nonce, id); eerr != nil {
-						return nil, &exitError{code: exitFail, err: fmt.Errorf("%s: %w", to, eerr)}
-					}
-				}
-				return &res, err
-			}
-			res, err := attempt(since)
-			var se *statusError
-			if since != nil && errors.As(err, &se) && se.status == http.StatusConflict {
-				// The state moved (another agent, a restored backup, a
-				// new boot or policy): the whole logs, which are always
-				// judged, with a new challenge.
-				g.verbosef("tails refused (%v): sending the whole logs", err)
-				res, err = attempt(nil)
-			}
-			if err != nil {
-				return err
-			}
-			// The answer must be a verdict on the bundle just posted: one
-			// that names another machine is some other request's, and a
-			// replayed one an earlier bundle's (a bundle answering a fresh
-			// challenge was never judged before). Neither says anything
-			// about this machine now.
-			switch {
-			case res.Machine != id:
-				return &exitError{code: exitFail, err: fmt.Errorf("%s: the verifier's answer is a verdict on machine %q, not %q", to, termsafe.String(res.Machine), id)}
-			case res.Replayed:
-				return &exitError{code: exitFail, err: fmt.Errorf("%s: the verifier's answer is a replayed verdict on an earlier bundle, not on the one posted", to)}
-			}
-			if pub == nil && strings.HasPrefix(strings.ToLower(to), "http://") {
-				// Nothing authenticated the answer: anyone on the path
-				// could have written it. Said, not refused: an operator
-				// on loopback or a private network may accept that.
-				tprintf(g.stderr, "ccmr: warning: %s answered over plain HTTP and no --ear-pub checks its EAR: the verdict is not authenticated\n", termsafe.String(to))
-			}
-			if g.json() {
-				err = writeJSON(g.stdout, res)
-			} else {
-				_, err = fmt.Fprintf(g.stdout, "%s: %s\n", termsafe.String(id), termsafe.String(res.Verdict))
-			}
-			if err != nil {
-				return err
-			}
-			if !res.Trusted {
-				return &exitError{code: exitFail, err: fmt.Errorf("%s: not trusted", id)}
-			}
-			return nil
+			a.base = strings.TrimSuffix(a.to, "/")
+			return a.run(ctx)
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&to, "to", "", "fleet verifier base URL (http://host:port)")
-	fl.StringVar(&id, "machine", "", "this machine's id at the verifier")
-	fl.StringVar(&imaList, "ima-log", vmr.DefaultIMAList, "binary IMA list to include when readable (\"\" for none)")
-	fl.StringVar(&systemdLog, "systemd-log", cel.SystemdLogPath, "systemd's measurement log to include on a TPM (\"\" for none)")
+	fl.StringVar(&a.to, "to", "", "fleet verifier base URL (http://host:port)")
+	fl.StringVar(&a.id, "machine", "", "this machine's id at the verifier")
+	fl.StringVar(&a.imaList, "ima-log", vmr.DefaultIMAList, "binary IMA list to include when readable (\"\" for none)")
+	fl.StringVar(&a.systemdLog, "systemd-log", cel.SystemdLogPath, "systemd's measurement log to include on a TPM (\"\" for none)")
 	fl.DurationVar(&timeout, "timeout", 5*time.Minute, "give up after this long")
-	fl.BoolVar(&whole, "whole", false, "send the whole logs, not their tails past where the verifier's monitor state stands")
+	fl.BoolVar(&a.whole, "whole", false, "send the whole logs, not their tails past where the verifier's monitor state stands")
 	fl.StringVar(&earPub, "ear-pub", "", "the verifier's EAR public key (PEM): trust only an answer whose EAR it signed, on this challenge's nonce and this machine (the verifier runs with --ear-key)")
 	addServerFlag(cmd, &server)
 	return cmd
+}
+
+// attester is one `ccmr attest`: its flags, the daemon's client (nil: the
+// device) and the verifier's EAR key (nil: the channel is trusted).
+type attester struct {
+	g                                 *globals
+	to, base, id, imaList, systemdLog string
+	whole                             bool
+	server                            *client.Client
+	pub                               crypto.PublicKey
+}
+
+// run takes a challenge, posts a bundle for it (tails where the verifier's
+// monitor stands, the whole logs when it refuses them) and judges the
+// answer.
+func (a *attester) run(ctx context.Context) error {
+	g := a.g
+	var since *tail.Since
+	if !a.whole {
+		var err error
+		if since, err = a.since(ctx); err != nil {
+			return err
+		}
+	}
+	res, err := a.attempt(ctx, since)
+	var se *statusError
+	if since != nil && errors.As(err, &se) && se.status == http.StatusConflict {
+		// The state moved (another agent, a restored backup, a new boot
+		// or policy): the whole logs, which are always judged, with a
+		// new challenge.
+		g.verbosef("tails refused (%v): sending the whole logs", err)
+		res, err = a.attempt(ctx, nil)
+	}
+	if err != nil {
+		return err
+	}
+	// The answer must be a verdict on the bundle just posted: one that
+	// names another machine is some other request's, and a replayed one
+	// an earlier bundle's (a bundle answering a fresh challenge was never
+	// judged before). Neither says anything about this machine now.
+	switch {
+	case res.Machine != a.id:
+		return &exitError{code: exitFail, err: fmt.Errorf("%s: the verifier's answer is a verdict on machine %q, not %q", a.to, termsafe.String(res.Machine), a.id)}
+	case res.Replayed:
+		return &exitError{code: exitFail, err: fmt.Errorf("%s: the verifier's answer is a replayed verdict on an earlier bundle, not on the one posted", a.to)}
+	}
+	if a.pub == nil && strings.HasPrefix(strings.ToLower(a.to), "http://") {
+		// Nothing authenticated the answer: anyone on the path could
+		// have written it. Said, not refused: an operator on loopback or
+		// a private network may accept that.
+		tprintf(g.stderr, "ccmr: warning: %s answered over plain HTTP and no --ear-pub checks its EAR: the verdict is not authenticated\n", termsafe.String(a.to))
+	}
+	if g.json() {
+		err = writeJSON(g.stdout, res)
+	} else {
+		_, err = fmt.Fprintf(g.stdout, "%s: %s\n", termsafe.String(a.id), termsafe.String(res.Verdict))
+	}
+	if err != nil {
+		return err
+	}
+	if !res.Trusted {
+		return &exitError{code: exitFail, err: fmt.Errorf("%s: not trusted", a.id)}
+	}
+	return nil
+}
+
+// since is where the verifier's monitor stands for this machine: the logs
+// need only their tails from there. Nil (the whole logs) when it has no
+// state, or one that does not read strictly as a since file.
+func (a *attester) since(ctx context.Context) (*tail.Since, error) {
+	var view fleet.MachineView
+	var se *statusError
+	err := call(ctx, http.MethodGet, a.base+"/v1/machines/"+url.PathEscape(a.id), nil, &view)
+	// An unknown machine: its evidence is refused (404) by the post,
+	// where the service counts the refusal.
+	if err != nil && !(errors.As(err, &se) && se.status == http.StatusNotFound) {
+		return nil, err
+	}
+	if view.Since == nil || view.Since.Machine != a.id {
+		return nil, nil
+	}
+	// Read as strictly as a since file (no negative offset, no register
+	// twice); one that is not is no reason to fail: the whole logs go.
+	raw, err := view.Since.Marshal()
+	since, err := tail.ParseSince(raw)
+	if err != nil {
+		fmt.Fprintf(a.g.stderr, "ccmr: %s: the verifier's since: %s: sending the whole logs\n", termsafe.String(a.id), termsafe.String(err.Error()))
+		return nil, nil
+	}
+	return since, nil
+}
+
+// attempt takes a challenge, quotes it (the logs' tails past since, or
+// whole when since is nil) and posts the bundle; with --ear-pub the answer
+// counts only if its EAR says so.
+func (a *attester) attempt(ctx context.Context, since *tail.Since) (*fleet.Result, error) {
+	g := a.g
+	var ch fleet.Challenge
+	if err := call(ctx, http.MethodPost, a.base+"/v1/challenge", nil, &ch); err != nil {
+		return nil, err
+	}
+	nonce, err := hex.DecodeString(ch.Nonce)
+	if err != nil || len(nonce) == 0 {
+		return nil, fmt.Errorf("%s: challenge nonce %q is no hex", a.to, termsafe.String(ch.Nonce))
+	}
+	var b *bundle.Bundle
+	if a.server != nil {
+		b, err = quoteFromServer(ctx, a.server, nonce, since)
+	} else {
+		b, err = g.quoteFromDevice(ctx, nonce, collect.Options{IMAList: a.imaList, NoIMA: a.imaList == "",
+			SystemdLog: a.systemdLog, NoSystemdLog: a.systemdLog == "", Since: since,
+			Warn: func(m string) { fmt.Fprintf(g.stderr, "ccmr: %s\n", termsafe.String(m)) }})
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	// Streamed: the logs go from their files to the request.
+	pr, pw := io.Pipe()
+	written := make(chan struct{})
+	go func() { pw.CloseWithError(b.WriteArchive(ctx, pw)); close(written) }()
+	var res fleet.Result
+	err = call(ctx, http.MethodPost, a.base+"/v1/machines/"+url.PathEscape(a.id)+"/evidence", pr, &res)
+	// A writer the request stopped reading ends before the bundle's files
+	// are closed.
+	pr.CloseWithError(errors.New("request done"))
+	<-written
+	if err == nil && a.pub != nil {
+		// The answer travelled over a channel attest does not
+		// authenticate: only the verifier's signed EAR on this
+		// challenge's nonce and this machine decides.
+		if eerr := checkEAR(res, a.pub, nonce, a.id); eerr != nil {
+			return nil, &exitError{code: exitFail, err: fmt.Errorf("%s: %w", a.to, eerr)}
+		}
+	}
+	return &res, err
 }
 
 // quoteFromDevice collects a bundle for nonce from the device and the
