@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -103,11 +104,20 @@ func TestFleetBench(t *testing.T) {
 	var lat []time.Duration
 	var refusedAfterKill atomic.Int64
 	one := func(g *guest) {
-		for try := 0; try < 5; try++ {
+		// A guest whose request met the killed replica (refused, reset,
+		// or not yet listening again) sends anew, a little later, as an
+		// agent retrying would; what every try met is reported if none
+		// is acknowledged.
+		var met []string
+		for try := 0; try < 20; try++ {
+			if try > 0 {
+				time.Sleep(50 * time.Millisecond)
+			}
 			r := pick()
 			n, err := r.challengeErr()
 			if err != nil {
 				refusedAfterKill.Add(1)
+				met = append(met, "challenge: "+err.Error())
 				continue
 			}
 			b := g.evidence(t, n, false)
@@ -119,6 +129,7 @@ func TestFleetBench(t *testing.T) {
 			if err != nil || code != 200 {
 				// A killed replica: not acknowledged; the guest sends anew.
 				refusedAfterKill.Add(1)
+				met = append(met, fmt.Sprintf("evidence: %d %v", code, err))
 				continue
 			}
 			d := time.Since(t0)
@@ -128,7 +139,7 @@ func TestFleetBench(t *testing.T) {
 			mu.Unlock()
 			return
 		}
-		t.Errorf("%s: no replica answered", g.id)
+		t.Errorf("%s: no replica answered in 20 tries: %s", g.id, strings.Join(met, "; "))
 	}
 	t0 := time.Now()
 	for r := 0; r < rounds; r++ {
