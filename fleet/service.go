@@ -12,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -340,7 +339,7 @@ func tailRefused(b *bundle.Bundle, rep *verifier.Report) bool {
 		return false
 	}
 	for _, l := range rep.Layers {
-		if f := l.Failure; f != nil && l.Layer == 1 && strings.HasPrefix(f.Reason, "the log is a tail from byte ") {
+		if l.Failure.TailRefused() {
 			return true
 		}
 	}

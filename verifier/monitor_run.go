@@ -125,7 +125,7 @@ func (r *run) checkTails() error {
 		}
 		tailFail := func(why string) error {
 			return &failError{&Failure{Log: name, Record: -1, Offset: lg.Offset, Register: lg.Register,
-				Reason: fmt.Sprintf("the log is a tail from byte %d: %s", lg.Offset, why)}}
+				Reason: fmt.Sprintf("the log is a tail from byte %d: %s", lg.Offset, why), tail: true}}
 		}
 		if lg.Offset < 0 {
 			return tailFail("a negative offset")

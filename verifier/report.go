@@ -77,7 +77,18 @@ type Failure struct {
 	Expected string `json:"expected,omitempty"`
 	Computed string `json:"computed,omitempty"`
 	Reason   string `json:"reason"`
+
+	// tail marks the refusal of a tail the monitor state does not hold
+	// the head of (checkTails): the sender's base is not the state's.
+	tail bool
 }
+
+// TailRefused reports whether f refuses a log sent as a tail because the
+// monitor state in use does not hold its head (or holds it elsewhere): a
+// statement about the sender's base, not about the machine, which a
+// service may answer by asking for the whole logs. It is not kept in the
+// JSON report.
+func (f *Failure) TailRefused() bool { return f != nil && f.tail }
 
 func newReport(b *bundle.Bundle, name string) *Report {
 	r := &Report{Format: "ccmr-verify-report/v1", Bundle: name, Platform: string(b.Platform), Verdict: "NOT TRUSTED"}
