@@ -38,7 +38,6 @@ import (
 	"github.com/ccmr-dev/ccmr/verifier"
 	"github.com/ccmr-dev/ccmr/verifier/ear"
 	"github.com/ccmr-dev/ccmr/verifier/simverify"
-	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 	"github.com/ccmr-dev/ccmr/vmr"
 )
@@ -265,20 +264,10 @@ func hardwareTrust(p mr.Platform, snpCRL, collateral string, allowTCB []string, 
 	if err := loadTrust(&o, nil, nil, snpCRL, ""); err != nil {
 		return nil, err
 	}
-	tr := fleet.Trust{SNPCRL: o.SNPCRL, AllowMissingCollateral: allowMissing}
-	if collateral != "" {
-		var err error
-		if tr.TDXCollateral, err = os.ReadFile(collateral); err != nil {
-			return nil, &exitError{code: exitUsage, err: err}
-		}
-		if _, err := tdxverify.ParseCollateral(tr.TDXCollateral); err != nil {
-			return nil, usageError("--collateral %s: %v", collateral, err)
-		}
+	if err := loadTDXTrust(&o, collateral, allowTCB); err != nil {
+		return nil, err
 	}
-	if _, err := tdxverify.AllowedStatuses(allowTCB); err != nil {
-		return nil, usageError("--allow-tcb: %v", err)
-	}
-	tr.AllowedTCB = allowTCB
+	tr := fleet.Trust{SNPCRL: o.SNPCRL, TDXCollateral: o.TDXCollateral, AllowedTCB: o.AllowedTCB, AllowMissingCollateral: allowMissing}
 	if tr.SNPCRL == nil && tr.TDXCollateral == nil && len(tr.AllowedTCB) == 0 && !tr.AllowMissingCollateral {
 		return nil, nil
 	}

@@ -23,7 +23,6 @@ import (
 	"github.com/ccmr-dev/ccmr/eventlog/logfile"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier"
-	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 )
 
 // trustFlags are the trust options of `ccmr verify` that `evidence show`
@@ -90,19 +89,8 @@ func (t *trustFlags) options(name string) (verifier.Options, error) {
 	if err := loadTrust(&o, t.trustKeys, t.simKeys, t.snpCRL, t.roots); err != nil {
 		return o, err
 	}
-	if t.collateral != "" {
-		if o.TDXCollateral, err = os.ReadFile(t.collateral); err != nil {
-			return o, &exitError{code: exitUsage, err: err}
-		}
-		if _, err := tdxverify.ParseCollateral(o.TDXCollateral); err != nil {
-			return o, usageError("--collateral %s: %v", t.collateral, err)
-		}
-	}
-	if _, err := tdxverify.AllowedStatuses(t.allowTCB); err != nil {
-		return o, usageError("--allow-tcb: %v", err)
-	}
-	o.AllowedTCB = t.allowTCB
-	return o, nil
+	err = loadTDXTrust(&o, t.collateral, t.allowTCB)
+	return o, err
 }
 
 // verifyBundle opens a bundle (a file, or "-" for standard input) and

@@ -7,6 +7,7 @@ import (
 	"github.com/ccmr-dev/ccmr/verifier"
 	"github.com/ccmr-dev/ccmr/verifier/simverify"
 	"github.com/ccmr-dev/ccmr/verifier/snpverify"
+	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 	"github.com/ccmr-dev/ccmr/verifier/tpmverify"
 )
 
@@ -59,5 +60,25 @@ func loadTrust(o *verifier.Options, trustKeys, simKeys []string, snpCRL, roots s
 			o.AKRoots.AddCert(c)
 		}
 	}
+	return nil
+}
+
+// loadTDXTrust reads --collateral (Intel PCS QuoteCollateralV3 JSON, checked
+// to parse) into o and checks the --allow-tcb statuses, as every command
+// that takes them does.
+func loadTDXTrust(o *verifier.Options, collateral string, allowTCB []string) error {
+	if collateral != "" {
+		var err error
+		if o.TDXCollateral, err = os.ReadFile(collateral); err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+		if _, err := tdxverify.ParseCollateral(o.TDXCollateral); err != nil {
+			return usageError("--collateral %s: %v", collateral, err)
+		}
+	}
+	if _, err := tdxverify.AllowedStatuses(allowTCB); err != nil {
+		return usageError("--allow-tcb: %v", err)
+	}
+	o.AllowedTCB = allowTCB
 	return nil
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/ccmr-dev/ccmr/bundle"
 	"github.com/ccmr-dev/ccmr/mr"
 	"github.com/ccmr-dev/ccmr/verifier"
-	"github.com/ccmr-dev/ccmr/verifier/tdxverify"
 )
 
 func newVerifyCmd(g *globals) *cobra.Command {
@@ -175,21 +174,7 @@ func (v *verifyCmd) loadKeys(context.Context) error {
 
 // loadCollateral reads --collateral and checks --allow-tcb.
 func (v *verifyCmd) loadCollateral(context.Context) error {
-	opts := &v.opts
-	if v.collateral != "" {
-		var err error
-		if opts.TDXCollateral, err = os.ReadFile(v.collateral); err != nil {
-			return &exitError{code: exitUsage, err: err}
-		}
-		if _, err := tdxverify.ParseCollateral(opts.TDXCollateral); err != nil {
-			return usageError("--collateral %s: %v", v.collateral, err)
-		}
-	}
-	if _, err := tdxverify.AllowedStatuses(v.allowTCB); err != nil {
-		return usageError("--allow-tcb: %v", err)
-	}
-	opts.AllowedTCB = v.allowTCB
-	return nil
+	return loadTDXTrust(&v.opts, v.collateral, v.allowTCB)
 }
 
 // loadAppLogs reads the --app-log files, one per virtual register.
