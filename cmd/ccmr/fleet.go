@@ -4,14 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/spf13/cobra"
 
 	"github.com/ccmr-dev/ccmr/bundle"
@@ -307,7 +301,7 @@ func newAttestCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if a.pub, err = parseEARPublicKey(raw); err != nil {
+				if a.pub, err = ear.ParsePublicKey(raw); err != nil {
 					return usageError("--ear-pub %s: %v", earPub, err)
 				}
 			}
@@ -580,29 +574,6 @@ func call(ctx context.Context, method, target string, body io.Reader, out any) e
 	return nil
 }
 
-// parseEARPublicKey reads the verifier's EAR public key: one PEM PUBLIC KEY
-// block, ECDSA P-256 or P-384 or Ed25519 (the keys ear.ParseKey signs with).
-func parseEARPublicKey(raw []byte) (crypto.PublicKey, error) {
-	blk, rest := pem.Decode(raw)
-	if blk == nil || blk.Type != "PUBLIC KEY" || len(bytes.TrimSpace(rest)) != 0 {
-		return nil, errors.New("want one PEM PUBLIC KEY block")
-	}
-	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	switch k := k.(type) {
-	case *ecdsa.PublicKey:
-		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
-			return nil, errors.New("an ECDSA key that is not P-256 or P-384")
-		}
-	case ed25519.PublicKey:
-	default:
-		return nil, fmt.Errorf("a %T key: want ECDSA P-256, P-384 or Ed25519", k)
-	}
-	return k, nil
-}
-
 // checkEAR holds the verifier's answer to its EAR: the token must verify
 // under pub, state the challenge's nonce, judge machine id (the report's
 // bundle name, which the service sets to the machine), and say what the
@@ -612,17 +583,9 @@ func checkEAR(res fleet.Result, pub crypto.PublicKey, nonce []byte, id string) e
 	if res.EAR == "" {
 		return errors.New("the answer carries no EAR, and --ear-pub wants one")
 	}
-	jws, err := jose.ParseSigned(res.EAR, []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.EdDSA})
+	claims, err := ear.Verify(res.EAR, pub)
 	if err != nil {
-		return fmt.Errorf("EAR: %w", err)
-	}
-	payload, err := jws.Verify(pub)
-	if err != nil {
-		return fmt.Errorf("EAR: not signed by the --ear-pub key: %w", err)
-	}
-	var claims ear.Result
-	if err := json.Unmarshal(payload, &claims); err != nil {
-		return fmt.Errorf("EAR: claims: %w", err)
+		return err
 	}
 	if want := base64.RawURLEncoding.EncodeToString(nonce); claims.Nonce != want {
 		return fmt.Errorf("EAR: eat_nonce %q is not this challenge's %q", termsafe.String(claims.Nonce), want)

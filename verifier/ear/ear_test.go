@@ -2,10 +2,12 @@ package ear_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -372,4 +374,63 @@ func FuzzParseKey(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// Verify reads back what Sign wrote, under the public half ParsePublicKey
+// reads, for every kind of key; a token signed by another key, or with a
+// changed payload, is refused; public keys of other kinds are refused.
+func TestVerifyWhatSignWrote(t *testing.T) {
+	c := newSim(t, []byte("fresh nonce 0006"))
+	rep := verify(t, c)
+	res, _ := appraisal(t, c.b, rep, c.opts)
+	other, err := ear.ParseKey(keys(t)["ES256"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPEM := func(k crypto.PublicKey) []byte {
+		der, err := x509.MarshalPKIXPublicKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	}
+	for name, pemb := range keys(t) {
+		k, err := ear.ParseKey(pemb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := ear.ParsePublicKey(pubPEM(k.Public()))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		tok, err := ear.Sign(res, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ear.Verify(tok, pub)
+		if err != nil || got.Nonce != res.Nonce || len(got.Submods) != 1 {
+			t.Fatalf("%s: Verify: %+v, %v", name, got, err)
+		}
+		if _, err := ear.Verify(tok, other.Public()); err == nil {
+			t.Fatalf("%s: verified under another key", name)
+		}
+		parts := strings.Split(tok, ".")
+		bad := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"eat_nonce":"x"}`)) + "." + parts[2]
+		if _, err := ear.Verify(bad, pub); err == nil {
+			t.Fatalf("%s: a changed payload verified", name)
+		}
+	}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p224, _ := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	for name, k := range map[string]crypto.PublicKey{"RSA": &rsaKey.PublicKey, "P-224": &p224.PublicKey} {
+		if _, err := ear.ParsePublicKey(pubPEM(k)); err == nil {
+			t.Errorf("%s public key accepted", name)
+		}
+	}
+	if _, err := ear.ParsePublicKey(append(pubPEM(other.Public()), pubPEM(other.Public())...)); err == nil {
+		t.Error("two PEM blocks accepted")
+	}
 }
