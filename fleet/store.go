@@ -293,6 +293,19 @@ func (s *sqlStore) IssueNonce(ctx context.Context, nonce []byte, expires time.Ti
 	return err
 }
 
+// machineCols are the columns of a machine's row scanMachine reads.
+const machineCols = "grp, platform, key_pem, identity, trust, state, version, enrolment, updated"
+
+// scanMachine reads machineCols into m (whose ID names the row) and
+// returns the machine's enrolment count; no row is ErrUnknownMachine.
+func scanMachine(row *sql.Row, m *Machine) (enrolment int64, err error) {
+	err = row.Scan(&m.Group, &m.Platform, &m.KeyPEM, &m.Identity, &m.Trust, &m.State, &m.Version, &enrolment, &m.Updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("%w: %q", ErrUnknownMachine, m.ID)
+	}
+	return enrolment, err
+}
+
 const verdictCols = "machine, bundle_sha256, trusted, line, at, advanced, from_version, report, token"
 
 // scanVerdict reads verdictCols, then into extra any further columns.
@@ -315,17 +328,10 @@ func (s *sqlStore) Submit(ctx context.Context, sub Submission, verify VerifyFunc
 	// is written.
 	defer tx.Rollback()
 	m := Machine{ID: sub.Machine}
-	var state []byte
-	var enrolment int64
-	err = tx.QueryRowContext(ctx, s.q("SELECT grp, platform, key_pem, identity, trust, state, version, enrolment, updated FROM machines WHERE id = ?"+s.d.forUpdate), sub.Machine).
-		Scan(&m.Group, &m.Platform, &m.KeyPEM, &m.Identity, &m.Trust, &state, &m.Version, &enrolment, &m.Updated)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, false, fmt.Errorf("%w: %q", ErrUnknownMachine, sub.Machine)
-	}
+	enrolment, err := scanMachine(tx.QueryRowContext(ctx, s.q("SELECT "+machineCols+" FROM machines WHERE id = ?"+s.d.forUpdate), sub.Machine), &m)
 	if err != nil {
 		return nil, false, err
 	}
-	m.State = state
 	// Under the row lock: a second copy of a bundle sees the first's
 	// verdict once that has committed.
 	var judgedIn int64
@@ -393,12 +399,7 @@ func (s *sqlStore) Submit(ctx context.Context, sub Submission, verify VerifyFunc
 
 func (s *sqlStore) Machine(ctx context.Context, id string) (*Machine, *Verdict, error) {
 	m := Machine{ID: id}
-	var enrolment int64
-	err := s.db.QueryRowContext(ctx, s.q("SELECT grp, platform, key_pem, identity, trust, state, version, enrolment, updated FROM machines WHERE id = ?"), id).
-		Scan(&m.Group, &m.Platform, &m.KeyPEM, &m.Identity, &m.Trust, &m.State, &m.Version, &enrolment, &m.Updated)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil, fmt.Errorf("%w: %q", ErrUnknownMachine, id)
-	}
+	enrolment, err := scanMachine(s.db.QueryRowContext(ctx, s.q("SELECT "+machineCols+" FROM machines WHERE id = ?"), id), &m)
 	if err != nil {
 		return nil, nil, err
 	}
